@@ -1,0 +1,15 @@
+"""xrcomplete: session-aware query autocompletion as extreme multi-label ranking.
+
+The hot paths live in Rust (``xrcomplete._core``); this package re-exports them with a Python API.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from xrcomplete._core import Trie
+
+try:
+    __version__ = version("xrcomplete")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = ["Trie", "__version__"]

@@ -1,0 +1,53 @@
+//! The one error type of the core. Each variant carries the facts needed to act on it; the Python
+//! bindings map the variants to specific exceptions.
+
+use thiserror::Error;
+
+/// Every failure the core can report. Input that reaches the core never panics; it ends here.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum Error {
+    /// A key or query that must not be empty was empty.
+    #[error("empty {what}: {why}")]
+    EmptyString {
+        /// What was empty ("key", "query", ...).
+        what: &'static str,
+        /// Why it is not allowed, in a few words.
+        why: &'static str,
+    },
+
+    /// A weight that is NaN or infinite, or a sum of weights that overflowed to infinity.
+    #[error("weight of {key:?} is {weight}; weights must be finite numbers")]
+    NonFiniteWeight {
+        /// The key the weight belongs to (cut to 80 characters).
+        key: String,
+        /// The offending value.
+        weight: f64,
+    },
+
+    /// A structure would exceed the limits of its 32-bit ids or offsets.
+    #[error("too large: {what} is {got}, the limit is {limit}")]
+    TooLarge {
+        /// What outgrew its limit.
+        what: &'static str,
+        /// The size that was asked for.
+        got: u64,
+        /// The largest size supported.
+        limit: u64,
+    },
+
+    /// Any other argument out of its domain.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+/// `Result` with the core's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Shortens `s` for an error message, on a character boundary.
+pub(crate) fn excerpt(s: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    match s.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}

@@ -1,0 +1,18 @@
+//! # xrcomplete-core
+//!
+//! The pure-Rust core of xrcomplete: session-aware query autocompletion framed as extreme
+//! multi-label ranking (XMR), PECOS-style. No Python here; the `xrcomplete-py` crate binds it.
+//!
+//! The types, by stage:
+//! - [`Trie`]: the label strings (previously seen queries) in lexicographic id order, so that a
+//!   prefix is a contiguous id range; ranked completions by weight (most-popular completion).
+//! - [`RangeTopK`]: the k heaviest ids in any id range, in time independent of the range's size.
+//! - [`Error`]: the one error type; no input reaching the core panics.
+
+mod error;
+mod topk;
+mod trie;
+
+pub use error::{Error, Result};
+pub use topk::RangeTopK;
+pub use trie::Trie;

@@ -1,0 +1,482 @@
+//! An arena trie over label strings, with ranked completions.
+//!
+//! Keys get ids in lexicographic order (the depth-first order of the trie), so the keys that start
+//! with a prefix form one contiguous id range: [`Trie::prefix_range`]. The model's candidates are
+//! filtered to a prefix with one comparison each, and the heaviest keys of a range come from
+//! [`RangeTopK`] without visiting the subtree.
+//!
+//! Layout: the keys, concatenated in id order, in one byte buffer; the weights by id; the nodes in
+//! one `Vec` (children of a node stored contiguously, sorted by their first character). A node
+//! exists where keys branch or end (unary chains are compressed, radix-trie style) and always at a
+//! character boundary, so a node's string is its parent's extended by at least one whole
+//! character. A node holds no bytes of its own: its edge label is read from the first key under it.
+
+use rayon::prelude::*;
+
+use crate::error::{excerpt, Error, Result};
+use crate::topk::RangeTopK;
+
+/// One trie node: the id range of the keys under it and where its children are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+struct Node {
+    /// Byte length of the node's string (the depth at which its edge ends).
+    depth: u32,
+    /// First character of the edge into this node (0 for the root).
+    first_char: u32,
+    /// Index of the first child in the arena.
+    first_child: u32,
+    /// Number of children (contiguous from `first_child`).
+    n_children: u32,
+    /// Ids of the keys under the node: `lo..hi`.
+    lo: u32,
+    hi: u32,
+}
+
+/// A set of weighted strings with prefix ranges and top-k completions.
+///
+/// Immutable once built, `Send + Sync`: one trie serves many threads without a lock.
+///
+/// ```
+/// use xrcomplete_core::Trie;
+/// let trie = Trie::new([("hotels", 3.0), ("hotwire", 2.0), ("house", 5.0), ("hotels", 1.0)])?;
+/// assert_eq!(trie.len(), 3);
+/// assert_eq!(trie.get("hotels"), Some(4.0)); // duplicate weights add up
+/// assert_eq!(trie.completions("hot", 10), vec![("hotels", 4.0), ("hotwire", 2.0)]);
+/// assert_eq!(trie.prefix_range("ho"), Some((0, 3)));
+/// assert_eq!(trie.prefix_range("x"), None);
+/// # Ok::<(), xrcomplete_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trie {
+    /// All keys, concatenated in id order.
+    bytes: Vec<u8>,
+    /// Key `i` is `bytes[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<u32>,
+    weights: RangeTopK,
+    nodes: Vec<Node>,
+}
+
+impl Trie {
+    /// Builds a trie from `(key, weight)` pairs. Weights of duplicate keys add up (in input
+    /// order). Errors: an empty key, a weight (or sum) that is not finite, or more keys or bytes
+    /// than 32-bit ids and offsets hold.
+    pub fn new<I, K>(items: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, f64)>,
+        K: AsRef<str> + Send,
+    {
+        let mut items: Vec<(K, f64)> = items.into_iter().collect();
+        for (key, weight) in &items {
+            check_item(key.as_ref(), *weight)?;
+        }
+        // Stable: duplicates stay in input order, so their sum is deterministic.
+        items.par_sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+
+        let mut keys: Vec<&str> = Vec::with_capacity(items.len());
+        let mut weights: Vec<f64> = Vec::with_capacity(items.len());
+        for (key, weight) in &items {
+            let key = key.as_ref();
+            match keys.last() {
+                Some(&last) if last == key => {
+                    let sum = weights.last_mut().expect("a weight per key");
+                    *sum += *weight;
+                    if !sum.is_finite() {
+                        return Err(Error::NonFiniteWeight {
+                            key: excerpt(key),
+                            weight: *sum,
+                        });
+                    }
+                }
+                _ => {
+                    keys.push(key);
+                    weights.push(*weight);
+                }
+            }
+        }
+        Self::from_sorted_unique(&keys, weights)
+    }
+
+    /// Builds from keys that are sorted, distinct and non-empty, with finite weights.
+    fn from_sorted_unique(keys: &[&str], weights: Vec<f64>) -> Result<Self> {
+        // Ids are u32 and the node arena holds at most 2 nodes per key (+ the root).
+        let max_keys = (u32::MAX / 2 - 1) as u64;
+        if keys.len() as u64 > max_keys {
+            return Err(Error::TooLarge {
+                what: "number of keys",
+                got: keys.len() as u64,
+                limit: max_keys,
+            });
+        }
+        let total: u64 = keys.iter().map(|k| k.len() as u64).sum();
+        if total > u32::MAX as u64 {
+            return Err(Error::TooLarge {
+                what: "total bytes of the keys",
+                got: total,
+                limit: u32::MAX as u64,
+            });
+        }
+        let mut bytes = Vec::with_capacity(total as usize);
+        let mut offsets = Vec::with_capacity(keys.len() + 1);
+        offsets.push(0u32);
+        for key in keys {
+            bytes.extend_from_slice(key.as_bytes());
+            offsets.push(bytes.len() as u32);
+        }
+        let nodes = build_nodes(keys);
+        Ok(Trie {
+            bytes,
+            offsets,
+            weights: RangeTopK::new(weights),
+            nodes,
+        })
+    }
+
+    /// Number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// True when the trie holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of nodes, the root included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The key with id `id`, or `None` past the end.
+    pub fn key(&self, id: u32) -> Option<&str> {
+        let id = id as usize;
+        if id >= self.len() {
+            return None;
+        }
+        Some(self.key_unchecked(id))
+    }
+
+    /// The weight of the key with id `id`, or `None` past the end.
+    pub fn weight(&self, id: u32) -> Option<f64> {
+        self.weights.weights().get(id as usize).copied()
+    }
+
+    /// The weights of all keys, by id.
+    pub fn weights(&self) -> &[f64] {
+        self.weights.weights()
+    }
+
+    /// The id of `key`, if present.
+    pub fn id(&self, key: &str) -> Option<u32> {
+        let (lo, _) = self.prefix_range(key)?;
+        // The shortest key under a node comes first: `key` is present iff it is key `lo`.
+        (self.key_unchecked(lo as usize) == key).then_some(lo)
+    }
+
+    /// The weight of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.id(key).and_then(|id| self.weight(id))
+    }
+
+    /// True when `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.id(key).is_some()
+    }
+
+    /// The ids `start..end` of the keys that start with `prefix` (all keys for ""), or `None`
+    /// when no key does.
+    pub fn prefix_range(&self, prefix: &str) -> Option<(u32, u32)> {
+        let p = prefix.as_bytes();
+        let mut node = &self.nodes[0];
+        loop {
+            let depth = node.depth as usize;
+            if depth >= p.len() {
+                return (node.lo < node.hi).then_some((node.lo, node.hi));
+            }
+            // `p[..depth]` equals the bytes of whole characters of a key, so `depth` is a
+            // character boundary of `prefix` too.
+            let c = prefix[depth..].chars().next()? as u32;
+            let children = self.children(node);
+            let child = &children[children.binary_search_by_key(&c, |n| n.first_char).ok()?];
+            let end = (child.depth as usize).min(p.len());
+            let label = &self.key_unchecked(child.lo as usize).as_bytes()[depth..end];
+            if label != &p[depth..end] {
+                return None;
+            }
+            node = child;
+        }
+    }
+
+    /// The ids of the `k` heaviest keys in the id range `lo..hi`, heaviest first, ties in key
+    /// order. Ranges past the end are clipped.
+    pub fn top_k_in_range(&self, lo: u32, hi: u32, k: usize) -> Vec<u32> {
+        self.weights.top_k(lo as usize, hi as usize, k)
+    }
+
+    /// The `k` heaviest keys that start with `prefix`, with their weights, heaviest first; ties
+    /// in key order. The cost depends on `k`, not on how many keys start with `prefix`.
+    pub fn completions(&self, prefix: &str, k: usize) -> Vec<(&str, f64)> {
+        let Some((lo, hi)) = self.prefix_range(prefix) else {
+            return Vec::new();
+        };
+        self.top_k_in_range(lo, hi, k)
+            .into_iter()
+            .map(|id| (self.key_unchecked(id as usize), self.weights()[id as usize]))
+            .collect()
+    }
+
+    /// All keys in id (lexicographic) order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.len()).map(|id| self.key_unchecked(id))
+    }
+
+    /// All `(key, weight)` pairs in id order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, f64)> + '_ {
+        self.keys().zip(self.weights().iter().copied())
+    }
+
+    /// Heap memory held, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.bytes.capacity()
+            + self.offsets.capacity() * size_of::<u32>()
+            + self.nodes.capacity() * size_of::<Node>()
+            + self.weights.memory_bytes()
+    }
+
+    fn children(&self, node: &Node) -> &[Node] {
+        let start = node.first_child as usize;
+        &self.nodes[start..start + node.n_children as usize]
+    }
+
+    fn key_unchecked(&self, id: usize) -> &str {
+        let bytes = &self.bytes[self.offsets[id] as usize..self.offsets[id + 1] as usize];
+        // Built from &str and cut only at key boundaries.
+        std::str::from_utf8(bytes).expect("keys are valid UTF-8")
+    }
+}
+
+fn check_item(key: &str, weight: f64) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::EmptyString {
+            what: "key",
+            why: "a trie key must have at least one character",
+        });
+    }
+    if !weight.is_finite() {
+        return Err(Error::NonFiniteWeight {
+            key: excerpt(key),
+            weight,
+        });
+    }
+    Ok(())
+}
+
+/// Builds the node arena over sorted distinct keys, breadth first so that the children of each
+/// node are contiguous. No recursion: a chain of nested keys may be arbitrarily deep.
+fn build_nodes(keys: &[&str]) -> Vec<Node> {
+    let mut nodes = vec![Node {
+        depth: 0,
+        first_char: 0,
+        first_child: 0,
+        n_children: 0,
+        lo: 0,
+        hi: keys.len() as u32,
+    }];
+    let mut next = 0;
+    while next < nodes.len() {
+        let Node { depth, lo, hi, .. } = nodes[next];
+        let (d, hi) = (depth as usize, hi as usize);
+        let mut i = lo as usize;
+        // A key that ends at this node sorts first among the keys under it.
+        if i < hi && keys[i].len() == d {
+            i += 1;
+        }
+        let first_child = nodes.len() as u32;
+        while i < hi {
+            let c = keys[i][d..].chars().next().expect("longer than the node");
+            let c_bytes = &keys[i].as_bytes()[d..d + c.len_utf8()];
+            // The keys continuing with `c` are contiguous (sorted, same first d bytes).
+            let j =
+                i + 1 + keys[i + 1..hi].partition_point(|k| k.as_bytes()[d..].starts_with(c_bytes));
+            let depth = if j - i == 1 {
+                keys[i].len()
+            } else {
+                // Common prefix of the first and last key = of the whole group, cut back to a
+                // character boundary (the group shares `c`, so this stays past `d`).
+                let (a, b) = (keys[i].as_bytes(), keys[j - 1].as_bytes());
+                let mut l = d + a[d..]
+                    .iter()
+                    .zip(&b[d..])
+                    .take_while(|(x, y)| x == y)
+                    .count();
+                while !keys[i].is_char_boundary(l) {
+                    l -= 1;
+                }
+                l
+            };
+            nodes.push(Node {
+                depth: depth as u32,
+                first_char: c as u32,
+                first_child: 0,
+                n_children: 0,
+                lo: i as u32,
+                hi: j as u32,
+            });
+            i = j;
+        }
+        nodes[next].first_child = first_child;
+        nodes[next].n_children = nodes.len() as u32 - first_child;
+        next += 1;
+    }
+    nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The reference: a sorted map with weights summed in input order.
+    fn reference(items: &[(String, f64)]) -> BTreeMap<String, f64> {
+        let mut map = BTreeMap::new();
+        for (k, w) in items {
+            *map.entry(k.clone()).or_insert(0.0) += *w;
+        }
+        map
+    }
+
+    fn brute_completions(
+        map: &BTreeMap<String, f64>,
+        prefix: &str,
+        k: usize,
+    ) -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = map
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, w)| (key.clone(), *w))
+            .collect();
+        // Stable sort over key order: ties stay in key order.
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v.truncate(k);
+        v
+    }
+
+    /// Keys over a small alphabet with multi-byte characters, so that prefixes collide often
+    /// and branch points fall between the bytes of one character.
+    fn key_strategy() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec!['a', 'b', 'é', 'è', '中', '😀', ' ']),
+            1..7,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn items_strategy() -> impl Strategy<Value = Vec<(String, f64)>> {
+        prop::collection::vec((key_strategy(), (0i32..5).prop_map(f64::from)), 0..60)
+    }
+
+    #[test]
+    fn rejects_empty_keys_and_non_finite_weights() {
+        assert!(matches!(
+            Trie::new([("a", 1.0), ("", 1.0)]),
+            Err(Error::EmptyString { .. })
+        ));
+        assert!(matches!(
+            Trie::new([("a", f64::NAN)]),
+            Err(Error::NonFiniteWeight { .. })
+        ));
+        assert!(matches!(
+            Trie::new([("a", f64::INFINITY)]),
+            Err(Error::NonFiniteWeight { .. })
+        ));
+        // Finite weights whose sum overflows.
+        assert!(matches!(
+            Trie::new([("a", f64::MAX), ("a", f64::MAX)]),
+            Err(Error::NonFiniteWeight { .. })
+        ));
+    }
+
+    #[test]
+    fn empty_trie_answers_nothing() {
+        let t = Trie::new(Vec::<(&str, f64)>::new()).unwrap();
+        assert!(t.is_empty());
+        assert_eq!(t.prefix_range(""), None);
+        assert!(t.completions("", 10).is_empty());
+        assert_eq!(t.get("a"), None);
+        assert_eq!(t.key(0), None);
+    }
+
+    #[test]
+    fn branches_between_the_bytes_of_one_character_stay_on_boundaries() {
+        // 'é' = C3 A9 and 'è' = C3 A8 share their first byte.
+        let t = Trie::new([("xé", 1.0), ("xè", 2.0), ("x", 3.0)]).unwrap();
+        assert_eq!(t.prefix_range("x"), Some((0, 3)));
+        assert_eq!(t.prefix_range("xé"), t.id("xé").map(|i| (i, i + 1)));
+        assert_eq!(t.completions("x", 2), vec![("x", 3.0), ("xè", 2.0)]);
+        for n in &t.nodes {
+            let key = t.key(n.lo).unwrap_or("");
+            assert!(key.is_char_boundary(n.depth as usize));
+        }
+    }
+
+    #[test]
+    fn a_deep_chain_of_nested_keys_builds_without_recursion() {
+        let keys: Vec<String> = (1..=3000).map(|n| "a".repeat(n)).collect();
+        let t = Trie::new(keys.iter().map(|k| (k.as_str(), 1.0))).unwrap();
+        assert_eq!(t.len(), 3000);
+        assert_eq!(t.prefix_range(&"a".repeat(2999)), Some((2998, 3000)));
+        assert_eq!(
+            t.completions(&"a".repeat(10), 1),
+            vec![(keys[9].as_str(), 1.0)]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn lookups_and_iteration_match_a_sorted_map(items in items_strategy(), probe in key_strategy()) {
+            let t = Trie::new(items.iter().map(|(k, w)| (k.as_str(), *w))).unwrap();
+            let map = reference(&items);
+            prop_assert_eq!(t.len(), map.len());
+            let got: Vec<(String, f64)> = t.iter().map(|(k, w)| (k.to_owned(), w)).collect();
+            let want: Vec<(String, f64)> = map.iter().map(|(k, w)| (k.clone(), *w)).collect();
+            prop_assert_eq!(got, want);
+            for (id, (key, w)) in map.iter().enumerate() {
+                prop_assert_eq!(t.get(key), Some(*w));
+                prop_assert_eq!(t.id(key), Some(id as u32));
+            }
+            prop_assert_eq!(t.get(&probe), map.get(&probe).copied());
+        }
+
+        #[test]
+        fn prefix_ranges_hold_exactly_the_keys_with_the_prefix(items in items_strategy(), probe in key_strategy()) {
+            let t = Trie::new(items.iter().map(|(k, w)| (k.as_str(), *w))).unwrap();
+            let map = reference(&items);
+            // Probe every prefix of every key, every prefix of the probe, and "".
+            let mut prefixes: Vec<String> = vec![String::new()];
+            for key in map.keys().chain(std::iter::once(&probe)) {
+                prefixes.extend(key.char_indices().map(|(i, c)| key[..i + c.len_utf8()].to_owned()));
+            }
+            for p in &prefixes {
+                let ids: Vec<u32> = map.keys().enumerate()
+                    .filter(|(_, k)| k.starts_with(p.as_str())).map(|(i, _)| i as u32).collect();
+                let want = ids.first().map(|&lo| (lo, ids[ids.len() - 1] + 1));
+                prop_assert_eq!(t.prefix_range(p), want, "prefix {:?}", p);
+            }
+        }
+
+        #[test]
+        fn completions_equal_a_brute_force_sort(items in items_strategy(), probe in key_strategy(), k in 0usize..12) {
+            let t = Trie::new(items.iter().map(|(k, w)| (k.as_str(), *w))).unwrap();
+            let map = reference(&items);
+            let mut prefixes: Vec<String> = vec![String::new()];
+            for key in map.keys().chain(std::iter::once(&probe)) {
+                prefixes.extend(key.char_indices().map(|(i, c)| key[..i + c.len_utf8()].to_owned()));
+            }
+            for p in &prefixes {
+                let got: Vec<(String, f64)> = t.completions(p, k).into_iter().map(|(s, w)| (s.to_owned(), w)).collect();
+                prop_assert_eq!(got, brute_completions(&map, p, k), "prefix {:?}", p);
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+"""The command line: the quickstart on the bundled sample, and completion over a given log."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from xrcomplete.cli import main
+from xrcomplete.data import SAMPLE_VALID, normalize_query, read_queries, sample_path
+
+
+def test_quickstart_prints_the_most_popular_completions_of_the_sample(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["quickstart", "ho", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    counts = Counter(read_queries(sample_path()))
+    top3 = sorted(
+        sorted((q, c) for q, c in counts.items() if q.startswith("ho")), key=lambda qc: -qc[1]
+    )[:3]
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("'ho'  ("))
+    shown = [line.split(None, 1) for line in lines[start + 1 : start + 4]]
+    assert [(q, float(c)) for c, q in shown] == [(q, float(c)) for q, c in top3]
+    assert f"{len(counts)} distinct queries" in out
+
+
+def test_complete_reads_any_log_in_aol_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log.tsv"
+    log.write_text(
+        "AnonID\tQuery\tQueryTime\n"
+        "1\tHotels Paris\t2006-03-01 10:00:00\n"
+        "1\thotels paris \t2006-03-01 10:01:00\n"
+        "2\thotwire\t2006-03-02 10:00:00\n"
+        "2\t   \t2006-03-02 10:00:00\n",
+        encoding="utf-8",
+    )
+    assert main(["complete", "--log", str(log), "hot", "-k", "5"]) == 0
+    out = capsys.readouterr().out.split()
+    assert out[out.index("hotels") - 1] == "2"
+    assert "hotwire" in out
+
+
+def test_a_malformed_log_is_a_clear_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "bad.tsv"
+    log.write_text("just one column\n", encoding="utf-8")
+    assert main(["complete", "--log", str(log), "x"]) == 2
+    assert "bad.tsv:1: expected tab-separated" in capsys.readouterr().err
+    assert main(["complete", "--log", str(tmp_path / "missing.tsv"), "x"]) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
+def test_the_installed_command_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "xrcomplete.cli", "quickstart", "g", "-k", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "google" in result.stdout
+
+
+def test_bundled_samples_are_present_and_normalised() -> None:
+    queries = list(read_queries(sample_path(SAMPLE_VALID)))
+    assert queries
+    assert all(q == normalize_query(q) and q for q in queries)
+    with pytest.raises(ValueError, match="no bundled sample"):
+        sample_path("../../etc/passwd")
