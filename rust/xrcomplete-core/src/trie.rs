@@ -328,6 +328,8 @@ fn build_nodes(keys: &[&str]) -> Vec<Node> {
         nodes[next].n_children = nodes.len() as u32 - first_child;
         next += 1;
     }
+    // The arena grew by doubling; a serving trie keeps no spare capacity.
+    nodes.shrink_to_fit();
     nodes
 }
 
