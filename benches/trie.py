@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -167,23 +168,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in list(systems)[1:]:
         header += f" {name + ' p50/p99 µs':>30} | {'ratio p50':>9} |"
     print("\n" + header)
+    report_rows: list[dict[str, Any]] = []
     report = {
         "keys": args.keys,
         "build_s": {"xrcomplete": build_x, "marisa": build_m, "sorted": build_s},
         "bytes_per_key": trie.nbytes / len(keys),
-        "rows": [],
+        "rows": report_rows,
     }
     for length, matches, lat in rows:
         x50, x99 = np.percentile(lat["xrcomplete"], [50, 99])
         line = f"{length:>3} {matches:>9.0f} | {x50:>10.1f} / {x99:>9.1f} |"
-        row = {"length": length, "matches": matches, "p50_us": {}, "p99_us": {}}
+        p50s: dict[str, float] = {}
+        p99s: dict[str, float] = {}
         for name in systems:
             p50, p99 = np.percentile(lat[name], [50, 99])
-            row["p50_us"][name], row["p99_us"][name] = p50, p99
+            p50s[name], p99s[name] = float(p50), float(p99)
             if name != "xrcomplete":
                 line += f" {p50:>14.1f} / {p99:>13.1f} | {p50 / x50:>8.0f}x |"
         print(line)
-        report["rows"].append(row)
+        report_rows.append({"length": length, "matches": matches, "p50_us": p50s, "p99_us": p99s})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nwritten: {args.out}")

@@ -30,3 +30,14 @@ def test_readme_examples_print_what_their_comments_say() -> None:
         with contextlib.redirect_stdout(out):
             exec(compile(block, str(README), "exec"), {})
         assert out.getvalue().splitlines() == expected
+
+
+def test_docstring_examples_of_the_package_run() -> None:
+    import doctest
+
+    import xrcomplete.text
+
+    for module in (xrcomplete.text,):
+        result = doctest.testmod(module)
+        assert result.attempted > 0, module
+        assert result.failed == 0, module

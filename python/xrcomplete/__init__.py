@@ -6,10 +6,17 @@ The hot paths live in Rust (``xrcomplete._core``); this package re-exports them 
 from importlib.metadata import PackageNotFoundError, version
 
 from xrcomplete._core import Trie
+from xrcomplete.text import FeatureConcat, NotFittedError, TfidfVectorizer
 
 try:
     __version__ = version("xrcomplete")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-__all__ = ["Trie", "__version__"]
+__all__ = [
+    "FeatureConcat",
+    "NotFittedError",
+    "TfidfVectorizer",
+    "Trie",
+    "__version__",
+]

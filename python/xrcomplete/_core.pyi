@@ -1,7 +1,13 @@
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TypeVar, final, overload
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, final, overload
 
-__all__ = ["Trie", "TrieKeys"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["FeatureConcatModel", "TfidfModel", "Trie", "TrieKeys"]
+
+_CsrParts = tuple[npt.NDArray[np.float32], npt.NDArray[Any], npt.NDArray[Any], tuple[int, int]]
+_Row = tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]
 
 _T = TypeVar("_T")
 
@@ -36,3 +42,48 @@ class Trie:
 class TrieKeys(Iterator[str]):
     def __iter__(self) -> TrieKeys: ...
     def __next__(self) -> str: ...
+
+@final
+class TfidfModel:
+    """A fitted TF-IDF vectorizer (see xrcomplete.text.TfidfVectorizer)."""
+
+    @staticmethod
+    def fit(
+        docs: Iterable[str],
+        *,
+        analyzer: str = "char_wb",
+        ngram_range: tuple[int, int] = (1, 4),
+        lowercase: bool = True,
+        nfkc: bool = False,
+        prefix_weighting: str = "none",
+        alpha: float = 1.0,
+        decay: float = 0.5,
+        position_scope: str = "string",
+        min_df: int | float | None = None,
+        max_df: int | float | None = None,
+        max_features: int | None = None,
+        sublinear_tf: bool = False,
+        use_idf: bool = True,
+        smooth_idf: bool = True,
+        norm: str | None = "l2",
+    ) -> TfidfModel: ...
+    def transform(self, docs: Iterable[str]) -> _CsrParts: ...
+    def transform_one(self, doc: str) -> _Row: ...
+    @property
+    def n_features(self) -> int: ...
+    def terms(self) -> list[str]: ...
+    def idf(self) -> npt.NDArray[np.float64]: ...
+    def column(self, term: str) -> int | None: ...
+
+@final
+class FeatureConcatModel:
+    """Fitted vectorizers side by side (see xrcomplete.text.FeatureConcat)."""
+
+    def __new__(
+        cls, blocks: Sequence[TfidfModel], norm: str | None = "l2"
+    ) -> FeatureConcatModel: ...
+    def transform(self, columns: Sequence[Iterable[str]]) -> _CsrParts: ...
+    def transform_one(self, texts: Sequence[str]) -> _Row: ...
+    @property
+    def n_features(self) -> int: ...
+    def offsets(self) -> list[int]: ...

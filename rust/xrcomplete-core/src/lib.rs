@@ -7,12 +7,18 @@
 //! - [`Trie`]: the label strings (previously seen queries) in lexicographic id order, so that a
 //!   prefix is a contiguous id range; ranked completions by weight (most-popular completion).
 //! - [`RangeTopK`]: the k heaviest ids in any id range, in time independent of the range's size.
+//! - [`text`]: features: character n-gram TF-IDF with prefix weighting, word n-gram TF-IDF,
+//!   and their concatenation into one row ([`text::FeatureConcat`]).
+//! - [`CsrMatrix`]: sparse rows laid out as scipy's CSR.
 //! - [`Error`]: the one error type; no input reaching the core panics.
 
 mod error;
+mod sparse;
+pub mod text;
 mod topk;
 mod trie;
 
 pub use error::{Error, Result};
+pub use sparse::CsrMatrix;
 pub use topk::RangeTopK;
 pub use trie::Trie;

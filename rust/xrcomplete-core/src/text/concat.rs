@@ -1,0 +1,204 @@
+//! Several fitted vectorizers side by side: one text per block, one concatenated row.
+
+use rayon::prelude::*;
+
+use super::tfidf::{concat_rows, Norm, RowScratch, TfidfVectorizer};
+use crate::error::{Error, Result};
+use crate::sparse::CsrMatrix;
+
+/// Blocks of features in one row, as PECOS builds its QAC input: e.g. the previous query's
+/// word TF-IDF, then the prefix's prefix-weighted char TF-IDF. Each block is normalised as its
+/// vectorizer says, then the whole row by `norm`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use xrcomplete_core::text::{FeatureConcat, Norm, TfidfConfig, TfidfVectorizer};
+/// let prev = Arc::new(TfidfVectorizer::fit(TfidfConfig::default(), &["cheap flights"])?);
+/// let prefix = Arc::new(TfidfVectorizer::fit(TfidfConfig::default(), &["hotels"])?);
+/// let both = FeatureConcat::new(vec![prev, prefix], Norm::L2)?;
+/// let x = both.transform(&[&["cheap flights"][..], &["ho"][..]])?;
+/// assert_eq!(x.n_rows(), 1);
+/// assert_eq!(x.n_cols, both.n_features());
+/// # Ok::<(), xrcomplete_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FeatureConcat {
+    blocks: Vec<std::sync::Arc<TfidfVectorizer>>,
+    offsets: Vec<usize>,
+    norm: Norm,
+}
+
+impl FeatureConcat {
+    /// Puts `blocks` side by side; `norm` applies to the concatenated row.
+    pub fn new(blocks: Vec<std::sync::Arc<TfidfVectorizer>>, norm: Norm) -> Result<Self> {
+        if blocks.is_empty() {
+            return Err(Error::InvalidInput(
+                "a feature concatenation needs at least one block".into(),
+            ));
+        }
+        let mut offsets = vec![0];
+        for b in &blocks {
+            offsets.push(offsets[offsets.len() - 1] + b.n_features());
+        }
+        let total = offsets[offsets.len() - 1];
+        if total > u32::MAX as usize {
+            return Err(Error::TooLarge {
+                what: "number of features",
+                got: total as u64,
+                limit: u32::MAX as u64,
+            });
+        }
+        Ok(FeatureConcat {
+            blocks,
+            offsets,
+            norm,
+        })
+    }
+
+    /// The blocks, in column order.
+    pub fn blocks(&self) -> &[std::sync::Arc<TfidfVectorizer>] {
+        &self.blocks
+    }
+
+    /// The row normalisation after concatenation.
+    pub fn norm(&self) -> Norm {
+        self.norm
+    }
+
+    /// Total number of features.
+    pub fn n_features(&self) -> usize {
+        self.offsets[self.offsets.len() - 1]
+    }
+
+    /// The first column of each block.
+    pub fn offsets(&self) -> &[usize] {
+        &self.offsets[..self.blocks.len()]
+    }
+
+    /// Vectorises rows given as one column of texts per block (all columns equally long).
+    pub fn transform<S: AsRef<str> + Sync>(&self, columns: &[&[S]]) -> Result<CsrMatrix> {
+        if columns.len() != self.blocks.len() {
+            return Err(Error::InvalidInput(format!(
+                "expected {} columns of texts (one per block), got {}",
+                self.blocks.len(),
+                columns.len()
+            )));
+        }
+        let n_rows = columns[0].len();
+        if let Some(bad) = columns.iter().position(|c| c.len() != n_rows) {
+            return Err(Error::InvalidInput(format!(
+                "column {bad} has {} texts, column 0 has {n_rows}",
+                columns[bad].len()
+            )));
+        }
+        let row_ids: Vec<usize> = (0..n_rows).collect();
+        let parts: Vec<CsrMatrix> = row_ids
+            .par_chunks(1024)
+            .map_init(ConcatScratch::default, |scratch, rows| {
+                let mut m = CsrMatrix::new(self.n_features());
+                for &r in rows {
+                    self.fill_row(|b| columns[b][r].as_ref(), scratch);
+                    m.push_row(&scratch.columns, &scratch.values);
+                }
+                m
+            })
+            .collect();
+        Ok(concat_rows(self.n_features(), parts))
+    }
+
+    /// Vectorises one row (`texts[b]` for block `b`) into `out`: sorted columns, values.
+    pub fn transform_one(
+        &self,
+        texts: &[&str],
+        scratch: &mut ConcatScratch,
+        out: &mut (Vec<u32>, Vec<f32>),
+    ) -> Result<()> {
+        if texts.len() != self.blocks.len() {
+            return Err(Error::InvalidInput(format!(
+                "expected {} texts (one per block), got {}",
+                self.blocks.len(),
+                texts.len()
+            )));
+        }
+        self.fill_row(|b| texts[b], scratch);
+        out.0.clone_from(&scratch.columns);
+        out.1.clone_from(&scratch.values);
+        Ok(())
+    }
+
+    fn fill_row<'t>(&self, text: impl Fn(usize) -> &'t str, scratch: &mut ConcatScratch) {
+        let ConcatScratch {
+            row,
+            block,
+            columns,
+            values,
+            wide,
+        } = scratch;
+        columns.clear();
+        wide.clear();
+        for (b, vectorizer) in self.blocks.iter().enumerate() {
+            vectorizer.transform_one(text(b), row, block);
+            let offset = self.offsets[b] as u32;
+            columns.extend(block.0.iter().map(|&c| c + offset));
+            wide.extend(block.1.iter().map(|&v| v as f64));
+        }
+        self.norm.apply(wide);
+        values.clear();
+        values.extend(wide.iter().map(|&v| v as f32));
+    }
+}
+
+/// Reusable buffers for [`FeatureConcat`]: one per thread.
+#[derive(Debug, Default, Clone)]
+pub struct ConcatScratch {
+    row: RowScratch,
+    block: (Vec<u32>, Vec<f32>),
+    columns: Vec<u32>,
+    values: Vec<f32>,
+    wide: Vec<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::TfidfConfig;
+    use std::sync::Arc;
+
+    #[test]
+    fn blocks_are_offset_and_the_row_renormalised() {
+        let a = Arc::new(TfidfVectorizer::fit(TfidfConfig::default(), &["ab"]).unwrap());
+        let b = Arc::new(TfidfVectorizer::fit(TfidfConfig::default(), &["cd", "ce"]).unwrap());
+        let c = FeatureConcat::new(vec![a.clone(), b.clone()], Norm::L2).unwrap();
+        assert_eq!(c.n_features(), a.n_features() + b.n_features());
+        let x = c.transform(&[&["ab", ""][..], &["cd", "ce"][..]]).unwrap();
+        let (cols, vals) = x.row(0);
+        assert!(cols.windows(2).all(|w| w[0] < w[1]));
+        assert!(cols.iter().any(|&c| (c as usize) < a.n_features()));
+        assert!(cols.iter().any(|&c| (c as usize) >= a.n_features()));
+        let norm: f32 = vals.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-6);
+        // Row 1: only the second block; still unit length.
+        let (cols, _) = x.row(1);
+        assert!(cols.iter().all(|&c| (c as usize) >= a.n_features()));
+        let mut one = (Vec::new(), Vec::new());
+        c.transform_one(&["ab", "cd"], &mut ConcatScratch::default(), &mut one)
+            .unwrap();
+        assert_eq!((&one.0[..], &one.1[..]), x.row(0));
+    }
+
+    #[test]
+    fn mismatched_columns_are_errors() {
+        let a = Arc::new(TfidfVectorizer::fit(TfidfConfig::default(), &["ab"]).unwrap());
+        let c = FeatureConcat::new(vec![a.clone(), a], Norm::L2).unwrap();
+        assert!(c.transform(&[&["ab"][..]]).is_err());
+        assert!(c.transform(&[&["ab"][..], &["ab", "cd"][..]]).is_err());
+        assert!(c
+            .transform_one(
+                &["ab"],
+                &mut ConcatScratch::default(),
+                &mut (vec![], vec![])
+            )
+            .is_err());
+        assert!(FeatureConcat::new(vec![], Norm::L2).is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! Text features: character and word n-gram TF-IDF, with prefix weighting.
+//!
+//! - [`AnalyzerConfig`] cuts a text into terms (scikit-learn's `word`, `char`, `char_wb`), each
+//!   occurrence weighted by its position ([`PositionWeight`]): n-grams near the start of the
+//!   string or word count more, so the features of a typed prefix resemble those of the queries
+//!   it completes to.
+//! - [`TfidfVectorizer`] fits a vocabulary and idf, then maps texts to CSR rows.
+//! - [`FeatureConcat`] puts several vectorizers side by side (previous query | prefix).
+
+mod analyzer;
+mod concat;
+mod tfidf;
+
+pub use analyzer::{
+    is_py_space, is_py_word, Analyzer, AnalyzerConfig, PositionScope, PositionWeight, Scratch,
+    MAX_NGRAM,
+};
+pub use concat::{ConcatScratch, FeatureConcat};
+pub use tfidf::{DocFreq, Norm, RowScratch, TfidfConfig, TfidfVectorizer};

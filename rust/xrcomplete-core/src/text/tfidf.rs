@@ -1,0 +1,535 @@
+//! TF-IDF over the terms of an [`AnalyzerConfig`], fitted once, then a fixed vocabulary.
+//!
+//! With prefix weighting off, the output equals scikit-learn's `TfidfVectorizer` with the same
+//! options (vocabulary sorted by term, smooth idf, sublinear tf, l2 norm), up to `f32` rounding.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use super::analyzer::{AnalyzerConfig, Scratch};
+use crate::error::{Error, Result};
+use crate::sparse::CsrMatrix;
+
+/// A document-frequency bound: an absolute number of documents, or a proportion of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DocFreq {
+    /// At least / at most this many documents.
+    Count(usize),
+    /// A proportion of the documents, in [0, 1].
+    Proportion(f64),
+}
+
+impl DocFreq {
+    fn resolve(&self, n_docs: usize) -> f64 {
+        match *self {
+            DocFreq::Count(c) => c as f64,
+            DocFreq::Proportion(p) => p * n_docs as f64,
+        }
+    }
+
+    fn check(&self, name: &str) -> Result<()> {
+        match *self {
+            DocFreq::Proportion(p) if !(0.0..=1.0).contains(&p) => Err(Error::InvalidInput(
+                format!("{name} as a proportion must be in [0, 1], got {p}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Row normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Norm {
+    /// Unit Euclidean length (rows of only zeros stay zero).
+    L2,
+    /// Unit sum of absolute values.
+    L1,
+    /// No normalisation.
+    None,
+}
+
+impl Norm {
+    /// Scales `values` in place.
+    pub fn apply(&self, values: &mut [f64]) {
+        let total = match self {
+            Norm::L2 => values.iter().map(|v| v * v).sum::<f64>().sqrt(),
+            Norm::L1 => values.iter().map(|v| v.abs()).sum::<f64>(),
+            Norm::None => return,
+        };
+        if total > 0.0 {
+            values.iter_mut().for_each(|v| *v /= total);
+        }
+    }
+}
+
+/// Options of a [`TfidfVectorizer`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TfidfConfig {
+    /// Which terms, with which position weights.
+    pub analyzer: AnalyzerConfig,
+    /// Keep terms in at least this many documents.
+    pub min_df: DocFreq,
+    /// Keep terms in at most this many documents.
+    pub max_df: DocFreq,
+    /// Keep only the most frequent terms (by total count; ties by term order).
+    pub max_features: Option<usize>,
+    /// Replace tf by `1 + ln(tf)` (for `tf >= 1`; a weighted tf below 1 stays as it is).
+    pub sublinear_tf: bool,
+    /// Multiply by the inverse document frequency.
+    pub use_idf: bool,
+    /// `idf = ln((1 + n) / (1 + df)) + 1` instead of `ln(n / df) + 1`.
+    pub smooth_idf: bool,
+    /// Row normalisation.
+    pub norm: Norm,
+}
+
+impl Default for TfidfConfig {
+    fn default() -> Self {
+        TfidfConfig {
+            analyzer: AnalyzerConfig::default(),
+            min_df: DocFreq::Count(1),
+            max_df: DocFreq::Proportion(1.0),
+            max_features: None,
+            sublinear_tf: false,
+            use_idf: true,
+            smooth_idf: true,
+            norm: Norm::L2,
+        }
+    }
+}
+
+impl TfidfConfig {
+    /// Checks every option.
+    pub fn check(&self) -> Result<()> {
+        self.analyzer.check()?;
+        self.min_df.check("min_df")?;
+        self.max_df.check("max_df")?;
+        if self.max_features == Some(0) {
+            return Err(Error::InvalidInput("max_features must be >= 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A fitted TF-IDF vectorizer: fixed vocabulary (sorted by term) and idf. Immutable and
+/// `Send + Sync`; unknown terms at transform time are ignored.
+///
+/// ```
+/// use xrcomplete_core::text::{TfidfConfig, TfidfVectorizer};
+/// let v = TfidfVectorizer::fit(TfidfConfig::default(), &["iphone case", "ipad"])?;
+/// let x = v.transform(&["iph", "", "  "]);
+/// assert_eq!(x.n_rows(), 3);
+/// assert!(x.row(0).0.len() > 0);      // shares n-grams with "iphone"
+/// assert_eq!(x.row(1).0.len(), 0);    // no term: an empty row, not an error
+/// assert_eq!(x.row(2).0.len(), 0);
+/// # Ok::<(), xrcomplete_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TfidfVectorizer {
+    config: TfidfConfig,
+    /// Terms in column order (sorted).
+    terms: Vec<Box<str>>,
+    vocabulary: FxHashMap<Box<str>, u32>,
+    idf: Vec<f64>,
+}
+
+/// Per-term statistics gathered while fitting.
+#[derive(Debug, Clone, Copy, Default)]
+struct TermStats {
+    docs: u64,
+    count: f64,
+}
+
+impl TfidfVectorizer {
+    /// Learns the vocabulary and idf from `docs` (in parallel).
+    pub fn fit<S: AsRef<str> + Sync>(config: TfidfConfig, docs: &[S]) -> Result<Self> {
+        config.check()?;
+        if docs.is_empty() {
+            return Err(Error::InvalidInput(
+                "fit needs at least one document".into(),
+            ));
+        }
+        let stats = count_terms(&config.analyzer, docs);
+        if stats.is_empty() {
+            return Err(Error::InvalidInput(
+                "empty vocabulary: the documents yield no terms".into(),
+            ));
+        }
+        let n_docs = docs.len();
+        let (high, low) = (config.max_df.resolve(n_docs), config.min_df.resolve(n_docs));
+        if high < low {
+            return Err(Error::InvalidInput(
+                "max_df corresponds to fewer documents than min_df".into(),
+            ));
+        }
+        let mut kept: Vec<(Box<str>, TermStats)> = stats
+            .into_iter()
+            .filter(|(_, s)| (s.docs as f64) <= high && (s.docs as f64) >= low)
+            .collect();
+        if let Some(limit) = config.max_features {
+            if kept.len() > limit {
+                kept.par_sort_unstable_by(|a, b| {
+                    b.1.count.total_cmp(&a.1.count).then(a.0.cmp(&b.0))
+                });
+                kept.truncate(limit);
+            }
+        }
+        if kept.is_empty() {
+            return Err(Error::InvalidInput(
+                "after pruning, no terms remain; try a lower min_df or a higher max_df".into(),
+            ));
+        }
+        kept.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let smooth = if config.smooth_idf { 1.0 } else { 0.0 };
+        let idf = kept
+            .iter()
+            .map(|(_, s)| {
+                if config.use_idf {
+                    ((n_docs as f64 + smooth) / (s.docs as f64 + smooth)).ln() + 1.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let terms: Vec<Box<str>> = kept.into_iter().map(|(t, _)| t).collect();
+        Self::from_parts(config, terms, idf)
+    }
+
+    /// Rebuilds a fitted vectorizer from its options, sorted distinct terms and idf.
+    pub fn from_parts(config: TfidfConfig, terms: Vec<Box<str>>, idf: Vec<f64>) -> Result<Self> {
+        config.check()?;
+        if terms.len() != idf.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} terms but {} idf values",
+                terms.len(),
+                idf.len()
+            )));
+        }
+        if terms.len() > u32::MAX as usize {
+            return Err(Error::TooLarge {
+                what: "vocabulary size",
+                got: terms.len() as u64,
+                limit: u32::MAX as u64,
+            });
+        }
+        if !terms.windows(2).all(|w| w[0] < w[1]) {
+            return Err(Error::InvalidInput(
+                "terms must be sorted and distinct".into(),
+            ));
+        }
+        if !idf.iter().all(|v| v.is_finite()) {
+            return Err(Error::InvalidInput("idf values must be finite".into()));
+        }
+        let vocabulary = terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        Ok(TfidfVectorizer {
+            config,
+            terms,
+            vocabulary,
+            idf,
+        })
+    }
+
+    /// The options it was fitted with.
+    pub fn config(&self) -> &TfidfConfig {
+        &self.config
+    }
+
+    /// Number of features (columns).
+    pub fn n_features(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// The terms, in column order.
+    pub fn terms(&self) -> &[Box<str>] {
+        &self.terms
+    }
+
+    /// The idf of each column.
+    pub fn idf(&self) -> &[f64] {
+        &self.idf
+    }
+
+    /// The column of `term`, if in the vocabulary.
+    pub fn column(&self, term: &str) -> Option<u32> {
+        self.vocabulary.get(term).copied()
+    }
+
+    /// Vectorises `docs` in parallel, one row each.
+    pub fn transform<S: AsRef<str> + Sync>(&self, docs: &[S]) -> CsrMatrix {
+        let parts: Vec<CsrMatrix> = docs
+            .par_chunks(1024)
+            .map_init(RowScratch::default, |scratch, chunk| {
+                let mut m = CsrMatrix::new(self.n_features());
+                for doc in chunk {
+                    self.push_row(doc.as_ref(), scratch, &mut m);
+                }
+                m
+            })
+            .collect();
+        concat_rows(self.n_features(), parts)
+    }
+
+    /// Vectorises one document into `out` (cleared first): sorted columns and their values.
+    pub fn transform_one(
+        &self,
+        doc: &str,
+        scratch: &mut RowScratch,
+        out: &mut (Vec<u32>, Vec<f32>),
+    ) {
+        self.row_values(doc, scratch);
+        out.0.clear();
+        out.1.clear();
+        out.0.extend(scratch.columns.iter());
+        out.1.extend(scratch.values.iter().map(|&v| v as f32));
+    }
+
+    fn push_row(&self, doc: &str, scratch: &mut RowScratch, m: &mut CsrMatrix) {
+        self.row_values(doc, scratch);
+        m.indices.extend_from_slice(&scratch.columns);
+        m.data.extend(scratch.values.iter().map(|&v| v as f32));
+        m.indptr.push(m.indices.len());
+    }
+
+    /// Leaves the row of `doc` in `scratch.columns` / `scratch.values` (f64, normalised).
+    fn row_values(&self, doc: &str, scratch: &mut RowScratch) {
+        let RowScratch {
+            analyzer,
+            hits,
+            columns,
+            values,
+        } = scratch;
+        hits.clear();
+        self.config
+            .analyzer
+            .for_each_term(doc, analyzer, |term, weight| {
+                if let Some(&col) = self.vocabulary.get(term) {
+                    hits.push((col, weight));
+                }
+            });
+        hits.sort_unstable_by_key(|h| h.0);
+        columns.clear();
+        values.clear();
+        for &(col, weight) in hits.iter() {
+            if columns.last() == Some(&col) {
+                *values.last_mut().expect("aligned") += weight;
+            } else {
+                columns.push(col);
+                values.push(weight);
+            }
+        }
+        for (v, &col) in values.iter_mut().zip(columns.iter()) {
+            if self.config.sublinear_tf && *v >= 1.0 {
+                *v = 1.0 + v.ln();
+            }
+            *v *= self.idf[col as usize];
+        }
+        self.config.norm.apply(values);
+    }
+}
+
+/// Reusable buffers for vectorising one row: one per thread.
+#[derive(Debug, Default, Clone)]
+pub struct RowScratch {
+    analyzer: Scratch,
+    hits: Vec<(u32, f64)>,
+    columns: Vec<u32>,
+    values: Vec<f64>,
+}
+
+/// Document frequency and total count of every term, counted in parallel over chunks.
+fn count_terms<S: AsRef<str> + Sync>(
+    config: &AnalyzerConfig,
+    docs: &[S],
+) -> FxHashMap<Box<str>, TermStats> {
+    docs.par_chunks(4096)
+        .map(|chunk| {
+            // Terms get local ids in this chunk; a document's distinct ids count its df.
+            let mut ids: FxHashMap<Box<str>, u32> = FxHashMap::default();
+            let mut stats: Vec<TermStats> = Vec::new();
+            let mut scratch = Scratch::default();
+            let mut doc_ids: Vec<u32> = Vec::new();
+            for doc in chunk {
+                doc_ids.clear();
+                config.for_each_term(doc.as_ref(), &mut scratch, |term, _| {
+                    let id = match ids.get(term) {
+                        Some(&id) => id,
+                        None => {
+                            let id = stats.len() as u32;
+                            ids.insert(term.into(), id);
+                            stats.push(TermStats::default());
+                            id
+                        }
+                    };
+                    stats[id as usize].count += 1.0;
+                    doc_ids.push(id);
+                });
+                doc_ids.sort_unstable();
+                doc_ids.dedup();
+                for &id in &doc_ids {
+                    stats[id as usize].docs += 1;
+                }
+            }
+            ids.into_iter()
+                .map(|(term, id)| (term, stats[id as usize]))
+                .collect::<FxHashMap<_, _>>()
+        })
+        .reduce(FxHashMap::default, |mut a, mut b| {
+            if a.len() < b.len() {
+                std::mem::swap(&mut a, &mut b);
+            }
+            for (term, s) in b {
+                let e = a.entry(term).or_default();
+                e.docs += s.docs;
+                e.count += s.count;
+            }
+            a
+        })
+}
+
+/// Stacks row blocks (all with `n_cols` columns) into one matrix.
+pub(crate) fn concat_rows(n_cols: usize, parts: Vec<CsrMatrix>) -> CsrMatrix {
+    let nnz: usize = parts.iter().map(|p| p.nnz()).sum();
+    let rows: usize = parts.iter().map(|p| p.n_rows()).sum();
+    let mut out = CsrMatrix::new(n_cols);
+    out.indices.reserve_exact(nnz);
+    out.data.reserve_exact(nnz);
+    out.indptr.reserve_exact(rows);
+    for part in &parts {
+        out.append(part).expect("same number of columns");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::{Analyzer, PositionWeight};
+
+    fn word_config() -> TfidfConfig {
+        TfidfConfig {
+            analyzer: AnalyzerConfig {
+                analyzer: Analyzer::Word,
+                ngram_range: (1, 1),
+                ..AnalyzerConfig::default()
+            },
+            ..TfidfConfig::default()
+        }
+    }
+
+    #[test]
+    fn idf_and_l2_norm_by_hand() {
+        // Two docs: "aa bb", "aa". df(aa) = 2, df(bb) = 1; smooth idf: ln(3/3)+1, ln(3/2)+1.
+        let v = TfidfVectorizer::fit(word_config(), &["aa bb", "aa"]).unwrap();
+        assert_eq!(
+            v.terms().iter().map(|t| &**t).collect::<Vec<_>>(),
+            ["aa", "bb"]
+        );
+        let idf_bb = (1.5f64).ln() + 1.0;
+        assert_eq!(v.idf(), &[1.0, idf_bb]);
+        let x = v.transform(&["aa bb bb", "cc"]);
+        let norm = (1.0 + (2.0 * idf_bb).powi(2)).sqrt();
+        assert_eq!(x.row(0).0, &[0, 1]);
+        assert!((x.row(0).1[0] as f64 - 1.0 / norm).abs() < 1e-7);
+        assert!((x.row(0).1[1] as f64 - 2.0 * idf_bb / norm).abs() < 1e-7);
+        assert_eq!(x.row(1).0.len(), 0);
+    }
+
+    #[test]
+    fn document_frequency_bounds_and_max_features() {
+        let docs = ["aa bb cc", "aa bb", "aa", "aa dd"];
+        let with = |min_df, max_df, max_features| {
+            let config = TfidfConfig {
+                min_df,
+                max_df,
+                max_features,
+                ..word_config()
+            };
+            TfidfVectorizer::fit(config, &docs)
+                .map(|v| v.terms().iter().map(|t| t.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            with(DocFreq::Count(2), DocFreq::Proportion(1.0), None).unwrap(),
+            ["aa", "bb"]
+        );
+        assert_eq!(
+            with(DocFreq::Count(1), DocFreq::Count(2), None).unwrap(),
+            ["bb", "cc", "dd"]
+        );
+        assert_eq!(
+            with(DocFreq::Count(1), DocFreq::Proportion(1.0), Some(2)).unwrap(),
+            ["aa", "bb"]
+        );
+        // Ties in count are broken by term order: cc and dd both count 1.
+        assert_eq!(
+            with(DocFreq::Count(1), DocFreq::Proportion(1.0), Some(3)).unwrap(),
+            ["aa", "bb", "cc"]
+        );
+        assert!(with(DocFreq::Count(5), DocFreq::Proportion(1.0), None).is_err());
+        assert!(with(DocFreq::Count(3), DocFreq::Count(2), None).is_err());
+        assert!(with(DocFreq::Proportion(1.5), DocFreq::Proportion(1.0), None).is_err());
+        assert!(with(DocFreq::Count(1), DocFreq::Proportion(1.0), Some(0)).is_err());
+    }
+
+    #[test]
+    fn empty_inputs_are_errors_at_fit_and_empty_rows_at_transform() {
+        assert!(TfidfVectorizer::fit(TfidfConfig::default(), &[] as &[&str]).is_err());
+        assert!(TfidfVectorizer::fit(TfidfConfig::default(), &["", "   "]).is_err());
+        let v = TfidfVectorizer::fit(TfidfConfig::default(), &["abc"]).unwrap();
+        let x = v.transform(&["", "  \t\u{3000}", "\u{0}"]);
+        assert_eq!(x.n_rows(), 3);
+        assert_eq!(x.indptr, [0, 0, 0, 1]);
+        // NUL is not whitespace: its padded word " \0 " shares the " " unigram.
+        assert_eq!(x.row(2).0, &[v.column(" ").unwrap()]);
+    }
+
+    #[test]
+    fn prefix_weighting_makes_a_prefix_look_like_its_completions() {
+        let weighted = TfidfConfig {
+            analyzer: AnalyzerConfig {
+                position_weight: PositionWeight::Harmonic,
+                ..AnalyzerConfig::default()
+            },
+            ..TfidfConfig::default()
+        };
+        let docs = ["iphone", "zip", "iphone case", "zip code"];
+        let cosine = |config: &TfidfConfig, a: &str, b: &str| {
+            let v = TfidfVectorizer::fit(config.clone(), &docs).unwrap();
+            let x = v.transform(&[a, b]);
+            let (ia, va) = x.row(0);
+            let (ib, vb) = x.row(1);
+            let mut dot = 0.0;
+            for (i, &c) in ia.iter().enumerate() {
+                if let Ok(j) = ib.binary_search(&c) {
+                    dot += va[i] * vb[j];
+                }
+            }
+            dot
+        };
+        let plain = TfidfConfig::default();
+        // "ip" is closer to "iphone" than to "zip" with weighting, and more so than without.
+        assert!(cosine(&weighted, "ip", "iphone") > cosine(&weighted, "ip", "zip"));
+        assert!(
+            cosine(&weighted, "ip", "iphone") - cosine(&weighted, "ip", "zip")
+                > cosine(&plain, "ip", "iphone") - cosine(&plain, "ip", "zip")
+        );
+    }
+
+    #[test]
+    fn parallel_transform_equals_row_by_row() {
+        let docs: Vec<String> = (0..5000)
+            .map(|i| format!("query {} {}", i % 97, i % 13))
+            .collect();
+        let v = TfidfVectorizer::fit(TfidfConfig::default(), &docs).unwrap();
+        let x = v.transform(&docs);
+        let mut scratch = RowScratch::default();
+        let mut row = (Vec::new(), Vec::new());
+        for (r, doc) in docs.iter().enumerate() {
+            v.transform_one(doc, &mut scratch, &mut row);
+            assert_eq!((&row.0[..], &row.1[..]), x.row(r));
+        }
+    }
+}
