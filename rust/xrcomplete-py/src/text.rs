@@ -131,10 +131,12 @@ impl TfidfModel {
         min_df = None, max_df = None, max_features = None, sublinear_tf = false, use_idf = true,
         smooth_idf = true, norm = Some("l2"),
     ))]
-    #[pyo3(text_signature = "(docs, *, analyzer='char_wb', ngram_range=(1, 4), lowercase=True, \
+    #[pyo3(
+        text_signature = "(docs, *, analyzer='char_wb', ngram_range=(1, 4), lowercase=True, \
         nfkc=False, prefix_weighting='none', alpha=1.0, decay=0.5, position_scope='string', \
         min_df=None, max_df=None, max_features=None, sublinear_tf=False, use_idf=True, \
-        smooth_idf=True, norm='l2')")]
+        smooth_idf=True, norm='l2')"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         py: Python<'_>,
@@ -251,7 +253,7 @@ impl TfidfModel {
 
     /// The terms, in column order.
     fn terms(&self) -> Vec<&str> {
-        self.inner.terms().iter().map(|t| &**t).collect()
+        self.inner.terms().collect()
     }
 
     /// The idf of each column (float64).

@@ -9,6 +9,7 @@
 
 mod analyzer;
 mod concat;
+mod interner;
 mod tfidf;
 
 pub use analyzer::{

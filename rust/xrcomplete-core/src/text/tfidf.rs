@@ -4,9 +4,9 @@
 //! options (vocabulary sorted by term, smooth idf, sublinear tf, l2 norm), up to `f32` rounding.
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 
 use super::analyzer::{AnalyzerConfig, Scratch};
+use super::interner::Interner;
 use crate::error::{Error, Result};
 use crate::sparse::CsrMatrix;
 
@@ -127,9 +127,8 @@ impl TfidfConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TfidfVectorizer {
     config: TfidfConfig,
-    /// Terms in column order (sorted).
-    terms: Vec<Box<str>>,
-    vocabulary: FxHashMap<Box<str>, u32>,
+    /// The terms; id = column, in sorted order.
+    vocabulary: Interner,
     idf: Vec<f64>,
 }
 
@@ -138,6 +137,8 @@ pub struct TfidfVectorizer {
 struct TermStats {
     docs: u64,
     count: f64,
+    /// The last document (of one worker) the term was seen in: counts `docs` once per document.
+    last_doc: u64,
 }
 
 impl TfidfVectorizer {
@@ -149,7 +150,7 @@ impl TfidfVectorizer {
                 "fit needs at least one document".into(),
             ));
         }
-        let stats = count_terms(&config.analyzer, docs);
+        let TermCounter { terms, stats, .. } = count_terms(&config.analyzer, docs);
         if stats.is_empty() {
             return Err(Error::InvalidInput(
                 "empty vocabulary: the documents yield no terms".into(),
@@ -162,14 +163,17 @@ impl TfidfVectorizer {
                 "max_df corresponds to fewer documents than min_df".into(),
             ));
         }
-        let mut kept: Vec<(Box<str>, TermStats)> = stats
-            .into_iter()
+        let mut kept: Vec<(u32, TermStats)> = (0u32..)
+            .zip(stats)
             .filter(|(_, s)| (s.docs as f64) <= high && (s.docs as f64) >= low)
             .collect();
+        let term = |id: u32| terms.get_str(id);
         if let Some(limit) = config.max_features {
             if kept.len() > limit {
                 kept.par_sort_unstable_by(|a, b| {
-                    b.1.count.total_cmp(&a.1.count).then(a.0.cmp(&b.0))
+                    b.1.count
+                        .total_cmp(&a.1.count)
+                        .then(term(a.0).cmp(term(b.0)))
                 });
                 kept.truncate(limit);
             }
@@ -179,9 +183,9 @@ impl TfidfVectorizer {
                 "after pruning, no terms remain; try a lower min_df or a higher max_df".into(),
             ));
         }
-        kept.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        kept.par_sort_unstable_by(|a, b| term(a.0).cmp(term(b.0)));
         let smooth = if config.smooth_idf { 1.0 } else { 0.0 };
-        let idf = kept
+        let idf: Vec<f64> = kept
             .iter()
             .map(|(_, s)| {
                 if config.use_idf {
@@ -191,43 +195,46 @@ impl TfidfVectorizer {
                 }
             })
             .collect();
-        let terms: Vec<Box<str>> = kept.into_iter().map(|(t, _)| t).collect();
-        Self::from_parts(config, terms, idf)
+        Self::from_parts(config, kept.iter().map(|&(id, _)| term(id)), idf)
     }
 
-    /// Rebuilds a fitted vectorizer from its options, sorted distinct terms and idf.
-    pub fn from_parts(config: TfidfConfig, terms: Vec<Box<str>>, idf: Vec<f64>) -> Result<Self> {
+    /// Rebuilds a fitted vectorizer from its options, its terms (sorted, distinct) and idf.
+    pub fn from_parts<'a>(
+        config: TfidfConfig,
+        terms: impl IntoIterator<Item = &'a str>,
+        idf: Vec<f64>,
+    ) -> Result<Self> {
         config.check()?;
-        if terms.len() != idf.len() {
+        let mut vocabulary = Interner::default();
+        let mut previous: Option<&str> = None;
+        for t in terms {
+            if previous.is_some_and(|p| p >= t) {
+                return Err(Error::InvalidInput(
+                    "terms must be sorted and distinct".into(),
+                ));
+            }
+            if vocabulary.len() >= u32::MAX as usize {
+                return Err(Error::TooLarge {
+                    what: "vocabulary size",
+                    got: vocabulary.len() as u64 + 1,
+                    limit: u32::MAX as u64,
+                });
+            }
+            vocabulary.insert(t);
+            previous = Some(t);
+        }
+        if vocabulary.len() != idf.len() {
             return Err(Error::InvalidInput(format!(
                 "{} terms but {} idf values",
-                terms.len(),
+                vocabulary.len(),
                 idf.len()
             )));
-        }
-        if terms.len() > u32::MAX as usize {
-            return Err(Error::TooLarge {
-                what: "vocabulary size",
-                got: terms.len() as u64,
-                limit: u32::MAX as u64,
-            });
-        }
-        if !terms.windows(2).all(|w| w[0] < w[1]) {
-            return Err(Error::InvalidInput(
-                "terms must be sorted and distinct".into(),
-            ));
         }
         if !idf.iter().all(|v| v.is_finite()) {
             return Err(Error::InvalidInput("idf values must be finite".into()));
         }
-        let vocabulary = terms
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
         Ok(TfidfVectorizer {
             config,
-            terms,
             vocabulary,
             idf,
         })
@@ -240,12 +247,17 @@ impl TfidfVectorizer {
 
     /// Number of features (columns).
     pub fn n_features(&self) -> usize {
-        self.terms.len()
+        self.vocabulary.len()
     }
 
-    /// The terms, in column order.
-    pub fn terms(&self) -> &[Box<str>] {
-        &self.terms
+    /// The terms, in column order (sorted).
+    pub fn terms(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.vocabulary.iter()
+    }
+
+    /// Heap memory held, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.vocabulary.memory_bytes() + self.idf.capacity() * size_of::<f64>()
     }
 
     /// The idf of each column.
@@ -255,7 +267,7 @@ impl TfidfVectorizer {
 
     /// The column of `term`, if in the vocabulary.
     pub fn column(&self, term: &str) -> Option<u32> {
-        self.vocabulary.get(term).copied()
+        self.vocabulary.id(term)
     }
 
     /// Vectorises `docs` in parallel, one row each.
@@ -306,7 +318,7 @@ impl TfidfVectorizer {
         self.config
             .analyzer
             .for_each_term(doc, analyzer, |term, weight| {
-                if let Some(&col) = self.vocabulary.get(term) {
+                if let Some(col) = self.vocabulary.id(term) {
                     hits.push((col, weight));
                 }
             });
@@ -340,54 +352,70 @@ pub struct RowScratch {
     values: Vec<f64>,
 }
 
-/// Document frequency and total count of every term, counted in parallel over chunks.
-fn count_terms<S: AsRef<str> + Sync>(
-    config: &AnalyzerConfig,
-    docs: &[S],
-) -> FxHashMap<Box<str>, TermStats> {
-    docs.par_chunks(4096)
-        .map(|chunk| {
-            // Terms get local ids in this chunk; a document's distinct ids count its df.
-            let mut ids: FxHashMap<Box<str>, u32> = FxHashMap::default();
-            let mut stats: Vec<TermStats> = Vec::new();
-            let mut scratch = Scratch::default();
-            let mut doc_ids: Vec<u32> = Vec::new();
+/// Document frequency and total count of every term, counted in parallel: one counter per
+/// worker split (rayon's `fold`), merged at the end.
+fn count_terms<S: AsRef<str> + Sync>(config: &AnalyzerConfig, docs: &[S]) -> TermCounter {
+    docs.par_chunks(1024)
+        .fold(TermCounter::default, |mut counter, chunk| {
             for doc in chunk {
-                doc_ids.clear();
-                config.for_each_term(doc.as_ref(), &mut scratch, |term, _| {
-                    let id = match ids.get(term) {
-                        Some(&id) => id,
-                        None => {
-                            let id = stats.len() as u32;
-                            ids.insert(term.into(), id);
-                            stats.push(TermStats::default());
-                            id
-                        }
-                    };
-                    stats[id as usize].count += 1.0;
-                    doc_ids.push(id);
-                });
-                doc_ids.sort_unstable();
-                doc_ids.dedup();
-                for &id in &doc_ids {
-                    stats[id as usize].docs += 1;
-                }
+                counter.add(config, doc.as_ref());
             }
-            ids.into_iter()
-                .map(|(term, id)| (term, stats[id as usize]))
-                .collect::<FxHashMap<_, _>>()
+            counter
         })
-        .reduce(FxHashMap::default, |mut a, mut b| {
-            if a.len() < b.len() {
-                std::mem::swap(&mut a, &mut b);
+        .reduce(TermCounter::default, TermCounter::merge)
+}
+
+/// Term statistics of the documents seen by one worker; `stats[id]` for term `id`.
+#[derive(Default)]
+struct TermCounter {
+    terms: Interner,
+    stats: Vec<TermStats>,
+    scratch: Scratch,
+    /// Documents seen so far, numbering them from 1 (0 in `last_doc` means "none yet").
+    n_docs: u64,
+}
+
+impl TermCounter {
+    fn add(&mut self, config: &AnalyzerConfig, doc: &str) {
+        self.n_docs += 1;
+        let doc_no = self.n_docs;
+        let TermCounter {
+            terms,
+            stats,
+            scratch,
+            ..
+        } = self;
+        config.for_each_term(doc, scratch, |term, _| {
+            let (id, inserted) = terms.insert(term);
+            if inserted {
+                stats.push(TermStats::default());
             }
-            for (term, s) in b {
-                let e = a.entry(term).or_default();
-                e.docs += s.docs;
-                e.count += s.count;
+            let s = &mut stats[id as usize];
+            s.count += 1.0;
+            // Count the document once, at the term's first occurrence in it.
+            if s.last_doc != doc_no {
+                s.last_doc = doc_no;
+                s.docs += 1;
             }
-            a
-        })
+        });
+    }
+
+    /// Adds `other`'s counts to the larger of the two.
+    fn merge(mut self, mut other: TermCounter) -> TermCounter {
+        if self.stats.len() < other.stats.len() {
+            std::mem::swap(&mut self, &mut other);
+        }
+        for (term, s) in other.terms.iter().zip(&other.stats) {
+            let (id, inserted) = self.terms.insert(term);
+            if inserted {
+                self.stats.push(TermStats::default());
+            }
+            let e = &mut self.stats[id as usize];
+            e.docs += s.docs;
+            e.count += s.count;
+        }
+        self
+    }
 }
 
 /// Stacks row blocks (all with `n_cols` columns) into one matrix.
@@ -425,7 +453,7 @@ mod tests {
         // Two docs: "aa bb", "aa". df(aa) = 2, df(bb) = 1; smooth idf: ln(3/3)+1, ln(3/2)+1.
         let v = TfidfVectorizer::fit(word_config(), &["aa bb", "aa"]).unwrap();
         assert_eq!(
-            v.terms().iter().map(|t| &**t).collect::<Vec<_>>(),
+            v.terms().collect::<Vec<_>>(),
             ["aa", "bb"]
         );
         let idf_bb = (1.5f64).ln() + 1.0;
@@ -449,7 +477,7 @@ mod tests {
                 ..word_config()
             };
             TfidfVectorizer::fit(config, &docs)
-                .map(|v| v.terms().iter().map(|t| t.to_string()).collect::<Vec<_>>())
+                .map(|v| v.terms().map(str::to_owned).collect::<Vec<_>>())
         };
         assert_eq!(
             with(DocFreq::Count(2), DocFreq::Proportion(1.0), None).unwrap(),
