@@ -5,7 +5,7 @@ The hot paths live in Rust (``xrcomplete._core``); this package re-exports them 
 
 from importlib.metadata import PackageNotFoundError, version
 
-from xrcomplete._core import Trie
+from xrcomplete._core import ModelFormatError, Trie
 from xrcomplete.text import FeatureConcat, NotFittedError, TfidfVectorizer
 
 try:
@@ -15,6 +15,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "FeatureConcat",
+    "ModelFormatError",
     "NotFittedError",
     "TfidfVectorizer",
     "Trie",

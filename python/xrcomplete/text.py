@@ -15,8 +15,9 @@ previous query's words | the prefix's characters), as PECOS builds its QAC input
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,7 @@ import scipy.sparse as sp
 from xrcomplete import _core
 
 Row = tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -143,6 +145,21 @@ class TfidfVectorizer:
             raise NotFittedError("this TfidfVectorizer is not fitted yet; call fit first")
         return self._model
 
+    def save(self, path: PathLike) -> None:
+        """Saves the fitted vectorizer (options, vocabulary, idf) in xrcomplete's model format."""
+        self.model.save(path)
+
+    @classmethod
+    def load(cls, path: PathLike) -> TfidfVectorizer:
+        """Loads a vectorizer saved by ``save``; ``ModelFormatError`` for a bad file."""
+        return cls._from_model(_core.TfidfModel.load(path))
+
+    @classmethod
+    def _from_model(cls, model: _core.TfidfModel) -> TfidfVectorizer:
+        vectorizer = cls(**model.params())
+        vectorizer._model = model
+        return vectorizer
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"TfidfVectorizer({params})"
@@ -205,3 +222,15 @@ class FeatureConcat:
         if self._model is None:
             raise NotFittedError("FeatureConcat is not fitted yet; call fit first")
         return self._model
+
+    def save(self, path: PathLike) -> None:
+        """Saves every block and the norm in xrcomplete's model format."""
+        self.model.save(path)
+
+    @classmethod
+    def load(cls, path: PathLike) -> FeatureConcat:
+        """Loads a concatenation saved by ``save``; ``ModelFormatError`` for a bad file."""
+        model = _core.FeatureConcatModel.load(path)
+        concat = cls([TfidfVectorizer._from_model(b) for b in model.blocks()], model.norm)
+        concat._model = model
+        return concat

@@ -35,6 +35,43 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A model file (or bytes) that is not a valid file of this format: truncated, corrupt,
+    /// inconsistent.
+    #[error("invalid model file: {what}")]
+    Format {
+        /// What was wrong, with what was expected and found.
+        what: String,
+    },
+
+    /// A model file of another format version.
+    #[error("model file format version {got}; this build reads version {expected}")]
+    Version {
+        /// The version this build reads.
+        expected: u32,
+        /// The version in the file.
+        got: u32,
+    },
+
+    /// A model file holding another kind of object.
+    #[error("the model file holds a {found}, not a {expected}")]
+    WrongKind {
+        /// The kind that was asked for.
+        expected: String,
+        /// The kind in the file.
+        found: String,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's message.
+        message: String,
+        /// True when the file (or its folder) does not exist.
+        not_found: bool,
+    },
+
     /// Any other argument out of its domain.
     #[error("invalid input: {0}")]
     InvalidInput(String),

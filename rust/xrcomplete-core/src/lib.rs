@@ -10,9 +10,11 @@
 //! - [`text`]: features: character n-gram TF-IDF with prefix weighting, word n-gram TF-IDF,
 //!   and their concatenation into one row ([`text::FeatureConcat`]).
 //! - [`CsrMatrix`]: sparse rows laid out as scipy's CSR.
+//! - [`persist`]: the one on-disk format (versioned, checksummed sections) of every saved object.
 //! - [`Error`]: the one error type; no input reaching the core panics.
 
 mod error;
+pub mod persist;
 mod sparse;
 pub mod text;
 mod topk;

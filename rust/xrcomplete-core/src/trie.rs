@@ -14,6 +14,7 @@
 use rayon::prelude::*;
 
 use crate::error::{excerpt, Error, Result};
+use crate::persist::{self, Kind, Persist, Reader, Writer};
 use crate::topk::RangeTopK;
 
 /// One trie node: the id range of the keys under it and where its children are.
@@ -255,6 +256,40 @@ impl Trie {
     }
 }
 
+impl Persist for Trie {
+    /// The trie in the [`persist`] format: the keys and weights (nodes are rebuilt on load).
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(Kind::Trie);
+        w.bytes("keys", self.bytes.clone())
+            .u64s("ends", self.offsets[1..].iter().map(|&o| o as u64))
+            .f64s("weights", self.weights());
+        w.finish()
+    }
+
+    /// Reads a trie written by [`Trie::to_bytes`], checking every key and weight.
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let r = Reader::new(bytes, Kind::Trie)?;
+        let keys = persist::split_strings(r.bytes("keys")?, &r.u64s("ends")?, "trie keys")?;
+        let weights = r.f64s("weights")?;
+        let bad = |what: &str| Error::Format {
+            what: format!("trie: {what}"),
+        };
+        if weights.len() != keys.len() {
+            return Err(bad("as many weights as keys expected"));
+        }
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err(bad("empty key"));
+        }
+        if !keys.windows(2).all(|w| w[0] < w[1]) {
+            return Err(bad("keys not sorted and distinct"));
+        }
+        if !weights.iter().all(|w| w.is_finite()) {
+            return Err(bad("weight not finite"));
+        }
+        Self::from_sorted_unique(&keys, weights)
+    }
+}
+
 fn check_item(key: &str, weight: f64) -> Result<()> {
     if key.is_empty() {
         return Err(Error::EmptyString {
@@ -434,7 +469,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_corrupt_file_is_an_error_never_a_wrong_trie() {
+        let t = Trie::new([("b", 2.0), ("a", 1.0)]).unwrap();
+        let bytes = t.to_bytes();
+        for len in 0..bytes.len() {
+            assert!(Trie::from_bytes(&bytes[..len]).is_err());
+        }
+        // A file that passes the envelope checks but holds unsorted keys.
+        let mut w = Writer::new(Kind::Trie);
+        w.bytes("keys", b"ba".to_vec())
+            .u64s("ends", [1, 2])
+            .f64s("weights", &[1.0, 2.0]);
+        assert!(matches!(
+            Trie::from_bytes(&w.finish()),
+            Err(Error::Format { .. })
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn saved_bytes_load_to_an_equal_trie(items in items_strategy()) {
+            let t = Trie::new(items.iter().map(|(k, w)| (k.as_str(), *w))).unwrap();
+            prop_assert_eq!(Trie::from_bytes(&t.to_bytes()).unwrap(), t);
+        }
+
         #[test]
         fn lookups_and_iteration_match_a_sorted_map(items in items_strategy(), probe in key_strategy()) {
             let t = Trie::new(items.iter().map(|(k, w)| (k.as_str(), *w))).unwrap();

@@ -1,17 +1,34 @@
 //! Core errors to Python exceptions, and checks of Python arguments.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use xrcomplete_core as core;
 
+create_exception!(
+    _core,
+    ModelFormatError,
+    PyValueError,
+    "A model file (or bytes) that is not a valid xrcomplete model of the expected kind: \
+     truncated, corrupt, of another format version, or holding another kind of object."
+);
+
 /// Maps a core error to the Python exception for its kind.
 pub(crate) fn to_py_err(err: core::Error) -> PyErr {
+    let message = err.to_string();
     match err {
         core::Error::EmptyString { .. }
         | core::Error::NonFiniteWeight { .. }
         | core::Error::TooLarge { .. }
-        | core::Error::InvalidInput(_) => PyValueError::new_err(err.to_string()),
+        | core::Error::InvalidInput(_) => PyValueError::new_err(message),
+        core::Error::Format { .. }
+        | core::Error::Version { .. }
+        | core::Error::WrongKind { .. } => ModelFormatError::new_err(message),
+        core::Error::Io {
+            not_found: true, ..
+        } => PyFileNotFoundError::new_err(message),
+        core::Error::Io { .. } => PyOSError::new_err(message),
     }
 }
 

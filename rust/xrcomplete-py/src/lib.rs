@@ -6,12 +6,17 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod persist;
 mod text;
 mod trie;
 
 /// The compiled core of xrcomplete.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add(
+        "ModelFormatError",
+        m.py().get_type::<errors::ModelFormatError>(),
+    )?;
     m.add_class::<trie::Trie>()?;
     m.add_class::<trie::TrieKeys>()?;
     m.add_class::<text::TfidfModel>()?;

@@ -1,18 +1,21 @@
 //! Fitted text vectorizers. Matrices leave as numpy arrays that own the Rust buffers (no copy);
 //! `xrcomplete.text` wraps them into `scipy.sparse.csr_matrix`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyType};
 
 use xrcomplete_core::text::{
     Analyzer, AnalyzerConfig, ConcatScratch, DocFreq, FeatureConcat, Norm, PositionScope,
     PositionWeight, RowScratch, TfidfConfig, TfidfVectorizer,
 };
 use xrcomplete_core::CsrMatrix;
+
+use crate::persist;
 
 use crate::errors::to_py_err;
 
@@ -245,6 +248,35 @@ impl TfidfModel {
         )
     }
 
+    /// The vectorizer in xrcomplete's model format (bytes).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        persist::to_bytes(py, &*self.inner)
+    }
+
+    /// Reads bytes written by `to_bytes`; ModelFormatError when they are not a valid vectorizer.
+    #[classmethod]
+    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        Ok(Self {
+            inner: persist::from_bytes(py, data)?,
+        })
+    }
+
+    /// Saves to `path` atomically (a temporary file renamed over `path`).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        persist::save(py, &*self.inner, path)
+    }
+
+    /// Loads a vectorizer saved by `save`.
+    #[classmethod]
+    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        Ok(Self {
+            inner: persist::load(py, path)?,
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<persist::Reduced<'py>> {
+        persist::reduce(slf, slf.get().to_bytes(slf.py()))
+    }
     /// Number of features (columns).
     #[getter]
     fn n_features(&self) -> usize {
@@ -266,6 +298,52 @@ impl TfidfModel {
     /// The column of `term`, or None.
     fn column(&self, term: &str) -> Option<u32> {
         self.inner.column(term)
+    }
+
+    /// The options it was fitted with, as keyword arguments of `fit`.
+    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.inner.config();
+        let a = &c.analyzer;
+        let d = PyDict::new(py);
+        let analyzer = match a.analyzer {
+            Analyzer::CharWb => "char_wb",
+            Analyzer::Char => "char",
+            Analyzer::Word => "word",
+        };
+        d.set_item("analyzer", analyzer)?;
+        d.set_item("ngram_range", a.ngram_range)?;
+        d.set_item("lowercase", a.lowercase)?;
+        d.set_item("nfkc", a.nfkc)?;
+        let (weighting, alpha, decay) = match a.position_weight {
+            PositionWeight::Uniform => ("none", 1.0, 0.5),
+            PositionWeight::Harmonic => ("harmonic", 1.0, 0.5),
+            PositionWeight::Exponential { alpha, decay } => ("exponential", alpha, decay),
+        };
+        d.set_item("prefix_weighting", weighting)?;
+        d.set_item("alpha", alpha)?;
+        d.set_item("decay", decay)?;
+        let scope = match a.position_scope {
+            PositionScope::String => "string",
+            PositionScope::Word => "word",
+        };
+        d.set_item("position_scope", scope)?;
+        for (name, df) in [("min_df", c.min_df), ("max_df", c.max_df)] {
+            match df {
+                DocFreq::Count(n) => d.set_item(name, n)?,
+                DocFreq::Proportion(p) => d.set_item(name, p)?,
+            }
+        }
+        d.set_item("max_features", c.max_features)?;
+        d.set_item("sublinear_tf", c.sublinear_tf)?;
+        d.set_item("use_idf", c.use_idf)?;
+        d.set_item("smooth_idf", c.smooth_idf)?;
+        let norm = match c.norm {
+            Norm::L2 => Some("l2"),
+            Norm::L1 => Some("l1"),
+            Norm::None => None,
+        };
+        d.set_item("norm", norm)?;
+        Ok(d)
     }
 }
 
@@ -325,6 +403,35 @@ impl FeatureConcatModel {
         ))
     }
 
+    /// The feature concatenation in xrcomplete's model format (bytes).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        persist::to_bytes(py, &*self.inner)
+    }
+
+    /// Reads bytes written by `to_bytes`; ModelFormatError when they are not a valid feature concatenation.
+    #[classmethod]
+    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        Ok(Self {
+            inner: persist::from_bytes(py, data)?,
+        })
+    }
+
+    /// Saves to `path` atomically (a temporary file renamed over `path`).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        persist::save(py, &*self.inner, path)
+    }
+
+    /// Loads a feature concatenation saved by `save`.
+    #[classmethod]
+    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        Ok(Self {
+            inner: persist::load(py, path)?,
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<persist::Reduced<'py>> {
+        persist::reduce(slf, slf.get().to_bytes(slf.py()))
+    }
     /// Total number of features.
     #[getter]
     fn n_features(&self) -> usize {
@@ -334,5 +441,26 @@ impl FeatureConcatModel {
     /// The first column of each block.
     fn offsets(&self) -> Vec<usize> {
         self.inner.offsets().to_vec()
+    }
+
+    /// The blocks, in column order.
+    fn blocks(&self) -> Vec<TfidfModel> {
+        self.inner
+            .blocks()
+            .iter()
+            .map(|b| TfidfModel {
+                inner: Arc::clone(b),
+            })
+            .collect()
+    }
+
+    /// The row normalisation after concatenation ("l2", "l1" or None).
+    #[getter]
+    fn norm(&self) -> Option<&'static str> {
+        match self.inner.norm() {
+            Norm::L2 => Some("l2"),
+            Norm::L1 => Some("l1"),
+            Norm::None => None,
+        }
     }
 }

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::tfidf::{concat_rows, Norm, RowScratch, TfidfVectorizer};
 use crate::error::{Error, Result};
+use crate::persist::{Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
 
 /// Blocks of features in one row, as PECOS builds its QAC input: e.g. the previous query's
@@ -148,6 +149,47 @@ impl FeatureConcat {
     }
 }
 
+impl Persist for FeatureConcat {
+    /// The concatenation in the [`crate::persist`] format: its norm, then each block as a
+    /// complete vectorizer file of its own.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(Kind::FeatureConcat);
+        let norm = match self.norm {
+            Norm::L2 => 0,
+            Norm::L1 => 1,
+            Norm::None => 2,
+        };
+        w.u64s("norm", [norm])
+            .u64s("blocks", [self.blocks.len() as u64]);
+        for (i, b) in self.blocks.iter().enumerate() {
+            w.bytes(&format!("block{i}"), b.to_bytes());
+        }
+        w.finish()
+    }
+
+    /// Reads what [`FeatureConcat::to_bytes`] wrote.
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let r = Reader::new(bytes, Kind::FeatureConcat)?;
+        let bad = |what: String| Error::Format { what };
+        let norm = match r.u64s("norm")?.as_slice() {
+            [0] => Norm::L2,
+            [1] => Norm::L1,
+            [2] => Norm::None,
+            other => return Err(bad(format!("feature concat: norm {other:?}"))),
+        };
+        let n = match r.u64s("blocks")?.as_slice() {
+            &[n] if (1..=999).contains(&n) => n as usize,
+            other => return Err(bad(format!("feature concat: block count {other:?}"))),
+        };
+        let blocks = (0..n)
+            .map(|i| {
+                TfidfVectorizer::from_bytes(r.bytes(&format!("block{i}"))?).map(std::sync::Arc::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(blocks, norm)
+    }
+}
+
 /// Reusable buffers for [`FeatureConcat`]: one per thread.
 #[derive(Debug, Default, Clone)]
 pub struct ConcatScratch {
@@ -184,6 +226,17 @@ mod tests {
         c.transform_one(&["ab", "cd"], &mut ConcatScratch::default(), &mut one)
             .unwrap();
         assert_eq!((&one.0[..], &one.1[..]), x.row(0));
+    }
+
+    #[test]
+    fn saved_bytes_load_to_the_same_transform() {
+        let a = Arc::new(TfidfVectorizer::fit(TfidfConfig::default(), &["ab"]).unwrap());
+        let b = Arc::new(TfidfVectorizer::fit(TfidfConfig::default(), &["cd", "ce"]).unwrap());
+        let c = FeatureConcat::new(vec![a, b], Norm::L1).unwrap();
+        let d = FeatureConcat::from_bytes(&c.to_bytes()).unwrap();
+        let cols: [&[&str]; 2] = [&["ab", "x"], &["ce", "cd"]];
+        assert_eq!(d.transform(&cols).unwrap(), c.transform(&cols).unwrap());
+        assert_eq!(d.norm(), Norm::L1);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 
 use rayon::prelude::*;
 
-use super::analyzer::{AnalyzerConfig, Scratch};
+use super::analyzer::{Analyzer, AnalyzerConfig, PositionScope, PositionWeight, Scratch};
 use super::interner::Interner;
 use crate::error::{Error, Result};
+use crate::persist::{self, Fields, Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
 
 /// A document-frequency bound: an absolute number of documents, or a proportion of them.
@@ -108,6 +109,136 @@ impl TfidfConfig {
             return Err(Error::InvalidInput("max_features must be >= 1".into()));
         }
         Ok(())
+    }
+}
+
+impl TfidfConfig {
+    /// The options as the fixed fields of a model file's "config" section.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let a = &self.analyzer;
+        let mut out = Vec::new();
+        let mut put = |bytes: &[u8]| out.extend_from_slice(bytes);
+        put(&[match a.analyzer {
+            Analyzer::Word => 0,
+            Analyzer::Char => 1,
+            Analyzer::CharWb => 2,
+        }]);
+        put(&(a.ngram_range.0 as u64).to_le_bytes());
+        put(&(a.ngram_range.1 as u64).to_le_bytes());
+        put(&[a.lowercase as u8, a.nfkc as u8]);
+        let (code, alpha, decay) = match a.position_weight {
+            PositionWeight::Uniform => (0, 0.0, 0.0),
+            PositionWeight::Harmonic => (1, 0.0, 0.0),
+            PositionWeight::Exponential { alpha, decay } => (2, alpha, decay),
+        };
+        put(&[code]);
+        put(&alpha.to_le_bytes());
+        put(&decay.to_le_bytes());
+        put(&[match a.position_scope {
+            PositionScope::String => 0,
+            PositionScope::Word => 1,
+        }]);
+        for df in [self.min_df, self.max_df] {
+            match df {
+                DocFreq::Count(c) => {
+                    put(&[0]);
+                    put(&(c as u64).to_le_bytes());
+                }
+                DocFreq::Proportion(p) => {
+                    put(&[1]);
+                    put(&p.to_le_bytes());
+                }
+            }
+        }
+        put(&[self.max_features.is_some() as u8]);
+        put(&(self.max_features.unwrap_or(0) as u64).to_le_bytes());
+        put(&[
+            self.sublinear_tf as u8,
+            self.use_idf as u8,
+            self.smooth_idf as u8,
+        ]);
+        put(&[match self.norm {
+            Norm::L2 => 0,
+            Norm::L1 => 1,
+            Norm::None => 2,
+        }]);
+        out
+    }
+
+    /// Reads what [`TfidfConfig::encode`] wrote, and checks it.
+    pub(crate) fn decode(data: &[u8]) -> Result<Self> {
+        let mut f = Fields::new(data, "config");
+        let analyzer = match f.u8()? {
+            0 => Analyzer::Word,
+            1 => Analyzer::Char,
+            2 => Analyzer::CharWb,
+            b => return Err(f.bad("analyzer", b)),
+        };
+        let to_usize = |v: u64, f: &Fields<'_>| usize::try_from(v).map_err(|_| f.bad("size", v));
+        let lo = f.u64()?;
+        let lo = to_usize(lo, &f)?;
+        let hi = f.u64()?;
+        let hi = to_usize(hi, &f)?;
+        let (lowercase, nfkc) = (f.bool()?, f.bool()?);
+        let (code, alpha, decay) = (f.u8()?, f.f64()?, f.f64()?);
+        let position_weight = match code {
+            0 => PositionWeight::Uniform,
+            1 => PositionWeight::Harmonic,
+            2 => PositionWeight::Exponential { alpha, decay },
+            b => return Err(f.bad("prefix weighting", b)),
+        };
+        let position_scope = match f.u8()? {
+            0 => PositionScope::String,
+            1 => PositionScope::Word,
+            b => return Err(f.bad("position scope", b)),
+        };
+        let mut dfs = [DocFreq::Count(0); 2];
+        for df in &mut dfs {
+            *df = match f.u8()? {
+                0 => {
+                    let c = f.u64()?;
+                    DocFreq::Count(to_usize(c, &f)?)
+                }
+                1 => DocFreq::Proportion(f.f64()?),
+                b => return Err(f.bad("document-frequency kind", b)),
+            };
+        }
+        let has_max = f.bool()?;
+        let max = f.u64()?;
+        let max_features = if has_max {
+            Some(to_usize(max, &f)?)
+        } else {
+            None
+        };
+        let (sublinear_tf, use_idf, smooth_idf) = (f.bool()?, f.bool()?, f.bool()?);
+        let norm = match f.u8()? {
+            0 => Norm::L2,
+            1 => Norm::L1,
+            2 => Norm::None,
+            b => return Err(f.bad("norm", b)),
+        };
+        f.end()?;
+        let config = TfidfConfig {
+            analyzer: AnalyzerConfig {
+                analyzer,
+                ngram_range: (lo, hi),
+                lowercase,
+                nfkc,
+                position_weight,
+                position_scope,
+            },
+            min_df: dfs[0],
+            max_df: dfs[1],
+            max_features,
+            sublinear_tf,
+            use_idf,
+            smooth_idf,
+            norm,
+        };
+        config.check().map_err(|e| Error::Format {
+            what: format!("config: {e}"),
+        })?;
+        Ok(config)
     }
 }
 
@@ -343,6 +474,34 @@ impl TfidfVectorizer {
     }
 }
 
+impl Persist for TfidfVectorizer {
+    /// The vectorizer in the [`persist`] format: options, terms, idf.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut ends = Vec::with_capacity(self.n_features());
+        for t in self.terms() {
+            buf.extend_from_slice(t.as_bytes());
+            ends.push(buf.len() as u64);
+        }
+        let mut w = Writer::new(Kind::TfidfVectorizer);
+        w.bytes("config", self.config.encode())
+            .bytes("terms", buf)
+            .u64s("ends", ends)
+            .f64s("idf", &self.idf);
+        w.finish()
+    }
+
+    /// Reads a vectorizer written by [`TfidfVectorizer::to_bytes`], checking its content.
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let r = Reader::new(bytes, Kind::TfidfVectorizer)?;
+        let config = TfidfConfig::decode(r.bytes("config")?)?;
+        let terms = persist::split_strings(r.bytes("terms")?, &r.u64s("ends")?, "terms")?;
+        Self::from_parts(config, terms, r.f64s("idf")?).map_err(|e| Error::Format {
+            what: format!("vectorizer: {e}"),
+        })
+    }
+}
+
 /// Reusable buffers for vectorising one row: one per thread.
 #[derive(Debug, Default, Clone)]
 pub struct RowScratch {
@@ -452,10 +611,7 @@ mod tests {
     fn idf_and_l2_norm_by_hand() {
         // Two docs: "aa bb", "aa". df(aa) = 2, df(bb) = 1; smooth idf: ln(3/3)+1, ln(3/2)+1.
         let v = TfidfVectorizer::fit(word_config(), &["aa bb", "aa"]).unwrap();
-        assert_eq!(
-            v.terms().collect::<Vec<_>>(),
-            ["aa", "bb"]
-        );
+        assert_eq!(v.terms().collect::<Vec<_>>(), ["aa", "bb"]);
         let idf_bb = (1.5f64).ln() + 1.0;
         assert_eq!(v.idf(), &[1.0, idf_bb]);
         let x = v.transform(&["aa bb bb", "cc"]);
@@ -544,6 +700,55 @@ mod tests {
             cosine(&weighted, "ip", "iphone") - cosine(&weighted, "ip", "zip")
                 > cosine(&plain, "ip", "iphone") - cosine(&plain, "ip", "zip")
         );
+    }
+
+    #[test]
+    fn saved_bytes_load_to_an_equal_vectorizer_for_every_option() {
+        let docs = ["cheap flights", "hotels in paris", "Ünïcode wörds"];
+        let configs = [
+            TfidfConfig::default(),
+            TfidfConfig {
+                analyzer: AnalyzerConfig {
+                    analyzer: Analyzer::Word,
+                    ngram_range: (1, 3),
+                    lowercase: false,
+                    nfkc: true,
+                    position_weight: PositionWeight::Exponential {
+                        alpha: 2.5,
+                        decay: 0.25,
+                    },
+                    position_scope: PositionScope::Word,
+                },
+                min_df: DocFreq::Proportion(0.0),
+                max_df: DocFreq::Count(7),
+                max_features: Some(5),
+                sublinear_tf: true,
+                use_idf: false,
+                smooth_idf: false,
+                norm: Norm::L1,
+            },
+            TfidfConfig {
+                analyzer: AnalyzerConfig {
+                    analyzer: Analyzer::Char,
+                    position_weight: PositionWeight::Harmonic,
+                    ..AnalyzerConfig::default()
+                },
+                norm: Norm::None,
+                ..TfidfConfig::default()
+            },
+        ];
+        for config in configs {
+            let v = TfidfVectorizer::fit(config, &docs).unwrap();
+            let bytes = v.to_bytes();
+            assert_eq!(TfidfVectorizer::from_bytes(&bytes).unwrap(), v);
+            assert!(matches!(
+                crate::Trie::from_bytes(&bytes),
+                Err(Error::WrongKind { .. })
+            ));
+            for len in (0..bytes.len()).step_by(7) {
+                assert!(TfidfVectorizer::from_bytes(&bytes[..len]).is_err());
+            }
+        }
     }
 
     #[test]
