@@ -10,6 +10,11 @@ on the same documents in the same run; the outputs are checked equal (within 1e-
 first 20,000 rows before any time is reported. Single-string latency: ``transform_one`` (ours)
 and ``transform([s])`` (scikit-learn), one call at a time from Python over 5,000 prefixes.
 Ratios are scikit-learn / xrcomplete.
+
+When libpecos is importable (a separate venv: ``pip install --no-deps libpecos`` plus
+``"numpy<2" "scipy<1.14" scikit-learn``, then this package), its C++ ``Tfidf`` (train, then
+predict, all threads) is timed on the same documents and options; its tokenisation is its own,
+so its output is not compared, only its time (ratio libpecos / xrcomplete).
 """
 
 from __future__ import annotations
@@ -56,6 +61,14 @@ def latency_us(fn: Any, inputs: Sequence[str]) -> tuple[float, float]:
     return float(p50), float(p99)
 
 
+def pecos_tfidf() -> Any:
+    try:
+        from pecos.utils.featurization.text.vectorizers import Tfidf
+    except ImportError:
+        return None
+    return Tfidf
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--log", type=Path, default=DEFAULT_LOG)
@@ -66,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     picks = rng.integers(0, len(docs), size=5000)
     prefixes = [docs[i][: int(rng.integers(1, max(2, len(docs[i]) + 1)))] for i in picks]
     print(f"cores: {os.cpu_count()}")
+    pecos = pecos_tfidf()
+    print("libpecos: " + ("timed too" if pecos else "not installed, skipped"))
     header = (
         f"{'configuration':<28} | {'sklearn s':>9} | {'xrcomplete s':>12} | {'ratio':>6} | "
         f"{'one-string p50/p99 µs: xrcomplete':>34} | {'sklearn p50':>11} | {'ratio':>6}"
@@ -88,11 +103,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if diff > 1e-5:
             raise SystemExit(f"{name}: outputs differ by {diff}")
 
+        pecos_note = ""
+        if pecos is not None:
+            t0 = time.perf_counter()
+            pecos_model = pecos.train(docs, {**options, "threads": -1})
+            pecos_model.predict(docs, threads=-1)
+            pecos_s = time.perf_counter() - t0
+            p50, _ = latency_us(lambda s, m=pecos_model: m.predict([s], threads=1), prefixes[:1000])
+            pecos_note = f" | libpecos {pecos_s:.2f} s ({pecos_s / ours_s:.1f}x)"
+            pecos_note += f", one string p50 {p50:.0f} µs"
+
         o50, o99 = latency_us(ours.transform_one, prefixes)
         s50, _ = latency_us(lambda s, model=sk: model.transform([s]), prefixes[:1000])
         print(
             f"{name:<28} | {sk_s:>9.1f} | {ours_s:>12.2f} | {sk_s / ours_s:>5.1f}x | "
-            f"{o50:>22.1f} / {o99:>9.1f} | {s50:>11.0f} | {s50 / o50:>5.0f}x"
+            f"{o50:>22.1f} / {o99:>9.1f} | {s50:>11.0f} | {s50 / o50:>5.0f}x{pecos_note}"
         )
     return 0
 
