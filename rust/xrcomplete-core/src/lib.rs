@@ -9,16 +9,22 @@
 //! - [`RangeTopK`]: the k heaviest ids in any id range, in time independent of the range's size.
 //! - [`text`]: features: character n-gram TF-IDF with prefix weighting, word n-gram TF-IDF,
 //!   and their concatenation into one row ([`text::FeatureConcat`]).
+//! - [`index`]: label trees ([`index::LabelTree`]): hierarchical balanced spherical k-means on
+//!   PIFA label embeddings.
+//! - [`xr`]: XR-Linear, per-level sparse linear matchers trained over a label tree, and the
+//!   thread-safe beam search ([`xr::XrLinear`]).
 //! - [`CsrMatrix`]: sparse rows laid out as scipy's CSR.
 //! - [`persist`]: the one on-disk format (versioned, checksummed sections) of every saved object.
 //! - [`Error`]: the one error type; no input reaching the core panics.
 
 mod error;
+pub mod index;
 pub mod persist;
 mod sparse;
 pub mod text;
 mod topk;
 mod trie;
+pub mod xr;
 
 pub use error::{Error, Result};
 pub use sparse::CsrMatrix;

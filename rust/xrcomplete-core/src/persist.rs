@@ -55,6 +55,8 @@ pub enum Kind {
     TfidfVectorizer = 2,
     /// A [`crate::text::FeatureConcat`].
     FeatureConcat = 3,
+    /// A [`crate::xr::XrLinear`].
+    XrLinear = 4,
 }
 
 impl Kind {
@@ -63,6 +65,7 @@ impl Kind {
             1 => "Trie".into(),
             2 => "TfidfVectorizer".into(),
             3 => "FeatureConcat".into(),
+            4 => "XrLinear".into(),
             other => format!("unknown kind {other}"),
         }
     }
@@ -100,6 +103,18 @@ impl Writer {
     /// Adds a section of u64 values.
     pub fn u64s(&mut self, name: &str, values: impl IntoIterator<Item = u64>) -> &mut Self {
         let data = values.into_iter().flat_map(u64::to_le_bytes).collect();
+        self.bytes(name, data)
+    }
+
+    /// Adds a section of u32 values.
+    pub fn u32s(&mut self, name: &str, values: &[u32]) -> &mut Self {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.bytes(name, data)
+    }
+
+    /// Adds a section of f32 values.
+    pub fn f32s(&mut self, name: &str, values: &[f32]) -> &mut Self {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.bytes(name, data)
     }
 
@@ -229,6 +244,26 @@ impl<'a> Reader<'a> {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect())
+    }
+
+    /// Section `name` as u32 values.
+    pub fn u32s(&self, name: &str) -> Result<Vec<u32>> {
+        let data = self.bytes(name)?;
+        if data.len() % 4 != 0 {
+            return Err(format_err(format!(
+                "section {name:?} has {} bytes, not a whole number of 4-byte values",
+                data.len()
+            )));
+        }
+        Ok(data
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect())
+    }
+
+    /// Section `name` as f32 values.
+    pub fn f32s(&self, name: &str) -> Result<Vec<f32>> {
+        Ok(self.u32s(name)?.into_iter().map(f32::from_bits).collect())
     }
 
     /// Section `name` as f64 values.

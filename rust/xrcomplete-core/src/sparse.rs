@@ -81,11 +81,125 @@ impl CsrMatrix {
         let (a, b) = (self.indptr[r], self.indptr[r + 1]);
         (&self.indices[a..b], &self.data[a..b])
     }
+
+    /// Builds from parts that come from outside (e.g. a scipy matrix), checking every invariant:
+    /// `indptr` rises from 0 to `nnz`, column ids are `< n_cols` and strictly increasing in each
+    /// row, values are finite. `what` names the matrix in the error.
+    pub fn from_parts(
+        n_cols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<f32>,
+        what: &str,
+    ) -> Result<Self> {
+        let bad = |why: String| Err(Error::InvalidInput(format!("{what}: {why}")));
+        if indptr.first() != Some(&0) {
+            return bad("indptr must start at 0".into());
+        }
+        if indices.len() != data.len() || indptr.last() != Some(&indices.len()) {
+            return bad(format!(
+                "indptr ends at {:?} but there are {} indices and {} values",
+                indptr.last(),
+                indices.len(),
+                data.len()
+            ));
+        }
+        if indptr.windows(2).any(|w| w[0] > w[1]) {
+            return bad("indptr must not decrease".into());
+        }
+        for r in 0..indptr.len() - 1 {
+            let row = &indices[indptr[r]..indptr[r + 1]];
+            if row.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(format!(
+                    "row {r}: column indices must be sorted and distinct (call sort_indices() and \
+                     sum_duplicates() on the scipy matrix)"
+                ));
+            }
+            if let Some(&c) = row.last().filter(|&&c| c as usize >= n_cols) {
+                return bad(format!(
+                    "row {r}: column {c} is out of range for {n_cols} columns"
+                ));
+            }
+        }
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return bad(format!("value {} at position {i} is not finite", data[i]));
+        }
+        Ok(CsrMatrix {
+            n_cols,
+            indptr,
+            indices,
+            data,
+        })
+    }
+
+    /// The transpose (`n_cols` rows of `n_rows` columns), rows sorted.
+    pub fn transpose(&self) -> CsrMatrix {
+        let mut counts = vec![0usize; self.n_cols + 1];
+        for &c in &self.indices {
+            counts[c as usize + 1] += 1;
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let indptr = counts.clone();
+        let mut next = counts;
+        let mut indices = vec![0u32; self.nnz()];
+        let mut data = vec![0f32; self.nnz()];
+        for r in 0..self.n_rows() {
+            let (cols, vals) = self.row(r);
+            for (&c, &v) in cols.iter().zip(vals) {
+                let at = next[c as usize];
+                indices[at] = r as u32;
+                data[at] = v;
+                next[c as usize] += 1;
+            }
+        }
+        CsrMatrix {
+            n_cols: self.n_rows(),
+            indptr,
+            indices,
+            data,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_twice_is_the_identity() {
+        let m = CsrMatrix::from_rows(
+            3,
+            [
+                (vec![0, 2], vec![1.0, 2.0]),
+                (vec![], vec![]),
+                (vec![1, 2], vec![3.0, 4.0]),
+            ],
+        );
+        let t = m.transpose();
+        assert_eq!(t.n_rows(), 3);
+        assert_eq!(t.row(2), (&[0u32, 2][..], &[2.0f32, 4.0][..]));
+        assert_eq!(t.transpose(), m);
+    }
+
+    #[test]
+    fn parts_from_outside_are_checked() {
+        let ok = CsrMatrix::from_parts(3, vec![0, 2, 3], vec![0, 2, 1], vec![1.0, 2.0, 3.0], "X");
+        assert!(ok.is_ok());
+        for (indptr, indices, data) in [
+            (vec![1, 2], vec![0, 1], vec![1.0, 1.0]),       // not from 0
+            (vec![0, 3], vec![0, 1], vec![1.0, 1.0]),       // past the end
+            (vec![0, 2, 1, 2], vec![0, 1], vec![1.0, 1.0]), // decreasing
+            (vec![0, 2], vec![1, 0], vec![1.0, 1.0]),       // unsorted
+            (vec![0, 2], vec![1, 1], vec![1.0, 1.0]),       // duplicate
+            (vec![0, 1], vec![3], vec![1.0]),               // out of range
+            (vec![0, 1], vec![0], vec![f32::NAN]),          // not finite
+            (vec![0, 1], vec![0], vec![]),                  // lengths differ
+        ] {
+            assert!(CsrMatrix::from_parts(3, indptr, indices, data, "X").is_err());
+        }
+    }
 
     #[test]
     fn rows_stack_and_append() {

@@ -1,0 +1,171 @@
+//! Label trees: the labels grouped into nested clusters, all leaves at one depth.
+//!
+//! A [`LabelTree`] has `depth` levels below the root. Level `l` holds `n_nodes(l)` nodes; the
+//! children of a node are contiguous at the next level. The last level's nodes are the leaves,
+//! one per label, in the order `leaf_labels` gives. Builders: [`kmeans`] (hierarchical balanced
+//! spherical k-means on label embeddings, PECOS's default).
+
+pub mod kmeans;
+
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+
+/// Clusters of labels in levels; the last level's nodes are the labels.
+///
+/// ```
+/// use xrcomplete_core::index::LabelTree;
+/// // root -> 2 clusters -> 3 labels (label 2 in the first cluster, labels 0 and 1 in the second)
+/// let tree = LabelTree::new(vec![vec![0, 2], vec![0, 1, 3]], vec![2, 0, 1])?;
+/// assert_eq!(tree.depth(), 2);
+/// assert_eq!(tree.children(1, 1), 1..3);
+/// assert_eq!(tree.label_of_leaf(0), 2);
+/// # Ok::<(), xrcomplete_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelTree {
+    /// `child_ptr[l][p]..child_ptr[l][p + 1]`: the children, at level `l`, of node `p` at level
+    /// `l - 1` (for `l = 0`, of the root: `child_ptr[0] = [0, n_0]`).
+    child_ptr: Vec<Vec<u32>>,
+    /// Leaf position -> label id.
+    leaf_labels: Vec<u32>,
+    /// Label id -> leaf position.
+    label_leaves: Vec<u32>,
+}
+
+impl LabelTree {
+    /// Builds from the child pointers of each level and the label of each leaf, checking that
+    /// every level is well formed, every node has a child, and `leaf_labels` is a permutation.
+    pub fn new(child_ptr: Vec<Vec<u32>>, leaf_labels: Vec<u32>) -> Result<Self> {
+        let bad = |why: String| Err(Error::InvalidInput(format!("label tree: {why}")));
+        if child_ptr.is_empty() {
+            return bad("at least one level is needed".into());
+        }
+        let mut n_parents = 1usize;
+        for (l, ptr) in child_ptr.iter().enumerate() {
+            if ptr.len() != n_parents + 1 || ptr[0] != 0 {
+                return bad(format!(
+                    "level {l}: {} pointers for {n_parents} parents",
+                    ptr.len()
+                ));
+            }
+            if ptr.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(format!("level {l}: every node needs at least one child"));
+            }
+            n_parents = ptr[n_parents] as usize;
+        }
+        if n_parents != leaf_labels.len() {
+            return bad(format!(
+                "{n_parents} leaves but {} leaf labels",
+                leaf_labels.len()
+            ));
+        }
+        let mut label_leaves = vec![u32::MAX; leaf_labels.len()];
+        for (leaf, &label) in leaf_labels.iter().enumerate() {
+            match label_leaves.get_mut(label as usize) {
+                Some(slot) if *slot == u32::MAX => *slot = leaf as u32,
+                _ => return bad(format!("leaf labels are not a permutation (label {label})")),
+            }
+        }
+        Ok(LabelTree {
+            child_ptr,
+            leaf_labels,
+            label_leaves,
+        })
+    }
+
+    /// A one-level tree: the root's children are the labels, in id order.
+    pub fn flat(n_labels: usize) -> Result<Self> {
+        Self::new(
+            vec![vec![0, n_labels as u32]],
+            (0..n_labels as u32).collect(),
+        )
+    }
+
+    /// Number of levels below the root (the last one holds the labels).
+    pub fn depth(&self) -> usize {
+        self.child_ptr.len()
+    }
+
+    /// Number of labels (leaves).
+    pub fn n_labels(&self) -> usize {
+        self.leaf_labels.len()
+    }
+
+    /// Number of nodes at level `l`.
+    pub fn n_nodes(&self, l: usize) -> usize {
+        *self.child_ptr[l].last().expect("non-empty") as usize
+    }
+
+    /// The children (node ids at level `l`) of node `parent` at level `l - 1` (the root for 0).
+    pub fn children(&self, l: usize, parent: usize) -> Range<usize> {
+        let ptr = &self.child_ptr[l];
+        ptr[parent] as usize..ptr[parent + 1] as usize
+    }
+
+    /// The child pointers of level `l`.
+    pub fn child_ptr(&self, l: usize) -> &[u32] {
+        &self.child_ptr[l]
+    }
+
+    /// The parent (at level `l - 1`) of every node at level `l` (all 0 for `l = 0`).
+    pub fn parents(&self, l: usize) -> Vec<u32> {
+        let ptr = &self.child_ptr[l];
+        let mut out = vec![0u32; self.n_nodes(l)];
+        for p in 0..ptr.len() - 1 {
+            out[ptr[p] as usize..ptr[p + 1] as usize].fill(p as u32);
+        }
+        out
+    }
+
+    /// The label of leaf `leaf`.
+    pub fn label_of_leaf(&self, leaf: usize) -> u32 {
+        self.leaf_labels[leaf]
+    }
+
+    /// The leaf of label `label`.
+    pub fn leaf_of_label(&self, label: usize) -> u32 {
+        self.label_leaves[label]
+    }
+
+    /// The labels of the leaves, in leaf order.
+    pub fn leaf_labels(&self) -> &[u32] {
+        &self.leaf_labels
+    }
+
+    /// For every label, its ancestor at level `l` (the leaf itself at the last level).
+    pub fn ancestors_at(&self, l: usize) -> Vec<u32> {
+        let mut node: Vec<u32> = self.label_leaves.clone();
+        for level in (l + 1..self.depth()).rev() {
+            let parents = self.parents(level);
+            node.iter_mut().for_each(|n| *n = parents[*n as usize]);
+        }
+        node
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_trees_are_rejected() {
+        assert!(LabelTree::new(vec![], vec![]).is_err());
+        assert!(LabelTree::new(vec![vec![0, 2]], vec![0]).is_err()); // 2 leaves, 1 label
+        assert!(LabelTree::new(vec![vec![0, 2]], vec![1, 1]).is_err()); // not a permutation
+        assert!(LabelTree::new(vec![vec![0, 2]], vec![0, 2]).is_err()); // label out of range
+        assert!(LabelTree::new(vec![vec![0, 2], vec![0, 0, 2]], vec![0, 1]).is_err()); // childless
+        assert!(LabelTree::new(vec![vec![1, 2]], vec![0, 1]).is_err());
+    }
+
+    #[test]
+    fn ancestors_and_parents() {
+        let t = LabelTree::new(vec![vec![0, 2], vec![0, 1, 3]], vec![2, 0, 1]).unwrap();
+        assert_eq!(t.parents(1), [0, 1, 1]);
+        assert_eq!(t.ancestors_at(0), [1, 1, 0]); // labels 0, 1 under cluster 1; label 2 under 0
+        assert_eq!(t.ancestors_at(1), [1, 2, 0]);
+        assert_eq!(t.leaf_of_label(2), 0);
+        let flat = LabelTree::flat(4).unwrap();
+        assert_eq!((flat.depth(), flat.children(0, 0)), (1, 0..4));
+    }
+}

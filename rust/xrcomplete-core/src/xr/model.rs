@@ -1,0 +1,434 @@
+//! A trained XR-Linear model and its beam search.
+//!
+//! One sparse linear scorer per tree node. Beam search walks the levels: the children of the
+//! nodes in the beam are scored, each score transformed ([`PostProcessor`]) and multiplied into
+//! its parent's, and the best `beam_size` nodes go on; at the last level the best `topk` labels
+//! are returned. The model is immutable: `&self` everywhere, scratch space per call or thread.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::index::LabelTree;
+use crate::persist::{Kind, Persist, Reader, Writer};
+use crate::sparse::CsrMatrix;
+
+/// The weights of one level: column `c` (node `c`) holds the features
+/// `rows[col_ptr[c]..col_ptr[c + 1]]` with `vals` at the same positions, plus `bias[c]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LevelWeights {
+    pub(crate) col_ptr: Vec<usize>,
+    pub(crate) rows: Vec<u32>,
+    pub(crate) vals: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
+}
+
+impl LevelWeights {
+    /// Stacks per-node weights (sorted features, values, bias weight), in node order.
+    pub(crate) fn from_columns(columns: Vec<(Vec<u32>, Vec<f32>, f32)>) -> Self {
+        let mut w = LevelWeights {
+            col_ptr: Vec::with_capacity(columns.len() + 1),
+            ..LevelWeights::default()
+        };
+        w.col_ptr.push(0);
+        for (rows, vals, bias) in columns {
+            w.rows.extend_from_slice(&rows);
+            w.vals.extend_from_slice(&vals);
+            w.col_ptr.push(w.rows.len());
+            w.bias.push(bias);
+        }
+        w
+    }
+
+    /// Number of stored weights (biases excluded).
+    pub fn nnz(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.col_ptr.capacity() * size_of::<usize>()
+            + self.rows.capacity() * size_of::<u32>()
+            + (self.vals.capacity() + self.bias.capacity()) * size_of::<f32>()
+    }
+
+    /// `w_c . x + bias_c * bias` with `x` spread in `dense`.
+    #[inline]
+    fn score(&self, c: usize, dense: &[f32], bias: f32) -> f32 {
+        let (a, b) = (self.col_ptr[c], self.col_ptr[c + 1]);
+        let mut z = self.bias[c] * bias;
+        for (&f, &v) in self.rows[a..b].iter().zip(&self.vals[a..b]) {
+            z += v * dense[f as usize];
+        }
+        z
+    }
+}
+
+impl Persist for XrLinear {
+    /// Sections: the tree (child pointers per level, leaf labels), then per level the weight
+    /// columns (pointers, feature ids, values, biases).
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(Kind::XrLinear);
+        let depth = self.tree.depth();
+        w.u64s(
+            "meta",
+            [
+                depth as u64,
+                self.n_features as u64,
+                u64::from(self.bias.to_bits()),
+            ],
+        );
+        w.u32s("leaves", self.tree.leaf_labels());
+        for l in 0..depth {
+            let lw = &self.levels[l];
+            w.u32s(&format!("tree{l}"), self.tree.child_ptr(l))
+                .u64s(&format!("ptr{l}"), lw.col_ptr.iter().map(|&p| p as u64))
+                .u32s(&format!("rows{l}"), &lw.rows)
+                .f32s(&format!("vals{l}"), &lw.vals)
+                .f32s(&format!("bias{l}"), &lw.bias);
+        }
+        w.finish()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let r = Reader::new(bytes, Kind::XrLinear)?;
+        let format = |e: Error| Error::Format {
+            what: format!("XR-Linear model: {e}"),
+        };
+        let meta = r.u64s("meta")?;
+        let &[depth, n_features, bias] = meta.as_slice() else {
+            return Err(format(Error::InvalidInput("meta section".into())));
+        };
+        if depth == 0 || depth > 64 || n_features > u32::MAX as u64 || bias > u32::MAX as u64 {
+            return Err(format(Error::InvalidInput(format!(
+                "implausible depth {depth} or feature count {n_features}"
+            ))));
+        }
+        let mut child_ptr = Vec::with_capacity(depth as usize);
+        let mut levels = Vec::with_capacity(depth as usize);
+        for l in 0..depth {
+            child_ptr.push(r.u32s(&format!("tree{l}"))?);
+            let col_ptr = r.u64s(&format!("ptr{l}"))?;
+            let col_ptr = col_ptr
+                .into_iter()
+                .map(|p| {
+                    usize::try_from(p).map_err(|_| format(Error::InvalidInput("pointer".into())))
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            levels.push(LevelWeights {
+                col_ptr,
+                rows: r.u32s(&format!("rows{l}"))?,
+                vals: r.f32s(&format!("vals{l}"))?,
+                bias: r.f32s(&format!("bias{l}"))?,
+            });
+        }
+        let tree = LabelTree::new(child_ptr, r.u32s("leaves")?).map_err(format)?;
+        XrLinear::new(
+            tree,
+            levels,
+            n_features as usize,
+            f32::from_bits(bias as u32),
+        )
+        .map_err(format)
+    }
+}
+
+/// How a node's raw score `z` becomes a factor of its path's score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PostProcessor {
+    /// `exp(-max(0, 1 - z)^3)` (PECOS's default, "l3-hinge").
+    L3Hinge,
+    /// `1 / (1 + exp(-z))`.
+    Sigmoid,
+}
+
+impl PostProcessor {
+    #[inline]
+    fn apply(self, z: f32) -> f32 {
+        match self {
+            PostProcessor::L3Hinge => (-(1.0 - z).max(0.0).powi(3)).exp(),
+            PostProcessor::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        }
+    }
+}
+
+/// Options of a prediction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictParams {
+    /// Nodes kept per level.
+    pub beam_size: usize,
+    /// Labels returned.
+    pub topk: usize,
+    /// Score transform.
+    pub post_processor: PostProcessor,
+}
+
+impl Default for PredictParams {
+    fn default() -> Self {
+        PredictParams {
+            beam_size: 10,
+            topk: 10,
+            post_processor: PostProcessor::L3Hinge,
+        }
+    }
+}
+
+/// Reusable buffers of a prediction: one per thread.
+#[derive(Debug, Default, Clone)]
+pub struct PredictScratch {
+    dense: Vec<f32>,
+    beam: Vec<(u32, f32)>,
+    candidates: Vec<(u32, f32)>,
+}
+
+/// A trained XR-Linear model: a label tree and one sparse linear scorer per node.
+#[derive(Debug)]
+pub struct XrLinear {
+    pub(crate) tree: LabelTree,
+    pub(crate) levels: Vec<LevelWeights>,
+    pub(crate) n_features: usize,
+    pub(crate) bias: f32,
+    /// Per cluster level, the sorted label ids under each node (built on first use of a label
+    /// range).
+    subtree_labels: OnceLock<Vec<CsrMatrix>>,
+}
+
+impl PartialEq for XrLinear {
+    fn eq(&self, other: &Self) -> bool {
+        self.tree == other.tree
+            && self.levels == other.levels
+            && self.n_features == other.n_features
+            && self.bias == other.bias
+    }
+}
+
+impl XrLinear {
+    /// Assembles a model, checking that the weights fit the tree and the feature count.
+    pub fn new(
+        tree: LabelTree,
+        levels: Vec<LevelWeights>,
+        n_features: usize,
+        bias: f32,
+    ) -> Result<Self> {
+        let bad = |why: String| Err(Error::InvalidInput(format!("XR-Linear model: {why}")));
+        if levels.len() != tree.depth() {
+            return bad(format!(
+                "{} weight levels for a tree of depth {}",
+                levels.len(),
+                tree.depth()
+            ));
+        }
+        for (l, w) in levels.iter().enumerate() {
+            let n = tree.n_nodes(l);
+            if w.col_ptr.len() != n + 1 || w.bias.len() != n || w.col_ptr[0] != 0 {
+                return bad(format!(
+                    "level {l}: weights for {} nodes, the tree has {n}",
+                    w.bias.len()
+                ));
+            }
+            if w.col_ptr.windows(2).any(|p| p[0] > p[1])
+                || w.col_ptr[n] != w.rows.len()
+                || w.rows.len() != w.vals.len()
+            {
+                return bad(format!("level {l}: inconsistent column pointers"));
+            }
+            if w.rows.iter().any(|&f| f as usize >= n_features) {
+                return bad(format!("level {l}: a feature id is out of range"));
+            }
+            if !w.vals.iter().chain(&w.bias).all(|v| v.is_finite()) {
+                return bad(format!("level {l}: a weight is not finite"));
+            }
+        }
+        if !bias.is_finite() {
+            return bad("bias is not finite".into());
+        }
+        Ok(XrLinear {
+            tree,
+            levels,
+            n_features,
+            bias,
+            subtree_labels: OnceLock::new(),
+        })
+    }
+
+    /// The label tree.
+    pub fn tree(&self) -> &LabelTree {
+        &self.tree
+    }
+
+    /// Number of input features.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Number of labels.
+    pub fn n_labels(&self) -> usize {
+        self.tree.n_labels()
+    }
+
+    /// The weights of each level.
+    pub fn levels(&self) -> &[LevelWeights] {
+        &self.levels
+    }
+
+    /// Stored weights over all levels.
+    pub fn nnz(&self) -> usize {
+        self.levels.iter().map(LevelWeights::nnz).sum()
+    }
+
+    /// Heap memory of the weights and the tree, in bytes (approximately, for the tree).
+    pub fn memory_bytes(&self) -> usize {
+        self.levels
+            .iter()
+            .map(LevelWeights::memory_bytes)
+            .sum::<usize>()
+            + self.tree.n_labels() * 2 * size_of::<u32>()
+            + (0..self.tree.depth())
+                .map(|l| size_of_val(self.tree.child_ptr(l)))
+                .sum::<usize>()
+    }
+
+    /// The best `topk` labels for one input row (sorted feature ids, values), best first, with
+    /// their scores. With `allowed = Some((lo, hi))`, only labels with ids in `lo..hi` are
+    /// returned, and the beam only enters nodes that hold one.
+    pub fn predict_one(
+        &self,
+        indices: &[u32],
+        values: &[f32],
+        params: &PredictParams,
+        allowed: Option<(u32, u32)>,
+        scratch: &mut PredictScratch,
+    ) -> Result<Vec<(u32, f32)>> {
+        if indices.len() != values.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} feature ids but {} values",
+                indices.len(),
+                values.len()
+            )));
+        }
+        if let Some(&f) = indices.iter().find(|&&f| f as usize >= self.n_features) {
+            return Err(Error::InvalidInput(format!(
+                "feature id {f} is out of range for a model of {} features",
+                self.n_features
+            )));
+        }
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "feature value {v} is not finite"
+            )));
+        }
+        Ok(self.beam_search(indices, values, params, allowed, scratch))
+    }
+
+    /// Predicts every row of `x` in parallel: an `n_rows x n_labels` matrix holding each row's
+    /// best `topk` labels with their scores.
+    pub fn predict(&self, x: &CsrMatrix, params: &PredictParams) -> Result<CsrMatrix> {
+        if x.n_cols != self.n_features {
+            return Err(Error::InvalidInput(format!(
+                "X has {} columns, the model {} features",
+                x.n_cols, self.n_features
+            )));
+        }
+        let rows: Vec<usize> = (0..x.n_rows()).collect();
+        let out: Vec<(Vec<u32>, Vec<f32>)> = rows
+            .par_iter()
+            .map_init(PredictScratch::default, |scratch, &r| {
+                let (idx, val) = x.row(r);
+                let mut found = self.beam_search(idx, val, params, None, scratch);
+                found.sort_unstable_by_key(|&(label, _)| label);
+                found.into_iter().unzip()
+            })
+            .collect();
+        Ok(CsrMatrix::from_rows(self.n_labels(), out))
+    }
+
+    fn beam_search(
+        &self,
+        indices: &[u32],
+        values: &[f32],
+        params: &PredictParams,
+        allowed: Option<(u32, u32)>,
+        s: &mut PredictScratch,
+    ) -> Vec<(u32, f32)> {
+        if params.topk == 0 {
+            return Vec::new();
+        }
+        if s.dense.len() < self.n_features {
+            s.dense.resize(self.n_features, 0.0);
+        }
+        for (&f, &v) in indices.iter().zip(values) {
+            s.dense[f as usize] = v;
+        }
+        let depth = self.tree.depth();
+        s.beam.clear();
+        s.beam.push((0, 1.0));
+        for l in 0..depth {
+            let last = l + 1 == depth;
+            s.candidates.clear();
+            for &(parent, score) in &s.beam {
+                for c in self.tree.children(l, parent as usize) {
+                    if let Some((lo, hi)) = allowed {
+                        if !self.holds_label_in(l, c, lo, hi) {
+                            continue;
+                        }
+                    }
+                    let z = self.levels[l].score(c, &s.dense, self.bias);
+                    s.candidates
+                        .push((c as u32, score * params.post_processor.apply(z)));
+                }
+            }
+            let keep = if last {
+                params.topk
+            } else {
+                params.beam_size.max(1)
+            };
+            let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            if s.candidates.len() > keep {
+                s.candidates.select_nth_unstable_by(keep - 1, by_score);
+                s.candidates.truncate(keep);
+            }
+            s.candidates.sort_unstable_by(by_score);
+            std::mem::swap(&mut s.beam, &mut s.candidates);
+        }
+        for &f in indices {
+            s.dense[f as usize] = 0.0;
+        }
+        s.beam
+            .iter()
+            .map(|&(leaf, score)| (self.tree.label_of_leaf(leaf as usize), score))
+            .collect()
+    }
+
+    /// Whether node `c` of level `l` has a label with id in `lo..hi` under it.
+    fn holds_label_in(&self, l: usize, c: usize, lo: u32, hi: u32) -> bool {
+        if l + 1 == self.tree.depth() {
+            let label = self.tree.label_of_leaf(c);
+            return lo <= label && label < hi;
+        }
+        let lists = self
+            .subtree_labels
+            .get_or_init(|| self.build_subtree_labels());
+        let labels = lists[l].row(c).0;
+        let at = labels.partition_point(|&x| x < lo);
+        at < labels.len() && labels[at] < hi
+    }
+
+    fn build_subtree_labels(&self) -> Vec<CsrMatrix> {
+        (0..self.tree.depth() - 1)
+            .map(|l| {
+                let ancestors = self.tree.ancestors_at(l);
+                let mut per_node: Vec<Vec<u32>> = vec![Vec::new(); self.tree.n_nodes(l)];
+                for (label, &node) in ancestors.iter().enumerate() {
+                    per_node[node as usize].push(label as u32);
+                }
+                CsrMatrix::from_rows(
+                    self.n_labels(),
+                    per_node.into_iter().map(|labels| {
+                        let ones = vec![1.0; labels.len()];
+                        (labels, ones)
+                    }),
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,599 @@
+//! Training XR-Linear: one L2-loss linear SVM per tree node, level by level.
+//!
+//! The classifier of node `c` (child of `p`) is trained on the instances that are positive for
+//! `p`: positive if one of their labels is under `c`, negative otherwise ("teacher-forced"
+//! negatives, from the siblings). Each problem is solved by dual coordinate descent with
+//! shrinking (LIBLINEAR's `L2R_L2LOSS_SVC_DUAL`, PECOS's default), and weights with
+//! `|w| < threshold` are dropped. Nodes are trained in parallel; [`Progress`] counts them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::model::{LevelWeights, XrLinear};
+use crate::error::{Error, Result};
+use crate::index::LabelTree;
+use crate::sparse::CsrMatrix;
+
+/// Options of [`train`], PECOS's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainParams {
+    /// Penalty of errors on positives.
+    pub cp: f64,
+    /// Penalty of errors on negatives.
+    pub cn: f64,
+    /// Value of the constant feature appended to every row (0 for none).
+    pub bias: f64,
+    /// Weights with a smaller magnitude are dropped.
+    pub threshold: f64,
+    /// Passes over each problem at most.
+    pub max_iter: usize,
+    /// Stopping tolerance on the projected gradient.
+    pub eps: f64,
+    /// Seed of the visiting order.
+    pub seed: u64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            cp: 1.0,
+            cn: 1.0,
+            bias: 1.0,
+            threshold: 0.1,
+            max_iter: 100,
+            eps: 0.1,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainParams {
+    fn check(&self) -> Result<()> {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(self.cp) || !positive(self.cn) || !positive(self.eps) {
+            return Err(Error::InvalidInput(format!(
+                "Cp, Cn and eps must be finite and > 0, got {}, {}, {}",
+                self.cp, self.cn, self.eps
+            )));
+        }
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !non_negative(self.bias) || !non_negative(self.threshold) {
+            return Err(Error::InvalidInput(format!(
+                "bias and threshold must be finite and >= 0, got {}, {}",
+                self.bias, self.threshold
+            )));
+        }
+        if self.max_iter == 0 {
+            return Err(Error::InvalidInput("max_iter must be >= 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Nodes trained so far and in all, readable from another thread while [`train`] runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Nodes done.
+    pub done: AtomicU64,
+    /// Nodes in all (set when training starts).
+    pub total: AtomicU64,
+}
+
+/// Trains a model on rows `x` (instances x features) with labels `y` (instances x labels; a
+/// stored value > 0 is a positive) over `tree`.
+pub fn train(
+    x: &CsrMatrix,
+    y: &CsrMatrix,
+    tree: LabelTree,
+    params: &TrainParams,
+    progress: &Progress,
+) -> Result<XrLinear> {
+    params.check()?;
+    if x.n_rows() != y.n_rows() {
+        return Err(Error::InvalidInput(format!(
+            "X has {} rows but Y has {}",
+            x.n_rows(),
+            y.n_rows()
+        )));
+    }
+    if y.n_cols != tree.n_labels() {
+        return Err(Error::InvalidInput(format!(
+            "Y has {} columns but the tree has {} labels",
+            y.n_cols,
+            tree.n_labels()
+        )));
+    }
+    if x.n_rows() == 0 {
+        return Err(Error::InvalidInput(
+            "training needs at least one row".into(),
+        ));
+    }
+    if x.n_rows() > u32::MAX as usize {
+        return Err(Error::TooLarge {
+            what: "number of training rows",
+            got: x.n_rows() as u64,
+            limit: u32::MAX as u64,
+        });
+    }
+    let total: usize = (0..tree.depth()).map(|l| tree.n_nodes(l)).sum();
+    progress.total.store(total as u64, Ordering::Relaxed);
+    progress.done.store(0, Ordering::Relaxed);
+    let sq_norms: Vec<f64> = (0..x.n_rows())
+        .map(|r| x.row(r).1.iter().map(|&v| (v as f64).powi(2)).sum())
+        .collect();
+    let all_rows: Vec<u32> = (0..x.n_rows() as u32).collect();
+    let mut parent_positives: Option<CsrMatrix> = None;
+    let mut levels = Vec::with_capacity(tree.depth());
+    for l in 0..tree.depth() {
+        let positives = positives_at(&tree, y, l);
+        let parents = tree.parents(l);
+        let jobs: Vec<usize> = (0..tree.n_nodes(l)).collect();
+        let columns: Vec<(Vec<u32>, Vec<f32>, f32)> = jobs
+            .par_iter()
+            .map_init(
+                || Solver::new(x.n_cols),
+                |solver, &c| {
+                    let rows: &[u32] = match &parent_positives {
+                        None => &all_rows,
+                        Some(p) => p.row(parents[c] as usize).0,
+                    };
+                    let seed = params.seed ^ ((l as u64) << 48) ^ c as u64;
+                    let column = solver.solve(x, &sq_norms, rows, positives.row(c).0, params, seed);
+                    progress.done.fetch_add(1, Ordering::Relaxed);
+                    column
+                },
+            )
+            .collect();
+        levels.push(LevelWeights::from_columns(columns));
+        parent_positives = Some(positives);
+    }
+    XrLinear::new(tree, levels, x.n_cols, params.bias as f32)
+}
+
+/// For every node of level `l`, the sorted instances with a label under it (rows of a matrix
+/// nodes x instances).
+fn positives_at(tree: &LabelTree, y: &CsrMatrix, l: usize) -> CsrMatrix {
+    let ancestors = tree.ancestors_at(l);
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(y.nnz());
+    for r in 0..y.n_rows() {
+        let (labels, values) = y.row(r);
+        for (&label, &v) in labels.iter().zip(values) {
+            if v > 0.0 {
+                pairs.push((ancestors[label as usize], r as u32));
+            }
+        }
+    }
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    let mut m = CsrMatrix::new(y.n_rows());
+    let mut at = 0;
+    for node in 0..tree.n_nodes(l) as u32 {
+        let start = at;
+        while at < pairs.len() && pairs[at].0 == node {
+            at += 1;
+        }
+        m.indices.extend(pairs[start..at].iter().map(|p| p.1));
+        m.data.extend(std::iter::repeat_n(1.0, at - start));
+        m.indptr.push(m.indices.len());
+    }
+    m
+}
+
+/// Per-thread state of the dual coordinate descent: a dense weight vector and the marks of the
+/// features a problem touches (to read and reset only those).
+struct Solver {
+    w: Vec<f64>,
+    stamp: Vec<u32>,
+    round: u32,
+    touched: Vec<u32>,
+    alpha: Vec<f64>,
+    sign: Vec<f64>,
+    diag: Vec<f64>,
+    active: Vec<usize>,
+}
+
+impl Solver {
+    fn new(n_features: usize) -> Self {
+        Solver {
+            w: vec![0.0; n_features],
+            stamp: vec![0; n_features],
+            round: 0,
+            touched: Vec::new(),
+            alpha: Vec::new(),
+            sign: Vec::new(),
+            diag: Vec::new(),
+            active: Vec::new(),
+        }
+    }
+
+    /// Solves one node's problem over `rows` (sorted), positives `pos` (sorted, within `rows`).
+    fn solve(
+        &mut self,
+        x: &CsrMatrix,
+        sq_norms: &[f64],
+        rows: &[u32],
+        pos: &[u32],
+        p: &TrainParams,
+        seed: u64,
+    ) -> (Vec<u32>, Vec<f32>, f32) {
+        let n = rows.len();
+        if n == 0 {
+            return (Vec::new(), Vec::new(), 0.0);
+        }
+        self.round = self.round.wrapping_add(1);
+        if self.round == 0 {
+            self.stamp.fill(0);
+            self.round = 1;
+        }
+        self.touched.clear();
+        self.alpha.clear();
+        self.alpha.resize(n, 0.0);
+        self.sign.clear();
+        self.diag.clear();
+        let bias = p.bias;
+        let mut j = 0;
+        for &r in rows {
+            while j < pos.len() && pos[j] < r {
+                j += 1;
+            }
+            let positive = j < pos.len() && pos[j] == r;
+            let (y, c) = if positive { (1.0, p.cp) } else { (-1.0, p.cn) };
+            self.sign.push(y);
+            // The L2 loss adds 1 / (2C) to the diagonal (no upper bound on alpha).
+            self.diag.push(0.5 / c);
+            for &f in x.row(r as usize).0 {
+                if self.stamp[f as usize] != self.round {
+                    self.stamp[f as usize] = self.round;
+                    self.touched.push(f);
+                }
+            }
+        }
+        let mut wb = 0.0f64;
+        self.active.clear();
+        self.active.extend(0..n);
+        let mut active_size = n;
+        let mut pg_max_old = f64::INFINITY;
+        let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..p.max_iter {
+            // Fisher-Yates over the active set (xorshift: deterministic and cheap).
+            for i in (1..active_size).rev() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                self.active.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            let (mut pg_max, mut pg_min) = (f64::NEG_INFINITY, f64::INFINITY);
+            let mut s = 0;
+            while s < active_size {
+                let k = self.active[s];
+                let r = rows[k] as usize;
+                let (cols, vals) = x.row(r);
+                let mut wx = wb * bias;
+                for (&f, &v) in cols.iter().zip(vals) {
+                    wx += self.w[f as usize] * v as f64;
+                }
+                let y = self.sign[k];
+                let g = y * wx - 1.0 + self.diag[k] * self.alpha[k];
+                let pg = if self.alpha[k] == 0.0 {
+                    if g > pg_max_old {
+                        active_size -= 1;
+                        self.active.swap(s, active_size);
+                        continue;
+                    }
+                    g.min(0.0)
+                } else {
+                    g
+                };
+                pg_max = pg_max.max(pg);
+                pg_min = pg_min.min(pg);
+                if pg.abs() > 1e-12 {
+                    let old = self.alpha[k];
+                    let q = sq_norms[r] + bias * bias + self.diag[k];
+                    self.alpha[k] = (old - g / q).max(0.0);
+                    let d = (self.alpha[k] - old) * y;
+                    for (&f, &v) in cols.iter().zip(vals) {
+                        self.w[f as usize] += d * v as f64;
+                    }
+                    wb += d * bias;
+                }
+                s += 1;
+            }
+            if pg_max - pg_min <= p.eps {
+                if active_size == n {
+                    break;
+                }
+                active_size = n;
+                pg_max_old = f64::INFINITY;
+                continue;
+            }
+            pg_max_old = if pg_max <= 0.0 { f64::INFINITY } else { pg_max };
+        }
+        self.touched.sort_unstable();
+        let mut out_rows = Vec::new();
+        let mut out_vals = Vec::new();
+        for &f in &self.touched {
+            let v = std::mem::take(&mut self.w[f as usize]);
+            if v.abs() >= p.threshold && v != 0.0 {
+                out_rows.push(f);
+                out_vals.push(v as f32);
+            }
+        }
+        (out_rows, out_vals, wb as f32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::kmeans::{self, KMeansParams};
+    use crate::xr::model::{PredictParams, PredictScratch};
+
+    /// Instances whose single feature is their label (plus noise features): a known answer.
+    fn identity_problem(n_labels: usize, copies: usize) -> (CsrMatrix, CsrMatrix) {
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for copy in 0..copies {
+            for j in 0..n_labels {
+                let noise = (n_labels + (j + copy) % 3) as u32;
+                xs.push((vec![j as u32, noise], vec![0.9, 0.3]));
+                ys.push((vec![j as u32], vec![1.0]));
+            }
+        }
+        (
+            CsrMatrix::from_rows(n_labels + 3, xs),
+            CsrMatrix::from_rows(n_labels, ys),
+        )
+    }
+
+    fn kmeans_tree(x: &CsrMatrix, y: &CsrMatrix, leaf: usize) -> LabelTree {
+        let z = kmeans::pifa(x, y).unwrap();
+        kmeans::build(
+            &z,
+            &KMeansParams {
+                branching: 2,
+                max_leaf_size: leaf,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn learns_a_problem_with_a_known_answer() {
+        let (x, y) = identity_problem(40, 3);
+        let tree = kmeans_tree(&x, &y, 4);
+        assert!(tree.depth() >= 3);
+        let progress = Progress::default();
+        let model = train(&x, &y, tree, &TrainParams::default(), &progress).unwrap();
+        assert_eq!(
+            progress.done.load(Ordering::Relaxed),
+            progress.total.load(Ordering::Relaxed)
+        );
+        let params = PredictParams {
+            beam_size: 4,
+            topk: 3,
+            ..Default::default()
+        };
+        let mut scratch = PredictScratch::default();
+        for j in 0..40u32 {
+            let top = model
+                .predict_one(&[j], &[1.0], &params, None, &mut scratch)
+                .unwrap();
+            assert_eq!(top[0].0, j, "label {j}: {top:?}");
+            assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
+        }
+    }
+
+    #[test]
+    fn a_wide_beam_equals_exhaustive_scoring() {
+        let (x, y) = identity_problem(30, 2);
+        let tree = kmeans_tree(&x, &y, 3);
+        let model = train(&x, &y, tree, &TrainParams::default(), &Progress::default()).unwrap();
+        let mut scratch = PredictScratch::default();
+        let wide = PredictParams {
+            beam_size: 10_000,
+            topk: 30,
+            ..Default::default()
+        };
+        for r in 0..x.n_rows() {
+            let (idx, val) = x.row(r);
+            let got = model
+                .predict_one(idx, val, &wide, None, &mut scratch)
+                .unwrap();
+            // Exhaustive: every label's path score, computed node by node.
+            let mut want: Vec<(u32, f32)> = (0..30u32)
+                .map(|label| (label, path_score(&model, idx, val, label)))
+                .collect();
+            want.sort_by(|a, b| {
+                b.1.total_cmp(&a.1).then(
+                    model
+                        .tree
+                        .leaf_of_label(a.0 as usize)
+                        .cmp(&model.tree.leaf_of_label(b.0 as usize)),
+                )
+            });
+            let got_labels: Vec<u32> = got.iter().map(|g| g.0).collect();
+            let want_labels: Vec<u32> = want.iter().map(|w| w.0).collect();
+            assert_eq!(got_labels, want_labels);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g.1 - w.1).abs() <= 1e-6 * w.1.abs().max(1.0));
+            }
+        }
+    }
+
+    fn path_score(model: &XrLinear, idx: &[u32], val: &[f32], label: u32) -> f32 {
+        let tree = &model.tree;
+        let mut score = 1.0f32;
+        for l in 0..tree.depth() {
+            let node = tree.ancestors_at(l)[label as usize] as usize;
+            let w = &model.levels[l];
+            let mut z = w.bias[node] * model.bias;
+            for k in w.col_ptr[node]..w.col_ptr[node + 1] {
+                if let Ok(at) = idx.binary_search(&w.rows[k]) {
+                    z += w.vals[k] * val[at];
+                }
+            }
+            score *= (-(1.0 - z).max(0.0).powi(3)).exp();
+        }
+        score
+    }
+
+    #[test]
+    fn label_ranges_restrict_the_answers() {
+        let (x, y) = identity_problem(40, 2);
+        let tree = kmeans_tree(&x, &y, 4);
+        let model = train(&x, &y, tree, &TrainParams::default(), &Progress::default()).unwrap();
+        let params = PredictParams {
+            beam_size: 3,
+            topk: 5,
+            ..Default::default()
+        };
+        let mut scratch = PredictScratch::default();
+        let got = model
+            .predict_one(&[7], &[1.0], &params, Some((20, 25)), &mut scratch)
+            .unwrap();
+        assert!(!got.is_empty());
+        assert!(got.iter().all(|&(label, _)| (20..25).contains(&label)));
+        let none = model
+            .predict_one(&[7], &[1.0], &params, Some((5, 5)), &mut scratch)
+            .unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn training_is_deterministic_and_parallel_predict_equals_serial() {
+        let (x, y) = identity_problem(50, 2);
+        let a = train(
+            &x,
+            &y,
+            kmeans_tree(&x, &y, 4),
+            &TrainParams::default(),
+            &Progress::default(),
+        )
+        .unwrap();
+        let b = train(
+            &x,
+            &y,
+            kmeans_tree(&x, &y, 4),
+            &TrainParams::default(),
+            &Progress::default(),
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        let params = PredictParams::default();
+        let batch = a.predict(&x, &params).unwrap();
+        let mut scratch = PredictScratch::default();
+        for r in 0..x.n_rows() {
+            let (idx, val) = x.row(r);
+            let mut one = a
+                .predict_one(idx, val, &params, None, &mut scratch)
+                .unwrap();
+            one.sort_by_key(|p| p.0);
+            let (labels, scores): (Vec<u32>, Vec<f32>) = one.into_iter().unzip();
+            assert_eq!(batch.row(r), (&labels[..], &scores[..]));
+        }
+    }
+
+    #[test]
+    fn saved_models_load_equal_and_corrupt_ones_fail() {
+        use crate::persist::Persist;
+        let (x, y) = identity_problem(30, 2);
+        let model = train(
+            &x,
+            &y,
+            kmeans_tree(&x, &y, 4),
+            &TrainParams::default(),
+            &Progress::default(),
+        )
+        .unwrap();
+        let bytes = model.to_bytes();
+        assert_eq!(XrLinear::from_bytes(&bytes).unwrap(), model);
+        for len in (0..bytes.len()).step_by(11) {
+            assert!(XrLinear::from_bytes(&bytes[..len]).is_err());
+        }
+    }
+
+    #[test]
+    fn pruning_drops_small_weights() {
+        let (x, y) = identity_problem(20, 2);
+        let keep_all = TrainParams {
+            threshold: 0.0,
+            ..Default::default()
+        };
+        let dense = train(
+            &x,
+            &y,
+            kmeans_tree(&x, &y, 4),
+            &keep_all,
+            &Progress::default(),
+        )
+        .unwrap();
+        let strict = TrainParams {
+            threshold: 0.5,
+            ..Default::default()
+        };
+        let pruned = train(
+            &x,
+            &y,
+            kmeans_tree(&x, &y, 4),
+            &strict,
+            &Progress::default(),
+        )
+        .unwrap();
+        assert!(pruned.nnz() < dense.nnz());
+        assert!(pruned
+            .levels
+            .iter()
+            .all(|w| w.vals.iter().all(|v| v.abs() >= 0.5)));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let (x, y) = identity_problem(10, 1);
+        let tree = || LabelTree::flat(10).unwrap();
+        let p = Progress::default();
+        assert!(train(&x, &CsrMatrix::new(10), tree(), &TrainParams::default(), &p).is_err());
+        assert!(train(
+            &x,
+            &y,
+            LabelTree::flat(9).unwrap(),
+            &TrainParams::default(),
+            &p
+        )
+        .is_err());
+        for bad in [
+            TrainParams {
+                cp: 0.0,
+                ..Default::default()
+            },
+            TrainParams {
+                cn: f64::NAN,
+                ..Default::default()
+            },
+            TrainParams {
+                threshold: -1.0,
+                ..Default::default()
+            },
+            TrainParams {
+                max_iter: 0,
+                ..Default::default()
+            },
+        ] {
+            assert!(train(&x, &y, tree(), &bad, &p).is_err());
+        }
+        let model = train(&x, &y, tree(), &TrainParams::default(), &p).unwrap();
+        let mut s = PredictScratch::default();
+        let params = PredictParams::default();
+        assert!(model
+            .predict_one(&[99], &[1.0], &params, None, &mut s)
+            .is_err());
+        assert!(model
+            .predict_one(&[1], &[f32::NAN], &params, None, &mut s)
+            .is_err());
+        assert!(model
+            .predict_one(&[1, 2], &[1.0], &params, None, &mut s)
+            .is_err());
+        assert!(model.predict(&CsrMatrix::new(3), &params).is_err());
+    }
+}
