@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from xrcomplete.cli import main
-from xrcomplete.data import SAMPLE_VALID, normalize_query, read_queries, sample_path
+from xrcomplete.data import (
+    SAMPLE_VALID,
+    normalize_query,
+    read_queries,
+    sample_path,
+    session_pairs,
+)
 
 
 def test_quickstart_prints_the_most_popular_completions_of_the_sample(
@@ -76,3 +82,30 @@ def test_bundled_samples_are_present_and_normalised() -> None:
     assert all(q == normalize_query(q) and q for q in queries)
     with pytest.raises(ValueError, match="no bundled sample"):
         sample_path("../../etc/passwd")
+
+
+def test_session_pairs_follow_the_protocol(tmp_path: Path) -> None:
+    log = tmp_path / "log.tsv"
+    log.write_text(
+        "AnonID\tQuery\tQueryTime\n"
+        "1\tCheap Flights\t2006-03-01 10:00:00\n"
+        "1\thotels \t2006-03-01 10:29:59\n"  # same session (gap under 30 min)
+        "1\thotels\t2006-03-01 10:30:30\n"  # next == prev: no pair
+        "1\t\t2006-03-01 10:31:00\n"  # empty query: skipped
+        "1\tparis\t2006-03-01 10:40:00\n"
+        "1\tmaps\t2006-03-01 11:10:01\n"  # gap over 30 min: new session
+        "2\tweather\t2006-03-01 11:10:30\n",  # new user: new session
+        encoding="utf-8",
+    )
+    assert list(session_pairs(log)) == [("cheap flights", "hotels"), ("hotels", "paris")]
+    assert list(session_pairs(log, gap_minutes=60)) == [
+        ("cheap flights", "hotels"),
+        ("hotels", "paris"),
+        ("paris", "maps"),
+    ]
+    with pytest.raises(ValueError, match="gap_minutes"):
+        list(session_pairs(log, gap_minutes=0))
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("1\tq\tyesterday\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.tsv:1: QueryTime 'yesterday'"):
+        list(session_pairs(bad))

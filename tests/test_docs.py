@@ -36,8 +36,9 @@ def test_docstring_examples_of_the_package_run() -> None:
     import doctest
 
     import xrcomplete.text
+    import xrcomplete.xr
 
-    for module in (xrcomplete.text,):
+    for module in (xrcomplete.text, xrcomplete.xr):
         result = doctest.testmod(module)
         assert result.attempted > 0, module
         assert result.failed == 0, module

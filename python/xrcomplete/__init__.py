@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from xrcomplete._core import ModelFormatError, Trie
 from xrcomplete.text import FeatureConcat, NotFittedError, TfidfVectorizer
+from xrcomplete.xr import XRLinear
 
 try:
     __version__ = version("xrcomplete")
@@ -19,5 +20,6 @@ __all__ = [
     "NotFittedError",
     "TfidfVectorizer",
     "Trie",
+    "XRLinear",
     "__version__",
 ]

@@ -5,7 +5,15 @@ from typing import Any, TypeVar, final, overload
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FeatureConcatModel", "ModelFormatError", "TfidfModel", "Trie", "TrieKeys"]
+__all__ = [
+    "FeatureConcatModel",
+    "ModelFormatError",
+    "ProgressCounter",
+    "TfidfModel",
+    "Trie",
+    "TrieKeys",
+    "XRLinearModel",
+]
 
 _CsrParts = tuple[npt.NDArray[np.float32], npt.NDArray[Any], npt.NDArray[Any], tuple[int, int]]
 _Row = tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]
@@ -111,6 +119,79 @@ class FeatureConcatModel:
     def blocks(self) -> list[TfidfModel]: ...
     @property
     def norm(self) -> str | None: ...
+    def to_bytes(self) -> bytes: ...
+    @classmethod
+    def from_bytes(cls: type[_Self], data: bytes) -> _Self: ...
+    def save(self, path: _Path) -> None: ...
+    @classmethod
+    def load(cls: type[_Self], path: _Path) -> _Self: ...
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+
+@final
+class ProgressCounter:
+    """Training progress, readable while XRLinearModel.fit runs in another thread."""
+
+    def __new__(cls) -> ProgressCounter: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+
+@final
+class XRLinearModel:
+    """A trained XR-Linear model (see xrcomplete.xr.XRLinear)."""
+
+    @staticmethod
+    def fit(
+        x_indptr: npt.NDArray[np.int64],
+        x_indices: npt.NDArray[np.int32],
+        x_data: npt.NDArray[np.float32],
+        x_cols: int,
+        y_indptr: npt.NDArray[np.int64],
+        y_indices: npt.NDArray[np.int32],
+        y_data: npt.NDArray[np.float32],
+        y_cols: int,
+        *,
+        branching: int = 16,
+        max_leaf_size: int = 100,
+        kmeans_max_iter: int = 20,
+        seed: int = 0,
+        cp: float = 1.0,
+        cn: float = 1.0,
+        bias: float = 1.0,
+        threshold: float = 0.1,
+        max_iter: int = 100,
+        eps: float = 0.1,
+        progress: ProgressCounter | None = None,
+    ) -> XRLinearModel: ...
+    def predict(
+        self,
+        x_indptr: npt.NDArray[np.int64],
+        x_indices: npt.NDArray[np.int32],
+        x_data: npt.NDArray[np.float32],
+        x_cols: int,
+        beam_size: int = 10,
+        topk: int = 10,
+        post_processor: str = "l3-hinge",
+    ) -> _CsrParts: ...
+    def predict_one(
+        self,
+        indices: npt.NDArray[np.int32],
+        data: npt.NDArray[np.float32],
+        beam_size: int = 10,
+        topk: int = 10,
+        post_processor: str = "l3-hinge",
+        label_range: tuple[int, int] | None = None,
+    ) -> _Row: ...
+    @property
+    def n_labels(self) -> int: ...
+    @property
+    def n_features(self) -> int: ...
+    def level_sizes(self) -> list[int]: ...
+    @property
+    def nnz(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
     def to_bytes(self) -> bytes: ...
     @classmethod
     def from_bytes(cls: type[_Self], data: bytes) -> _Self: ...

@@ -1,12 +1,18 @@
-"""Reading query logs.
+"""Reading query logs: events, sessions, and (previous query, next query) pairs.
 
-The AOL layout: tab-separated ``AnonID, Query, QueryTime`` with a header, one row per query
-event, sorted by user then time.
+The AOL layout: tab-separated ``AnonID, Query, QueryTime`` (``YYYY-MM-DD HH:MM:SS``) with an
+optional header, one row per query event, sorted by user then time. Everything streams: a log
+larger than memory is read one line at a time.
+
+The evaluation protocol of the project (see the data README): a session is a user's events in
+time order, a new one after a gap of more than 30 minutes; pairs are consecutive queries of a
+session with ``next != prev``, lower-cased and stripped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Union
@@ -35,12 +41,8 @@ def normalize_query(query: str) -> str:
     return query.strip().lower()
 
 
-def read_queries(path: PathLike) -> Iterator[str]:
-    """Yields the normalised, non-empty queries of an AOL-layout log, one per event, streaming.
-
-    A header line (first field ``AnonID``) is skipped. A row without a query column raises
-    ``ValueError`` naming the line.
-    """
+def _rows(path: PathLike, columns: int) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of the data lines, with at least ``columns`` fields."""
     with open(path, encoding="utf-8", newline="") as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.rstrip("\r\n").split("\t")
@@ -48,11 +50,49 @@ def read_queries(path: PathLike) -> Iterator[str]:
                 continue
             if fields == [""]:
                 continue
-            if len(fields) < 2:
+            if len(fields) < columns:
                 raise ValueError(
                     f"{path}:{lineno}: expected tab-separated AnonID, Query, QueryTime; "
                     f"got {line.rstrip()!r}"
                 )
-            query = normalize_query(fields[1])
-            if query:
-                yield query
+            yield lineno, fields
+
+
+def read_queries(path: PathLike) -> Iterator[str]:
+    """Yields the normalised, non-empty queries of an AOL-layout log, one per event, streaming.
+
+    A header line (first field ``AnonID``) is skipped. A row without a query column raises
+    ``ValueError`` naming the line.
+    """
+    for _, fields in _rows(path, 2):
+        query = normalize_query(fields[1])
+        if query:
+            yield query
+
+
+def read_events(path: PathLike) -> Iterator[tuple[str, str, datetime]]:
+    """Yields (user, normalised query, time) for every event with a non-empty query."""
+    for lineno, fields in _rows(path, 3):
+        query = normalize_query(fields[1])
+        if not query:
+            continue
+        try:
+            when = datetime.fromisoformat(fields[2].strip())
+        except ValueError:
+            raise ValueError(
+                f"{path}:{lineno}: QueryTime {fields[2]!r} is not YYYY-MM-DD HH:MM:SS"
+            ) from None
+        yield fields[0], query, when
+
+
+def session_pairs(path: PathLike, gap_minutes: float = 30.0) -> Iterator[tuple[str, str]]:
+    """Yields (previous query, next query) for consecutive events of one session, ``next !=
+    previous``. A session ends at a new user or after a gap of more than ``gap_minutes``."""
+    if not gap_minutes > 0:
+        raise ValueError(f"gap_minutes must be > 0, got {gap_minutes}")
+    gap = timedelta(minutes=gap_minutes)
+    last: tuple[str, str, datetime] | None = None
+    for user, query, when in read_events(path):
+        if last is not None and last[0] == user and when - last[2] <= gap and query != last[1]:
+            yield last[1], query
+        last = (user, query, when)

@@ -9,6 +9,7 @@ mod errors;
 mod persist;
 mod text;
 mod trie;
+mod xr;
 
 /// The compiled core of xrcomplete.
 #[pymodule]
@@ -21,5 +22,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<trie::TrieKeys>()?;
     m.add_class::<text::TfidfModel>()?;
     m.add_class::<text::FeatureConcatModel>()?;
+    m.add_class::<xr::XRLinearModel>()?;
+    m.add_class::<xr::ProgressCounter>()?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::persist;
 use crate::errors::to_py_err;
 
 /// The parts of a CSR matrix for scipy: (data, indices, indptr, shape).
-type CsrParts<'py> = (
+pub(crate) type CsrParts<'py> = (
     Bound<'py, PyArray1<f32>>,
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
@@ -28,11 +28,11 @@ type CsrParts<'py> = (
 );
 
 /// One sparse row for numpy: (indices, data).
-type RowParts<'py> = (Bound<'py, PyArray1<i32>>, Bound<'py, PyArray1<f32>>);
+pub(crate) type RowParts<'py> = (Bound<'py, PyArray1<i32>>, Bound<'py, PyArray1<f32>>);
 
 /// Hands a CSR matrix to numpy without copying `data` and `indices`: int32 indices while they
 /// fit (scipy's default), int64 beyond.
-fn csr_to_py(py: Python<'_>, m: CsrMatrix) -> CsrParts<'_> {
+pub(crate) fn csr_to_py(py: Python<'_>, m: CsrMatrix) -> CsrParts<'_> {
     let shape = (m.n_rows(), m.n_cols);
     let small = m.nnz() <= i32::MAX as usize && m.n_cols <= i32::MAX as usize;
     let (indices, indptr) = if small {
