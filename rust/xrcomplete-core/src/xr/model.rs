@@ -51,16 +51,95 @@ impl LevelWeights {
             + self.rows.capacity() * size_of::<u32>()
             + (self.vals.capacity() + self.bias.capacity()) * size_of::<f32>()
     }
+}
 
-    /// `w_c . x + bias_c * bias` with `x` spread in `dense`.
-    #[inline]
-    fn score(&self, c: usize, dense: &[f32], bias: f32) -> f32 {
-        let (a, b) = (self.col_ptr[c], self.col_ptr[c + 1]);
-        let mut z = self.bias[c] * bias;
-        for (&f, &v) in self.rows[a..b].iter().zip(&self.vals[a..b]) {
-            z += v * dense[f as usize];
+/// One level's weights grouped by parent, for scoring ("binary-search chunked", as PECOS's
+/// predict-only model): for the children of each parent, the sorted features that any of them
+/// weighs, and per feature its (child, weight) entries. Scoring the children of a parent walks
+/// the input's features (binary search in the chunk), not the children's weight vectors.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct ChunkedLevel {
+    /// Parent `p`'s features are `features[chunk_ptr[p]..chunk_ptr[p + 1]]`.
+    chunk_ptr: Vec<usize>,
+    features: Vec<u32>,
+    /// Feature `k` of the level has the entries `entry_ptr[k]..entry_ptr[k + 1]`.
+    entry_ptr: Vec<usize>,
+    /// The child of each entry, counted from the parent's first child.
+    entry_child: Vec<u32>,
+    entry_val: Vec<f32>,
+}
+
+impl ChunkedLevel {
+    fn build(w: &LevelWeights, child_ptr: &[u32]) -> Self {
+        let parents: Vec<usize> = (0..child_ptr.len() - 1).collect();
+        let chunks: Vec<(Vec<u32>, Vec<usize>, Vec<u32>, Vec<f32>)> = parents
+            .par_iter()
+            .map(|&p| {
+                let (first, end) = (child_ptr[p] as usize, child_ptr[p + 1] as usize);
+                let mut triples: Vec<(u32, u32, f32)> = Vec::new();
+                for c in first..end {
+                    for k in w.col_ptr[c]..w.col_ptr[c + 1] {
+                        triples.push((w.rows[k], (c - first) as u32, w.vals[k]));
+                    }
+                }
+                triples.sort_unstable_by_key(|t| (t.0, t.1));
+                let mut features = Vec::new();
+                let mut counts = Vec::new();
+                for t in &triples {
+                    if features.last() != Some(&t.0) {
+                        features.push(t.0);
+                        counts.push(0);
+                    }
+                    *counts.last_mut().expect("pushed") += 1;
+                }
+                let (children, vals) = triples.into_iter().map(|t| (t.1, t.2)).unzip();
+                (features, counts, children, vals)
+            })
+            .collect();
+        let mut out = ChunkedLevel {
+            chunk_ptr: vec![0],
+            entry_ptr: vec![0],
+            ..ChunkedLevel::default()
+        };
+        for (features, counts, children, vals) in chunks {
+            out.features.extend_from_slice(&features);
+            out.chunk_ptr.push(out.features.len());
+            for n in counts {
+                let last = out.entry_ptr[out.entry_ptr.len() - 1];
+                out.entry_ptr.push(last + n);
+            }
+            out.entry_child.extend_from_slice(&children);
+            out.entry_val.extend_from_slice(&vals);
         }
-        z
+        out
+    }
+
+    /// Adds `w_c . x` to `out[c - first child]` for every child `c` of `parent`.
+    #[inline]
+    fn add_scores(&self, parent: usize, indices: &[u32], values: &[f32], out: &mut [f32]) {
+        let (a, b) = (self.chunk_ptr[parent], self.chunk_ptr[parent + 1]);
+        let feats = &self.features[a..b];
+        let mut lo = 0;
+        for (&f, &v) in indices.iter().zip(values) {
+            if lo >= feats.len() {
+                break;
+            }
+            let pos = lo + feats[lo..].partition_point(|&g| g < f);
+            if pos < feats.len() && feats[pos] == f {
+                for e in self.entry_ptr[a + pos]..self.entry_ptr[a + pos + 1] {
+                    out[self.entry_child[e] as usize] += v * self.entry_val[e];
+                }
+                lo = pos + 1;
+            } else {
+                lo = pos;
+            }
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        (self.chunk_ptr.capacity() + self.entry_ptr.capacity()) * size_of::<usize>()
+            + (self.features.capacity() + self.entry_child.capacity()) * size_of::<u32>()
+            + self.entry_val.capacity() * size_of::<f32>()
     }
 }
 
@@ -176,7 +255,7 @@ impl Default for PredictParams {
 /// Reusable buffers of a prediction: one per thread.
 #[derive(Debug, Default, Clone)]
 pub struct PredictScratch {
-    dense: Vec<f32>,
+    child_scores: Vec<f32>,
     beam: Vec<(u32, f32)>,
     candidates: Vec<(u32, f32)>,
 }
@@ -188,6 +267,8 @@ pub struct XrLinear {
     pub(crate) levels: Vec<LevelWeights>,
     pub(crate) n_features: usize,
     pub(crate) bias: f32,
+    /// The same weights, grouped by parent for scoring.
+    scorers: Vec<ChunkedLevel>,
     /// Per cluster level, the sorted label ids under each node (built on first use of a label
     /// range).
     subtree_labels: OnceLock<Vec<CsrMatrix>>,
@@ -242,11 +323,17 @@ impl XrLinear {
         if !bias.is_finite() {
             return bad("bias is not finite".into());
         }
+        let scorers = levels
+            .iter()
+            .enumerate()
+            .map(|(l, w)| ChunkedLevel::build(w, tree.child_ptr(l)))
+            .collect();
         Ok(XrLinear {
             tree,
             levels,
             n_features,
             bias,
+            scorers,
             subtree_labels: OnceLock::new(),
         })
     }
@@ -282,6 +369,11 @@ impl XrLinear {
             .iter()
             .map(LevelWeights::memory_bytes)
             .sum::<usize>()
+            + self
+                .scorers
+                .iter()
+                .map(ChunkedLevel::memory_bytes)
+                .sum::<usize>()
             + self.tree.n_labels() * 2 * size_of::<u32>()
             + (0..self.tree.depth())
                 .map(|l| size_of_val(self.tree.child_ptr(l)))
@@ -353,26 +445,25 @@ impl XrLinear {
         if params.topk == 0 {
             return Vec::new();
         }
-        if s.dense.len() < self.n_features {
-            s.dense.resize(self.n_features, 0.0);
-        }
-        for (&f, &v) in indices.iter().zip(values) {
-            s.dense[f as usize] = v;
-        }
         let depth = self.tree.depth();
         s.beam.clear();
         s.beam.push((0, 1.0));
         for l in 0..depth {
             let last = l + 1 == depth;
+            let (weights, scorer) = (&self.levels[l], &self.scorers[l]);
             s.candidates.clear();
             for &(parent, score) in &s.beam {
-                for c in self.tree.children(l, parent as usize) {
+                let children = self.tree.children(l, parent as usize);
+                s.child_scores.clear();
+                s.child_scores
+                    .extend(weights.bias[children.clone()].iter().map(|b| b * self.bias));
+                scorer.add_scores(parent as usize, indices, values, &mut s.child_scores);
+                for (c, &z) in children.zip(&s.child_scores) {
                     if let Some((lo, hi)) = allowed {
                         if !self.holds_label_in(l, c, lo, hi) {
                             continue;
                         }
                     }
-                    let z = self.levels[l].score(c, &s.dense, self.bias);
                     s.candidates
                         .push((c as u32, score * params.post_processor.apply(z)));
                 }
@@ -389,9 +480,6 @@ impl XrLinear {
             }
             s.candidates.sort_unstable_by(by_score);
             std::mem::swap(&mut s.beam, &mut s.candidates);
-        }
-        for &f in indices {
-            s.dense[f as usize] = 0.0;
         }
         s.beam
             .iter()
