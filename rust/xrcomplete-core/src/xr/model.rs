@@ -69,10 +69,13 @@ struct ChunkedLevel {
     entry_val: Vec<f32>,
 }
 
+/// One parent's chunk while building: features, entries per feature, children, values.
+type Chunk = (Vec<u32>, Vec<usize>, Vec<u32>, Vec<f32>);
+
 impl ChunkedLevel {
     fn build(w: &LevelWeights, child_ptr: &[u32]) -> Self {
         let parents: Vec<usize> = (0..child_ptr.len() - 1).collect();
-        let chunks: Vec<(Vec<u32>, Vec<usize>, Vec<u32>, Vec<f32>)> = parents
+        let chunks: Vec<Chunk> = parents
             .par_iter()
             .map(|&p| {
                 let (first, end) = (child_ptr[p] as usize, child_ptr[p + 1] as usize);
