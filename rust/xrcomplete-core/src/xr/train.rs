@@ -183,7 +183,7 @@ fn positives_at(tree: &LabelTree, y: &CsrMatrix, l: usize) -> CsrMatrix {
 /// Per-thread state of the dual coordinate descent: a dense weight vector and the marks of the
 /// features a problem touches (to read and reset only those).
 struct Solver {
-    w: Vec<f64>,
+    w: Vec<f32>,
     stamp: Vec<u32>,
     round: u32,
     touched: Vec<u32>,
@@ -271,7 +271,7 @@ impl Solver {
                 let (cols, vals) = x.row(r);
                 let mut wx = wb * bias;
                 for (&f, &v) in cols.iter().zip(vals) {
-                    wx += self.w[f as usize] * v as f64;
+                    wx += (self.w[f as usize] * v) as f64;
                 }
                 let y = self.sign[k];
                 let g = y * wx - 1.0 + self.diag[k] * self.alpha[k];
@@ -293,7 +293,7 @@ impl Solver {
                     self.alpha[k] = (old - g / q).max(0.0);
                     let d = (self.alpha[k] - old) * y;
                     for (&f, &v) in cols.iter().zip(vals) {
-                        self.w[f as usize] += d * v as f64;
+                        self.w[f as usize] += d as f32 * v;
                     }
                     wb += d * bias;
                 }
@@ -314,9 +314,9 @@ impl Solver {
         let mut out_vals = Vec::new();
         for &f in &self.touched {
             let v = std::mem::take(&mut self.w[f as usize]);
-            if v.abs() >= p.threshold && v != 0.0 {
+            if v.abs() as f64 >= p.threshold && v != 0.0 {
                 out_rows.push(f);
-                out_vals.push(v as f32);
+                out_vals.push(v);
             }
         }
         (out_rows, out_vals, wb as f32)
