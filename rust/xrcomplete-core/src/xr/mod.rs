@@ -5,6 +5,7 @@
 //! - [`XrLinear`]: the immutable trained model; [`XrLinear::predict_one`] on the caller's
 //!   thread, [`XrLinear::predict`] in parallel; an optional label-id range restricts answers.
 
+mod block;
 mod model;
 mod train;
 

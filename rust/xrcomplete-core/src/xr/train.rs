@@ -2,14 +2,16 @@
 //!
 //! The classifier of node `c` (child of `p`) is trained on the instances that are positive for
 //! `p`: positive if one of their labels is under `c`, negative otherwise ("teacher-forced"
-//! negatives, from the siblings). Each problem is solved by dual coordinate descent with
-//! shrinking (LIBLINEAR's `L2R_L2LOSS_SVC_DUAL`, PECOS's default), and weights with
-//! `|w| < threshold` are dropped. Nodes are trained in parallel; [`Progress`] counts them.
+//! negatives, from the siblings). Each problem is solved by dual coordinate descent
+//! (LIBLINEAR's `L2R_L2LOSS_SVC_DUAL`, PECOS's default), siblings in blocks that share each pass
+//! over their rows ([`super::block`]), and weights with `|w| < threshold` are dropped. Blocks
+//! are trained in parallel; [`Progress`] counts the nodes done.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
+use super::block::{BlockSolver, Column, LANES};
 use super::model::{LevelWeights, XrLinear};
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
@@ -119,33 +121,46 @@ pub fn train(
     let total: usize = (0..tree.depth()).map(|l| tree.n_nodes(l)).sum();
     progress.total.store(total as u64, Ordering::Relaxed);
     progress.done.store(0, Ordering::Relaxed);
-    let sq_norms: Vec<f64> = (0..x.n_rows())
-        .map(|r| x.row(r).1.iter().map(|&v| (v as f64).powi(2)).sum())
+    let sq_norms: Vec<f32> = (0..x.n_rows())
+        .map(|r| x.row(r).1.iter().map(|&v| v * v).sum())
         .collect();
     let all_rows: Vec<u32> = (0..x.n_rows() as u32).collect();
     let mut parent_positives: Option<CsrMatrix> = None;
     let mut levels = Vec::with_capacity(tree.depth());
     for l in 0..tree.depth() {
         let positives = positives_at(&tree, y, l);
-        let parents = tree.parents(l);
-        let jobs: Vec<usize> = (0..tree.n_nodes(l)).collect();
-        let columns: Vec<(Vec<u32>, Vec<f32>, f32)> = jobs
+        // One job per parent and block of up to LANES of its children: siblings share rows.
+        let ptr = tree.child_ptr(l);
+        let mut jobs: Vec<(usize, usize, usize)> = Vec::new();
+        for p in 0..ptr.len() - 1 {
+            let (mut first, end) = (ptr[p] as usize, ptr[p + 1] as usize);
+            while first < end {
+                let width = LANES.min(end - first);
+                jobs.push((p, first, width));
+                first += width;
+            }
+        }
+        let blocks: Vec<Vec<Column>> = jobs
             .par_iter()
             .map_init(
-                || Solver::new(x.n_cols),
-                |solver, &c| {
+                || BlockSolver::new(x.n_cols),
+                |solver, &(p, first, width)| {
                     let rows: &[u32] = match &parent_positives {
                         None => &all_rows,
-                        Some(p) => p.row(parents[c] as usize).0,
+                        Some(pp) => pp.row(p).0,
                     };
-                    let seed = params.seed ^ ((l as u64) << 48) ^ c as u64;
-                    let column = solver.solve(x, &sq_norms, rows, positives.row(c).0, params, seed);
-                    progress.done.fetch_add(1, Ordering::Relaxed);
-                    column
+                    let pos: Vec<&[u32]> =
+                        (first..first + width).map(|c| positives.row(c).0).collect();
+                    let seed = params.seed ^ ((l as u64) << 48) ^ first as u64;
+                    let columns = solver.solve(x, &sq_norms, rows, &pos, params, seed);
+                    progress.done.fetch_add(width as u64, Ordering::Relaxed);
+                    columns
                 },
             )
             .collect();
-        levels.push(LevelWeights::from_columns(columns));
+        levels.push(LevelWeights::from_columns(
+            blocks.into_iter().flatten().collect(),
+        ));
         parent_positives = Some(positives);
     }
     XrLinear::new(tree, levels, x.n_cols, params.bias as f32)
@@ -178,149 +193,6 @@ fn positives_at(tree: &LabelTree, y: &CsrMatrix, l: usize) -> CsrMatrix {
         m.indptr.push(m.indices.len());
     }
     m
-}
-
-/// Per-thread state of the dual coordinate descent: a dense weight vector and the marks of the
-/// features a problem touches (to read and reset only those).
-struct Solver {
-    w: Vec<f32>,
-    stamp: Vec<u32>,
-    round: u32,
-    touched: Vec<u32>,
-    alpha: Vec<f64>,
-    sign: Vec<f64>,
-    diag: Vec<f64>,
-    active: Vec<usize>,
-}
-
-impl Solver {
-    fn new(n_features: usize) -> Self {
-        Solver {
-            w: vec![0.0; n_features],
-            stamp: vec![0; n_features],
-            round: 0,
-            touched: Vec::new(),
-            alpha: Vec::new(),
-            sign: Vec::new(),
-            diag: Vec::new(),
-            active: Vec::new(),
-        }
-    }
-
-    /// Solves one node's problem over `rows` (sorted), positives `pos` (sorted, within `rows`).
-    fn solve(
-        &mut self,
-        x: &CsrMatrix,
-        sq_norms: &[f64],
-        rows: &[u32],
-        pos: &[u32],
-        p: &TrainParams,
-        seed: u64,
-    ) -> (Vec<u32>, Vec<f32>, f32) {
-        let n = rows.len();
-        if n == 0 {
-            return (Vec::new(), Vec::new(), 0.0);
-        }
-        self.round = self.round.wrapping_add(1);
-        if self.round == 0 {
-            self.stamp.fill(0);
-            self.round = 1;
-        }
-        self.touched.clear();
-        self.alpha.clear();
-        self.alpha.resize(n, 0.0);
-        self.sign.clear();
-        self.diag.clear();
-        let bias = p.bias;
-        let mut j = 0;
-        for &r in rows {
-            while j < pos.len() && pos[j] < r {
-                j += 1;
-            }
-            let positive = j < pos.len() && pos[j] == r;
-            let (y, c) = if positive { (1.0, p.cp) } else { (-1.0, p.cn) };
-            self.sign.push(y);
-            // The L2 loss adds 1 / (2C) to the diagonal (no upper bound on alpha).
-            self.diag.push(0.5 / c);
-            for &f in x.row(r as usize).0 {
-                if self.stamp[f as usize] != self.round {
-                    self.stamp[f as usize] = self.round;
-                    self.touched.push(f);
-                }
-            }
-        }
-        let mut wb = 0.0f64;
-        self.active.clear();
-        self.active.extend(0..n);
-        let mut active_size = n;
-        let mut pg_max_old = f64::INFINITY;
-        let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..p.max_iter {
-            // Fisher-Yates over the active set (xorshift: deterministic and cheap).
-            for i in (1..active_size).rev() {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                self.active.swap(i, (rng % (i as u64 + 1)) as usize);
-            }
-            let (mut pg_max, mut pg_min) = (f64::NEG_INFINITY, f64::INFINITY);
-            let mut s = 0;
-            while s < active_size {
-                let k = self.active[s];
-                let r = rows[k] as usize;
-                let (cols, vals) = x.row(r);
-                let mut wx = wb * bias;
-                for (&f, &v) in cols.iter().zip(vals) {
-                    wx += (self.w[f as usize] * v) as f64;
-                }
-                let y = self.sign[k];
-                let g = y * wx - 1.0 + self.diag[k] * self.alpha[k];
-                let pg = if self.alpha[k] == 0.0 {
-                    if g > pg_max_old {
-                        active_size -= 1;
-                        self.active.swap(s, active_size);
-                        continue;
-                    }
-                    g.min(0.0)
-                } else {
-                    g
-                };
-                pg_max = pg_max.max(pg);
-                pg_min = pg_min.min(pg);
-                if pg.abs() > 1e-12 {
-                    let old = self.alpha[k];
-                    let q = sq_norms[r] + bias * bias + self.diag[k];
-                    self.alpha[k] = (old - g / q).max(0.0);
-                    let d = (self.alpha[k] - old) * y;
-                    for (&f, &v) in cols.iter().zip(vals) {
-                        self.w[f as usize] += d as f32 * v;
-                    }
-                    wb += d * bias;
-                }
-                s += 1;
-            }
-            if pg_max - pg_min <= p.eps {
-                if active_size == n {
-                    break;
-                }
-                active_size = n;
-                pg_max_old = f64::INFINITY;
-                continue;
-            }
-            pg_max_old = if pg_max <= 0.0 { f64::INFINITY } else { pg_max };
-        }
-        self.touched.sort_unstable();
-        let mut out_rows = Vec::new();
-        let mut out_vals = Vec::new();
-        for &f in &self.touched {
-            let v = std::mem::take(&mut self.w[f as usize]);
-            if v.abs() as f64 >= p.threshold && v != 0.0 {
-                out_rows.push(f);
-                out_vals.push(v);
-            }
-        }
-        (out_rows, out_vals, wb as f32)
-    }
 }
 
 #[cfg(test)]
