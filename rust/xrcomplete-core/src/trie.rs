@@ -236,6 +236,28 @@ impl Trie {
         self.keys().zip(self.weights().iter().copied())
     }
 
+    /// The root node (node ids index the arena; see [`Trie::node_children`]).
+    pub fn root(&self) -> usize {
+        0
+    }
+
+    /// The children of node `node`, in key order (radix nodes: where keys branch or end).
+    pub fn node_children(&self, node: usize) -> std::ops::Range<usize> {
+        let n = &self.nodes[node];
+        n.first_child as usize..(n.first_child + n.n_children) as usize
+    }
+
+    /// The ids `lo..hi` of the keys under node `node`.
+    pub fn node_range(&self, node: usize) -> (u32, u32) {
+        (self.nodes[node].lo, self.nodes[node].hi)
+    }
+
+    /// True when a key ends at node `node` (it is then the node's first key, id `lo`).
+    pub fn node_is_key(&self, node: usize) -> bool {
+        let n = &self.nodes[node];
+        n.lo < n.hi && self.key_unchecked(n.lo as usize).len() == n.depth as usize
+    }
+
     /// Heap memory held, in bytes.
     pub fn memory_bytes(&self) -> usize {
         self.bytes.capacity()

@@ -88,21 +88,7 @@ pub fn pifa(x: &CsrMatrix, y: &CsrMatrix) -> Result<CsrMatrix> {
 
 /// Builds the tree over the labels whose embeddings are the rows of `embeddings`.
 pub fn build(embeddings: &CsrMatrix, params: &KMeansParams) -> Result<LabelTree> {
-    if params.branching < 2 || !params.branching.is_power_of_two() {
-        return Err(Error::InvalidInput(format!(
-            "branching must be a power of two >= 2, got {}",
-            params.branching
-        )));
-    }
-    if params.max_leaf_size < 1 {
-        return Err(Error::InvalidInput("max_leaf_size must be >= 1".into()));
-    }
     let n = embeddings.n_rows();
-    if n == 0 {
-        return Err(Error::InvalidInput(
-            "a label tree needs at least one label".into(),
-        ));
-    }
     if n > u32::MAX as usize / 2 {
         return Err(Error::TooLarge {
             what: "number of labels",
@@ -110,13 +96,46 @@ pub fn build(embeddings: &CsrMatrix, params: &KMeansParams) -> Result<LabelTree>
             limit: u32::MAX as u64 / 2,
         });
     }
+    let (child_ptr, perm) = cluster(embeddings, (0..n as u32).collect(), params)?;
+    LabelTree::new(child_ptr, perm)
+}
+
+impl KMeansParams {
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.branching < 2 || !self.branching.is_power_of_two() {
+            return Err(Error::InvalidInput(format!(
+                "branching must be a power of two >= 2, got {}",
+                self.branching
+            )));
+        }
+        if self.max_leaf_size < 1 {
+            return Err(Error::InvalidInput("max_leaf_size must be >= 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Clusters the labels `labels` (rows of `embeddings`): the child pointers of each level below
+/// their common parent, the labels level last, and the labels in leaf order.
+pub(crate) fn cluster(
+    embeddings: &CsrMatrix,
+    labels: Vec<u32>,
+    params: &KMeansParams,
+) -> Result<(Vec<Vec<u32>>, Vec<u32>)> {
+    params.check()?;
+    let n = labels.len();
+    if n == 0 {
+        return Err(Error::InvalidInput(
+            "a label tree needs at least one label".into(),
+        ));
+    }
     let depth = if n <= 1 {
         0
     } else {
         ((n as f64 / params.max_leaf_size as f64).log2().ceil() as usize).max(1)
     };
     let step = params.branching.trailing_zeros() as usize;
-    let mut perm: Vec<u32> = (0..n as u32).collect();
+    let mut perm = labels;
     // bounds[t]: the segment boundaries (in `perm`) after t binary splits.
     let mut bounds: Vec<Vec<usize>> = vec![vec![0, n]];
     for t in 0..depth {
@@ -157,7 +176,7 @@ pub fn build(embeddings: &CsrMatrix, params: &KMeansParams) -> Result<LabelTree>
         parent_bounds = &bounds[t];
     }
     child_ptr.push(parent_bounds.iter().map(|&b| b as u32).collect());
-    LabelTree::new(child_ptr, perm)
+    Ok((child_ptr, perm))
 }
 
 /// For segments `inner` nested in segments `outer` (both boundary lists of one range), the

@@ -3,9 +3,12 @@
 //! A [`LabelTree`] has `depth` levels below the root. Level `l` holds `n_nodes(l)` nodes; the
 //! children of a node are contiguous at the next level. The last level's nodes are the leaves,
 //! one per label, in the order `leaf_labels` gives. Builders: [`kmeans`] (hierarchical balanced
-//! spherical k-means on label embeddings, PECOS's default).
+//! spherical k-means on label embeddings, PECOS's default), [`trie`] (the trie of the label
+//! strings, depth-capped) and [`hybrid`] (trie levels on top, k-means inside large trie nodes).
 
+pub mod hybrid;
 pub mod kmeans;
+pub mod trie;
 
 use std::ops::Range;
 
