@@ -11,6 +11,7 @@ Problems:
   features: word 1-2 TF-IDF of prev | char_wb 1-4 TF-IDF of the prefix (xrcomplete's
   vectorizers, the same matrix fed to both); labels: the distinct next queries. Test rows: one
   sampled prefix per pair of aol_valid.tsv (labels never seen in training count as misses).
+  On this problem the trie and hybrid label trees are compared with k-means too.
 - ``zipf``: synthetic, 100,000 labels with Zipf popularity; each label has a prototype of 8
   features out of 50,000, each instance 6 of them plus 4 noise features.
 
@@ -29,7 +30,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ K = 10
 BEAM = 10
 
 
-def aol_problem(seed: int = 0) -> tuple[Any, Any, Any, Any]:
+def aol_problem(seed: int = 0) -> tuple[Any, Any, Any, Any, list[str] | None]:
     train = list(session_pairs(DATA / "aol_train.tsv"))
     valid = list(session_pairs(DATA / "aol_valid.tsv"))
     labels = sorted({nxt for _, nxt in train})
@@ -71,7 +72,7 @@ def aol_problem(seed: int = 0) -> tuple[Any, Any, Any, Any]:
     test_prefix = [nxt[: rng.randint(1, len(nxt))] for _, nxt in valid]
     x_test = features.transform(test_prev, test_prefix)
     y_test = np.array([label_id.get(nxt, -1) for _, nxt in valid])
-    return x_train, y, x_test, y_test
+    return x_train, y, x_test, y_test, labels
 
 
 def zipf_problem(n_labels: int = 100_000, n_rows: int = 300_000, seed: int = 0) -> Any:
@@ -107,7 +108,7 @@ def zipf_problem(n_labels: int = 100_000, n_rows: int = 300_000, seed: int = 0) 
         shape=(len(lab), n_labels),
     )
     x_test, y_test = sample(20_000)
-    return x_train.astype(np.float32), y, x_test.astype(np.float32), y_test
+    return x_train.astype(np.float32), y, x_test.astype(np.float32), y_test, None
 
 
 def sample_each(prototypes: np.ndarray, n_features: int, rng: Any) -> sp.csr_matrix:
@@ -149,9 +150,16 @@ def p50_us(fn: Any, rows: Sequence[Any]) -> float:
     return float(np.percentile(times, 50)) / 1e3
 
 
-def run_xrcomplete(x: Any, y: Any, x_test: Any, rows: Sequence[Any]) -> dict[str, Any]:
+def run_xrcomplete(
+    x: Any,
+    y: Any,
+    x_test: Any,
+    rows: Sequence[Any],
+    tree: str = "kmeans",
+    labels: list[str] | None = None,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
-    model = XRLinear(progress=False).fit(x, y)
+    model = XRLinear(progress=False).fit(x, y, tree=tree, labels=labels)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     pred = model.predict(x_test, beam_size=BEAM, topk=K)
@@ -165,6 +173,7 @@ def run_xrcomplete(x: Any, y: Any, x_test: Any, rows: Sequence[Any]) -> dict[str
         "p50_us": lat,
         "bytes": len(model.model.to_bytes()),
         "nnz": model.nnz_,
+        "levels": model.level_sizes_,
     }
 
 
@@ -201,10 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", default="aol,zipf")
     args = parser.parse_args(argv)
-    makers = {"aol": aol_problem, "zipf": zipf_problem}
+    makers: dict[str, Callable[[], Any]] = {"aol": aol_problem, "zipf": zipf_problem}
     for name in args.problems.split(","):
         t0 = time.perf_counter()
-        x, y, x_test, y_test = makers[name]()
+        x, y, x_test, y_test, labels = makers[name]()
         print(
             f"\n== {name}: {x.shape[0]:,} training rows, {x.shape[1]:,} features, "
             f"{y.shape[1]:,} labels, {x_test.shape[0]:,} test rows "
@@ -235,6 +244,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, flush=True)
         if not theirs:
             print("(libpecos not installed: only xrcomplete measured)")
+        if labels is not None:
+            print(f"\nxrcomplete label trees on {name} (same features, beam {BEAM}):")
+            print(f"{'tree':<10}{'p@1':>9}{'r@10':>9}{'train s':>9}{'p50 µs':>9}  levels")
+            for tree in ("kmeans", "trie", "hybrid"):
+                r = ours if tree == "kmeans" else run_xrcomplete(x, y, x_test, rows, tree, labels)
+                p1, r10 = accuracy(r["pred"], y_test)
+                print(
+                    f"{tree:<10}{p1:>9.4f}{r10:>9.4f}{r['train_s']:>9.1f}{r['p50_us']:>9.1f}"
+                    f"  {r['levels']}",
+                    flush=True,
+                )
     return 0
 
 

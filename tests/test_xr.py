@@ -119,6 +119,17 @@ def test_a_progress_bar_is_drawn_on_request(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("tree", ["trie", "hybrid"])
+def test_trie_and_hybrid_trees_learn_the_known_answer(tree: str) -> None:
+    x, y = identity_problem(60, 3)
+    names = [f"{'abc'[j % 3]}{j:03d}" for j in range(60)]
+    model = XRLinear(max_leaf_size=5, progress=False).fit(x, y, tree=tree, labels=names)
+    p = model.predict(x, beam_size=10, topk=1)
+    assert (p.indices == y.indices).mean() > 0.95
+    # The top level splits by first character: three trie nodes.
+    assert model.level_sizes_[0] == 3
+
+
 def test_it_works_on_text_features() -> None:
     queries = ["cheap flights", "cheap hotels", "hotels paris", "weather boston", "weather com"]
     labels = [0, 1, 1, 2, 2]
@@ -146,8 +157,14 @@ def test_bad_input_raises_clear_errors(
         XRLinear(branching=3, progress=False).fit(x, y)
     with pytest.raises(ValueError, match="Cp, Cn and eps"):
         XRLinear(Cp=0.0, progress=False).fit(x, y)
-    with pytest.raises(ValueError, match="tree must be 'kmeans'"):
+    with pytest.raises(ValueError, match="tree must be 'kmeans', 'trie' or 'hybrid'"):
         XRLinear(progress=False).fit(x, y, tree="forest")
+    with pytest.raises(ValueError, match="needs the label strings"):
+        XRLinear(progress=False).fit(x, y, tree="trie")
+    with pytest.raises(ValueError, match="2 label strings for 60 label columns"):
+        XRLinear(progress=False).fit(x, y, tree="hybrid", labels=["a", "b"])
+    with pytest.raises(ValueError, match="labels must be distinct"):
+        XRLinear(progress=False).fit(x, y, tree="trie", labels=["same"] * 60)
     with pytest.raises(ValueError, match="X has 3 columns, the model 64 features"):
         model.predict(sp.csr_matrix((2, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="beam_size must be >= 1"):

@@ -96,13 +96,26 @@ class XRLinear:
         self.progress = progress
         self._model: _core.XRLinearModel | None = None
 
-    def fit(self, X: Any, Y: Any, tree: str = "kmeans") -> XRLinear:
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        tree: str = "kmeans",
+        labels: Sequence[str] | None = None,
+        trie_depth: int | None = None,
+    ) -> XRLinear:
         """Trains on ``X`` (rows x features) and ``Y`` (rows x labels; stored values > 0 are
-        positives), both scipy sparse matrices (or dense arrays). ``tree``: "kmeans"."""
-        if tree != "kmeans":
-            raise ValueError(
-                f"tree must be 'kmeans' (trie and hybrid trees are not built yet), got {tree!r}"
-            )
+        positives), both scipy sparse matrices (or dense arrays).
+
+        ``tree``: "kmeans" (hierarchical k-means on PIFA label embeddings, PECOS's default),
+        "trie" (the trie of the label strings ``labels[j]`` of column ``j``, at most
+        ``trie_depth`` levels, default 8) or "hybrid" (``trie_depth`` trie levels, default 2,
+        then k-means inside every trie node of more than ``max_leaf_size`` labels).
+        """
+        if trie_depth is None:
+            trie_depth = 8 if tree == "trie" else 2
+        if trie_depth < 0:
+            raise ValueError(f"trie_depth must be >= 0, got {trie_depth}")
         x_parts = _csr_arrays(X, "X")
         y_parts = _csr_arrays(Y, "Y")
         counter = _core.ProgressCounter()
@@ -113,6 +126,9 @@ class XRLinear:
                 outcome["model"] = _core.XRLinearModel.fit(
                     *x_parts,
                     *y_parts,
+                    tree=tree,
+                    labels=None if labels is None else list(labels),
+                    trie_depth=trie_depth,
                     branching=self.branching,
                     max_leaf_size=self.max_leaf_size,
                     kmeans_max_iter=self.kmeans_max_iter,

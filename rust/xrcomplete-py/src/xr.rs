@@ -9,7 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 
-use xrcomplete_core::index::{kmeans, LabelTree};
+use xrcomplete_core::index::{hybrid, kmeans, trie, LabelTree};
 use xrcomplete_core::xr::{
     self, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
 };
@@ -104,12 +104,15 @@ pub(crate) struct XRLinearModel {
 #[pymethods]
 impl XRLinearModel {
     /// Trains on X (rows x features) and Y (rows x labels), both as scipy CSR arrays, over a
-    /// hierarchical k-means label tree built from PIFA embeddings.
+    /// label tree: "kmeans" (hierarchical k-means on PIFA embeddings), "trie" (the trie of the
+    /// label strings `labels`, `trie_depth` levels at most) or "hybrid" (`trie_depth` trie
+    /// levels, k-means inside large trie nodes).
     #[staticmethod]
     #[pyo3(signature = (
         x_indptr, x_indices, x_data, x_cols, y_indptr, y_indices, y_data, y_cols, *,
-        branching = 16, max_leaf_size = 100, kmeans_max_iter = 20, seed = 0, cp = 1.0,
-        cn = 1.0, bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1, progress = None,
+        tree = "kmeans", labels = None, trie_depth = 2, branching = 16, max_leaf_size = 100,
+        kmeans_max_iter = 20, seed = 0, cp = 1.0, cn = 1.0, bias = 1.0, threshold = 0.1,
+        max_iter = 100, eps = 0.1, progress = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
@@ -122,6 +125,9 @@ impl XRLinearModel {
         y_indices: PyReadonlyArray1<'_, i32>,
         y_data: PyReadonlyArray1<'_, f32>,
         y_cols: usize,
+        tree: &str,
+        labels: Option<Vec<String>>,
+        trie_depth: usize,
         branching: usize,
         max_leaf_size: usize,
         kmeans_max_iter: usize,
@@ -134,6 +140,26 @@ impl XRLinearModel {
         eps: f64,
         progress: Option<PyRef<'_, ProgressCounter>>,
     ) -> PyResult<Self> {
+        if !matches!(tree, "kmeans" | "trie" | "hybrid") {
+            return Err(PyValueError::new_err(format!(
+                "tree must be 'kmeans', 'trie' or 'hybrid', got {tree:?}"
+            )));
+        }
+        let labels = match (tree, labels) {
+            ("kmeans", _) => Vec::new(),
+            (_, Some(labels)) if labels.len() == y_cols => labels,
+            (_, Some(labels)) => {
+                return Err(PyValueError::new_err(format!(
+                    "{} label strings for {y_cols} label columns",
+                    labels.len()
+                )))
+            }
+            (_, None) => {
+                return Err(PyValueError::new_err(format!(
+                    "tree={tree:?} needs the label strings (labels=...)"
+                )))
+            }
+        };
         let x = csr_from_py(x_indptr, x_indices, x_data, x_cols, "X")?;
         let y = csr_from_py(y_indptr, y_indices, y_data, y_cols, "Y")?;
         let kmeans_params = kmeans::KMeansParams {
@@ -155,7 +181,13 @@ impl XRLinearModel {
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
         let model = py
             .detach(|| {
-                let tree: LabelTree = kmeans::build(&kmeans::pifa(&x, &y)?, &kmeans_params)?;
+                let tree: LabelTree = match tree {
+                    "trie" => trie::build(&labels, trie_depth)?,
+                    "hybrid" => {
+                        hybrid::build(&labels, &kmeans::pifa(&x, &y)?, trie_depth, &kmeans_params)?
+                    }
+                    _ => kmeans::build(&kmeans::pifa(&x, &y)?, &kmeans_params)?,
+                };
                 xr::train(&x, &y, tree, &params, &progress)
             })
             .map_err(to_py_err)?;
