@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import run_in_threads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer as SkTfidf
@@ -187,23 +187,15 @@ def test_rows_are_identical_from_eight_threads() -> None:
     v = TfidfVectorizer(prefix_weighting="harmonic").fit(docs)
     serial = v.transform(docs)
     singles = [v.transform_one(d) for d in docs[:300]]
-    barrier = threading.Barrier(8)
-    ok = [False] * 8
 
-    def work(slot: int) -> None:
-        barrier.wait()
-        same = (v.transform(docs) != serial).nnz == 0
+    def work() -> bool:
+        same: bool = (v.transform(docs) != serial).nnz == 0
         for d, (i, x) in zip(docs[:300], singles):
             j, y = v.transform_one(d)
             same = same and np.array_equal(i, j) and np.array_equal(x, y)
-        ok[slot] = same
+        return same
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert all(ok)
+    assert all(run_in_threads(work))
 
 
 def test_feature_concat_equals_stacked_blocks_renormalised() -> None:

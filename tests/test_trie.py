@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 
 import pytest
+from helpers import run_in_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,22 +100,14 @@ def test_answers_are_identical_from_eight_threads_at_once(items: list[tuple[str,
     trie = Trie(items)
     prefixes = prefixes_of([key for key, _ in items])
     serial = [(trie.completions(p, 5), trie.prefix_range(p)) for p in prefixes]
-    barrier = threading.Barrier(8)
-    results: list[object] = [None] * 8
 
-    def work(slot: int) -> None:
-        barrier.wait()
-        out = []
+    def work() -> list[object]:
+        out: list[object] = []
         for _ in range(20):
             out = [(trie.completions(p, 5), trie.prefix_range(p)) for p in prefixes]
-        results[slot] = out
+        return out
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert all(r == serial for r in results)
+    assert all(r == serial for r in run_in_threads(work))
 
 
 def test_inputs_of_every_accepted_shape() -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pickle
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import run_in_threads
 
 from xrcomplete import ModelFormatError, NotFittedError, TfidfVectorizer, XRLinear
 
@@ -76,24 +76,16 @@ def test_predictions_are_identical_from_eight_threads(
     model, x, _ = trained
     serial = [model.predict_one(x[r]) for r in range(x.shape[0])]
     batch = model.predict(x)
-    barrier = threading.Barrier(8)
-    ok = [False] * 8
 
-    def work(slot: int) -> None:
-        barrier.wait()
-        same = (model.predict(x) != batch).nnz == 0
+    def work() -> bool:
+        same: bool = (model.predict(x) != batch).nnz == 0
         for r in range(x.shape[0]):
             labels, scores = model.predict_one(x[r])
             same = same and np.array_equal(labels, serial[r][0])
             same = same and np.array_equal(scores, serial[r][1])
-        ok[slot] = same
+        return same
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert all(ok)
+    assert all(run_in_threads(work))
 
 
 def test_training_is_deterministic_and_saves(tmp_path: Path) -> None:

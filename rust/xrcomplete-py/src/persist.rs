@@ -42,3 +42,57 @@ pub(crate) fn reduce<'py, C: PyClass>(
 ) -> PyResult<Reduced<'py>> {
     Ok((slf.as_any().get_type().getattr("from_bytes")?, (bytes,)))
 }
+
+/// Gives a `#[pyclass]` holding `inner: Arc<T: Persist>` the model-format methods: `to_bytes`,
+/// `from_bytes`, `save`, `load` and `__reduce__` (pickle through the same bytes).
+macro_rules! persistable {
+    ($class:ty) => {
+        #[pyo3::pymethods]
+        impl $class {
+            /// The object in xrcomplete's model format (bytes).
+            fn to_bytes<'py>(
+                &self,
+                py: pyo3::Python<'py>,
+            ) -> pyo3::Bound<'py, pyo3::types::PyBytes> {
+                $crate::persist::to_bytes(py, &*self.inner)
+            }
+
+            /// Reads bytes written by `to_bytes`; ModelFormatError when they are not valid.
+            #[classmethod]
+            fn from_bytes(
+                _cls: &pyo3::Bound<'_, pyo3::types::PyType>,
+                py: pyo3::Python<'_>,
+                data: &[u8],
+            ) -> pyo3::PyResult<Self> {
+                Ok(Self {
+                    inner: $crate::persist::from_bytes(py, data)?,
+                })
+            }
+
+            /// Saves to `path` atomically (a temporary file renamed over `path`).
+            fn save(&self, py: pyo3::Python<'_>, path: std::path::PathBuf) -> pyo3::PyResult<()> {
+                $crate::persist::save(py, &*self.inner, path)
+            }
+
+            /// Loads an object saved by `save`; ModelFormatError for a bad file.
+            #[classmethod]
+            fn load(
+                _cls: &pyo3::Bound<'_, pyo3::types::PyType>,
+                py: pyo3::Python<'_>,
+                path: std::path::PathBuf,
+            ) -> pyo3::PyResult<Self> {
+                Ok(Self {
+                    inner: $crate::persist::load(py, path)?,
+                })
+            }
+
+            fn __reduce__<'py>(
+                slf: &pyo3::Bound<'py, Self>,
+            ) -> pyo3::PyResult<$crate::persist::Reduced<'py>> {
+                $crate::persist::reduce(slf, slf.get().to_bytes(slf.py()))
+            }
+        }
+    };
+}
+
+pub(crate) use persistable;

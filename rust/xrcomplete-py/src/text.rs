@@ -1,13 +1,12 @@
 //! Fitted text vectorizers. Matrices leave as numpy arrays that own the Rust buffers (no copy);
 //! `xrcomplete.text` wraps them into `scipy.sparse.csr_matrix`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyType};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 
 use xrcomplete_core::text::{
     Analyzer, AnalyzerConfig, ConcatScratch, DocFreq, FeatureConcat, Norm, PositionScope,
@@ -248,35 +247,6 @@ impl TfidfModel {
         )
     }
 
-    /// The vectorizer in xrcomplete's model format (bytes).
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        persist::to_bytes(py, &*self.inner)
-    }
-
-    /// Reads bytes written by `to_bytes`; ModelFormatError when they are not a valid vectorizer.
-    #[classmethod]
-    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        Ok(Self {
-            inner: persist::from_bytes(py, data)?,
-        })
-    }
-
-    /// Saves to `path` atomically (a temporary file renamed over `path`).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        persist::save(py, &*self.inner, path)
-    }
-
-    /// Loads a vectorizer saved by `save`.
-    #[classmethod]
-    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        Ok(Self {
-            inner: persist::load(py, path)?,
-        })
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<persist::Reduced<'py>> {
-        persist::reduce(slf, slf.get().to_bytes(slf.py()))
-    }
     /// Number of features (columns).
     #[getter]
     fn n_features(&self) -> usize {
@@ -403,35 +373,6 @@ impl FeatureConcatModel {
         ))
     }
 
-    /// The feature concatenation in xrcomplete's model format (bytes).
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        persist::to_bytes(py, &*self.inner)
-    }
-
-    /// Reads bytes written by `to_bytes`; ModelFormatError when they are not a valid feature concatenation.
-    #[classmethod]
-    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        Ok(Self {
-            inner: persist::from_bytes(py, data)?,
-        })
-    }
-
-    /// Saves to `path` atomically (a temporary file renamed over `path`).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        persist::save(py, &*self.inner, path)
-    }
-
-    /// Loads a feature concatenation saved by `save`.
-    #[classmethod]
-    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        Ok(Self {
-            inner: persist::load(py, path)?,
-        })
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<persist::Reduced<'py>> {
-        persist::reduce(slf, slf.get().to_bytes(slf.py()))
-    }
     /// Total number of features.
     #[getter]
     fn n_features(&self) -> usize {
@@ -464,3 +405,6 @@ impl FeatureConcatModel {
         }
     }
 }
+
+persist::persistable!(TfidfModel);
+persist::persistable!(FeatureConcatModel);

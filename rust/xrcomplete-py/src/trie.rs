@@ -1,12 +1,11 @@
 //! `Trie`: weighted strings with ranked prefix completions.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyMapping, PyString, PyTuple, PyType};
+use pyo3::types::{PyList, PyMapping, PyString, PyTuple};
 
 use crate::persist;
 use xrcomplete_core as core;
@@ -163,35 +162,6 @@ impl Trie {
         self.inner.node_count()
     }
 
-    /// The trie in xrcomplete's model format (bytes).
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        persist::to_bytes(py, &*self.inner)
-    }
-
-    /// Reads bytes written by `to_bytes`; ModelFormatError when they are not a valid trie.
-    #[classmethod]
-    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        Ok(Self {
-            inner: persist::from_bytes(py, data)?,
-        })
-    }
-
-    /// Saves to `path` atomically (a temporary file renamed over `path`).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        persist::save(py, &*self.inner, path)
-    }
-
-    /// Loads a trie saved by `save`.
-    #[classmethod]
-    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        Ok(Self {
-            inner: persist::load(py, path)?,
-        })
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<persist::Reduced<'py>> {
-        persist::reduce(slf, slf.get().to_bytes(slf.py()))
-    }
     fn __len__(&self) -> usize {
         self.inner.len()
     }
@@ -250,3 +220,5 @@ impl TrieKeys {
         self.trie.key(id).map(str::to_owned)
     }
 }
+
+persist::persistable!(Trie);

@@ -1,13 +1,11 @@
 //! XR-Linear: training over a label tree, beam-search prediction.
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyType};
 
 use xrcomplete_core::index::{hybrid, kmeans, trie, LabelTree};
 use xrcomplete_core::xr::{
@@ -292,39 +290,11 @@ impl XRLinearModel {
     fn nbytes(&self) -> usize {
         self.inner.memory_bytes()
     }
-
-    /// The model in xrcomplete's model format (bytes).
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        persist::to_bytes(py, &*self.inner)
-    }
-
-    /// Reads bytes written by `to_bytes`; ModelFormatError when they are not a valid model.
-    #[classmethod]
-    fn from_bytes(_cls: &Bound<'_, PyType>, py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        Ok(Self {
-            inner: persist::from_bytes(py, data)?,
-        })
-    }
-
-    /// Saves to `path` atomically (a temporary file renamed over `path`).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        persist::save(py, &*self.inner, path)
-    }
-
-    /// Loads a model saved by `save`.
-    #[classmethod]
-    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        Ok(Self {
-            inner: persist::load(py, path)?,
-        })
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<persist::Reduced<'py>> {
-        persist::reduce(slf, slf.get().to_bytes(slf.py()))
-    }
 }
 
 thread_local! {
     /// Scratch of the single-row path, per thread: no allocation per call but the results.
     static SCRATCH: std::cell::RefCell<PredictScratch> = std::cell::RefCell::new(PredictScratch::default());
 }
+
+persist::persistable!(XRLinearModel);

@@ -1,0 +1,38 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar, cast
+
+T = TypeVar("T")
+
+
+def run_in_threads(work: Callable[[], T], n: int = 8, timeout: float = 120.0) -> list[T]:
+    """Runs ``work`` on ``n`` threads released together; returns each thread's result.
+
+    An exception in a thread is raised here; a thread still running after ``timeout`` seconds
+    fails the test (a deadlock must not pass as a success).
+    """
+    barrier = threading.Barrier(n)
+    results: list[T | None] = [None] * n
+    errors: list[BaseException] = []
+
+    def run(slot: int) -> None:
+        try:
+            barrier.wait()
+            results[slot] = work()
+        except BaseException as err:  # reported on the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    if any(t.is_alive() for t in threads):
+        raise AssertionError(f"threads still running after {timeout} s")
+    if errors:
+        raise errors[0]
+    return cast(list[T], results)  # every slot was filled: no thread failed or hung
