@@ -56,24 +56,33 @@ impl LevelWeights {
 /// One level's weights grouped by parent, for scoring ("binary-search chunked", as PECOS's
 /// predict-only model): for the children of each parent, the sorted features that any of them
 /// weighs, and per feature its (child, weight) entries. Scoring the children of a parent walks
-/// the input's features (binary search in the chunk), not the children's weight vectors.
+/// the input's features, not the children's weight vectors. A lookup is a bucket, then a short
+/// scan; each feature sits beside the end of its entries and each child beside its weight, so
+/// that a lookup costs about three cache misses on a model too large for the caches.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct ChunkedLevel {
     /// Parent `p`'s features are `features[chunk_ptr[p]..chunk_ptr[p + 1]]`.
     chunk_ptr: Vec<usize>,
-    features: Vec<u32>,
-    /// Feature `k` of the level has the entries `entry_ptr[k]..entry_ptr[k + 1]`.
-    entry_ptr: Vec<usize>,
-    /// The child of each entry, counted from the parent's first child.
-    entry_child: Vec<u32>,
-    entry_val: Vec<f32>,
+    /// (feature id, end of its entries counted from the chunk's first entry); its entries
+    /// start where the previous feature's end (0 for the chunk's first feature).
+    features: Vec<[u32; 2]>,
+    /// Parent `p`'s entries start at `entries[entry_base[p]]`.
+    entry_base: Vec<usize>,
+    /// (child counted from the parent's first child, weight).
+    entries: Vec<(u32, f32)>,
+    /// Feature `f` of parent `p` lies at chunk offsets from
+    /// `buckets[bucket_ptr[p] + (f >> bucket_shift[p])]` to the next bucket's start (about four
+    /// features per bucket).
+    bucket_ptr: Vec<usize>,
+    bucket_shift: Vec<u8>,
+    buckets: Vec<u32>,
 }
 
-/// One parent's chunk while building: features, entries per feature, children, values.
-type Chunk = (Vec<u32>, Vec<usize>, Vec<u32>, Vec<f32>);
+/// One parent's chunk while building: (feature, entries end) pairs and (child, weight) entries.
+type Chunk = (Vec<[u32; 2]>, Vec<(u32, f32)>);
 
 impl ChunkedLevel {
-    fn build(w: &LevelWeights, child_ptr: &[u32]) -> Self {
+    fn build(w: &LevelWeights, child_ptr: &[u32], n_features: usize) -> Self {
         let parents: Vec<usize> = (0..child_ptr.len() - 1).collect();
         let chunks: Vec<Chunk> = parents
             .par_iter()
@@ -86,63 +95,84 @@ impl ChunkedLevel {
                     }
                 }
                 triples.sort_unstable_by_key(|t| (t.0, t.1));
-                let mut features = Vec::new();
-                let mut counts = Vec::new();
-                for t in &triples {
-                    if features.last() != Some(&t.0) {
-                        features.push(t.0);
-                        counts.push(0);
+                let mut features: Vec<[u32; 2]> = Vec::new();
+                for (n, t) in triples.iter().enumerate() {
+                    match features.last_mut() {
+                        Some(last) if last[0] == t.0 => last[1] = n as u32 + 1,
+                        _ => features.push([t.0, n as u32 + 1]),
                     }
-                    *counts.last_mut().expect("pushed") += 1;
                 }
-                let (children, vals) = triples.into_iter().map(|t| (t.1, t.2)).unzip();
-                (features, counts, children, vals)
+                (features, triples.into_iter().map(|t| (t.1, t.2)).collect())
             })
             .collect();
         let mut out = ChunkedLevel {
             chunk_ptr: vec![0],
-            entry_ptr: vec![0],
             ..ChunkedLevel::default()
         };
-        for (features, counts, children, vals) in chunks {
+        for (features, entries) in chunks {
             out.features.extend_from_slice(&features);
             out.chunk_ptr.push(out.features.len());
-            for n in counts {
-                let last = out.entry_ptr[out.entry_ptr.len() - 1];
-                out.entry_ptr.push(last + n);
-            }
-            out.entry_child.extend_from_slice(&children);
-            out.entry_val.extend_from_slice(&vals);
+            out.entry_base.push(out.entries.len());
+            out.entries.extend_from_slice(&entries);
         }
+        out.build_buckets(n_features);
         out
+    }
+
+    fn build_buckets(&mut self, n_features: usize) {
+        let bits = usize::BITS - n_features.saturating_sub(1).leading_zeros();
+        self.bucket_ptr = vec![0];
+        for p in 0..self.chunk_ptr.len() - 1 {
+            let feats = &self.features[self.chunk_ptr[p]..self.chunk_ptr[p + 1]];
+            let wanted = (feats.len() / 4).max(1).next_power_of_two();
+            let shift = bits.saturating_sub(wanted.trailing_zeros());
+            let n_buckets = (n_features.saturating_sub(1) >> shift) + 1;
+            let mut at = 0usize;
+            for bucket in 0..n_buckets {
+                while at < feats.len() && ((feats[at][0] as usize) >> shift) < bucket {
+                    at += 1;
+                }
+                self.buckets.push(at as u32);
+            }
+            self.buckets.push(feats.len() as u32);
+            self.bucket_shift.push(shift as u8);
+            self.bucket_ptr.push(self.buckets.len());
+        }
     }
 
     /// Adds `w_c . x` to `out[c - first child]` for every child `c` of `parent`.
     #[inline]
     fn add_scores(&self, parent: usize, indices: &[u32], values: &[f32], out: &mut [f32]) {
-        let (a, b) = (self.chunk_ptr[parent], self.chunk_ptr[parent + 1]);
-        let feats = &self.features[a..b];
-        let mut lo = 0;
+        let a = self.chunk_ptr[parent];
+        let entries = &self.entries[self.entry_base[parent]..];
+        let buckets = &self.buckets[self.bucket_ptr[parent]..self.bucket_ptr[parent + 1]];
+        let shift = self.bucket_shift[parent];
         for (&f, &v) in indices.iter().zip(values) {
-            if lo >= feats.len() {
-                break;
-            }
-            let pos = lo + feats[lo..].partition_point(|&g| g < f);
-            if pos < feats.len() && feats[pos] == f {
-                for e in self.entry_ptr[a + pos]..self.entry_ptr[a + pos + 1] {
-                    out[self.entry_child[e] as usize] += v * self.entry_val[e];
+            let bucket = (f >> shift) as usize;
+            let (start, end) = (buckets[bucket] as usize, buckets[bucket + 1] as usize);
+            // A bucket holds a few sorted features: a short scan finds `f` or passes it.
+            for k in a + start..a + end {
+                let [g, stop] = self.features[k];
+                if g >= f {
+                    if g == f {
+                        let from = if k == a { 0 } else { self.features[k - 1][1] };
+                        for &(child, w) in &entries[from as usize..stop as usize] {
+                            out[child as usize] += v * w;
+                        }
+                    }
+                    break;
                 }
-                lo = pos + 1;
-            } else {
-                lo = pos;
             }
         }
     }
 
     fn memory_bytes(&self) -> usize {
-        (self.chunk_ptr.capacity() + self.entry_ptr.capacity()) * size_of::<usize>()
-            + (self.features.capacity() + self.entry_child.capacity()) * size_of::<u32>()
-            + self.entry_val.capacity() * size_of::<f32>()
+        (self.chunk_ptr.capacity() + self.entry_base.capacity() + self.bucket_ptr.capacity())
+            * size_of::<usize>()
+            + self.features.capacity() * size_of::<[u32; 2]>()
+            + self.entries.capacity() * size_of::<(u32, f32)>()
+            + self.bucket_shift.capacity()
+            + self.buckets.capacity() * size_of::<u32>()
     }
 }
 
@@ -329,7 +359,7 @@ impl XrLinear {
         let scorers = levels
             .iter()
             .enumerate()
-            .map(|(l, w)| ChunkedLevel::build(w, tree.child_ptr(l)))
+            .map(|(l, w)| ChunkedLevel::build(w, tree.child_ptr(l), n_features))
             .collect();
         Ok(XrLinear {
             tree,
