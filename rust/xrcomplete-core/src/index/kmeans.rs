@@ -2,8 +2,8 @@
 //!
 //! Labels are split in two, recursively, by balanced spherical 2-means: each half is exactly half
 //! (±1) of its parent, so all leaves sit at one depth `D = max(1, ceil(log2(L / max_leaf_size)))`.
-//! The tree keeps every `log2(branching)`-th binary level (and the last), so a node has up to
-//! `branching` children, as PECOS's `nr_splits`. Embeddings are PIFA: the l2-normalised sum of
+//! The tree keeps every `log2(branching)`-th binary level counted up from the last, so a node has
+//! up to `branching` children (the root possibly fewer), as PECOS's `nr_splits`. Embeddings are PIFA: the l2-normalised sum of
 //! the feature rows of each label's positive instances ([`pifa`]).
 
 use rayon::prelude::*;
@@ -164,11 +164,9 @@ pub(crate) fn cluster(
         next.push(n);
         bounds.push(next);
     }
-    // Keep binary levels step, 2 step, ..., and the last; then the labels.
-    let mut kept: Vec<usize> = (1..=depth).filter(|t| t % step == 0).collect();
-    if depth > 0 && kept.last() != Some(&depth) {
-        kept.push(depth);
-    }
+    // Keep binary levels depth, depth - step, ... (counted from the bottom, as PECOS does): the
+    // lower levels get the full branching, the top level what remains; then the labels.
+    let kept: Vec<usize> = (1..=depth).filter(|t| (depth - t) % step == 0).collect();
     let mut child_ptr = Vec::with_capacity(kept.len() + 1);
     let mut parent_bounds: &[usize] = &bounds[0];
     for &t in &kept {

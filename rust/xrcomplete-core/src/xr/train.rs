@@ -130,14 +130,25 @@ pub fn train(
     for l in 0..tree.depth() {
         let positives = positives_at(&tree, y, l);
         // One job per parent and block of up to LANES of its children: siblings share rows.
+        // Narrower blocks where a level would otherwise leave threads idle (a top level of
+        // four nodes is one block of four, and one core, at full width).
         let ptr = tree.child_ptr(l);
+        let n_jobs = |width: usize| -> usize {
+            ptr.windows(2)
+                .map(|w| ((w[1] - w[0]) as usize).div_ceil(width))
+                .sum()
+        };
+        let mut width = LANES;
+        while width > 1 && n_jobs(width) < rayon::current_num_threads() {
+            width /= 2;
+        }
         let mut jobs: Vec<(usize, usize, usize)> = Vec::new();
         for p in 0..ptr.len() - 1 {
             let (mut first, end) = (ptr[p] as usize, ptr[p + 1] as usize);
             while first < end {
-                let width = LANES.min(end - first);
-                jobs.push((p, first, width));
-                first += width;
+                let w = width.min(end - first);
+                jobs.push((p, first, w));
+                first += w;
             }
         }
         let blocks: Vec<Vec<Column>> = jobs
@@ -151,7 +162,9 @@ pub fn train(
                     };
                     let pos: Vec<&[u32]> =
                         (first..first + width).map(|c| positives.row(c).0).collect();
-                    let seed = params.seed ^ ((l as u64) << 48) ^ first as u64;
+                    // Seeded by parent: every block of a parent visits rows in one order, so each node's
+                    // solution does not depend on how siblings were blocked (or on the thread count).
+                    let seed = params.seed ^ ((l as u64) << 48) ^ p as u64;
                     let columns = solver.solve(x, &sq_norms, rows, &pos, params, seed);
                     progress.done.fetch_add(width as u64, Ordering::Relaxed);
                     columns
@@ -384,6 +397,22 @@ mod tests {
         for len in (0..bytes.len()).step_by(11) {
             assert!(XrLinear::from_bytes(&bytes[..len]).is_err());
         }
+    }
+
+    #[test]
+    fn the_model_does_not_depend_on_the_number_of_threads() {
+        let (x, y) = identity_problem(50, 2);
+        let train_on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let tree = kmeans_tree(&x, &y, 4);
+                    train(&x, &y, tree, &TrainParams::default(), &Progress::default()).unwrap()
+                })
+        };
+        assert_eq!(train_on(1), train_on(5));
     }
 
     #[test]
