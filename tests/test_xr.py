@@ -111,6 +111,13 @@ def test_a_progress_bar_is_drawn_on_request(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().err == ""
 
 
+def test_logistic_loss_learns_the_known_answer() -> None:
+    x, y = identity_problem(40, 3)
+    model = XRLinear(max_leaf_size=5, loss="logistic", progress=False).fit(x, y)
+    p = model.predict(x, beam_size=5, topk=1, post_processor="sigmoid")
+    np.testing.assert_array_equal(p.indices, y.indices)
+
+
 @pytest.mark.parametrize("tree", ["trie", "hybrid"])
 def test_trie_and_hybrid_trees_learn_the_known_answer(tree: str) -> None:
     x, y = identity_problem(60, 3)
@@ -147,6 +154,8 @@ def test_bad_input_raises_clear_errors(
         XRLinear(progress=False).fit(bad, y)
     with pytest.raises(ValueError, match="branching must be a power of two"):
         XRLinear(branching=3, progress=False).fit(x, y)
+    with pytest.raises(ValueError, match="loss must be 'squared_hinge' or 'logistic'"):
+        XRLinear(loss="hinge", progress=False).fit(x, y)
     with pytest.raises(ValueError, match="Cp, Cn and eps"):
         XRLinear(Cp=0.0, progress=False).fit(x, y)
     with pytest.raises(ValueError, match="tree must be 'kmeans', 'trie' or 'hybrid'"):

@@ -165,6 +165,7 @@ class XRLinearModel:
         threshold: float = 0.1,
         max_iter: int = 100,
         eps: float = 0.1,
+        loss: str = "squared_hinge",
         progress: ProgressCounter | None = None,
     ) -> XRLinearModel: ...
     def predict(

@@ -63,7 +63,8 @@ class XRLinear:
     Tree: ``branching`` children per node (a power of two, PECOS's ``nr_splits``),
     ``max_leaf_size`` labels per leaf cluster, ``kmeans_max_iter``. Matchers: ``Cp`` / ``Cn``
     (penalties of errors on positives / negatives), ``bias`` (constant feature), ``threshold``
-    (weights with a smaller magnitude are pruned), ``max_iter`` and ``eps`` of the solver.
+    (weights with a smaller magnitude are pruned), ``max_iter`` and ``eps`` of the solver,
+    ``loss``: "squared_hinge" (L2-loss SVM, PECOS's default) or "logistic".
     ``seed`` makes training deterministic. ``progress``: draw a progress bar on stderr (True),
     not (False), or only when stderr is a terminal ("auto").
     """
@@ -80,6 +81,7 @@ class XRLinear:
         threshold: float = 0.1,
         max_iter: int = 100,
         eps: float = 0.1,
+        loss: str = "squared_hinge",
         seed: int = 0,
         progress: bool | str = "auto",
     ) -> None:
@@ -92,6 +94,7 @@ class XRLinear:
         self.threshold = threshold
         self.max_iter = max_iter
         self.eps = eps
+        self.loss = loss
         self.seed = seed
         self.progress = progress
         self._model: _core.XRLinearModel | None = None
@@ -139,6 +142,7 @@ class XRLinear:
                     threshold=self.threshold,
                     max_iter=self.max_iter,
                     eps=self.eps,
+                    loss=self.loss,
                     progress=counter,
                 )
             except BaseException as err:  # re-raised on the caller's thread

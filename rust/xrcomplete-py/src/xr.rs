@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 
 use xrcomplete_core::index::{hybrid, kmeans, trie, LabelTree};
 use xrcomplete_core::xr::{
-    self, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
+    self, Loss, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
 };
 use xrcomplete_core::CsrMatrix;
 
@@ -110,7 +110,7 @@ impl XRLinearModel {
         x_indptr, x_indices, x_data, x_cols, y_indptr, y_indices, y_data, y_cols, *,
         tree = "kmeans", labels = None, trie_depth = 2, branching = 16, max_leaf_size = 100,
         kmeans_max_iter = 20, seed = 0, cp = 1.0, cn = 1.0, bias = 1.0, threshold = 0.1,
-        max_iter = 100, eps = 0.1, progress = None,
+        max_iter = 100, eps = 0.1, loss = "squared_hinge", progress = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
@@ -136,6 +136,7 @@ impl XRLinearModel {
         threshold: f64,
         max_iter: usize,
         eps: f64,
+        loss: &str,
         progress: Option<PyRef<'_, ProgressCounter>>,
     ) -> PyResult<Self> {
         if !matches!(tree, "kmeans" | "trie" | "hybrid") {
@@ -174,6 +175,15 @@ impl XRLinearModel {
             max_iter,
             eps,
             seed,
+            loss: match loss {
+                "squared_hinge" => Loss::SquaredHinge,
+                "logistic" => Loss::Logistic,
+                _ => {
+                    return Err(PyValueError::new_err(format!(
+                        "loss must be 'squared_hinge' or 'logistic', got {loss:?}"
+                    )))
+                }
+            },
         };
         let progress =
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));

@@ -1,6 +1,7 @@
 //! XR-Linear: per-level sparse linear matchers over a label tree, and beam search.
 //!
-//! - [`train()`]: one L2-loss SVM per node (dual coordinate descent), negatives from siblings,
+//! - [`train()`]: one L2-loss SVM or logistic regression per node (dual coordinate descent),
+//!   negatives from siblings,
 //!   small weights pruned, nodes in parallel.
 //! - [`XrLinear`]: the immutable trained model; [`XrLinear::predict_one`] on the caller's
 //!   thread, [`XrLinear::predict`] in parallel; an optional label-id range restricts answers.
@@ -10,4 +11,4 @@ mod model;
 mod train;
 
 pub use model::{LevelWeights, PostProcessor, PredictParams, PredictScratch, XrLinear};
-pub use train::{train, Progress, TrainParams};
+pub use train::{train, Loss, Progress, TrainParams};

@@ -17,6 +17,15 @@ use crate::error::{Error, Result};
 use crate::index::LabelTree;
 use crate::sparse::CsrMatrix;
 
+/// The loss of the per-node linear models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// L2-loss (squared hinge) SVM: LIBLINEAR's `L2R_L2LOSS_SVC_DUAL`, PECOS's default.
+    SquaredHinge,
+    /// Logistic regression: LIBLINEAR's `L2R_LR_DUAL`.
+    Logistic,
+}
+
 /// Options of [`train`], PECOS's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainParams {
@@ -34,6 +43,8 @@ pub struct TrainParams {
     pub eps: f64,
     /// Seed of the visiting order.
     pub seed: u64,
+    /// Loss of the node models.
+    pub loss: Loss,
 }
 
 impl Default for TrainParams {
@@ -46,6 +57,7 @@ impl Default for TrainParams {
             max_iter: 100,
             eps: 0.1,
             seed: 0,
+            loss: Loss::SquaredHinge,
         }
     }
 }
@@ -413,6 +425,44 @@ mod tests {
                 })
         };
         assert_eq!(train_on(1), train_on(5));
+    }
+
+    #[test]
+    fn logistic_loss_learns_the_known_answer_too() {
+        let (x, y) = identity_problem(40, 3);
+        let params = TrainParams {
+            loss: Loss::Logistic,
+            ..Default::default()
+        };
+        let model = train(
+            &x,
+            &y,
+            kmeans_tree(&x, &y, 4),
+            &params,
+            &Progress::default(),
+        )
+        .unwrap();
+        let pred = PredictParams {
+            beam_size: 4,
+            topk: 1,
+            post_processor: crate::xr::PostProcessor::Sigmoid,
+        };
+        let mut scratch = PredictScratch::default();
+        for j in 0..40u32 {
+            let top = model
+                .predict_one(&[j], &[1.0], &pred, None, &mut scratch)
+                .unwrap();
+            assert_eq!(top[0].0, j);
+        }
+        let hinge = train(
+            &x,
+            &y,
+            kmeans_tree(&x, &y, 4),
+            &TrainParams::default(),
+            &Progress::default(),
+        )
+        .unwrap();
+        assert_ne!(model, hinge);
     }
 
     #[test]
