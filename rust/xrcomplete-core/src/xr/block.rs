@@ -105,15 +105,7 @@ impl BlockSolver {
                     *step = (y as f64 * *alpha) as f32;
                 }
                 let (cols, vals) = x.row(r as usize);
-                for (&f, &v) in cols.iter().zip(vals) {
-                    let wf = &mut self.w[f as usize];
-                    for k in 0..LANES {
-                        wf[k] += step[k] * v;
-                    }
-                }
-                for k in 0..LANES {
-                    wb[k] += step[k] * bias;
-                }
+                add_step(&mut self.w, &mut wb, cols, vals, &step, bias);
             }
         }
         let mut inner_eps = [1e-2f64; LANES];
@@ -210,15 +202,7 @@ impl BlockSolver {
                     }
                 }
                 if any {
-                    for (&f, &v) in cols.iter().zip(vals) {
-                        let wf = &mut self.w[f as usize];
-                        for k in 0..LANES {
-                            wf[k] += step[k] * v;
-                        }
-                    }
-                    for k in 0..LANES {
-                        wb[k] += step[k] * bias;
-                    }
+                    add_step(&mut self.w, &mut wb, cols, vals, &step, bias);
                 }
             }
             for k in 0..LANES {
@@ -252,5 +236,26 @@ impl BlockSolver {
             }
         }
         out
+    }
+}
+
+/// `w += step x` and `wb += step bias`, lane by lane, for one row `x` (`cols`, `vals`).
+#[inline]
+fn add_step(
+    w: &mut [[f32; LANES]],
+    wb: &mut [f32; LANES],
+    cols: &[u32],
+    vals: &[f32],
+    step: &[f32; LANES],
+    bias: f32,
+) {
+    for (&f, &v) in cols.iter().zip(vals) {
+        let wf = &mut w[f as usize];
+        for k in 0..LANES {
+            wf[k] += step[k] * v;
+        }
+    }
+    for k in 0..LANES {
+        wb[k] += step[k] * bias;
     }
 }
