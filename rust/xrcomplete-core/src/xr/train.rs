@@ -243,6 +243,11 @@ mod tests {
         )
     }
 
+    /// Trains over a binary k-means tree with leaves of at most `leaf` labels.
+    fn fit(x: &CsrMatrix, y: &CsrMatrix, leaf: usize, params: &TrainParams) -> XrLinear {
+        train(x, y, kmeans_tree(x, y, leaf), params, &Progress::default()).unwrap()
+    }
+
     fn kmeans_tree(x: &CsrMatrix, y: &CsrMatrix, leaf: usize) -> LabelTree {
         let z = kmeans::pifa(x, y).unwrap();
         kmeans::build(
@@ -361,22 +366,8 @@ mod tests {
     #[test]
     fn training_is_deterministic_and_parallel_predict_equals_serial() {
         let (x, y) = identity_problem(50, 2);
-        let a = train(
-            &x,
-            &y,
-            kmeans_tree(&x, &y, 4),
-            &TrainParams::default(),
-            &Progress::default(),
-        )
-        .unwrap();
-        let b = train(
-            &x,
-            &y,
-            kmeans_tree(&x, &y, 4),
-            &TrainParams::default(),
-            &Progress::default(),
-        )
-        .unwrap();
+        let a = fit(&x, &y, 4, &TrainParams::default());
+        let b = fit(&x, &y, 4, &TrainParams::default());
         assert_eq!(a, b);
         let params = PredictParams::default();
         let batch = a.predict(&x, &params).unwrap();
@@ -396,14 +387,7 @@ mod tests {
     fn saved_models_load_equal_and_corrupt_ones_fail() {
         use crate::persist::Persist;
         let (x, y) = identity_problem(30, 2);
-        let model = train(
-            &x,
-            &y,
-            kmeans_tree(&x, &y, 4),
-            &TrainParams::default(),
-            &Progress::default(),
-        )
-        .unwrap();
+        let model = fit(&x, &y, 4, &TrainParams::default());
         let bytes = model.to_bytes();
         assert_eq!(XrLinear::from_bytes(&bytes).unwrap(), model);
         for len in (0..bytes.len()).step_by(11) {
@@ -434,14 +418,7 @@ mod tests {
             loss: Loss::Logistic,
             ..Default::default()
         };
-        let model = train(
-            &x,
-            &y,
-            kmeans_tree(&x, &y, 4),
-            &params,
-            &Progress::default(),
-        )
-        .unwrap();
+        let model = fit(&x, &y, 4, &params);
         let pred = PredictParams {
             beam_size: 4,
             topk: 1,
@@ -454,14 +431,7 @@ mod tests {
                 .unwrap();
             assert_eq!(top[0].0, j);
         }
-        let hinge = train(
-            &x,
-            &y,
-            kmeans_tree(&x, &y, 4),
-            &TrainParams::default(),
-            &Progress::default(),
-        )
-        .unwrap();
+        let hinge = fit(&x, &y, 4, &TrainParams::default());
         assert_ne!(model, hinge);
     }
 
@@ -472,26 +442,12 @@ mod tests {
             threshold: 0.0,
             ..Default::default()
         };
-        let dense = train(
-            &x,
-            &y,
-            kmeans_tree(&x, &y, 4),
-            &keep_all,
-            &Progress::default(),
-        )
-        .unwrap();
+        let dense = fit(&x, &y, 4, &keep_all);
         let strict = TrainParams {
             threshold: 0.5,
             ..Default::default()
         };
-        let pruned = train(
-            &x,
-            &y,
-            kmeans_tree(&x, &y, 4),
-            &strict,
-            &Progress::default(),
-        )
-        .unwrap();
+        let pruned = fit(&x, &y, 4, &strict);
         assert!(pruned.nnz() < dense.nnz());
         assert!(pruned
             .levels
