@@ -13,6 +13,7 @@ from xrcomplete.cli import main
 from xrcomplete.data import (
     SAMPLE_VALID,
     normalize_query,
+    prefix_examples,
     read_queries,
     sample_path,
     session_pairs,
@@ -98,6 +99,13 @@ def test_session_pairs_follow_the_protocol(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert list(session_pairs(log)) == [("cheap flights", "hotels"), ("hotels", "paris")]
+    assert list(session_pairs(log, first_queries=True)) == [
+        ("", "cheap flights"),
+        ("cheap flights", "hotels"),
+        ("hotels", "paris"),
+        ("", "maps"),
+        ("", "weather"),
+    ]
     assert list(session_pairs(log, gap_minutes=60)) == [
         ("cheap flights", "hotels"),
         ("hotels", "paris"),
@@ -109,3 +117,19 @@ def test_session_pairs_follow_the_protocol(tmp_path: Path) -> None:
     bad.write_text("1\tq\tyesterday\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.tsv:1: QueryTime 'yesterday'"):
         list(session_pairs(bad))
+
+
+def test_prefix_examples_sample_distinct_prefixes_reproducibly() -> None:
+    pairs = [("p", "abcdefgh"), ("", "ab")]
+    examples = list(prefix_examples(pairs, per_pair=3, seed=7))
+    assert len(examples) == 3 + 2  # "ab" is shorter than 3: both of its prefixes
+    for prev, prefix, nxt in examples:
+        assert (prev, nxt) in pairs
+        assert nxt.startswith(prefix) and prefix
+    long = [prefix for prev, prefix, nxt in examples if nxt == "abcdefgh"]
+    assert len(set(long)) == 3
+    assert examples == list(prefix_examples(pairs, per_pair=3, seed=7))
+    many = [("p", "abcdefghijklmnop")] * 20
+    assert list(prefix_examples(many, seed=1)) != list(prefix_examples(many, seed=2))
+    with pytest.raises(ValueError, match="per_pair"):
+        list(prefix_examples(pairs, per_pair=0))

@@ -11,7 +11,8 @@ session with ``next != prev``, lower-cased and stripped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -85,14 +86,40 @@ def read_events(path: PathLike) -> Iterator[tuple[str, str, datetime]]:
         yield fields[0], query, when
 
 
-def session_pairs(path: PathLike, gap_minutes: float = 30.0) -> Iterator[tuple[str, str]]:
+def session_pairs(
+    path: PathLike, gap_minutes: float = 30.0, first_queries: bool = False
+) -> Iterator[tuple[str, str]]:
     """Yields (previous query, next query) for consecutive events of one session, ``next !=
-    previous``. A session ends at a new user or after a gap of more than ``gap_minutes``."""
+    previous``. A session ends at a new user or after a gap of more than ``gap_minutes``.
+
+    With ``first_queries``, the first query of every session also comes as ``("", query)``: a
+    completer learns what users type with no previous query. (The evaluation protocol uses the
+    pairs only.)
+    """
     if not gap_minutes > 0:
         raise ValueError(f"gap_minutes must be > 0, got {gap_minutes}")
     gap = timedelta(minutes=gap_minutes)
     last: tuple[str, str, datetime] | None = None
     for user, query, when in read_events(path):
-        if last is not None and last[0] == user and when - last[2] <= gap and query != last[1]:
+        same_session = last is not None and last[0] == user and when - last[2] <= gap
+        if same_session and last is not None and query != last[1]:
             yield last[1], query
+        elif not same_session and first_queries:
+            yield "", query
         last = (user, query, when)
+
+
+def prefix_examples(
+    pairs: Iterable[tuple[str, str]], per_pair: int = 3, seed: int = 0
+) -> Iterator[tuple[str, str, str]]:
+    """Yields training examples (previous query, prefix of next, next) from pairs: for each pair,
+    ``per_pair`` distinct prefix lengths drawn uniformly from 1..len(next) (all of them when the
+    next query is shorter). Deterministic given ``seed``; streams."""
+    if per_pair < 1:
+        raise ValueError(f"per_pair must be >= 1, got {per_pair}")
+    rng = random.Random(seed)
+    for prev, nxt in pairs:
+        lengths = range(1, len(nxt) + 1)
+        chosen = lengths if len(nxt) <= per_pair else sorted(rng.sample(lengths, per_pair))
+        for n in chosen:
+            yield prev, nxt[:n], nxt
