@@ -233,32 +233,24 @@ impl<'a> Reader<'a> {
 
     /// Section `name` as u64 values.
     pub fn u64s(&self, name: &str) -> Result<Vec<u64>> {
-        let data = self.bytes(name)?;
-        if data.len() % 8 != 0 {
-            return Err(format_err(format!(
-                "section {name:?} has {} bytes, not a whole number of 8-byte values",
-                data.len()
-            )));
-        }
-        Ok(data
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect())
+        Ok(self.words::<8>(name)?.map(u64::from_le_bytes).collect())
     }
 
     /// Section `name` as u32 values.
     pub fn u32s(&self, name: &str) -> Result<Vec<u32>> {
+        Ok(self.words::<4>(name)?.map(u32::from_le_bytes).collect())
+    }
+
+    /// Section `name` cut into `N`-byte values; an error when its length is not a multiple.
+    fn words<const N: usize>(&self, name: &str) -> Result<impl Iterator<Item = [u8; N]> + 'a> {
         let data = self.bytes(name)?;
-        if data.len() % 4 != 0 {
+        if data.len() % N != 0 {
             return Err(format_err(format!(
-                "section {name:?} has {} bytes, not a whole number of 4-byte values",
+                "section {name:?} has {} bytes, not a whole number of {N}-byte values",
                 data.len()
             )));
         }
-        Ok(data
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect())
+        Ok(data.chunks_exact(N).map(|c| c.try_into().expect("N bytes")))
     }
 
     /// Section `name` as f32 values.

@@ -108,11 +108,21 @@ fn parse_choice<T: Copy>(value: &str, name: &str, choices: &[(&str, T)]) -> PyRe
         })
 }
 
+/// The norms by their Python names (None is `Norm::None`).
+const NORMS: [(&str, Norm); 2] = [("l2", Norm::L2), ("l1", Norm::L1)];
+
 fn parse_norm(norm: Option<&str>) -> PyResult<Norm> {
     match norm {
         None => Ok(Norm::None),
-        Some(n) => parse_choice(n, "norm", &[("l2", Norm::L2), ("l1", Norm::L1)]),
+        Some(n) => parse_choice(n, "norm", &NORMS),
     }
+}
+
+fn norm_name(norm: Norm) -> Option<&'static str> {
+    NORMS
+        .iter()
+        .find(|(_, n)| *n == norm)
+        .map(|(name, _)| *name)
 }
 
 /// A fitted TF-IDF vectorizer (vocabulary sorted by term, idf). Immutable; thread-safe.
@@ -307,12 +317,7 @@ impl TfidfModel {
         d.set_item("sublinear_tf", c.sublinear_tf)?;
         d.set_item("use_idf", c.use_idf)?;
         d.set_item("smooth_idf", c.smooth_idf)?;
-        let norm = match c.norm {
-            Norm::L2 => Some("l2"),
-            Norm::L1 => Some("l1"),
-            Norm::None => None,
-        };
-        d.set_item("norm", norm)?;
+        d.set_item("norm", norm_name(c.norm))?;
         Ok(d)
     }
 }
@@ -398,11 +403,7 @@ impl FeatureConcatModel {
     /// The row normalisation after concatenation ("l2", "l1" or None).
     #[getter]
     fn norm(&self) -> Option<&'static str> {
-        match self.inner.norm() {
-            Norm::L2 => Some("l2"),
-            Norm::L1 => Some("l1"),
-            Norm::None => None,
-        }
+        norm_name(self.inner.norm())
     }
 }
 

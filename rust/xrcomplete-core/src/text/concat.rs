@@ -154,12 +154,7 @@ impl Persist for FeatureConcat {
     /// complete vectorizer file of its own.
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new(Kind::FeatureConcat);
-        let norm = match self.norm {
-            Norm::L2 => 0,
-            Norm::L1 => 1,
-            Norm::None => 2,
-        };
-        w.u64s("norm", [norm])
+        w.u64s("norm", [u64::from(self.norm.code())])
             .u64s("blocks", [self.blocks.len() as u64]);
         for (i, b) in self.blocks.iter().enumerate() {
             w.bytes(&format!("block{i}"), b.to_bytes());
@@ -172,11 +167,10 @@ impl Persist for FeatureConcat {
         let r = Reader::new(bytes, Kind::FeatureConcat)?;
         let bad = |what: String| Error::Format { what };
         let norm = match r.u64s("norm")?.as_slice() {
-            [0] => Norm::L2,
-            [1] => Norm::L1,
-            [2] => Norm::None,
-            other => return Err(bad(format!("feature concat: norm {other:?}"))),
-        };
+            &[code] => u8::try_from(code).ok().and_then(Norm::from_code),
+            _ => None,
+        }
+        .ok_or_else(|| bad("feature concat: unknown norm".into()))?;
         let n = match r.u64s("blocks")?.as_slice() {
             &[n] if (1..=999).contains(&n) => n as usize,
             other => return Err(bad(format!("feature concat: block count {other:?}"))),

@@ -50,6 +50,22 @@ pub enum Norm {
 }
 
 impl Norm {
+    /// The norm's code in model files.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Norm::L2 => 0,
+            Norm::L1 => 1,
+            Norm::None => 2,
+        }
+    }
+
+    /// The norm of a model file's code, if known.
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        [Norm::L2, Norm::L1, Norm::None]
+            .into_iter()
+            .find(|n| n.code() == code)
+    }
+
     /// Scales `values` in place.
     pub fn apply(&self, values: &mut [f64]) {
         let total = match self {
@@ -157,11 +173,7 @@ impl TfidfConfig {
             self.use_idf as u8,
             self.smooth_idf as u8,
         ]);
-        put(&[match self.norm {
-            Norm::L2 => 0,
-            Norm::L1 => 1,
-            Norm::None => 2,
-        }]);
+        put(&[self.norm.code()]);
         out
     }
 
@@ -211,12 +223,8 @@ impl TfidfConfig {
             None
         };
         let (sublinear_tf, use_idf, smooth_idf) = (f.bool()?, f.bool()?, f.bool()?);
-        let norm = match f.u8()? {
-            0 => Norm::L2,
-            1 => Norm::L1,
-            2 => Norm::None,
-            b => return Err(f.bad("norm", b)),
-        };
+        let code = f.u8()?;
+        let norm = Norm::from_code(code).ok_or_else(|| f.bad("norm", code))?;
         f.end()?;
         let config = TfidfConfig {
             analyzer: AnalyzerConfig {
