@@ -36,3 +36,11 @@ pub(crate) fn to_py_err(err: core::Error) -> PyErr {
 pub(crate) fn check_k(k: i64) -> PyResult<usize> {
     usize::try_from(k).map_err(|_| PyValueError::new_err(format!("k must be >= 0, got {k}")))
 }
+
+/// The name of `obj`'s type, for error messages ("?" if it has none).
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}

@@ -16,7 +16,7 @@ use xrcomplete_core::CsrMatrix;
 
 use crate::persist;
 
-use crate::errors::to_py_err;
+use crate::errors::{to_py_err, type_name};
 
 /// The parts of a CSR matrix for scipy: (data, indices, indptr, shape).
 pub(crate) type CsrParts<'py> = (
@@ -66,10 +66,7 @@ pub(crate) fn extract_texts(texts: &Bound<'_, PyAny>, what: &str) -> PyResult<Ve
         let s = item.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "{what}[{i}] must be a str, got {}",
-                item.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| "?".into())
+                type_name(&item)
             ))
         })?;
         out.push(s.to_cow()?.into_owned());

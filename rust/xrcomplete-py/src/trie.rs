@@ -10,7 +10,7 @@ use pyo3::types::{PyList, PyMapping, PyString, PyTuple};
 use crate::persist;
 use xrcomplete_core as core;
 
-use crate::errors::{check_k, to_py_err};
+use crate::errors::{check_k, to_py_err, type_name};
 
 /// Reads one `(key, weight)` item: a `str` counts as `(str, 1.0)`.
 fn extract_item(item: &Bound<'_, PyAny>, index: usize) -> PyResult<(String, f64)> {
@@ -20,10 +20,7 @@ fn extract_item(item: &Bound<'_, PyAny>, index: usize) -> PyResult<(String, f64)
     let bad = || {
         PyTypeError::new_err(format!(
             "item {index} must be a str or a (str, weight) pair, got {}",
-            item.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "?".into())
+            type_name(&item)
         ))
     };
     let pair = item.cast::<PyTuple>().map_err(|_| bad())?;
