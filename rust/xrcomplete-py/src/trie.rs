@@ -20,7 +20,7 @@ fn extract_item(item: &Bound<'_, PyAny>, index: usize) -> PyResult<(String, f64)
     let bad = || {
         PyTypeError::new_err(format!(
             "item {index} must be a str or a (str, weight) pair, got {}",
-            type_name(&item)
+            type_name(item)
         ))
     };
     let pair = item.cast::<PyTuple>().map_err(|_| bad())?;
