@@ -6,6 +6,7 @@ The hot paths live in Rust (``xrcomplete._core``); this package re-exports them 
 from importlib.metadata import PackageNotFoundError, version
 
 from xrcomplete._core import ModelFormatError, Trie
+from xrcomplete.qac import Completer
 from xrcomplete.text import FeatureConcat, NotFittedError, TfidfVectorizer
 from xrcomplete.xr import XRLinear
 
@@ -15,6 +16,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 __all__ = [
+    "Completer",
     "FeatureConcat",
     "ModelFormatError",
     "NotFittedError",

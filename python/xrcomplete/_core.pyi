@@ -6,13 +6,17 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "CompleterModel",
     "FeatureConcatModel",
     "ModelFormatError",
     "ProgressCounter",
     "TfidfModel",
+    "TfidfOptions",
     "Trie",
     "TrieKeys",
     "XRLinearModel",
+    "normalize_prefix",
+    "normalize_query",
 ]
 
 _CsrParts = tuple[npt.NDArray[np.float32], npt.NDArray[Any], npt.NDArray[Any], tuple[int, int]]
@@ -65,12 +69,11 @@ class TrieKeys(Iterator[str]):
     def __next__(self) -> str: ...
 
 @final
-class TfidfModel:
-    """A fitted TF-IDF vectorizer (see xrcomplete.text.TfidfVectorizer)."""
+class TfidfOptions:
+    """Checked options of a TF-IDF vectorizer, before fitting."""
 
-    @staticmethod
-    def fit(
-        docs: Iterable[str],
+    def __new__(
+        cls,
         *,
         analyzer: str = "char_wb",
         ngram_range: tuple[int, int] = (1, 4),
@@ -87,7 +90,14 @@ class TfidfModel:
         use_idf: bool = True,
         smooth_idf: bool = True,
         norm: str | None = "l2",
-    ) -> TfidfModel: ...
+    ) -> TfidfOptions: ...
+
+@final
+class TfidfModel:
+    """A fitted TF-IDF vectorizer (see xrcomplete.text.TfidfVectorizer)."""
+
+    @staticmethod
+    def fit(docs: Iterable[str], options: TfidfOptions) -> TfidfModel: ...
     def transform(self, docs: Iterable[str]) -> _CsrParts: ...
     def transform_one(self, doc: str) -> _Row: ...
     @property
@@ -203,3 +213,86 @@ class XRLinearModel:
     @classmethod
     def load(cls: type[_Self], path: _Path) -> _Self: ...
     def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+
+_Completion = tuple[str, float]
+
+@final
+class CompleterModel:
+    """A trained session-aware completer (see xrcomplete.qac.Completer)."""
+
+    @staticmethod
+    def fit(
+        queries: Iterable[str],
+        counts: npt.NDArray[np.float64],
+        prev_ids: npt.NDArray[np.int64],
+        next_ids: npt.NDArray[np.int64],
+        prev_features: TfidfOptions,
+        prefix_features: TfidfOptions,
+        *,
+        tree: str = "hybrid",
+        trie_depth: int = 2,
+        branching: int = 16,
+        max_leaf_size: int = 100,
+        kmeans_max_iter: int = 20,
+        prefixes_per_pair: int = 3,
+        min_count: float = 1.0,
+        seed: int = 0,
+        cp: float = 1.0,
+        cn: float = 1.0,
+        bias: float = 1.0,
+        threshold: float = 0.1,
+        max_iter: int = 100,
+        eps: float = 0.1,
+        loss: str = "squared_hinge",
+        beam_size: int = 10,
+        candidates: int = 10,
+        model_floor: float = 1e-4,
+        popularity_weight: float = 0.5,
+        transition_weight: float = 2.0,
+        generate: bool = True,
+        progress: ProgressCounter | None = None,
+    ) -> CompleterModel: ...
+    def complete(
+        self,
+        prev: str,
+        prefix: str,
+        k: int = 10,
+        *,
+        beam_size: int | None = None,
+        candidates: int | None = None,
+        model_floor: float | None = None,
+        popularity_weight: float | None = None,
+        transition_weight: float | None = None,
+        generate: bool | None = None,
+    ) -> list[_Completion]: ...
+    def complete_batch(
+        self,
+        prevs: Iterable[str],
+        prefixes: Iterable[str],
+        k: int = 10,
+        *,
+        beam_size: int | None = None,
+        candidates: int | None = None,
+        model_floor: float | None = None,
+        popularity_weight: float | None = None,
+        transition_weight: float | None = None,
+        generate: bool | None = None,
+    ) -> list[list[_Completion]]: ...
+    def rank_params(self) -> dict[str, float]: ...
+    @property
+    def n_queries(self) -> int: ...
+    @property
+    def n_words(self) -> int: ...
+    def level_sizes(self) -> list[int]: ...
+    @property
+    def nbytes(self) -> int: ...
+    def to_bytes(self) -> bytes: ...
+    @classmethod
+    def from_bytes(cls: type[_Self], data: bytes) -> _Self: ...
+    def save(self, path: _Path) -> None: ...
+    @classmethod
+    def load(cls: type[_Self], path: _Path) -> _Self: ...
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+
+def normalize_query(query: str) -> str: ...
+def normalize_prefix(prefix: str) -> str: ...

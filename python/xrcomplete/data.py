@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Union
 
+from xrcomplete import _core
+
 PathLike = Union[str, Path]
 
 #: The bundled slice of the AOL log (research use only; see ``xrcomplete/data/README.md``).
@@ -38,8 +40,9 @@ def sample_path(name: str = SAMPLE_TRAIN) -> Path:
 
 
 def normalize_query(query: str) -> str:
-    """Lower-cases and strips a query, as the evaluation protocol does."""
-    return query.strip().lower()
+    """Lower-cases and strips a query, as the evaluation protocol does (Python's ``str.lower``
+    and ``str.strip``; computed by the compiled core, the same function the completer uses)."""
+    return _core.normalize_query(query)
 
 
 def _rows(path: PathLike, columns: int) -> Iterator[tuple[int, list[str]]]:

@@ -13,13 +13,17 @@ answer among the first k completions (0 when absent), overall and by prefix leng
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Prefix-length buckets of the protocol: (name, shortest, longest or None).
 BUCKETS: tuple[tuple[str, int, int | None], ...] = (("1-3", 1, 3), ("4-7", 4, 7), ("8+", 8, None))
 
 Complete = Callable[[str, str], Sequence[str]]
+CompleteBatch = Callable[[list[str], list[str]], Sequence[Sequence[Any]]]
 
 
 def bucket_of(prefix_length: int) -> str:
@@ -48,6 +52,8 @@ class Report:
     cases: int = 0
     reciprocal_ranks: float = 0.0
     hits: int = 0
+    bleu_sum: float = 0.0
+    pbleu_sum: float = 0.0
     by_bucket: dict[str, list[float]] = field(
         default_factory=lambda: {name: [0.0, 0.0, 0.0] for name, _, _ in BUCKETS}
     )  # bucket -> [cases, sum of reciprocal ranks, hits]
@@ -67,27 +73,121 @@ class Report:
         n, rr, _ = self.by_bucket[name]
         return rr / n if n else 0.0
 
+    @property
+    def bleu(self) -> float:
+        """Mean BLEU of the top suggestion against the answer (0 for no suggestion)."""
+        return self.bleu_sum / self.cases if self.cases else 0.0
+
+    @property
+    def pbleu(self) -> float:
+        """Mean ``prefix_bleu`` of the top suggestion."""
+        return self.pbleu_sum / self.cases if self.cases else 0.0
+
+    def add(self, prefix: str, found: Sequence[str], answer: str) -> None:
+        """Counts one case: the first ``k`` suggestions ``found`` for ``prefix``, best first."""
+        found = list(found)[: self.k]
+        rr = 1.0 / (found.index(answer) + 1) if answer in found else 0.0
+        self.cases += 1
+        self.reciprocal_ranks += rr
+        self.hits += rr > 0
+        if found:
+            self.bleu_sum += bleu(found[0], answer)
+            self.pbleu_sum += prefix_bleu(found[0], answer, prefix)
+        stats = self.by_bucket[bucket_of(len(prefix))]
+        stats[0] += 1
+        stats[1] += rr
+        stats[2] += rr > 0
+
     def row(self) -> str:
         """One line: overall MRR, then by bucket."""
         buckets = "  ".join(f"{n}: {self.bucket_mrr(n):.3f}" for n, _, _ in BUCKETS)
-        return f"MRR@{self.k} {self.mrr:.3f}  ({buckets})  success@{self.k} {self.success:.3f}"
+        return (
+            f"MRR@{self.k} {self.mrr:.3f}  ({buckets})  success@{self.k} {self.success:.3f}  "
+            f"BLEU {self.bleu:.3f}  PBLEU {self.pbleu:.3f}"
+        )
+
+
+def _ngrams(words: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
+    return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+def bleu(candidate: str, reference: str, max_n: int = 4) -> float:
+    """Sentence BLEU of ``candidate`` against ``reference`` over words: the geometric mean of
+    the modified n-gram precisions for n = 1..``max_n``, add-one smoothed for n > 1 (Lin and Och,
+    2004; short queries have few n-grams), times the brevity penalty. 0 for an empty candidate.
+
+    >>> bleu("cheap flights to boston", "cheap flights to boston")
+    1.0
+    >>> round(bleu("cheap flights", "cheap flights to boston"), 3)
+    0.368
+    """
+    cand, ref = candidate.split(), reference.split()
+    if not cand or not ref:
+        return 0.0
+    log_sum = 0.0
+    for n in range(1, max_n + 1):
+        c, r = _ngrams(cand, n), _ngrams(ref, n)
+        matches = sum(min(v, r[g]) for g, v in c.items())
+        total = max(len(cand) - n + 1, 0)
+        if n == 1:
+            if matches == 0:
+                return 0.0
+            log_sum += math.log(matches / total)
+        else:
+            log_sum += math.log((matches + 1) / (total + 1))
+    brevity = min(0.0, 1.0 - len(ref) / len(cand))
+    return math.exp(log_sum / max_n + brevity)
+
+
+def prefix_bleu(candidate: str, reference: str, prefix: str) -> float:
+    """BLEU of what the suggestion adds to the typed prefix: ``bleu`` of the candidate's and the
+    reference's text after ``prefix`` (the completed part of the current word onwards). When the
+    reference ends with the prefix, 1.0 if the candidate does too, else 0."""
+    if not (candidate.startswith(prefix) and reference.startswith(prefix)):
+        return 0.0
+    start = prefix.rfind(" ") + 1  # the word being typed counts whole
+    cand, ref = candidate[start:], reference[start:]
+    if not reference[len(prefix) :]:
+        return 1.0 if candidate == reference else 0.0
+    return bleu(cand, ref)
 
 
 def evaluate(complete: Complete, pairs: Iterable[tuple[str, str]], k: int = 10) -> Report:
     """Scores ``complete(prev, prefix) -> completions, best first`` on every case of ``pairs``."""
+    return evaluate_batch(
+        lambda prevs, prefixes: [complete(p, x) for p, x in zip(prevs, prefixes)], pairs, k, 1
+    )
+
+
+def evaluate_batch(
+    complete_batch: CompleteBatch,
+    pairs: Iterable[tuple[str, str]],
+    k: int = 10,
+    chunk: int = 4096,
+) -> Report:
+    """As ``evaluate``, with ``complete_batch(prevs, prefixes) -> completions per case`` called
+    on up to ``chunk`` cases at a time (e.g. ``Completer.complete_batch``, which runs them in
+    parallel)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     report = Report(k=k)
+    batch: list[tuple[str, str, str]] = []
+
+    def flush() -> None:
+        found_all = complete_batch([c[0] for c in batch], [c[1] for c in batch])
+        if len(found_all) != len(batch):
+            raise ValueError(f"complete_batch gave {len(found_all)} answers for {len(batch)} cases")
+        for (_, prefix, answer), found in zip(batch, found_all):
+            report.add(prefix, [q if isinstance(q, str) else q[0] for q in list(found)[:k]], answer)
+        batch.clear()
+
     for prev, nxt in pairs:
         report.pairs += 1
-        for prev_, prefix, answer in cases([(prev, nxt)]):
-            found = list(complete(prev_, prefix))[:k]
-            rr = 1.0 / (found.index(answer) + 1) if answer in found else 0.0
-            report.cases += 1
-            report.reciprocal_ranks += rr
-            report.hits += rr > 0
-            stats = report.by_bucket[bucket_of(len(prefix))]
-            stats[0] += 1
-            stats[1] += rr
-            stats[2] += rr > 0
+        batch.extend(cases([(prev, nxt)]))
+        if len(batch) >= chunk:
+            flush()
+    if batch:
+        flush()
     return report

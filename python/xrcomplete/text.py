@@ -101,9 +101,13 @@ class TfidfVectorizer:
         """The constructor's parameters, as scikit-learn's ``get_params``."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
+    def options(self) -> _core.TfidfOptions:
+        """The parameters, checked, as the compiled core takes them (raises ValueError)."""
+        return _core.TfidfOptions(**self.get_params())
+
     def fit(self, docs: Iterable[str]) -> TfidfVectorizer:
         """Learns the vocabulary and idf from ``docs`` (in parallel, the GIL released)."""
-        self._model = _core.TfidfModel.fit(docs, **self.get_params())
+        self._model = _core.TfidfModel.fit(docs, self.options())
         return self
 
     def transform(self, docs: Iterable[str]) -> sp.csr_matrix:

@@ -19,8 +19,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, Union
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +29,7 @@ from xrcomplete import _core
 from xrcomplete.text import NotFittedError, Row, _csr
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 SparseRow = Union[tuple[Sequence[int], Sequence[float]], Any]
 
 
@@ -55,6 +56,35 @@ def _draw(done: int, total: int, seconds: float, final: bool = False) -> None:
     end = "\n" if final else ""
     sys.stderr.write(f"\rxrcomplete: training [{bar}] {done}/{total} nodes, {seconds:.1f} s{end}")
     sys.stderr.flush()
+
+
+def with_progress(train: Callable[[_core.ProgressCounter], T], progress: bool | str) -> T:
+    """Runs ``train(counter)`` (a core call that releases the GIL and counts trained nodes) on a
+    worker thread, drawing a progress bar on stderr from the counter: always with ``progress=True``,
+    only on a terminal with ``"auto"``, never with ``False``. Errors reach the caller."""
+    counter = _core.ProgressCounter()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["model"] = train(counter)
+        except BaseException as err:  # re-raised on the caller's thread
+            outcome["error"] = err
+
+    show = progress is True or (progress == "auto" and sys.stderr.isatty())
+    start = time.perf_counter()
+    worker = threading.Thread(target=run, name="xrcomplete-fit", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+        if show:
+            _draw(counter.done, counter.total, time.perf_counter() - start)
+    if "error" in outcome:
+        raise outcome["error"]
+    if show:
+        _draw(counter.done, counter.total, time.perf_counter() - start, final=True)
+    result: T = outcome["model"]
+    return result
 
 
 class XRLinear:
@@ -121,46 +151,28 @@ class XRLinear:
             raise ValueError(f"trie_depth must be >= 0, got {trie_depth}")
         x_parts = _csr_arrays(X, "X")
         y_parts = _csr_arrays(Y, "Y")
-        counter = _core.ProgressCounter()
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                outcome["model"] = _core.XRLinearModel.fit(
-                    *x_parts,
-                    *y_parts,
-                    tree=tree,
-                    labels=None if labels is None else list(labels),
-                    trie_depth=trie_depth,
-                    branching=self.branching,
-                    max_leaf_size=self.max_leaf_size,
-                    kmeans_max_iter=self.kmeans_max_iter,
-                    seed=self.seed,
-                    cp=self.Cp,
-                    cn=self.Cn,
-                    bias=self.bias,
-                    threshold=self.threshold,
-                    max_iter=self.max_iter,
-                    eps=self.eps,
-                    loss=self.loss,
-                    progress=counter,
-                )
-            except BaseException as err:  # re-raised on the caller's thread
-                outcome["error"] = err
-
-        show = self.progress is True or (self.progress == "auto" and sys.stderr.isatty())
-        start = time.perf_counter()
-        worker = threading.Thread(target=run, name="xrcomplete-fit", daemon=True)
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.2)
-            if show:
-                _draw(counter.done, counter.total, time.perf_counter() - start)
-        if "error" in outcome:
-            raise outcome["error"]
-        if show:
-            _draw(counter.done, counter.total, time.perf_counter() - start, final=True)
-        self._model = outcome["model"]
+        self._model = with_progress(
+            lambda counter: _core.XRLinearModel.fit(
+                *x_parts,
+                *y_parts,
+                tree=tree,
+                labels=None if labels is None else list(labels),
+                trie_depth=trie_depth,
+                branching=self.branching,
+                max_leaf_size=self.max_leaf_size,
+                kmeans_max_iter=self.kmeans_max_iter,
+                seed=self.seed,
+                cp=self.Cp,
+                cn=self.Cn,
+                bias=self.bias,
+                threshold=self.threshold,
+                max_iter=self.max_iter,
+                eps=self.eps,
+                loss=self.loss,
+                progress=counter,
+            ),
+            self.progress,
+        )
         return self
 
     def predict(

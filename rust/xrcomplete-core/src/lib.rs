@@ -13,6 +13,8 @@
 //!   PIFA label embeddings.
 //! - [`xr`]: XR-Linear, per-level sparse linear matchers trained over a label tree, and the
 //!   thread-safe beam search ([`xr::XrLinear`]).
+//! - [`qac`]: the session-aware completer ([`qac::Completer`]): features, model, popularity,
+//!   session transitions and last-word completion behind one `complete(prev, prefix)` call.
 //! - [`CsrMatrix`]: sparse rows laid out as scipy's CSR.
 //! - [`persist`]: the one on-disk format (versioned, checksummed sections) of every saved object.
 //! - [`Error`]: the one error type; no input reaching the core panics.
@@ -20,6 +22,8 @@
 mod error;
 pub mod index;
 pub mod persist;
+pub mod qac;
+mod rng;
 mod sparse;
 pub mod text;
 mod topk;

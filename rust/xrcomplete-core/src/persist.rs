@@ -57,6 +57,12 @@ pub enum Kind {
     FeatureConcat = 3,
     /// A [`crate::xr::XrLinear`].
     XrLinear = 4,
+    /// A [`crate::qac::WordModel`].
+    WordModel = 5,
+    /// A [`crate::qac::Transitions`].
+    Transitions = 6,
+    /// A [`crate::qac::Completer`].
+    Completer = 7,
 }
 
 impl Kind {
@@ -66,6 +72,9 @@ impl Kind {
             2 => "TfidfVectorizer".into(),
             3 => "FeatureConcat".into(),
             4 => "XrLinear".into(),
+            5 => "WordModel".into(),
+            6 => "Transitions".into(),
+            7 => "Completer".into(),
             other => format!("unknown kind {other}"),
         }
     }

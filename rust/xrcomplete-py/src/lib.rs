@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 mod errors;
 mod persist;
+mod qac;
 mod text;
 mod trie;
 mod xr;
@@ -20,9 +21,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<trie::Trie>()?;
     m.add_class::<trie::TrieKeys>()?;
+    m.add_class::<text::TfidfOptions>()?;
     m.add_class::<text::TfidfModel>()?;
     m.add_class::<text::FeatureConcatModel>()?;
     m.add_class::<xr::XRLinearModel>()?;
     m.add_class::<xr::ProgressCounter>()?;
+    m.add_class::<qac::CompleterModel>()?;
+    m.add_function(wrap_pyfunction!(qac::normalize_query, m)?)?;
+    m.add_function(wrap_pyfunction!(qac::normalize_prefix, m)?)?;
     Ok(())
 }

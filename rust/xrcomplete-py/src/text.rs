@@ -122,34 +122,32 @@ fn norm_name(norm: Norm) -> Option<&'static str> {
         .map(|(name, _)| *name)
 }
 
-/// A fitted TF-IDF vectorizer (vocabulary sorted by term, idf). Immutable; thread-safe.
+/// Checked options of a TF-IDF vectorizer, before fitting.
 #[pyclass(module = "xrcomplete._core", frozen)]
-pub(crate) struct TfidfModel {
-    inner: Arc<TfidfVectorizer>,
+pub(crate) struct TfidfOptions {
+    pub(crate) config: TfidfConfig,
 }
 
 #[pymethods]
-impl TfidfModel {
-    /// Fits on `docs` (in parallel, the GIL released). Options as scikit-learn's
-    /// TfidfVectorizer, plus prefix weighting: "none", "harmonic" (1/(i+1)) or "exponential"
-    /// (1 + alpha * decay**i), by position in the "string" or in the "word".
-    #[staticmethod]
+impl TfidfOptions {
+    /// Options as scikit-learn's TfidfVectorizer, plus prefix weighting: "none", "harmonic"
+    /// (1/(i+1)) or "exponential" (1 + alpha * decay**i), by position in the "string" or in the
+    /// "word". Checked here, so a bad option fails before any fitting.
+    #[new]
     #[pyo3(signature = (
-        docs, *, analyzer = "char_wb", ngram_range = (1, 4), lowercase = true, nfkc = false,
+        *, analyzer = "char_wb", ngram_range = (1, 4), lowercase = true, nfkc = false,
         prefix_weighting = "none", alpha = 1.0, decay = 0.5, position_scope = "string",
         min_df = None, max_df = None, max_features = None, sublinear_tf = false, use_idf = true,
         smooth_idf = true, norm = Some("l2"),
     ))]
     #[pyo3(
-        text_signature = "(docs, *, analyzer='char_wb', ngram_range=(1, 4), lowercase=True, \
+        text_signature = "(*, analyzer='char_wb', ngram_range=(1, 4), lowercase=True, \
         nfkc=False, prefix_weighting='none', alpha=1.0, decay=0.5, position_scope='string', \
         min_df=None, max_df=None, max_features=None, sublinear_tf=False, use_idf=True, \
         smooth_idf=True, norm='l2')"
     )]
     #[allow(clippy::too_many_arguments)]
-    fn fit(
-        py: Python<'_>,
-        docs: &Bound<'_, PyAny>,
+    fn new(
         analyzer: &str,
         ngram_range: (i64, i64),
         lowercase: bool,
@@ -227,6 +225,22 @@ impl TfidfModel {
             norm: parse_norm(norm)?,
         };
         config.check().map_err(to_py_err)?;
+        Ok(TfidfOptions { config })
+    }
+}
+
+/// A fitted TF-IDF vectorizer (vocabulary sorted by term, idf). Immutable; thread-safe.
+#[pyclass(module = "xrcomplete._core", frozen)]
+pub(crate) struct TfidfModel {
+    inner: Arc<TfidfVectorizer>,
+}
+
+#[pymethods]
+impl TfidfModel {
+    /// Fits on `docs` with `options` (in parallel, the GIL released).
+    #[staticmethod]
+    fn fit(py: Python<'_>, docs: &Bound<'_, PyAny>, options: &TfidfOptions) -> PyResult<Self> {
+        let config = options.config.clone();
         let docs = extract_texts(docs, "docs")?;
         let fitted = py
             .detach(|| TfidfVectorizer::fit(config, &docs))

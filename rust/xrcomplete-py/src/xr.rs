@@ -7,7 +7,7 @@ use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use xrcomplete_core::index::{hybrid, kmeans, trie, LabelTree};
+use xrcomplete_core::index::{self, kmeans, TreeSpec};
 use xrcomplete_core::xr::{
     self, Loss, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
 };
@@ -64,10 +64,72 @@ fn predict_params(beam_size: i64, topk: i64, post_processor: &str) -> PyResult<P
     })
 }
 
+/// The label tree named by `tree` ("kmeans", "trie" or "hybrid") with its options.
+pub(crate) fn tree_spec(
+    tree: &str,
+    trie_depth: usize,
+    branching: usize,
+    max_leaf_size: usize,
+    kmeans_max_iter: usize,
+    seed: u64,
+) -> PyResult<TreeSpec> {
+    let kmeans = kmeans::KMeansParams {
+        branching,
+        max_leaf_size,
+        max_iter: kmeans_max_iter,
+        seed,
+    };
+    match tree {
+        "trie" => Ok(TreeSpec::Trie { depth: trie_depth }),
+        "hybrid" => Ok(TreeSpec::Hybrid {
+            depth: trie_depth,
+            kmeans,
+        }),
+        "kmeans" => Ok(TreeSpec::KMeans(kmeans)),
+        _ => Err(PyValueError::new_err(format!(
+            "tree must be 'kmeans', 'trie' or 'hybrid', got {tree:?}"
+        ))),
+    }
+}
+
+/// Training options of the node models, checked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_params(
+    cp: f64,
+    cn: f64,
+    bias: f64,
+    threshold: f64,
+    max_iter: usize,
+    eps: f64,
+    seed: u64,
+    loss: &str,
+) -> PyResult<TrainParams> {
+    let params = TrainParams {
+        cp,
+        cn,
+        bias,
+        threshold,
+        max_iter,
+        eps,
+        seed,
+        loss: match loss {
+            "squared_hinge" => Loss::SquaredHinge,
+            "logistic" => Loss::Logistic,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "loss must be 'squared_hinge' or 'logistic', got {loss:?}"
+                )))
+            }
+        },
+    };
+    params.check().map_err(to_py_err)?;
+    Ok(params)
+}
+
 /// Training progress (nodes done / in all), readable while `fit` runs in another thread.
 #[pyclass(module = "xrcomplete._core", frozen)]
 pub(crate) struct ProgressCounter {
-    inner: Arc<Progress>,
+    pub(crate) inner: Arc<Progress>,
 }
 
 #[pymethods]
@@ -139,11 +201,14 @@ impl XRLinearModel {
         loss: &str,
         progress: Option<PyRef<'_, ProgressCounter>>,
     ) -> PyResult<Self> {
-        if !matches!(tree, "kmeans" | "trie" | "hybrid") {
-            return Err(PyValueError::new_err(format!(
-                "tree must be 'kmeans', 'trie' or 'hybrid', got {tree:?}"
-            )));
-        }
+        let spec = tree_spec(
+            tree,
+            trie_depth,
+            branching,
+            max_leaf_size,
+            kmeans_max_iter,
+            seed,
+        )?;
         let labels = match (tree, labels) {
             ("kmeans", _) => Vec::new(),
             (_, Some(labels)) if labels.len() == y_cols => labels,
@@ -161,41 +226,12 @@ impl XRLinearModel {
         };
         let x = csr_from_py(x_indptr, x_indices, x_data, x_cols, "X")?;
         let y = csr_from_py(y_indptr, y_indices, y_data, y_cols, "Y")?;
-        let kmeans_params = kmeans::KMeansParams {
-            branching,
-            max_leaf_size,
-            max_iter: kmeans_max_iter,
-            seed,
-        };
-        let params = TrainParams {
-            cp,
-            cn,
-            bias,
-            threshold,
-            max_iter,
-            eps,
-            seed,
-            loss: match loss {
-                "squared_hinge" => Loss::SquaredHinge,
-                "logistic" => Loss::Logistic,
-                _ => {
-                    return Err(PyValueError::new_err(format!(
-                        "loss must be 'squared_hinge' or 'logistic', got {loss:?}"
-                    )))
-                }
-            },
-        };
+        let params = train_params(cp, cn, bias, threshold, max_iter, eps, seed, loss)?;
         let progress =
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
         let model = py
             .detach(|| {
-                let tree: LabelTree = match tree {
-                    "trie" => trie::build(&labels, trie_depth)?,
-                    "hybrid" => {
-                        hybrid::build(&labels, &kmeans::pifa(&x, &y)?, trie_depth, &kmeans_params)?
-                    }
-                    _ => kmeans::build(&kmeans::pifa(&x, &y)?, &kmeans_params)?,
-                };
+                let tree = index::build(&spec, &labels, &x, &y)?;
                 xr::train(&x, &y, tree, &params, &progress)
             })
             .map_err(to_py_err)?;

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::LabelTree;
 use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
 use crate::sparse::CsrMatrix;
 
 /// Options of [`build`].
@@ -313,19 +314,6 @@ fn split_in_two(
         next[k as usize] += 1;
     }
     mid
-}
-
-/// A small deterministic generator for initial centroids (no dependency, same on every platform).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 #[cfg(test)]

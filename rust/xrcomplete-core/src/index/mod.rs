@@ -13,6 +13,52 @@ pub mod trie;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
+use crate::sparse::CsrMatrix;
+
+/// Which label tree to build ([`build`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeSpec {
+    /// Hierarchical k-means on PIFA embeddings ([`kmeans`]).
+    KMeans(kmeans::KMeansParams),
+    /// The trie of the label strings, `depth` levels at most ([`trie`]).
+    Trie {
+        /// Trie levels at most.
+        depth: usize,
+    },
+    /// `depth` trie levels, then k-means inside large trie nodes ([`hybrid`]).
+    Hybrid {
+        /// Trie levels on top.
+        depth: usize,
+        /// Options of the k-means below.
+        kmeans: kmeans::KMeansParams,
+    },
+}
+
+/// Builds the tree `spec` names over the labels (columns of `y`; `labels[j]` is the string of
+/// label `j`, needed by the trie and hybrid trees, ignored by k-means), from the instances `x`
+/// (rows x features) and their labels `y` (rows x labels).
+pub fn build<S: AsRef<str> + Send + Sync>(
+    spec: &TreeSpec,
+    labels: &[S],
+    x: &CsrMatrix,
+    y: &CsrMatrix,
+) -> Result<LabelTree> {
+    if !matches!(spec, TreeSpec::KMeans(_)) && labels.len() != y.n_cols {
+        return Err(Error::InvalidInput(format!(
+            "{} label strings for {} label columns",
+            labels.len(),
+            y.n_cols
+        )));
+    }
+    match spec {
+        TreeSpec::KMeans(params) => kmeans::build(&kmeans::pifa(x, y)?, params),
+        TreeSpec::Trie { depth } => trie::build(labels, *depth),
+        TreeSpec::Hybrid {
+            depth,
+            kmeans: params,
+        } => hybrid::build(labels, &kmeans::pifa(x, y)?, *depth, params),
+    }
+}
 
 /// Clusters of labels in levels; the last level's nodes are the labels.
 ///

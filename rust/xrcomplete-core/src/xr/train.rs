@@ -63,7 +63,8 @@ impl Default for TrainParams {
 }
 
 impl TrainParams {
-    fn check(&self) -> Result<()> {
+    /// Checks every option.
+    pub fn check(&self) -> Result<()> {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         if !positive(self.cp) || !positive(self.cn) || !positive(self.eps) {
             return Err(Error::InvalidInput(format!(

@@ -1,0 +1,275 @@
+"""Session-aware query autocompletion: train on a search log, then ``complete(prev, prefix)``.
+
+>>> pairs = [("", "home depot"), ("cheap flights", "hotels in boston")] * 5
+>>> completer = Completer(index="trie", progress=False).fit(pairs)
+>>> [query for query, score in completer.complete("cheap flights", "ho", k=2)]
+['hotels in boston', 'home depot']
+
+One call does everything in Rust, with the GIL released: normalise both strings, vectorise them
+(word TF-IDF of the previous query beside prefix-weighted character TF-IDF of the prefix), run the
+XR-Linear beam restricted to the label-id range of the queries that start with the prefix, merge
+with the most popular queries of that range and the queries seen after the previous query, and
+fill up to ``k`` with the prefix's last word completed (so that a prefix of a query never seen
+whole still gets answers). Every answer starts with the normalised prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from xrcomplete import _core
+from xrcomplete.data import PathLike, read_queries, session_pairs
+from xrcomplete.text import NotFittedError, TfidfVectorizer
+from xrcomplete.xr import with_progress
+
+Completion = tuple[str, float]
+
+#: The file a completer is saved to when ``save`` is given a directory.
+MODEL_FILE = "completer.xrc"
+_INDEXES = ("kmeans", "trie", "hybrid")
+
+
+def default_prev_features() -> TfidfVectorizer:
+    """Word 1-2 gram TF-IDF of the previous query."""
+    return TfidfVectorizer(analyzer="word", ngram_range=(1, 2))
+
+
+def default_prefix_features() -> TfidfVectorizer:
+    """Character 1-4 gram TF-IDF of the prefix (inside words), harmonic prefix weighting."""
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), prefix_weighting="harmonic")
+
+
+def _model_path(path: PathLike, saving: bool) -> Path:
+    """``path`` itself, or ``path/completer.xrc`` when ``path`` is a directory (or, when saving,
+    ends with a separator)."""
+    p = Path(path)
+    if p.is_dir() or (saving and str(path).endswith(("/", os.sep))):
+        if saving:
+            p.mkdir(parents=True, exist_ok=True)
+        return p / MODEL_FILE
+    return p
+
+
+class Completer:
+    """Query autocompletion from a search log, aware of the previous query of the session.
+
+    ``index``: the label tree of the model, "trie" (the trie of the queries, up to
+    ``trie_depth`` levels, default 8), "hybrid" (``trie_depth`` trie levels, default 2, then
+    k-means) or "kmeans" (PECOS's default). Training samples ``prefixes_per_pair`` prefix lengths
+    of every (previous, next) pair; queries searched fewer than ``min_count`` times are never
+    suggested whole. ``prev_features`` and ``prefix_features`` are unfitted
+    ``TfidfVectorizer`` s giving the options of the two feature blocks. The ranking options
+    (``beam_size``, ``candidates``, ``model_floor``, ``popularity_weight``,
+    ``transition_weight``, ``generate``) are defaults that ``complete`` may override; see the
+    README. ``progress``: a progress bar on stderr while the model trains (True, False, or
+    "auto": when stderr is a terminal).
+    """
+
+    def __init__(
+        self,
+        index: str = "trie",
+        *,
+        trie_depth: int | None = None,
+        prefixes_per_pair: int = 3,
+        min_count: float = 1,
+        prev_features: TfidfVectorizer | None = None,
+        prefix_features: TfidfVectorizer | None = None,
+        branching: int = 16,
+        max_leaf_size: int = 100,
+        threshold: float = 0.1,
+        Cp: float = 1.0,
+        Cn: float = 1.0,
+        seed: int = 0,
+        beam_size: int = 10,
+        candidates: int = 10,
+        model_floor: float = 1e-4,
+        popularity_weight: float = 0.5,
+        transition_weight: float = 2.0,
+        generate: bool = True,
+        progress: bool | str = "auto",
+    ) -> None:
+        if index not in _INDEXES:
+            raise ValueError(f"index must be one of {_INDEXES}, got {index!r}")
+        if trie_depth is not None and trie_depth < 0:
+            raise ValueError(f"trie_depth must be >= 0, got {trie_depth}")
+        self.index = index
+        self.trie_depth = trie_depth
+        self.prefixes_per_pair = prefixes_per_pair
+        self.min_count = min_count
+        self.prev_features = prev_features or default_prev_features()
+        self.prefix_features = prefix_features or default_prefix_features()
+        self.branching = branching
+        self.max_leaf_size = max_leaf_size
+        self.threshold = threshold
+        self.Cp = Cp
+        self.Cn = Cn
+        self.seed = seed
+        self.beam_size = beam_size
+        self.candidates = candidates
+        self.model_floor = model_floor
+        self.popularity_weight = popularity_weight
+        self.transition_weight = transition_weight
+        self.generate = generate
+        self.progress = progress
+        self._model: _core.CompleterModel | None = None
+
+    def fit(
+        self, pairs: Iterable[tuple[str, str]], counts: Mapping[str, float] | None = None
+    ) -> Completer:
+        """Trains on (previous query, next query) pairs; a previous query of ``""`` marks the
+        first query of a session. ``counts``: how often each query was searched (its
+        popularity; it replaces, query by query, the default: how often the query comes as a
+        next query; queries only in ``counts`` can be suggested too). Queries are normalised
+        (lower-cased, stripped); pairs with an empty next query are skipped. Streams ``pairs``:
+        only the distinct queries and two integer arrays are held."""
+        prev_opts = self.prev_features.options()
+        prefix_opts = self.prefix_features.options()
+        ids: dict[str, int] = {}
+        prev_ids, next_ids = array("q"), array("q")
+        seen_as_next: Counter[int] = Counter()
+        normalize = _core.normalize_query
+
+        def id_of(query: str) -> int:
+            found = ids.get(query)
+            if found is None:
+                found = ids[query] = len(ids)
+            return found
+
+        for i, pair in enumerate(pairs):
+            try:
+                prev, nxt = pair
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"pair {i}: expected (previous query, next query), got {pair!r}"
+                ) from None
+            if not isinstance(prev, str) or not isinstance(nxt, str):
+                raise TypeError(f"pair {i}: queries must be str, got {pair!r}")
+            nxt = normalize(nxt)
+            if not nxt:
+                continue
+            prev = normalize(prev)
+            next_id = id_of(nxt)
+            prev_ids.append(id_of(prev) if prev else -1)
+            next_ids.append(next_id)
+            seen_as_next[next_id] += 1
+        popularity_of: dict[int, float] = {i: float(n) for i, n in seen_as_next.items()}
+        for query, n in (counts or {}).items():
+            query = normalize(query)
+            if query:
+                popularity_of[id_of(query)] = float(n)
+        popularity = np.zeros(len(ids), dtype=np.float64)
+        for query_id, n in popularity_of.items():
+            popularity[query_id] = n
+        trie_depth = self.trie_depth
+        if trie_depth is None:
+            trie_depth = 8 if self.index == "trie" else 2
+        self._model = with_progress(
+            lambda counter: _core.CompleterModel.fit(
+                list(ids),
+                popularity,
+                np.frombuffer(prev_ids, dtype=np.int64),
+                np.frombuffer(next_ids, dtype=np.int64),
+                prev_opts,
+                prefix_opts,
+                tree=self.index,
+                trie_depth=trie_depth,
+                branching=self.branching,
+                max_leaf_size=self.max_leaf_size,
+                prefixes_per_pair=self.prefixes_per_pair,
+                min_count=self.min_count,
+                seed=self.seed,
+                cp=self.Cp,
+                cn=self.Cn,
+                threshold=self.threshold,
+                beam_size=self.beam_size,
+                candidates=self.candidates,
+                model_floor=self.model_floor,
+                popularity_weight=self.popularity_weight,
+                transition_weight=self.transition_weight,
+                generate=self.generate,
+                progress=counter,
+            ),
+            self.progress,
+        )
+        return self
+
+    def fit_log(self, path: PathLike, gap_minutes: float = 30.0) -> Completer:
+        """Trains on a log in AOL's layout (AnonID, Query, QueryTime; tab-separated, header
+        optional): popularity = every search of a query, pairs = consecutive queries of a
+        session (a new session after ``gap_minutes`` without a search), first queries of
+        sessions paired with ``""``. Reads the file twice, streaming."""
+        counts = Counter(read_queries(path))
+        return self.fit(session_pairs(path, gap_minutes, first_queries=True), counts=counts)
+
+    @property
+    def model(self) -> _core.CompleterModel:
+        """The trained core model (raises ``NotFittedError`` before ``fit``)."""
+        if self._model is None:
+            raise NotFittedError("this Completer is not trained yet: call fit() or fit_log()")
+        return self._model
+
+    def complete(self, prev_query: str, prefix: str, k: int = 10) -> list[Completion]:
+        """The best ``k`` completions of ``prefix`` typed after ``prev_query`` (``""`` when
+        none): ``[(query, score), ...]``, best first. Scores are log-scale ranking scores
+        (higher is better), not probabilities. Every query starts with the normalised prefix."""
+        return self.model.complete(prev_query, prefix, k)
+
+    def complete_batch(
+        self, prev_queries: Sequence[str], prefixes: Sequence[str], k: int = 10
+    ) -> list[list[Completion]]:
+        """``complete`` for each ``(prev_queries[i], prefixes[i])``, in parallel."""
+        return self.model.complete_batch(prev_queries, prefixes, k)
+
+    @property
+    def n_queries_(self) -> int:
+        """Number of queries that can be suggested whole."""
+        return self.model.n_queries
+
+    @property
+    def level_sizes_(self) -> list[int]:
+        """Nodes per level of the model's label tree."""
+        return self.model.level_sizes()
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held by the trained completer, in bytes."""
+        return self.model.nbytes
+
+    def save(self, path: PathLike) -> Path:
+        """Saves the trained completer atomically to ``path``, or to ``path/completer.xrc`` when
+        ``path`` is a directory (or ends with a separator). Returns the file written."""
+        target = _model_path(path, saving=True)
+        self.model.save(target)
+        return target
+
+    @classmethod
+    def load(cls, path: PathLike) -> Completer:
+        """Loads a completer saved by ``save`` (a file, or a directory holding
+        ``completer.xrc``). A bad file raises ``ModelFormatError``; a missing one
+        ``FileNotFoundError``."""
+        completer = cls(progress=False)
+        completer._model = _core.CompleterModel.load(_model_path(path, saving=False))
+        rank = completer._model.rank_params()
+        completer.beam_size = int(rank["beam_size"])
+        completer.candidates = int(rank["candidates"])
+        completer.model_floor = rank["model_floor"]
+        completer.popularity_weight = rank["popularity_weight"]
+        completer.transition_weight = rank["transition_weight"]
+        completer.generate = bool(rank["generate"])
+        return completer
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(vars(self))
+        state["_model"] = None if self._model is None else self._model.to_bytes()
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        data = state.pop("_model")
+        vars(self).update(state)
+        self._model = None if not isinstance(data, bytes) else _core.CompleterModel.from_bytes(data)

@@ -1,0 +1,190 @@
+//! Counts of (previous query -> next query) in a log's sessions: the session signal that needs
+//! no model. Each previous query has a row of (label id, count) sorted by label id, so the labels
+//! of a prefix (a contiguous id range) are one binary search away.
+
+use crate::error::{Error, Result};
+use crate::persist::{Kind, Persist, Reader, Writer};
+use crate::Trie;
+
+/// Next-query counts per previous query; the empty previous query (first queries of sessions)
+/// has a row of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transitions {
+    /// The previous queries with a row; row `i` is prev id `i`, the last row is "".
+    prevs: Trie,
+    ptr: Vec<u64>,
+    next: Vec<u32>,
+    count: Vec<f32>,
+}
+
+impl Transitions {
+    /// Counts `(prev, next label)` pairs (`prev` empty for a session's first query).
+    pub fn new<'a>(pairs: impl Iterator<Item = (&'a str, u32)>) -> Result<Self> {
+        let mut pairs: Vec<(&str, u32)> = pairs.collect();
+        pairs.sort_unstable();
+        let mut prevs: Vec<(&str, f64)> = Vec::new();
+        let mut first: Vec<(u32, f32)> = Vec::new();
+        let (mut ptr, mut next, mut count) = (vec![0u64], Vec::new(), Vec::new());
+        for (i, &(prev, label)) in pairs.iter().enumerate() {
+            let same_prev = i > 0 && pairs[i - 1].0 == prev;
+            let same_pair = same_prev && pairs[i - 1].1 == label;
+            if prev.is_empty() {
+                match first.last_mut() {
+                    Some(last) if same_pair => last.1 += 1.0,
+                    _ => first.push((label, 1.0)),
+                }
+                continue;
+            }
+            if !same_prev {
+                if !prevs.is_empty() {
+                    ptr.push(next.len() as u64);
+                }
+                prevs.push((prev, 0.0));
+            }
+            prevs.last_mut().expect("pushed above").1 += 1.0;
+            if same_pair {
+                *count.last_mut().expect("a count per entry") += 1.0;
+            } else {
+                next.push(label);
+                count.push(1.0);
+            }
+        }
+        if !prevs.is_empty() {
+            ptr.push(next.len() as u64);
+        }
+        for (label, c) in first {
+            next.push(label);
+            count.push(c);
+        }
+        ptr.push(next.len() as u64);
+        Self::from_parts(Trie::new(prevs)?, ptr, next, count)
+    }
+
+    fn from_parts(prevs: Trie, ptr: Vec<u64>, next: Vec<u32>, count: Vec<f32>) -> Result<Self> {
+        let bad = |why: &str| Err(Error::InvalidInput(format!("transitions: {why}")));
+        if ptr.len() != prevs.len() + 2 || ptr[0] != 0 || ptr.windows(2).any(|w| w[0] > w[1]) {
+            return bad("row pointers do not match the previous queries");
+        }
+        if *ptr.last().expect("non-empty") != next.len() as u64 || next.len() != count.len() {
+            return bad("row pointers do not match the entries");
+        }
+        for w in ptr.windows(2) {
+            if next[w[0] as usize..w[1] as usize]
+                .windows(2)
+                .any(|p| p[0] >= p[1])
+            {
+                return bad("a row's labels are not sorted and distinct");
+            }
+        }
+        if count.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+            return bad("a count is not a positive number");
+        }
+        Ok(Transitions {
+            prevs,
+            ptr,
+            next,
+            count,
+        })
+    }
+
+    /// The largest label id referenced, if any.
+    pub(crate) fn max_label(&self) -> Option<u32> {
+        self.next.iter().copied().max()
+    }
+
+    /// Heap memory in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.prevs.memory_bytes() + self.ptr.len() * 8 + self.next.len() * 8
+    }
+
+    /// The labels in `lo..hi` seen after `prev`, with their counts: appends the `n` most
+    /// frequent (ties by label id) to `out`.
+    pub fn after(&self, prev: &str, (lo, hi): (u32, u32), n: usize, out: &mut Vec<(u32, f32)>) {
+        let row = if prev.is_empty() {
+            self.prevs.len()
+        } else {
+            match self.prevs.id(prev) {
+                Some(id) => id as usize,
+                None => return,
+            }
+        };
+        let (start, end) = (self.ptr[row] as usize, self.ptr[row + 1] as usize);
+        let labels = &self.next[start..end];
+        let a = start + labels.partition_point(|&l| l < lo);
+        let b = start + labels.partition_point(|&l| l < hi);
+        let from = out.len();
+        out.extend((a..b).map(|i| (self.next[i], self.count[i])));
+        let found = &mut out[from..];
+        if found.len() > n {
+            found.select_nth_unstable_by(n, |x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            out.truncate(from + n);
+        }
+    }
+}
+
+impl Persist for Transitions {
+    /// Sections: the previous queries (a trie file), row pointers, labels, counts.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(Kind::Transitions);
+        w.bytes("prevs", self.prevs.to_bytes())
+            .u64s("ptr", self.ptr.iter().copied())
+            .u32s("next", &self.next)
+            .f32s("count", &self.count);
+        w.finish()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let r = Reader::new(bytes, Kind::Transitions)?;
+        Self::from_parts(
+            Trie::from_bytes(r.bytes("prevs")?)?,
+            r.u64s("ptr")?,
+            r.u32s("next")?,
+            r.f32s("count")?,
+        )
+        .map_err(|e| Error::Format {
+            what: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_rows_and_ranges() {
+        let t = Transitions::new(
+            [
+                ("a", 3),
+                ("a", 1),
+                ("a", 3),
+                ("b", 2),
+                ("", 0),
+                ("", 0),
+                ("", 5),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        let after = |prev: &str, range, n| {
+            let mut out = Vec::new();
+            t.after(prev, range, n, &mut out);
+            out
+        };
+        assert_eq!(after("a", (0, 10), 10), [(1, 1.0), (3, 2.0)]);
+        assert_eq!(after("a", (0, 10), 1), [(3, 2.0)]);
+        assert_eq!(after("a", (2, 3), 10), []);
+        assert_eq!(after("b", (0, 10), 10), [(2, 1.0)]);
+        assert_eq!(after("", (0, 10), 10), [(0, 2.0), (5, 1.0)]);
+        assert_eq!(after("zzz", (0, 10), 10), []);
+        assert_eq!(Transitions::from_bytes(&t.to_bytes()).unwrap(), t);
+        let empty = Transitions::new(std::iter::empty()).unwrap();
+        assert_eq!(after_of(&empty, "a"), []);
+    }
+
+    fn after_of(t: &Transitions, prev: &str) -> Vec<(u32, f32)> {
+        let mut out = Vec::new();
+        t.after(prev, (0, u32::MAX), 10, &mut out);
+        out
+    }
+}
