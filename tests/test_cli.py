@@ -20,38 +20,52 @@ from xrcomplete.data import (
 )
 
 
-def test_quickstart_prints_the_most_popular_completions_of_the_sample(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["quickstart", "ho", "-k", "3"]) == 0
+def test_quickstart_trains_on_the_sample_and_scores_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quickstart", "-k", "3"]) == 0
     out = capsys.readouterr().out
     counts = Counter(read_queries(sample_path()))
-    top3 = sorted(
-        sorted((q, c) for q, c in counts.items() if q.startswith("ho")), key=lambda qc: -qc[1]
-    )[:3]
+    assert f"on {len(counts):,} distinct queries" in out
+    assert out.count("after ") == 8  # 4 sessions x 2 prefixes
     lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("'ho'  ("))
-    shown = [line.split(None, 1) for line in lines[start + 1 : start + 4]]
-    assert [(q, float(c)) for c, q in shown] == [(q, float(c)) for q, c in top3]
-    assert f"{len(counts)} distinct queries" in out
+    mpc = next(line for line in lines if line.startswith("  most popular "))
+    ours = next(line for line in lines if line.startswith("  xrcomplete "))
+    assert float(ours.split()[1]) > float(mpc.split()[2])  # MRR@10 beats popularity
 
 
-def test_complete_reads_any_log_in_aol_layout(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def tiny_log(tmp_path: Path) -> Path:
     log = tmp_path / "log.tsv"
-    log.write_text(
-        "AnonID\tQuery\tQueryTime\n"
-        "1\tHotels Paris\t2006-03-01 10:00:00\n"
-        "1\thotels paris \t2006-03-01 10:01:00\n"
-        "2\thotwire\t2006-03-02 10:00:00\n"
-        "2\t   \t2006-03-02 10:00:00\n",
-        encoding="utf-8",
-    )
-    assert main(["complete", "--log", str(log), "hot", "-k", "5"]) == 0
-    out = capsys.readouterr().out.split()
-    assert out[out.index("hotels") - 1] == "2"
-    assert "hotwire" in out
+    rows = ["AnonID\tQuery\tQueryTime"]
+    for user in range(10):
+        rows += [
+            f"{user}\tCheap Flights\t2006-03-01 10:00:00",
+            f"{user}\thotels paris \t2006-03-01 10:01:00",
+            f"{user}\thotwire\t2006-03-02 10:00:00",
+            f"{user}\thotwire\t2006-03-02 10:00:01",
+            f"{user}\t   \t2006-03-02 10:00:02",
+        ]
+    log.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return log
+
+
+def shown_completions(out: str) -> list[str]:
+    """The queries of the completion lines ("    score  query") of the CLI's output."""
+    return [line.split(None, 1)[1] for line in out.splitlines() if line.startswith("    ")]
+
+
+def test_train_complete_eval_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tiny_log(tmp_path)
+    model = tmp_path / "model"
+    assert main(["train", str(log), "-o", str(model) + "/", "--index", "hybrid"]) == 0
+    assert "saved to" in capsys.readouterr().out
+    assert main(["complete", "--model", str(model), "--prev", "cheap flights", "hot"]) == 0
+    assert shown_completions(capsys.readouterr().out)[0] == "hotels paris"
+    assert main(["complete", "--model", str(model), "hot"]) == 0
+    # hotwire was searched 20 times, hotels paris 10
+    assert shown_completions(capsys.readouterr().out)[0] == "hotwire"
+    assert main(["complete", "--log", str(log), "--prev", "cheap flights", "h", "-k", "1"]) == 0
+    assert "hotels paris" in capsys.readouterr().out
+    assert main(["eval", str(model), str(log)]) == 0
+    assert capsys.readouterr().out.startswith("MRR@10 1.000")
 
 
 def test_a_malformed_log_is_a_clear_error_not_a_traceback(
@@ -63,18 +77,21 @@ def test_a_malformed_log_is_a_clear_error_not_a_traceback(
     assert "bad.tsv:1: expected tab-separated" in capsys.readouterr().err
     assert main(["complete", "--log", str(tmp_path / "missing.tsv"), "x"]) == 2
     assert "No such file" in capsys.readouterr().err
+    (tmp_path / "junk.xrc").write_bytes(b"junk")
+    assert main(["complete", "--model", str(tmp_path / "junk.xrc"), "x"]) == 2
+    assert "xrcomplete: error:" in capsys.readouterr().err
 
 
 def test_the_installed_command_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "xrcomplete.cli", "quickstart", "g", "-k", "1"],
+        [sys.executable, "-m", "xrcomplete.cli", "quickstart", "-k", "1"],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "google" in result.stdout
+    assert "xrcomplete" in result.stdout and "MRR@10" in result.stdout
 
 
 def test_bundled_samples_are_present_and_normalised() -> None:

@@ -35,11 +35,12 @@ def test_readme_examples_print_what_their_comments_say() -> None:
 def test_docstring_examples_of_the_package_run() -> None:
     import doctest
 
+    import xrcomplete.completer
     import xrcomplete.metrics
     import xrcomplete.text
     import xrcomplete.xr
 
-    for module in (xrcomplete.metrics, xrcomplete.text, xrcomplete.xr):
+    for module in (xrcomplete.metrics, xrcomplete.completer, xrcomplete.text, xrcomplete.xr):
         result = doctest.testmod(module)
         assert result.attempted > 0, module
         assert result.failed == 0, module

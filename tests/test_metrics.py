@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xrcomplete.metrics import bucket_of, cases, evaluate
+from xrcomplete.metrics import bleu, bucket_of, cases, evaluate, evaluate_batch, prefix_bleu
 
 
 def test_every_prefix_of_the_next_query_is_a_case() -> None:
@@ -40,3 +40,43 @@ def test_reciprocal_ranks_by_hand() -> None:
     assert evaluate(lambda prev, prefix: answers[prefix], [("prev", "abcd")], k=1).mrr == 0.25
     with pytest.raises(ValueError, match="k must be >= 1"):
         evaluate(lambda prev, prefix: [], [], k=0)
+
+
+def test_batch_evaluation_equals_one_call_at_a_time() -> None:
+    pairs = [("p", "abcd"), ("", "abx"), ("q", "zz")]
+
+    def complete(prev: str, prefix: str) -> list[str]:
+        return [q for q in ("abx", "abcd", "zz" + prev) if q.startswith(prefix)]
+
+    one = evaluate(complete, pairs, k=2)
+    for chunk in (1, 3, 100):
+        batch = evaluate_batch(
+            lambda ps, xs: [[(q, 0.0) for q in complete(p, x)] for p, x in zip(ps, xs)],
+            pairs,
+            k=2,
+            chunk=chunk,
+        )
+        assert (batch.mrr, batch.cases, batch.pairs, batch.bleu) == (
+            one.mrr,
+            one.cases,
+            one.pairs,
+            one.bleu,
+        )
+        assert batch.by_bucket == one.by_bucket
+    with pytest.raises(ValueError, match="answers for"):
+        evaluate_batch(lambda ps, xs: [], pairs)
+
+
+def test_bleu_and_prefix_bleu() -> None:
+    assert bleu("a b c d", "a b c d") == pytest.approx(1.0)
+    assert bleu("", "a") == 0.0 and bleu("x y", "a b") == 0.0
+    # Shorter candidates pay the brevity penalty; more shared n-grams score higher.
+    assert bleu("a b", "a b c d") < bleu("a b c", "a b c d") < 1.0
+    # PBLEU scores what follows the word being typed: a wrong completion of it scores low.
+    assert prefix_bleu("cheap flights", "cheap flowers", "cheap fl") == 0.0
+    assert prefix_bleu("cheap flights to rome", "cheap flights", "cheap fl") < 1.0
+    assert prefix_bleu("cheap flights", "cheap flights", "cheap flights") == 1.0
+    assert prefix_bleu("cheap flights x", "cheap flights", "cheap flights") == 0.0
+    assert prefix_bleu("dog", "cheap", "ch") == 0.0
+    report = evaluate(lambda prev, prefix: ["abc"], [("", "abc")])
+    assert report.bleu == 1.0 and report.pbleu == 1.0

@@ -6,7 +6,7 @@ The hot paths live in Rust (``xrcomplete._core``); this package re-exports them 
 from importlib.metadata import PackageNotFoundError, version
 
 from xrcomplete._core import ModelFormatError, Trie
-from xrcomplete.qac import Completer
+from xrcomplete.completer import Completer
 from xrcomplete.text import FeatureConcat, NotFittedError, TfidfVectorizer
 from xrcomplete.xr import XRLinear
 

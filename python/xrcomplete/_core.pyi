@@ -218,7 +218,7 @@ _Completion = tuple[str, float]
 
 @final
 class CompleterModel:
-    """A trained session-aware completer (see xrcomplete.qac.Completer)."""
+    """A trained session-aware completer (see xrcomplete.completer.Completer)."""
 
     @staticmethod
     def fit(

@@ -1,8 +1,9 @@
 """The ``xrcomplete`` command line.
 
-``xrcomplete quickstart`` builds the most-popular-completion trie from the bundled slice of the
-AOL log and prints completions for a few prefixes. ``xrcomplete complete PREFIX ...`` does the
-same for any log in AOL's layout (``--log``).
+``xrcomplete quickstart`` trains a session-aware completer on the bundled slice of the AOL log,
+prints completions for a few sessions of the following week and scores it (MRR@10) against the
+most popular completion. ``train``, ``complete`` and ``eval`` do the same for any log in AOL's
+layout (``AnonID, Query, QueryTime``, tab-separated).
 """
 
 from __future__ import annotations
@@ -10,48 +11,97 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 
-from xrcomplete import Trie, __version__
-from xrcomplete.data import read_queries, sample_path
+from xrcomplete import Completer, Trie, __version__
+from xrcomplete.data import SAMPLE_VALID, read_queries, sample_path, session_pairs
+from xrcomplete.metrics import BUCKETS, Report, evaluate, evaluate_batch
 
-DEMO_PREFIXES = ("g", "ho", "bank", "www.", "weather", "amer")
+DEMO_SESSIONS = 4
 
 
-def _build(log: str) -> tuple[Trie, float]:
+def _train(args: argparse.Namespace, log: str) -> tuple[Completer, float]:
     start = time.perf_counter()
-    trie = Trie(read_queries(log))
-    return trie, time.perf_counter() - start
+    completer = Completer(
+        index=args.index,
+        prefixes_per_pair=args.prefixes_per_pair,
+        min_count=args.min_count,
+    ).fit_log(log, gap_minutes=args.gap_minutes)
+    return completer, time.perf_counter() - start
 
 
-def _print_completions(trie: Trie, prefixes: Sequence[str], k: int) -> None:
+def _print_completions(
+    completer: Completer, prev: str, prefixes: Sequence[str], k: int, answer: str | None = None
+) -> None:
     for prefix in prefixes:
         start = time.perf_counter()
-        found = trie.completions(prefix, k)
+        found = completer.complete(prev, prefix, k)
         micros = (time.perf_counter() - start) * 1e6
-        print(f"\n{prefix!r}  ({micros:.1f} µs)")
+        print(f"\n  after {prev!r}, typing {prefix!r}  ({micros:.0f} µs)")
         if not found:
-            print("  (no completion)")
-        for key, weight in found:
-            print(f"  {weight:6.0f}  {key}")
+            print("    (no completion)")
+        for query, score in found:
+            mark = "  <- what the user searched" if query == answer else ""
+            print(f"    {score:7.2f}  {query}{mark}")
+
+
+def _print_reports(reports: Sequence[tuple[str, Report]]) -> None:
+    print(f"\n  {'':<14}{'MRR@10':>8}" + "".join(f"{b:>8}" for b, _, _ in BUCKETS) + "   cases")
+    for name, r in reports:
+        buckets = "".join(f"{r.bucket_mrr(b):>8.3f}" for b, _, _ in BUCKETS)
+        print(f"  {name:<14}{r.mrr:>8.3f}{buckets}   {r.cases:,}")
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    log = str(sample_path())
-    trie, seconds = _build(log)
-    print(f"xrcomplete {__version__}: bundled AOL slice (research use only), {log}")
+    train_log, valid_log = sample_path(), sample_path(SAMPLE_VALID)
+    print(f"xrcomplete {__version__}: bundled AOL slice (research use only), {train_log}")
+    completer, seconds = _train(args, str(train_log))
     print(
-        f"{len(trie)} distinct queries indexed in {seconds * 1e3:.0f} ms; "
-        f"{trie.nbytes / max(len(trie), 1):.0f} bytes per query"
+        f"Trained a session-aware completer ({args.index} tree) on "
+        f"{completer.n_queries_:,} distinct queries in {seconds:.1f} s; "
+        f"{completer.nbytes / 1e6:.1f} MB in memory."
     )
-    print(f"Most popular completions (top {args.k}):")
-    _print_completions(trie, args.prefix or DEMO_PREFIXES, args.k)
+    valid = list(session_pairs(valid_log))
+    print(f"\nCompletions (top {args.k}) for sessions of the following week:")
+    demos = [pair for pair in valid if len(pair[1]) > 4][:: max(1, len(valid) // DEMO_SESSIONS)]
+    for prev, nxt in demos[:DEMO_SESSIONS]:
+        _print_completions(completer, prev, [nxt[:2], nxt[: len(nxt) // 2 + 1]], args.k, nxt)
+    mpc = Trie(Counter(read_queries(train_log)))
+    print(f"\nScored on every prefix of the {len(valid):,} query pairs of that week:")
+    _print_reports(
+        [
+            ("most popular", evaluate(lambda p, x: [q for q, _ in mpc.completions(x, 10)], valid)),
+            ("xrcomplete", evaluate_batch(lambda p, x: completer.complete_batch(p, x, 10), valid)),
+        ]
+    )
+    return 0
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    completer, seconds = _train(args, args.log)
+    path = completer.save(args.output)
+    print(
+        f"trained on {completer.n_queries_:,} queries in {seconds:.1f} s; saved to {path} "
+        f"({path.stat().st_size / 1e6:.1f} MB)"
+    )
     return 0
 
 
 def _complete(args: argparse.Namespace) -> int:
-    trie, _ = _build(args.log)
-    _print_completions(trie, args.prefix, args.k)
+    if args.model:
+        completer = Completer.load(args.model)
+    else:
+        completer, _ = _train(args, args.log)
+    _print_completions(completer, args.prev, args.prefix, args.k)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    completer = Completer.load(args.model)
+    pairs = session_pairs(args.log, gap_minutes=args.gap_minutes)
+    report = evaluate_batch(lambda p, x: completer.complete_batch(p, x, args.k), pairs, k=args.k)
+    print(report.row())
     return 0
 
 
@@ -62,23 +112,55 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--index", choices=("trie", "hybrid", "kmeans"), default="trie", help="label tree"
+    )
+    parser.add_argument(
+        "--prefixes-per-pair", type=_positive, default=3, help="prefixes sampled per query pair"
+    )
+    parser.add_argument(
+        "--min-count", type=float, default=1, help="suggest queries searched this often"
+    )
+    parser.add_argument(
+        "--gap-minutes", type=float, default=30.0, help="a new session after this long a gap"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xrcomplete", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"xrcomplete {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    quick = sub.add_parser("quickstart", help="run on the bundled sample of the AOL log")
-    quick.add_argument("prefix", nargs="*", help="prefixes to complete (default: a few demos)")
-    quick.add_argument("-k", type=_positive, default=5, help="completions per prefix")
+    quick = sub.add_parser("quickstart", help="train and score on the bundled AOL slice")
+    quick.add_argument("-k", type=_positive, default=5, help="completions shown per prefix")
+    _add_training_options(quick)
     quick.set_defaults(run=_quickstart)
 
-    complete = sub.add_parser("complete", help="most popular completions from a query log")
+    train = sub.add_parser("train", help="train a completer on a query log, save it")
+    train.add_argument("log", help="log in AOL's layout (AnonID, Query, QueryTime)")
+    train.add_argument("-o", "--output", required=True, help="model file or directory")
+    _add_training_options(train)
+    train.set_defaults(run=_train_command)
+
+    complete = sub.add_parser("complete", help="complete prefixes after a previous query")
     complete.add_argument("prefix", nargs="+", help="prefixes to complete")
-    complete.add_argument(
-        "--log", required=True, help="log in AOL's layout (AnonID, Query, QueryTime)"
-    )
+    source = complete.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a completer saved by 'xrcomplete train'")
+    source.add_argument("--log", help="train on this log first (AOL's layout)")
+    complete.add_argument("--prev", default="", help="the previous query of the session")
     complete.add_argument("-k", type=_positive, default=10, help="completions per prefix")
+    _add_training_options(complete)
     complete.set_defaults(run=_complete)
+
+    evaluate_ = sub.add_parser("eval", help="MRR@k of a saved completer on a log's sessions")
+    evaluate_.add_argument("model", help="a completer saved by 'xrcomplete train'")
+    evaluate_.add_argument("log", help="log in AOL's layout to score on")
+    evaluate_.add_argument("-k", type=_positive, default=10, help="completions per case")
+    evaluate_.add_argument(
+        "--gap-minutes", type=float, default=30.0, help="a new session after this long a gap"
+    )
+    evaluate_.set_defaults(run=_eval)
     return parser
 
 

@@ -659,7 +659,8 @@ mod tests {
             .complete("", "cheap ho", 5, &RankParams::default(), &mut scratch)
             .unwrap();
         let names: Vec<&str> = got.iter().map(|(q, _)| q.as_str()).collect();
-        // "home" and "hotels" start queries (pairs after ""); "hot" only follows nothing.
+        // "cheap" is never followed by a "ho" word: single words by count, home (50), hotels
+        // (10), hot (5), each after the typed head.
         assert_eq!(names, ["cheap home", "cheap hotels", "cheap hot"]);
         assert!(got.windows(2).all(|w| w[0].1 > w[1].1));
         // A seen completion comes before generated ones, and scores above them.

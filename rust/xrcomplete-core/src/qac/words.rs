@@ -60,7 +60,8 @@ impl WordModel {
 
     /// Appends to `out` up to `n` completions of `prefix` whose last word is completed to a
     /// known word (pairs first, then single words; each list by count), skipping duplicates and
-    /// strings `skip` rejects. Nothing when `prefix` ends in whitespace or is empty.
+    /// strings `skip` rejects. When `prefix` ends in whitespace, the next word is predicted from
+    /// the last one (pairs only). Nothing for a prefix without a word.
     pub fn complete_last_word(
         &self,
         prefix: &str,
@@ -69,13 +70,13 @@ impl WordModel {
         out: &mut Vec<String>,
     ) {
         let (head, part) = split_last_word(prefix);
-        if part.is_empty() || n == 0 {
-            return;
-        }
         let before = head
             .split(is_py_space)
             .rfind(|w| !w.is_empty())
             .unwrap_or("");
+        if n == 0 || (part.is_empty() && before.is_empty()) {
+            return;
+        }
         let start = out.len();
         let key = format!("{before} {part}");
         let from_pairs = self
@@ -83,7 +84,13 @@ impl WordModel {
             .completions(&key, n)
             .into_iter()
             .map(|(k, _)| &k[before.len() + 1..]);
-        let from_words = self.words.completions(part, n).into_iter().map(|(w, _)| w);
+        // After a space, only the words seen after the last one: any word at all says little.
+        let from_words = if part.is_empty() {
+            Vec::new()
+        } else {
+            self.words.completions(part, n)
+        };
+        let from_words = from_words.into_iter().map(|(w, _)| w);
         for word in from_pairs.chain(from_words) {
             if out.len() - start >= n {
                 break;
@@ -149,7 +156,14 @@ mod tests {
         // First words: "cheap" x3 and "fly" and "hotels" follow "".
         assert_eq!(complete(&m, "h", 10), ["hotels"]);
         assert_eq!(complete(&m, "x fl", 2), ["x fly", "x flights"]);
-        assert!(complete(&m, "cheap ", 10).is_empty());
+        // After a space: the words seen after the last word.
+        assert_eq!(
+            complete(&m, "cheap ", 10),
+            ["cheap flights", "cheap hotels", "cheap flowers"]
+        );
+        assert_eq!(complete(&m, "very cheap ", 1), ["very cheap flights"]);
+        assert!(complete(&m, "fly ", 10).is_empty());
+        assert!(complete(&m, "  ", 10).is_empty());
         assert!(complete(&m, "", 10).is_empty());
         assert!(complete(&m, "cheap zz", 10).is_empty());
     }

@@ -125,7 +125,8 @@ class Completer:
         """Trains on (previous query, next query) pairs; a previous query of ``""`` marks the
         first query of a session. ``counts``: how often each query was searched (its
         popularity; it replaces, query by query, the default: how often the query comes as a
-        next query; queries only in ``counts`` can be suggested too). Queries are normalised
+        next query, 1 for a query seen only as a previous one; queries only in ``counts`` can be
+        suggested too). Queries are normalised
         (lower-cased, stripped); pairs with an empty next query are skipped. Streams ``pairs``:
         only the distinct queries and two integer arrays are held."""
         prev_opts = self.prev_features.options()
@@ -158,7 +159,11 @@ class Completer:
             prev_ids.append(id_of(prev) if prev else -1)
             next_ids.append(next_id)
             seen_as_next[next_id] += 1
-        popularity_of: dict[int, float] = {i: float(n) for i, n in seen_as_next.items()}
+        if not next_ids:
+            raise ValueError("no training pair: pairs is empty or every next query is blank")
+        # Searched at least once: a query seen only as a previous query counts 1.
+        popularity_of: dict[int, float] = dict.fromkeys(range(len(ids)), 1.0)
+        popularity_of.update((i, float(n)) for i, n in seen_as_next.items())
         for query, n in (counts or {}).items():
             query = normalize(query)
             if query:

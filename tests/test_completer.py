@@ -1,0 +1,205 @@
+"""The session-aware Completer: learning a session pattern, answers that respect the prefix,
+persistence, threads, and clear errors."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import run_in_threads
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xrcomplete import Completer, ModelFormatError, NotFittedError
+from xrcomplete.completer import MODEL_FILE
+from xrcomplete.data import normalize_query, session_pairs
+
+
+def synthetic_pairs(seed: int = 0) -> list[tuple[str, str]]:
+    """After a query starting with "a", users always search a query starting with "b"; other
+    sessions start with popular queries ("bing", "best buy") that win without context."""
+    rng = random.Random(seed)
+    pairs: list[tuple[str, str]] = []
+    follow = {"apple store": "banana bread", "amazon": "barnes and noble", "aol": "bank of america"}
+    for _ in range(30):
+        for prev, nxt in follow.items():
+            pairs.append((prev, nxt))
+            pairs.append(("", prev))
+        for popular in ("bing", "best buy", "bing maps", "craigslist"):
+            pairs.append(("", popular))
+            pairs.append((rng.choice(["weather", "news", "craigslist"]), popular))
+    rng.shuffle(pairs)
+    return pairs
+
+
+@pytest.fixture(scope="module", params=["trie", "hybrid", "kmeans"])
+def completer(request: pytest.FixtureRequest) -> Completer:
+    return Completer(index=request.param, max_leaf_size=4, progress=False).fit(synthetic_pairs())
+
+
+def names(found: list[tuple[str, float]]) -> list[str]:
+    return [q for q, _ in found]
+
+
+def test_the_session_pattern_is_learned(completer: Completer) -> None:
+    # Without context "b" goes to the popular queries; after an "a..." query, to its follower.
+    assert names(completer.complete("", "b", k=1)) == ["bing"]
+    for prev, nxt in [
+        ("apple store", "banana bread"),
+        ("amazon", "barnes and noble"),
+        ("aol", "bank of america"),
+    ]:
+        assert names(completer.complete(prev, "b", k=1)) == [nxt]
+        assert names(completer.complete(prev.upper(), " B", k=1)) == [nxt]  # normalised
+        assert names(completer.complete(prev, "ba", k=1)) == [nxt]
+
+
+def test_a_known_prefix_never_gets_an_empty_answer(completer: Completer) -> None:
+    queries = {q for pair in synthetic_pairs() for q in pair if q}
+    for query in queries:
+        for n in range(1, len(query) + 1):
+            found = names(completer.complete("weather", query[:n], k=10))
+            assert query in found or len(found) == 10
+            assert all(q.startswith(query[:n]) for q in found)
+
+
+def test_unseen_queries_are_completed_word_by_word(completer: Completer) -> None:
+    # "bank of bread" was never searched; its last word is completed from the vocabulary, after
+    # every seen query that matches.
+    found = completer.complete("", "banana br", k=5)
+    assert names(found)[0] == "banana bread"
+    found = completer.complete("", "bing bre", k=5)
+    assert names(found) == ["bing bread"]
+    assert completer.model.complete("", "bing bre", 5, generate=False) == []
+    assert completer.complete("", "zzz", k=5) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    prev=st.text(max_size=30),
+    prefix=st.one_of(st.text(max_size=12), st.sampled_from(["b", "ba", " B", "bing ", "c"])),
+    k=st.integers(0, 25),
+)
+def test_every_answer_starts_with_the_normalised_prefix(prev: str, prefix: str, k: int) -> None:
+    completer = _small()
+    found = completer.complete(prev, prefix, k)
+    assert len(found) <= k
+    typed = prefix.lstrip().lower()
+    assert all(q.startswith(typed) for q, _ in found)
+    scores = [s for _, s in found]
+    assert scores == sorted(scores, reverse=True)
+    assert len(set(names(found))) == len(found)
+
+
+_SMALL: list[Completer] = []
+
+
+def _small() -> Completer:
+    if not _SMALL:
+        _SMALL.append(Completer(index="trie", progress=False).fit(synthetic_pairs()))
+    return _SMALL[0]
+
+
+def test_odd_input_gets_answers_or_clear_errors() -> None:
+    c = _small()
+    assert c.complete("", "", k=3)  # the empty prefix: the most likely queries
+    assert c.complete("x" * 1_000_000, "b" + "\u0301" * 1000, k=3) == []
+    assert c.complete("\u202eaol", "\x00", k=3) == []
+    assert c.complete("", "b", k=10**12)  # a huge k is not a huge allocation
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        c.complete("", "b", k=-1)
+    with pytest.raises(TypeError):
+        c.complete(None, "b")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model_floor"):
+        c.model.complete("", "b", 3, model_floor=0.0)
+    with pytest.raises(ValueError, match="previous queries but"):
+        c.complete_batch(["a", "b"], ["b"])
+
+
+def test_training_input_is_checked() -> None:
+    with pytest.raises(ValueError, match="index must be"):
+        Completer(index="btree")
+    with pytest.raises(NotFittedError):
+        Completer().complete("", "b")
+    with pytest.raises(TypeError, match="pair 1"):
+        Completer(progress=False).fit([("a", "b"), ("just one",)])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="must be str"):
+        Completer(progress=False).fit([("a", 3)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="no training pair"):
+        Completer(progress=False).fit([("a", "  ")])
+    with pytest.raises(ValueError, match="ngram_range"):
+        from xrcomplete import TfidfVectorizer
+
+        Completer(prefix_features=TfidfVectorizer(ngram_range=(0, 2))).fit([("a", "b")])
+
+
+def test_batch_and_threads_give_the_serial_answers() -> None:
+    c = _small()
+    rng = random.Random(1)
+    queries = sorted({q for pair in synthetic_pairs() for q in pair})
+    calls = [(rng.choice(queries), rng.choice(queries)[: rng.randint(0, 4)]) for _ in range(300)]
+    serial = [c.complete(prev, prefix, 5) for prev, prefix in calls]
+    assert c.complete_batch([p for p, _ in calls], [x for _, x in calls], 5) == serial
+    results = run_in_threads(lambda: [c.complete(p, x, 5) for p, x in calls], n=8)
+    assert all(r == serial for r in results)
+
+
+def test_save_load_and_pickle_give_identical_answers(tmp_path: Path) -> None:
+    c = Completer(index="hybrid", popularity_weight=0.25, progress=False).fit(synthetic_pairs())
+    calls = [("aol", "b"), ("", "b"), ("weather", "bing "), ("", "")]
+    want = [c.complete(p, x) for p, x in calls]
+    file = c.save(tmp_path / "model.xrc")
+    folder = c.save(str(tmp_path / "dir") + "/")
+    assert folder == tmp_path / "dir" / MODEL_FILE and folder.is_file()
+    for loaded in (
+        Completer.load(file),
+        Completer.load(tmp_path / "dir"),
+        pickle.loads(pickle.dumps(c)),
+    ):
+        assert [loaded.complete(p, x) for p, x in calls] == want
+        assert loaded.popularity_weight == pytest.approx(0.25)
+    assert file.read_bytes() == folder.read_bytes()
+
+
+def test_bad_model_files_raise_model_format_error(tmp_path: Path) -> None:
+    file = _small().save(tmp_path / "m.xrc")
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "bad.xrc").write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError):
+        Completer.load(tmp_path / "bad.xrc")
+    (tmp_path / "short.xrc").write_bytes(bytes(data[:100]))
+    with pytest.raises(ModelFormatError):
+        Completer.load(tmp_path / "short.xrc")
+    with pytest.raises(FileNotFoundError):
+        Completer.load(tmp_path / "missing.xrc")
+    from xrcomplete import Trie
+
+    Trie(["a"]).save(tmp_path / "trie.xrc")
+    with pytest.raises(ModelFormatError, match="Completer"):
+        Completer.load(tmp_path / "trie.xrc")
+
+
+def test_fit_log_counts_every_search_and_pairs_sessions(tmp_path: Path) -> None:
+    log = tmp_path / "log.tsv"
+    rows = ["AnonID\tQuery\tQueryTime"]
+    for user in range(20):
+        rows.append(f"{user}\tWeather\t2006-03-01 10:00:00")
+        rows.append(f"{user}\twells fargo\t2006-03-01 10:01:00")
+        rows.append(f"{user}\twalmart\t2006-03-01 12:00:00")  # a new session
+        rows.append(f"{user}\twalmart\t2006-03-01 12:01:00")  # searched twice
+    log.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    c = Completer(index="trie", progress=False).fit_log(log)
+    assert names(c.complete("", "w", k=3)) == ["walmart", "weather", "wells fargo"]
+    assert names(c.complete("weather", "w", k=1)) == ["wells fargo"]
+    assert c.n_queries_ == 3
+    assert Counter(session_pairs(log, first_queries=True))[("", "walmart")] == 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_normalisation_is_python_strip_and_lower(query: str) -> None:
+    assert normalize_query(query) == query.strip().lower()
