@@ -14,7 +14,9 @@ PBLEU of the top suggestion (see ``xrcomplete.metrics``). Rows:
   the prefix, 3 sampled prefixes per pair, 87,180 labels, beam 10, its top 100 filtered to the
   prefix (the data README's setup; only when libpecos is installed);
 - xrcomplete: ``Completer(index=...).fit_log(aol_train.tsv)`` with its defaults, one row per
-  label tree.
+  label tree; for the first tree also two ablations: without the last-word completion of
+  unknown prefixes (known queries only), and without popularity and session transitions in
+  the ranking (the model's scores, then word completion).
 Then, per xrcomplete tree: training time (whole log, all cores), single-call latency of
 ``complete()`` from Python (p50 / p99 over 5,000 cases), throughput of 2 threads over 1 thread,
 model size on disk and in memory.
@@ -183,6 +185,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         rows.append(row(f"xrcomplete {index}", report))
         print(rows[-1], flush=True)
+        if index == args.indexes.split(",")[0]:
+            # Where the gain comes from: the same model without each part of the ranking.
+            for name, override in (
+                ("  no word completion", {"generate": False}),
+                ("  model + word compl.", {"popularity_weight": 0.0, "transition_weight": 0.0}),
+            ):
+                ablated = evaluate_batch(
+                    partial(completer.model.complete_batch, k=K, **override),
+                    valid,
+                    k=K,
+                    chunk=20_000,
+                )
+                rows.append(row(name, ablated))
+                print(rows[-1], flush=True)
         p50, p99 = latency_us(completer, sample)
         one = calls_per_s(completer, sample, 1)
         two = calls_per_s(completer, sample, 2)

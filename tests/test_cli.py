@@ -14,6 +14,7 @@ from xrcomplete.data import (
     SAMPLE_VALID,
     normalize_query,
     prefix_examples,
+    read_pairs,
     read_queries,
     sample_path,
     session_pairs,
@@ -66,6 +67,28 @@ def test_train_complete_eval_round_trip(tmp_path: Path, capsys: pytest.CaptureFi
     assert "hotels paris" in capsys.readouterr().out
     assert main(["eval", str(model), str(log)]) == 0
     assert capsys.readouterr().out.startswith("MRR@10 1.000")
+
+
+def test_train_on_a_pair_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(
+        "prev\tnext\n" + "Cheap Flights\thotels paris\n\thotwire\n\thotwire\n" * 3 + "x\t  \n",
+        encoding="utf-8",
+    )
+    assert list(read_pairs(pairs))[:3] == [
+        ("cheap flights", "hotels paris"),
+        ("", "hotwire"),
+        ("", "hotwire"),
+    ]
+    assert main(["train", "--pairs", str(pairs), "-o", str(tmp_path / "m.xrc")]) == 0
+    capsys.readouterr()
+    assert (
+        main(["complete", "--model", str(tmp_path / "m.xrc"), "--prev", "cheap flights", "h"]) == 0
+    )
+    assert shown_completions(capsys.readouterr().out) == ["hotels paris", "hotwire"]
+    (tmp_path / "bad.tsv").write_text("one column\n", encoding="utf-8")
+    assert main(["train", "--pairs", str(tmp_path / "bad.tsv"), "-o", str(tmp_path / "b")]) == 2
+    assert "bad.tsv:1: expected 'previous query<TAB>next query'" in capsys.readouterr().err
 
 
 def test_a_malformed_log_is_a_clear_error_not_a_traceback(

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from xrcomplete import Completer, Trie, __version__
-from xrcomplete.data import SAMPLE_VALID, read_queries, sample_path, session_pairs
+from xrcomplete.data import SAMPLE_VALID, read_pairs, read_queries, sample_path, session_pairs
 from xrcomplete.metrics import BUCKETS, Report, evaluate, evaluate_batch
 
 DEMO_SESSIONS = 4
@@ -27,7 +27,11 @@ def _train(args: argparse.Namespace, log: str) -> tuple[Completer, float]:
         index=args.index,
         prefixes_per_pair=args.prefixes_per_pair,
         min_count=args.min_count,
-    ).fit_log(log, gap_minutes=args.gap_minutes)
+    )
+    if getattr(args, "pairs", False):
+        completer.fit(read_pairs(log))
+    else:
+        completer.fit_log(log, gap_minutes=args.gap_minutes)
     return completer, time.perf_counter() - start
 
 
@@ -140,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a completer on a query log, save it")
     train.add_argument("log", help="log in AOL's layout (AnonID, Query, QueryTime)")
     train.add_argument("-o", "--output", required=True, help="model file or directory")
+    train.add_argument(
+        "--pairs",
+        action="store_true",
+        help="the input is tab-separated (previous query, next query) pairs, not a log",
+    )
     _add_training_options(train)
     train.set_defaults(run=_train_command)
 

@@ -112,6 +112,26 @@ def session_pairs(
         last = (user, query, when)
 
 
+def read_pairs(path: PathLike) -> Iterator[tuple[str, str]]:
+    """Yields (previous query, next query) from a file of tab-separated pairs, one per line,
+    normalised; an empty previous query marks a session's first query. A header line
+    ``prev<TAB>next`` is skipped, as are lines whose next query is blank; a line without a tab
+    raises ``ValueError`` naming it. Streams."""
+    with open(path, encoding="utf-8", newline="") as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.rstrip("\r\n").split("\t")
+            if fields == [""] or (lineno == 1 and fields[:2] == ["prev", "next"]):
+                continue
+            if len(fields) != 2:
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'previous query<TAB>next query'; "
+                    f"got {line.rstrip()!r}"
+                )
+            nxt = normalize_query(fields[1])
+            if nxt:
+                yield normalize_query(fields[0]), nxt
+
+
 def prefix_examples(
     pairs: Iterable[tuple[str, str]], per_pair: int = 3, seed: int = 0
 ) -> Iterator[tuple[str, str, str]]:

@@ -610,6 +610,13 @@ mod tests {
         ]
     }
 
+    /// A completer trained on [`log`] over `tree`.
+    fn trained(tree: &TreeSpec) -> Completer {
+        let (queries, counts, pairs) = log();
+        Completer::fit(&queries, &counts, &pairs, &params(tree.clone()), &Progress::default())
+            .unwrap()
+    }
+
     fn top(c: &Completer, prev: &str, prefix: &str, k: usize) -> Vec<String> {
         let mut scratch = CompleteScratch::default();
         c.complete(prev, prefix, k, &RankParams::default(), &mut scratch)
@@ -621,16 +628,8 @@ mod tests {
 
     #[test]
     fn the_session_pattern_is_learned_with_every_tree() {
-        let (queries, counts, pairs) = log();
         for tree in trees() {
-            let c = Completer::fit(
-                &queries,
-                &counts,
-                &pairs,
-                &params(tree.clone()),
-                &Progress::default(),
-            )
-            .unwrap();
+            let c = trained(&tree);
             assert_eq!(
                 top(&c, "cheap flights", "h", 1),
                 ["hotels in boston"],
@@ -645,15 +644,7 @@ mod tests {
 
     #[test]
     fn unseen_prefixes_get_last_word_completions_below_seen_queries() {
-        let (queries, counts, pairs) = log();
-        let c = Completer::fit(
-            &queries,
-            &counts,
-            &pairs,
-            &params(trees()[1].clone()),
-            &Progress::default(),
-        )
-        .unwrap();
+        let c = trained(&trees()[1]);
         let mut scratch = CompleteScratch::default();
         let got = c
             .complete("", "cheap ho", 5, &RankParams::default(), &mut scratch)
@@ -708,7 +699,7 @@ mod tests {
         let mut high = p.clone();
         high.min_count = 1e9;
         assert!(fit(&queries, &counts, &pairs, &high).is_err());
-        let c = Completer::fit(&queries, &counts, &pairs, &p, &Progress::default()).unwrap();
+        let c = trained(&p.tree);
         let mut s = CompleteScratch::default();
         let bad = RankParams {
             model_floor: 0.0,
@@ -722,15 +713,7 @@ mod tests {
 
     #[test]
     fn save_load_and_batch_give_the_same_answers() {
-        let (queries, counts, pairs) = log();
-        let c = Completer::fit(
-            &queries,
-            &counts,
-            &pairs,
-            &params(trees()[2].clone()),
-            &Progress::default(),
-        )
-        .unwrap();
+        let c = trained(&trees()[2]);
         let bytes = c.to_bytes();
         let loaded = Completer::from_bytes(&bytes).unwrap();
         assert_eq!(loaded.to_bytes(), bytes);
@@ -767,8 +750,7 @@ mod tests {
         fn answers_start_with_the_prefix(prev in "\\PC{0,12}", prefix in "[hwc ]{0,2}\\PC{0,6}", k in 0usize..12) {
             thread_local! {
                 static C: Completer = {
-                    let (queries, counts, pairs) = log();
-                    Completer::fit(&queries, &counts, &pairs, &params(TreeSpec::Trie { depth: 2 }), &Progress::default()).unwrap()
+                    trained(&TreeSpec::Trie { depth: 2 })
                 };
             }
             let got = C.with(|c| {
