@@ -82,9 +82,8 @@ def test_train_on_a_pair_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ]
     assert main(["train", "--pairs", str(pairs), "-o", str(tmp_path / "m.xrc")]) == 0
     capsys.readouterr()
-    assert (
-        main(["complete", "--model", str(tmp_path / "m.xrc"), "--prev", "cheap flights", "h"]) == 0
-    )
+    model = str(tmp_path / "m.xrc")
+    assert main(["complete", "--model", model, "--prev", "cheap flights", "h", "-k", "2"]) == 0
     assert shown_completions(capsys.readouterr().out) == ["hotels paris", "hotwire"]
     (tmp_path / "bad.tsv").write_text("one column\n", encoding="utf-8")
     assert main(["train", "--pairs", str(tmp_path / "bad.tsv"), "-o", str(tmp_path / "b")]) == 2
