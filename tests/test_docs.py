@@ -37,10 +37,17 @@ def test_docstring_examples_of_the_package_run() -> None:
 
     import xrcomplete.completer
     import xrcomplete.metrics
+    import xrcomplete.retrieval
     import xrcomplete.text
     import xrcomplete.xr
 
-    for module in (xrcomplete.metrics, xrcomplete.completer, xrcomplete.text, xrcomplete.xr):
+    for module in (
+        xrcomplete.metrics,
+        xrcomplete.completer,
+        xrcomplete.retrieval,
+        xrcomplete.text,
+        xrcomplete.xr,
+    ):
         result = doctest.testmod(module)
         assert result.attempted > 0, module
         assert result.failed == 0, module

@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from xrcomplete._core import ModelFormatError, Trie
 from xrcomplete.completer import Completer
+from xrcomplete.retrieval import ProductRetriever
 from xrcomplete.text import FeatureConcat, NotFittedError, TfidfVectorizer
 from xrcomplete.xr import XRLinear
 
@@ -20,6 +21,7 @@ __all__ = [
     "FeatureConcat",
     "ModelFormatError",
     "NotFittedError",
+    "ProductRetriever",
     "TfidfVectorizer",
     "Trie",
     "XRLinear",

@@ -9,6 +9,7 @@ __all__ = [
     "CompleterModel",
     "FeatureConcatModel",
     "ModelFormatError",
+    "ProductRetrieverModel",
     "ProgressCounter",
     "TfidfModel",
     "TfidfOptions",
@@ -284,6 +285,71 @@ class CompleterModel:
     @property
     def n_words(self) -> int: ...
     def level_sizes(self) -> list[int]: ...
+    @property
+    def nbytes(self) -> int: ...
+    def to_bytes(self) -> bytes: ...
+    @classmethod
+    def from_bytes(cls: type[_Self], data: bytes) -> _Self: ...
+    def save(self, path: _Path) -> None: ...
+    @classmethod
+    def load(cls: type[_Self], path: _Path) -> _Self: ...
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+
+@final
+class ProductRetrieverModel:
+    """A trained product retriever (see xrcomplete.retrieval.ProductRetriever)."""
+
+    @staticmethod
+    def fit(
+        queries: Iterable[str],
+        relevant: Sequence[Sequence[int]],
+        products: Sequence[str],
+        titles: Iterable[str],
+        words: TfidfOptions,
+        chars: TfidfOptions,
+        *,
+        titles_as_queries: bool = True,
+        branching: int = 16,
+        max_leaf_size: int = 100,
+        kmeans_max_iter: int = 20,
+        seed: int = 0,
+        cp: float = 1.0,
+        cn: float = 1.0,
+        bias: float = 1.0,
+        threshold: float = 0.1,
+        max_iter: int = 100,
+        eps: float = 0.1,
+        loss: str = "squared_hinge",
+        beam_size: int = 10,
+        candidates: int = 100,
+        model_weight: float = 0.5,
+        title_weight: float = 1.0,
+        progress: ProgressCounter | None = None,
+    ) -> ProductRetrieverModel: ...
+    def retrieve(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        beam_size: int | None = None,
+        candidates: int | None = None,
+        model_weight: float | None = None,
+        title_weight: float | None = None,
+    ) -> list[tuple[str, float]]: ...
+    def retrieve_batch(
+        self,
+        queries: Iterable[str],
+        k: int = 10,
+        *,
+        beam_size: int | None = None,
+        candidates: int | None = None,
+        model_weight: float | None = None,
+        title_weight: float | None = None,
+    ) -> list[list[tuple[str, float]]]: ...
+    def products(self) -> list[str]: ...
+    def rank_params(self) -> dict[str, float]: ...
+    @property
+    def nnz(self) -> int: ...
     @property
     def nbytes(self) -> int: ...
     def to_bytes(self) -> bytes: ...

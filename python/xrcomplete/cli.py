@@ -3,7 +3,8 @@
 ``xrcomplete quickstart`` trains a session-aware completer on the bundled slice of the AOL log,
 prints completions for a few sessions of the following week and scores it (MRR@10) against the
 most popular completion. ``train``, ``complete`` and ``eval`` do the same for any log in AOL's
-layout (``AnonID, Query, QueryTime``, tab-separated).
+layout (``AnonID, Query, QueryTime``, tab-separated). ``retrieve`` is product retrieval: a
+customer query -> products of a catalogue.
 """
 
 from __future__ import annotations
@@ -14,8 +15,16 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from xrcomplete import Completer, Trie, __version__
-from xrcomplete.data import SAMPLE_VALID, read_pairs, read_queries, sample_path, session_pairs
+from xrcomplete import Completer, ProductRetriever, Trie, __version__
+from xrcomplete.data import (
+    SAMPLE_VALID,
+    read_catalogue,
+    read_judgments,
+    read_pairs,
+    read_queries,
+    sample_path,
+    session_pairs,
+)
 from xrcomplete.metrics import BUCKETS, Report, evaluate, evaluate_batch
 
 DEMO_SESSIONS = 4
@@ -109,6 +118,33 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retrieve(args: argparse.Namespace) -> int:
+    if args.model:
+        retriever = ProductRetriever.load(args.model)
+    else:
+        if not (args.judgments and args.catalogue):
+            raise ValueError("give --model, or both --judgments and --catalogue to train on")
+        start = time.perf_counter()
+        pairs = [(q, p) for q, p, r in read_judgments(args.judgments) if r >= args.min_relevance]
+        retriever = ProductRetriever().fit(
+            [q for q, _ in pairs], [p for _, p in pairs], read_catalogue(args.catalogue)
+        )
+        print(f"trained on {len(pairs):,} relevant pairs in {time.perf_counter() - start:.1f} s")
+        if args.output:
+            print(f"saved to {retriever.save(args.output)}")
+    titles = read_catalogue(args.catalogue) if args.catalogue else {}
+    for query in args.query:
+        start = time.perf_counter()
+        hits = retriever.retrieve(query, args.k)
+        micros = (time.perf_counter() - start) * 1e6
+        print(f"\n  {query!r}  ({micros:.0f} µs)")
+        if not hits:
+            print("    (no product)")
+        for product, score in hits:
+            print(f"    {score:7.3f}  {product}  {titles.get(product, '')}".rstrip())
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -170,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--gap-minutes", type=float, default=30.0, help="a new session after this long a gap"
     )
     evaluate_.set_defaults(run=_eval)
+    retrieve = sub.add_parser("retrieve", help="product retrieval: a query -> products")
+    retrieve.add_argument("query", nargs="+", help="customer queries")
+    retrieve.add_argument("--model", help="a retriever saved by a previous --output")
+    retrieve.add_argument("--judgments", help="train on: query, product id, relevance (TSV)")
+    retrieve.add_argument("--catalogue", help="product id, title (TSV); titles are shown too")
+    retrieve.add_argument(
+        "--min-relevance", type=float, default=2.33, help="judgments this high are relevant"
+    )
+    retrieve.add_argument("-o", "--output", help="save the trained retriever here")
+    retrieve.add_argument("-k", type=_positive, default=10, help="products per query")
+    retrieve.set_defaults(run=_retrieve)
     return parser
 
 

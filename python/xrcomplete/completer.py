@@ -45,14 +45,14 @@ def default_prefix_features() -> TfidfVectorizer:
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), prefix_weighting="harmonic")
 
 
-def _model_path(path: PathLike, saving: bool) -> Path:
-    """``path`` itself, or ``path/completer.xrc`` when ``path`` is a directory (or, when saving,
-    ends with a separator)."""
+def _model_path(path: PathLike, saving: bool, name: str = MODEL_FILE) -> Path:
+    """``path`` itself, or ``path/name`` when ``path`` is a directory (or, when saving, ends with
+    a separator)."""
     p = Path(path)
     if p.is_dir() or (saving and str(path).endswith(("/", os.sep))):
         if saving:
             p.mkdir(parents=True, exist_ok=True)
-        return p / MODEL_FILE
+        return p / name
     return p
 
 

@@ -146,3 +146,40 @@ def prefix_examples(
         chosen = lengths if len(nxt) <= per_pair else sorted(rng.sample(lengths, per_pair))
         for n in chosen:
             yield prev, nxt[:n], nxt
+
+
+def read_judgments(path: PathLike) -> Iterator[tuple[str, str, float]]:
+    """Yields (query, product id, relevance) from a tab-separated file of relevance judgments
+    (``search_term, product_uid, relevance``, as the Home Depot data; header optional). Queries
+    are normalised. A malformed line raises ``ValueError`` naming it. Streams."""
+    with open(path, encoding="utf-8", newline="") as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.rstrip("\r\n").split("\t")
+            if fields == [""] or (lineno == 1 and fields[0] == "search_term"):
+                continue
+            try:
+                query, product, relevance = fields
+                value = float(relevance)
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'query<TAB>product id<TAB>relevance'; "
+                    f"got {line.rstrip()!r}"
+                ) from None
+            yield normalize_query(query), product, value
+
+
+def read_catalogue(path: PathLike) -> dict[str, str]:
+    """Product id -> title, from a tab-separated file (``product_uid, product_title``, header
+    optional). A malformed line raises ``ValueError`` naming it."""
+    catalogue: dict[str, str] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.rstrip("\r\n").split("\t")
+            if fields == [""] or (lineno == 1 and fields[0] == "product_uid"):
+                continue
+            if len(fields) != 2:
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'product id<TAB>title'; got {line.rstrip()!r}"
+                )
+            catalogue[fields[0]] = fields[1]
+    return catalogue

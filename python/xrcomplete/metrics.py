@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,3 +191,31 @@ def evaluate_batch(
     if batch:
         flush()
     return report
+
+
+def recall_at_k(found: Sequence[str], relevant: Iterable[str], k: int) -> float:
+    """Share of the ``relevant`` items among the first ``k`` of ``found`` (0 if none is
+    relevant).
+
+    >>> recall_at_k(["a", "x", "b"], {"a", "b", "c", "d"}, k=2)
+    0.25
+    """
+    wanted = set(relevant)
+    if not wanted:
+        return 0.0
+    return len(wanted.intersection(found[:k])) / len(wanted)
+
+
+def ndcg_at_k(found: Sequence[str], gains: Mapping[str, float], k: int) -> float:
+    """Normalised discounted cumulative gain of the first ``k`` of ``found``: gain
+    ``gains.get(item, 0)`` at rank ``i`` counts ``gain / log2(i + 1)``; divided by the best
+    possible order of ``gains`` (0 when every gain is 0).
+
+    >>> gains = {"a": 2.0, "b": 1.0}
+    >>> ndcg_at_k(["a", "b"], gains, k=10), round(ndcg_at_k(["b", "a"], gains, k=10), 3)
+    (1.0, 0.86)
+    """
+    dcg = sum(gains.get(item, 0.0) / math.log2(i + 2) for i, item in enumerate(found[:k]))
+    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
+    best = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / best if best > 0 else 0.0

@@ -15,6 +15,7 @@
 //!   thread-safe beam search ([`xr::XrLinear`]).
 //! - [`qac`]: the session-aware completer ([`qac::Completer`]): features, model, popularity,
 //!   session transitions and last-word completion behind one `complete(prev, prefix)` call.
+//! - [`retrieval`]: product retrieval on the same engine ([`retrieval::ProductRetriever`]).
 //! - [`CsrMatrix`]: sparse rows laid out as scipy's CSR.
 //! - [`persist`]: the one on-disk format (versioned, checksummed sections) of every saved object.
 //! - [`Error`]: the one error type; no input reaching the core panics.
@@ -23,6 +24,7 @@ mod error;
 pub mod index;
 pub mod persist;
 pub mod qac;
+pub mod retrieval;
 mod rng;
 mod sparse;
 pub mod text;

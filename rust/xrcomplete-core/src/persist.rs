@@ -63,6 +63,8 @@ pub enum Kind {
     Transitions = 6,
     /// A [`crate::qac::Completer`].
     Completer = 7,
+    /// A [`crate::retrieval::ProductRetriever`].
+    ProductRetriever = 8,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             5 => "WordModel".into(),
             6 => "Transitions".into(),
             7 => "Completer".into(),
+            8 => "ProductRetriever".into(),
             other => format!("unknown kind {other}"),
         }
     }

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod errors;
 mod persist;
 mod qac;
+mod retrieval;
 mod text;
 mod trie;
 mod xr;
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<xr::XRLinearModel>()?;
     m.add_class::<xr::ProgressCounter>()?;
     m.add_class::<qac::CompleterModel>()?;
+    m.add_class::<retrieval::ProductRetrieverModel>()?;
     m.add_function(wrap_pyfunction!(qac::normalize_query, m)?)?;
     m.add_function(wrap_pyfunction!(qac::normalize_prefix, m)?)?;
     Ok(())

@@ -613,8 +613,14 @@ mod tests {
     /// A completer trained on [`log`] over `tree`.
     fn trained(tree: &TreeSpec) -> Completer {
         let (queries, counts, pairs) = log();
-        Completer::fit(&queries, &counts, &pairs, &params(tree.clone()), &Progress::default())
-            .unwrap()
+        Completer::fit(
+            &queries,
+            &counts,
+            &pairs,
+            &params(tree.clone()),
+            &Progress::default(),
+        )
+        .unwrap()
     }
 
     fn top(c: &Completer, prev: &str, prefix: &str, k: usize) -> Vec<String> {

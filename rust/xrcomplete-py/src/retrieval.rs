@@ -1,0 +1,209 @@
+//! Product retrieval: training on (query, relevant product) pairs and a catalogue; `retrieve`.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use xrcomplete_core::index::kmeans::KMeansParams;
+use xrcomplete_core::retrieval::{FitParams, ProductRetriever, RetrieveParams, RetrieveScratch};
+use xrcomplete_core::xr::Progress;
+
+use crate::errors::{check_k, to_py_err};
+use crate::persist;
+use crate::text::{extract_texts, TfidfOptions};
+use crate::xr::{train_params, ProgressCounter};
+
+/// A trained product retriever. Immutable; `retrieve` releases the GIL and may run from many
+/// threads.
+#[pyclass(module = "xrcomplete._core", frozen)]
+pub(crate) struct ProductRetrieverModel {
+    inner: Arc<ProductRetriever>,
+}
+
+impl ProductRetrieverModel {
+    fn params(
+        &self,
+        beam_size: Option<usize>,
+        candidates: Option<usize>,
+        model_weight: Option<f32>,
+        title_weight: Option<f32>,
+    ) -> PyResult<RetrieveParams> {
+        let base = self.inner.rank_params();
+        let params = RetrieveParams {
+            beam_size: beam_size.unwrap_or(base.beam_size),
+            candidates: candidates.unwrap_or(base.candidates),
+            model_weight: model_weight.unwrap_or(base.model_weight),
+            title_weight: title_weight.unwrap_or(base.title_weight),
+        };
+        params.check().map_err(to_py_err)?;
+        Ok(params)
+    }
+
+    fn named(&self, found: Vec<(u32, f32)>) -> Vec<(String, f32)> {
+        let products = self.inner.products();
+        found
+            .into_iter()
+            .map(|(p, s)| (products[p as usize].clone(), s))
+            .collect()
+    }
+}
+
+#[pymethods]
+impl ProductRetrieverModel {
+    /// Trains: `queries[i]` is relevant to the products `relevant[i]` (indices into
+    /// `products`), `titles[j]` is the title of `products[j]`.
+    #[staticmethod]
+    #[pyo3(signature = (
+        queries, relevant, products, titles, words, chars, *, titles_as_queries = true,
+        branching = 16, max_leaf_size = 100, kmeans_max_iter = 20, seed = 0, cp = 1.0, cn = 1.0,
+        bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1, loss = "squared_hinge",
+        beam_size = 10, candidates = 100, model_weight = 0.5, title_weight = 1.0, progress = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit(
+        py: Python<'_>,
+        queries: &Bound<'_, PyAny>,
+        relevant: Vec<Vec<u32>>,
+        products: Vec<String>,
+        titles: &Bound<'_, PyAny>,
+        words: &TfidfOptions,
+        chars: &TfidfOptions,
+        titles_as_queries: bool,
+        branching: usize,
+        max_leaf_size: usize,
+        kmeans_max_iter: usize,
+        seed: u64,
+        cp: f64,
+        cn: f64,
+        bias: f64,
+        threshold: f64,
+        max_iter: usize,
+        eps: f64,
+        loss: &str,
+        beam_size: usize,
+        candidates: usize,
+        model_weight: f32,
+        title_weight: f32,
+        progress: Option<PyRef<'_, ProgressCounter>>,
+    ) -> PyResult<Self> {
+        let rank = RetrieveParams {
+            beam_size,
+            candidates,
+            model_weight,
+            title_weight,
+        };
+        rank.check().map_err(to_py_err)?;
+        let params = FitParams {
+            words: words.config.clone(),
+            chars: chars.config.clone(),
+            kmeans: KMeansParams {
+                branching,
+                max_leaf_size,
+                max_iter: kmeans_max_iter,
+                seed,
+            },
+            train: train_params(cp, cn, bias, threshold, max_iter, eps, seed, loss)?,
+            titles_as_queries,
+            rank,
+        };
+        let queries = extract_texts(queries, "queries")?;
+        let titles = extract_texts(titles, "titles")?;
+        let progress =
+            progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
+        let model = py
+            .detach(|| {
+                ProductRetriever::fit(&queries, &relevant, products, &titles, &params, &progress)
+            })
+            .map_err(to_py_err)?;
+        Ok(ProductRetrieverModel {
+            inner: Arc::new(model),
+        })
+    }
+
+    /// The best `k` products for `query`: [(product id, score)], best first.
+    #[pyo3(signature = (
+        query, k = 10, *, beam_size = None, candidates = None, model_weight = None,
+        title_weight = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn retrieve(
+        &self,
+        py: Python<'_>,
+        query: &str,
+        k: i64,
+        beam_size: Option<usize>,
+        candidates: Option<usize>,
+        model_weight: Option<f32>,
+        title_weight: Option<f32>,
+    ) -> PyResult<Vec<(String, f32)>> {
+        let k = check_k(k)?;
+        let params = self.params(beam_size, candidates, model_weight, title_weight)?;
+        let found = py
+            .detach(|| {
+                SCRATCH.with_borrow_mut(|scratch| self.inner.retrieve(query, k, &params, scratch))
+            })
+            .map_err(to_py_err)?;
+        Ok(self.named(found))
+    }
+
+    /// `retrieve` for every query, in parallel.
+    #[pyo3(signature = (
+        queries, k = 10, *, beam_size = None, candidates = None, model_weight = None,
+        title_weight = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn retrieve_batch(
+        &self,
+        py: Python<'_>,
+        queries: &Bound<'_, PyAny>,
+        k: i64,
+        beam_size: Option<usize>,
+        candidates: Option<usize>,
+        model_weight: Option<f32>,
+        title_weight: Option<f32>,
+    ) -> PyResult<Vec<Vec<(String, f32)>>> {
+        let k = check_k(k)?;
+        let params = self.params(beam_size, candidates, model_weight, title_weight)?;
+        let queries = extract_texts(queries, "queries")?;
+        let found = py
+            .detach(|| self.inner.retrieve_batch(&queries, k, &params))
+            .map_err(to_py_err)?;
+        Ok(found.into_iter().map(|f| self.named(f)).collect())
+    }
+
+    /// Product ids, by label id.
+    fn products(&self) -> Vec<String> {
+        self.inner.products().to_vec()
+    }
+
+    /// The default ranking options, as a dict.
+    fn rank_params(&self) -> std::collections::BTreeMap<&'static str, f64> {
+        let r = self.inner.rank_params();
+        [
+            ("beam_size", r.beam_size as f64),
+            ("candidates", r.candidates as f64),
+            ("model_weight", f64::from(r.model_weight)),
+            ("title_weight", f64::from(r.title_weight)),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// Stored weights of the model (after pruning).
+    #[getter]
+    fn nnz(&self) -> usize {
+        self.inner.model().nnz()
+    }
+
+    /// Bytes of memory the retriever holds (approximately).
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<RetrieveScratch> = std::cell::RefCell::new(RetrieveScratch::default());
+}
+
+persist::persistable!(ProductRetrieverModel);

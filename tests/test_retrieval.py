@@ -1,0 +1,149 @@
+"""Product retrieval: titles and training queries both find products; persistence, threads,
+the command line, and clear errors."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from helpers import run_in_threads
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xrcomplete import ModelFormatError, NotFittedError, ProductRetriever
+from xrcomplete.cli import main
+from xrcomplete.data import read_catalogue, read_judgments
+from xrcomplete.metrics import ndcg_at_k, recall_at_k
+
+CATALOGUE = {
+    "100": "Leather Sofa in Brown",
+    "101": "Cordless Drill 18V Lithium",
+    "102": "Ceiling Fan with Light Kit",
+    "103": "Garden Hose 50 ft.",
+    "104": "Paint Roller Kit 9 in.",
+    "105": "Outdoor Patio Sofa Set",
+}
+PAIRS = [("couch", "100"), ("brown couch", "100"), ("power screwdriver", "101"), ("hose", "103")]
+
+
+@pytest.fixture(scope="module")
+def retriever() -> ProductRetriever:
+    r = ProductRetriever(max_leaf_size=2, progress=False)
+    return r.fit([q for q, _ in PAIRS], [p for _, p in PAIRS], CATALOGUE)
+
+
+def ids(hits: list[tuple[str, float]]) -> list[str]:
+    return [p for p, _ in hits]
+
+
+def test_titles_and_training_queries_both_find_products(retriever: ProductRetriever) -> None:
+    assert ids(retriever.retrieve("paint roller", k=1)) == ["104"]  # title words only
+    assert ids(retriever.retrieve("couch", k=1)) == ["100"]  # learned: no title says couch
+    assert ids(retriever.retrieve("power screwdriver", k=1)) == ["101"]
+    assert "100" not in ids(retriever.model.retrieve("couch", 6, model_weight=0.0))
+    hits = retriever.retrieve("sofa", k=10)
+    assert set(ids(hits)[:2]) == {"100", "105"}
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(query=st.text(max_size=40), k=st.integers(0, 30))
+def test_any_query_gets_distinct_known_products(query: str, k: int) -> None:
+    r = _shared()
+    hits = r.retrieve(query, k)
+    assert len(hits) <= min(k, len(CATALOGUE))
+    assert len(set(ids(hits))) == len(hits)
+    assert set(ids(hits)) <= set(CATALOGUE)
+
+
+_SHARED: list[ProductRetriever] = []
+
+
+def _shared() -> ProductRetriever:
+    if not _SHARED:
+        r = ProductRetriever(max_leaf_size=2, progress=False)
+        _SHARED.append(r.fit([q for q, _ in PAIRS], [p for _, p in PAIRS], CATALOGUE))
+    return _SHARED[0]
+
+
+def test_batch_threads_and_persistence_agree(retriever: ProductRetriever, tmp_path: Path) -> None:
+    queries = ["couch", "garden hose", "", "kit", "x" * 100_000, "ceiling fan light"]
+    serial = [retriever.retrieve(q, 3) for q in queries]
+    assert retriever.retrieve_batch(queries, 3) == serial
+    assert all(
+        r == serial for r in run_in_threads(lambda: [retriever.retrieve(q, 3) for q in queries])
+    )
+    path = retriever.save(tmp_path / "r.xrc")
+    for loaded in (ProductRetriever.load(path), pickle.loads(pickle.dumps(retriever.model))):
+        model = loaded.model if isinstance(loaded, ProductRetriever) else loaded
+        assert [model.retrieve(q, 3) for q in queries] == serial
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(ModelFormatError):
+        ProductRetriever.load(path)
+
+
+def test_bad_input_is_refused(retriever: ProductRetriever) -> None:
+    with pytest.raises(NotFittedError):
+        ProductRetriever().retrieve("a")
+    with pytest.raises(ValueError, match="no \\(query, product\\) pair"):
+        ProductRetriever(progress=False).fit([], [], CATALOGUE)
+    with pytest.raises(TypeError, match="must be str"):
+        ProductRetriever(progress=False).fit(["a"], [1], CATALOGUE)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        retriever.retrieve("a", -1)
+    with pytest.raises(ValueError, match="title_weight"):
+        retriever.model.retrieve("a", 3, title_weight=-1.0)
+    # A product only in the judgments (no title) can still be learned and retrieved.
+    r = ProductRetriever(max_leaf_size=2, progress=False).fit(
+        ["cordless vacuum", "stick vacuum"], ["999", "999"], CATALOGUE
+    )
+    assert ids(r.retrieve("vacuum", 1)) == ["999"]
+
+
+def test_metrics_of_retrieval() -> None:
+    assert recall_at_k(["a", "b"], {"b", "c"}, 10) == 0.5
+    assert recall_at_k(["a"], set(), 10) == 0.0
+    assert ndcg_at_k(["a", "b"], {"a": 2.0, "b": 1.0}, 10) == 1.0
+    assert ndcg_at_k(["x"], {"a": 2.0}, 10) == 0.0
+    assert ndcg_at_k(["a"], {}, 10) == 0.0
+
+
+def test_cli_trains_saves_and_retrieves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    judgments = tmp_path / "judgments.tsv"
+    judgments.write_text(
+        "search_term\tproduct_uid\trelevance\n"
+        + "".join(f"{q}\t{p}\t3.0\n" for q, p in PAIRS)
+        + "couch\t104\t1.0\n",
+        encoding="utf-8",
+    )
+    catalogue = tmp_path / "products.tsv"
+    catalogue.write_text(
+        "product_uid\tproduct_title\n" + "".join(f"{p}\t{t}\n" for p, t in CATALOGUE.items()),
+        encoding="utf-8",
+    )
+    assert list(read_judgments(judgments))[-1] == ("couch", "104", 1.0)
+    assert read_catalogue(catalogue) == CATALOGUE
+    model = tmp_path / "model"
+    args = ["retrieve", "--judgments", str(judgments), "--catalogue", str(catalogue)]
+    assert main([*args, "-o", str(model) + "/", "couch", "-k", "1"]) == 0
+    assert "100  Leather Sofa in Brown" in capsys.readouterr().out
+    assert main(["retrieve", "--model", str(model), "paint roller", "-k", "1"]) == 0
+    assert "104" in capsys.readouterr().out
+    assert main(["retrieve", "couch"]) == 2
+    assert "give --model" in capsys.readouterr().err
+    (tmp_path / "bad.tsv").write_text("a\tb\n", encoding="utf-8")
+    assert (
+        main(
+            [
+                "retrieve",
+                "--judgments",
+                str(tmp_path / "bad.tsv"),
+                "--catalogue",
+                str(catalogue),
+                "x",
+            ]
+        )
+        == 2
+    )
+    assert "bad.tsv:1: expected 'query<TAB>product id<TAB>relevance'" in capsys.readouterr().err
