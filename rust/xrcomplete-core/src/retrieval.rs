@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, kmeans::KMeansParams, TreeSpec};
 use crate::persist::{self, Fields, Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
-use crate::text::{ConcatScratch, FeatureConcat, Norm, TfidfConfig, TfidfVectorizer};
+use crate::text::{ConcatScratch, FeatureConcat, TfidfConfig};
 use crate::xr::{
     self, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
 };
@@ -169,12 +169,9 @@ impl ProductRetriever {
         if texts.is_empty() {
             return bad("no training query has a relevant product".into());
         }
-        let features = FeatureConcat::new(
-            vec![
-                std::sync::Arc::new(TfidfVectorizer::fit(params.words.clone(), &texts)?),
-                std::sync::Arc::new(TfidfVectorizer::fit(params.chars.clone(), &texts)?),
-            ],
-            Norm::L2,
+        let features = FeatureConcat::fit_columns(
+            &[params.words.clone(), params.chars.clone()],
+            &[&texts, &texts],
         )?;
         let x = features.transform(&[&texts, &texts])?;
         let y = CsrMatrix::from_rows(n, rows);

@@ -27,7 +27,7 @@ use crate::index::{self, TreeSpec};
 use crate::persist::{Fields, Kind, Persist, Reader, Writer};
 use crate::rng::SplitMix64;
 use crate::sparse::CsrMatrix;
-use crate::text::{is_py_space, ConcatScratch, FeatureConcat, Norm, TfidfConfig, TfidfVectorizer};
+use crate::text::{is_py_space, ConcatScratch, FeatureConcat, TfidfConfig};
 use crate::xr::{
     self, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
 };
@@ -255,12 +255,9 @@ impl Completer {
         if targets.is_empty() {
             return bad("no training pair has a next query that is kept".into());
         }
-        let features = FeatureConcat::new(
-            vec![
-                std::sync::Arc::new(TfidfVectorizer::fit(params.prev.clone(), &prevs)?),
-                std::sync::Arc::new(TfidfVectorizer::fit(params.prefix.clone(), &prefixes)?),
-            ],
-            Norm::L2,
+        let features = FeatureConcat::fit_columns(
+            &[params.prev.clone(), params.prefix.clone()],
+            &[&prevs, &prefixes],
         )?;
         let x = features.transform(&[&prevs, &prefixes])?;
         drop((prevs, prefixes));

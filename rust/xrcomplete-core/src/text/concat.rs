@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::tfidf::{concat_rows, Norm, RowScratch, TfidfVectorizer};
+use super::tfidf::{concat_rows, Norm, RowScratch, TfidfConfig, TfidfVectorizer};
 use crate::error::{Error, Result};
 use crate::persist::{Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
@@ -54,6 +54,29 @@ impl FeatureConcat {
             offsets,
             norm,
         })
+    }
+
+    /// Fits one vectorizer per column (`configs[b]` on the texts `columns[b]`, in parallel within
+    /// each fit) and puts them side by side, rows l2-normalised.
+    pub fn fit_columns<S: AsRef<str> + Sync>(
+        configs: &[TfidfConfig],
+        columns: &[&[S]],
+    ) -> Result<Self> {
+        if configs.len() != columns.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} vectorizer configurations for {} columns",
+                configs.len(),
+                columns.len()
+            )));
+        }
+        let blocks = configs
+            .iter()
+            .zip(columns)
+            .map(|(config, docs)| {
+                TfidfVectorizer::fit(config.clone(), docs).map(std::sync::Arc::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(blocks, Norm::L2)
     }
 
     /// The blocks, in column order.
@@ -197,8 +220,28 @@ pub struct ConcatScratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::TfidfConfig;
     use std::sync::Arc;
+
+    #[test]
+    fn fit_columns_fits_each_block_on_its_column() {
+        let config = TfidfConfig::default();
+        let c = FeatureConcat::fit_columns(
+            &[config.clone(), config.clone()],
+            &[&["ab"][..], &["cd", "ce"][..]],
+        )
+        .unwrap();
+        let a = TfidfVectorizer::fit(config.clone(), &["ab"]).unwrap();
+        let b = TfidfVectorizer::fit(config.clone(), &["cd", "ce"]).unwrap();
+        assert_eq!(
+            c.blocks()[0].terms().collect::<Vec<_>>(),
+            a.terms().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            c.blocks()[1].terms().collect::<Vec<_>>(),
+            b.terms().collect::<Vec<_>>()
+        );
+        assert!(FeatureConcat::fit_columns(&[config], &[&["a"][..], &["b"][..]]).is_err());
+    }
 
     #[test]
     fn blocks_are_offset_and_the_row_renormalised() {
