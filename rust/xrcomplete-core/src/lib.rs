@@ -22,6 +22,8 @@
 
 mod error;
 pub mod index;
+#[cfg(test)]
+mod loader_fuzz;
 pub mod persist;
 pub mod qac;
 pub mod retrieval;

@@ -234,6 +234,17 @@ impl<'a> Reader<'a> {
         Ok(Reader { sections })
     }
 
+    /// Every section, in file order: (name, bytes).
+    pub fn sections(&self) -> Vec<(String, &'a [u8])> {
+        self.sections
+            .iter()
+            .map(|(tag, data)| {
+                let name = tag.split(|&b| b == 0).next().unwrap_or_default();
+                (String::from_utf8_lossy(name).into_owned(), *data)
+            })
+            .collect()
+    }
+
     /// The bytes of section `name`.
     pub fn bytes(&self, name: &str) -> Result<&'a [u8]> {
         self.sections
