@@ -45,12 +45,6 @@ impl LevelWeights {
     pub fn nnz(&self) -> usize {
         self.rows.len()
     }
-
-    fn memory_bytes(&self) -> usize {
-        self.col_ptr.capacity() * size_of::<usize>()
-            + self.rows.capacity() * size_of::<u32>()
-            + (self.vals.capacity() + self.bias.capacity()) * size_of::<f32>()
-    }
 }
 
 /// One level's weights grouped by parent, for scoring ("binary-search chunked", as PECOS's
@@ -166,6 +160,39 @@ impl ChunkedLevel {
         }
     }
 
+    /// The weights back in columns (node order; features sorted in each), with `bias`: the
+    /// inverse of [`ChunkedLevel::build`].
+    fn columns(&self, child_ptr: &[u32], bias: &[f32]) -> LevelWeights {
+        let mut triples: Vec<(u32, u32, f32)> = Vec::with_capacity(self.entries.len());
+        for (p, &first) in child_ptr[..child_ptr.len() - 1].iter().enumerate() {
+            let (a, b) = (self.chunk_ptr[p], self.chunk_ptr[p + 1]);
+            let entries = &self.entries[self.entry_base[p]..];
+            let mut from = 0usize;
+            for &[feature, stop] in &self.features[a..b] {
+                for &(child, w) in &entries[from..stop as usize] {
+                    triples.push((first + child, feature, w));
+                }
+                from = stop as usize;
+            }
+        }
+        triples.sort_unstable_by_key(|t| (t.0, t.1));
+        let mut w = LevelWeights {
+            col_ptr: Vec::with_capacity(bias.len() + 1),
+            rows: triples.iter().map(|t| t.1).collect(),
+            vals: triples.iter().map(|t| t.2).collect(),
+            bias: bias.to_vec(),
+        };
+        w.col_ptr.push(0);
+        let mut at = 0usize;
+        for c in 0..bias.len() as u32 {
+            while at < triples.len() && triples[at].0 == c {
+                at += 1;
+            }
+            w.col_ptr.push(at);
+        }
+        w
+    }
+
     fn memory_bytes(&self) -> usize {
         (self.chunk_ptr.capacity() + self.entry_base.capacity() + self.bucket_ptr.capacity())
             * size_of::<usize>()
@@ -191,8 +218,7 @@ impl Persist for XrLinear {
             ],
         );
         w.u32s("leaves", self.tree.leaf_labels());
-        for l in 0..depth {
-            let lw = &self.levels[l];
+        for (l, lw) in self.levels().iter().enumerate() {
             w.u32s(&format!("tree{l}"), self.tree.child_ptr(l))
                 .u64s(&format!("ptr{l}"), lw.col_ptr.iter().map(|&p| p as u64))
                 .u32s(&format!("rows{l}"), &lw.rows)
@@ -297,11 +323,13 @@ pub struct PredictScratch {
 #[derive(Debug)]
 pub struct XrLinear {
     pub(crate) tree: LabelTree,
-    pub(crate) levels: Vec<LevelWeights>,
     pub(crate) n_features: usize,
     pub(crate) bias: f32,
-    /// The same weights, grouped by parent for scoring.
+    /// Per level, the weights grouped by parent for scoring (the only copy: the columns are
+    /// rebuilt from them when saving).
     scorers: Vec<ChunkedLevel>,
+    /// Per level, the bias weight of each node.
+    biases: Vec<Vec<f32>>,
     /// Per cluster level, the sorted label ids under each node (built on first use of a label
     /// range).
     subtree_labels: OnceLock<Vec<CsrMatrix>>,
@@ -310,7 +338,8 @@ pub struct XrLinear {
 impl PartialEq for XrLinear {
     fn eq(&self, other: &Self) -> bool {
         self.tree == other.tree
-            && self.levels == other.levels
+            && self.scorers == other.scorers
+            && self.biases == other.biases
             && self.n_features == other.n_features
             && self.bias == other.bias
     }
@@ -361,12 +390,13 @@ impl XrLinear {
             .enumerate()
             .map(|(l, w)| ChunkedLevel::build(w, tree.child_ptr(l), n_features))
             .collect();
+        let biases = levels.into_iter().map(|w| w.bias).collect();
         Ok(XrLinear {
             tree,
-            levels,
             n_features,
             bias,
             scorers,
+            biases,
             subtree_labels: OnceLock::new(),
         })
     }
@@ -386,21 +416,23 @@ impl XrLinear {
         self.tree.n_labels()
     }
 
-    /// The weights of each level.
-    pub fn levels(&self) -> &[LevelWeights] {
-        &self.levels
+    /// The weights of each level, as columns (rebuilt from the scoring layout: a copy).
+    pub fn levels(&self) -> Vec<LevelWeights> {
+        (0..self.tree.depth())
+            .map(|l| self.scorers[l].columns(self.tree.child_ptr(l), &self.biases[l]))
+            .collect()
     }
 
     /// Stored weights over all levels.
     pub fn nnz(&self) -> usize {
-        self.levels.iter().map(LevelWeights::nnz).sum()
+        self.scorers.iter().map(|s| s.entries.len()).sum()
     }
 
     /// Heap memory of the weights and the tree, in bytes (approximately, for the tree).
     pub fn memory_bytes(&self) -> usize {
-        self.levels
+        self.biases
             .iter()
-            .map(LevelWeights::memory_bytes)
+            .map(|b| b.capacity() * size_of::<f32>())
             .sum::<usize>()
             + self
                 .scorers
@@ -483,13 +515,13 @@ impl XrLinear {
         s.beam.push((0, 1.0));
         for l in 0..depth {
             let last = l + 1 == depth;
-            let (weights, scorer) = (&self.levels[l], &self.scorers[l]);
+            let (biases, scorer) = (&self.biases[l], &self.scorers[l]);
             s.candidates.clear();
             for &(parent, score) in &s.beam {
                 let children = self.tree.children(l, parent as usize);
                 s.child_scores.clear();
                 s.child_scores
-                    .extend(weights.bias[children.clone()].iter().map(|b| b * self.bias));
+                    .extend(biases[children.clone()].iter().map(|b| b * self.bias));
                 scorer.add_scores(parent as usize, indices, values, &mut s.child_scores);
                 for (c, &z) in children.zip(&s.child_scores) {
                     if let Some((lo, hi)) = allowed {

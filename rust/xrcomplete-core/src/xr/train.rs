@@ -330,7 +330,8 @@ mod tests {
         let mut score = 1.0f32;
         for l in 0..tree.depth() {
             let node = tree.ancestors_at(l)[label as usize] as usize;
-            let w = &model.levels[l];
+            let levels = model.levels();
+            let w = &levels[l];
             let mut z = w.bias[node] * model.bias;
             for k in w.col_ptr[node]..w.col_ptr[node + 1] {
                 if let Ok(at) = idx.binary_search(&w.rows[k]) {
@@ -390,7 +391,19 @@ mod tests {
         let (x, y) = identity_problem(30, 2);
         let model = fit(&x, &y, 4, &TrainParams::default());
         let bytes = model.to_bytes();
-        assert_eq!(XrLinear::from_bytes(&bytes).unwrap(), model);
+        let loaded = XrLinear::from_bytes(&bytes).unwrap();
+        assert_eq!(loaded, model);
+        // The columns are rebuilt from the scoring layout: the file comes back byte for byte.
+        assert_eq!(loaded.to_bytes(), bytes);
+        let levels = model.levels();
+        assert_eq!(levels.iter().map(|w| w.nnz()).sum::<usize>(), model.nnz());
+        assert!(levels.iter().all(|w| w
+            .col_ptr
+            .windows(2)
+            .all(|p| w.rows[p[0]..p[1]].windows(2).all(|r| r[0] < r[1]))));
+        let rebuilt =
+            XrLinear::new(model.tree.clone(), levels, model.n_features, model.bias).unwrap();
+        assert_eq!(rebuilt, model);
         for len in (0..bytes.len()).step_by(11) {
             assert!(XrLinear::from_bytes(&bytes[..len]).is_err());
         }
@@ -451,7 +464,7 @@ mod tests {
         let pruned = fit(&x, &y, 4, &strict);
         assert!(pruned.nnz() < dense.nnz());
         assert!(pruned
-            .levels
+            .levels()
             .iter()
             .all(|w| w.vals.iter().all(|v| v.abs() >= 0.5)));
     }
