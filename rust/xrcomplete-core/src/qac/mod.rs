@@ -303,6 +303,8 @@ impl Completer {
         {
             return bad("transitions refer to an unknown query".into());
         }
+        // Every completion restricts the beam to a label range: prepare for it before serving.
+        model.prepare_label_ranges();
         Ok(Completer {
             features,
             model,

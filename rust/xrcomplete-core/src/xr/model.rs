@@ -443,6 +443,12 @@ impl XrLinear {
             + (0..self.tree.depth())
                 .map(|l| size_of_val(self.tree.child_ptr(l)))
                 .sum::<usize>()
+            + self.subtree_labels.get().map_or(0, |lists| {
+                lists
+                    .iter()
+                    .map(|m| m.nnz() * 8 + m.indptr.len() * size_of::<usize>())
+                    .sum()
+            })
     }
 
     /// The best `topk` labels for one input row (sorted feature ids, values), best first, with
@@ -550,6 +556,13 @@ impl XrLinear {
             .iter()
             .map(|&(leaf, score)| (self.tree.label_of_leaf(leaf as usize), score))
             .collect()
+    }
+
+    /// Builds now what the first prediction with a label range would otherwise build (the labels
+    /// under each node), so that no query pays for it. Idempotent.
+    pub fn prepare_label_ranges(&self) {
+        self.subtree_labels
+            .get_or_init(|| self.build_subtree_labels());
     }
 
     /// Whether node `c` of level `l` has a label with id in `lo..hi` under it.
