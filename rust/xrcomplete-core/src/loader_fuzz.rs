@@ -9,81 +9,23 @@ use proptest::prelude::*;
 use crate::index::kmeans::KMeansParams;
 use crate::index::TreeSpec;
 use crate::persist::{Kind, Persist, Reader, Writer};
-use crate::qac::{Completer, FitParams, RankParams};
-use crate::retrieval::{self, ProductRetriever, RetrieveParams};
+use crate::qac::Completer;
+use crate::retrieval::ProductRetriever;
 use crate::rng::SplitMix64;
-use crate::text::{Analyzer, PositionWeight, TfidfConfig};
-use crate::xr::{Progress, TrainParams};
 
+/// The completer of the `qac` tests (a hybrid tree), as a file.
 fn completer() -> Vec<u8> {
-    let queries = [
-        "home depot",
-        "hotels in boston",
-        "cheap flights",
-        "weather",
-        "wells fargo",
-    ];
-    let counts = [5.0, 3.0, 2.0, 2.0, 1.0];
-    let pairs = [
-        (Some(2), 1),
-        (Some(3), 4),
-        (None, 0),
-        (None, 2),
-        (Some(0), 1),
-    ];
-    let mut prev = TfidfConfig::default();
-    prev.analyzer.analyzer = Analyzer::Word;
-    let mut prefix = TfidfConfig::default();
-    prefix.analyzer.position_weight = PositionWeight::Harmonic;
-    let params = FitParams {
-        prev,
-        prefix,
-        tree: TreeSpec::Hybrid {
-            depth: 1,
-            kmeans: KMeansParams {
-                branching: 2,
-                max_leaf_size: 2,
-                ..Default::default()
-            },
-        },
-        train: TrainParams::default(),
-        prefixes_per_pair: 3,
-        min_count: 1.0,
-        seed: 0,
-        rank: RankParams::default(),
+    let kmeans = KMeansParams {
+        branching: 2,
+        max_leaf_size: 2,
+        ..Default::default()
     };
-    Completer::fit(&queries, &counts, &pairs, &params, &Progress::default())
-        .unwrap()
-        .to_bytes()
+    crate::qac::tests::trained(&TreeSpec::Hybrid { depth: 1, kmeans }).to_bytes()
 }
 
+/// The retriever of the `retrieval` tests, as a file.
 fn retriever() -> Vec<u8> {
-    let mut words = TfidfConfig::default();
-    words.analyzer.analyzer = Analyzer::Word;
-    let params = retrieval::FitParams {
-        words,
-        chars: TfidfConfig::default(),
-        kmeans: KMeansParams {
-            branching: 2,
-            max_leaf_size: 2,
-            ..Default::default()
-        },
-        train: TrainParams::default(),
-        titles_as_queries: true,
-        rank: RetrieveParams::default(),
-    };
-    let ids: Vec<String> = (0..4).map(|i| format!("p{i}")).collect();
-    let titles = ["leather sofa", "cordless drill", "garden hose", ""];
-    ProductRetriever::fit(
-        &["couch", "drill"],
-        &[vec![0], vec![1]],
-        ids,
-        &titles,
-        &params,
-        &Progress::default(),
-    )
-    .unwrap()
-    .to_bytes()
+    crate::retrieval::tests::trained().to_bytes()
 }
 
 const MAGIC: &[u8; 8] = b"XRCMODEL";

@@ -415,7 +415,7 @@ impl Persist for ProductRetriever {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::text::Analyzer;
 
@@ -452,7 +452,7 @@ mod tests {
         (ids, titles)
     }
 
-    fn trained() -> ProductRetriever {
+    pub(crate) fn trained() -> ProductRetriever {
         let (ids, titles) = catalogue();
         let queries = [
             "couch",

@@ -546,7 +546,7 @@ impl Persist for Completer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::text::{Analyzer, PositionWeight};
     use proptest::prelude::*;
@@ -610,7 +610,7 @@ mod tests {
     }
 
     /// A completer trained on [`log`] over `tree`.
-    fn trained(tree: &TreeSpec) -> Completer {
+    pub(crate) fn trained(tree: &TreeSpec) -> Completer {
         let (queries, counts, pairs) = log();
         Completer::fit(
             &queries,
