@@ -119,6 +119,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _retrieve(args: argparse.Namespace) -> int:
+    titles = read_catalogue(args.catalogue) if args.catalogue else {}
     if args.model:
         retriever = ProductRetriever.load(args.model)
     else:
@@ -126,13 +127,10 @@ def _retrieve(args: argparse.Namespace) -> int:
             raise ValueError("give --model, or both --judgments and --catalogue to train on")
         start = time.perf_counter()
         pairs = [(q, p) for q, p, r in read_judgments(args.judgments) if r >= args.min_relevance]
-        retriever = ProductRetriever().fit(
-            [q for q, _ in pairs], [p for _, p in pairs], read_catalogue(args.catalogue)
-        )
+        retriever = ProductRetriever().fit([q for q, _ in pairs], [p for _, p in pairs], titles)
         print(f"trained on {len(pairs):,} relevant pairs in {time.perf_counter() - start:.1f} s")
         if args.output:
             print(f"saved to {retriever.save(args.output)}")
-    titles = read_catalogue(args.catalogue) if args.catalogue else {}
     for query in args.query:
         start = time.perf_counter()
         hits = retriever.retrieve(query, args.k)
