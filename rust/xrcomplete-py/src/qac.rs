@@ -14,36 +14,36 @@ use crate::persist;
 use crate::text::{extract_texts, TfidfOptions};
 use crate::xr::{train_params, tree_spec, ProgressCounter};
 
-/// Ranking options; `None` keeps the model's default.
-#[derive(Clone, Copy, Default)]
-struct RankOverrides {
-    beam_size: Option<usize>,
-    candidates: Option<usize>,
-    model_floor: Option<f32>,
-    popularity_weight: Option<f32>,
-    transition_weight: Option<f32>,
-    generate: Option<bool>,
-}
-
-impl RankOverrides {
-    fn apply(self, base: &RankParams) -> PyResult<RankParams> {
-        let params = RankParams {
-            beam_size: self.beam_size.unwrap_or(base.beam_size),
-            candidates: self.candidates.unwrap_or(base.candidates),
-            model_floor: self.model_floor.unwrap_or(base.model_floor),
-            popularity_weight: self.popularity_weight.unwrap_or(base.popularity_weight),
-            transition_weight: self.transition_weight.unwrap_or(base.transition_weight),
-            generate: self.generate.unwrap_or(base.generate),
-        };
-        params.check().map_err(to_py_err)?;
-        Ok(params)
-    }
-}
-
 /// A trained completer. Immutable; `complete` releases the GIL and may run from many threads.
 #[pyclass(module = "xrcomplete._core", frozen)]
 pub(crate) struct CompleterModel {
     inner: Arc<Completer>,
+}
+
+impl CompleterModel {
+    /// The model's default ranking with the options given (`Some`) replaced, checked.
+    #[allow(clippy::too_many_arguments)]
+    fn params(
+        &self,
+        beam_size: Option<usize>,
+        candidates: Option<usize>,
+        model_floor: Option<f32>,
+        popularity_weight: Option<f32>,
+        transition_weight: Option<f32>,
+        generate: Option<bool>,
+    ) -> PyResult<RankParams> {
+        let base = self.inner.rank_params();
+        let params = RankParams {
+            beam_size: beam_size.unwrap_or(base.beam_size),
+            candidates: candidates.unwrap_or(base.candidates),
+            model_floor: model_floor.unwrap_or(base.model_floor),
+            popularity_weight: popularity_weight.unwrap_or(base.popularity_weight),
+            transition_weight: transition_weight.unwrap_or(base.transition_weight),
+            generate: generate.unwrap_or(base.generate),
+        };
+        params.check().map_err(to_py_err)?;
+        Ok(params)
+    }
 }
 
 #[pymethods]
@@ -167,15 +167,14 @@ impl CompleterModel {
         generate: Option<bool>,
     ) -> PyResult<Vec<Completion>> {
         let k = check_k(k)?;
-        let params = RankOverrides {
+        let params = self.params(
             beam_size,
             candidates,
             model_floor,
             popularity_weight,
             transition_weight,
             generate,
-        }
-        .apply(self.inner.rank_params())?;
+        )?;
         py.detach(|| {
             SCRATCH
                 .with_borrow_mut(|scratch| self.inner.complete(prev, prefix, k, &params, scratch))
@@ -203,15 +202,14 @@ impl CompleterModel {
         generate: Option<bool>,
     ) -> PyResult<Vec<Vec<Completion>>> {
         let k = check_k(k)?;
-        let params = RankOverrides {
+        let params = self.params(
             beam_size,
             candidates,
             model_floor,
             popularity_weight,
             transition_weight,
             generate,
-        }
-        .apply(self.inner.rank_params())?;
+        )?;
         let prevs = extract_texts(prevs, "prevs")?;
         let prefixes = extract_texts(prefixes, "prefixes")?;
         py.detach(|| self.inner.complete_batch(&prevs, &prefixes, k, &params))
