@@ -29,6 +29,7 @@ pub mod qac;
 pub mod retrieval;
 mod rng;
 mod sparse;
+mod strings;
 pub mod text;
 mod topk;
 mod trie;

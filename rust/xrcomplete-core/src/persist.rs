@@ -1,47 +1,78 @@
-//! The one on-disk format of every saved object.
+//! The one on-disk format of every saved object, and the arrays that live in it.
 //!
 //! ```text
 //! 0   magic  b"XRCMODEL"
 //! 8   format version (u32 LE)        12  kind of object (u32 LE)
 //! 16  number of sections (u32 LE)    20  reserved, 0
 //! 24  section table: per section, name (8 bytes, NUL-padded), offset (u64), length (u64)
-//! ..  section payloads, each starting at a multiple of 8 (so arrays can later be mapped)
+//! ..  section payloads, each starting at a multiple of 8
 //! end crc32 of everything before it (u32 LE)
 //! ```
-//! Arrays are little-endian. A reader checks, in order: the size, the magic, the version, the
+//! Arrays are stored little-endian exactly as the structures hold them in memory, derived
+//! structures included (trie nodes, top-k tables, hash tables, the scoring layout), so that
+//! loading never parses, sorts or rebuilds: a loaded object's arrays are [`Array`] views into one
+//! shared [`Buffer`], which is either the file read into aligned memory or the file mapped
+//! ([`Persist::load_mmap`]). A reader checks, in order: the size, the magic, the version, the
 //! checksum, the kind, then that every section lies inside the file; loaders then validate the
-//! content itself (sorted keys, finite weights, ...) before building anything. A bad file gives a
-//! typed [`Error`], never a panic, a huge allocation, or a silently wrong object.
+//! content itself (bounds, order, finite weights, ...) with linear scans before using it. A bad
+//! file gives a typed [`Error`], never a panic, a huge allocation, or a silently wrong object.
 
-use std::io::Write;
+use std::fmt;
+use std::io::{Read, Write};
+use std::ops::{Deref, Range};
 use std::path::Path;
+use std::sync::Arc;
+
+use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"XRCMODEL";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes and reads (2: arrays stored in their in-memory layout).
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 24;
 const ENTRY: usize = 24;
 const TRAILER: usize = 4;
 const MAX_SECTIONS: usize = 1024;
+/// Sections start at multiples of this, so that every array is aligned in the file.
+const ALIGN: usize = 8;
 
 /// An object with a representation in this format. `save` and `load` go through the bytes.
 pub trait Persist: Sized {
+    /// What the files of this type hold.
+    const KIND: Kind;
+
     /// The object as the bytes of a model file.
     fn to_bytes(&self) -> Vec<u8>;
 
-    /// Reads the bytes of a model file, checking the envelope and the content.
-    fn from_bytes(bytes: &[u8]) -> Result<Self>;
+    /// Builds the object from a checked file, its arrays borrowed from the file's buffer.
+    fn from_reader(r: &Reader) -> Result<Self>;
+
+    /// Reads a model file held in `buf` (its arrays stay in `buf`, shared).
+    fn from_buffer(buf: &Buffer) -> Result<Self> {
+        Self::from_reader(&Reader::new(buf, Self::KIND)?)
+    }
+
+    /// Reads the bytes of a model file (copied once into aligned memory).
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::from_buffer(&Buffer::copy_from(bytes))
+    }
 
     /// Saves to `path` atomically (see [`write_atomic`]).
     fn save(&self, path: &Path) -> Result<()> {
         write_atomic(path, &self.to_bytes())
     }
 
-    /// Loads from `path`.
+    /// Loads from `path`, reading the file into memory.
     fn load(path: &Path) -> Result<Self> {
-        Self::from_bytes(&read_file(path)?)
+        Self::from_buffer(&Buffer::read(path)?)
+    }
+
+    /// Loads from `path` by mapping the file: the arrays are used in place, nothing is copied,
+    /// and processes that map the same file share its pages. The file must not be changed while
+    /// mapped; [`write_atomic`] (every `save`) never changes a file in place.
+    fn load_mmap(path: &Path) -> Result<Self> {
+        Self::from_buffer(&Buffer::map(path)?)
     }
 }
 
@@ -68,23 +99,246 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 8] = [
+        Kind::Trie,
+        Kind::TfidfVectorizer,
+        Kind::FeatureConcat,
+        Kind::XrLinear,
+        Kind::WordModel,
+        Kind::Transitions,
+        Kind::Completer,
+        Kind::ProductRetriever,
+    ];
+
+    /// The kind with file code `code`.
+    pub fn from_code(code: u32) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| *k as u32 == code)
+    }
+
     fn name(code: u32) -> String {
-        match code {
-            1 => "Trie".into(),
-            2 => "TfidfVectorizer".into(),
-            3 => "FeatureConcat".into(),
-            4 => "XrLinear".into(),
-            5 => "WordModel".into(),
-            6 => "Transitions".into(),
-            7 => "Completer".into(),
-            8 => "ProductRetriever".into(),
-            other => format!("unknown kind {other}"),
+        match Kind::from_code(code) {
+            Some(kind) => format!("{kind:?}"),
+            None => format!("unknown kind {code}"),
         }
     }
 }
 
-fn format_err(what: impl Into<String>) -> Error {
+pub(crate) fn format_err(what: impl Into<String>) -> Error {
     Error::Format { what: what.into() }
+}
+
+fn io_err(path: &Path, e: &std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+        not_found: e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Where a buffer's bytes live.
+enum Storage {
+    /// A heap copy, in `u64`s so that its start is 8-aligned; the first `len` bytes count.
+    Heap(Vec<u64>, usize),
+    /// A read-only map of a file (page-aligned).
+    Map(memmap2::Mmap),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Heap(words, len) => &bytemuck::cast_slice(words)[..*len],
+            Storage::Map(map) => map,
+        }
+    }
+}
+
+/// The bytes of a model file (or a part of one), in aligned memory or mapped; cloning shares
+/// them. Every [`Array`] read from a file keeps its buffer alive.
+#[derive(Clone)]
+pub struct Buffer {
+    storage: Arc<Storage>,
+    range: Range<usize>,
+}
+
+impl fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match *self.storage {
+            Storage::Heap(..) => "heap",
+            Storage::Map(_) => "mapped",
+        };
+        write!(f, "Buffer({} bytes, {how})", self.range.len())
+    }
+}
+
+impl Deref for Buffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.storage.bytes()[self.range.clone()]
+    }
+}
+
+impl Buffer {
+    fn new(storage: Storage) -> Self {
+        let len = storage.bytes().len();
+        Buffer {
+            storage: Arc::new(storage),
+            range: 0..len,
+        }
+    }
+
+    /// A copy of `bytes` in aligned memory.
+    pub fn copy_from(bytes: &[u8]) -> Self {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        Buffer::new(Storage::Heap(words, bytes.len()))
+    }
+
+    /// The file at `path`, read into aligned memory.
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut file = std::fs::File::open(path).map_err(|e| io_err(path, &e))?;
+        let len = file.metadata().map_err(|e| io_err(path, &e))?.len();
+        let len = usize::try_from(len).map_err(|_| format_err("file too large to read"))?;
+        let mut words = vec![0u64; len.div_ceil(8)];
+        let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len];
+        // A file that shrinks meanwhile fails here; one that grows fails the checksum.
+        file.read_exact(bytes).map_err(|e| io_err(path, &e))?;
+        Ok(Buffer::new(Storage::Heap(words, len)))
+    }
+
+    /// The file at `path`, mapped read-only.
+    pub fn map(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| io_err(path, &e))?;
+        if file.metadata().map_err(|e| io_err(path, &e))?.is_dir() {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                message: "is a directory".into(),
+                not_found: false,
+            });
+        }
+        // SAFETY: the map is read-only; the contract (documented on `Persist::load_mmap`) is that
+        // the file is not changed while mapped, which `write_atomic` guarantees for our saves.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, &e))?;
+        Ok(Buffer::new(Storage::Map(map)))
+    }
+
+    /// True when the bytes are a map of a file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(*self.storage, Storage::Map(_))
+    }
+
+    /// The bytes `range` of this buffer (relative to its start), sharing the storage.
+    fn slice(&self, range: Range<usize>) -> Buffer {
+        debug_assert!(range.end <= self.range.len());
+        Buffer {
+            storage: Arc::clone(&self.storage),
+            range: self.range.start + range.start..self.range.start + range.end,
+        }
+    }
+}
+
+/// An immutable array: built in memory (a `Vec`) or borrowed from a model file's [`Buffer`],
+/// without a copy. Dereferences to `&[T]`; cloning a borrowed array shares its buffer.
+pub struct Array<T: Pod> {
+    ptr: *const T,
+    len: usize,
+    owner: Owner<T>,
+}
+
+enum Owner<T> {
+    Vec(Vec<T>),
+    Buffer(#[allow(dead_code)] Buffer),
+}
+
+// SAFETY: an Array is immutable and owns (or shares, through an Arc) the memory it points to,
+// like a Vec<T> or an Arc<[T]>; T: Pod holds no pointers.
+unsafe impl<T: Pod + Send + Sync> Send for Array<T> {}
+unsafe impl<T: Pod + Send + Sync> Sync for Array<T> {}
+
+impl<T: Pod> Deref for Array<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` points to `len` initialised, aligned values owned by `owner`, which
+        // neither moves them (a Vec's heap block, an Arc'd buffer) nor changes them.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl<T: Pod> From<Vec<T>> for Array<T> {
+    fn from(v: Vec<T>) -> Self {
+        Array {
+            ptr: v.as_ptr(),
+            len: v.len(),
+            owner: Owner::Vec(v),
+        }
+    }
+}
+
+impl<T: Pod> Default for Array<T> {
+    fn default() -> Self {
+        Vec::new().into()
+    }
+}
+
+impl<T: Pod> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        match &self.owner {
+            Owner::Vec(v) => v.clone().into(),
+            Owner::Buffer(b) => Array {
+                ptr: self.ptr,
+                len: self.len,
+                owner: Owner::Buffer(b.clone()),
+            },
+        }
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Pod + PartialEq> PartialEq for Array<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Pod + Eq> Eq for Array<T> {}
+
+impl<T: Pod> Array<T> {
+    /// Views `buf` as values of `T`: its length must be a whole number of values and its start
+    /// aligned for `T` (every section of a file is 8-aligned).
+    fn view(buf: Buffer, what: &str) -> Result<Self> {
+        if cfg!(target_endian = "big") {
+            return Err(format_err(
+                "model files are little-endian; this platform is big-endian",
+            ));
+        }
+        let values: &[T] = bytemuck::try_cast_slice(&buf).map_err(|e| {
+            format_err(format!(
+                "section {what:?} ({} bytes) is not an array of {}-byte values ({e:?})",
+                buf.len(),
+                size_of::<T>()
+            ))
+        })?;
+        Ok(Array {
+            ptr: values.as_ptr(),
+            len: values.len(),
+            owner: Owner::Buffer(buf),
+        })
+    }
+
+    /// Bytes the values take (in memory or in the mapped file).
+    pub fn nbytes(&self) -> usize {
+        self.len * size_of::<T>()
+    }
+
+    /// True when the values live in a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(&self.owner, Owner::Buffer(b) if b.is_mapped())
+    }
 }
 
 /// Assembles a file from named sections.
@@ -112,34 +366,29 @@ impl Writer {
         self
     }
 
+    /// Adds an array in its in-memory layout (little-endian), to be read back by
+    /// [`Reader::array`].
+    pub fn array<T: Pod>(&mut self, name: &str, values: &[T]) -> &mut Self {
+        self.bytes(name, bytemuck::cast_slice(values).to_vec())
+    }
+
     /// Adds a section of u64 values.
     pub fn u64s(&mut self, name: &str, values: impl IntoIterator<Item = u64>) -> &mut Self {
         let data = values.into_iter().flat_map(u64::to_le_bytes).collect();
         self.bytes(name, data)
     }
 
-    /// Adds a section of u32 values.
-    pub fn u32s(&mut self, name: &str, values: &[u32]) -> &mut Self {
-        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.bytes(name, data)
-    }
-
-    /// Adds a section of f32 values.
-    pub fn f32s(&mut self, name: &str, values: &[f32]) -> &mut Self {
-        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.bytes(name, data)
-    }
-
-    /// Adds a section of f64 values.
-    pub fn f64s(&mut self, name: &str, values: &[f64]) -> &mut Self {
-        self.u64s(name, values.iter().map(|v| v.to_bits()))
-    }
-
     /// The bytes of the file.
     pub fn finish(&self) -> Vec<u8> {
         let table_end = HEADER + ENTRY * self.sections.len();
         let mut out = Vec::with_capacity(
-            table_end + self.sections.iter().map(|s| s.1.len() + 8).sum::<usize>() + TRAILER,
+            table_end
+                + self
+                    .sections
+                    .iter()
+                    .map(|s| s.1.len() + ALIGN)
+                    .sum::<usize>()
+                + TRAILER,
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -148,14 +397,14 @@ impl Writer {
         out.extend_from_slice(&0u32.to_le_bytes());
         let mut offset = table_end;
         for (name, data) in &self.sections {
-            offset = offset.next_multiple_of(8);
+            offset = offset.next_multiple_of(ALIGN);
             out.extend_from_slice(name);
             out.extend_from_slice(&(offset as u64).to_le_bytes());
             out.extend_from_slice(&(data.len() as u64).to_le_bytes());
             offset += data.len();
         }
         for (_, data) in &self.sections {
-            out.resize(out.len().next_multiple_of(8), 0);
+            out.resize(out.len().next_multiple_of(ALIGN), 0);
             out.extend_from_slice(data);
         }
         let crc = crc32fast::hash(&out);
@@ -166,8 +415,9 @@ impl Writer {
 
 /// A checked view of a file's sections.
 #[derive(Debug)]
-pub struct Reader<'a> {
-    sections: Vec<([u8; 8], &'a [u8])>,
+pub struct Reader {
+    buf: Buffer,
+    sections: Vec<([u8; 8], Range<usize>)>,
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
@@ -178,9 +428,14 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
-impl<'a> Reader<'a> {
-    /// Checks the envelope of `bytes` and that it holds a `kind`.
-    pub fn new(bytes: &'a [u8], kind: Kind) -> Result<Self> {
+impl Reader {
+    /// Checks the envelope of `buf`, its checksum included, and that it holds a `kind`.
+    pub fn new(buf: &Buffer, kind: Kind) -> Result<Self> {
+        Self::open(buf, kind, true)
+    }
+
+    fn open(buf: &Buffer, kind: Kind, check_sum: bool) -> Result<Self> {
+        let bytes: &[u8] = buf;
         if bytes.len() < HEADER + TRAILER {
             return Err(format_err(format!(
                 "{} bytes is too short for an xrcomplete model file (at least {})",
@@ -200,9 +455,9 @@ impl<'a> Reader<'a> {
                 got: version,
             });
         }
-        let body = &bytes[..bytes.len() - TRAILER];
-        let stored = read_u32(bytes, bytes.len() - TRAILER);
-        if crc32fast::hash(body) != stored {
+        let body = bytes.len() - TRAILER;
+        let stored = read_u32(bytes, body);
+        if check_sum && crc32fast::hash(&bytes[..body]) != stored {
             return Err(format_err(
                 "checksum mismatch: the file is corrupt or truncated",
             ));
@@ -215,7 +470,7 @@ impl<'a> Reader<'a> {
             });
         }
         let n = read_u32(bytes, 16) as usize;
-        if n > MAX_SECTIONS || HEADER + n * ENTRY > body.len() {
+        if n > MAX_SECTIONS || HEADER + n * ENTRY > body {
             return Err(format_err(format!("implausible section count {n}")));
         }
         let mut sections = Vec::with_capacity(n);
@@ -223,95 +478,63 @@ impl<'a> Reader<'a> {
             let at = HEADER + i * ENTRY;
             let name: [u8; 8] = bytes[at..at + 8].try_into().expect("8 bytes");
             let (offset, len) = (read_u64(bytes, at + 8), read_u64(bytes, at + 16));
-            let end = offset.checked_add(len).filter(|&e| e <= body.len() as u64);
-            let Some(end) = end else {
+            let end = offset.checked_add(len).filter(|&e| e <= body as u64);
+            let Some(end) = end.filter(|_| offset as usize % ALIGN == 0) else {
                 return Err(format_err(format!(
-                    "section {i} ({offset} + {len} bytes) runs past the end of the file"
+                    "section {i} ({offset} + {len} bytes) is misplaced or runs past the end"
                 )));
             };
-            sections.push((name, &body[offset as usize..end as usize]));
+            sections.push((name, offset as usize..end as usize));
         }
-        Ok(Reader { sections })
+        Ok(Reader {
+            buf: buf.clone(),
+            sections,
+        })
     }
 
     /// Every section, in file order: (name, bytes).
-    pub fn sections(&self) -> Vec<(String, &'a [u8])> {
+    pub fn sections(&self) -> Vec<(String, &[u8])> {
         self.sections
             .iter()
-            .map(|(tag, data)| {
+            .map(|(tag, range)| {
                 let name = tag.split(|&b| b == 0).next().unwrap_or_default();
-                (String::from_utf8_lossy(name).into_owned(), *data)
+                (
+                    String::from_utf8_lossy(name).into_owned(),
+                    &self.buf[range.clone()],
+                )
             })
             .collect()
     }
 
-    /// The bytes of section `name`.
-    pub fn bytes(&self, name: &str) -> Result<&'a [u8]> {
+    fn range(&self, name: &str) -> Result<Range<usize>> {
         self.sections
             .iter()
             .find(|(tag, _)| tag.split(|&b| b == 0).next() == Some(name.as_bytes()))
-            .map(|(_, data)| *data)
+            .map(|(_, range)| range.clone())
             .ok_or_else(|| format_err(format!("missing section {name:?}")))
     }
 
-    /// Section `name` as u64 values.
+    /// The bytes of section `name`.
+    pub fn bytes(&self, name: &str) -> Result<&[u8]> {
+        Ok(&self.buf[self.range(name)?])
+    }
+
+    /// Section `name` as an array of `T`, borrowed from the file's buffer (no copy).
+    pub fn array<T: Pod>(&self, name: &str) -> Result<Array<T>> {
+        Array::view(self.buf.slice(self.range(name)?), name)
+    }
+
+    /// Section `name` as a nested file of `T`'s kind. Its own checksum is not computed again:
+    /// this file's covers its bytes.
+    pub fn nested<T: Persist>(&self, name: &str) -> Result<T> {
+        let inner = Reader::open(&self.buf.slice(self.range(name)?), T::KIND, false)?;
+        T::from_reader(&inner)
+    }
+
+    /// Section `name` as u64 values (a copy: for small sections of fields).
     pub fn u64s(&self, name: &str) -> Result<Vec<u64>> {
-        Ok(self.words::<8>(name)?.map(u64::from_le_bytes).collect())
+        Ok(self.array::<u64>(name)?.to_vec())
     }
-
-    /// Section `name` as u32 values.
-    pub fn u32s(&self, name: &str) -> Result<Vec<u32>> {
-        Ok(self.words::<4>(name)?.map(u32::from_le_bytes).collect())
-    }
-
-    /// Section `name` cut into `N`-byte values; an error when its length is not a multiple.
-    fn words<const N: usize>(&self, name: &str) -> Result<impl Iterator<Item = [u8; N]> + 'a> {
-        let data = self.bytes(name)?;
-        if data.len() % N != 0 {
-            return Err(format_err(format!(
-                "section {name:?} has {} bytes, not a whole number of {N}-byte values",
-                data.len()
-            )));
-        }
-        Ok(data.chunks_exact(N).map(|c| c.try_into().expect("N bytes")))
-    }
-
-    /// Section `name` as f32 values.
-    pub fn f32s(&self, name: &str) -> Result<Vec<f32>> {
-        Ok(self.u32s(name)?.into_iter().map(f32::from_bits).collect())
-    }
-
-    /// Section `name` as f64 values.
-    pub fn f64s(&self, name: &str) -> Result<Vec<f64>> {
-        Ok(self.u64s(name)?.into_iter().map(f64::from_bits).collect())
-    }
-}
-
-/// Cuts `buf` at `ends` (cumulative byte ends) into strings; checks that the ends rise, stay
-/// inside `buf`, cover it exactly, and fall on UTF-8 boundaries.
-pub fn split_strings<'a>(buf: &'a [u8], ends: &[u64], what: &str) -> Result<Vec<&'a str>> {
-    let text =
-        std::str::from_utf8(buf).map_err(|e| format_err(format!("{what}: invalid UTF-8 ({e})")))?;
-    let mut out = Vec::with_capacity(ends.len());
-    let mut start = 0usize;
-    for &end in ends {
-        let end = usize::try_from(end)
-            .ok()
-            .filter(|&e| e >= start && e <= buf.len());
-        let Some(end) = end.filter(|&e| text.is_char_boundary(e)) else {
-            return Err(format_err(format!(
-                "{what}: string bounds out of order or range"
-            )));
-        };
-        out.push(&text[start..end]);
-        start = end;
-    }
-    if start != buf.len() {
-        return Err(format_err(format!(
-            "{what}: bytes left after the last string"
-        )));
-    }
-    Ok(out)
 }
 
 /// A little-endian cursor over a small section of fixed fields (options, flags).
@@ -398,11 +621,7 @@ impl<'a> Fields<'a> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
 /// then renamed over `path`. A crash mid-save never leaves a half-written file at `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-        not_found: e.kind() == std::io::ErrorKind::NotFound,
-    };
+    let io = |e: std::io::Error| io_err(path, &e);
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -427,15 +646,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(io)
 }
 
-/// Reads the whole file at `path`.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-        not_found: e.kind() == std::io::ErrorKind::NotFound,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,19 +654,65 @@ mod tests {
         let mut w = Writer::new(Kind::Trie);
         w.bytes("keys", b"abc".to_vec())
             .u64s("ends", [1, 3])
-            .f64s("w", &[1.5, -2.0]);
+            .array("w", &[1.5f64, -2.0]);
         w.finish()
     }
 
+    fn open(bytes: &[u8], kind: Kind) -> Result<Reader> {
+        Reader::new(&Buffer::copy_from(bytes), kind)
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("xrc-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
-    fn sections_round_trip_and_are_aligned() {
+    fn sections_round_trip_aligned_and_in_place() {
         let bytes = sample();
-        let r = Reader::new(&bytes, Kind::Trie).unwrap();
+        let r = open(&bytes, Kind::Trie).unwrap();
         assert_eq!(r.bytes("keys").unwrap(), b"abc");
         assert_eq!(r.u64s("ends").unwrap(), [1, 3]);
-        assert_eq!(r.f64s("w").unwrap(), [1.5, -2.0]);
+        let w: Array<f64> = r.array("w").unwrap();
+        assert_eq!(&*w, &[1.5, -2.0]);
+        assert!(!w.is_mapped());
+        // The array is a view of the reader's buffer, not a copy.
+        let section = r.bytes("w").unwrap();
+        assert_eq!(w.as_ptr() as *const u8, section.as_ptr());
         assert!(matches!(r.bytes("nope"), Err(Error::Format { .. })));
-        assert_eq!(split_strings(b"abc", &[1, 3], "keys").unwrap(), ["a", "bc"]);
+        // 3 bytes are not a whole number of u32s: an error, not a panic.
+        assert!(matches!(r.array::<u32>("keys"), Err(Error::Format { .. })));
+    }
+
+    #[test]
+    fn a_mapped_file_reads_as_the_same_arrays() {
+        let dir = temp_dir("map");
+        let path = dir.join("m.xrc");
+        write_atomic(&path, &sample()).unwrap();
+        let mapped = Buffer::map(&path).unwrap();
+        let read = Buffer::read(&path).unwrap();
+        assert!(mapped.is_mapped() && !read.is_mapped());
+        assert_eq!(&*mapped, &*read);
+        let r = Reader::new(&mapped, Kind::Trie).unwrap();
+        let w: Array<f64> = r.array("w").unwrap();
+        assert!(w.is_mapped());
+        drop(r);
+        drop(mapped);
+        // The array keeps the map alive; clones share it.
+        let copy = w.clone();
+        assert_eq!(&*copy, &[1.5, -2.0]);
+        for missing in [Buffer::map(&dir.join("no")), Buffer::read(&dir.join("no"))] {
+            assert!(matches!(
+                missing,
+                Err(Error::Io {
+                    not_found: true,
+                    ..
+                })
+            ));
+        }
+        assert!(matches!(Buffer::map(&dir), Err(Error::Io { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -464,7 +720,7 @@ mod tests {
         let bytes = sample();
         for len in 0..bytes.len() {
             assert!(
-                Reader::new(&bytes[..len], Kind::Trie).is_err(),
+                open(&bytes[..len], Kind::Trie).is_err(),
                 "truncated to {len}"
             );
         }
@@ -472,56 +728,54 @@ mod tests {
             for bit in [0x01u8, 0x80] {
                 let mut bad = bytes.clone();
                 bad[i] ^= bit;
-                assert!(Reader::new(&bad, Kind::Trie).is_err(), "byte {i} flipped");
+                assert!(open(&bad, Kind::Trie).is_err(), "byte {i} flipped");
             }
         }
     }
 
-    #[test]
-    fn wrong_version_and_kind_are_named() {
-        let mut bytes = sample();
-        assert!(matches!(
-            Reader::new(&bytes, Kind::TfidfVectorizer),
-            Err(Error::WrongKind { .. })
-        ));
-        bytes[8] = 9;
+    fn reseal(bytes: &mut [u8]) {
         let n = bytes.len() - TRAILER;
         let crc = crc32fast::hash(&bytes[..n]);
         bytes[n..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn wrong_version_kind_and_misaligned_sections_are_named() {
+        let mut bytes = sample();
+        assert!(matches!(
+            open(&bytes, Kind::TfidfVectorizer),
+            Err(Error::WrongKind { .. })
+        ));
+        let mut misaligned = bytes.clone();
+        // The first section's offset, moved off the 8-byte grid (and resealed).
+        misaligned[HEADER + 8] += 1;
+        reseal(&mut misaligned);
+        assert!(matches!(
+            open(&misaligned, Kind::Trie),
+            Err(Error::Format { .. })
+        ));
+        bytes[8] = 1;
+        reseal(&mut bytes);
         assert_eq!(
-            Reader::new(&bytes, Kind::Trie).unwrap_err(),
+            open(&bytes, Kind::Trie).unwrap_err(),
             Error::Version {
                 expected: FORMAT_VERSION,
-                got: 9
+                got: 1
             }
         );
     }
 
     #[test]
-    fn string_bounds_are_checked() {
-        assert!(split_strings(b"abc", &[2, 1], "k").is_err());
-        assert!(split_strings(b"abc", &[1, 9], "k").is_err());
-        assert!(split_strings(b"abc", &[1], "k").is_err());
-        assert!(split_strings("é".as_bytes(), &[1, 2], "k").is_err());
-        assert!(split_strings(&[0xff], &[1], "k").is_err());
-    }
-
-    #[test]
     fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("xrc-persist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("persist");
         let path = dir.join("m.xrc");
         write_atomic(&path, b"one").unwrap();
+        // A map of the old file stays valid when a new one is saved over it (a new inode).
+        let old = Buffer::map(&path).unwrap();
         write_atomic(&path, b"two").unwrap();
-        assert_eq!(read_file(&path).unwrap(), b"two");
+        assert_eq!(&*old, b"one");
+        assert_eq!(&*Buffer::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        assert!(matches!(
-            read_file(&dir.join("missing")),
-            Err(Error::Io {
-                not_found: true,
-                ..
-            })
-        ));
         assert!(write_atomic(&dir.join("no/such/dir/m"), b"x").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

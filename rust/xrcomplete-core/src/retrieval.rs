@@ -18,8 +18,9 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::{self, kmeans::KMeansParams, TreeSpec};
-use crate::persist::{self, Fields, Kind, Persist, Reader, Writer};
-use crate::sparse::CsrMatrix;
+use crate::persist::{Fields, Kind, Persist, Reader, Writer};
+use crate::sparse::{CsrArrays, CsrMatrix};
+use crate::strings::Strings;
 use crate::text::{ConcatScratch, FeatureConcat, TfidfConfig};
 use crate::xr::{
     self, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
@@ -105,9 +106,9 @@ pub struct ProductRetriever {
     features: FeatureConcat,
     model: XrLinear,
     /// Product ids, by label id.
-    products: Vec<String>,
+    products: Strings,
     /// Feature -> (product, weight of the feature in the product's normalised title row).
-    titles: CsrMatrix,
+    titles: CsrArrays,
     rank: RetrieveParams,
 }
 
@@ -184,14 +185,15 @@ impl ProductRetriever {
         )?;
         let model = xr::train(&x, &y, tree, &params.train, progress)?;
         let titles = features.transform(&[titles, titles])?.transpose();
-        Self::from_parts(features, model, products, titles, params.rank)
+        let products = Strings::new(&products)?;
+        Self::from_parts(features, model, products, titles.into(), params.rank)
     }
 
     fn from_parts(
         features: FeatureConcat,
         model: XrLinear,
-        products: Vec<String>,
-        titles: CsrMatrix,
+        products: Strings,
+        titles: CsrArrays,
         rank: RetrieveParams,
     ) -> Result<Self> {
         rank.check()?;
@@ -200,7 +202,7 @@ impl ProductRetriever {
             return bad("the features do not match the model".into());
         }
         if model.n_labels() != products.len()
-            || titles.n_cols != products.len()
+            || titles.n_cols() != products.len()
             || titles.n_rows() != model.n_features()
         {
             return bad(format!(
@@ -209,7 +211,7 @@ impl ProductRetriever {
                 model.n_labels(),
                 model.n_features(),
                 titles.n_rows(),
-                titles.n_cols
+                titles.n_cols()
             ));
         }
         Ok(ProductRetriever {
@@ -227,8 +229,13 @@ impl ProductRetriever {
     }
 
     /// Product ids, by label id.
-    pub fn products(&self) -> &[String] {
-        &self.products
+    pub fn products(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.products.iter()
+    }
+
+    /// The id of product `label` (`label < n_products`).
+    pub fn product(&self, label: u32) -> &str {
+        self.products.get(label as usize)
     }
 
     /// The model.
@@ -239,8 +246,8 @@ impl ProductRetriever {
     /// Heap memory in bytes (approximately).
     pub fn memory_bytes(&self) -> usize {
         self.model.memory_bytes()
-            + self.titles.nnz() * 8
-            + self.products.iter().map(|p| p.len() + 24).sum::<usize>()
+            + self.titles.nbytes()
+            + self.products.nbytes()
             + self
                 .features
                 .blocks()
@@ -340,6 +347,8 @@ impl ProductRetriever {
 }
 
 impl Persist for ProductRetriever {
+    const KIND: Kind = Kind::ProductRetriever;
+
     /// Sections: the ranking defaults, the features and the model (complete files of their
     /// own), the product ids, the title index.
     fn to_bytes(&self) -> Vec<u8> {
@@ -351,26 +360,16 @@ impl Persist for ProductRetriever {
         for v in [r.model_weight, r.title_weight] {
             fields.extend_from_slice(&f64::from(v).to_bits().to_le_bytes());
         }
-        let mut ends = Vec::with_capacity(self.products.len());
-        let mut ids = Vec::new();
-        for p in &self.products {
-            ids.extend_from_slice(p.as_bytes());
-            ends.push(ids.len() as u64);
-        }
         let mut w = Writer::new(Kind::ProductRetriever);
         w.bytes("rank", fields)
             .bytes("features", self.features.to_bytes())
-            .bytes("model", self.model.to_bytes())
-            .bytes("ids", ids)
-            .u64s("id_ends", ends)
-            .u64s("t_ptr", self.titles.indptr.iter().map(|&p| p as u64))
-            .u32s("t_prod", &self.titles.indices)
-            .f32s("t_val", &self.titles.data);
+            .bytes("model", self.model.to_bytes());
+        self.products.write(&mut w, "ids");
+        self.titles.write(&mut w, "t");
         w.finish()
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let r = Reader::new(bytes, Kind::ProductRetriever)?;
+    fn from_reader(r: &Reader) -> Result<Self> {
         let mut f = Fields::new(r.bytes("rank")?, "rank");
         let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         let (beam_size, candidates) = (count(f.u64()?), count(f.u64()?));
@@ -385,27 +384,11 @@ impl Persist for ProductRetriever {
             Error::InvalidInput(what) => Error::Format { what },
             other => other,
         };
-        let products: Vec<String> =
-            persist::split_strings(r.bytes("ids")?, &r.u64s("id_ends")?, "product ids")?
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
-        let indptr = r
-            .u64s("t_ptr")?
-            .into_iter()
-            .map(|p| usize::try_from(p).unwrap_or(usize::MAX))
-            .collect();
-        let titles = CsrMatrix::from_parts(
-            products.len(),
-            indptr,
-            r.u32s("t_prod")?,
-            r.f32s("t_val")?,
-            "title index",
-        )
-        .map_err(format)?;
+        let products = Strings::read(r, "ids", "product ids")?;
+        let titles = CsrArrays::read(r, "t", products.len())?;
         Self::from_parts(
-            FeatureConcat::from_bytes(r.bytes("features")?)?,
-            XrLinear::from_bytes(r.bytes("model")?)?,
+            r.nested("features")?,
+            r.nested("model")?,
             products,
             titles,
             rank,
@@ -477,7 +460,7 @@ pub(crate) mod tests {
         r.retrieve(q, k, params, &mut RetrieveScratch::default())
             .unwrap()
             .into_iter()
-            .map(|(p, _)| r.products()[p as usize].clone())
+            .map(|(p, _)| r.product(p).to_owned())
             .collect()
     }
 

@@ -2,6 +2,121 @@
 //! without a copy.
 
 use crate::error::{Error, Result};
+use crate::persist::{format_err, Array, Reader, Writer};
+
+/// Checks the parts of a CSR matrix: `indptr` rises from 0 to `nnz`, column ids are `< n_cols`
+/// and strictly increasing in each row, values are finite.
+fn check_parts<P: Copy + TryInto<usize>>(
+    n_cols: usize,
+    indptr: &[P],
+    indices: &[u32],
+    data: &[f32],
+) -> std::result::Result<(), String> {
+    let ptr = |i: usize| indptr[i].try_into().unwrap_or(usize::MAX);
+    if indptr.is_empty() || ptr(0) != 0 {
+        return Err("indptr must start at 0".into());
+    }
+    let last = ptr(indptr.len() - 1);
+    if indices.len() != data.len() || last != indices.len() {
+        return Err(format!(
+            "indptr ends at {last} but there are {} indices and {} values",
+            indices.len(),
+            data.len()
+        ));
+    }
+    if (1..indptr.len()).any(|i| ptr(i - 1) > ptr(i)) {
+        return Err("indptr must not decrease".into());
+    }
+    for r in 0..indptr.len() - 1 {
+        let row = &indices[ptr(r)..ptr(r + 1)];
+        if row.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "row {r}: column indices must be sorted and distinct (call sort_indices() and \
+                 sum_duplicates() on the scipy matrix)"
+            ));
+        }
+        if let Some(&c) = row.last().filter(|&&c| c as usize >= n_cols) {
+            return Err(format!(
+                "row {r}: column {c} is out of range for {n_cols} columns"
+            ));
+        }
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(format!("value {} at position {i} is not finite", data[i]));
+    }
+    Ok(())
+}
+
+/// An immutable CSR matrix whose arrays may live in a model file (see [`CsrMatrix`] for the
+/// layout).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CsrArrays {
+    n_cols: usize,
+    indptr: Array<u64>,
+    indices: Array<u32>,
+    data: Array<f32>,
+}
+
+impl From<CsrMatrix> for CsrArrays {
+    fn from(m: CsrMatrix) -> Self {
+        CsrArrays {
+            n_cols: m.n_cols,
+            indptr: m
+                .indptr
+                .into_iter()
+                .map(|p| p as u64)
+                .collect::<Vec<_>>()
+                .into(),
+            indices: m.indices.into(),
+            data: m.data.into(),
+        }
+    }
+}
+
+impl CsrArrays {
+    /// Number of rows.
+    pub(crate) fn n_rows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+
+    /// Number of columns.
+    pub(crate) fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// Bytes held.
+    pub(crate) fn nbytes(&self) -> usize {
+        self.indptr.nbytes() + self.indices.nbytes() + self.data.nbytes()
+    }
+
+    /// Row `r` as `(column ids, values)`.
+    #[inline]
+    pub(crate) fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
+        (&self.indices[a..b], &self.data[a..b])
+    }
+
+    /// Sections `{name}.p`, `{name}.i`, `{name}.v` (`name` at most 6 bytes).
+    pub(crate) fn write(&self, w: &mut Writer, name: &str) {
+        w.array(&format!("{name}.p"), &self.indptr)
+            .array(&format!("{name}.i"), &self.indices)
+            .array(&format!("{name}.v"), &self.data);
+    }
+
+    /// Reads what [`CsrArrays::write`] wrote as a matrix of `n_cols` columns, checking it as
+    /// [`CsrMatrix::from_parts`] does.
+    pub(crate) fn read(r: &Reader, name: &str, n_cols: usize) -> Result<Self> {
+        let m = CsrArrays {
+            n_cols,
+            indptr: r.array(&format!("{name}.p"))?,
+            indices: r.array(&format!("{name}.i"))?,
+            data: r.array(&format!("{name}.v"))?,
+        };
+        check_parts(n_cols, &m.indptr, &m.indices, &m.data)
+            .map_err(|why| format_err(format!("matrix {name:?}: {why}")))?;
+        Ok(m)
+    }
+}
 
 /// A compressed sparse row matrix of `f32`: row `r` holds `indices[indptr[r]..indptr[r + 1]]`
 /// (strictly increasing column ids) with the values `data[..]` at the same positions.
@@ -92,38 +207,8 @@ impl CsrMatrix {
         data: Vec<f32>,
         what: &str,
     ) -> Result<Self> {
-        let bad = |why: String| Err(Error::InvalidInput(format!("{what}: {why}")));
-        if indptr.first() != Some(&0) {
-            return bad("indptr must start at 0".into());
-        }
-        if indices.len() != data.len() || indptr.last() != Some(&indices.len()) {
-            return bad(format!(
-                "indptr ends at {:?} but there are {} indices and {} values",
-                indptr.last(),
-                indices.len(),
-                data.len()
-            ));
-        }
-        if indptr.windows(2).any(|w| w[0] > w[1]) {
-            return bad("indptr must not decrease".into());
-        }
-        for r in 0..indptr.len() - 1 {
-            let row = &indices[indptr[r]..indptr[r + 1]];
-            if row.windows(2).any(|w| w[0] >= w[1]) {
-                return bad(format!(
-                    "row {r}: column indices must be sorted and distinct (call sort_indices() and \
-                     sum_duplicates() on the scipy matrix)"
-                ));
-            }
-            if let Some(&c) = row.last().filter(|&&c| c as usize >= n_cols) {
-                return bad(format!(
-                    "row {r}: column {c} is out of range for {n_cols} columns"
-                ));
-            }
-        }
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return bad(format!("value {} at position {i} is not finite", data[i]));
-        }
+        check_parts(n_cols, &indptr, &indices, &data)
+            .map_err(|why| Error::InvalidInput(format!("{what}: {why}")))?;
         Ok(CsrMatrix {
             n_cols,
             indptr,

@@ -8,6 +8,9 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use crate::error::Result;
+use crate::persist::{format_err, Array, Reader, Writer};
+
 /// Weights per block of the sparse table: the partial blocks at both ends of a query are scanned.
 const BLOCK: usize = 32;
 
@@ -24,9 +27,23 @@ const BLOCK: usize = 32;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeTopK {
-    weights: Vec<f64>,
-    /// `table[j][b]`: the best id among blocks `b .. b + 2^j`.
-    table: Vec<Vec<u32>>,
+    weights: Array<f64>,
+    /// Level `j` of the sparse table, `table[starts[j]..starts[j + 1]]`: entry `b` is the best
+    /// id among blocks `b .. b + 2^j`. The levels' sizes follow from the number of weights.
+    table: Array<u32>,
+    starts: Vec<usize>,
+}
+
+/// Where each level of the sparse table over `n` weights starts, and the table's size.
+fn level_starts(n: usize) -> Vec<usize> {
+    let n_blocks = n.div_ceil(BLOCK);
+    let mut starts = vec![0, n_blocks];
+    let mut span = 1;
+    while 2 * span <= n_blocks {
+        starts.push(starts[starts.len() - 1] + n_blocks + 1 - 2 * span);
+        span *= 2;
+    }
+    starts
 }
 
 impl RangeTopK {
@@ -36,21 +53,53 @@ impl RangeTopK {
         // -0.0 becomes 0.0, so that `total_cmp` (the heap's order) agrees with `==` (the scans').
         weights.iter_mut().for_each(|w| *w += 0.0);
         debug_assert!(weights.len() <= u32::MAX as usize);
-        let level0: Vec<u32> = (0..weights.len().div_ceil(BLOCK))
+        let starts = level_starts(weights.len());
+        let mut table: Vec<u32> = (0..weights.len().div_ceil(BLOCK))
             .map(|b| scan_best(&weights, b * BLOCK, ((b + 1) * BLOCK).min(weights.len())))
             .collect();
-        let n_blocks = level0.len();
-        let mut table = vec![level0];
-        let mut span = 1;
-        while 2 * span <= n_blocks {
-            let prev = &table[table.len() - 1];
-            let next: Vec<u32> = (0..=n_blocks - 2 * span)
-                .map(|b| better_of(&weights, prev[b], prev[b + span]))
-                .collect();
-            table.push(next);
-            span *= 2;
+        table.reserve_exact(starts[starts.len() - 1] - table.len());
+        for j in 1..starts.len() - 1 {
+            let (prev, span) = (starts[j - 1], 1 << (j - 1));
+            for b in 0..starts[j + 1] - starts[j] {
+                let best = better_of(&weights, table[prev + b], table[prev + b + span]);
+                table.push(best);
+            }
         }
-        RangeTopK { weights, table }
+        RangeTopK {
+            weights: weights.into(),
+            table: table.into(),
+            starts,
+        }
+    }
+
+    /// Writes the weights and the table as sections `{name}.w` and `{name}.t`.
+    pub(crate) fn write(&self, w: &mut Writer, name: &str) {
+        w.array(&format!("{name}.w"), &self.weights)
+            .array(&format!("{name}.t"), &self.table);
+    }
+
+    /// Reads what [`RangeTopK::write`] wrote, checking that the weights are finite (and hold no
+    /// -0.0) and that the table has its size and only ids of weights.
+    pub(crate) fn read(r: &Reader, name: &str) -> Result<Self> {
+        let weights: Array<f64> = r.array(&format!("{name}.w"))?;
+        let table: Array<u32> = r.array(&format!("{name}.t"))?;
+        let n = weights.len();
+        if n > u32::MAX as usize
+            || weights
+                .iter()
+                .any(|w| !w.is_finite() || (*w == 0.0 && w.is_sign_negative()))
+        {
+            return Err(format_err("top-k: a weight is not finite"));
+        }
+        let starts = level_starts(n);
+        if table.len() != starts[starts.len() - 1] || table.iter().any(|&id| id as usize >= n) {
+            return Err(format_err("top-k: the table does not fit the weights"));
+        }
+        Ok(RangeTopK {
+            weights,
+            table,
+            starts,
+        })
     }
 
     /// Number of weights.
@@ -84,7 +133,7 @@ impl RangeTopK {
         if first_block + 1 < last_block {
             let (a, b) = (first_block + 1, last_block - 1);
             let level = (usize::BITS - 1 - (b - a + 1).leading_zeros()) as usize;
-            let row = &self.table[level];
+            let row = &self.table[self.starts[level]..self.starts[level + 1]];
             best = better_of(w, best, row[a]);
             best = better_of(w, best, row[b + 1 - (1 << level)]);
         }
@@ -114,15 +163,9 @@ impl RangeTopK {
         out
     }
 
-    /// Heap memory held, in bytes.
+    /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.weights.capacity() * size_of::<f64>()
-            + self
-                .table
-                .iter()
-                .map(|row| row.capacity() * size_of::<u32>())
-                .sum::<usize>()
-            + self.table.capacity() * size_of::<Vec<u32>>()
+        self.weights.nbytes() + self.table.nbytes()
     }
 
     fn candidate(&self, id: u32, lo: usize, hi: usize) -> Candidate {

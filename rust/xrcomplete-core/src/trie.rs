@@ -14,7 +14,8 @@
 use rayon::prelude::*;
 
 use crate::error::{excerpt, Error, Result};
-use crate::persist::{self, Kind, Persist, Reader, Writer};
+use crate::persist::{format_err, Array, Kind, Persist, Reader, Writer};
+use crate::strings::Strings;
 use crate::topk::RangeTopK;
 
 /// One trie node: the id range of the keys under it and where its children are.
@@ -34,6 +35,11 @@ struct Node {
     hi: u32,
 }
 
+// SAFETY: six u32 fields, repr(C): no padding, every bit pattern valid. Loaded nodes are checked
+// (`Trie::from_reader`) before use.
+unsafe impl bytemuck::Zeroable for Node {}
+unsafe impl bytemuck::Pod for Node {}
+
 /// A set of weighted strings with prefix ranges and top-k completions.
 ///
 /// Immutable once built, `Send + Sync`: one trie serves many threads without a lock.
@@ -50,12 +56,10 @@ struct Node {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trie {
-    /// All keys, concatenated in id order.
-    bytes: Vec<u8>,
-    /// Key `i` is `bytes[offsets[i]..offsets[i + 1]]`.
-    offsets: Vec<u32>,
+    /// The keys, in id order.
+    keys: Strings,
     weights: RangeTopK,
-    nodes: Vec<Node>,
+    nodes: Array<Node>,
 }
 
 impl Trie {
@@ -117,25 +121,16 @@ impl Trie {
                 limit: u32::MAX as u64,
             });
         }
-        let mut bytes = Vec::with_capacity(total as usize);
-        let mut offsets = Vec::with_capacity(keys.len() + 1);
-        offsets.push(0u32);
-        for key in keys {
-            bytes.extend_from_slice(key.as_bytes());
-            offsets.push(bytes.len() as u32);
-        }
-        let nodes = build_nodes(keys);
         Ok(Trie {
-            bytes,
-            offsets,
+            keys: Strings::new(keys)?,
             weights: RangeTopK::new(weights),
-            nodes,
+            nodes: build_nodes(keys).into(),
         })
     }
 
     /// Number of distinct keys.
     pub fn len(&self) -> usize {
-        self.offsets.len() - 1
+        self.keys.len()
     }
 
     /// True when the trie holds no key.
@@ -260,10 +255,7 @@ impl Trie {
 
     /// Heap memory held, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.bytes.capacity()
-            + self.offsets.capacity() * size_of::<u32>()
-            + self.nodes.capacity() * size_of::<Node>()
-            + self.weights.memory_bytes()
+        self.keys.nbytes() + self.nodes.nbytes() + self.weights.memory_bytes()
     }
 
     fn children(&self, node: &Node) -> &[Node] {
@@ -272,44 +264,90 @@ impl Trie {
     }
 
     fn key_unchecked(&self, id: usize) -> &str {
-        let bytes = &self.bytes[self.offsets[id] as usize..self.offsets[id + 1] as usize];
-        // Built from &str and cut only at key boundaries.
-        std::str::from_utf8(bytes).expect("keys are valid UTF-8")
+        self.keys.get(id)
     }
 }
 
 impl Persist for Trie {
-    /// The trie in the [`persist`] format: the keys and weights (nodes are rebuilt on load).
+    const KIND: Kind = Kind::Trie;
+
+    /// The trie in the [`persist`](crate::persist) format: keys, weights, top-k table, nodes.
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new(Kind::Trie);
-        w.bytes("keys", self.bytes.clone())
-            .u64s("ends", self.offsets[1..].iter().map(|&o| o as u64))
-            .f64s("weights", self.weights());
+        self.keys.write(&mut w, "keys");
+        self.weights.write(&mut w, "top");
+        w.array("nodes", &self.nodes);
         w.finish()
     }
 
-    /// Reads a trie written by [`Trie::to_bytes`], checking every key and weight.
-    fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let r = Reader::new(bytes, Kind::Trie)?;
-        let keys = persist::split_strings(r.bytes("keys")?, &r.u64s("ends")?, "trie keys")?;
-        let weights = r.f64s("weights")?;
-        let bad = |what: &str| Error::Format {
-            what: format!("trie: {what}"),
-        };
+    /// Reads a trie written by [`Trie::to_bytes`], its arrays used in place. Checks the keys
+    /// (non-empty, sorted, distinct), the weights, and that the nodes form a tree whose walks
+    /// stay in bounds and on character boundaries, so that no query can panic.
+    fn from_reader(r: &Reader) -> Result<Self> {
+        let keys = Strings::read(r, "keys", "trie keys")?;
+        let weights = RangeTopK::read(r, "top")?;
+        let nodes: Array<Node> = r.array("nodes")?;
+        let bad = |what: &str| format_err(format!("trie: {what}"));
         if weights.len() != keys.len() {
             return Err(bad("as many weights as keys expected"));
         }
-        if keys.iter().any(|k| k.is_empty()) {
+        if keys.iter().any(str::is_empty) {
             return Err(bad("empty key"));
         }
-        if !keys.windows(2).all(|w| w[0] < w[1]) {
+        if !(1..keys.len()).all(|i| keys.get(i - 1) < keys.get(i)) {
             return Err(bad("keys not sorted and distinct"));
         }
-        if !weights.iter().all(|w| w.is_finite()) {
-            return Err(bad("weight not finite"));
-        }
-        Self::from_sorted_unique(&keys, weights)
+        check_nodes(&nodes, &keys).map_err(bad)?;
+        Ok(Trie {
+            keys,
+            weights,
+            nodes,
+        })
     }
+}
+
+/// Checks a loaded node arena: the root spans every key at depth 0; children lie in the arena
+/// breadth first (each node's children follow the previous node's, so every node but the root
+/// has one parent and the check is linear); a child is deeper than its parent, spans a
+/// non-empty part of its parent's keys, and ends inside its first key on a character boundary.
+fn check_nodes(nodes: &[Node], keys: &Strings) -> std::result::Result<(), &'static str> {
+    let root = nodes.first().ok_or("no root node")?;
+    if root.depth != 0 || root.lo != 0 || root.hi as usize != keys.len() {
+        return Err("the root does not span the keys");
+    }
+    let mut next_child = 1u64;
+    for node in nodes {
+        if node.n_children == 0 {
+            continue;
+        }
+        if u64::from(node.first_child) != next_child {
+            return Err("children out of breadth-first order");
+        }
+        next_child += u64::from(node.n_children);
+        let end = usize::try_from(next_child).unwrap_or(usize::MAX);
+        let children = nodes
+            .get(node.first_child as usize..end)
+            .ok_or("child out of range")?;
+        for child in children {
+            let key = if (child.lo as usize) < keys.len() {
+                keys.get(child.lo as usize)
+            } else {
+                ""
+            };
+            let ok = child.depth > node.depth
+                && node.lo <= child.lo
+                && child.lo < child.hi
+                && child.hi <= node.hi
+                && key.is_char_boundary(child.depth as usize);
+            if !ok {
+                return Err("a child out of its parent's bounds");
+            }
+        }
+    }
+    if next_child != nodes.len() as u64 {
+        return Err("nodes that are nobody's child");
+    }
+    Ok(())
 }
 
 fn check_item(key: &str, weight: f64) -> Result<()> {
@@ -473,7 +511,7 @@ mod tests {
         assert_eq!(t.prefix_range("x"), Some((0, 3)));
         assert_eq!(t.prefix_range("xé"), t.id("xé").map(|i| (i, i + 1)));
         assert_eq!(t.completions("x", 2), vec![("x", 3.0), ("xè", 2.0)]);
-        for n in &t.nodes {
+        for n in t.nodes.iter() {
             let key = t.key(n.lo).unwrap_or("");
             assert!(key.is_char_boundary(n.depth as usize));
         }
@@ -498,15 +536,41 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(Trie::from_bytes(&bytes[..len]).is_err());
         }
-        // A file that passes the envelope checks but holds unsorted keys.
-        let mut w = Writer::new(Kind::Trie);
-        w.bytes("keys", b"ba".to_vec())
-            .u64s("ends", [1, 2])
-            .f64s("weights", &[1.0, 2.0]);
+        // Files that pass the envelope checks but hold unsorted keys, or nodes that would walk
+        // out of bounds.
+        let file = |keys: &[&str], nodes: &[Node]| {
+            let mut w = Writer::new(Kind::Trie);
+            Strings::new(keys).unwrap().write(&mut w, "keys");
+            RangeTopK::new(vec![1.0; keys.len()]).write(&mut w, "top");
+            w.array("nodes", nodes);
+            Trie::from_bytes(&w.finish())
+        };
+        assert_eq!(
+            file(&["a", "b"], &t.nodes)
+                .unwrap()
+                .completions("", 5)
+                .len(),
+            2
+        );
         assert!(matches!(
-            Trie::from_bytes(&w.finish()),
+            file(&["b", "a"], &t.nodes),
             Err(Error::Format { .. })
         ));
+        let mut nodes = t.nodes.to_vec();
+        nodes[1].depth = 9; // past the end of its key
+        assert!(file(&["a", "b"], &nodes).is_err());
+        let mut nodes = t.nodes.to_vec();
+        nodes[0].n_children = 3; // a child past the arena
+        assert!(file(&["a", "b"], &nodes).is_err());
+        let mut nodes = t.nodes.to_vec();
+        nodes[2].first_child = 1; // a cycle back to a sibling
+        nodes[2].n_children = 1;
+        assert!(file(&["a", "b"], &nodes).is_err());
+        let mut nodes = t.nodes.to_vec();
+        nodes[1].hi = 3; // more keys than the trie has
+        assert!(file(&["a", "b"], &nodes).is_err());
+        let nodes = &t.nodes[..1];
+        assert!(file(&["a", "b"], nodes).is_err()); // keys nobody reaches... the root only
     }
 
     proptest! {

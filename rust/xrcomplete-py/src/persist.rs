@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::PyClass;
 
-use xrcomplete_core::persist::{self, Persist};
+use xrcomplete_core::persist::Persist;
 
 use crate::errors::to_py_err;
 
@@ -29,10 +29,20 @@ pub(crate) fn save<T: Persist + Sync>(py: Python<'_>, model: &T, path: PathBuf) 
     py.detach(|| model.save(&path)).map_err(to_py_err)
 }
 
-pub(crate) fn load<T: Persist + Send>(py: Python<'_>, path: PathBuf) -> PyResult<Arc<T>> {
-    py.detach(|| persist::read_file(&path).and_then(|b| T::from_bytes(&b)))
-        .map(Arc::new)
-        .map_err(to_py_err)
+pub(crate) fn load<T: Persist + Send>(
+    py: Python<'_>,
+    path: PathBuf,
+    mmap: bool,
+) -> PyResult<Arc<T>> {
+    py.detach(|| {
+        if mmap {
+            T::load_mmap(&path)
+        } else {
+            T::load(&path)
+        }
+    })
+    .map(Arc::new)
+    .map_err(to_py_err)
 }
 
 /// Pickles through the model format: no Python objects inside, nothing run on load.
@@ -74,15 +84,19 @@ macro_rules! persistable {
                 $crate::persist::save(py, &*self.inner, path)
             }
 
-            /// Loads an object saved by `save`; ModelFormatError for a bad file.
+            /// Loads an object saved by `save`; ModelFormatError for a bad file. With
+            /// `mmap=True` the file is mapped and its arrays used in place (no copy); it must
+            /// not be changed while the object lives (`save` never changes a file in place).
             #[classmethod]
+            #[pyo3(signature = (path, *, mmap=false))]
             fn load(
                 _cls: &pyo3::Bound<'_, pyo3::types::PyType>,
                 py: pyo3::Python<'_>,
                 path: std::path::PathBuf,
+                mmap: bool,
             ) -> pyo3::PyResult<Self> {
                 Ok(Self {
-                    inner: $crate::persist::load(py, path)?,
+                    inner: $crate::persist::load(py, path, mmap)?,
                 })
             }
 

@@ -40,10 +40,9 @@ impl ProductRetrieverModel {
     }
 
     fn named(&self, found: Vec<(u32, f32)>) -> Vec<(String, f32)> {
-        let products = self.inner.products();
         found
             .into_iter()
-            .map(|(p, s)| (products[p as usize].clone(), s))
+            .map(|(p, s)| (self.inner.product(p).to_owned(), s))
             .collect()
     }
 }
@@ -173,7 +172,7 @@ impl ProductRetrieverModel {
 
     /// Product ids, by label id.
     fn products(&self) -> Vec<String> {
-        self.inner.products().to_vec()
+        self.inner.products().map(str::to_owned).collect()
     }
 
     /// The default ranking options, as a dict.

@@ -13,7 +13,38 @@ pub mod trie;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
+use crate::persist::{format_err, Array, Reader, Writer};
 use crate::sparse::CsrMatrix;
+
+/// Checks the child pointers of a tree with `n_leaves` leaves: one level at least, each level
+/// one pointer per parent plus one, from 0, strictly rising (every node has a child), the last
+/// level ending at `n_leaves`.
+fn check_levels(child_ptr: &[Array<u32>], n_leaves: usize) -> std::result::Result<(), String> {
+    if child_ptr.is_empty() {
+        return Err("label tree: at least one level is needed".into());
+    }
+    let mut n_parents = 1usize;
+    for (l, ptr) in child_ptr.iter().enumerate() {
+        if ptr.len() != n_parents + 1 || ptr[0] != 0 {
+            return Err(format!(
+                "label tree: level {l}: {} pointers for {n_parents} parents",
+                ptr.len()
+            ));
+        }
+        if ptr.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "label tree: level {l}: every node needs at least one child"
+            ));
+        }
+        n_parents = ptr[n_parents] as usize;
+    }
+    if n_parents != n_leaves {
+        return Err(format!(
+            "label tree: {n_parents} leaves but {n_leaves} leaf labels"
+        ));
+    }
+    Ok(())
+}
 
 /// Which label tree to build ([`build`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,46 +106,62 @@ pub fn build<S: AsRef<str> + Send + Sync>(
 pub struct LabelTree {
     /// `child_ptr[l][p]..child_ptr[l][p + 1]`: the children, at level `l`, of node `p` at level
     /// `l - 1` (for `l = 0`, of the root: `child_ptr[0] = [0, n_0]`).
-    child_ptr: Vec<Vec<u32>>,
+    child_ptr: Vec<Array<u32>>,
     /// Leaf position -> label id.
-    leaf_labels: Vec<u32>,
+    leaf_labels: Array<u32>,
     /// Label id -> leaf position.
-    label_leaves: Vec<u32>,
+    label_leaves: Array<u32>,
 }
 
 impl LabelTree {
     /// Builds from the child pointers of each level and the label of each leaf, checking that
     /// every level is well formed, every node has a child, and `leaf_labels` is a permutation.
     pub fn new(child_ptr: Vec<Vec<u32>>, leaf_labels: Vec<u32>) -> Result<Self> {
-        let bad = |why: String| Err(Error::InvalidInput(format!("label tree: {why}")));
-        if child_ptr.is_empty() {
-            return bad("at least one level is needed".into());
-        }
-        let mut n_parents = 1usize;
-        for (l, ptr) in child_ptr.iter().enumerate() {
-            if ptr.len() != n_parents + 1 || ptr[0] != 0 {
-                return bad(format!(
-                    "level {l}: {} pointers for {n_parents} parents",
-                    ptr.len()
-                ));
-            }
-            if ptr.windows(2).any(|w| w[0] >= w[1]) {
-                return bad(format!("level {l}: every node needs at least one child"));
-            }
-            n_parents = ptr[n_parents] as usize;
-        }
-        if n_parents != leaf_labels.len() {
-            return bad(format!(
-                "{n_parents} leaves but {} leaf labels",
-                leaf_labels.len()
-            ));
-        }
+        let child_ptr: Vec<Array<u32>> = child_ptr.into_iter().map(Array::from).collect();
+        check_levels(&child_ptr, leaf_labels.len()).map_err(Error::InvalidInput)?;
         let mut label_leaves = vec![u32::MAX; leaf_labels.len()];
         for (leaf, &label) in leaf_labels.iter().enumerate() {
             match label_leaves.get_mut(label as usize) {
                 Some(slot) if *slot == u32::MAX => *slot = leaf as u32,
-                _ => return bad(format!("leaf labels are not a permutation (label {label})")),
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "label tree: leaf labels are not a permutation (label {label})"
+                    )))
+                }
             }
+        }
+        Ok(LabelTree {
+            child_ptr,
+            leaf_labels: leaf_labels.into(),
+            label_leaves: label_leaves.into(),
+        })
+    }
+
+    /// Sections `tree{l}` per level, `leaves` and `leafof`.
+    pub(crate) fn write(&self, w: &mut Writer) {
+        for (l, ptr) in self.child_ptr.iter().enumerate() {
+            w.array(&format!("tree{l}"), ptr);
+        }
+        w.array("leaves", &self.leaf_labels)
+            .array("leafof", &self.label_leaves);
+    }
+
+    /// Reads the `depth` levels written by [`LabelTree::write`], checking them as [`LabelTree::new`]
+    /// does; the two permutations are checked to be inverse without building either.
+    pub(crate) fn read(r: &Reader, depth: usize) -> Result<Self> {
+        let child_ptr = (0..depth)
+            .map(|l| r.array(&format!("tree{l}")))
+            .collect::<Result<Vec<Array<u32>>>>()?;
+        let leaf_labels: Array<u32> = r.array("leaves")?;
+        let label_leaves: Array<u32> = r.array("leafof")?;
+        check_levels(&child_ptr, leaf_labels.len()).map_err(format_err)?;
+        let inverse = label_leaves.len() == leaf_labels.len()
+            && leaf_labels
+                .iter()
+                .enumerate()
+                .all(|(leaf, &label)| label_leaves.get(label as usize) == Some(&(leaf as u32)));
+        if !inverse {
+            return Err(format_err("label tree: leaf labels are not a permutation"));
         }
         Ok(LabelTree {
             child_ptr,
@@ -184,7 +231,7 @@ impl LabelTree {
 
     /// For every label, its ancestor at level `l` (the leaf itself at the last level).
     pub fn ancestors_at(&self, l: usize) -> Vec<u32> {
-        let mut node: Vec<u32> = self.label_leaves.clone();
+        let mut node: Vec<u32> = self.label_leaves.to_vec();
         for level in (l + 1..self.depth()).rev() {
             let parents = self.parents(level);
             node.iter_mut().for_each(|n| *n = parents[*n as usize]);

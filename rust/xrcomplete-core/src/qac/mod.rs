@@ -486,6 +486,8 @@ impl Completer {
 }
 
 impl Persist for Completer {
+    const KIND: Kind = Kind::Completer;
+
     /// Sections: the ranking defaults, then each part as a complete file of its own kind.
     fn to_bytes(&self) -> Vec<u8> {
         let r = &self.rank;
@@ -510,8 +512,7 @@ impl Persist for Completer {
         w.finish()
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let r = Reader::new(bytes, Kind::Completer)?;
+    fn from_reader(r: &Reader) -> Result<Self> {
         let mut f = Fields::new(r.bytes("rank")?, "rank");
         let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         let (beam_size, candidates) = (count(f.u64()?), count(f.u64()?));
@@ -534,11 +535,11 @@ impl Persist for Completer {
             other => other,
         };
         Self::from_parts(
-            FeatureConcat::from_bytes(r.bytes("features")?)?,
-            XrLinear::from_bytes(r.bytes("model")?)?,
-            Trie::from_bytes(r.bytes("queries")?)?,
-            Transitions::from_bytes(r.bytes("trans")?)?,
-            WordModel::from_bytes(r.bytes("words")?)?,
+            r.nested("features")?,
+            r.nested("model")?,
+            r.nested("queries")?,
+            r.nested("trans")?,
+            r.nested("words")?,
             rank,
         )
         .map_err(format)

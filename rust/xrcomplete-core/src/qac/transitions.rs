@@ -3,7 +3,7 @@
 //! of a prefix (a contiguous id range) are one binary search away.
 
 use crate::error::{Error, Result};
-use crate::persist::{Kind, Persist, Reader, Writer};
+use crate::persist::{Array, Kind, Persist, Reader, Writer};
 use crate::Trie;
 
 /// Next-query counts per previous query; the empty previous query (first queries of sessions)
@@ -12,9 +12,9 @@ use crate::Trie;
 pub struct Transitions {
     /// The previous queries with a row; row `i` is prev id `i`, the last row is "".
     prevs: Trie,
-    ptr: Vec<u64>,
-    next: Vec<u32>,
-    count: Vec<f32>,
+    ptr: Array<u64>,
+    next: Array<u32>,
+    count: Array<f32>,
 }
 
 impl Transitions {
@@ -57,12 +57,20 @@ impl Transitions {
             count.push(c);
         }
         ptr.push(next.len() as u64);
-        Self::from_parts(Trie::new(prevs)?, ptr, next, count)
+        Self::from_parts(Trie::new(prevs)?, ptr.into(), next.into(), count.into())
     }
 
-    fn from_parts(prevs: Trie, ptr: Vec<u64>, next: Vec<u32>, count: Vec<f32>) -> Result<Self> {
+    fn from_parts(
+        prevs: Trie,
+        ptr: Array<u64>,
+        next: Array<u32>,
+        count: Array<f32>,
+    ) -> Result<Self> {
         let bad = |why: &str| Err(Error::InvalidInput(format!("transitions: {why}")));
-        if ptr.len() != prevs.len() + 2 || ptr[0] != 0 || ptr.windows(2).any(|w| w[0] > w[1]) {
+        if ptr.len() != prevs.len() + 2
+            || ptr.first() != Some(&0)
+            || ptr.windows(2).any(|w| w[0] > w[1])
+        {
             return bad("row pointers do not match the previous queries");
         }
         if *ptr.last().expect("non-empty") != next.len() as u64 || next.len() != count.len() {
@@ -94,7 +102,7 @@ impl Transitions {
 
     /// Heap memory in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.prevs.memory_bytes() + self.ptr.len() * 8 + self.next.len() * 8
+        self.prevs.memory_bytes() + self.ptr.nbytes() + self.next.nbytes() + self.count.nbytes()
     }
 
     /// The labels in `lo..hi` seen after `prev`, with their counts: appends the `n` most
@@ -123,23 +131,24 @@ impl Transitions {
 }
 
 impl Persist for Transitions {
+    const KIND: Kind = Kind::Transitions;
+
     /// Sections: the previous queries (a trie file), row pointers, labels, counts.
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new(Kind::Transitions);
         w.bytes("prevs", self.prevs.to_bytes())
-            .u64s("ptr", self.ptr.iter().copied())
-            .u32s("next", &self.next)
-            .f32s("count", &self.count);
+            .array("ptr", &self.ptr)
+            .array("next", &self.next)
+            .array("count", &self.count);
         w.finish()
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let r = Reader::new(bytes, Kind::Transitions)?;
+    fn from_reader(r: &Reader) -> Result<Self> {
         Self::from_parts(
-            Trie::from_bytes(r.bytes("prevs")?)?,
-            r.u64s("ptr")?,
-            r.u32s("next")?,
-            r.f32s("count")?,
+            r.nested("prevs")?,
+            r.array("ptr")?,
+            r.array("next")?,
+            r.array("count")?,
         )
         .map_err(|e| Error::Format {
             what: e.to_string(),

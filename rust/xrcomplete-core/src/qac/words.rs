@@ -104,6 +104,8 @@ impl WordModel {
 }
 
 impl Persist for WordModel {
+    const KIND: Kind = Kind::WordModel;
+
     /// Sections: the word trie and the pair trie, each a complete trie file.
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new(Kind::WordModel);
@@ -112,11 +114,10 @@ impl Persist for WordModel {
         w.finish()
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let r = Reader::new(bytes, Kind::WordModel)?;
+    fn from_reader(r: &Reader) -> Result<Self> {
         Ok(WordModel {
-            words: Trie::from_bytes(r.bytes("words")?)?,
-            bigrams: Trie::from_bytes(r.bytes("bigrams")?)?,
+            words: r.nested("words")?,
+            bigrams: r.nested("bigrams")?,
         })
     }
 }

@@ -173,6 +173,8 @@ impl FeatureConcat {
 }
 
 impl Persist for FeatureConcat {
+    const KIND: Kind = Kind::FeatureConcat;
+
     /// The concatenation in the [`crate::persist`] format: its norm, then each block as a
     /// complete vectorizer file of its own.
     fn to_bytes(&self) -> Vec<u8> {
@@ -186,8 +188,7 @@ impl Persist for FeatureConcat {
     }
 
     /// Reads what [`FeatureConcat::to_bytes`] wrote.
-    fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let r = Reader::new(bytes, Kind::FeatureConcat)?;
+    fn from_reader(r: &Reader) -> Result<Self> {
         let bad = |what: String| Error::Format { what };
         let norm = match r.u64s("norm")?.as_slice() {
             &[code] => u8::try_from(code).ok().and_then(Norm::from_code),
@@ -200,7 +201,8 @@ impl Persist for FeatureConcat {
         };
         let blocks = (0..n)
             .map(|i| {
-                TfidfVectorizer::from_bytes(r.bytes(&format!("block{i}"))?).map(std::sync::Arc::new)
+                r.nested::<TfidfVectorizer>(&format!("block{i}"))
+                    .map(std::sync::Arc::new)
             })
             .collect::<Result<Vec<_>>>()?;
         Self::new(blocks, norm)

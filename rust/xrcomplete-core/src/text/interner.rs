@@ -45,7 +45,7 @@ impl Interner {
     }
 
     /// The id of `s`, if present.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn id(&self, s: &str) -> Option<u32> {
         self.table
             .find(hash(s), |&id| self.get_str(id) == s)
@@ -74,13 +74,6 @@ impl Interner {
     /// All strings, by id.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.len() as u32).map(|id| self.get_str(id))
-    }
-
-    /// Heap memory held, in bytes.
-    pub(crate) fn memory_bytes(&self) -> usize {
-        self.buf.capacity()
-            + self.ends.capacity() * size_of::<usize>()
-            + self.table.capacity() * (size_of::<u32>() + 1)
     }
 }
 

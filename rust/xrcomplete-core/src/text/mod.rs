@@ -10,6 +10,7 @@
 mod analyzer;
 mod concat;
 mod interner;
+mod terms;
 mod tfidf;
 
 pub use analyzer::{

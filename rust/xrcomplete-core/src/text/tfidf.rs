@@ -7,8 +7,9 @@ use rayon::prelude::*;
 
 use super::analyzer::{Analyzer, AnalyzerConfig, PositionScope, PositionWeight, Scratch};
 use super::interner::Interner;
+use super::terms::TermIndex;
 use crate::error::{Error, Result};
-use crate::persist::{self, Fields, Kind, Persist, Reader, Writer};
+use crate::persist::{Array, Fields, Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
 
 /// A document-frequency bound: an absolute number of documents, or a proportion of them.
@@ -267,8 +268,8 @@ impl TfidfConfig {
 pub struct TfidfVectorizer {
     config: TfidfConfig,
     /// The terms; id = column, in sorted order.
-    vocabulary: Interner,
-    idf: Vec<f64>,
+    vocabulary: TermIndex,
+    idf: Array<f64>,
 }
 
 /// Per-term statistics gathered while fitting.
@@ -344,24 +345,10 @@ impl TfidfVectorizer {
         idf: Vec<f64>,
     ) -> Result<Self> {
         config.check()?;
-        let mut vocabulary = Interner::default();
-        let mut previous: Option<&str> = None;
-        for t in terms {
-            if previous.is_some_and(|p| p >= t) {
-                return Err(Error::InvalidInput(
-                    "terms must be sorted and distinct".into(),
-                ));
-            }
-            if vocabulary.len() >= u32::MAX as usize {
-                return Err(Error::TooLarge {
-                    what: "vocabulary size",
-                    got: vocabulary.len() as u64 + 1,
-                    limit: u32::MAX as u64,
-                });
-            }
-            vocabulary.insert(t);
-            previous = Some(t);
-        }
+        Self::checked(config, TermIndex::new(terms)?, idf.into())
+    }
+
+    fn checked(config: TfidfConfig, vocabulary: TermIndex, idf: Array<f64>) -> Result<Self> {
         if vocabulary.len() != idf.len() {
             return Err(Error::InvalidInput(format!(
                 "{} terms but {} idf values",
@@ -396,7 +383,7 @@ impl TfidfVectorizer {
 
     /// Heap memory held, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.vocabulary.memory_bytes() + self.idf.capacity() * size_of::<f64>()
+        self.vocabulary.memory_bytes() + self.idf.nbytes()
     }
 
     /// The idf of each column.
@@ -483,28 +470,22 @@ impl TfidfVectorizer {
 }
 
 impl Persist for TfidfVectorizer {
-    /// The vectorizer in the [`persist`] format: options, terms, idf.
+    const KIND: Kind = Kind::TfidfVectorizer;
+
+    /// The vectorizer in the [`persist`](crate::persist) format: options, term table, idf.
     fn to_bytes(&self) -> Vec<u8> {
-        let mut buf = Vec::new();
-        let mut ends = Vec::with_capacity(self.n_features());
-        for t in self.terms() {
-            buf.extend_from_slice(t.as_bytes());
-            ends.push(buf.len() as u64);
-        }
         let mut w = Writer::new(Kind::TfidfVectorizer);
-        w.bytes("config", self.config.encode())
-            .bytes("terms", buf)
-            .u64s("ends", ends)
-            .f64s("idf", &self.idf);
+        w.bytes("config", self.config.encode());
+        self.vocabulary.write(&mut w);
+        w.array("idf", &self.idf);
         w.finish()
     }
 
     /// Reads a vectorizer written by [`TfidfVectorizer::to_bytes`], checking its content.
-    fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let r = Reader::new(bytes, Kind::TfidfVectorizer)?;
+    fn from_reader(r: &Reader) -> Result<Self> {
         let config = TfidfConfig::decode(r.bytes("config")?)?;
-        let terms = persist::split_strings(r.bytes("terms")?, &r.u64s("ends")?, "terms")?;
-        Self::from_parts(config, terms, r.f64s("idf")?).map_err(|e| Error::Format {
+        let vocabulary = TermIndex::read(r)?;
+        Self::checked(config, vocabulary, r.array("idf")?).map_err(|e| Error::Format {
             what: format!("vectorizer: {e}"),
         })
     }

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
-use crate::persist::{Kind, Persist, Reader, Writer};
+use crate::persist::{format_err, Array, Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
 
 /// The weights of one level: column `c` (node `c`) holds the features
@@ -56,24 +56,38 @@ impl LevelWeights {
 #[derive(Debug, Clone, PartialEq, Default)]
 struct ChunkedLevel {
     /// Parent `p`'s features are `features[chunk_ptr[p]..chunk_ptr[p + 1]]`.
-    chunk_ptr: Vec<usize>,
+    chunk_ptr: Array<u64>,
     /// (feature id, end of its entries counted from the chunk's first entry); its entries
     /// start where the previous feature's end (0 for the chunk's first feature).
-    features: Vec<[u32; 2]>,
+    features: Array<[u32; 2]>,
     /// Parent `p`'s entries start at `entries[entry_base[p]]`.
-    entry_base: Vec<usize>,
+    entry_base: Array<u64>,
     /// (child counted from the parent's first child, weight).
-    entries: Vec<(u32, f32)>,
+    entries: Array<Entry>,
     /// Feature `f` of parent `p` lies at chunk offsets from
     /// `buckets[bucket_ptr[p] + (f >> bucket_shift[p])]` to the next bucket's start (about four
     /// features per bucket).
-    bucket_ptr: Vec<usize>,
-    bucket_shift: Vec<u8>,
-    buckets: Vec<u32>,
+    bucket_ptr: Array<u64>,
+    bucket_shift: Array<u8>,
+    buckets: Array<u32>,
 }
 
-/// One parent's chunk while building: (feature, entries end) pairs and (child, weight) entries.
-type Chunk = (Vec<[u32; 2]>, Vec<(u32, f32)>);
+/// One weight of the scoring layout: a child (counted from its parent's first child) and its
+/// weight for the feature the entry is filed under.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+struct Entry {
+    child: u32,
+    weight: f32,
+}
+
+// SAFETY: two 4-byte fields, repr(C): no padding, every bit pattern a valid value. Loaded entries
+// are checked (`ChunkedLevel::check`) before use.
+unsafe impl bytemuck::Zeroable for Entry {}
+unsafe impl bytemuck::Pod for Entry {}
+
+/// One parent's chunk while building: (feature, entries end) pairs and entries.
+type Chunk = (Vec<[u32; 2]>, Vec<Entry>);
 
 impl ChunkedLevel {
     fn build(w: &LevelWeights, child_ptr: &[u32], n_features: usize) -> Self {
@@ -96,28 +110,28 @@ impl ChunkedLevel {
                         _ => features.push([t.0, n as u32 + 1]),
                     }
                 }
-                (features, triples.into_iter().map(|t| (t.1, t.2)).collect())
+                let entries = triples
+                    .into_iter()
+                    .map(|t| Entry {
+                        child: t.1,
+                        weight: t.2,
+                    })
+                    .collect();
+                (features, entries)
             })
             .collect();
-        let mut out = ChunkedLevel {
-            chunk_ptr: vec![0],
-            ..ChunkedLevel::default()
-        };
-        for (features, entries) in chunks {
-            out.features.extend_from_slice(&features);
-            out.chunk_ptr.push(out.features.len());
-            out.entry_base.push(out.entries.len());
-            out.entries.extend_from_slice(&entries);
+        let (mut chunk_ptr, mut features, mut entry_base, mut entries) =
+            (vec![0u64], Vec::new(), Vec::new(), Vec::new());
+        for (f, e) in chunks {
+            features.extend_from_slice(&f);
+            chunk_ptr.push(features.len() as u64);
+            entry_base.push(entries.len() as u64);
+            entries.extend_from_slice(&e);
         }
-        out.build_buckets(n_features);
-        out
-    }
-
-    fn build_buckets(&mut self, n_features: usize) {
+        let (mut bucket_ptr, mut bucket_shift, mut buckets) = (vec![0u64], Vec::new(), Vec::new());
         let bits = usize::BITS - n_features.saturating_sub(1).leading_zeros();
-        self.bucket_ptr = vec![0];
-        for p in 0..self.chunk_ptr.len() - 1 {
-            let feats = &self.features[self.chunk_ptr[p]..self.chunk_ptr[p + 1]];
+        for p in 0..chunk_ptr.len() - 1 {
+            let feats = &features[chunk_ptr[p] as usize..chunk_ptr[p + 1] as usize];
             let wanted = (feats.len() / 4).max(1).next_power_of_two();
             let shift = bits.saturating_sub(wanted.trailing_zeros());
             let n_buckets = (n_features.saturating_sub(1) >> shift) + 1;
@@ -126,20 +140,106 @@ impl ChunkedLevel {
                 while at < feats.len() && ((feats[at][0] as usize) >> shift) < bucket {
                     at += 1;
                 }
-                self.buckets.push(at as u32);
+                buckets.push(at as u32);
             }
-            self.buckets.push(feats.len() as u32);
-            self.bucket_shift.push(shift as u8);
-            self.bucket_ptr.push(self.buckets.len());
+            buckets.push(feats.len() as u32);
+            bucket_shift.push(shift as u8);
+            bucket_ptr.push(buckets.len() as u64);
         }
+        ChunkedLevel {
+            chunk_ptr: chunk_ptr.into(),
+            features: features.into(),
+            entry_base: entry_base.into(),
+            entries: entries.into(),
+            bucket_ptr: bucket_ptr.into(),
+            bucket_shift: bucket_shift.into(),
+            buckets: buckets.into(),
+        }
+    }
+
+    /// Sections `{name}.cp`, `.f`, `.eb`, `.e`, `.bp`, `.bs`, `.b` (`name` at most 4 bytes).
+    fn write(&self, w: &mut Writer, name: &str) {
+        w.array(&format!("{name}.cp"), &self.chunk_ptr)
+            .array(&format!("{name}.f"), &self.features)
+            .array(&format!("{name}.eb"), &self.entry_base)
+            .array(&format!("{name}.e"), &self.entries)
+            .array(&format!("{name}.bp"), &self.bucket_ptr)
+            .array(&format!("{name}.bs"), &self.bucket_shift)
+            .array(&format!("{name}.b"), &self.buckets);
+    }
+
+    fn read(r: &Reader, name: &str) -> Result<Self> {
+        Ok(ChunkedLevel {
+            chunk_ptr: r.array(&format!("{name}.cp"))?,
+            features: r.array(&format!("{name}.f"))?,
+            entry_base: r.array(&format!("{name}.eb"))?,
+            entries: r.array(&format!("{name}.e"))?,
+            bucket_ptr: r.array(&format!("{name}.bp"))?,
+            bucket_shift: r.array(&format!("{name}.bs"))?,
+            buckets: r.array(&format!("{name}.b"))?,
+        })
+    }
+
+    /// Checks a loaded level against its tree level (`child_ptr`) and feature count: every
+    /// lookup of [`ChunkedLevel::add_scores`] stays in bounds, and the weights are finite.
+    fn check(&self, child_ptr: &[u32], n_features: usize) -> std::result::Result<(), &'static str> {
+        let n_parents = child_ptr.len() - 1;
+        let rising = |p: &[u64], end: usize| {
+            p.first() == Some(&0)
+                && p.windows(2).all(|w| w[0] <= w[1])
+                && p.last() == Some(&(end as u64))
+        };
+        if self.chunk_ptr.len() != n_parents + 1
+            || !rising(&self.chunk_ptr, self.features.len())
+            || self.bucket_ptr.len() != n_parents + 1
+            || !rising(&self.bucket_ptr, self.buckets.len())
+            || self.entry_base.len() != n_parents
+            || self.bucket_shift.len() != n_parents
+        {
+            return Err("pointers do not fit the tree");
+        }
+        if self.entries.iter().any(|e| !e.weight.is_finite()) {
+            return Err("a weight is not finite");
+        }
+        let top = n_features.saturating_sub(1);
+        for p in 0..n_parents {
+            let feats = &self.features[self.chunk_ptr[p] as usize..self.chunk_ptr[p + 1] as usize];
+            let mut from = 0u32;
+            for &[_, stop] in feats {
+                if stop < from {
+                    return Err("entry ends out of order");
+                }
+                from = stop;
+            }
+            let n_children = child_ptr[p + 1] - child_ptr[p];
+            let base = self.entry_base[p];
+            let entries = usize::try_from(base)
+                .ok()
+                .and_then(|b| self.entries.get(b..b.checked_add(from as usize)?));
+            match entries {
+                Some(e) if e.iter().all(|e| e.child < n_children) => {}
+                _ => return Err("entries out of range"),
+            }
+            let shift = self.bucket_shift[p];
+            let buckets =
+                &self.buckets[self.bucket_ptr[p] as usize..self.bucket_ptr[p + 1] as usize];
+            if shift >= 32
+                || buckets.len() < (top >> shift) + 2
+                || buckets.iter().any(|&b| b as usize > feats.len())
+            {
+                return Err("buckets do not cover the features");
+            }
+        }
+        Ok(())
     }
 
     /// Adds `w_c . x` to `out[c - first child]` for every child `c` of `parent`.
     #[inline]
     fn add_scores(&self, parent: usize, indices: &[u32], values: &[f32], out: &mut [f32]) {
-        let a = self.chunk_ptr[parent];
-        let entries = &self.entries[self.entry_base[parent]..];
-        let buckets = &self.buckets[self.bucket_ptr[parent]..self.bucket_ptr[parent + 1]];
+        let a = self.chunk_ptr[parent] as usize;
+        let entries = &self.entries[self.entry_base[parent] as usize..];
+        let buckets =
+            &self.buckets[self.bucket_ptr[parent] as usize..self.bucket_ptr[parent + 1] as usize];
         let shift = self.bucket_shift[parent];
         for (&f, &v) in indices.iter().zip(values) {
             let bucket = (f >> shift) as usize;
@@ -150,8 +250,8 @@ impl ChunkedLevel {
                 if g >= f {
                     if g == f {
                         let from = if k == a { 0 } else { self.features[k - 1][1] };
-                        for &(child, w) in &entries[from as usize..stop as usize] {
-                            out[child as usize] += v * w;
+                        for e in &entries[from as usize..stop as usize] {
+                            out[e.child as usize] += v * e.weight;
                         }
                     }
                     break;
@@ -165,12 +265,12 @@ impl ChunkedLevel {
     fn columns(&self, child_ptr: &[u32], bias: &[f32]) -> LevelWeights {
         let mut triples: Vec<(u32, u32, f32)> = Vec::with_capacity(self.entries.len());
         for (p, &first) in child_ptr[..child_ptr.len() - 1].iter().enumerate() {
-            let (a, b) = (self.chunk_ptr[p], self.chunk_ptr[p + 1]);
-            let entries = &self.entries[self.entry_base[p]..];
+            let (a, b) = (self.chunk_ptr[p] as usize, self.chunk_ptr[p + 1] as usize);
+            let entries = &self.entries[self.entry_base[p] as usize..];
             let mut from = 0usize;
             for &[feature, stop] in &self.features[a..b] {
-                for &(child, w) in &entries[from..stop as usize] {
-                    triples.push((first + child, feature, w));
+                for e in &entries[from..stop as usize] {
+                    triples.push((first + e.child, feature, e.weight));
                 }
                 from = stop as usize;
             }
@@ -194,80 +294,159 @@ impl ChunkedLevel {
     }
 
     fn memory_bytes(&self) -> usize {
-        (self.chunk_ptr.capacity() + self.entry_base.capacity() + self.bucket_ptr.capacity())
-            * size_of::<usize>()
-            + self.features.capacity() * size_of::<[u32; 2]>()
-            + self.entries.capacity() * size_of::<(u32, f32)>()
-            + self.bucket_shift.capacity()
-            + self.buckets.capacity() * size_of::<u32>()
+        self.chunk_ptr.nbytes()
+            + self.features.nbytes()
+            + self.entry_base.nbytes()
+            + self.entries.nbytes()
+            + self.bucket_ptr.nbytes()
+            + self.bucket_shift.nbytes()
+            + self.buckets.nbytes()
     }
 }
 
 impl Persist for XrLinear {
-    /// Sections: the tree (child pointers per level, leaf labels), then per level the weight
-    /// columns (pointers, feature ids, values, biases).
+    const KIND: Kind = Kind::XrLinear;
+
+    /// Sections: meta (depth, feature count, bias), the tree, then per level the scoring layout
+    /// and the biases, and the label lists under each node when they were prepared.
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new(Kind::XrLinear);
         let depth = self.tree.depth();
+        let prepared = self.subtree_labels.get();
         w.u64s(
             "meta",
             [
                 depth as u64,
                 self.n_features as u64,
                 u64::from(self.bias.to_bits()),
+                u64::from(prepared.is_some()),
             ],
         );
-        w.u32s("leaves", self.tree.leaf_labels());
-        for (l, lw) in self.levels().iter().enumerate() {
-            w.u32s(&format!("tree{l}"), self.tree.child_ptr(l))
-                .u64s(&format!("ptr{l}"), lw.col_ptr.iter().map(|&p| p as u64))
-                .u32s(&format!("rows{l}"), &lw.rows)
-                .f32s(&format!("vals{l}"), &lw.vals)
-                .f32s(&format!("bias{l}"), &lw.bias);
+        self.tree.write(&mut w);
+        for (l, (scorer, bias)) in self.scorers.iter().zip(&self.biases).enumerate() {
+            scorer.write(&mut w, &format!("w{l}"));
+            w.array(&format!("bias{l}"), bias);
+        }
+        for (l, lists) in prepared.into_iter().flatten().enumerate() {
+            lists.write(&mut w, &format!("sub{l}"));
         }
         w.finish()
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let r = Reader::new(bytes, Kind::XrLinear)?;
-        let format = |e: Error| Error::Format {
-            what: format!("XR-Linear model: {e}"),
-        };
+    fn from_reader(r: &Reader) -> Result<Self> {
+        let bad = |what: String| format_err(format!("XR-Linear model: {what}"));
         let meta = r.u64s("meta")?;
-        let &[depth, n_features, bias] = meta.as_slice() else {
-            return Err(format(Error::InvalidInput("meta section".into())));
+        let &[depth, n_features, bias, prepared] = meta.as_slice() else {
+            return Err(bad("meta section".into()));
         };
         if depth == 0 || depth > 64 || n_features > u32::MAX as u64 || bias > u32::MAX as u64 {
-            return Err(format(Error::InvalidInput(format!(
+            return Err(bad(format!(
                 "implausible depth {depth} or feature count {n_features}"
-            ))));
+            )));
         }
-        let mut child_ptr = Vec::with_capacity(depth as usize);
-        let mut levels = Vec::with_capacity(depth as usize);
+        let (depth, n_features) = (depth as usize, n_features as usize);
+        let bias = f32::from_bits(bias as u32);
+        if !bias.is_finite() || prepared > 1 {
+            return Err(bad("bias or flags".into()));
+        }
+        let tree = LabelTree::read(r, depth)?;
+        let mut scorers = Vec::with_capacity(depth);
+        let mut biases = Vec::with_capacity(depth);
         for l in 0..depth {
-            child_ptr.push(r.u32s(&format!("tree{l}"))?);
-            let col_ptr = r.u64s(&format!("ptr{l}"))?;
-            let col_ptr = col_ptr
-                .into_iter()
-                .map(|p| {
-                    usize::try_from(p).map_err(|_| format(Error::InvalidInput("pointer".into())))
-                })
-                .collect::<Result<Vec<usize>>>()?;
-            levels.push(LevelWeights {
-                col_ptr,
-                rows: r.u32s(&format!("rows{l}"))?,
-                vals: r.f32s(&format!("vals{l}"))?,
-                bias: r.f32s(&format!("bias{l}"))?,
-            });
+            let scorer = ChunkedLevel::read(r, &format!("w{l}"))?;
+            scorer
+                .check(tree.child_ptr(l), n_features)
+                .map_err(|e| bad(format!("level {l}: {e}")))?;
+            let b: Array<f32> = r.array(&format!("bias{l}"))?;
+            if b.len() != tree.n_nodes(l) || !b.iter().all(|v| v.is_finite()) {
+                return Err(bad(format!("level {l}: biases do not fit the tree")));
+            }
+            scorers.push(scorer);
+            biases.push(b);
         }
-        let tree = LabelTree::new(child_ptr, r.u32s("leaves")?).map_err(format)?;
-        XrLinear::new(
+        let subtree_labels = OnceLock::new();
+        if prepared == 1 {
+            let lists = (0..depth - 1)
+                .map(|l| NodeLabels::read(r, &format!("sub{l}"), tree.n_nodes(l), tree.n_labels()))
+                .collect::<Result<Vec<_>>>()?;
+            subtree_labels.set(lists).expect("a new cell");
+        }
+        Ok(XrLinear {
             tree,
-            levels,
-            n_features as usize,
-            f32::from_bits(bias as u32),
-        )
-        .map_err(format)
+            n_features,
+            bias,
+            scorers,
+            biases,
+            subtree_labels,
+        })
+    }
+}
+
+/// The sorted label ids under each node of one level: node `c`'s are
+/// `labels[ptr[c]..ptr[c + 1]]`.
+#[derive(Debug)]
+struct NodeLabels {
+    ptr: Array<u64>,
+    labels: Array<u32>,
+}
+
+impl NodeLabels {
+    /// The labels of a level from the ancestor (at that level) of every label.
+    fn new(ancestors: &[u32], n_nodes: usize) -> Self {
+        let mut ptr = vec![0u64; n_nodes + 1];
+        for &node in ancestors {
+            ptr[node as usize + 1] += 1;
+        }
+        for c in 0..n_nodes {
+            ptr[c + 1] += ptr[c];
+        }
+        let mut fill: Vec<u64> = ptr[..n_nodes].to_vec();
+        let mut labels = vec![0u32; ancestors.len()];
+        // Labels in increasing id order: each node's list comes out sorted.
+        for (label, &node) in ancestors.iter().enumerate() {
+            labels[fill[node as usize] as usize] = label as u32;
+            fill[node as usize] += 1;
+        }
+        NodeLabels {
+            ptr: ptr.into(),
+            labels: labels.into(),
+        }
+    }
+
+    fn of(&self, c: usize) -> &[u32] {
+        &self.labels[self.ptr[c] as usize..self.ptr[c + 1] as usize]
+    }
+
+    fn write(&self, w: &mut Writer, name: &str) {
+        w.array(&format!("{name}.p"), &self.ptr)
+            .array(&format!("{name}.l"), &self.labels);
+    }
+
+    /// Reads a level of `n_nodes` nodes over `n_labels` labels: pointers rising from 0 to the
+    /// end, each list sorted, distinct and in range.
+    fn read(r: &Reader, name: &str, n_nodes: usize, n_labels: usize) -> Result<Self> {
+        let ptr: Array<u64> = r.array(&format!("{name}.p"))?;
+        let labels: Array<u32> = r.array(&format!("{name}.l"))?;
+        let ok = ptr.len() == n_nodes + 1
+            && ptr.first() == Some(&0)
+            && ptr.last() == Some(&(labels.len() as u64))
+            && ptr.windows(2).all(|w| w[0] <= w[1])
+            && labels.iter().all(|&l| (l as usize) < n_labels)
+            && ptr.windows(2).all(|w| {
+                labels[w[0] as usize..w[1] as usize]
+                    .windows(2)
+                    .all(|p| p[0] < p[1])
+            });
+        if !ok {
+            return Err(format_err(format!(
+                "XR-Linear model: label lists {name:?} do not fit the tree"
+            )));
+        }
+        Ok(NodeLabels { ptr, labels })
+    }
+
+    fn nbytes(&self) -> usize {
+        self.ptr.nbytes() + self.labels.nbytes()
     }
 }
 
@@ -329,10 +508,10 @@ pub struct XrLinear {
     /// rebuilt from them when saving).
     scorers: Vec<ChunkedLevel>,
     /// Per level, the bias weight of each node.
-    biases: Vec<Vec<f32>>,
+    biases: Vec<Array<f32>>,
     /// Per cluster level, the sorted label ids under each node (built on first use of a label
-    /// range).
-    subtree_labels: OnceLock<Vec<CsrMatrix>>,
+    /// range, or by [`XrLinear::prepare_label_ranges`]; saved when built).
+    subtree_labels: OnceLock<Vec<NodeLabels>>,
 }
 
 impl PartialEq for XrLinear {
@@ -390,7 +569,7 @@ impl XrLinear {
             .enumerate()
             .map(|(l, w)| ChunkedLevel::build(w, tree.child_ptr(l), n_features))
             .collect();
-        let biases = levels.into_iter().map(|w| w.bias).collect();
+        let biases = levels.into_iter().map(|w| w.bias.into()).collect();
         Ok(XrLinear {
             tree,
             n_features,
@@ -430,10 +609,7 @@ impl XrLinear {
 
     /// Heap memory of the weights and the tree, in bytes (approximately, for the tree).
     pub fn memory_bytes(&self) -> usize {
-        self.biases
-            .iter()
-            .map(|b| b.capacity() * size_of::<f32>())
-            .sum::<usize>()
+        self.biases.iter().map(|b| b.nbytes()).sum::<usize>()
             + self
                 .scorers
                 .iter()
@@ -443,12 +619,10 @@ impl XrLinear {
             + (0..self.tree.depth())
                 .map(|l| size_of_val(self.tree.child_ptr(l)))
                 .sum::<usize>()
-            + self.subtree_labels.get().map_or(0, |lists| {
-                lists
-                    .iter()
-                    .map(|m| m.nnz() * 8 + m.indptr.len() * size_of::<usize>())
-                    .sum()
-            })
+            + self
+                .subtree_labels
+                .get()
+                .map_or(0, |lists| lists.iter().map(NodeLabels::nbytes).sum())
     }
 
     /// The best `topk` labels for one input row (sorted feature ids, values), best first, with
@@ -574,27 +748,14 @@ impl XrLinear {
         let lists = self
             .subtree_labels
             .get_or_init(|| self.build_subtree_labels());
-        let labels = lists[l].row(c).0;
+        let labels = lists[l].of(c);
         let at = labels.partition_point(|&x| x < lo);
         at < labels.len() && labels[at] < hi
     }
 
-    fn build_subtree_labels(&self) -> Vec<CsrMatrix> {
+    fn build_subtree_labels(&self) -> Vec<NodeLabels> {
         (0..self.tree.depth() - 1)
-            .map(|l| {
-                let ancestors = self.tree.ancestors_at(l);
-                let mut per_node: Vec<Vec<u32>> = vec![Vec::new(); self.tree.n_nodes(l)];
-                for (label, &node) in ancestors.iter().enumerate() {
-                    per_node[node as usize].push(label as u32);
-                }
-                CsrMatrix::from_rows(
-                    self.n_labels(),
-                    per_node.into_iter().map(|labels| {
-                        let ones = vec![1.0; labels.len()];
-                        (labels, ones)
-                    }),
-                )
-            })
+            .map(|l| NodeLabels::new(&self.tree.ancestors_at(l), self.tree.n_nodes(l)))
             .collect()
     }
 }

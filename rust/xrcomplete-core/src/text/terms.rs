@@ -1,0 +1,169 @@
+//! A fitted vocabulary: sorted terms and a hash table from term to column, both plain arrays so
+//! that a loaded vectorizer uses them in place.
+//!
+//! The table is open addressing with linear probing over a power-of-two number of slots, at most
+//! half full; a slot holds `column + 1` (0 = empty). The hash is defined here, not taken from a
+//! crate: a stored table must find its terms with every future build.
+
+use crate::error::{Error, Result};
+use crate::persist::{format_err, Array, Reader, Writer};
+use crate::strings::Strings;
+
+/// Terms (sorted, distinct) with their columns, and a lookup table.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TermIndex {
+    terms: Strings,
+    slots: Array<u32>,
+}
+
+/// The hash of a term: 64-bit multiply-rotate over 8-byte words, then a final mix.
+#[inline]
+fn term_hash(s: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (s.len() as u64).wrapping_mul(K);
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 32)
+}
+
+impl TermIndex {
+    /// Indexes `terms`, which must be sorted and distinct (column = position).
+    pub(crate) fn new<'a>(terms: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        let mut list: Vec<&str> = Vec::new();
+        for t in terms {
+            if list.last().is_some_and(|&p| p >= t) {
+                return Err(Error::InvalidInput(
+                    "terms must be sorted and distinct".into(),
+                ));
+            }
+            list.push(t);
+        }
+        if list.len() >= u32::MAX as usize / 2 {
+            return Err(Error::TooLarge {
+                what: "vocabulary size",
+                got: list.len() as u64,
+                limit: u32::MAX as u64 / 2 - 1,
+            });
+        }
+        let terms = Strings::new(&list)?;
+        let mask = (2 * list.len() + 1).next_power_of_two() - 1;
+        let mut slots = vec![0u32; mask + 1];
+        for (col, t) in list.iter().enumerate() {
+            let mut at = term_hash(t.as_bytes()) as usize & mask;
+            while slots[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            slots[at] = col as u32 + 1;
+        }
+        Ok(TermIndex {
+            terms,
+            slots: slots.into(),
+        })
+    }
+
+    /// Number of terms.
+    pub(crate) fn len(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// The column of `term`, if present.
+    #[inline]
+    pub(crate) fn id(&self, term: &str) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut at = term_hash(term.as_bytes()) as usize & mask;
+        // At most every slot once: a loaded table is checked to have an empty one, but a bound
+        // costs nothing and rules out a hang whatever the table holds.
+        for _ in 0..self.slots.len() {
+            match self.slots[at] {
+                0 => return None,
+                s if self.terms.get_bytes(s as usize - 1) == term.as_bytes() => return Some(s - 1),
+                _ => at = (at + 1) & mask,
+            }
+        }
+        None
+    }
+
+    /// The terms, in column order.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.terms.iter()
+    }
+
+    /// Bytes held.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.terms.nbytes() + self.slots.nbytes()
+    }
+
+    /// Sections `terms`, `terms.o` and `slots`.
+    pub(crate) fn write(&self, w: &mut Writer) {
+        self.terms.write(w, "terms");
+        w.array("slots", &self.slots);
+    }
+
+    /// Reads what [`TermIndex::write`] wrote. Checks the terms (sorted, distinct) and that the
+    /// table has a power-of-two size over twice the terms and holds each column once.
+    pub(crate) fn read(r: &Reader) -> Result<Self> {
+        let terms = Strings::read(r, "terms", "terms")?;
+        let slots: Array<u32> = r.array("slots")?;
+        if !(1..terms.len()).all(|i| terms.get_bytes(i - 1) < terms.get_bytes(i)) {
+            return Err(format_err("vectorizer: terms not sorted and distinct"));
+        }
+        let n = terms.len();
+        let mut seen = vec![false; n];
+        let mut filled = 0usize;
+        for &s in slots.iter().filter(|&&s| s != 0) {
+            match seen.get_mut(s as usize - 1) {
+                Some(slot) if !*slot => *slot = true,
+                _ => return Err(format_err("vectorizer: term table holds a bad column")),
+            }
+            filled += 1;
+        }
+        if !slots.len().is_power_of_two() || slots.len() <= 2 * n || filled != n {
+            return Err(format_err("vectorizer: term table does not fit the terms"));
+        }
+        Ok(TermIndex { terms, slots })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_hash_is_fixed() {
+        // Stored tables depend on these values: a change needs a new format version.
+        assert_eq!(term_hash(b""), 0);
+        assert_eq!(term_hash(b"a"), 0x95da_58f9_9f36_3d7d);
+        assert_eq!(
+            term_hash("hotels in boston".as_bytes()),
+            0x5d89_587c_910a_705f
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_term_is_found_at_its_column(words in prop::collection::btree_set("[a-cé ]{0,9}", 0..200), probe in "[a-d]{0,3}") {
+            let terms: Vec<&str> = words.iter().map(String::as_str).collect();
+            let index = TermIndex::new(terms.iter().copied()).unwrap();
+            prop_assert_eq!(index.len(), terms.len());
+            for (col, t) in terms.iter().enumerate() {
+                prop_assert_eq!(index.id(t), Some(col as u32));
+            }
+            prop_assert_eq!(index.id(&probe), terms.iter().position(|t| *t == probe).map(|c| c as u32));
+            prop_assert_eq!(index.iter().collect::<Vec<_>>(), terms);
+        }
+    }
+
+    #[test]
+    fn unsorted_terms_are_refused() {
+        assert!(TermIndex::new(["b", "a"]).is_err());
+        assert!(TermIndex::new(["a", "a"]).is_err());
+        assert_eq!(TermIndex::new([]).unwrap().id("a"), None);
+    }
+}
