@@ -95,7 +95,7 @@ def set_version(data: bytes, version: int) -> bytes:
         (lambda b: b"", "too short"),
         (lambda b: b[:40] + bytes([b[40] ^ 1]) + b[41:], "checksum mismatch"),
         (lambda b: b"PK\x03\x04" + b[4:], "magic"),
-        (lambda b: set_version(b, 99), "version 99; this build reads version 1"),
+        (lambda b: set_version(b, 99), "version 99; this build reads version 2"),
     ],
 )
 def test_bad_files_raise_model_format_error(tmp_path: Path, corrupt: object, message: str) -> None:

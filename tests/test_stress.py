@@ -84,7 +84,8 @@ def test_a_model_swapped_in_while_threads_serve(trained: tuple[Completer, Path])
 
     def swapper() -> None:
         while not stop.is_set():
-            current[0] = Completer.load(path)  # a new object; the old one is dropped under load
+            # A new object, read or mapped in turn; the old one is dropped under load.
+            current[0] = Completer.load(path, mmap=swaps[0] % 2 == 1)
             swaps[0] += 1
             time.sleep(0.01)
 

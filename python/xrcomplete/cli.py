@@ -103,7 +103,7 @@ def _train_command(args: argparse.Namespace) -> int:
 
 def _complete(args: argparse.Namespace) -> int:
     if args.model:
-        completer = Completer.load(args.model)
+        completer = Completer.load(args.model, mmap=True)
     else:
         completer, _ = _train(args, args.log)
     _print_completions(completer, args.prev, args.prefix, args.k)
@@ -111,7 +111,7 @@ def _complete(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    completer = Completer.load(args.model)
+    completer = Completer.load(args.model, mmap=True)
     pairs = session_pairs(args.log, gap_minutes=args.gap_minutes)
     report = evaluate_batch(lambda p, x: completer.complete_batch(p, x, args.k), pairs, k=args.k)
     print(report.row())
@@ -121,7 +121,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _retrieve(args: argparse.Namespace) -> int:
     titles = read_catalogue(args.catalogue) if args.catalogue else {}
     if args.model:
-        retriever = ProductRetriever.load(args.model)
+        retriever = ProductRetriever.load(args.model, mmap=True)
     else:
         if not (args.judgments and args.catalogue):
             raise ValueError("give --model, or both --judgments and --catalogue to train on")

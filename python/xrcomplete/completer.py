@@ -254,12 +254,20 @@ class Completer:
         return target
 
     @classmethod
-    def load(cls, path: PathLike) -> Completer:
+    def load(cls, path: PathLike, *, mmap: bool = False) -> Completer:
         """Loads a completer saved by ``save`` (a file, or a directory holding
         ``completer.xrc``). A bad file raises ``ModelFormatError``; a missing one
-        ``FileNotFoundError``."""
+        ``FileNotFoundError``.
+
+        ``mmap=True`` maps the file instead of reading it: nothing is copied or rebuilt, so
+        loading takes about as long for a large model as for a small one (the file is only
+        checksummed and its bounds checked), and processes serving the same file share its
+        pages. The file must then stay unchanged while the model is in use; ``save`` never
+        changes a file in place (it writes a new file and renames it), so saving a new model over
+        a mapped one is safe.
+        """
         completer = cls(progress=False)
-        completer._model = _core.CompleterModel.load(_model_path(path, saving=False))
+        completer._model = _core.CompleterModel.load(_model_path(path, saving=False), mmap=mmap)
         rank = completer._model.rank_params()
         completer.beam_size = int(rank["beam_size"])
         completer.candidates = int(rank["candidates"])

@@ -150,11 +150,12 @@ class ProductRetriever:
         return target
 
     @classmethod
-    def load(cls, path: PathLike) -> ProductRetriever:
-        """Loads what ``save`` wrote; ``ModelFormatError`` for a bad file."""
+    def load(cls, path: PathLike, *, mmap: bool = False) -> ProductRetriever:
+        """Loads what ``save`` wrote; ``ModelFormatError`` for a bad file. ``mmap=True`` maps
+        the file (see ``Completer.load``)."""
         retriever = cls(progress=False)
         retriever._model = _core.ProductRetrieverModel.load(
-            _model_path(path, saving=False, name="retriever.xrc")
+            _model_path(path, saving=False, name="retriever.xrc"), mmap=mmap
         )
         rank = retriever._model.rank_params()
         retriever.beam_size = int(rank["beam_size"])

@@ -154,9 +154,10 @@ class TfidfVectorizer:
         self.model.save(path)
 
     @classmethod
-    def load(cls, path: PathLike) -> TfidfVectorizer:
-        """Loads a vectorizer saved by ``save``; ``ModelFormatError`` for a bad file."""
-        return cls._from_model(_core.TfidfModel.load(path))
+    def load(cls, path: PathLike, *, mmap: bool = False) -> TfidfVectorizer:
+        """Loads a vectorizer saved by ``save``; ``ModelFormatError`` for a bad file.
+        ``mmap=True`` maps the file (see ``Completer.load``)."""
+        return cls._from_model(_core.TfidfModel.load(path, mmap=mmap))
 
     @classmethod
     def _from_model(cls, model: _core.TfidfModel) -> TfidfVectorizer:
@@ -232,9 +233,10 @@ class FeatureConcat:
         self.model.save(path)
 
     @classmethod
-    def load(cls, path: PathLike) -> FeatureConcat:
-        """Loads a concatenation saved by ``save``; ``ModelFormatError`` for a bad file."""
-        model = _core.FeatureConcatModel.load(path)
+    def load(cls, path: PathLike, *, mmap: bool = False) -> FeatureConcat:
+        """Loads a concatenation saved by ``save``; ``ModelFormatError`` for a bad file.
+        ``mmap=True`` maps the file (see ``Completer.load``)."""
+        model = _core.FeatureConcatModel.load(path, mmap=mmap)
         concat = cls([TfidfVectorizer._from_model(b) for b in model.blocks()], model.norm)
         concat._model = model
         return concat

@@ -243,8 +243,9 @@ class XRLinear:
         self.model.save(path)
 
     @classmethod
-    def load(cls, path: PathLike) -> XRLinear:
-        """Loads a model saved by ``save``; ``ModelFormatError`` for a bad file."""
+    def load(cls, path: PathLike, *, mmap: bool = False) -> XRLinear:
+        """Loads a model saved by ``save``; ``ModelFormatError`` for a bad file. ``mmap=True``
+        maps the file (see ``Completer.load``)."""
         xr = cls()
-        xr._model = _core.XRLinearModel.load(path)
+        xr._model = _core.XRLinearModel.load(path, mmap=mmap)
         return xr
