@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytemuck::Pod;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -121,6 +122,27 @@ impl Kind {
             None => format!("unknown kind {code}"),
         }
     }
+}
+
+/// CRC-32 of `bytes`; a large buffer is summed in parallel pieces, combined in order.
+fn checksum(bytes: &[u8]) -> u32 {
+    const PIECE: usize = 16 << 20;
+    if bytes.len() <= PIECE {
+        return crc32fast::hash(bytes);
+    }
+    let pieces: Vec<crc32fast::Hasher> = bytes
+        .par_chunks(PIECE)
+        .map(|piece| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(piece);
+            h
+        })
+        .collect();
+    let mut all = crc32fast::Hasher::new();
+    for piece in &pieces {
+        all.combine(piece);
+    }
+    all.finalize()
 }
 
 pub(crate) fn format_err(what: impl Into<String>) -> Error {
@@ -407,7 +429,7 @@ impl Writer {
             out.resize(out.len().next_multiple_of(ALIGN), 0);
             out.extend_from_slice(data);
         }
-        let crc = crc32fast::hash(&out);
+        let crc = checksum(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
@@ -457,7 +479,7 @@ impl Reader {
         }
         let body = bytes.len() - TRAILER;
         let stored = read_u32(bytes, body);
-        if check_sum && crc32fast::hash(&bytes[..body]) != stored {
+        if check_sum && checksum(&bytes[..body]) != stored {
             return Err(format_err(
                 "checksum mismatch: the file is corrupt or truncated",
             ));
@@ -713,6 +735,15 @@ mod tests {
         }
         assert!(matches!(Buffer::map(&dir), Err(Error::Io { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_parallel_checksum_is_the_crc_of_the_whole() {
+        let big: Vec<u8> = (0..(40u32 << 20) + 7)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_eq!(checksum(&big), crc32fast::hash(&big));
+        assert_eq!(checksum(b"abc"), crc32fast::hash(b"abc"));
     }
 
     #[test]

@@ -291,10 +291,11 @@ impl Persist for Trie {
         if weights.len() != keys.len() {
             return Err(bad("as many weights as keys expected"));
         }
-        if keys.iter().any(str::is_empty) {
+        let key = |i| keys.get_bytes(i);
+        if (0..keys.len()).any(|i| key(i).is_empty()) {
             return Err(bad("empty key"));
         }
-        if !(1..keys.len()).all(|i| keys.get(i - 1) < keys.get(i)) {
+        if !(1..keys.len()).all(|i| key(i - 1) < key(i)) {
             return Err(bad("keys not sorted and distinct"));
         }
         check_nodes(&nodes, &keys).map_err(bad)?;
@@ -303,6 +304,14 @@ impl Persist for Trie {
             weights,
             nodes,
         })
+    }
+}
+
+/// `str::is_char_boundary` on bytes known to be UTF-8 (no decoding).
+fn is_char_boundary(bytes: &[u8], i: usize) -> bool {
+    match bytes.get(i) {
+        Some(&b) => (b as i8) >= -0x40, // not a continuation byte (0b10xx_xxxx)
+        None => i == bytes.len(),
     }
 }
 
@@ -329,16 +338,12 @@ fn check_nodes(nodes: &[Node], keys: &Strings) -> std::result::Result<(), &'stat
             .get(node.first_child as usize..end)
             .ok_or("child out of range")?;
         for child in children {
-            let key = if (child.lo as usize) < keys.len() {
-                keys.get(child.lo as usize)
-            } else {
-                ""
-            };
             let ok = child.depth > node.depth
                 && node.lo <= child.lo
                 && child.lo < child.hi
                 && child.hi <= node.hi
-                && key.is_char_boundary(child.depth as usize);
+                && (child.lo as usize) < keys.len()
+                && is_char_boundary(keys.get_bytes(child.lo as usize), child.depth as usize);
             if !ok {
                 return Err("a child out of its parent's bounds");
             }

@@ -180,8 +180,12 @@ impl ChunkedLevel {
         })
     }
 
-    /// Checks a loaded level against its tree level (`child_ptr`) and feature count: every
-    /// lookup of [`ChunkedLevel::add_scores`] stays in bounds, and the weights are finite.
+    /// Checks a loaded level against its tree level (`child_ptr`) and feature count, in time
+    /// linear in the number of parents: the pointers fit the tree and the arrays, and every
+    /// parent has a bucket for every feature id. What lies inside a chunk (feature order, entry
+    /// ends, children) is not scanned here: [`ChunkedLevel::add_scores`] reads it with
+    /// non-panicking lookups (the bounds checks it makes anyway), so a corrupt chunk can only
+    /// give wrong scores, and the checksum is what rules corruption out.
     fn check(&self, child_ptr: &[u32], n_features: usize) -> std::result::Result<(), &'static str> {
         let n_parents = child_ptr.len() - 1;
         let rising = |p: &[u64], end: usize| {
@@ -195,49 +199,45 @@ impl ChunkedLevel {
             || !rising(&self.bucket_ptr, self.buckets.len())
             || self.entry_base.len() != n_parents
             || self.bucket_shift.len() != n_parents
+            || self
+                .entry_base
+                .iter()
+                .any(|&b| b > self.entries.len() as u64)
         {
             return Err("pointers do not fit the tree");
         }
-        if self.entries.iter().any(|e| !e.weight.is_finite()) {
-            return Err("a weight is not finite");
-        }
         let top = n_features.saturating_sub(1);
         for p in 0..n_parents {
-            let feats = &self.features[self.chunk_ptr[p] as usize..self.chunk_ptr[p + 1] as usize];
-            let mut from = 0u32;
-            for &[_, stop] in feats {
-                if stop < from {
-                    return Err("entry ends out of order");
-                }
-                from = stop;
-            }
-            let n_children = child_ptr[p + 1] - child_ptr[p];
-            let base = self.entry_base[p];
-            let entries = usize::try_from(base)
-                .ok()
-                .and_then(|b| self.entries.get(b..b.checked_add(from as usize)?));
-            match entries {
-                Some(e) if e.iter().all(|e| e.child < n_children) => {}
-                _ => return Err("entries out of range"),
-            }
             let shift = self.bucket_shift[p];
-            let buckets =
-                &self.buckets[self.bucket_ptr[p] as usize..self.bucket_ptr[p + 1] as usize];
-            if shift >= 32
-                || buckets.len() < (top >> shift) + 2
-                || buckets.iter().any(|&b| b as usize > feats.len())
-            {
+            let n_buckets = self.bucket_ptr[p + 1] - self.bucket_ptr[p];
+            if shift >= 32 || n_buckets < ((top >> shift) + 2) as u64 {
                 return Err("buckets do not cover the features");
             }
         }
         Ok(())
     }
 
+    /// Parent `p`'s features and the entries from its first on.
+    #[inline]
+    fn chunk(&self, p: usize) -> (&[[u32; 2]], &[Entry]) {
+        let feats = &self.features[self.chunk_ptr[p] as usize..self.chunk_ptr[p + 1] as usize];
+        let entries = &self.entries[self.entry_base[p] as usize..];
+        (feats, entries)
+    }
+
+    /// The entries of the `k`-th feature of a chunk (none where a loaded chunk is inconsistent).
+    #[inline]
+    fn entries_of<'a>(feats: &[[u32; 2]], entries: &'a [Entry], k: usize) -> &'a [Entry] {
+        let from = if k == 0 { 0 } else { feats[k - 1][1] };
+        entries
+            .get(from as usize..feats[k][1] as usize)
+            .unwrap_or_default()
+    }
+
     /// Adds `w_c . x` to `out[c - first child]` for every child `c` of `parent`.
     #[inline]
     fn add_scores(&self, parent: usize, indices: &[u32], values: &[f32], out: &mut [f32]) {
-        let a = self.chunk_ptr[parent] as usize;
-        let entries = &self.entries[self.entry_base[parent] as usize..];
+        let (feats, entries) = self.chunk(parent);
         let buckets =
             &self.buckets[self.bucket_ptr[parent] as usize..self.bucket_ptr[parent + 1] as usize];
         let shift = self.bucket_shift[parent];
@@ -245,13 +245,14 @@ impl ChunkedLevel {
             let bucket = (f >> shift) as usize;
             let (start, end) = (buckets[bucket] as usize, buckets[bucket + 1] as usize);
             // A bucket holds a few sorted features: a short scan finds `f` or passes it.
-            for k in a + start..a + end {
-                let [g, stop] = self.features[k];
+            for k in start..end.min(feats.len()) {
+                let g = feats[k][0];
                 if g >= f {
                     if g == f {
-                        let from = if k == a { 0 } else { self.features[k - 1][1] };
-                        for e in &entries[from as usize..stop as usize] {
-                            out[e.child as usize] += v * e.weight;
+                        for e in Self::entries_of(feats, entries, k) {
+                            if let Some(o) = out.get_mut(e.child as usize) {
+                                *o += v * e.weight;
+                            }
                         }
                     }
                     break;
@@ -265,14 +266,11 @@ impl ChunkedLevel {
     fn columns(&self, child_ptr: &[u32], bias: &[f32]) -> LevelWeights {
         let mut triples: Vec<(u32, u32, f32)> = Vec::with_capacity(self.entries.len());
         for (p, &first) in child_ptr[..child_ptr.len() - 1].iter().enumerate() {
-            let (a, b) = (self.chunk_ptr[p] as usize, self.chunk_ptr[p + 1] as usize);
-            let entries = &self.entries[self.entry_base[p] as usize..];
-            let mut from = 0usize;
-            for &[feature, stop] in &self.features[a..b] {
-                for e in &entries[from..stop as usize] {
-                    triples.push((first + e.child, feature, e.weight));
+            let (feats, entries) = self.chunk(p);
+            for (k, &[feature, _]) in feats.iter().enumerate() {
+                for e in Self::entries_of(feats, entries, k) {
+                    triples.push((first.saturating_add(e.child), feature, e.weight));
                 }
-                from = stop as usize;
             }
         }
         triples.sort_unstable_by_key(|t| (t.0, t.1));

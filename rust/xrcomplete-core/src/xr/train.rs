@@ -393,7 +393,7 @@ mod tests {
         let bytes = model.to_bytes();
         let loaded = XrLinear::from_bytes(&bytes).unwrap();
         assert_eq!(loaded, model);
-        // The columns are rebuilt from the scoring layout: the file comes back byte for byte.
+        // Every array is saved as it is held: the file comes back byte for byte.
         assert_eq!(loaded.to_bytes(), bytes);
         let levels = model.levels();
         assert_eq!(levels.iter().map(|w| w.nnz()).sum::<usize>(), model.nnz());
@@ -406,6 +406,61 @@ mod tests {
         assert_eq!(rebuilt, model);
         for len in (0..bytes.len()).step_by(11) {
             assert!(XrLinear::from_bytes(&bytes[..len]).is_err());
+        }
+    }
+
+    /// A chunk's content is not scanned at load (that would make loading linear in the
+    /// weights); a chunk made inconsistent under a valid checksum must give scores, not a panic.
+    #[test]
+    fn inconsistent_chunks_under_a_valid_checksum_never_panic() {
+        use crate::persist::{Buffer, Kind, Persist, Reader, Writer};
+        let (x, y) = identity_problem(30, 2);
+        let model = fit(&x, &y, 4, &TrainParams::default());
+        let r = Reader::new(&Buffer::copy_from(&model.to_bytes()), Kind::XrLinear).unwrap();
+        let rewrite = |change: &dyn Fn(&str, &mut Vec<u8>)| {
+            let mut w = Writer::new(Kind::XrLinear);
+            for (name, data) in r.sections() {
+                let mut data = data.to_vec();
+                change(&name, &mut data);
+                w.bytes(&name, data);
+            }
+            XrLinear::from_bytes(&w.finish()).unwrap()
+        };
+        let set_words = |data: &mut Vec<u8>, value: u32, step: usize, at: usize| {
+            for chunk in data.chunks_exact_mut(4).skip(at).step_by(step) {
+                chunk.copy_from_slice(&value.to_le_bytes());
+            }
+        };
+        let broken = [
+            // Entries' children far past any parent's children.
+            rewrite(&|name, data| {
+                if name.ends_with(".e") {
+                    set_words(data, u32::MAX, 2, 0)
+                }
+            }),
+            // Entry ends running backwards and past the entries.
+            rewrite(&|name, data| {
+                if name.ends_with(".f") {
+                    set_words(data, u32::MAX, 4, 1);
+                    set_words(data, 0, 4, 3);
+                }
+            }),
+            // Bucket starts past the chunk's features.
+            rewrite(&|name, data| {
+                if name.ends_with(".b") {
+                    set_words(data, u32::MAX, 3, 0)
+                }
+            }),
+        ];
+        let params = PredictParams::default();
+        for m in &broken {
+            assert!(m.predict(&x, &params).is_ok());
+            let mut scratch = PredictScratch::default();
+            let (idx, val) = x.row(0);
+            assert!(m
+                .predict_one(idx, val, &params, Some((0, 5)), &mut scratch)
+                .is_ok());
+            let _ = m.levels();
         }
     }
 
