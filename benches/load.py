@@ -14,6 +14,7 @@ load added; medians over ``--repeat`` processes. The ratio is read / mapped, in 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -59,12 +60,12 @@ def synthetic_pairs(n_labels: int, seed: int = 0) -> Iterator[tuple[str, str]]:
             for w in line.split("\t")[1].lower().split():
                 words[w] = words.get(w, 0) + 1
     vocab = sorted(words, key=lambda w: -words[w])[:50_000]
-    weights = [1.0 / (r + 10) for r in range(len(vocab))]
+    cum_weights = list(itertools.accumulate(1.0 / (r + 10) for r in range(len(vocab))))
     rng = random.Random(seed)
     seen: set[str] = set()
     prev = ""
     while len(seen) < n_labels:
-        q = " ".join(rng.choices(vocab, weights, k=rng.randint(2, 4)))
+        q = " ".join(rng.choices(vocab, cum_weights=cum_weights, k=rng.randint(2, 4)))
         if q in seen:
             continue
         seen.add(q)
