@@ -534,15 +534,18 @@ impl Persist for Completer {
             Error::InvalidInput(what) => Error::Format { what },
             other => other,
         };
-        Self::from_parts(
-            r.nested("features")?,
-            r.nested("model")?,
-            r.nested("queries")?,
-            r.nested("trans")?,
-            r.nested("words")?,
-            rank,
-        )
-        .map_err(format)
+        // The parts are checked independently: in parallel, a large model loads in about the
+        // time of its largest part.
+        let ((features, model), (queries, (trans, words))) = rayon::join(
+            || rayon::join(|| r.nested("features"), || r.nested("model")),
+            || {
+                rayon::join(
+                    || r.nested("queries"),
+                    || rayon::join(|| r.nested("trans"), || r.nested("words")),
+                )
+            },
+        );
+        Self::from_parts(features?, model?, queries?, trans?, words?, rank).map_err(format)
     }
 }
 
