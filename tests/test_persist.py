@@ -96,14 +96,19 @@ def set_version(data: bytes, version: int) -> bytes:
         (lambda b: b[:40] + bytes([b[40] ^ 1]) + b[41:], "checksum mismatch"),
         (lambda b: b"PK\x03\x04" + b[4:], "magic"),
         (lambda b: set_version(b, 99), "version 99; this build reads version 2"),
+        # Files written before memory mapping.
+        (lambda b: set_version(b, 1), "version 1; this build reads version 2"),
     ],
 )
-def test_bad_files_raise_model_format_error(tmp_path: Path, corrupt: object, message: str) -> None:
+@pytest.mark.parametrize("mmap", [False, True])
+def test_bad_files_raise_model_format_error(
+    tmp_path: Path, corrupt: object, message: str, mmap: bool
+) -> None:
     good = fitted_vectorizer().model.to_bytes()
     path = tmp_path / "bad.xrc"
     path.write_bytes(corrupt(good))  # type: ignore[operator]
     with pytest.raises(ModelFormatError, match=message):
-        TfidfVectorizer.load(path)
+        TfidfVectorizer.load(path, mmap=mmap)
     assert issubclass(ModelFormatError, ValueError)
 
 
