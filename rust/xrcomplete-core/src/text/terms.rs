@@ -2,7 +2,9 @@
 //! that a loaded vectorizer uses them in place.
 //!
 //! The table is open addressing with linear probing over a power-of-two number of slots, at most
-//! half full; a slot holds `column + 1` (0 = empty). The hash is defined here, not taken from a
+//! three quarters full: a slot holds `column + 1` (0 = empty), and beside it a byte array holds
+//! 7 bits of each slot's hash (0 = empty), so a probe reads one byte, contiguous with the next
+//! probes', and compares strings only when those bits agree (as hashbrown's control bytes). The hash is defined here, not taken from a
 //! crate: a stored table must find its terms with every future build.
 
 use crate::error::{Error, Result};
@@ -13,10 +15,19 @@ use crate::strings::Strings;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TermIndex {
     terms: Strings,
+    /// `0x80 | hash >> 57` per slot, 0 for an empty one.
+    tags: Array<u8>,
+    /// `column + 1` per slot, 0 for an empty one.
     slots: Array<u32>,
 }
 
-/// The hash of a term: 64-bit multiply-rotate over 8-byte words, then a final mix.
+#[inline]
+fn tag_of(h: u64) -> u8 {
+    0x80 | (h >> 57) as u8
+}
+
+/// The hash of a term: 64-bit multiply-rotate over 8-byte words, the last 1-7 bytes read as
+/// overlapping pieces (with the length mixed in first, they determine the tail), a final mix.
 #[inline]
 fn term_hash(s: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -26,9 +37,14 @@ fn term_hash(s: &[u8]) -> u64 {
         let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
         h = (h ^ w).wrapping_mul(K).rotate_left(29);
     }
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    let r = words.remainder();
+    let u32_at = |i: usize| u64::from(u32::from_le_bytes(r[i..i + 4].try_into().expect("4 bytes")));
+    let tail = match r.len() {
+        0 => 0,
+        1..=3 => u64::from(r[0]) | u64::from(r[r.len() / 2]) << 8 | u64::from(r[r.len() - 1]) << 16,
+        n => u32_at(0) | u32_at(n - 4) << 32,
+    };
+    h = (h ^ tail).wrapping_mul(K);
     h ^ (h >> 32)
 }
 
@@ -52,17 +68,20 @@ impl TermIndex {
             });
         }
         let terms = Strings::new(&list)?;
-        let mask = (2 * list.len() + 1).next_power_of_two() - 1;
-        let mut slots = vec![0u32; mask + 1];
+        let mask = (list.len() + list.len() / 3 + 1).next_power_of_two() - 1;
+        let (mut tags, mut slots) = (vec![0u8; mask + 1], vec![0u32; mask + 1]);
         for (col, t) in list.iter().enumerate() {
-            let mut at = term_hash(t.as_bytes()) as usize & mask;
-            while slots[at] != 0 {
+            let h = term_hash(t.as_bytes());
+            let mut at = h as usize & mask;
+            while tags[at] != 0 {
                 at = (at + 1) & mask;
             }
+            tags[at] = tag_of(h);
             slots[at] = col as u32 + 1;
         }
         Ok(TermIndex {
             terms,
+            tags: tags.into(),
             slots: slots.into(),
         })
     }
@@ -75,16 +94,25 @@ impl TermIndex {
     /// The column of `term`, if present.
     #[inline]
     pub(crate) fn id(&self, term: &str) -> Option<u32> {
-        let mask = self.slots.len() - 1;
-        let mut at = term_hash(term.as_bytes()) as usize & mask;
+        let mask = self.tags.len() - 1;
+        let h = term_hash(term.as_bytes());
+        let (mut at, tag) = (h as usize & mask, tag_of(h));
         // At most every slot once: a loaded table is checked to have an empty one, but a bound
         // costs nothing and rules out a hang whatever the table holds.
-        for _ in 0..self.slots.len() {
-            match self.slots[at] {
+        for _ in 0..self.tags.len() {
+            match self.tags[at] {
                 0 => return None,
-                s if self.terms.get_bytes(s as usize - 1) == term.as_bytes() => return Some(s - 1),
-                _ => at = (at + 1) & mask,
+                t if t == tag => {
+                    let col = self.slots[at].wrapping_sub(1);
+                    let found = (col as usize) < self.terms.len()
+                        && self.terms.get_bytes(col as usize) == term.as_bytes();
+                    if found {
+                        return Some(col);
+                    }
+                }
+                _ => {}
             }
+            at = (at + 1) & mask;
         }
         None
     }
@@ -96,19 +124,20 @@ impl TermIndex {
 
     /// Bytes held.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.terms.nbytes() + self.slots.nbytes()
+        self.terms.nbytes() + self.tags.nbytes() + self.slots.nbytes()
     }
 
-    /// Sections `terms`, `terms.o` and `slots`.
+    /// Sections `terms`, `terms.o`, `tags` and `slots`.
     pub(crate) fn write(&self, w: &mut Writer) {
         self.terms.write(w, "terms");
-        w.array("slots", &self.slots);
+        w.array("tags", &self.tags).array("slots", &self.slots);
     }
 
     /// Reads what [`TermIndex::write`] wrote. Checks the terms (sorted, distinct) and that the
-    /// table has a power-of-two size over twice the terms and holds each column once.
+    /// table has a power-of-two size with an empty slot and holds each column once.
     pub(crate) fn read(r: &Reader) -> Result<Self> {
         let terms = Strings::read(r, "terms", "terms")?;
+        let tags: Array<u8> = r.array("tags")?;
         let slots: Array<u32> = r.array("slots")?;
         if !(1..terms.len()).all(|i| terms.get_bytes(i - 1) < terms.get_bytes(i)) {
             return Err(format_err("vectorizer: terms not sorted and distinct"));
@@ -123,10 +152,12 @@ impl TermIndex {
             }
             filled += 1;
         }
-        if !slots.len().is_power_of_two() || slots.len() <= 2 * n || filled != n {
+        let empty = tags.iter().filter(|&&t| t == 0).count();
+        if !slots.len().is_power_of_two() || tags.len() != slots.len() || filled != n || empty == 0
+        {
             return Err(format_err("vectorizer: term table does not fit the terms"));
         }
-        Ok(TermIndex { terms, slots })
+        Ok(TermIndex { terms, tags, slots })
     }
 }
 
@@ -139,7 +170,8 @@ mod tests {
     fn the_hash_is_fixed() {
         // Stored tables depend on these values: a change needs a new format version.
         assert_eq!(term_hash(b""), 0);
-        assert_eq!(term_hash(b"a"), 0x95da_58f9_9f36_3d7d);
+        assert_eq!(term_hash(b"a"), 0x4238_18b7_226d_8233);
+        assert_eq!(term_hash(b"hotels"), 0x96e4_b008_8083_0cc6);
         assert_eq!(
             term_hash("hotels in boston".as_bytes()),
             0x5d89_587c_910a_705f
