@@ -259,8 +259,12 @@ impl Trie {
     }
 
     fn children(&self, node: &Node) -> &[Node] {
+        // Loaded arenas are checked only where a node has children; a childless node's
+        // `first_child` may point anywhere, so this lookup must not panic.
         let start = node.first_child as usize;
-        &self.nodes[start..start + node.n_children as usize]
+        self.nodes
+            .get(start..start + node.n_children as usize)
+            .unwrap_or_default()
     }
 
     fn key_unchecked(&self, id: usize) -> &str {
@@ -574,6 +578,11 @@ mod tests {
         let mut nodes = t.nodes.to_vec();
         nodes[1].hi = 3; // more keys than the trie has
         assert!(file(&["a", "b"], &nodes).is_err());
+        let mut nodes = t.nodes.to_vec();
+        nodes[1].first_child = 99; // a childless node pointing past the arena: still answers
+        let loaded = file(&["a", "b"], &nodes).unwrap();
+        assert_eq!(loaded.prefix_range("ab"), None);
+        assert_eq!(loaded.completions("a", 5).len(), 1);
         let nodes = &t.nodes[..1];
         assert!(file(&["a", "b"], nodes).is_err()); // keys nobody reaches... the root only
     }
