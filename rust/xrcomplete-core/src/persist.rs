@@ -149,6 +149,14 @@ pub(crate) fn format_err(what: impl Into<String>) -> Error {
     Error::Format { what: what.into() }
 }
 
+/// True when `ptr` (row pointers, string offsets) starts at 0, never decreases, and ends at
+/// `end`: every `ptr[i]..ptr[i + 1]` is then a valid range of an array of `end` values.
+pub(crate) fn rises_to<P: Copy + Into<u64>>(ptr: &[P], end: usize) -> bool {
+    ptr.first().map(|&p| p.into()) == Some(0)
+        && ptr.last().map(|&p| p.into()) == Some(end as u64)
+        && ptr.windows(2).all(|w| w[0].into() <= w[1].into())
+}
+
 fn io_err(path: &Path, e: &std::io::Error) -> Error {
     Error::Io {
         path: path.display().to_string(),

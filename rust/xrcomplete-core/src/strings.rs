@@ -5,7 +5,7 @@
 //! each on a character boundary); after that `get` cannot fail.
 
 use crate::error::{Error, Result};
-use crate::persist::{format_err, Array, Reader, Writer};
+use crate::persist::{format_err, rises_to, Array, Reader, Writer};
 
 /// Strings with ids `0..len`; string `i` is `bytes[offsets[i]..offsets[i + 1]]`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -55,6 +55,11 @@ impl Strings {
         &self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
+    /// True when the strings are in strictly increasing byte order (sorted, no duplicate).
+    pub(crate) fn is_sorted_distinct(&self) -> bool {
+        (1..self.len()).all(|i| self.get_bytes(i - 1) < self.get_bytes(i))
+    }
+
     /// All strings in order.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.len()).map(|i| self.get(i))
@@ -77,9 +82,7 @@ impl Strings {
         let offsets: Array<u32> = r.array(&format!("{name}.o"))?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|e| format_err(format!("{what}: invalid UTF-8 ({e})")))?;
-        let ok = offsets.first() == Some(&0)
-            && offsets.last().map(|&e| e as usize) == Some(bytes.len())
-            && offsets.windows(2).all(|w| w[0] <= w[1])
+        let ok = rises_to(&offsets, bytes.len())
             && offsets.iter().all(|&o| text.is_char_boundary(o as usize));
         if !ok {
             return Err(format_err(format!(

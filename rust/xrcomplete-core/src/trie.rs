@@ -295,11 +295,10 @@ impl Persist for Trie {
         if weights.len() != keys.len() {
             return Err(bad("as many weights as keys expected"));
         }
-        let key = |i| keys.get_bytes(i);
-        if (0..keys.len()).any(|i| key(i).is_empty()) {
+        if (0..keys.len()).any(|i| keys.get_bytes(i).is_empty()) {
             return Err(bad("empty key"));
         }
-        if !(1..keys.len()).all(|i| key(i - 1) < key(i)) {
+        if !keys.is_sorted_distinct() {
             return Err(bad("keys not sorted and distinct"));
         }
         check_nodes(&nodes, &keys).map_err(bad)?;

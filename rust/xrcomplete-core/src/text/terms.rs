@@ -139,7 +139,7 @@ impl TermIndex {
         let terms = Strings::read(r, "terms", "terms")?;
         let tags: Array<u8> = r.array("tags")?;
         let slots: Array<u32> = r.array("slots")?;
-        if !(1..terms.len()).all(|i| terms.get_bytes(i - 1) < terms.get_bytes(i)) {
+        if !terms.is_sorted_distinct() {
             return Err(format_err("vectorizer: terms not sorted and distinct"));
         }
         let n = terms.len();

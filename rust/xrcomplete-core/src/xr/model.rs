@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
-use crate::persist::{format_err, Array, Kind, Persist, Reader, Writer};
+use crate::persist::{format_err, rises_to, Array, Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
 
 /// The weights of one level: column `c` (node `c`) holds the features
@@ -188,15 +188,10 @@ impl ChunkedLevel {
     /// give wrong scores, and the checksum is what rules corruption out.
     fn check(&self, child_ptr: &[u32], n_features: usize) -> std::result::Result<(), &'static str> {
         let n_parents = child_ptr.len() - 1;
-        let rising = |p: &[u64], end: usize| {
-            p.first() == Some(&0)
-                && p.windows(2).all(|w| w[0] <= w[1])
-                && p.last() == Some(&(end as u64))
-        };
         if self.chunk_ptr.len() != n_parents + 1
-            || !rising(&self.chunk_ptr, self.features.len())
+            || !rises_to(&self.chunk_ptr, self.features.len())
             || self.bucket_ptr.len() != n_parents + 1
-            || !rising(&self.bucket_ptr, self.buckets.len())
+            || !rises_to(&self.bucket_ptr, self.buckets.len())
             || self.entry_base.len() != n_parents
             || self.bucket_shift.len() != n_parents
             || self
@@ -426,9 +421,7 @@ impl NodeLabels {
         let ptr: Array<u64> = r.array(&format!("{name}.p"))?;
         let labels: Array<u32> = r.array(&format!("{name}.l"))?;
         let ok = ptr.len() == n_nodes + 1
-            && ptr.first() == Some(&0)
-            && ptr.last() == Some(&(labels.len() as u64))
-            && ptr.windows(2).all(|w| w[0] <= w[1])
+            && rises_to(&ptr, labels.len())
             && labels.iter().all(|&l| (l as usize) < n_labels)
             && ptr.windows(2).all(|w| {
                 labels[w[0] as usize..w[1] as usize]
