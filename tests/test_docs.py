@@ -29,7 +29,12 @@ def test_readme_examples_print_what_their_comments_say() -> None:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(compile(block, str(README), "exec"), {})
-        assert out.getvalue().splitlines() == expected
+        printed = out.getvalue().splitlines()
+        assert len(printed) == len(expected), (printed, expected)
+        for line, comment in zip(printed, expected):
+            # "..." in a comment stands for what varies between runs (a temporary folder).
+            pattern = ".*".join(re.escape(part) for part in comment.split("..."))
+            assert re.fullmatch(pattern, line), (line, comment)
 
 
 def test_docstring_examples_of_the_package_run() -> None:

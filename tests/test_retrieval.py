@@ -88,17 +88,60 @@ def test_bad_input_is_refused(retriever: ProductRetriever) -> None:
         ProductRetriever().retrieve("a")
     with pytest.raises(ValueError, match="no \\(query, product\\) pair"):
         ProductRetriever(progress=False).fit([], [], CATALOGUE)
-    with pytest.raises(TypeError, match="must be str"):
-        ProductRetriever(progress=False).fit(["a"], [1], CATALOGUE)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="must be str or int"):
+        ProductRetriever(progress=False).fit(["a"], [1.5], CATALOGUE)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="must be str or int, got True"):
+        ProductRetriever(progress=False).fit(["a"], [True])
+    with pytest.raises(TypeError, match="queries must be str"):
+        ProductRetriever(progress=False).fit([b"a"], ["100"], CATALOGUE)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="k must be >= 0"):
         retriever.retrieve("a", -1)
     with pytest.raises(ValueError, match="title_weight"):
         retriever.model.retrieve("a", 3, title_weight=-1.0)
-    # A product only in the judgments (no title) can still be learned and retrieved.
+    # Without a catalogue, products are known from the judgments alone (no titles).
     r = ProductRetriever(max_leaf_size=2, progress=False).fit(
-        ["cordless vacuum", "stick vacuum"], ["999", "999"], CATALOGUE
+        ["cordless vacuum", "stick vacuum", "couch"], ["999", "999", "100"]
     )
     assert ids(r.retrieve("vacuum", 1)) == ["999"]
+
+
+def test_careless_training_input_is_refused_with_a_clear_message() -> None:
+    fit = ProductRetriever(progress=False).fit
+    # 3 queries, 2 ids: zip() used to drop the third query silently.
+    with pytest.raises(ValueError, match="differ in length: queries has more than 2"):
+        fit(["couch", "power drill", "hose"], ["100", "101"], CATALOGUE)
+    with pytest.raises(ValueError, match="differ in length: product_ids has more than 1"):
+        fit(["couch"], ["100", "101"], CATALOGUE)
+    # An id missing from the catalogue used to come back as a top hit with no title.
+    with pytest.raises(ValueError, match="pair 1: product '999' is not in the catalogue"):
+        fit(["couch", "vacuum"], ["100", "999"], CATALOGUE)
+    # A list as the catalogue used to fail inside dict() with "dictionary update sequence".
+    with pytest.raises(TypeError, match=r"catalogue must be a mapping .* got list"):
+        fit(["couch"], ["100"], list(CATALOGUE))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="title of '100' must be str"):
+        fit(["couch"], ["100"], {"100": None})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="all str or all int"):
+        fit(["couch", "drill"], ["100", 101], {"100": "sofa"})
+    with pytest.raises(ValueError, match="does not fit in 64 bits"):
+        fit(["couch"], [2**64], {2**64: "sofa"})
+
+
+def test_integer_product_ids_come_back_as_integers(tmp_path: Path) -> None:
+    import numpy as np
+
+    catalogue = {int(p): t for p, t in CATALOGUE.items()}
+    r = ProductRetriever(max_leaf_size=2, progress=False).fit(
+        [q for q, _ in PAIRS], [np.int64(p) for _, p in PAIRS], catalogue
+    )
+    hits = r.retrieve("couch", 3)
+    assert hits[0][0] == 100 and all(type(p) is int for p, _ in hits)
+    assert ids(r.retrieve("paint roller", 1)) == [104]  # type: ignore[list-item]
+    assert sorted(r.model.products()) == sorted(catalogue)  # type: ignore[type-var]
+    saved = r.save(tmp_path / "r.xrc")
+    for loaded in (ProductRetriever.load(saved), pickle.loads(pickle.dumps(r))):
+        assert loaded.retrieve_batch(["couch", "hose"], 2) == r.retrieve_batch(["couch", "hose"], 2)
+    # String ids that look like numbers stay strings.
+    assert all(isinstance(p, str) for p, _ in _shared().retrieve("couch", 3))
 
 
 def test_metrics_of_retrieval() -> None:

@@ -147,6 +147,8 @@ class ProgressCounter:
     def done(self) -> int: ...
     @property
     def total(self) -> int: ...
+    @property
+    def stage(self) -> str: ...
 
 @final
 class XRLinearModel:
@@ -303,7 +305,7 @@ class ProductRetrieverModel:
     def fit(
         queries: Iterable[str],
         relevant: Sequence[Sequence[int]],
-        products: Sequence[str],
+        products: Sequence[str | int],
         titles: Iterable[str],
         words: TfidfOptions,
         chars: TfidfOptions,
@@ -335,7 +337,7 @@ class ProductRetrieverModel:
         candidates: int | None = None,
         model_weight: float | None = None,
         title_weight: float | None = None,
-    ) -> list[tuple[str, float]]: ...
+    ) -> list[tuple[str | int, float]]: ...
     def retrieve_batch(
         self,
         queries: Iterable[str],
@@ -345,8 +347,8 @@ class ProductRetrieverModel:
         candidates: int | None = None,
         model_weight: float | None = None,
         title_weight: float | None = None,
-    ) -> list[list[tuple[str, float]]]: ...
-    def products(self) -> list[str]: ...
+    ) -> list[list[tuple[str | int, float]]]: ...
+    def products(self) -> list[str | int]: ...
     def rank_params(self) -> dict[str, float]: ...
     @property
     def nnz(self) -> int: ...

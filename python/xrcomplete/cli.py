@@ -139,7 +139,7 @@ def _retrieve(args: argparse.Namespace) -> int:
         if not hits:
             print("    (no product)")
         for product, score in hits:
-            print(f"    {score:7.3f}  {product}  {titles.get(product, '')}".rstrip())
+            print(f"    {score:7.3f}  {product}  {titles.get(str(product), '')}".rstrip())
     return 0
 
 

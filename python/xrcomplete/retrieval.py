@@ -16,8 +16,11 @@ the GIL released.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import zip_longest
 from pathlib import Path
+from typing import Union
 
 from xrcomplete import _core
 from xrcomplete.completer import _model_path
@@ -25,7 +28,24 @@ from xrcomplete.data import PathLike
 from xrcomplete.text import NotFittedError, TfidfVectorizer
 from xrcomplete.xr import with_progress
 
-Hit = tuple[str, float]
+#: A product id: ``str``, or ``int`` for a catalogue keyed by numbers (returned as given).
+ProductId = Union[str, int]
+Hit = tuple[ProductId, float]
+
+_I64 = (-(2**63), 2**63 - 1)
+_END = object()
+
+
+def _product_id(value: object, where: str) -> ProductId:
+    """``value`` as a product id (``str``, or an integer such as numpy's as ``int``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        as_int = int(value)
+        if not _I64[0] <= as_int <= _I64[1]:
+            raise ValueError(f"{where}: product id {as_int} does not fit in 64 bits")
+        return as_int
+    raise TypeError(f"{where}: product ids must be str or int, got {value!r}")
 
 
 class ProductRetriever:
@@ -77,26 +97,56 @@ class ProductRetriever:
     def fit(
         self,
         queries: Iterable[str],
-        product_ids: Iterable[str],
-        catalogue: Mapping[str, str] | None = None,
+        product_ids: Iterable[ProductId],
+        catalogue: Mapping[str, str] | Mapping[int, str] | None = None,
     ) -> ProductRetriever:
         """Trains on ``queries[i]`` relevant to ``product_ids[i]`` (a query may come several
         times, once per relevant product). ``catalogue`` maps product ids to titles; every
         product in it can be retrieved, and its title is matched against queries (and, with
-        ``titles_as_queries``, trained on)."""
-        relevant: dict[str, set[str]] = {}
+        ``titles_as_queries``, trained on). Every id of ``product_ids`` must then be in it.
+
+        Product ids are all ``str`` or all ``int`` (numpy integers too); ``retrieve`` returns
+        them as given. ``queries`` and ``product_ids`` must have the same length."""
+        if catalogue is not None and not isinstance(catalogue, Mapping):
+            raise TypeError(
+                "catalogue must be a mapping of product id -> title (a dict), "
+                f"got {type(catalogue).__name__}"
+            )
+        kinds: set[type] = set()
+
+        def product_id(value: object, where: str) -> ProductId:
+            product = _product_id(value, where)
+            kinds.add(type(product))
+            if len(kinds) > 1:
+                raise TypeError(f"{where}: product ids must be all str or all int, not a mix")
+            return product
+
+        titles: dict[ProductId, str] = {}
+        for key, title in (catalogue or {}).items():
+            product = product_id(key, "catalogue")
+            if not isinstance(title, str):
+                raise TypeError(f"catalogue: the title of {key!r} must be str, got {title!r}")
+            titles[product] = title
+        relevant: dict[str, set[ProductId]] = {}
         pairs = 0
-        for query, product in zip(queries, product_ids):
-            if not isinstance(query, str) or not isinstance(product, str):
-                raise TypeError(f"queries and product ids must be str, got {query!r}, {product!r}")
+        for i, (query, given) in enumerate(zip_longest(queries, product_ids, fillvalue=_END)):
+            if query is _END or given is _END:
+                longer = "product_ids" if query is _END else "queries"
+                raise ValueError(
+                    f"queries and product_ids differ in length: {longer} has more than {i} items"
+                )
+            if not isinstance(query, str):
+                raise TypeError(f"pair {i}: queries must be str, got {query!r}")
+            product = product_id(given, f"pair {i}")
+            if catalogue is not None and product not in titles:
+                raise ValueError(f"pair {i}: product {product!r} is not in the catalogue")
             relevant.setdefault(query, set()).add(product)
             pairs += 1
         if not pairs:
             raise ValueError("no (query, product) pair to train on")
-        titles = dict(catalogue or {})
         products = list(titles)
         for found in relevant.values():
-            for product in sorted(found):
+            for product in sorted(found, key=str):
                 if product not in titles:
                     titles[product] = ""
                     products.append(product)

@@ -61,6 +61,16 @@ pub enum Error {
         found: String,
     },
 
+    /// A [`Error::Format`], [`Error::Version`] or [`Error::WrongKind`] of a model file read from
+    /// disk, with the file's path.
+    #[error("{path}: {source}")]
+    InFile {
+        /// The model file.
+        path: String,
+        /// What is wrong with it.
+        source: Box<Error>,
+    },
+
     /// Reading or writing a file failed.
     #[error("{path}: {message}")]
     Io {
@@ -72,9 +82,39 @@ pub enum Error {
         not_found: bool,
     },
 
+    /// A vectorizer fitted on documents that yield no term (all blank, or every term pruned).
+    #[error("empty vocabulary: {why}")]
+    EmptyVocabulary {
+        /// Why no term remains.
+        why: &'static str,
+    },
+
     /// Any other argument out of its domain.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+}
+
+impl Error {
+    /// Names `path` in a model-format error (an I/O error names its file already).
+    pub fn in_file(self, path: &std::path::Path) -> Error {
+        match self {
+            Error::Format { .. } | Error::Version { .. } | Error::WrongKind { .. } => {
+                Error::InFile {
+                    path: path.display().to_string(),
+                    source: Box::new(self),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The error itself, or the one an [`Error::InFile`] wraps.
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::InFile { source, .. } => source.cause(),
+            other => other,
+        }
+    }
 }
 
 /// `Result` with the core's [`Error`].

@@ -66,14 +66,14 @@ pub trait Persist: Sized {
 
     /// Loads from `path`, reading the file into memory.
     fn load(path: &Path) -> Result<Self> {
-        Self::from_buffer(&Buffer::read(path)?)
+        Self::from_buffer(&Buffer::read(path)?).map_err(|e| e.in_file(path))
     }
 
     /// Loads from `path` by mapping the file: the arrays are used in place, nothing is copied,
     /// and processes that map the same file share its pages. The file must not be changed while
     /// mapped; [`write_atomic`] (every `save`) never changes a file in place.
     fn load_mmap(path: &Path) -> Result<Self> {
-        Self::from_buffer(&Buffer::map(path)?)
+        Self::from_buffer(&Buffer::map(path)?).map_err(|e| e.in_file(path))
     }
 }
 
@@ -544,6 +544,11 @@ impl Reader {
             .ok_or_else(|| format_err(format!("missing section {name:?}")))
     }
 
+    /// True when the file has a section `name` (for sections that later writers added).
+    pub fn has(&self, name: &str) -> bool {
+        self.range(name).is_ok()
+    }
+
     /// The bytes of section `name`.
     pub fn bytes(&self, name: &str) -> Result<&[u8]> {
         Ok(&self.buf[self.range(name)?])
@@ -816,6 +821,40 @@ mod tests {
         assert_eq!(&*Buffer::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         assert!(write_atomic(&dir.join("no/such/dir/m"), b"x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn errors_of_a_model_file_name_the_file() {
+        let dir = temp_dir("named");
+        let path = dir.join("short.xrc");
+        std::fs::write(&path, b"too short").unwrap();
+        for err in [
+            crate::Trie::load(&path).unwrap_err(),
+            crate::Trie::load_mmap(&path).unwrap_err(),
+        ] {
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{}: ", path.display())),
+                "{err}"
+            );
+            assert!(matches!(err.cause(), Error::Format { .. }), "{err:?}");
+        }
+        let mut versioned = sample();
+        versioned[8] = 1;
+        reseal(&mut versioned);
+        std::fs::write(&path, &versioned).unwrap();
+        let err = crate::Trie::load(&path).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("short.xrc: model file format version 1"),
+            "{err}"
+        );
+        // Bytes have no file to name; the error is the plain one.
+        assert!(matches!(
+            crate::Trie::from_bytes(b"too short"),
+            Err(Error::Format { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

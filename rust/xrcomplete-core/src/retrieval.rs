@@ -18,12 +18,12 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::{self, kmeans::KMeansParams, TreeSpec};
-use crate::persist::{Fields, Kind, Persist, Reader, Writer};
+use crate::persist::{format_err, Fields, Kind, Persist, Reader, Writer};
 use crate::sparse::{CsrArrays, CsrMatrix};
 use crate::strings::Strings;
 use crate::text::{ConcatScratch, FeatureConcat, TfidfConfig};
 use crate::xr::{
-    self, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
+    self, PostProcessor, PredictParams, PredictScratch, Progress, Stage, TrainParams, XrLinear,
 };
 
 /// How [`ProductRetriever::retrieve`] ranks.
@@ -105,11 +105,60 @@ pub struct RetrieveScratch {
 pub struct ProductRetriever {
     features: FeatureConcat,
     model: XrLinear,
-    /// Product ids, by label id.
+    /// Product ids, by label id (integers in decimal when `integer_ids`).
     products: Strings,
+    integer_ids: bool,
     /// Feature -> (product, weight of the feature in the product's normalised title row).
     titles: CsrArrays,
     rank: RetrieveParams,
+}
+
+/// The product ids of a catalogue, by label id: text, or integers (catalogues keyed by a number),
+/// which [`ProductRetriever::product`] gives back as integers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProductIds {
+    /// Ids that are strings.
+    Text(Vec<String>),
+    /// Ids that are integers.
+    Integer(Vec<i64>),
+}
+
+impl ProductIds {
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        match self {
+            ProductIds::Text(ids) => ids.len(),
+            ProductIds::Integer(ids) => ids.len(),
+        }
+    }
+
+    /// True when there is no id.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One product id, as it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductId<'a> {
+    /// A string id.
+    Text(&'a str),
+    /// An integer id.
+    Integer(i64),
+}
+
+impl std::fmt::Display for ProductId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProductId::Text(id) => f.write_str(id),
+            ProductId::Integer(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+/// True when `s` is an i64 written as `i64::to_string` writes it (how integer ids are stored).
+fn is_canonical_integer(s: &str) -> bool {
+    s.parse::<i64>().is_ok_and(|v| v.to_string() == s)
 }
 
 impl ProductRetriever {
@@ -118,7 +167,7 @@ impl ProductRetriever {
     pub fn fit<S: AsRef<str> + Sync>(
         queries: &[S],
         relevant: &[Vec<u32>],
-        products: Vec<String>,
+        products: ProductIds,
         titles: &[S],
         params: &FitParams,
         progress: &Progress,
@@ -170,6 +219,7 @@ impl ProductRetriever {
         if texts.is_empty() {
             return bad("no training query has a relevant product".into());
         }
+        progress.set_stage(Stage::Vectorizing);
         let features = FeatureConcat::fit_columns(
             &[params.words.clone(), params.chars.clone()],
             &[&texts, &texts],
@@ -177,6 +227,7 @@ impl ProductRetriever {
         let x = features.transform(&[&texts, &texts])?;
         let y = CsrMatrix::from_rows(n, rows);
         let no_strings: [&str; 0] = [];
+        progress.set_stage(Stage::Clustering);
         let tree = index::build(
             &TreeSpec::KMeans(params.kmeans.clone()),
             &no_strings,
@@ -184,15 +235,28 @@ impl ProductRetriever {
             &y,
         )?;
         let model = xr::train(&x, &y, tree, &params.train, progress)?;
+        progress.set_stage(Stage::Finishing);
         let titles = features.transform(&[titles, titles])?.transpose();
-        let products = Strings::new(&products)?;
-        Self::from_parts(features, model, products, titles.into(), params.rank)
+        let (products, integer_ids) = match products {
+            ProductIds::Text(ids) => (Strings::new(&ids)?, false),
+            ProductIds::Integer(ids) => {
+                let text: Vec<String> = ids.iter().map(i64::to_string).collect();
+                (Strings::new(&text)?, true)
+            }
+        };
+        Self::from_parts(
+            features,
+            model,
+            (products, integer_ids),
+            titles.into(),
+            params.rank,
+        )
     }
 
     fn from_parts(
         features: FeatureConcat,
         model: XrLinear,
-        products: Strings,
+        (products, integer_ids): (Strings, bool),
         titles: CsrArrays,
         rank: RetrieveParams,
     ) -> Result<Self> {
@@ -214,10 +278,14 @@ impl ProductRetriever {
                 titles.n_cols()
             ));
         }
+        if integer_ids && !products.iter().all(is_canonical_integer) {
+            return bad("integer product ids that are not integers".into());
+        }
         Ok(ProductRetriever {
             features,
             model,
             products,
+            integer_ids,
             titles,
             rank,
         })
@@ -229,13 +297,22 @@ impl ProductRetriever {
     }
 
     /// Product ids, by label id.
-    pub fn products(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.products.iter()
+    pub fn products(&self) -> impl ExactSizeIterator<Item = ProductId<'_>> + '_ {
+        (0..self.products.len()).map(|i| self.id_at(i))
     }
 
     /// The id of product `label` (`label < n_products`).
-    pub fn product(&self, label: u32) -> &str {
-        self.products.get(label as usize)
+    pub fn product(&self, label: u32) -> ProductId<'_> {
+        self.id_at(label as usize)
+    }
+
+    fn id_at(&self, i: usize) -> ProductId<'_> {
+        let text = self.products.get(i);
+        match (self.integer_ids, text.parse()) {
+            // Checked when built or loaded: an integer id always parses.
+            (true, Ok(id)) => ProductId::Integer(id),
+            _ => ProductId::Text(text),
+        }
     }
 
     /// The model.
@@ -365,6 +442,9 @@ impl Persist for ProductRetriever {
             .bytes("features", self.features.to_bytes())
             .bytes("model", self.model.to_bytes());
         self.products.write(&mut w, "ids");
+        if self.integer_ids {
+            w.u64s("int_ids", [1]);
+        }
         self.titles.write(&mut w, "t");
         w.finish()
     }
@@ -385,11 +465,19 @@ impl Persist for ProductRetriever {
             other => other,
         };
         let products = Strings::read(r, "ids", "product ids")?;
+        // Files written before integer ids have no such section: their ids are text.
+        let integer_ids = match r.has("int_ids") {
+            false => false,
+            true => match r.u64s("int_ids")?.as_slice() {
+                [1] => true,
+                other => return Err(format_err(format!("int_ids section holds {other:?}"))),
+            },
+        };
         let titles = CsrArrays::read(r, "t", products.len())?;
         Self::from_parts(
             r.nested("features")?,
             r.nested("model")?,
-            products,
+            (products, integer_ids),
             titles,
             rank,
         )
@@ -422,7 +510,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn catalogue() -> (Vec<String>, Vec<&'static str>) {
+    fn catalogue() -> (ProductIds, Vec<&'static str>) {
         let titles = vec![
             "Leather Sofa in Brown",
             "Cordless Drill 18V",
@@ -432,7 +520,7 @@ pub(crate) mod tests {
             "",
         ];
         let ids = (0..titles.len()).map(|i| format!("p{i}")).collect();
-        (ids, titles)
+        (ProductIds::Text(ids), titles)
     }
 
     pub(crate) fn trained() -> ProductRetriever {
@@ -460,7 +548,7 @@ pub(crate) mod tests {
         r.retrieve(q, k, params, &mut RetrieveScratch::default())
             .unwrap()
             .into_iter()
-            .map(|(p, _)| r.product(p).to_owned())
+            .map(|(p, _)| r.product(p).to_string())
             .collect()
     }
 
@@ -506,16 +594,46 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn integer_ids_come_back_as_integers_and_survive_saving() {
+        let (_, titles) = catalogue();
+        let ids = ProductIds::Integer(vec![100, -2, 0, 9_007_199_254_740_993, i64::MIN, 7]);
+        let r = ProductRetriever::fit(
+            &["couch", "hose"],
+            &[vec![0], vec![3]],
+            ids,
+            &titles,
+            &params(),
+            &Progress::default(),
+        )
+        .unwrap();
+        let d = RetrieveParams::default();
+        let first = |r: &ProductRetriever, q: &str| {
+            let found = r.retrieve(q, 1, &d, &mut RetrieveScratch::default());
+            r.product(found.unwrap()[0].0).to_string()
+        };
+        assert_eq!(r.products().next(), Some(ProductId::Integer(100)));
+        assert_eq!(first(&r, "couch"), "100");
+        assert_eq!(first(&r, "garden hose"), "9007199254740993");
+        let loaded = ProductRetriever::from_bytes(&r.to_bytes()).unwrap();
+        assert_eq!(first(&loaded, "couch"), "100");
+        assert_eq!(loaded.products().nth(4), Some(ProductId::Integer(i64::MIN)));
+        // Text ids that look like numbers stay text.
+        let text = trained();
+        assert!(text.products().all(|p| matches!(p, ProductId::Text(_))));
+        assert!(!text.to_bytes().windows(7).any(|w| w == b"int_ids"));
+    }
+
+    #[test]
     fn bad_input_is_refused() {
         let (ids, titles) = catalogue();
         let p = params();
-        let fit = |q: &[&str], rel: &[Vec<u32>], ids: Vec<String>, t: &[&str]| {
+        let fit = |q: &[&str], rel: &[Vec<u32>], ids: ProductIds, t: &[&str]| {
             ProductRetriever::fit(q, rel, ids, t, &p, &Progress::default()).map(|_| ())
         };
         assert!(fit(&["a"], &[], ids.clone(), &titles).is_err());
         assert!(fit(&["a"], &[vec![99]], ids.clone(), &titles).is_err());
         assert!(fit(&["a"], &[vec![0]], ids.clone(), &titles[1..]).is_err());
-        assert!(fit(&["a"], &[vec![0]], vec![], &[]).is_err());
+        assert!(fit(&["a"], &[vec![0]], ProductIds::Text(vec![]), &[]).is_err());
         let bad = RetrieveParams {
             title_weight: f32::NAN,
             ..RetrieveParams::default()

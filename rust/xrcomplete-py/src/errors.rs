@@ -1,7 +1,7 @@
 //! Core errors to Python exceptions, and checks of Python arguments.
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 
 use xrcomplete_core as core;
@@ -17,18 +17,34 @@ create_exception!(
 /// Maps a core error to the Python exception for its kind.
 pub(crate) fn to_py_err(err: core::Error) -> PyErr {
     let message = err.to_string();
-    match err {
+    match err.cause() {
         core::Error::EmptyString { .. }
         | core::Error::NonFiniteWeight { .. }
         | core::Error::TooLarge { .. }
+        | core::Error::EmptyVocabulary { .. }
         | core::Error::InvalidInput(_) => PyValueError::new_err(message),
+        // cause() looks through InFile; were it nested oddly, it is still a file's error.
         core::Error::Format { .. }
+        | core::Error::InFile { .. }
         | core::Error::Version { .. }
         | core::Error::WrongKind { .. } => ModelFormatError::new_err(message),
         core::Error::Io {
             not_found: true, ..
         } => PyFileNotFoundError::new_err(message),
         core::Error::Io { .. } => PyOSError::new_err(message),
+    }
+}
+
+/// Reads a count argument from Python (`k`, `topk`; `#[pyo3(from_py_with = count)]`): any
+/// `int`. One beyond 64 bits saturates (a count larger than anything a model holds means "all of
+/// them"); a negative one is refused by the check that reads it.
+pub(crate) fn count(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    match obj.extract::<i64>() {
+        Ok(v) => Ok(v),
+        Err(err) if err.is_instance_of::<PyOverflowError>(obj.py()) => {
+            Ok(if obj.gt(0)? { i64::MAX } else { i64::MIN })
+        }
+        Err(err) => Err(err),
     }
 }
 

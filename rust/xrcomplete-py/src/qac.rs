@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use xrcomplete_core::qac::{self, CompleteScratch, Completer, Completion, FitParams, RankParams};
 use xrcomplete_core::xr::Progress;
 
-use crate::errors::{check_k, to_py_err};
+use crate::errors::{check_k, count, to_py_err};
 use crate::persist;
 use crate::text::{extract_texts, TfidfOptions};
 use crate::xr::{train_params, tree_spec, ProgressCounter};
@@ -158,7 +158,7 @@ impl CompleterModel {
         py: Python<'_>,
         prev: &str,
         prefix: &str,
-        k: i64,
+        #[pyo3(from_py_with = count)] k: i64,
         beam_size: Option<usize>,
         candidates: Option<usize>,
         model_floor: Option<f32>,
@@ -193,7 +193,7 @@ impl CompleterModel {
         py: Python<'_>,
         prevs: &Bound<'_, PyAny>,
         prefixes: &Bound<'_, PyAny>,
-        k: i64,
+        #[pyo3(from_py_with = count)] k: i64,
         beam_size: Option<usize>,
         candidates: Option<usize>,
         model_floor: Option<f32>,

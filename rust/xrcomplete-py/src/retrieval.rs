@@ -4,11 +4,15 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+use pyo3::exceptions::PyTypeError;
+use pyo3::IntoPyObjectExt;
 use xrcomplete_core::index::kmeans::KMeansParams;
-use xrcomplete_core::retrieval::{FitParams, ProductRetriever, RetrieveParams, RetrieveScratch};
+use xrcomplete_core::retrieval::{
+    FitParams, ProductId, ProductIds, ProductRetriever, RetrieveParams, RetrieveScratch,
+};
 use xrcomplete_core::xr::Progress;
 
-use crate::errors::{check_k, to_py_err};
+use crate::errors::{check_k, count, to_py_err, type_name};
 use crate::persist;
 use crate::text::{extract_texts, TfidfOptions};
 use crate::xr::{train_params, ProgressCounter};
@@ -39,12 +43,38 @@ impl ProductRetrieverModel {
         Ok(params)
     }
 
-    fn named(&self, found: Vec<(u32, f32)>) -> Vec<(String, f32)> {
+    fn named(&self, py: Python<'_>, found: Vec<(u32, f32)>) -> PyResult<Vec<Hit>> {
         found
             .into_iter()
-            .map(|(p, s)| (self.inner.product(p).to_owned(), s))
+            .map(|(p, s)| Ok((id_to_py(py, self.inner.product(p))?, s)))
             .collect()
     }
+}
+
+/// (product id, score), the id as Python gave it.
+type Hit = (Py<PyAny>, f32);
+
+/// A product id as Python gave it: `str` or `int`.
+fn id_to_py(py: Python<'_>, id: ProductId<'_>) -> PyResult<Py<PyAny>> {
+    match id {
+        ProductId::Text(id) => id.into_py_any(py),
+        ProductId::Integer(id) => id.into_py_any(py),
+    }
+}
+
+/// A list of product ids, all `str` or all `int` (64-bit).
+fn extract_ids(ids: &Bound<'_, PyAny>) -> PyResult<ProductIds> {
+    if let Ok(text) = ids.extract::<Vec<String>>() {
+        return Ok(ProductIds::Text(text));
+    }
+    ids.extract::<Vec<i64>>()
+        .map(ProductIds::Integer)
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "products must be a list of str or a list of 64-bit int ids, got {}",
+                type_name(ids)
+            ))
+        })
 }
 
 #[pymethods]
@@ -63,7 +93,7 @@ impl ProductRetrieverModel {
         py: Python<'_>,
         queries: &Bound<'_, PyAny>,
         relevant: Vec<Vec<u32>>,
-        products: Vec<String>,
+        products: &Bound<'_, PyAny>,
         titles: &Bound<'_, PyAny>,
         words: &TfidfOptions,
         chars: &TfidfOptions,
@@ -107,6 +137,7 @@ impl ProductRetrieverModel {
         };
         let queries = extract_texts(queries, "queries")?;
         let titles = extract_texts(titles, "titles")?;
+        let products = extract_ids(products)?;
         let progress =
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
         let model = py
@@ -129,12 +160,12 @@ impl ProductRetrieverModel {
         &self,
         py: Python<'_>,
         query: &str,
-        k: i64,
+        #[pyo3(from_py_with = count)] k: i64,
         beam_size: Option<usize>,
         candidates: Option<usize>,
         model_weight: Option<f32>,
         title_weight: Option<f32>,
-    ) -> PyResult<Vec<(String, f32)>> {
+    ) -> PyResult<Vec<Hit>> {
         let k = check_k(k)?;
         let params = self.params(beam_size, candidates, model_weight, title_weight)?;
         let found = py
@@ -142,7 +173,7 @@ impl ProductRetrieverModel {
                 SCRATCH.with_borrow_mut(|scratch| self.inner.retrieve(query, k, &params, scratch))
             })
             .map_err(to_py_err)?;
-        Ok(self.named(found))
+        self.named(py, found)
     }
 
     /// `retrieve` for every query, in parallel.
@@ -155,24 +186,24 @@ impl ProductRetrieverModel {
         &self,
         py: Python<'_>,
         queries: &Bound<'_, PyAny>,
-        k: i64,
+        #[pyo3(from_py_with = count)] k: i64,
         beam_size: Option<usize>,
         candidates: Option<usize>,
         model_weight: Option<f32>,
         title_weight: Option<f32>,
-    ) -> PyResult<Vec<Vec<(String, f32)>>> {
+    ) -> PyResult<Vec<Vec<Hit>>> {
         let k = check_k(k)?;
         let params = self.params(beam_size, candidates, model_weight, title_weight)?;
         let queries = extract_texts(queries, "queries")?;
         let found = py
             .detach(|| self.inner.retrieve_batch(&queries, k, &params))
             .map_err(to_py_err)?;
-        Ok(found.into_iter().map(|f| self.named(f)).collect())
+        found.into_iter().map(|f| self.named(py, f)).collect()
     }
 
-    /// Product ids, by label id.
-    fn products(&self) -> Vec<String> {
-        self.inner.products().map(str::to_owned).collect()
+    /// Product ids, by label id (`str`, or `int` for a catalogue keyed by integers).
+    fn products(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        self.inner.products().map(|id| id_to_py(py, id)).collect()
     }
 
     /// The default ranking options, as a dict.

@@ -10,7 +10,7 @@ use pyo3::types::{PyList, PyMapping, PyString, PyTuple};
 use crate::persist;
 use xrcomplete_core as core;
 
-use crate::errors::{check_k, to_py_err, type_name};
+use crate::errors::{check_k, count, to_py_err, type_name};
 
 /// Reads one `(key, weight)` item: a `str` counts as `(str, 1.0)`.
 fn extract_item(item: &Bound<'_, PyAny>, index: usize) -> PyResult<(String, f64)> {
@@ -88,7 +88,7 @@ impl Trie {
         &self,
         py: Python<'py>,
         prefix: &str,
-        k: i64,
+        #[pyo3(from_py_with = count)] k: i64,
     ) -> PyResult<Bound<'py, PyList>> {
         let k = check_k(k)?;
         let trie = &self.inner;

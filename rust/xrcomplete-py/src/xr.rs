@@ -13,7 +13,7 @@ use xrcomplete_core::xr::{
 };
 use xrcomplete_core::CsrMatrix;
 
-use crate::errors::to_py_err;
+use crate::errors::{count, to_py_err};
 use crate::persist;
 use crate::text::{csr_to_py, CsrParts, RowParts};
 
@@ -152,6 +152,13 @@ impl ProgressCounter {
     fn total(&self) -> u64 {
         self.inner.total.load(Ordering::Relaxed)
     }
+
+    /// The step the fit is in: "preparing", "vectorising", "building the label tree",
+    /// "training" or "finishing".
+    #[getter]
+    fn stage(&self) -> &'static str {
+        self.inner.stage().name()
+    }
 }
 
 /// A trained XR-Linear model. Immutable; predictions release the GIL and may run from many
@@ -250,8 +257,8 @@ impl XRLinearModel {
         x_indices: PyReadonlyArray1<'_, i32>,
         x_data: PyReadonlyArray1<'_, f32>,
         x_cols: usize,
-        beam_size: i64,
-        topk: i64,
+        #[pyo3(from_py_with = count)] beam_size: i64,
+        #[pyo3(from_py_with = count)] topk: i64,
         post_processor: &str,
     ) -> PyResult<CsrParts<'py>> {
         let params = predict_params(beam_size, topk, post_processor)?;
@@ -271,8 +278,8 @@ impl XRLinearModel {
         py: Python<'py>,
         indices: PyReadonlyArray1<'_, i32>,
         data: PyReadonlyArray1<'_, f32>,
-        beam_size: i64,
-        topk: i64,
+        #[pyo3(from_py_with = count)] beam_size: i64,
+        #[pyo3(from_py_with = count)] topk: i64,
         post_processor: &str,
         label_range: Option<(u32, u32)>,
     ) -> PyResult<RowParts<'py>> {

@@ -29,7 +29,7 @@ use crate::rng::SplitMix64;
 use crate::sparse::CsrMatrix;
 use crate::text::{is_py_space, ConcatScratch, FeatureConcat, TfidfConfig};
 use crate::xr::{
-    self, PostProcessor, PredictParams, PredictScratch, Progress, TrainParams, XrLinear,
+    self, PostProcessor, PredictParams, PredictScratch, Progress, Stage, TrainParams, XrLinear,
 };
 use crate::Trie;
 
@@ -255,6 +255,7 @@ impl Completer {
         if targets.is_empty() {
             return bad("no training pair has a next query that is kept".into());
         }
+        progress.set_stage(Stage::Vectorizing);
         let features = FeatureConcat::fit_columns(
             &[params.prev.clone(), params.prefix.clone()],
             &[&prevs, &prefixes],
@@ -266,8 +267,10 @@ impl Completer {
             targets.iter().map(|&t| (vec![t], vec![1.0f32])),
         );
         let label_keys: Vec<&str> = labels.keys().collect();
+        progress.set_stage(Stage::Clustering);
         let tree = index::build(&params.tree, &label_keys, &x, &y)?;
         let model = xr::train(&x, &y, tree, &params.train, progress)?;
+        progress.set_stage(Stage::Finishing);
         let words = WordModel::new(labels.iter())?;
         Self::from_parts(features, model, labels, transitions, words, params.rank)
     }
@@ -690,6 +693,35 @@ pub(crate) mod tests {
             .is_empty());
         // The empty prefix: every query may follow.
         assert_eq!(top(&c, "cheap flights", "", 1), ["hotels in boston"]);
+    }
+
+    #[test]
+    fn a_log_without_previous_queries_trains_and_completes_from_popularity() {
+        // Every user searched once: the previous-query block has no term at all.
+        let queries = ["hello world", "help me", "walmart", "a"];
+        let counts = [3.0, 5.0, 1.0, 1.0];
+        let firsts = [(None, 0), (None, 1), (None, 2), (None, 3)];
+        // A previous query made only of what the word analyzer drops.
+        let one_letter = [(Some(3), 0)];
+        for pairs in [&firsts[..], &one_letter[..]] {
+            for tree in trees() {
+                let c = Completer::fit(
+                    &queries,
+                    &counts,
+                    pairs,
+                    &params(tree.clone()),
+                    &Progress::default(),
+                )
+                .unwrap();
+                assert_eq!(c.features.blocks()[0].n_features(), 0, "{tree:?}");
+                let mut he = top(&c, "", "he", 2);
+                he.sort();
+                assert_eq!(he, ["hello world", "help me"], "{tree:?}");
+                assert_eq!(top(&c, "anything", "w", 1), ["walmart"], "{tree:?}");
+                let loaded = Completer::from_bytes(&c.to_bytes()).unwrap();
+                assert_eq!(top(&loaded, "x", "hel", 2), top(&c, "x", "hel", 2));
+            }
+        }
     }
 
     #[test]

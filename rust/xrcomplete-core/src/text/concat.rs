@@ -58,6 +58,10 @@ impl FeatureConcat {
 
     /// Fits one vectorizer per column (`configs[b]` on the texts `columns[b]`, in parallel within
     /// each fit) and puts them side by side, rows l2-normalised.
+    ///
+    /// A column that yields no term (a log where nobody searched twice has only blank previous
+    /// queries) becomes a block of zero features, so long as some other block has features;
+    /// when none has, the [`Error::EmptyVocabulary`] of the first column is returned.
     pub fn fit_columns<S: AsRef<str> + Sync>(
         configs: &[TfidfConfig],
         columns: &[&[S]],
@@ -69,13 +73,23 @@ impl FeatureConcat {
                 columns.len()
             )));
         }
-        let blocks = configs
-            .iter()
-            .zip(columns)
-            .map(|(config, docs)| {
-                TfidfVectorizer::fit(config.clone(), docs).map(std::sync::Arc::new)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut first_empty = None;
+        let mut blocks = Vec::with_capacity(configs.len());
+        for (config, docs) in configs.iter().zip(columns) {
+            let block = match TfidfVectorizer::fit(config.clone(), docs) {
+                Err(err @ Error::EmptyVocabulary { .. }) => {
+                    first_empty.get_or_insert(err);
+                    TfidfVectorizer::from_parts(config.clone(), [], Vec::new())?
+                }
+                fitted => fitted?,
+            };
+            blocks.push(std::sync::Arc::new(block));
+        }
+        if let Some(err) = first_empty {
+            if blocks.iter().all(|b| b.n_features() == 0) {
+                return Err(err);
+            }
+        }
         Self::new(blocks, Norm::L2)
     }
 
@@ -243,6 +257,30 @@ mod tests {
             b.terms().collect::<Vec<_>>()
         );
         assert!(FeatureConcat::fit_columns(&[config], &[&["a"][..], &["b"][..]]).is_err());
+    }
+
+    #[test]
+    fn a_column_without_terms_is_an_empty_block_unless_every_column_is() {
+        let config = TfidfConfig::default();
+        let configs = [config.clone(), config];
+        let c =
+            FeatureConcat::fit_columns(&configs, &[&["", "  "][..], &["cd", "ce"][..]]).unwrap();
+        assert_eq!(c.blocks()[0].n_features(), 0);
+        assert_eq!(c.n_features(), c.blocks()[1].n_features());
+        let x = c.transform(&[&["anything"][..], &["cd"][..]]).unwrap();
+        let (cols, vals) = x.row(0);
+        assert!(!cols.is_empty());
+        let norm: f32 = vals.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-6);
+        let d = FeatureConcat::from_bytes(&c.to_bytes()).unwrap();
+        assert_eq!(
+            d.transform(&[&["x"][..], &["ce"][..]]).unwrap(),
+            c.transform(&[&["x"][..], &["ce"][..]]).unwrap()
+        );
+        assert!(matches!(
+            FeatureConcat::fit_columns(&configs, &[&[""][..], &[" "][..]]),
+            Err(Error::EmptyVocabulary { .. })
+        ));
     }
 
     #[test]

@@ -292,9 +292,9 @@ impl TfidfVectorizer {
         }
         let TermCounter { terms, stats, .. } = count_terms(&config.analyzer, docs);
         if stats.is_empty() {
-            return Err(Error::InvalidInput(
-                "empty vocabulary: the documents yield no terms".into(),
-            ));
+            return Err(Error::EmptyVocabulary {
+                why: "the documents yield no terms",
+            });
         }
         let n_docs = docs.len();
         let (high, low) = (config.max_df.resolve(n_docs), config.min_df.resolve(n_docs));
@@ -319,9 +319,9 @@ impl TfidfVectorizer {
             }
         }
         if kept.is_empty() {
-            return Err(Error::InvalidInput(
-                "after pruning, no terms remain; try a lower min_df or a higher max_df".into(),
-            ));
+            return Err(Error::EmptyVocabulary {
+                why: "after pruning, no terms remain; try a lower min_df or a higher max_df",
+            });
         }
         kept.par_sort_unstable_by(|a, b| term(a.0).cmp(term(b.0)));
         let smooth = if config.smooth_idf { 1.0 } else { 0.0 };

@@ -11,4 +11,4 @@ mod model;
 mod train;
 
 pub use model::{LevelWeights, PostProcessor, PredictParams, PredictScratch, XrLinear};
-pub use train::{train, Loss, Progress, TrainParams};
+pub use train::{train, Loss, Progress, Stage, TrainParams};

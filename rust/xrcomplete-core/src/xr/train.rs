@@ -7,7 +7,7 @@
 //! over their rows ([`super::block`]), and weights with `|w| < threshold` are dropped. Blocks
 //! are trained in parallel; [`Progress`] counts the nodes done.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use rayon::prelude::*;
 
@@ -86,13 +86,62 @@ impl TrainParams {
     }
 }
 
-/// Nodes trained so far and in all, readable from another thread while [`train`] runs.
+/// The steps of a fit, in order, as [`Progress::stage`] reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Stage {
+    /// Not started, or checking and indexing the input.
+    Preparing = 0,
+    /// Fitting the vectorizers and vectorising the training rows.
+    Vectorizing = 1,
+    /// Building the label tree (trie, k-means).
+    Clustering = 2,
+    /// Training the per-node linear models ([`Progress::done`] of [`Progress::total`]).
+    Training = 3,
+    /// Building the serving structures around the trained model.
+    Finishing = 4,
+}
+
+impl Stage {
+    /// A few words for a progress line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Preparing => "preparing",
+            Stage::Vectorizing => "vectorising",
+            Stage::Clustering => "building the label tree",
+            Stage::Training => "training",
+            Stage::Finishing => "finishing",
+        }
+    }
+}
+
+/// The stage of a fit and the nodes trained so far and in all, readable from another thread
+/// while a fit runs.
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Nodes done.
     pub done: AtomicU64,
     /// Nodes in all (set when training starts).
     pub total: AtomicU64,
+    stage: AtomicU8,
+}
+
+impl Progress {
+    /// Enters `stage`.
+    pub fn set_stage(&self, stage: Stage) {
+        self.stage.store(stage as u8, Ordering::Relaxed);
+    }
+
+    /// The stage entered last.
+    pub fn stage(&self) -> Stage {
+        match self.stage.load(Ordering::Relaxed) {
+            1 => Stage::Vectorizing,
+            2 => Stage::Clustering,
+            3 => Stage::Training,
+            4 => Stage::Finishing,
+            _ => Stage::Preparing,
+        }
+    }
 }
 
 /// Trains a model on rows `x` (instances x features) with labels `y` (instances x labels; a
@@ -134,6 +183,7 @@ pub fn train(
     let total: usize = (0..tree.depth()).map(|l| tree.n_nodes(l)).sum();
     progress.total.store(total as u64, Ordering::Relaxed);
     progress.done.store(0, Ordering::Relaxed);
+    progress.set_stage(Stage::Training);
     let sq_norms: Vec<f32> = (0..x.n_rows())
         .map(|r| x.row(r).1.iter().map(|&v| v * v).sum())
         .collect();
