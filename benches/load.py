@@ -25,10 +25,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from benchdata import add_data_option, require
+
 from xrcomplete import Completer
 
 ROOT = Path(__file__).resolve().parent.parent
-AOL = ROOT.parent / "shared" / "data" / "aol_train.tsv"
 
 # Run in a fresh interpreter: time one load and the first completion after it.
 PROBE = r"""
@@ -54,10 +55,10 @@ print(json.dumps({"load": t1 - t0, "first": t2 - t1, "anon": anon, "file": file}
 """
 
 
-def synthetic_pairs(n_labels: int, seed: int = 0) -> Iterator[tuple[str, str]]:
+def synthetic_pairs(aol: Path, n_labels: int, seed: int = 0) -> Iterator[tuple[str, str]]:
     """Sessions of 5 distinct made-up queries (2-4 AOL words, Zipf-like), ``n_labels`` in all."""
     words: dict[str, int] = {}
-    with AOL.open(encoding="utf-8") as f:
+    with aol.open(encoding="utf-8") as f:
         next(f)
         for line in f:
             for w in line.split("\t")[1].lower().split():
@@ -76,15 +77,15 @@ def synthetic_pairs(n_labels: int, seed: int = 0) -> Iterator[tuple[str, str]]:
         prev = "" if len(seen) % 5 == 0 else q
 
 
-def model(out: Path, name: str, retrain: bool, labels: int) -> Path:
+def model(out: Path, name: str, retrain: bool, labels: int, aol: Path) -> Path:
     path = out / f"{name}.xrc"
     if path.exists() and not retrain:
         return path
     start = time.perf_counter()
     if name == "aol":
-        completer = Completer(progress=False).fit_log(AOL)
+        completer = Completer(progress=False).fit_log(aol)
     else:
-        completer = Completer(progress=False).fit(synthetic_pairs(labels))
+        completer = Completer(progress=False).fit(synthetic_pairs(aol, labels))
     completer.save(path)
     print(
         f"trained {name}: {completer.n_queries_:,} labels in {time.perf_counter() - start:.0f} s",
@@ -112,10 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "benches" / "out")
     parser.add_argument("--retrain", action="store_true")
+    add_data_option(parser)
     args = parser.parse_args(argv)
+    (aol,) = require(args.data, "aol_train.tsv")
     args.out.mkdir(parents=True, exist_ok=True)
     names = ["aol", f"synthetic-{args.labels}"]
-    paths = [model(args.out, n, args.retrain, args.labels) for n in names]
+    paths = [model(args.out, n, args.retrain, args.labels, aol) for n in names]
     print(
         "| model | file | load (read) | load (mmap) | read / mmap | first complete after mmap "
         "| private memory added (read / mmap) | file pages mapped (mmap) |"

@@ -38,11 +38,12 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from benchdata import add_data_option, require
+
 from xrcomplete import Completer, FeatureConcat, TfidfVectorizer, Trie
 from xrcomplete.data import prefix_examples, read_queries, session_pairs
 from xrcomplete.metrics import BUCKETS, Report, cases, evaluate, evaluate_batch
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 K = 10
 
 
@@ -159,8 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--indexes", default="trie,hybrid,kmeans", help="xrcomplete label trees")
     parser.add_argument("--no-pecos", action="store_true", help="skip the libpecos row")
+    add_data_option(parser)
     args = parser.parse_args(argv)
-    train_log, valid_log = DATA / "aol_train.tsv", DATA / "aol_valid.tsv"
+    train_log, valid_log = require(args.data, "aol_train.tsv", "aol_valid.tsv")
     train = list(session_pairs(train_log))
     valid = list(session_pairs(valid_log))
     mpc = Trie(Counter(read_queries(train_log)))

@@ -36,21 +36,24 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from benchdata import add_data_option, require
 
 from xrcomplete import FeatureConcat, ProductRetriever, TfidfVectorizer
 from xrcomplete.data import read_catalogue, read_judgments
 from xrcomplete.metrics import ndcg_at_k, recall_at_k
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RELEVANT = 2.33
 Ranker = Callable[[list[str]], list[list[str]]]
 
 
-def load() -> tuple[dict[str, str], list[tuple[str, str]], dict[str, dict[str, float]]]:
-    catalogue = read_catalogue(DATA / "homedepot_products.tsv")
-    train = [(q, p) for q, p, r in read_judgments(DATA / "homedepot_train.tsv") if r >= RELEVANT]
+def load(data: Path) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, dict[str, float]]]:
+    products, train_file, valid_file = require(
+        data, "homedepot_products.tsv", "homedepot_train.tsv", "homedepot_valid.tsv"
+    )
+    catalogue = read_catalogue(products)
+    train = [(q, p) for q, p, r in read_judgments(train_file) if r >= RELEVANT]
     valid: dict[str, dict[str, float]] = defaultdict(dict)
-    for q, p, r in read_judgments(DATA / "homedepot_valid.tsv"):
+    for q, p, r in read_judgments(valid_file):
         valid[q][p] = r
     judged = {q: g for q, g in valid.items() if any(r >= RELEVANT for r in g.values())}
     return catalogue, train, judged
@@ -180,8 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plot", help="write the threshold / beam trade-off as a PNG here")
     parser.add_argument("--no-pecos", action="store_true", help="skip the libpecos row")
+    add_data_option(parser)
     args = parser.parse_args(argv)
-    catalogue, train, judged = load()
+    catalogue, train, judged = load(args.data)
     queries = list(judged)
     print(
         f"{len(catalogue):,} products, {len(train):,} relevant training pairs "

@@ -1,9 +1,10 @@
 """Text-features bench: fit + transform throughput and single-string latency vs scikit-learn.
 
-    pip install '.[test]' && python benches/text.py [--log ../shared/data/aol_train.tsv] [--docs N]
+    pip install '.[test]' && python benches/text.py [--data DIR | --log LOG.tsv] [--docs N]
 
-Documents: the queries of an AOL-layout log, in order, repeated until there are ``--docs`` of
-them (default 1M; the training log has 319,811 events). Without the log, the bundled sample.
+Documents: the queries of an AOL-layout log (``--log``, or ``aol_train.tsv`` in ``--data``), in
+order, repeated until there are ``--docs`` of them (default 1M; the training log has 319,811
+events). Without that log, the bundled sample, and a line saying so.
 Each configuration is run by scikit-learn's ``TfidfVectorizer`` (``fit_transform``, one
 thread: it has no parallel mode) and by xrcomplete (``fit`` then ``transform``, all cores),
 on the same documents in the same run; the outputs are checked equal (within 1e-5) on the
@@ -28,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchdata import add_data_option
 from sklearn.feature_extraction.text import TfidfVectorizer as SkTfidf
 
 from xrcomplete import TfidfVectorizer
 from xrcomplete.data import read_queries, sample_path
-
-DEFAULT_LOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "aol_train.tsv"
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "char_wb 1-4 (prefix block)": {"analyzer": "char_wb", "ngram_range": (1, 4)},
@@ -44,6 +44,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 def load_docs(log: Path, n_docs: int) -> list[str]:
     path = log if log.is_file() else sample_path()
+    if path != log:
+        print(f"{log} is missing (give --data DIR or --log LOG): the bundled sample instead")
     base = list(read_queries(path))
     reps = -(-n_docs // len(base))
     print(f"{len(base):,} queries from {path}, repeated to {n_docs:,}")
@@ -71,10 +73,11 @@ def pecos_tfidf() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--log", type=Path, default=DEFAULT_LOG)
+    parser.add_argument("--log", type=Path, help="an AOL-layout log (default: DATA/aol_train.tsv)")
     parser.add_argument("--docs", type=int, default=1_000_000)
+    add_data_option(parser)
     args = parser.parse_args(argv)
-    docs = load_docs(args.log, args.docs)
+    docs = load_docs(args.log or args.data / "aol_train.tsv", args.docs)
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(docs), size=5000)
     prefixes = [docs[i][: int(rng.integers(1, max(2, len(docs[i]) + 1)))] for i in picks]

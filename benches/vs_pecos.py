@@ -36,18 +36,19 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from benchdata import add_data_option, require
 
 from xrcomplete import FeatureConcat, TfidfVectorizer, XRLinear
 from xrcomplete.data import session_pairs
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 K = 10
 BEAM = 10
 
 
-def aol_problem(seed: int = 0) -> tuple[Any, Any, Any, Any, list[str] | None]:
-    train = list(session_pairs(DATA / "aol_train.tsv"))
-    valid = list(session_pairs(DATA / "aol_valid.tsv"))
+def aol_problem(data: Path, seed: int = 0) -> tuple[Any, Any, Any, Any, list[str] | None]:
+    train_log, valid_log = require(data, "aol_train.tsv", "aol_valid.tsv")
+    train = list(session_pairs(train_log))
+    valid = list(session_pairs(valid_log))
     labels = sorted({nxt for _, nxt in train})
     label_id = {q: i for i, q in enumerate(labels)}
     rng = random.Random(seed)
@@ -209,8 +210,12 @@ def run_pecos(x: Any, y: Any, x_test: Any, rows: Sequence[Any]) -> dict[str, Any
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", default="aol,zipf")
+    add_data_option(parser)
     args = parser.parse_args(argv)
-    makers: dict[str, Callable[[], Any]] = {"aol": aol_problem, "zipf": zipf_problem}
+    makers: dict[str, Callable[[], Any]] = {
+        "aol": lambda: aol_problem(args.data),
+        "zipf": zipf_problem,
+    }
     for name in args.problems.split(","):
         t0 = time.perf_counter()
         x, y, x_test, y_test, labels = makers[name]()

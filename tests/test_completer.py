@@ -235,3 +235,15 @@ def test_fit_log_counts_every_search_and_pairs_sessions(tmp_path: Path) -> None:
 @given(st.text(st.characters(exclude_categories=["Cn", "Cs"])))
 def test_normalisation_is_python_strip_and_lower(query: str) -> None:
     assert normalize_query(query) == query.strip().lower()
+
+
+def test_the_types_of_public_signatures_are_exported() -> None:
+    import typing
+
+    import xrcomplete
+    from xrcomplete import ProductRetriever
+
+    assert typing.get_type_hints(Completer.complete)["return"] == list[xrcomplete.Completion]
+    assert typing.get_type_hints(ProductRetriever.retrieve)["return"] == list[xrcomplete.Hit]
+    assert all(hasattr(xrcomplete, name) for name in xrcomplete.__all__)
+    assert "about as long" not in (Completer.load.__doc__ or "")

@@ -6,8 +6,9 @@ The hot paths live in Rust (``xrcomplete._core``); this package re-exports them 
 from importlib.metadata import PackageNotFoundError, version
 
 from xrcomplete._core import ModelFormatError, Trie
-from xrcomplete.completer import Completer
-from xrcomplete.retrieval import ProductRetriever
+from xrcomplete.completer import Completer, Completion
+from xrcomplete.data import LogFormatError, ReadReport, SkippedRowsWarning
+from xrcomplete.retrieval import Hit, ProductId, ProductRetriever
 from xrcomplete.text import FeatureConcat, NotFittedError, TfidfVectorizer
 from xrcomplete.xr import XRLinear
 
@@ -18,10 +19,16 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "Completer",
+    "Completion",
     "FeatureConcat",
+    "Hit",
+    "LogFormatError",
     "ModelFormatError",
     "NotFittedError",
+    "ProductId",
     "ProductRetriever",
+    "ReadReport",
+    "SkippedRowsWarning",
     "TfidfVectorizer",
     "Trie",
     "XRLinear",

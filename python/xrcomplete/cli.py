@@ -1,23 +1,32 @@
-"""The ``xrcomplete`` command line.
+"""The xrcomplete command line: session-aware query autocompletion from a search log.
 
-``xrcomplete quickstart`` trains a session-aware completer on the bundled slice of the AOL log,
-prints completions for a few sessions of the following week and scores it (MRR@10) against the
-most popular completion. ``train``, ``complete`` and ``eval`` do the same for any log in AOL's
-layout (``AnonID, Query, QueryTime``, tab-separated). ``retrieve`` is product retrieval: a
-customer query -> products of a catalogue.
+'xrcomplete quickstart' trains a completer on the bundled slice of the AOL log, prints
+completions for a few sessions of the following week and scores it (MRR@10) against the most
+popular completion. 'train', 'complete' and 'eval' do the same for any log in AOL's layout
+(AnonID, Query, QueryTime; tab-separated). 'retrieve' is product retrieval: a customer query ->
+products of a catalogue.
+
+Every error is one line on stderr and exit status 2; no input prints a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
+from typing import NoReturn
 
 from xrcomplete import Completer, ProductRetriever, Trie, __version__
+from xrcomplete.completer import MODEL_FILE, _model_path
 from xrcomplete.data import (
+    ERRORS,
     SAMPLE_VALID,
+    check_gap,
     read_catalogue,
     read_judgments,
     read_pairs,
@@ -26,8 +35,13 @@ from xrcomplete.data import (
     session_pairs,
 )
 from xrcomplete.metrics import BUCKETS, Report, evaluate, evaluate_batch
+from xrcomplete.progress import ProgressLine
 
 DEMO_SESSIONS = 4
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run as given."""
 
 
 def _train(args: argparse.Namespace, log: str) -> tuple[Completer, float]:
@@ -38,10 +52,32 @@ def _train(args: argparse.Namespace, log: str) -> tuple[Completer, float]:
         min_count=args.min_count,
     )
     if getattr(args, "pairs", False):
-        completer.fit(read_pairs(log))
+        completer.fit(read_pairs(log, errors=args.errors))
     else:
-        completer.fit_log(log, gap_minutes=args.gap_minutes)
+        completer.fit_log(log, gap_minutes=args.gap_minutes, errors=args.errors)
     return completer, time.perf_counter() - start
+
+
+def _writable_target(output: str, name: str) -> str:
+    """The file ``save`` will write for ``output``, checked writable now: a long training must
+    not end in a failed save. Creates the folder of an ``output`` ending in a separator, as
+    ``save`` does; otherwise the folder must exist."""
+    try:
+        target = _model_path(output, saving=True, name=name)
+    except OSError as err:
+        raise UsageError(f"cannot save to {output}: {err.strerror or err}") from None
+    folder = target.parent
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"cannot save to {target}: {folder} {why}")
+    if target.is_dir():
+        raise UsageError(f"cannot save to {target}: it is a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".xrcomplete-check-"):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot save to {target}: {err.strerror or err}") from None
+    return str(target)
 
 
 def _print_completions(
@@ -92,8 +128,12 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    target = _writable_target(args.output, MODEL_FILE)
     completer, seconds = _train(args, args.log)
-    path = completer.save(args.output)
+    line = ProgressLine(completer.progress)
+    line.update(f"saving {target}", force=True)
+    path = completer.save(target)
+    line.close(f"saved {target}")
     print(
         f"trained on {completer.n_queries_:,} queries in {seconds:.1f} s; saved to {path} "
         f"({path.stat().st_size / 1e6:.1f} MB)"
@@ -112,25 +152,37 @@ def _complete(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     completer = Completer.load(args.model, mmap=True)
-    pairs = session_pairs(args.log, gap_minutes=args.gap_minutes)
+    pairs = session_pairs(args.log, gap_minutes=args.gap_minutes, errors=args.errors)
     report = evaluate_batch(lambda p, x: completer.complete_batch(p, x, args.k), pairs, k=args.k)
+    if report.cases == 0:
+        raise UsageError(
+            f"{args.log}: no case to score: the log has no two different consecutive queries "
+            "in one session"
+        )
     print(report.row())
     return 0
 
 
 def _retrieve(args: argparse.Namespace) -> int:
-    titles = read_catalogue(args.catalogue) if args.catalogue else {}
+    if not args.model and not (args.judgments and args.catalogue):
+        raise UsageError("give --model, or both --judgments and --catalogue to train on")
+    target = _writable_target(args.output, "retriever.xrc") if args.output else None
+    titles = read_catalogue(args.catalogue, errors=args.errors) if args.catalogue else {}
     if args.model:
         retriever = ProductRetriever.load(args.model, mmap=True)
     else:
-        if not (args.judgments and args.catalogue):
-            raise ValueError("give --model, or both --judgments and --catalogue to train on")
         start = time.perf_counter()
-        pairs = [(q, p) for q, p, r in read_judgments(args.judgments) if r >= args.min_relevance]
+        judged = read_judgments(args.judgments, errors=args.errors)
+        pairs = [(q, p) for q, p, r in judged if r >= args.min_relevance]
+        missing = next((p for _, p in pairs if p not in titles), None)
+        if missing is not None:
+            raise UsageError(
+                f"{args.judgments}: product {missing!r} is not in the catalogue {args.catalogue}"
+            )
         retriever = ProductRetriever().fit([q for q, _ in pairs], [p for _, p in pairs], titles)
         print(f"trained on {len(pairs):,} relevant pairs in {time.perf_counter() - start:.1f} s")
-        if args.output:
-            print(f"saved to {retriever.save(args.output)}")
+        if target:
+            print(f"saved to {retriever.save(target)}")
     for query in args.query:
         start = time.perf_counter()
         hits = retriever.retrieve(query, args.k)
@@ -144,10 +196,51 @@ def _retrieve(args: argparse.Namespace) -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+        check_gap(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+    return value
+
+
+def _count(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _relevance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value:
+        raise argparse.ArgumentTypeError("must be a number, got nan")
+    return value
+
+
+def _add_errors_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--errors",
+        choices=ERRORS,
+        default="strict",
+        help="an unreadable row: stop with its file:line, or skip it and count it",
+    )
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -158,24 +251,50 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "--prefixes-per-pair", type=_positive, default=3, help="prefixes sampled per query pair"
     )
     parser.add_argument(
-        "--min-count", type=float, default=1, help="suggest queries searched this often"
+        "--min-count", type=_count, default=1, help="suggest queries searched this often"
     )
     parser.add_argument(
-        "--gap-minutes", type=float, default=30.0, help="a new session after this long a gap"
+        "--gap-minutes", type=_minutes, default=30.0, help="a new session after this long a gap"
     )
+    _add_errors_option(parser)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; every option with a default shows it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, "", False, argparse.SUPPRESS)
+        if shown and action.option_strings and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, like every other error, with where to find the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xrcomplete", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="xrcomplete", description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"xrcomplete {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    quick = sub.add_parser("quickstart", help="train and score on the bundled AOL slice")
+    quick = sub.add_parser(
+        "quickstart",
+        help="train and score on the bundled AOL slice",
+        formatter_class=_HelpFormatter,
+    )
     quick.add_argument("-k", type=_positive, default=5, help="completions shown per prefix")
     _add_training_options(quick)
     quick.set_defaults(run=_quickstart)
 
-    train = sub.add_parser("train", help="train a completer on a query log, save it")
+    train = sub.add_parser(
+        "train", help="train a completer on a query log, save it", formatter_class=_HelpFormatter
+    )
     train.add_argument("log", help="log in AOL's layout (AnonID, Query, QueryTime)")
     train.add_argument("-o", "--output", required=True, help="model file or directory")
     train.add_argument(
@@ -186,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(train)
     train.set_defaults(run=_train_command)
 
-    complete = sub.add_parser("complete", help="complete prefixes after a previous query")
+    complete = sub.add_parser(
+        "complete", help="complete prefixes after a previous query", formatter_class=_HelpFormatter
+    )
     complete.add_argument("prefix", nargs="+", help="prefixes to complete")
     source = complete.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a completer saved by 'xrcomplete train'")
@@ -196,35 +317,82 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(complete)
     complete.set_defaults(run=_complete)
 
-    evaluate_ = sub.add_parser("eval", help="MRR@k of a saved completer on a log's sessions")
+    evaluate_ = sub.add_parser(
+        "eval",
+        help="MRR@k of a saved completer on a log's sessions",
+        formatter_class=_HelpFormatter,
+    )
     evaluate_.add_argument("model", help="a completer saved by 'xrcomplete train'")
     evaluate_.add_argument("log", help="log in AOL's layout to score on")
     evaluate_.add_argument("-k", type=_positive, default=10, help="completions per case")
     evaluate_.add_argument(
-        "--gap-minutes", type=float, default=30.0, help="a new session after this long a gap"
+        "--gap-minutes", type=_minutes, default=30.0, help="a new session after this long a gap"
     )
+    _add_errors_option(evaluate_)
     evaluate_.set_defaults(run=_eval)
-    retrieve = sub.add_parser("retrieve", help="product retrieval: a query -> products")
+    retrieve = sub.add_parser(
+        "retrieve", help="product retrieval: a query -> products", formatter_class=_HelpFormatter
+    )
     retrieve.add_argument("query", nargs="+", help="customer queries")
     retrieve.add_argument("--model", help="a retriever saved by a previous --output")
     retrieve.add_argument("--judgments", help="train on: query, product id, relevance (TSV)")
     retrieve.add_argument("--catalogue", help="product id, title (TSV); titles are shown too")
     retrieve.add_argument(
-        "--min-relevance", type=float, default=2.33, help="judgments this high are relevant"
+        "--min-relevance", type=_relevance, default=2.33, help="judgments this high are relevant"
     )
+    _add_errors_option(retrieve)
     retrieve.add_argument("-o", "--output", help="save the trained retriever here")
     retrieve.add_argument("-k", type=_positive, default=10, help="products per query")
     retrieve.set_defaults(run=_retrieve)
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Warnings (rows skipped with --errors skip) as one line, not Python's two."""
+    print(f"xrcomplete: warning: {message}", file=sys.stderr)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: what is still buffered for stdout goes nowhere, quietly (else
+    Python reports the failed flush at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (0, 2 for any error; 141 when the reader
+    of stdout went away, as a Unix tool killed by SIGPIPE; 130 on Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.run(args)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            code: int = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
+    except KeyboardInterrupt:
+        print("xrcomplete: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, TypeError, MemoryError) as err:
         print(f"xrcomplete: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: still one line, never a traceback
+        print(
+            f"xrcomplete: internal error: {type(err).__name__}: {err} "
+            "(please report it, with the command)",
+            file=sys.stderr,
+        )
         return 2
     return code
 

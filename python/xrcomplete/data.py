@@ -11,16 +11,23 @@ session with ``next != prev``, lower-cased and stripped.
 
 from __future__ import annotations
 
+import io
+import math
+import os
 import random
-from collections.abc import Iterable, Iterator
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Union
+from typing import TypeVar, Union
 
 from xrcomplete import _core
 
 PathLike = Union[str, Path]
+T = TypeVar("T")
 
 #: The bundled slice of the AOL log (research use only; see ``xrcomplete/data/README.md``).
 SAMPLE_TRAIN = "aol_sample_train.tsv"
@@ -45,65 +52,218 @@ def normalize_query(query: str) -> str:
     return _core.normalize_query(query)
 
 
-def _rows(path: PathLike, columns: int) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of the data lines, with at least ``columns`` fields."""
-    with open(path, encoding="utf-8", newline="") as f:
+class LogFormatError(ValueError):
+    """A row of an input file that cannot be read, named ``path:line: reason``.
+
+    ``path``, ``line`` (1-based) and ``reason`` are attributes too.
+    """
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(f"{path}:{line}: {reason}")
+        self.path, self.line, self.reason = path, line, reason
+
+    def __reduce__(self) -> tuple[type[LogFormatError], tuple[str, int, str]]:
+        return type(self), (self.path, self.line, self.reason)
+
+
+class SkippedRowsWarning(UserWarning):
+    """Rows of an input file were dropped (``errors="skip"``); the message counts them."""
+
+
+#: What a reader does with a row it cannot read: raise ``LogFormatError``, or drop it and count.
+ERRORS = ("strict", "skip")
+#: Reasons kept by a ``ReadReport`` (the count is exact).
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class ReadReport:
+    """What a reader met in a file: data rows read, rows dropped (``errors="skip"``) with the
+    first few reasons, and how far it is (bytes, for a progress line). Pass one to a reader to
+    see it as the file is read."""
+
+    path: str = ""
+    rows: int = 0
+    skipped: int = 0
+    examples: list[str] = field(default_factory=list)
+    bytes_read: int = 0
+    size: int = 0
+
+    def summary(self) -> str:
+        """One line: how many rows were skipped, and the first reason."""
+        first = ""
+        if self.examples:
+            first = f" (the first at line {self.examples[0].removeprefix(self.path + ':')})"
+        total = self.rows + self.skipped
+        return f"{self.path}: skipped {self.skipped:,} unreadable rows of {total:,}{first}"
+
+
+class _BadRow(Exception):
+    """A row's reason to be refused, raised by a row parser; the reader adds the place."""
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_PROGRESS_EVERY = 8192  # lines between updates of ReadReport.bytes_read
+
+
+def _check_errors(errors: str) -> None:
+    if errors not in ERRORS:
+        raise ValueError(f"errors must be one of {ERRORS}, got {errors!r}")
+
+
+def _records(
+    path: PathLike,
+    parse: Callable[[list[str]], T],
+    is_header: Callable[[list[str]], bool],
+    errors: str = "strict",
+    report: ReadReport | None = None,
+) -> Iterator[T]:
+    """``parse(fields)`` of every data line of a tab-separated UTF-8 file, streaming.
+
+    A byte-order mark before the first line is dropped, a first line that ``is_header`` says is
+    a header is skipped, and so are blank lines. Lines end at ``\\n``, ``\\r\\n`` or ``\\r``.
+    A line that is not valid UTF-8, or that ``parse`` refuses by raising ``_BadRow``, raises
+    ``LogFormatError`` naming it, or with ``errors="skip"`` is counted in ``report`` and dropped
+    (a ``SkippedRowsWarning`` says how many when the file is done).
+    """
+    _check_errors(errors)
+    report = report if report is not None else ReadReport()
+    report.path = str(path)
+    # surrogateescape: a bad byte becomes a lone surrogate in its line, so that line alone fails.
+    with (
+        open(path, "rb") as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as f,
+    ):
+        report.size = os.fstat(raw.fileno()).st_size
         for lineno, line in enumerate(f, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if lineno == 1 and fields[0] == "AnonID":
+            if lineno % _PROGRESS_EVERY == 0:
+                report.bytes_read = raw.tell()
+            text = line.rstrip("\r\n")
+            try:
+                if not text.isascii() and (bad := _SURROGATE.search(text)):
+                    byte = ord(bad.group()) - 0xDC00
+                    raise _BadRow(
+                        f"invalid UTF-8 (byte 0x{byte:02x} at character {bad.start() + 1})"
+                    )
+                fields = text.split("\t")
+                if fields == [""] or (lineno == 1 and is_header(fields)):
+                    continue
+                record = parse(fields)
+            except _BadRow as err:
+                error = LogFormatError(str(path), lineno, str(err))
+                if errors == "strict":
+                    raise error from None
+                report.skipped += 1
+                if len(report.examples) < MAX_EXAMPLES:
+                    report.examples.append(str(error))
                 continue
-            if fields == [""]:
-                continue
-            if len(fields) < columns:
-                raise ValueError(
-                    f"{path}:{lineno}: expected tab-separated AnonID, Query, QueryTime; "
-                    f"got {line.rstrip()!r}"
-                )
-            yield lineno, fields
+            report.rows += 1
+            yield record
+        report.bytes_read = report.size
+    if report.skipped:
+        warnings.warn(report.summary(), SkippedRowsWarning, stacklevel=2)
 
 
-def read_queries(path: PathLike) -> Iterator[str]:
+def _shown(fields: list[str]) -> str:
+    """A row as it was, for an error message (cut to 80 characters)."""
+    line = "\t".join(fields)
+    return repr(line if len(line) <= 80 else line[:80] + "…")
+
+
+def _log_fields(fields: list[str], columns: int) -> list[str]:
+    if len(fields) < columns:
+        raise _BadRow(f"expected tab-separated AnonID, Query, QueryTime; got {_shown(fields)}")
+    return fields
+
+
+def _is_log_header(fields: list[str]) -> bool:
+    return fields[0] == "AnonID"
+
+
+def read_queries(
+    path: PathLike, *, errors: str = "strict", report: ReadReport | None = None
+) -> Iterator[str]:
     """Yields the normalised, non-empty queries of an AOL-layout log, one per event, streaming.
 
-    A header line (first field ``AnonID``) is skipped. A row without a query column raises
-    ``ValueError`` naming the line.
+    A header line (first field ``AnonID``) is skipped, as is a UTF-8 byte-order mark. A row
+    without a query column, or not valid UTF-8, raises ``LogFormatError`` naming ``path:line``;
+    with ``errors="skip"`` such rows are dropped and counted (in ``report``, and in a
+    ``SkippedRowsWarning``).
     """
-    for _, fields in _rows(path, 2):
-        query = normalize_query(fields[1])
+    rows = _records(path, lambda f: _log_fields(f, 2)[1], _is_log_header, errors, report)
+    for query in rows:
+        query = normalize_query(query)
         if query:
             yield query
 
 
-def read_events(path: PathLike) -> Iterator[tuple[str, str, datetime]]:
-    """Yields (user, normalised query, time) for every event with a non-empty query."""
-    for lineno, fields in _rows(path, 3):
-        query = normalize_query(fields[1])
-        if not query:
-            continue
-        try:
-            when = datetime.fromisoformat(fields[2].strip())
-        except ValueError:
-            raise ValueError(
-                f"{path}:{lineno}: QueryTime {fields[2]!r} is not YYYY-MM-DD HH:MM:SS"
-            ) from None
-        yield fields[0], query, when
+def _event(fields: list[str]) -> tuple[str, str, datetime] | None:
+    _log_fields(fields, 3)
+    query = normalize_query(fields[1])
+    if not query:
+        return None
+    try:
+        when = datetime.fromisoformat(fields[2].strip())
+    except ValueError:
+        raise _BadRow(f"QueryTime {fields[2]!r} is not YYYY-MM-DD HH:MM:SS") from None
+    return fields[0], query, when
+
+
+def read_events(
+    path: PathLike, *, errors: str = "strict", report: ReadReport | None = None
+) -> Iterator[tuple[str, str, datetime]]:
+    """Yields (user, normalised query, time) for every event with a non-empty query.
+
+    Rows with fewer than three columns, an unparsable time or invalid UTF-8 raise
+    ``LogFormatError`` naming ``path:line``, or with ``errors="skip"`` are dropped and counted.
+    """
+    for event in _records(path, _event, _is_log_header, errors, report):
+        if event is not None:
+            yield event
+
+
+#: The longest gap between two searches of one session that a time difference can hold.
+MAX_GAP_MINUTES = timedelta.max.total_seconds() / 60
+
+
+def check_gap(gap_minutes: float) -> None:
+    """Refuses a session gap that is not a number of minutes > 0 (and below ``MAX_GAP_MINUTES``:
+    ``float("inf")`` would overflow the time arithmetic)."""
+    if not 0 < gap_minutes <= MAX_GAP_MINUTES:
+        raise ValueError(
+            f"gap_minutes must be > 0 and at most {MAX_GAP_MINUTES:.3g}, got {gap_minutes}"
+        )
 
 
 def session_pairs(
-    path: PathLike, gap_minutes: float = 30.0, first_queries: bool = False
+    path: PathLike,
+    gap_minutes: float = 30.0,
+    first_queries: bool = False,
+    *,
+    errors: str = "strict",
+    report: ReadReport | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Yields (previous query, next query) for consecutive events of one session, ``next !=
     previous``. A session ends at a new user or after a gap of more than ``gap_minutes``.
 
     With ``first_queries``, the first query of every session also comes as ``("", query)``: a
     completer learns what users type with no previous query. (The evaluation protocol uses the
-    pairs only.)
+    pairs only.) ``errors`` and ``report``: as ``read_events``.
     """
-    if not gap_minutes > 0:
-        raise ValueError(f"gap_minutes must be > 0, got {gap_minutes}")
+    check_gap(gap_minutes)
+    _check_errors(errors)
+    yield from session_pairs_of(
+        read_events(path, errors=errors, report=report), gap_minutes, first_queries
+    )
+
+
+def session_pairs_of(
+    events: Iterable[tuple[str, str, datetime]], gap_minutes: float, first_queries: bool = False
+) -> Iterator[tuple[str, str]]:
+    """``session_pairs`` of (user, query, time) events already read (``read_events``)."""
     gap = timedelta(minutes=gap_minutes)
     last: tuple[str, str, datetime] | None = None
-    for user, query, when in read_events(path):
+    for user, query, when in events:
         same_session = last is not None and last[0] == user and when - last[2] <= gap
         if same_session and last is not None and query != last[1]:
             yield last[1], query
@@ -112,24 +272,23 @@ def session_pairs(
         last = (user, query, when)
 
 
-def read_pairs(path: PathLike) -> Iterator[tuple[str, str]]:
+def _pair(fields: list[str]) -> tuple[str, str] | None:
+    if len(fields) != 2:
+        raise _BadRow(f"expected 'previous query<TAB>next query'; got {_shown(fields)}")
+    nxt = normalize_query(fields[1])
+    return (normalize_query(fields[0]), nxt) if nxt else None
+
+
+def read_pairs(
+    path: PathLike, *, errors: str = "strict", report: ReadReport | None = None
+) -> Iterator[tuple[str, str]]:
     """Yields (previous query, next query) from a file of tab-separated pairs, one per line,
     normalised; an empty previous query marks a session's first query. A header line
     ``prev<TAB>next`` is skipped, as are lines whose next query is blank; a line without a tab
-    raises ``ValueError`` naming it. Streams."""
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if fields == [""] or (lineno == 1 and fields[:2] == ["prev", "next"]):
-                continue
-            if len(fields) != 2:
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'previous query<TAB>next query'; "
-                    f"got {line.rstrip()!r}"
-                )
-            nxt = normalize_query(fields[1])
-            if nxt:
-                yield normalize_query(fields[0]), nxt
+    raises ``LogFormatError`` naming it (``errors="skip"``: dropped and counted). Streams."""
+    for pair in _records(path, _pair, lambda f: f[:2] == ["prev", "next"], errors, report):
+        if pair is not None:
+            yield pair
 
 
 def prefix_examples(
@@ -148,38 +307,39 @@ def prefix_examples(
             yield prev, nxt[:n], nxt
 
 
-def read_judgments(path: PathLike) -> Iterator[tuple[str, str, float]]:
+def _judgment(fields: list[str]) -> tuple[str, str, float]:
+    try:
+        query, product, relevance = fields
+        value = float(relevance)
+    except ValueError:
+        raise _BadRow(
+            f"expected 'query<TAB>product id<TAB>relevance'; got {_shown(fields)}"
+        ) from None
+    if not math.isfinite(value):
+        raise _BadRow(f"relevance {relevance!r} is not a finite number")
+    return normalize_query(query), product, value
+
+
+def read_judgments(
+    path: PathLike, *, errors: str = "strict", report: ReadReport | None = None
+) -> Iterator[tuple[str, str, float]]:
     """Yields (query, product id, relevance) from a tab-separated file of relevance judgments
     (``search_term, product_uid, relevance``, as the Home Depot data; header optional). Queries
-    are normalised. A malformed line raises ``ValueError`` naming it. Streams."""
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if fields == [""] or (lineno == 1 and fields[0] == "search_term"):
-                continue
-            try:
-                query, product, relevance = fields
-                value = float(relevance)
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'query<TAB>product id<TAB>relevance'; "
-                    f"got {line.rstrip()!r}"
-                ) from None
-            yield normalize_query(query), product, value
+    are normalised. A malformed line raises ``LogFormatError`` naming it (``errors="skip"``:
+    dropped and counted). Streams."""
+    return _records(path, _judgment, lambda f: f[0] == "search_term", errors, report)
 
 
-def read_catalogue(path: PathLike) -> dict[str, str]:
+def _product(fields: list[str]) -> tuple[str, str]:
+    if len(fields) != 2:
+        raise _BadRow(f"expected 'product id<TAB>title'; got {_shown(fields)}")
+    return fields[0], fields[1]
+
+
+def read_catalogue(
+    path: PathLike, *, errors: str = "strict", report: ReadReport | None = None
+) -> dict[str, str]:
     """Product id -> title, from a tab-separated file (``product_uid, product_title``, header
-    optional). A malformed line raises ``ValueError`` naming it."""
-    catalogue: dict[str, str] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if fields == [""] or (lineno == 1 and fields[0] == "product_uid"):
-                continue
-            if len(fields) != 2:
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'product id<TAB>title'; got {line.rstrip()!r}"
-                )
-            catalogue[fields[0]] = fields[1]
-    return catalogue
+    optional). A malformed line raises ``LogFormatError`` naming it (``errors="skip"``: dropped
+    and counted)."""
+    return dict(_records(path, _product, lambda f: f[0] == "product_uid", errors, report))

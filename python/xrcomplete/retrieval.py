@@ -25,8 +25,8 @@ from typing import Union
 from xrcomplete import _core
 from xrcomplete.completer import _model_path
 from xrcomplete.data import PathLike
+from xrcomplete.progress import with_progress
 from xrcomplete.text import NotFittedError, TfidfVectorizer
-from xrcomplete.xr import with_progress
 
 #: A product id: ``str``, or ``int`` for a catalogue keyed by numbers (returned as given).
 ProductId = Union[str, int]

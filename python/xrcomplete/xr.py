@@ -16,16 +16,14 @@ its siblings, small weights are pruned, and beam search walks the tree at predic
 from __future__ import annotations
 
 import os
-import sys
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar, Union
 
 import numpy as np
 import scipy.sparse as sp
 
 from xrcomplete import _core
+from xrcomplete.progress import with_progress
 from xrcomplete.text import NotFittedError, Row, _csr
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -47,44 +45,6 @@ def _csr_arrays(matrix: Any, name: str) -> tuple[Any, Any, Any, int]:
         np.ascontiguousarray(m.data, dtype=np.float32),
         int(m.shape[1]),
     )
-
-
-def _draw(done: int, total: int, seconds: float, final: bool = False) -> None:
-    width = 30
-    filled = width * done // total if total else 0
-    bar = "#" * filled + "-" * (width - filled)
-    end = "\n" if final else ""
-    sys.stderr.write(f"\rxrcomplete: training [{bar}] {done}/{total} nodes, {seconds:.1f} s{end}")
-    sys.stderr.flush()
-
-
-def with_progress(train: Callable[[_core.ProgressCounter], T], progress: bool | str) -> T:
-    """Runs ``train(counter)`` (a core call that releases the GIL and counts trained nodes) on a
-    worker thread, drawing a progress bar on stderr from the counter: always with ``progress=True``,
-    only on a terminal with ``"auto"``, never with ``False``. Errors reach the caller."""
-    counter = _core.ProgressCounter()
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["model"] = train(counter)
-        except BaseException as err:  # re-raised on the caller's thread
-            outcome["error"] = err
-
-    show = progress is True or (progress == "auto" and sys.stderr.isatty())
-    start = time.perf_counter()
-    worker = threading.Thread(target=run, name="xrcomplete-fit", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.2)
-        if show:
-            _draw(counter.done, counter.total, time.perf_counter() - start)
-    if "error" in outcome:
-        raise outcome["error"]
-    if show:
-        _draw(counter.done, counter.total, time.perf_counter() - start, final=True)
-    result: T = outcome["model"]
-    return result
 
 
 class XRLinear:
