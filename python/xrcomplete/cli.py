@@ -12,13 +12,14 @@ Every error is one line on stderr and exit status 2; no input prints a traceback
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from xrcomplete import Completer, ProductRetriever, Trie, __version__
@@ -214,24 +215,23 @@ def _minutes(text: str) -> float:
     return value
 
 
-def _count(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
+def _number(allowed: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    """An option's type: a float for which ``allowed`` holds, else a one-line usage error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _relevance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value != value:
-        raise argparse.ArgumentTypeError("must be a number, got nan")
-    return value
+_count = _number(lambda v: 0 <= v < math.inf, "a finite number >= 0")
+_relevance = _number(math.isfinite, "a finite number")
 
 
 def _add_errors_option(parser: argparse.ArgumentParser) -> None:

@@ -316,9 +316,9 @@ class Completer:
         still reads every page once (the checksum) and checks bounds in time linear in the
         labels, so it grows with the file: about 4.5x faster than a read load, 28 ms for the
         239 MB AOL completer and 142 ms for a 1.25 GB one of a million labels on the machine
-        of ``benches/load.py`` (see the README). The file must then stay unchanged while the model is in use; ``save`` never
-        changes a file in place (it writes a new file and renames it), so saving a new model over
-        a mapped one is safe.
+        of ``benches/load.py`` (see the README). The file must then stay unchanged while the
+        model is in use; ``save`` never changes a file in place (it writes a new file and renames
+        it), so saving a new model over a mapped one is safe.
         """
         completer = cls(progress=False)
         completer._model = _core.CompleterModel.load(_model_path(path, saving=False), mmap=mmap)
@@ -338,5 +338,6 @@ class Completer:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         data = state.pop("_model")
+        self.read_report_ = None  # absent from pickles made before it existed
         vars(self).update(state)
         self._model = None if not isinstance(data, bytes) else _core.CompleterModel.from_bytes(data)

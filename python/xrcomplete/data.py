@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar, Union
+from typing import BinaryIO, TypeVar, Union
 
 from xrcomplete import _core
 
@@ -106,6 +106,11 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 _PROGRESS_EVERY = 8192  # lines between updates of ReadReport.bytes_read
 
 
+def _decoded(raw: BinaryIO) -> io.TextIOWrapper:
+    """UTF-8 lines of ``raw``, a leading byte-order mark dropped, bad bytes kept as surrogates."""
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
 def _check_errors(errors: str) -> None:
     if errors not in ERRORS:
         raise ValueError(f"errors must be one of {ERRORS}, got {errors!r}")
@@ -130,10 +135,7 @@ def _records(
     report = report if report is not None else ReadReport()
     report.path = str(path)
     # surrogateescape: a bad byte becomes a lone surrogate in its line, so that line alone fails.
-    with (
-        open(path, "rb") as raw,
-        io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as f,
-    ):
+    with open(path, "rb") as raw, _decoded(raw) as f:
         report.size = os.fstat(raw.fileno()).st_size
         for lineno, line in enumerate(f, start=1):
             if lineno % _PROGRESS_EVERY == 0:
