@@ -131,10 +131,10 @@ def _quickstart(args: argparse.Namespace) -> int:
 def _train_command(args: argparse.Namespace) -> int:
     target = _writable_target(args.output, MODEL_FILE)
     completer, seconds = _train(args, args.log)
-    line = ProgressLine(completer.progress)
-    line.update(f"saving {target}", force=True)
-    path = completer.save(target)
-    line.close(f"saved {target}")
+    with ProgressLine(completer.progress) as line:
+        line.update(f"saving {target}", force=True)
+        path = completer.save(target)
+        line.close(f"saved {target}")
     print(
         f"trained on {completer.n_queries_:,} queries in {seconds:.1f} s; saved to {path} "
         f"({path.stat().st_size / 1e6:.1f} MB)"

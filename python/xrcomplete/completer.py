@@ -133,11 +133,8 @@ class Completer:
         a query seen only as a previous one; queries only in ``counts`` can be suggested too).
         Queries are normalised (lower-cased, stripped); pairs with an empty next query are
         skipped. Streams ``pairs``: only the distinct queries and two integer arrays are held."""
-        line = ProgressLine(self.progress)
-        try:
+        with ProgressLine(self.progress) as line:
             return self._fit(pairs, counts, line, None)
-        finally:
-            line.close()
 
     def _fit(
         self,
@@ -256,11 +253,8 @@ class Completer:
                 yield event
 
         pairs = session_pairs_of(counted(), gap_minutes, first_queries=True)
-        line = ProgressLine(self.progress)
-        try:
+        with ProgressLine(self.progress) as line:
             self._fit(pairs, counts, line, report)
-        finally:
-            line.close()
         self.read_report_ = report
         return self
 

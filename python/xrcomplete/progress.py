@@ -29,7 +29,8 @@ def bar(done: int, total: int) -> str:
 class ProgressLine:
     """A status line on stderr: shown always with ``progress=True``, only when stderr is a
     terminal with ``"auto"``, never with ``False``. ``update`` redraws it (rate-limited unless
-    ``force``), ``close`` ends it with a newline; both do nothing when it is not shown."""
+    ``force``), ``close`` ends it with a newline; both do nothing when it is not shown. As a
+    context manager it is closed on the way out, by an error too."""
 
     def __init__(self, progress: bool | str) -> None:
         if progress not in (True, False, "auto"):
@@ -39,10 +40,6 @@ class ProgressLine:
         self._last_draw = -1.0
         self._width = 0
         self._open = False
-
-    def seconds(self) -> float:
-        """Seconds since the line was made."""
-        return time.perf_counter() - self.start
 
     def update(self, text: str, force: bool = False) -> None:
         if not self.shown:
@@ -57,6 +54,12 @@ class ProgressLine:
         sys.stderr.flush()
         self._width = len(line)
         self._open = True
+
+    def __enter__(self) -> ProgressLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self, text: str | None = None) -> None:
         """Draws ``text`` (if given) and ends the line."""

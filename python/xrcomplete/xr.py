@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, TypeVar, Union
+from typing import Any, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,7 +27,6 @@ from xrcomplete.progress import with_progress
 from xrcomplete.text import NotFittedError, Row, _csr
 
 PathLike = Union[str, "os.PathLike[str]"]
-T = TypeVar("T")
 SparseRow = Union[tuple[Sequence[int], Sequence[float]], Any]
 
 
