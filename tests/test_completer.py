@@ -66,13 +66,16 @@ def test_a_known_prefix_never_gets_an_empty_answer(completer: Completer) -> None
             assert all(q.startswith(query[:n]) for q in found)
 
 
-def test_unseen_queries_are_completed_word_by_word(completer: Completer) -> None:
-    # "bank of bread" was never searched; its last word is completed from the vocabulary, after
-    # every seen query that matches.
+def test_unseen_queries_are_composed_and_marked(completer: Completer) -> None:
+    # "bing bread" was never searched: the language model composes it from the log's words,
+    # and says so.
     found = completer.complete("", "banana br", k=5)
     assert names(found)[0] == "banana bread"
+    assert found[0].source == "seen"
     found = completer.complete("", "bing bre", k=5)
-    assert names(found) == ["bing bread"]
+    assert names(found)[0] == "bing bread"
+    assert all(c.source == "composed" and c.query.startswith("bing bre") for c in found)
+    assert len(set(names(found))) == len(found)
     assert completer.model.complete("", "bing bre", 5, generate=False) == []
     assert completer.complete("", "zzz", k=5) == []
 
@@ -148,7 +151,7 @@ def test_batch_and_threads_give_the_serial_answers() -> None:
 
 
 def test_save_load_and_pickle_give_identical_answers(tmp_path: Path) -> None:
-    c = Completer(index="hybrid", popularity_weight=0.25, progress=False).fit(synthetic_pairs())
+    c = Completer(index="hybrid", copy=0.25, progress=False).fit(synthetic_pairs())
     calls = [("aol", "b"), ("", "b"), ("weather", "bing "), ("", "")]
     want = [c.complete(p, x) for p, x in calls]
     file = c.save(tmp_path / "model.xrc")
@@ -159,8 +162,12 @@ def test_save_load_and_pickle_give_identical_answers(tmp_path: Path) -> None:
         Completer.load(tmp_path / "dir"),
         pickle.loads(pickle.dumps(c)),
     ):
-        assert [loaded.complete(p, x) for p, x in calls] == want
-        assert loaded.popularity_weight == pytest.approx(0.25)
+        got = [loaded.complete(p, x) for p, x in calls]
+        assert got == want
+        assert [[c.source for c in found] for found in got] == [
+            [c.source for c in found] for found in want
+        ]
+        assert loaded.copy == pytest.approx(0.25)
     assert file.read_bytes() == folder.read_bytes()
 
 

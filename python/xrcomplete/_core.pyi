@@ -217,7 +217,7 @@ class XRLinearModel:
     def load(cls: type[_Self], path: _Path, *, mmap: bool = False) -> _Self: ...
     def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
 
-_Completion = tuple[str, float]
+_Suggestion = tuple[str, float, str]
 
 @final
 class CompleterModel:
@@ -232,6 +232,7 @@ class CompleterModel:
         prev_features: TfidfOptions,
         prefix_features: TfidfOptions,
         *,
+        times: npt.NDArray[np.float64] | None = None,
         tree: str = "hybrid",
         trie_depth: int = 2,
         branching: int = 16,
@@ -250,9 +251,15 @@ class CompleterModel:
         beam_size: int = 10,
         candidates: int = 10,
         model_floor: float = 1e-4,
-        popularity_weight: float = 0.5,
-        transition_weight: float = 2.0,
         generate: bool = True,
+        compose_beam: int = 6,
+        compose_words: int = 3,
+        copy: float = 0.2,
+        lm_discount: float = 0.75,
+        rank_holdout: float = 0.1,
+        rank_prefixes: int = 6,
+        ranker_bins: int = 8,
+        features_off: Sequence[str] = ...,
         progress: ProgressCounter | None = None,
     ) -> CompleterModel: ...
     def complete(
@@ -264,10 +271,14 @@ class CompleterModel:
         beam_size: int | None = None,
         candidates: int | None = None,
         model_floor: float | None = None,
-        popularity_weight: float | None = None,
-        transition_weight: float | None = None,
         generate: bool | None = None,
-    ) -> list[_Completion]: ...
+        use_model: bool | None = None,
+        use_popular: bool | None = None,
+        use_transitions: bool | None = None,
+        compose_beam: int | None = None,
+        compose_words: int | None = None,
+        copy: float | None = None,
+    ) -> list[_Suggestion]: ...
     def complete_batch(
         self,
         prevs: Iterable[str],
@@ -277,11 +288,21 @@ class CompleterModel:
         beam_size: int | None = None,
         candidates: int | None = None,
         model_floor: float | None = None,
-        popularity_weight: float | None = None,
-        transition_weight: float | None = None,
         generate: bool | None = None,
-    ) -> list[list[_Completion]]: ...
+        use_model: bool | None = None,
+        use_popular: bool | None = None,
+        use_transitions: bool | None = None,
+        compose_beam: int | None = None,
+        compose_words: int | None = None,
+        copy: float | None = None,
+    ) -> list[list[_Suggestion]]: ...
     def rank_params(self) -> dict[str, float]: ...
+    @property
+    def ranker_learned(self) -> bool: ...
+    @staticmethod
+    def ranking_features() -> list[str]: ...
+    @staticmethod
+    def ranking_feature_groups() -> dict[str, list[str]]: ...
     @property
     def n_queries(self) -> int: ...
     @property

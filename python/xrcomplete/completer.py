@@ -5,12 +5,13 @@
 >>> [query for query, score in completer.complete("cheap flights", "ho", k=2)]
 ['hotels in boston', 'home depot']
 
-One call does everything in Rust, with the GIL released: normalise both strings, vectorise them
-(word TF-IDF of the previous query beside prefix-weighted character TF-IDF of the prefix), run the
-XR-Linear beam restricted to the label-id range of the queries that start with the prefix, merge
-with the most popular queries of that range and the queries seen after the previous query, and
-fill up to ``k`` with the prefix's last word completed (so that a prefix of a query never seen
-whole still gets answers). Every answer starts with the normalised prefix.
+One call does everything in Rust, with the GIL released: normalise both strings, gather
+candidates from every source (the XR-Linear beam restricted to the label-id range of the queries
+that start with the prefix, the most popular queries of that range, the queries seen after the
+previous query, and queries composed by a word language model that copies from the previous
+query), and order them by the ranking stage learned from the log's later searches. Every answer
+starts with the normalised prefix, and says whether it is a query of the log or composed
+(``Completion.source``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +30,36 @@ from xrcomplete.data import PathLike, ReadReport, check_gap, read_events, sessio
 from xrcomplete.progress import ProgressLine, bar, with_progress
 from xrcomplete.text import NotFittedError, TfidfVectorizer
 
-Completion = tuple[str, float]
+
+class Completion(tuple[str, float]):
+    """One suggestion: a ``(query, score)`` pair (scores: higher is better, not probabilities),
+    with ``source``: ``"seen"`` for a query of the log, ``"composed"`` for one the language
+    model put together from the log's words."""
+
+    source: str
+
+    def __new__(cls, query: str, score: float, source: str = "seen") -> Completion:
+        made = super().__new__(cls, (query, score))
+        made.source = source
+        return made
+
+    @property
+    def query(self) -> str:
+        """The suggested query."""
+        return self[0]
+
+    @property
+    def score(self) -> float:
+        """Its ranking score."""
+        return self[1]
+
+    def __getnewargs__(self) -> tuple[str, float, str]:
+        return (self[0], self[1], self.source)
+
+
+def _completions(found: list[tuple[str, float, str]]) -> list[Completion]:
+    return [Completion(q, s, src) for q, s, src in found]
+
 
 _DRAW_EVERY = 4096  # pairs read between looks at the progress line
 #: The file a completer is saved to when ``save`` is given a directory.
@@ -66,11 +96,15 @@ class Completer:
     k-means) or "kmeans" (PECOS's default). Training samples ``prefixes_per_pair`` prefix lengths
     of every (previous, next) pair; queries searched fewer than ``min_count`` times are never
     suggested whole. ``prev_features`` and ``prefix_features`` are unfitted
-    ``TfidfVectorizer`` s giving the options of the two feature blocks. The ranking options
-    (``beam_size``, ``candidates``, ``model_floor``, ``popularity_weight``,
-    ``transition_weight``, ``generate``) are defaults that ``complete`` may override; see the
-    README. ``progress``: a progress bar on stderr while the model trains (True, False, or
-    "auto": when stderr is a terminal).
+    ``TfidfVectorizer`` s giving the options of the two feature blocks. The candidate options
+    (``beam_size``, ``candidates``, ``model_floor``, ``generate``: compose queries with the
+    language model, ``compose_beam``, ``compose_words``, ``copy``: the share of the previous
+    query's words in the language model's next-word choice) are defaults that
+    ``completer.model.complete`` may override; see the README. The ranking stage learns from
+    the latest ``rank_holdout`` share of the pairs (``rank_prefixes`` prefixes each) ranked by
+    parts trained on the rest, with ``ranker_bins`` bins per feature; ``features_off`` leaves
+    ranking features out (for ablations). ``progress``: a progress bar on stderr while the
+    model trains (True, False, or "auto": when stderr is a terminal).
     """
 
     def __init__(
@@ -91,9 +125,15 @@ class Completer:
         beam_size: int = 10,
         candidates: int = 10,
         model_floor: float = 1e-4,
-        popularity_weight: float = 0.5,
-        transition_weight: float = 2.0,
         generate: bool = True,
+        compose_beam: int = 6,
+        compose_words: int = 3,
+        copy: float = 0.2,
+        lm_discount: float = 0.75,
+        rank_holdout: float = 0.1,
+        rank_prefixes: int = 6,
+        ranker_bins: int = 8,
+        features_off: Sequence[str] = (),
         progress: bool | str = "auto",
     ) -> None:
         if index not in _INDEXES:
@@ -115,9 +155,15 @@ class Completer:
         self.beam_size = beam_size
         self.candidates = candidates
         self.model_floor = model_floor
-        self.popularity_weight = popularity_weight
-        self.transition_weight = transition_weight
         self.generate = generate
+        self.compose_beam = compose_beam
+        self.compose_words = compose_words
+        self.copy = copy
+        self.lm_discount = lm_discount
+        self.rank_holdout = rank_holdout
+        self.rank_prefixes = rank_prefixes
+        self.ranker_bins = ranker_bins
+        self.features_off = tuple(features_off)
         self.progress = progress
         #: What ``fit_log`` read: rows, rows skipped and why (None before it runs).
         self.read_report_: ReadReport | None = None
@@ -142,14 +188,17 @@ class Completer:
         counts: Mapping[str, float] | None,
         line: ProgressLine,
         report: ReadReport | None,
+        clock: Callable[[], float] | None = None,
     ) -> Completer:
         """``fit``, drawing on ``line`` as ``pairs`` are read (from the file ``report`` follows,
         if any) and while the model trains. ``counts`` is read once every pair is: it may be
-        filled as they are read."""
+        filled as they are read. ``clock()``, if given, is the time of the pair just read
+        (else the pairs are in time order)."""
         prev_opts = self.prev_features.options()
         prefix_opts = self.prefix_features.options()
         ids: dict[str, int] = {}
         prev_ids, next_ids = array("q"), array("q")
+        times = array("d")
         seen_as_next: Counter[int] = Counter()
         normalize = _core.normalize_query
 
@@ -184,6 +233,8 @@ class Completer:
             next_id = id_of(nxt)
             prev_ids.append(id_of(prev) if prev else -1)
             next_ids.append(next_id)
+            if clock is not None:
+                times.append(clock())
             seen_as_next[next_id] += 1
         line.update(reading(len(next_ids)), force=True)
         if not next_ids:
@@ -209,6 +260,7 @@ class Completer:
                 np.frombuffer(next_ids, dtype=np.int64),
                 prev_opts,
                 prefix_opts,
+                times=np.frombuffer(times, dtype=np.float64) if clock is not None else None,
                 tree=self.index,
                 trie_depth=trie_depth,
                 branching=self.branching,
@@ -222,9 +274,15 @@ class Completer:
                 beam_size=self.beam_size,
                 candidates=self.candidates,
                 model_floor=self.model_floor,
-                popularity_weight=self.popularity_weight,
-                transition_weight=self.transition_weight,
                 generate=self.generate,
+                compose_beam=self.compose_beam,
+                compose_words=self.compose_words,
+                copy=self.copy,
+                lm_discount=self.lm_discount,
+                rank_holdout=self.rank_holdout,
+                rank_prefixes=self.rank_prefixes,
+                ranker_bins=self.ranker_bins,
+                features_off=list(self.features_off),
                 progress=counter,
             ),
             self.progress,
@@ -246,15 +304,18 @@ class Completer:
         check_gap(gap_minutes)
         report = ReadReport()
         counts: Counter[str] = Counter()
+        last_time = [0.0]
 
         def counted() -> Iterator[tuple[str, str, datetime]]:
             for event in read_events(path, errors=errors, report=report):
                 counts[event[1]] += 1
+                last_time[0] = event[2].timestamp()
                 yield event
 
+        # A pair comes out right after its next query's event is read: that event's time.
         pairs = session_pairs_of(counted(), gap_minutes, first_queries=True)
         with ProgressLine(self.progress) as line:
-            self._fit(pairs, counts, line, report)
+            self._fit(pairs, counts, line, report, clock=lambda: last_time[0])
         self.read_report_ = report
         return self
 
@@ -268,14 +329,17 @@ class Completer:
     def complete(self, prev_query: str, prefix: str, k: int = 10) -> list[Completion]:
         """The best ``k`` completions of ``prefix`` typed after ``prev_query`` (``""`` when
         none): ``[(query, score), ...]``, best first. Scores are log-scale ranking scores
-        (higher is better), not probabilities. Every query starts with the normalised prefix."""
-        return self.model.complete(prev_query, prefix, k)
+        (higher is better), not probabilities. Every query starts with the normalised prefix;
+        each says where it came from (``.source``: ``"seen"`` or ``"composed"``)."""
+        return _completions(self.model.complete(prev_query, prefix, k))
 
     def complete_batch(
         self, prev_queries: Sequence[str], prefixes: Sequence[str], k: int = 10
     ) -> list[list[Completion]]:
         """``complete`` for each ``(prev_queries[i], prefixes[i])``, in parallel."""
-        return self.model.complete_batch(prev_queries, prefixes, k)
+        return [
+            _completions(found) for found in self.model.complete_batch(prev_queries, prefixes, k)
+        ]
 
     @property
     def n_queries_(self) -> int:
@@ -320,9 +384,10 @@ class Completer:
         completer.beam_size = int(rank["beam_size"])
         completer.candidates = int(rank["candidates"])
         completer.model_floor = rank["model_floor"]
-        completer.popularity_weight = rank["popularity_weight"]
-        completer.transition_weight = rank["transition_weight"]
         completer.generate = bool(rank["generate"])
+        completer.compose_beam = int(rank["compose_beam"])
+        completer.compose_words = int(rank["compose_words"])
+        completer.copy = rank["copy"]
         return completer
 
     def __getstate__(self) -> dict[str, object]:

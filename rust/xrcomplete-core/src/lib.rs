@@ -15,6 +15,8 @@
 //!   thread-safe beam search ([`xr::XrLinear`]).
 //! - [`qac`]: the session-aware completer ([`qac::Completer`]): features, model, popularity,
 //!   session transitions and last-word completion behind one `complete(prev, prefix)` call.
+//! - [`rank`]: the learned ranking stage ([`rank::AdditiveRanker`]), trained listwise on lists of
+//!   candidates.
 //! - [`retrieval`]: product retrieval on the same engine ([`retrieval::ProductRetriever`]).
 //! - [`CsrMatrix`]: sparse rows laid out as scipy's CSR.
 //! - [`persist`]: the one on-disk format (versioned, checksummed sections) of every saved object.
@@ -26,6 +28,7 @@ pub mod index;
 mod loader_fuzz;
 pub mod persist;
 pub mod qac;
+pub mod rank;
 pub mod retrieval;
 mod rng;
 mod sparse;

@@ -89,7 +89,7 @@ pub enum Kind {
     FeatureConcat = 3,
     /// A [`crate::xr::XrLinear`].
     XrLinear = 4,
-    /// A [`crate::qac::WordModel`].
+    /// A last-word model (files of xrcomplete < 0.2; no longer read).
     WordModel = 5,
     /// A [`crate::qac::Transitions`].
     Transitions = 6,
@@ -97,10 +97,14 @@ pub enum Kind {
     Completer = 7,
     /// A [`crate::retrieval::ProductRetriever`].
     ProductRetriever = 8,
+    /// A [`crate::qac::QueryLm`].
+    QueryLm = 9,
+    /// A [`crate::rank::AdditiveRanker`].
+    AdditiveRanker = 10,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 10] = [
         Kind::Trie,
         Kind::TfidfVectorizer,
         Kind::FeatureConcat,
@@ -109,6 +113,8 @@ impl Kind {
         Kind::Transitions,
         Kind::Completer,
         Kind::ProductRetriever,
+        Kind::QueryLm,
+        Kind::AdditiveRanker,
     ];
 
     /// The kind with file code `code`.

@@ -6,7 +6,8 @@ use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use xrcomplete_core::qac::{self, CompleteScratch, Completer, Completion, FitParams, RankParams};
+use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
+use xrcomplete_core::rank::RankerTrainParams;
 use xrcomplete_core::xr::Progress;
 
 use crate::errors::{check_k, count, to_py_err};
@@ -20,45 +21,66 @@ pub(crate) struct CompleterModel {
     inner: Arc<Completer>,
 }
 
-impl CompleterModel {
-    /// The model's default ranking with the options given (`Some`) replaced, checked.
-    #[allow(clippy::too_many_arguments)]
-    fn params(
-        &self,
-        beam_size: Option<usize>,
-        candidates: Option<usize>,
-        model_floor: Option<f32>,
-        popularity_weight: Option<f32>,
-        transition_weight: Option<f32>,
-        generate: Option<bool>,
-    ) -> PyResult<RankParams> {
-        let base = self.inner.rank_params();
+/// Overrides of a completer's default ranking options, from keyword arguments.
+#[derive(Default)]
+struct RankOverrides {
+    beam_size: Option<usize>,
+    candidates: Option<usize>,
+    model_floor: Option<f32>,
+    generate: Option<bool>,
+    use_model: Option<bool>,
+    use_popular: Option<bool>,
+    use_transitions: Option<bool>,
+    compose_beam: Option<usize>,
+    compose_words: Option<usize>,
+    copy: Option<f32>,
+}
+
+impl RankOverrides {
+    /// `base` with the options given replaced, checked.
+    fn apply(&self, base: &RankParams) -> PyResult<RankParams> {
         let params = RankParams {
-            beam_size: beam_size.unwrap_or(base.beam_size),
-            candidates: candidates.unwrap_or(base.candidates),
-            model_floor: model_floor.unwrap_or(base.model_floor),
-            popularity_weight: popularity_weight.unwrap_or(base.popularity_weight),
-            transition_weight: transition_weight.unwrap_or(base.transition_weight),
-            generate: generate.unwrap_or(base.generate),
+            beam_size: self.beam_size.unwrap_or(base.beam_size),
+            candidates: self.candidates.unwrap_or(base.candidates),
+            model_floor: self.model_floor.unwrap_or(base.model_floor),
+            generate: self.generate.unwrap_or(base.generate),
+            use_model: self.use_model.unwrap_or(base.use_model),
+            use_popular: self.use_popular.unwrap_or(base.use_popular),
+            use_transitions: self.use_transitions.unwrap_or(base.use_transitions),
+            compose_beam: self.compose_beam.unwrap_or(base.compose_beam),
+            compose_words: self.compose_words.unwrap_or(base.compose_words),
+            copy: self.copy.unwrap_or(base.copy),
         };
         params.check().map_err(to_py_err)?;
         Ok(params)
     }
 }
 
+/// A suggestion for Python: (query, score, source).
+type Suggestion = (String, f32, &'static str);
+
+fn suggestions(found: Vec<(String, f32, Origin)>) -> Vec<Suggestion> {
+    found
+        .into_iter()
+        .map(|(q, s, o)| (q, s, o.name()))
+        .collect()
+}
+
 #[pymethods]
 impl CompleterModel {
     /// Trains on a log: `queries` (distinct, normalised) searched `counts` times, and the
     /// (previous, next) pairs as indices into `queries` (`prev_ids` -1 for a session's first
-    /// query).
+    /// query), with their `times` (or None: the pairs are in time order).
     #[staticmethod]
     #[pyo3(signature = (
-        queries, counts, prev_ids, next_ids, prev_features, prefix_features, *,
+        queries, counts, prev_ids, next_ids, prev_features, prefix_features, *, times = None,
         tree = "hybrid", trie_depth = 2, branching = 16, max_leaf_size = 100,
         kmeans_max_iter = 20, prefixes_per_pair = 3, min_count = 1.0, seed = 0, cp = 1.0,
         cn = 1.0, bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1,
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
-        popularity_weight = 0.5, transition_weight = 2.0, generate = true, progress = None,
+        generate = true, compose_beam = 6, compose_words = 3, copy = 0.2, lm_discount = 0.75,
+        rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
+        progress = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
@@ -69,6 +91,7 @@ impl CompleterModel {
         next_ids: PyReadonlyArray1<'_, i64>,
         prev_features: &TfidfOptions,
         prefix_features: &TfidfOptions,
+        times: Option<PyReadonlyArray1<'_, f64>>,
         tree: &str,
         trie_depth: usize,
         branching: usize,
@@ -87,18 +110,26 @@ impl CompleterModel {
         beam_size: usize,
         candidates: usize,
         model_floor: f32,
-        popularity_weight: f32,
-        transition_weight: f32,
         generate: bool,
+        compose_beam: usize,
+        compose_words: usize,
+        copy: f32,
+        lm_discount: f32,
+        rank_holdout: f64,
+        rank_prefixes: usize,
+        ranker_bins: usize,
+        features_off: Vec<String>,
         progress: Option<PyRef<'_, ProgressCounter>>,
     ) -> PyResult<Self> {
         let rank = RankParams {
             beam_size,
             candidates,
             model_floor,
-            popularity_weight,
-            transition_weight,
             generate,
+            compose_beam,
+            compose_words,
+            copy,
+            ..RankParams::default()
         };
         rank.check().map_err(to_py_err)?;
         let params = FitParams {
@@ -117,6 +148,14 @@ impl CompleterModel {
             min_count,
             seed,
             rank,
+            lm_discount,
+            rank_holdout,
+            rank_prefixes,
+            ranker: RankerTrainParams {
+                bins: ranker_bins,
+                ..RankerTrainParams::default()
+            },
+            features_off,
         };
         let queries = extract_texts(queries, "queries")?;
         let (prev_ids, next_ids) = (prev_ids.as_slice()?, next_ids.as_slice()?);
@@ -137,20 +176,23 @@ impl CompleterModel {
             .map(|(&p, &n)| Ok((if p == -1 { None } else { Some(id(p)?) }, id(n)?)))
             .collect::<PyResult<Vec<_>>>()?;
         let counts = counts.as_slice()?;
+        let times = times.as_ref().map(|t| t.as_slice()).transpose()?;
         let progress =
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
         let model = py
-            .detach(|| Completer::fit(&queries, counts, &pairs, &params, &progress))
+            .detach(|| Completer::fit(&queries, counts, &pairs, times, &params, &progress))
             .map_err(to_py_err)?;
         Ok(CompleterModel {
             inner: Arc::new(model),
         })
     }
 
-    /// The best `k` completions of `prefix` after `prev`: [(query, score)], best first.
+    /// The best `k` completions of `prefix` after `prev`: [(query, score, source)], best first;
+    /// source is "seen" or "composed".
     #[pyo3(signature = (
         prev, prefix, k = 10, *, beam_size = None, candidates = None, model_floor = None,
-        popularity_weight = None, transition_weight = None, generate = None,
+        generate = None, use_model = None, use_popular = None, use_transitions = None,
+        compose_beam = None, compose_words = None, copy = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn complete(
@@ -162,30 +204,43 @@ impl CompleterModel {
         beam_size: Option<usize>,
         candidates: Option<usize>,
         model_floor: Option<f32>,
-        popularity_weight: Option<f32>,
-        transition_weight: Option<f32>,
         generate: Option<bool>,
-    ) -> PyResult<Vec<Completion>> {
+        use_model: Option<bool>,
+        use_popular: Option<bool>,
+        use_transitions: Option<bool>,
+        compose_beam: Option<usize>,
+        compose_words: Option<usize>,
+        copy: Option<f32>,
+    ) -> PyResult<Vec<Suggestion>> {
         let k = check_k(k)?;
-        let params = self.params(
+        let params = RankOverrides {
             beam_size,
             candidates,
             model_floor,
-            popularity_weight,
-            transition_weight,
             generate,
-        )?;
+            use_model,
+            use_popular,
+            use_transitions,
+            compose_beam,
+            compose_words,
+            copy,
+        }
+        .apply(self.inner.rank_params())?;
         py.detach(|| {
-            SCRATCH
-                .with_borrow_mut(|scratch| self.inner.complete(prev, prefix, k, &params, scratch))
+            SCRATCH.with_borrow_mut(|scratch| {
+                self.inner
+                    .complete_with_origin(prev, prefix, k, &params, scratch)
+            })
         })
+        .map(suggestions)
         .map_err(to_py_err)
     }
 
     /// `complete` for every (prevs[i], prefixes[i]), in parallel.
     #[pyo3(signature = (
         prevs, prefixes, k = 10, *, beam_size = None, candidates = None, model_floor = None,
-        popularity_weight = None, transition_weight = None, generate = None,
+        generate = None, use_model = None, use_popular = None, use_transitions = None,
+        compose_beam = None, compose_words = None, copy = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn complete_batch(
@@ -197,38 +252,78 @@ impl CompleterModel {
         beam_size: Option<usize>,
         candidates: Option<usize>,
         model_floor: Option<f32>,
-        popularity_weight: Option<f32>,
-        transition_weight: Option<f32>,
         generate: Option<bool>,
-    ) -> PyResult<Vec<Vec<Completion>>> {
+        use_model: Option<bool>,
+        use_popular: Option<bool>,
+        use_transitions: Option<bool>,
+        compose_beam: Option<usize>,
+        compose_words: Option<usize>,
+        copy: Option<f32>,
+    ) -> PyResult<Vec<Vec<Suggestion>>> {
         let k = check_k(k)?;
-        let params = self.params(
+        let params = RankOverrides {
             beam_size,
             candidates,
             model_floor,
-            popularity_weight,
-            transition_weight,
             generate,
-        )?;
+            use_model,
+            use_popular,
+            use_transitions,
+            compose_beam,
+            compose_words,
+            copy,
+        }
+        .apply(self.inner.rank_params())?;
         let prevs = extract_texts(prevs, "prevs")?;
         let prefixes = extract_texts(prefixes, "prefixes")?;
-        py.detach(|| self.inner.complete_batch(&prevs, &prefixes, k, &params))
-            .map_err(to_py_err)
+        py.detach(|| {
+            self.inner
+                .complete_batch_with_origin(&prevs, &prefixes, k, &params)
+        })
+        .map(|all| all.into_iter().map(suggestions).collect())
+        .map_err(to_py_err)
     }
 
     /// The default ranking options, as a dict.
     fn rank_params(&self) -> std::collections::BTreeMap<&'static str, f64> {
         let r = self.inner.rank_params();
+        let flag = |b: bool| f64::from(u8::from(b));
         [
             ("beam_size", r.beam_size as f64),
             ("candidates", r.candidates as f64),
             ("model_floor", f64::from(r.model_floor)),
-            ("popularity_weight", f64::from(r.popularity_weight)),
-            ("transition_weight", f64::from(r.transition_weight)),
-            ("generate", f64::from(u8::from(r.generate))),
+            ("generate", flag(r.generate)),
+            ("use_model", flag(r.use_model)),
+            ("use_popular", flag(r.use_popular)),
+            ("use_transitions", flag(r.use_transitions)),
+            ("compose_beam", r.compose_beam as f64),
+            ("compose_words", r.compose_words as f64),
+            ("copy", f64::from(r.copy)),
         ]
         .into_iter()
         .collect()
+    }
+
+    /// True when the ranking stage was learned from the log (False: the fixed rule of a log too
+    /// small to learn from).
+    #[getter]
+    fn ranker_learned(&self) -> bool {
+        self.inner.ranker().1
+    }
+
+    /// The names of the ranking features, in order.
+    #[staticmethod]
+    fn ranking_features() -> Vec<&'static str> {
+        qac::FEATURES.to_vec()
+    }
+
+    /// Feature groups for ablations: {group: [feature names]}.
+    #[staticmethod]
+    fn ranking_feature_groups() -> std::collections::BTreeMap<&'static str, Vec<&'static str>> {
+        qac::FEATURE_GROUPS
+            .iter()
+            .map(|(g, f)| (*g, f.to_vec()))
+            .collect()
     }
 
     /// Number of queries that can be suggested whole (the model's labels).
@@ -237,10 +332,10 @@ impl CompleterModel {
         self.inner.queries().len()
     }
 
-    /// Number of distinct words of the word model.
+    /// Number of distinct words of the language model.
     #[getter]
     fn n_words(&self) -> usize {
-        self.inner.words().n_words()
+        self.inner.lm().n_words()
     }
 
     /// Nodes per level of the label tree.

@@ -8,15 +8,21 @@
 //! - an [`XrLinear`] model over those labels, trained on (previous query, prefix of the next
 //!   query) -> next query;
 //! - [`Transitions`]: how often each query followed each previous query;
-//! - a [`WordModel`] that completes the last word of a prefix.
+//! - a [`QueryLm`] that composes queries never searched whole, copying from the session;
+//! - a [`AdditiveRanker`]: the learned ranking stage over every candidate.
 //!
-//! Ranking: the candidates are the model's best labels in the prefix's range (beam restricted to
-//! it), the most popular queries of that range and the queries seen after the previous query in
-//! that range; each scores `ln(max(model, floor)) + wp * ln(1 + popularity) + wt * ln(1 +
-//! transitions)`. When fewer than `k` queries start with the prefix, the word model fills the
-//! rest with the prefix's last word completed, scored below every seen query. Every answer starts
-//! with the (normalised) prefix.
+//! A call gathers candidates from every source (`candidates.rs`: the model's beam restricted
+//! to the prefix's range, the most popular of the range, the queries seen after the previous
+//! query, the language model's compositions), computes their features ([`FEATURES`]) and
+//! orders them by the ranker. Every answer starts with the (normalised) prefix.
+//!
+//! The ranker is learned from the log itself, never from evaluation data: the parts are first
+//! trained on the earlier searches, the candidates of the later ones (`rank_holdout`, by time)
+//! are ranked with them, and the ranker learns to put the query really searched first; then the
+//! parts are trained again on the whole log.
 
+mod candidates;
+mod lm;
 mod transitions;
 mod words;
 
@@ -25,16 +31,18 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::index::{self, TreeSpec};
 use crate::persist::{Fields, Kind, Persist, Reader, Writer};
+use crate::rank::{AdditiveRanker, RankLists, RankerTrainParams};
 use crate::rng::SplitMix64;
 use crate::sparse::CsrMatrix;
-use crate::text::{is_py_space, ConcatScratch, FeatureConcat, TfidfConfig};
-use crate::xr::{
-    self, PostProcessor, PredictParams, PredictScratch, Progress, Stage, TrainParams, XrLinear,
-};
+use crate::text::{is_py_space, FeatureConcat, TfidfConfig};
+use crate::xr::{self, Progress, Stage, TrainParams, XrLinear};
 use crate::Trie;
 
+pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGMENTS};
+pub use lm::{ComposeParams, LmScratch, QueryLm};
 pub use transitions::Transitions;
-pub use words::WordModel;
+
+use candidates::{segment, GatherScratch, Sources};
 
 /// A query as the log and the evaluation protocol see it: lower-cased (as Python's
 /// `str.lower`), surrounding whitespace (Python's `str.isspace`) removed.
@@ -48,21 +56,30 @@ pub fn normalize_prefix(prefix: &str) -> String {
     prefix.trim_start_matches(is_py_space).to_lowercase()
 }
 
-/// How [`Completer::complete`] ranks. The defaults were tuned on the AOL validation week.
+/// How [`Completer::complete`] gathers candidates. The defaults were tuned on the AOL
+/// validation week. Turning a source off serves without it (the ranker stays as learned).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RankParams {
     /// Beam width of the model's search.
     pub beam_size: usize,
-    /// Candidates taken from each source (model, popularity, transitions), at least `k`.
+    /// Candidates taken from each source, at least `k`.
     pub candidates: usize,
     /// Model score given to a candidate the beam did not return (and the least any counts).
     pub model_floor: f32,
-    /// Weight of `ln(1 + popularity)`.
-    pub popularity_weight: f32,
-    /// Weight of `ln(1 + times seen after the previous query)`.
-    pub transition_weight: f32,
-    /// Fill with last-word completions when fewer than `k` seen queries start with the prefix.
+    /// Compose queries with the language model.
     pub generate: bool,
+    /// Take candidates from the XR-Linear model.
+    pub use_model: bool,
+    /// Take the most popular queries of the prefix's range.
+    pub use_popular: bool,
+    /// Take the queries seen after the previous query.
+    pub use_transitions: bool,
+    /// Beam width of the language model's search.
+    pub compose_beam: usize,
+    /// Words the language model adds after the one being typed, at most.
+    pub compose_words: usize,
+    /// Share of the next-word distribution given to the previous query's words.
+    pub copy: f32,
 }
 
 impl Default for RankParams {
@@ -71,9 +88,13 @@ impl Default for RankParams {
             beam_size: 10,
             candidates: 10,
             model_floor: 1e-4,
-            popularity_weight: 0.5,
-            transition_weight: 2.0,
             generate: true,
+            use_model: true,
+            use_popular: true,
+            use_transitions: true,
+            compose_beam: 6,
+            compose_words: 3,
+            copy: 0.2,
         }
     }
 }
@@ -82,10 +103,10 @@ impl RankParams {
     /// Checks every option.
     pub fn check(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidInput(what));
-        if self.beam_size == 0 || self.candidates == 0 {
+        if self.beam_size == 0 || self.candidates == 0 || self.compose_beam == 0 {
             return bad(format!(
-                "beam_size and candidates must be >= 1, got {} and {}",
-                self.beam_size, self.candidates
+                "beam_size, candidates and compose_beam must be >= 1, got {}, {} and {}",
+                self.beam_size, self.candidates, self.compose_beam
             ));
         }
         if !(self.model_floor > 0.0 && self.model_floor <= 1.0) {
@@ -94,15 +115,18 @@ impl RankParams {
                 self.model_floor
             ));
         }
-        for (name, w) in [
-            ("popularity_weight", self.popularity_weight),
-            ("transition_weight", self.transition_weight),
-        ] {
-            if !(w.is_finite() && w >= 0.0) {
-                return bad(format!("{name} must be a finite number >= 0, got {w}"));
-            }
+        if !(self.copy.is_finite() && (0.0..1.0).contains(&self.copy)) {
+            return bad(format!("copy must be in [0, 1), got {}", self.copy));
         }
         Ok(())
+    }
+
+    /// The same options with at least `k` candidates per source.
+    fn for_k(&self, k: usize) -> RankParams {
+        RankParams {
+            candidates: self.candidates.max(k),
+            ..*self
+        }
     }
 }
 
@@ -125,44 +149,101 @@ pub struct FitParams {
     pub seed: u64,
     /// Default ranking.
     pub rank: RankParams,
+    /// Absolute discount of the language model, in (0, 1].
+    pub lm_discount: f32,
+    /// Share of the pairs, the latest, whose candidates teach the ranker (0: the fixed rule).
+    pub rank_holdout: f64,
+    /// Prefix lengths sampled per held-out pair for the ranker.
+    pub rank_prefixes: usize,
+    /// Training of the ranker.
+    pub ranker: RankerTrainParams,
+    /// Ranking features left out of the learned ranker (names of [`FEATURES`]).
+    pub features_off: Vec<String>,
 }
 
-/// One suggestion: a query and its ranking score (log scale, higher is better; not a
-/// probability).
+impl Default for FitParams {
+    fn default() -> Self {
+        FitParams {
+            prev: TfidfConfig::default(),
+            prefix: TfidfConfig::default(),
+            tree: TreeSpec::Trie { depth: 8 },
+            train: TrainParams::default(),
+            prefixes_per_pair: 3,
+            min_count: 1.0,
+            seed: 0,
+            rank: RankParams::default(),
+            lm_discount: 0.75,
+            rank_holdout: 0.1,
+            rank_prefixes: 6,
+            ranker: RankerTrainParams::default(),
+            features_off: Vec::new(),
+        }
+    }
+}
+
+/// Fewer held-out lists than this (with the right query among the candidates) and the fixed
+/// rule ranks instead: too few to learn from.
+const MIN_RANK_LISTS: usize = 200;
+
+/// Held-out lists used at most to learn the ranker.
+const MAX_RANK_LISTS: usize = 100_000;
+
+/// Where a suggestion came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A query of the log.
+    Seen,
+    /// Composed by the language model, never searched whole.
+    Composed,
+}
+
+impl Origin {
+    /// `"seen"` or `"composed"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Seen => "seen",
+            Origin::Composed => "composed",
+        }
+    }
+}
+
+/// One suggestion: a query and its ranking score (higher is better; not a probability).
 pub type Completion = (String, f32);
 
 /// Reusable buffers of [`Completer::complete`]: one per thread.
 #[derive(Debug, Default, Clone)]
 pub struct CompleteScratch {
-    concat: ConcatScratch,
-    row: (Vec<u32>, Vec<f32>),
-    predict: PredictScratch,
-    /// (label, model score, transition count)
-    candidates: Vec<(u32, f32, f32)>,
-    after: Vec<(u32, f32)>,
-    words: Vec<String>,
+    gather: GatherScratch,
 }
 
 /// A trained session-aware completer. Immutable: `complete` takes `&self` and a scratch, so one
 /// completer serves many threads.
 #[derive(Debug)]
 pub struct Completer {
-    features: FeatureConcat,
-    model: XrLinear,
-    queries: Trie,
-    transitions: Transitions,
-    words: WordModel,
+    sources: Sources,
+    ranker: AdditiveRanker,
+    /// True when the ranker was learned (false: the fixed rule, for a log too small).
+    learned: bool,
     rank: RankParams,
+}
+
+/// (queries, counts, pairs) of a log, checked.
+struct Log<'a, S> {
+    queries: &'a [S],
+    counts: &'a [f64],
+    pairs: &'a [(Option<u32>, u32)],
 }
 
 impl Completer {
     /// Trains a completer on a log: `queries[i]` (normalised, see [`normalize_query`]) was
     /// searched `counts[i]` times, and `pairs` lists (previous query, next query) as indices
-    /// into `queries`, `None` for a session's first query.
+    /// into `queries`, `None` for a session's first query. `times[i]` (any increasing scale)
+    /// says when pair `i` happened; without times the pairs are taken to be in time order.
     pub fn fit<S: AsRef<str> + Sync>(
         queries: &[S],
         counts: &[f64],
         pairs: &[(Option<u32>, u32)],
+        times: Option<&[f64]>,
         params: &FitParams,
         progress: &Progress,
     ) -> Result<Self> {
@@ -176,13 +257,34 @@ impl Completer {
                 counts.len()
             ));
         }
-        if params.prefixes_per_pair == 0 {
-            return bad("prefixes_per_pair must be >= 1".into());
+        if params.prefixes_per_pair == 0 || params.rank_prefixes == 0 {
+            return bad("prefixes_per_pair and rank_prefixes must be >= 1".into());
         }
         if !(params.min_count.is_finite() && params.min_count >= 0.0) {
             return bad(format!(
                 "min_count must be a finite number >= 0, got {}",
                 params.min_count
+            ));
+        }
+        if !(0.0..1.0).contains(&params.rank_holdout) {
+            return bad(format!(
+                "rank_holdout must be in [0, 1), got {}",
+                params.rank_holdout
+            ));
+        }
+        if !(params.lm_discount > 0.0 && params.lm_discount <= 1.0) {
+            return bad(format!(
+                "lm_discount must be in (0, 1], got {}",
+                params.lm_discount
+            ));
+        }
+        if let Some(f) = params
+            .features_off
+            .iter()
+            .find(|f| !FEATURES.contains(&f.as_str()))
+        {
+            return bad(format!(
+                "unknown ranking feature {f:?}; known: {FEATURES:?}"
             ));
         }
         for q in queries {
@@ -206,11 +308,40 @@ impl Completer {
                 "pair ({p:?}, {q}) refers to a query out of range (there are {n})"
             ));
         }
+        if let Some(times) = times {
+            if times.len() != pairs.len() {
+                return bad(format!("{} times for {} pairs", times.len(), pairs.len()));
+            }
+            if times.iter().any(|t| !t.is_finite()) {
+                return bad("times must be finite numbers".into());
+            }
+        }
+        let log = Log {
+            queries,
+            counts,
+            pairs,
+        };
+        let (ranker, learned) = match held_out(pairs, times, params.rank_holdout) {
+            Some(late) => Self::learn_ranker(&log, &late, params, progress)?,
+            None => (fixed_ranker()?, false),
+        };
+        let sources = Self::fit_sources(&log, params, progress)?;
+        progress.set_stage(Stage::Finishing);
+        Self::from_parts(sources, ranker, learned, params.rank)
+    }
 
+    /// Trains every part but the ranker on `log`.
+    fn fit_sources<S: AsRef<str> + Sync>(
+        log: &Log<S>,
+        params: &FitParams,
+        progress: &Progress,
+    ) -> Result<Sources> {
+        let bad = |what: String| Err(Error::InvalidInput(what));
+        let queries = log.queries;
         let kept = || {
             queries
                 .iter()
-                .zip(counts)
+                .zip(log.counts)
                 .filter(|(_, &c)| c >= params.min_count && c > 0.0)
                 .map(|(q, &c)| (q.as_ref(), c))
         };
@@ -222,7 +353,7 @@ impl Completer {
         let prev_text = |p: Option<u32>| p.map_or("", |p| queries[p as usize].as_ref());
 
         let transitions = Transitions::new(
-            pairs
+            log.pairs
                 .iter()
                 .filter_map(|&(p, q)| label_of[q as usize].map(|label| (prev_text(p), label))),
         )?;
@@ -231,22 +362,12 @@ impl Completer {
         let mut rng = SplitMix64(params.seed);
         let (mut prevs, mut prefixes, mut targets) = (Vec::new(), Vec::new(), Vec::new());
         let mut ends: Vec<usize> = Vec::new();
-        for &(p, q) in pairs {
+        for &(p, q) in log.pairs {
             let Some(label) = label_of[q as usize] else {
                 continue;
             };
             let next = queries[q as usize].as_ref();
-            ends.clear();
-            ends.extend(next.char_indices().skip(1).map(|(i, _)| i));
-            ends.push(next.len());
-            let take = params.prefixes_per_pair.min(ends.len());
-            // Partial Fisher-Yates: `take` distinct prefix lengths, uniformly.
-            for i in 0..take {
-                let j = i + rng.below((ends.len() - i) as u64) as usize;
-                ends.swap(i, j);
-            }
-            ends[..take].sort_unstable();
-            for &end in &ends[..take] {
+            for &end in sample_prefix_ends(next, params.prefixes_per_pair, &mut rng, &mut ends) {
                 prevs.push(prev_text(p));
                 prefixes.push(&next[..end]);
                 targets.push(label);
@@ -270,21 +391,131 @@ impl Completer {
         progress.set_stage(Stage::Clustering);
         let tree = index::build(&params.tree, &label_keys, &x, &y)?;
         let model = xr::train(&x, &y, tree, &params.train, progress)?;
-        progress.set_stage(Stage::Finishing);
-        let words = WordModel::new(labels.iter())?;
-        Self::from_parts(features, model, labels, transitions, words, params.rank)
+        let lm = QueryLm::new(labels.iter(), params.lm_discount)?;
+        Ok(Sources {
+            features,
+            model,
+            queries: labels,
+            transitions,
+            lm,
+        })
+    }
+
+    /// Learns the ranker: parts trained on the pairs not in `late`, candidates of prefixes of
+    /// the `late` pairs' next queries, the one really searched relevant. Falls back to the
+    /// fixed rule when too few lists have the right query among their candidates.
+    fn learn_ranker<S: AsRef<str> + Sync>(
+        log: &Log<S>,
+        late: &[bool],
+        params: &FitParams,
+        progress: &Progress,
+    ) -> Result<(AdditiveRanker, bool)> {
+        // What was known before the held-out pairs: their next queries' searches taken out of
+        // the popularity in proportion.
+        let mut as_next = vec![(0u32, 0u32); log.queries.len()];
+        for (&(_, q), &is_late) in log.pairs.iter().zip(late) {
+            let e = &mut as_next[q as usize];
+            e.0 += 1;
+            e.1 += u32::from(!is_late);
+        }
+        let early_counts: Vec<f64> = log
+            .counts
+            .iter()
+            .zip(&as_next)
+            .map(|(&c, &(all, early))| {
+                if all == 0 {
+                    c
+                } else {
+                    c * f64::from(early) / f64::from(all)
+                }
+            })
+            .collect();
+        let early_pairs: Vec<(Option<u32>, u32)> = log
+            .pairs
+            .iter()
+            .zip(late)
+            .filter(|(_, &l)| !l)
+            .map(|(p, _)| *p)
+            .collect();
+        let early = Log {
+            queries: log.queries,
+            counts: &early_counts,
+            pairs: &early_pairs,
+        };
+        let sources = match Self::fit_sources(&early, params, progress) {
+            Ok(s) => s,
+            // Nothing left to learn from before the held-out pairs: the fixed rule.
+            Err(Error::InvalidInput(_)) | Err(Error::EmptyVocabulary { .. }) => {
+                return Ok((fixed_ranker()?, false))
+            }
+            Err(e) => return Err(e),
+        };
+        progress.set_stage(Stage::Ranking);
+        let mut rng = SplitMix64(params.seed ^ 0x5eed_f07a);
+        let mut cases: Vec<(&str, &str, &str)> = Vec::new();
+        let mut ends = Vec::new();
+        for (&(p, q), _) in log.pairs.iter().zip(late).filter(|(_, &l)| l) {
+            let prev = p.map_or("", |p| log.queries[p as usize].as_ref());
+            let next = log.queries[q as usize].as_ref();
+            for &end in sample_prefix_ends(next, params.rank_prefixes, &mut rng, &mut ends) {
+                cases.push((prev, &next[..end], next));
+            }
+        }
+        // A fixed sample when there are too many, chosen by the seeded generator.
+        if cases.len() > MAX_RANK_LISTS * 2 {
+            for i in 0..MAX_RANK_LISTS * 2 {
+                let j = i + rng.below((cases.len() - i) as u64) as usize;
+                cases.swap(i, j);
+            }
+            cases.truncate(MAX_RANK_LISTS * 2);
+        }
+        let rank = params.rank;
+        let per_case: Vec<Vec<([f32; N_FEATURES], f32)>> = cases
+            .par_iter()
+            .map_init(GatherScratch::default, |s, &(prev, prefix, next)| {
+                sources.gather(prev, prefix, &rank, s)?;
+                Ok(s.candidates
+                    .iter()
+                    .map(|c| (c.x, f32::from(u8::from(c.text == next))))
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        let mut lists = RankLists::new(N_FEATURES);
+        for (list, &(prev, prefix, _)) in per_case.iter().zip(&cases) {
+            if lists.len() >= MAX_RANK_LISTS {
+                break;
+            }
+            for (x, rel) in list {
+                lists.push(x, *rel)?;
+            }
+            lists.finish(segment(prev, prefix));
+        }
+        if lists.len() < MIN_RANK_LISTS {
+            return Ok((fixed_ranker()?, false));
+        }
+        let mask: Vec<bool> = FEATURES
+            .iter()
+            .map(|f| !params.features_off.iter().any(|o| o == f))
+            .collect();
+        let ranker = AdditiveRanker::train(&lists, N_SEGMENTS, Some(&mask), &params.ranker)?;
+        Ok((ranker, true))
     }
 
     fn from_parts(
-        features: FeatureConcat,
-        model: XrLinear,
-        queries: Trie,
-        transitions: Transitions,
-        words: WordModel,
+        sources: Sources,
+        ranker: AdditiveRanker,
+        learned: bool,
         rank: RankParams,
     ) -> Result<Self> {
         rank.check()?;
         let bad = |what: String| Err(Error::InvalidInput(format!("completer: {what}")));
+        let Sources {
+            features,
+            model,
+            queries,
+            transitions,
+            ..
+        } = &sources;
         if features.blocks().len() != 2 || features.n_features() != model.n_features() {
             return bad(format!(
                 "{} feature blocks of {} features for a model of {} features",
@@ -306,14 +537,20 @@ impl Completer {
         {
             return bad("transitions refer to an unknown query".into());
         }
+        if ranker.n_features() != N_FEATURES || ranker.n_segments() != N_SEGMENTS {
+            return bad(format!(
+                "a ranker of {} features in {} segments; completions have {N_FEATURES} in \
+                 {N_SEGMENTS}",
+                ranker.n_features(),
+                ranker.n_segments()
+            ));
+        }
         // Every completion restricts the beam to a label range: prepare for it before serving.
         model.prepare_label_ranges();
         Ok(Completer {
-            features,
-            model,
-            queries,
-            transitions,
-            words,
+            sources,
+            ranker,
+            learned,
             rank,
         })
     }
@@ -325,35 +562,32 @@ impl Completer {
 
     /// The queries that can be suggested whole, with their popularity (label ids = trie ids).
     pub fn queries(&self) -> &Trie {
-        &self.queries
+        &self.sources.queries
     }
 
     /// The model.
     pub fn model(&self) -> &XrLinear {
-        &self.model
+        &self.sources.model
     }
 
     /// The features.
     pub fn features(&self) -> &FeatureConcat {
-        &self.features
+        &self.sources.features
     }
 
-    /// The word model.
-    pub fn words(&self) -> &WordModel {
-        &self.words
+    /// The language model.
+    pub fn lm(&self) -> &QueryLm {
+        &self.sources.lm
+    }
+
+    /// The ranking stage, and whether it was learned (else: the fixed rule).
+    pub fn ranker(&self) -> (&AdditiveRanker, bool) {
+        (&self.ranker, self.learned)
     }
 
     /// Heap memory in bytes (approximately).
     pub fn memory_bytes(&self) -> usize {
-        self.features
-            .blocks()
-            .iter()
-            .map(|b| b.memory_bytes())
-            .sum::<usize>()
-            + self.model.memory_bytes()
-            + self.queries.memory_bytes()
-            + self.transitions.memory_bytes()
-            + self.words.memory_bytes()
+        self.sources.memory_bytes() + self.ranker.memory_bytes()
     }
 
     /// The best `k` completions of `prefix` after `prev` (either may be empty; both are
@@ -366,111 +600,63 @@ impl Completer {
         params: &RankParams,
         scratch: &mut CompleteScratch,
     ) -> Result<Vec<Completion>> {
-        params.check()?;
-        let prev = normalize_query(prev);
-        let prefix = normalize_prefix(prefix);
-        let mut out: Vec<Completion> = Vec::with_capacity(k.min(64));
-        if k == 0 {
-            return Ok(out);
-        }
-        if let Some(range) = self.queries.prefix_range(&prefix) {
-            self.rank_seen(&prev, &prefix, range, k, params, scratch)?;
-            out.extend(scratch.candidates.iter().take(k).map(|&(label, score, _)| {
-                (
-                    self.queries
-                        .key(label)
-                        .expect("candidates are labels")
-                        .to_owned(),
-                    score,
-                )
-            }));
-        }
-        if out.len() < k && params.generate {
-            // Below every seen query: those score at least `ln(floor)`.
-            let base = params.model_floor.ln();
-            let words = &mut scratch.words;
-            words.clear();
-            self.words.complete_last_word(
-                &prefix,
-                k - out.len(),
-                |s| out.iter().any(|(q, _)| q == s),
-                words,
-            );
-            let m = words.len() as f32;
-            out.extend(
-                words
-                    .drain(..)
-                    .enumerate()
-                    .map(|(i, q)| (q, base - (1.0 + i as f32) / (1.0 + m))),
-            );
-        }
-        Ok(out)
+        Ok(self
+            .complete_with_origin(prev, prefix, k, params, scratch)?
+            .into_iter()
+            .map(|(q, s, _)| (q, s))
+            .collect())
     }
 
-    /// Fills `scratch.candidates` with the seen queries of `range`, ranked (label, score, _).
-    fn rank_seen(
+    /// [`Completer::complete`], each answer with where it came from.
+    pub fn complete_with_origin(
         &self,
         prev: &str,
         prefix: &str,
-        range: (u32, u32),
         k: usize,
         params: &RankParams,
         scratch: &mut CompleteScratch,
-    ) -> Result<()> {
-        let n = params.candidates.max(k);
-        let cands = &mut scratch.candidates;
-        cands.clear();
-        self.features
-            .transform_one(&[prev, prefix], &mut scratch.concat, &mut scratch.row)?;
-        let predict = PredictParams {
-            beam_size: params.beam_size.max(1),
-            topk: n,
-            post_processor: PostProcessor::L3Hinge,
-        };
-        let (idx, val) = &scratch.row;
-        for (label, score) in
-            self.model
-                .predict_one(idx, val, &predict, Some(range), &mut scratch.predict)?
-        {
-            cands.push((label, score, 0.0));
+    ) -> Result<Vec<(String, f32, Origin)>> {
+        params.check()?;
+        if k == 0 {
+            return Ok(Vec::new());
         }
-        for label in self.queries.top_k_in_range(range.0, range.1, n) {
-            cands.push((label, 0.0, 0.0));
+        let prev = normalize_query(prev);
+        let prefix = normalize_prefix(prefix);
+        let params = params.for_k(k);
+        let g = &mut scratch.gather;
+        self.sources.gather(&prev, &prefix, &params, g)?;
+        let seg = segment(&prev, &prefix) as usize;
+        for c in g.candidates.iter_mut() {
+            c.score = self.ranker.score(seg, &c.x);
         }
-        scratch.after.clear();
-        self.transitions.after(prev, range, n, &mut scratch.after);
-        cands.extend(scratch.after.iter().map(|&(label, c)| (label, 0.0, c)));
-
-        // One entry per label: the best model score and transition count any source gave.
-        cands.sort_unstable_by_key(|c| c.0);
-        cands.dedup_by(|b, a| {
-            if a.0 == b.0 {
-                a.1 = a.1.max(b.1);
-                a.2 = a.2.max(b.2);
-                true
-            } else {
-                false
-            }
+        g.candidates.sort_unstable_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.text.cmp(&b.text))
         });
-        let weights = self.queries.weights();
-        for c in cands.iter_mut() {
-            let popularity = weights[c.0 as usize] as f32;
-            c.1 = c.1.max(params.model_floor).ln()
-                + params.popularity_weight * popularity.ln_1p()
-                + params.transition_weight * c.2.ln_1p();
-        }
-        cands.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(())
+        Ok(g.candidates
+            .drain(..)
+            .take(k)
+            .map(|c| {
+                let origin = if c.label.is_some() {
+                    Origin::Seen
+                } else {
+                    Origin::Composed
+                };
+                (c.text, c.score, origin)
+            })
+            .collect())
     }
 
-    /// [`Completer::complete`] for many (previous query, prefix) pairs, in parallel.
-    pub fn complete_batch<S: AsRef<str> + Sync>(
+    /// [`Completer::complete_with_origin`] for many (previous query, prefix) pairs, in
+    /// parallel.
+    pub fn complete_batch_with_origin<S: AsRef<str> + Sync>(
         &self,
         prevs: &[S],
         prefixes: &[S],
         k: usize,
         params: &RankParams,
-    ) -> Result<Vec<Vec<Completion>>> {
+    ) -> Result<Vec<Vec<(String, f32, Origin)>>> {
         if prevs.len() != prefixes.len() {
             return Err(Error::InvalidInput(format!(
                 "{} previous queries but {} prefixes",
@@ -482,16 +668,83 @@ impl Completer {
         (0..prevs.len())
             .into_par_iter()
             .map_init(CompleteScratch::default, |scratch, i| {
-                self.complete(prevs[i].as_ref(), prefixes[i].as_ref(), k, params, scratch)
+                self.complete_with_origin(
+                    prevs[i].as_ref(),
+                    prefixes[i].as_ref(),
+                    k,
+                    params,
+                    scratch,
+                )
             })
             .collect()
     }
+
+    /// [`Completer::complete`] for many (previous query, prefix) pairs, in parallel.
+    pub fn complete_batch<S: AsRef<str> + Sync>(
+        &self,
+        prevs: &[S],
+        prefixes: &[S],
+        k: usize,
+        params: &RankParams,
+    ) -> Result<Vec<Vec<Completion>>> {
+        Ok(self
+            .complete_batch_with_origin(prevs, prefixes, k, params)?
+            .into_iter()
+            .map(|found| found.into_iter().map(|(q, s, _)| (q, s)).collect())
+            .collect())
+    }
+}
+
+/// The fixed rule as a ranker.
+fn fixed_ranker() -> Result<AdditiveRanker> {
+    AdditiveRanker::fixed(&Sources::fixed_weights(), N_SEGMENTS)
+}
+
+/// Which pairs are held out for the ranker: the latest `share` of them by time (or by order
+/// without times). `None` when there would be none.
+fn held_out(pairs: &[(Option<u32>, u32)], times: Option<&[f64]>, share: f64) -> Option<Vec<bool>> {
+    let n_late = (pairs.len() as f64 * share).floor() as usize;
+    if n_late == 0 || n_late == pairs.len() {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    if let Some(times) = times {
+        // Stable: equal times keep their order.
+        order.sort_by(|&a, &b| times[a].total_cmp(&times[b]));
+    }
+    let mut late = vec![false; pairs.len()];
+    for &i in &order[pairs.len() - n_late..] {
+        late[i] = true;
+    }
+    Some(late)
+}
+
+/// `take` distinct prefix ends (byte offsets after 1.. characters) of `text`, drawn uniformly
+/// (all of them for shorter texts), in increasing order.
+fn sample_prefix_ends<'e>(
+    text: &str,
+    take: usize,
+    rng: &mut SplitMix64,
+    ends: &'e mut Vec<usize>,
+) -> &'e [usize] {
+    ends.clear();
+    ends.extend(text.char_indices().skip(1).map(|(i, _)| i));
+    ends.push(text.len());
+    let take = take.min(ends.len());
+    // Partial Fisher-Yates: `take` distinct prefix lengths, uniformly.
+    for i in 0..take {
+        let j = i + rng.below((ends.len() - i) as u64) as usize;
+        ends.swap(i, j);
+    }
+    ends[..take].sort_unstable();
+    &ends[..take]
 }
 
 impl Persist for Completer {
     const KIND: Kind = Kind::Completer;
 
-    /// Sections: the ranking defaults, then each part as a complete file of its own kind.
+    /// Sections: the ranking defaults, each part as a complete file of its own kind, the
+    /// ranker.
     fn to_bytes(&self) -> Vec<u8> {
         let r = &self.rank;
         let mut fields = Vec::new();
@@ -499,56 +752,59 @@ impl Persist for Completer {
             r.beam_size as u64,
             r.candidates as u64,
             u64::from(r.generate),
+            u64::from(r.use_model),
+            u64::from(r.use_popular),
+            u64::from(r.use_transitions),
+            r.compose_beam as u64,
+            r.compose_words as u64,
+            u64::from(self.learned),
         ] {
             fields.extend_from_slice(&v.to_le_bytes());
         }
-        for v in [r.model_floor, r.popularity_weight, r.transition_weight] {
+        for v in [r.model_floor, r.copy] {
             fields.extend_from_slice(&f64::from(v).to_bits().to_le_bytes());
         }
         let mut w = Writer::new(Kind::Completer);
-        w.bytes("rank", fields)
-            .bytes("features", self.features.to_bytes())
-            .bytes("model", self.model.to_bytes())
-            .bytes("queries", self.queries.to_bytes())
-            .bytes("trans", self.transitions.to_bytes())
-            .bytes("words", self.words.to_bytes());
+        w.bytes("rank", fields);
+        self.sources.write(&mut w);
+        w.bytes("ranker", self.ranker.to_bytes());
         w.finish()
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {
+        let sources = Sources::read(r)?;
         let mut f = Fields::new(r.bytes("rank")?, "rank");
         let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         let (beam_size, candidates) = (count(f.u64()?), count(f.u64()?));
-        let generate = match f.u64()? {
-            0 => false,
-            1 => true,
-            other => return Err(f.bad("generate flag", other)),
+        let flag = |f: &mut Fields, name: &str| match f.u64()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(f.bad(name, other)),
         };
+        let generate = flag(&mut f, "generate flag")?;
+        let use_model = flag(&mut f, "model flag")?;
+        let use_popular = flag(&mut f, "popular flag")?;
+        let use_transitions = flag(&mut f, "transitions flag")?;
+        let (compose_beam, compose_words) = (count(f.u64()?), count(f.u64()?));
+        let learned = flag(&mut f, "learned flag")?;
         let rank = RankParams {
             beam_size,
             candidates,
             generate,
+            use_model,
+            use_popular,
+            use_transitions,
+            compose_beam,
+            compose_words,
             model_floor: f.f64()? as f32,
-            popularity_weight: f.f64()? as f32,
-            transition_weight: f.f64()? as f32,
+            copy: f.f64()? as f32,
         };
         f.end()?;
-        let format = |e: Error| match e {
+        let ranker = r.nested("ranker")?;
+        Self::from_parts(sources, ranker, learned, rank).map_err(|e| match e {
             Error::InvalidInput(what) => Error::Format { what },
             other => other,
-        };
-        // The parts are checked independently: in parallel, a large model loads in about the
-        // time of its largest part.
-        let ((features, model), (queries, (trans, words))) = rayon::join(
-            || rayon::join(|| r.nested("features"), || r.nested("model")),
-            || {
-                rayon::join(
-                    || r.nested("queries"),
-                    || rayon::join(|| r.nested("trans"), || r.nested("words")),
-                )
-            },
-        );
-        Self::from_parts(features?, model?, queries?, trans?, words?, rank).map_err(format)
+        })
     }
 }
 
@@ -568,11 +824,8 @@ pub(crate) mod tests {
             prev,
             prefix,
             tree,
-            train: TrainParams::default(),
             prefixes_per_pair: 4,
-            min_count: 1.0,
-            seed: 0,
-            rank: RankParams::default(),
+            ..FitParams::default()
         }
     }
 
@@ -623,6 +876,7 @@ pub(crate) mod tests {
             &queries,
             &counts,
             &pairs,
+            None,
             &params(tree.clone()),
             &Progress::default(),
         )
@@ -650,37 +904,42 @@ pub(crate) mod tests {
             assert_eq!(top(&c, "Weather ", "W", 1), ["wells fargo"], "{tree:?}");
             // No session signal: popularity.
             assert_eq!(top(&c, "", "h", 1), ["home depot"], "{tree:?}");
-            assert_eq!(top(&c, "something else", "wa", 3), ["walmart"], "{tree:?}");
+            assert_eq!(top(&c, "something else", "wa", 1), ["walmart"], "{tree:?}");
         }
     }
 
     #[test]
-    fn unseen_prefixes_get_last_word_completions_below_seen_queries() {
+    fn unseen_prefixes_get_composed_completions_below_seen_queries() {
         let c = trained(&trees()[1]);
+        assert!(!c.ranker().1, "a log this small ranks by the fixed rule");
         let mut scratch = CompleteScratch::default();
         let got = c
-            .complete("", "cheap ho", 5, &RankParams::default(), &mut scratch)
+            .complete_with_origin("", "cheap ho", 5, &RankParams::default(), &mut scratch)
             .unwrap();
-        let names: Vec<&str> = got.iter().map(|(q, _)| q.as_str()).collect();
-        // "cheap" is never followed by a "ho" word: single words by count, home (50), hotels
-        // (10), hot (5), each after the typed head.
-        assert_eq!(names, ["cheap home", "cheap hotels", "cheap hot"]);
-        assert!(got.windows(2).all(|w| w[0].1 > w[1].1));
-        // A seen completion comes before generated ones, and scores above them.
+        // Never searched whole: composed from the words of the log.
+        assert!(!got.is_empty());
+        for (q, _, origin) in &got {
+            assert!(q.starts_with("cheap ho"), "{q}");
+            assert_eq!(*origin, Origin::Composed);
+        }
+        assert!(got.iter().any(|(q, _, _)| q == "cheap hotels in boston"));
+        assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
+        // A seen completion comes before composed ones, and scores above them.
         let got = c
-            .complete("", "hot", 5, &RankParams::default(), &mut scratch)
+            .complete_with_origin("", "hot", 5, &RankParams::default(), &mut scratch)
             .unwrap();
         assert_eq!(got[0].0, "hotels in boston");
         assert_eq!(got[1].0, "hot dogs");
+        assert!(got[..2].iter().all(|g| g.2 == Origin::Seen));
         assert!(got[2..]
             .iter()
-            .all(|(q, s)| *s < got[1].1 && q.starts_with("hot")));
-        let no_words = RankParams {
+            .all(|(q, s, o)| *s < got[1].1 && q.starts_with("hot") && *o == Origin::Composed));
+        let no_compose = RankParams {
             generate: false,
             ..RankParams::default()
         };
         assert!(c
-            .complete("", "cheap ho", 5, &no_words, &mut scratch)
+            .complete("", "cheap ho", 5, &no_compose, &mut scratch)
             .unwrap()
             .is_empty());
         assert!(c
@@ -693,6 +952,93 @@ pub(crate) mod tests {
             .is_empty());
         // The empty prefix: every query may follow.
         assert_eq!(top(&c, "cheap flights", "", 1), ["hotels in boston"]);
+    }
+
+    type OwnedLog = (Vec<String>, Vec<f64>, Vec<(Option<u32>, u32)>);
+
+    /// A log of sessions where, after "a <x>", users search "<y> <x>" for words seen only in
+    /// other combinations: the next query is never seen whole before it is searched.
+    fn combination_log(users: usize) -> OwnedLog {
+        // 24 things in 20 colours: most combinations are first searched late in the log.
+        let things: Vec<String> = (0..24).map(|i| format!("thing{i}")).collect();
+        let colours: Vec<String> = (0..20).map(|i| format!("colour{i}")).collect();
+        let mut queries: Vec<String> = Vec::new();
+        let mut ids = std::collections::HashMap::new();
+        let mut counts: Vec<f64> = Vec::new();
+        let mut id_of = |q: String, counts: &mut Vec<f64>| -> u32 {
+            let n = queries.len() as u32;
+            let id = *ids.entry(q.clone()).or_insert_with(|| {
+                queries.push(q);
+                counts.push(0.0);
+                n
+            });
+            counts[id as usize] += 1.0;
+            id
+        };
+        let mut pairs = Vec::new();
+        let mut rng = SplitMix64(3);
+        for _ in 0..users {
+            let thing = &things[rng.below(things.len() as u64) as usize];
+            let colour = &colours[rng.below(colours.len() as u64) as usize];
+            let first = id_of(format!("a {thing}"), &mut counts);
+            let second = id_of(format!("{colour} {thing}"), &mut counts);
+            pairs.push((None, first));
+            pairs.push((Some(first), second));
+        }
+        (queries, counts, pairs)
+    }
+
+    #[test]
+    fn a_learned_ranker_completes_unseen_combinations_of_seen_words() {
+        let (queries, counts, pairs) = combination_log(3000);
+        let p = params(TreeSpec::Trie { depth: 2 });
+        let c = Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default()).unwrap();
+        assert!(c.ranker().1, "enough held-out pairs to learn a ranker");
+        // Train without "colour7 thing5", then ask for it after "a thing5".
+        let keep: Vec<(Option<u32>, u32)> = pairs
+            .iter()
+            .copied()
+            .filter(|&(_, q)| queries[q as usize] != "colour7 thing5")
+            .collect();
+        let mut kept_counts = counts.clone();
+        let pink = queries.iter().position(|q| q == "colour7 thing5").unwrap();
+        kept_counts[pink] = 0.0;
+        let c = Completer::fit(
+            &queries,
+            &kept_counts,
+            &keep,
+            None,
+            &p,
+            &Progress::default(),
+        )
+        .unwrap();
+        assert!(c.queries().id("colour7 thing5").is_none());
+        let mut s = CompleteScratch::default();
+        let got = c
+            .complete_with_origin("a thing5", "colour7", 3, &RankParams::default(), &mut s)
+            .unwrap();
+        assert_eq!(got[0].0, "colour7 thing5", "{got:?}");
+        assert_eq!(got[0].2, Origin::Composed);
+        // Deterministic given the seed.
+        let again = Completer::fit(
+            &queries,
+            &kept_counts,
+            &keep,
+            None,
+            &p,
+            &Progress::default(),
+        )
+        .unwrap();
+        assert_eq!(again.to_bytes(), c.to_bytes());
+        // Saved and loaded: the same answers.
+        let loaded = Completer::from_bytes(&c.to_bytes()).unwrap();
+        assert!(loaded.ranker().1);
+        for prefix in ["colour7", "", "c", "a t", "colour1 t"] {
+            assert_eq!(
+                top(&loaded, "a thing5", prefix, 5),
+                top(&c, "a thing5", prefix, 5)
+            );
+        }
     }
 
     #[test]
@@ -709,11 +1055,12 @@ pub(crate) mod tests {
                     &queries,
                     &counts,
                     pairs,
+                    None,
                     &params(tree.clone()),
                     &Progress::default(),
                 )
                 .unwrap();
-                assert_eq!(c.features.blocks()[0].n_features(), 0, "{tree:?}");
+                assert_eq!(c.features().blocks()[0].n_features(), 0, "{tree:?}");
                 let mut he = top(&c, "", "he", 2);
                 he.sort();
                 assert_eq!(he, ["hello world", "help me"], "{tree:?}");
@@ -729,7 +1076,7 @@ pub(crate) mod tests {
         let (queries, counts, pairs) = log();
         let p = params(TreeSpec::Trie { depth: 2 });
         let fit = |q: &[&str], c: &[f64], pairs: &[(Option<u32>, u32)], p: &FitParams| {
-            Completer::fit(q, c, pairs, p, &Progress::default()).map(|_| ())
+            Completer::fit(q, c, pairs, None, p, &Progress::default()).map(|_| ())
         };
         assert!(fit(&queries, &counts[1..], &pairs, &p).is_err());
         assert!(fit(&queries, &counts, &[(Some(99), 0)], &p).is_err());

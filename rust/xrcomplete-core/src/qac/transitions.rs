@@ -105,6 +105,23 @@ impl Transitions {
         self.prevs.memory_bytes() + self.ptr.nbytes() + self.next.nbytes() + self.count.nbytes()
     }
 
+    /// How often `label` followed `prev` (0 if never).
+    pub fn count(&self, prev: &str, label: u32) -> f32 {
+        let row = if prev.is_empty() {
+            self.prevs.len()
+        } else {
+            match self.prevs.id(prev) {
+                Some(id) => id as usize,
+                None => return 0.0,
+            }
+        };
+        let (start, end) = (self.ptr[row] as usize, self.ptr[row + 1] as usize);
+        match self.next[start..end].binary_search(&label) {
+            Ok(i) => self.count[start + i],
+            Err(_) => 0.0,
+        }
+    }
+
     /// The labels in `lo..hi` seen after `prev`, with their counts: appends the `n` most
     /// frequent (ties by label id) to `out`.
     pub fn after(&self, prev: &str, (lo, hi): (u32, u32), n: usize, out: &mut Vec<(u32, f32)>) {
@@ -186,6 +203,10 @@ mod tests {
         assert_eq!(after("b", (0, 10), 10), [(2, 1.0)]);
         assert_eq!(after("", (0, 10), 10), [(0, 2.0), (5, 1.0)]);
         assert_eq!(after("zzz", (0, 10), 10), []);
+        assert_eq!(t.count("a", 3), 2.0);
+        assert_eq!(t.count("a", 2), 0.0);
+        assert_eq!(t.count("", 5), 1.0);
+        assert_eq!(t.count("zzz", 5), 0.0);
         assert_eq!(Transitions::from_bytes(&t.to_bytes()).unwrap(), t);
         let empty = Transitions::new(std::iter::empty()).unwrap();
         assert_eq!(after_of(&empty, "a"), []);

@@ -100,6 +100,9 @@ pub enum Stage {
     Training = 3,
     /// Building the serving structures around the trained model.
     Finishing = 4,
+    /// Learning the ranking stage from the candidates of later searches (a completer trains
+    /// its parts on the earlier searches first, then again on all of them).
+    Ranking = 5,
 }
 
 impl Stage {
@@ -111,6 +114,7 @@ impl Stage {
             Stage::Clustering => "building the label tree",
             Stage::Training => "training",
             Stage::Finishing => "finishing",
+            Stage::Ranking => "learning the ranker",
         }
     }
 }
@@ -139,6 +143,7 @@ impl Progress {
             2 => Stage::Clustering,
             3 => Stage::Training,
             4 => Stage::Finishing,
+            5 => Stage::Ranking,
             _ => Stage::Preparing,
         }
     }

@@ -1,0 +1,361 @@
+//! Every candidate source of a completion behind one interface, and the features the ranking
+//! stage sees of each candidate.
+//!
+//! For a typed prefix after a previous query, [`Sources::gather`] collects:
+//! - the XR-Linear model's best seen queries, its beam restricted to the prefix's label range;
+//! - the most popular seen queries of the range;
+//! - the seen queries that followed the previous query, in the range;
+//! - queries composed by the language model ([`QueryLm::compose`]), seen or not.
+//!
+//! One candidate per distinct query, with what each source said of it, then one feature vector
+//! ([`FEATURES`]) for the ranker.
+
+use crate::error::Result;
+use crate::persist::{Persist, Reader, Writer};
+use crate::text::{is_py_space, ConcatScratch, FeatureConcat};
+use crate::xr::{PostProcessor, PredictParams, PredictScratch, XrLinear};
+use crate::Trie;
+
+use super::lm::{ComposeParams, LmScratch, QueryLm};
+use super::words::split_last_word;
+use super::{RankParams, Transitions};
+
+/// The names of the ranking features, in vector order.
+pub const FEATURES: [&str; 17] = [
+    "model",         // ln max(XR-Linear score, model_floor)
+    "in_beam",       // the XR beam returned it
+    "popularity",    // ln(1 + searches of the query)
+    "seen",          // a query of the log (not only composed)
+    "transitions",   // ln(1 + times it followed the previous query)
+    "after_prev",    // it followed the previous query at least once
+    "first_query",   // ln(1 + times it began a session), with no previous query
+    "lm",            // language-model log probability of what it adds to the prefix
+    "lm_per_word",   // the same per word added (and the end)
+    "composed",      // the language model composed it
+    "popular",       // among the most popular of the prefix's range
+    "chars_left",    // ln(1 + characters after the prefix)
+    "words_left",    // words after the one being typed
+    "is_prev",       // the previous query itself
+    "copied_words",  // its words after the typed head found in the previous query
+    "prev_coverage", // share of the previous query's words it holds
+    "word_end",      // the prefix ends at the end of one of its words
+];
+
+/// Number of ranking features.
+pub const N_FEATURES: usize = FEATURES.len();
+
+/// The ranker's segments: prefix length 0-3, 4-7, 8+ characters, times previous query or none.
+pub const N_SEGMENTS: usize = 6;
+
+/// Queries composed per call at most, whatever `k`: the seen queries of a range are finite
+/// and all can be asked for, compositions are not.
+pub const MAX_COMPOSED: usize = 64;
+
+/// The ranking segment of a case.
+pub(crate) fn segment(prev: &str, prefix: &str) -> u32 {
+    let n = prefix.chars().count();
+    let bucket = if n <= 3 {
+        0
+    } else if n <= 7 {
+        1
+    } else {
+        2
+    };
+    bucket + 3 * u32::from(!prev.is_empty())
+}
+
+/// Feature groups, for ablations: a name and the features it holds.
+pub const FEATURE_GROUPS: [(&str, &[&str]); 6] = [
+    ("model", &["model", "in_beam"]),
+    ("popularity", &["popularity", "seen", "popular"]),
+    ("transitions", &["transitions", "after_prev", "first_query"]),
+    ("lm", &["lm", "lm_per_word", "composed"]),
+    (
+        "session words",
+        &["is_prev", "copied_words", "prev_coverage"],
+    ),
+    ("shape", &["chars_left", "words_left", "word_end"]),
+];
+
+/// One candidate: a query and what every source said of it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Candidate {
+    /// Its label id when it is a seen query.
+    pub label: Option<u32>,
+    pub text: String,
+    pub model: f32,
+    pub in_beam: bool,
+    pub popular: bool,
+    pub transitions: f32,
+    pub composed: bool,
+    pub lm: f32,
+    pub x: [f32; N_FEATURES],
+    pub score: f32,
+}
+
+/// Reusable buffers of [`Sources::gather`].
+#[derive(Debug, Default, Clone)]
+pub(crate) struct GatherScratch {
+    concat: ConcatScratch,
+    row: (Vec<u32>, Vec<f32>),
+    predict: PredictScratch,
+    after: Vec<(u32, f32)>,
+    composed: Vec<(String, f32)>,
+    lm: LmScratch,
+    prev_words: Vec<String>,
+    pub candidates: Vec<Candidate>,
+}
+
+/// The trained parts every candidate source and feature comes from.
+#[derive(Debug)]
+pub(crate) struct Sources {
+    pub features: FeatureConcat,
+    pub model: XrLinear,
+    pub queries: Trie,
+    pub transitions: Transitions,
+    pub lm: QueryLm,
+}
+
+impl Sources {
+    /// Fills `s.candidates` with the candidates of `prefix` after `prev` (both normalised) and
+    /// their features, unranked.
+    pub fn gather(
+        &self,
+        prev: &str,
+        prefix: &str,
+        params: &RankParams,
+        s: &mut GatherScratch,
+    ) -> Result<()> {
+        let n = params.candidates;
+        let cands = &mut s.candidates;
+        cands.clear();
+        if let Some(range) = self.queries.prefix_range(prefix) {
+            if params.use_model {
+                self.features
+                    .transform_one(&[prev, prefix], &mut s.concat, &mut s.row)?;
+                let predict = PredictParams {
+                    beam_size: params.beam_size,
+                    topk: n,
+                    post_processor: PostProcessor::L3Hinge,
+                };
+                let (idx, val) = &s.row;
+                for (label, score) in
+                    self.model
+                        .predict_one(idx, val, &predict, Some(range), &mut s.predict)?
+                {
+                    cands.push(Candidate {
+                        label: Some(label),
+                        model: score,
+                        in_beam: true,
+                        ..Default::default()
+                    });
+                }
+            }
+            if params.use_popular {
+                for label in self.queries.top_k_in_range(range.0, range.1, n) {
+                    cands.push(Candidate {
+                        label: Some(label),
+                        popular: true,
+                        ..Default::default()
+                    });
+                }
+            }
+            if params.use_transitions {
+                s.after.clear();
+                self.transitions.after(prev, range, n, &mut s.after);
+                cands.extend(s.after.iter().map(|&(label, c)| Candidate {
+                    label: Some(label),
+                    transitions: c,
+                    ..Default::default()
+                }));
+            }
+        }
+        let compose = ComposeParams {
+            beam: params.compose_beam,
+            max_words: params.compose_words,
+            copy: params.copy,
+        };
+        s.composed.clear();
+        if params.generate {
+            let wanted = n.min(MAX_COMPOSED);
+            self.lm
+                .compose(prev, prefix, wanted, &compose, &mut s.lm, &mut s.composed);
+        }
+        for (text, lm) in s.composed.drain(..) {
+            let label = self.queries.id(&text);
+            cands.push(Candidate {
+                label,
+                text,
+                composed: true,
+                lm,
+                ..Default::default()
+            });
+        }
+        // One candidate per query: seen ones by label, composed-only ones are distinct already.
+        cands.sort_by_key(|c| c.label.unwrap_or(u32::MAX));
+        cands.dedup_by(|b, a| {
+            if a.label.is_some() && a.label == b.label {
+                a.model = a.model.max(b.model);
+                a.in_beam |= b.in_beam;
+                a.popular |= b.popular;
+                a.transitions = a.transitions.max(b.transitions);
+                if b.composed {
+                    a.composed = true;
+                    a.lm = b.lm;
+                }
+                true
+            } else {
+                false
+            }
+        });
+        s.prev_words.clear();
+        s.prev_words.extend(
+            prev.split(is_py_space)
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned),
+        );
+        s.prev_words.sort_unstable();
+        s.prev_words.dedup();
+        let head_len = split_last_word(prefix).0.len();
+        let weights = self.queries.weights();
+        for c in cands.iter_mut() {
+            if let Some(label) = c.label {
+                if c.text.is_empty() {
+                    c.text
+                        .push_str(self.queries.key(label).expect("labels are keys"));
+                }
+                // The transitions of a label the source did not list: one lookup.
+                if !params.use_transitions || c.transitions == 0.0 {
+                    c.transitions = if params.use_transitions {
+                        self.transitions.count(prev, label)
+                    } else {
+                        0.0
+                    };
+                }
+                if !c.composed {
+                    c.lm = self
+                        .lm
+                        .score(prev, prefix, &c.text, params.copy, &mut s.lm)
+                        .unwrap_or(-30.0);
+                }
+            }
+            let popularity = c.label.map_or(0.0, |l| weights[l as usize] as f32);
+            features(c, prev, prefix, head_len, &s.prev_words, popularity, params);
+        }
+        Ok(())
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.features
+            .blocks()
+            .iter()
+            .map(|b| b.memory_bytes())
+            .sum::<usize>()
+            + self.model.memory_bytes()
+            + self.queries.memory_bytes()
+            + self.transitions.memory_bytes()
+            + self.lm.memory_bytes()
+    }
+
+    /// Writes the parts as sections of `w`.
+    pub fn write(&self, w: &mut Writer) {
+        w.bytes("features", self.features.to_bytes())
+            .bytes("model", self.model.to_bytes())
+            .bytes("queries", self.queries.to_bytes())
+            .bytes("trans", self.transitions.to_bytes())
+            .bytes("lm", self.lm.to_bytes());
+    }
+
+    /// Reads the parts written by [`Sources::write`], each checked, in parallel.
+    pub fn read(r: &Reader) -> Result<Self> {
+        if !r.has("lm") {
+            return Err(crate::persist::format_err(
+                "a completer saved before the language model and the learned ranking stage \
+                 (xrcomplete < 0.2): train it again",
+            ));
+        }
+        let ((features, model), (queries, (transitions, lm))) = rayon::join(
+            || rayon::join(|| r.nested("features"), || r.nested("model")),
+            || {
+                rayon::join(
+                    || r.nested("queries"),
+                    || rayon::join(|| r.nested("trans"), || r.nested("lm")),
+                )
+            },
+        );
+        Ok(Sources {
+            features: features?,
+            model: model?,
+            queries: queries?,
+            transitions: transitions?,
+            lm: lm?,
+        })
+    }
+}
+
+/// Fills `c.x`.
+fn features(
+    c: &mut Candidate,
+    prev: &str,
+    prefix: &str,
+    head_len: usize,
+    prev_words: &[String],
+    popularity: f32,
+    params: &RankParams,
+) {
+    let rest = &c.text[prefix.len().min(c.text.len())..];
+    let tail = c.text.get(head_len..).unwrap_or("");
+    let tail_words = tail.split(is_py_space).filter(|w| !w.is_empty());
+    let (mut n_tail, mut copied) = (0usize, 0usize);
+    for w in tail_words {
+        n_tail += 1;
+        copied += usize::from(prev_words.binary_search_by(|p| p.as_str().cmp(w)).is_ok());
+    }
+    let covered = prev_words
+        .iter()
+        .filter(|p| c.text.split(is_py_space).any(|w| w == p.as_str()))
+        .count();
+    let trans = c.transitions.ln_1p();
+    let b = |v: bool| f32::from(u8::from(v));
+    c.x = [
+        c.model.max(params.model_floor).ln(),
+        b(c.in_beam),
+        popularity.ln_1p(),
+        b(c.label.is_some()),
+        if prev.is_empty() { 0.0 } else { trans },
+        b(!prev.is_empty() && c.transitions > 0.0),
+        if prev.is_empty() { trans } else { 0.0 },
+        c.lm,
+        c.lm / (n_tail.max(1) as f32 + 1.0),
+        b(c.composed),
+        b(c.popular),
+        (rest.chars().count() as f32).ln_1p(),
+        n_tail.saturating_sub(1) as f32,
+        b(c.text == prev),
+        copied as f32,
+        if prev_words.is_empty() {
+            0.0
+        } else {
+            covered as f32 / prev_words.len() as f32
+        },
+        b(rest.is_empty() || rest.starts_with(is_py_space)),
+    ];
+}
+
+impl Sources {
+    /// A ranker that reproduces the hand-set rule used before rankers were learned: `ln model +
+    /// 0.5 ln(1 + popularity) + 2 ln(1 + transitions)`, seen queries above composed ones, those
+    /// by language model. Used when a log is too small to learn one.
+    pub fn fixed_weights() -> [f32; N_FEATURES] {
+        let mut w = [0.0; N_FEATURES];
+        let at = |name: &str| FEATURES.iter().position(|f| *f == name).expect("a feature");
+        w[at("model")] = 1.0;
+        w[at("popularity")] = 0.5;
+        w[at("transitions")] = 2.0;
+        w[at("first_query")] = 2.0;
+        w[at("seen")] = 100.0;
+        w[at("lm")] = 0.1;
+        w[at("is_prev")] = -1.0;
+        w
+    }
+}

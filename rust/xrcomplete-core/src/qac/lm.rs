@@ -1,0 +1,834 @@
+//! A word-level language model of queries, and the beam search that composes queries from it.
+//!
+//! Most of what people type next was never searched whole before, but is made of words (and
+//! word sequences) that were. [`QueryLm`] is a trigram model over the words of the log's queries
+//! with `<s>` / `</s>` around each query, smoothed by interpolated absolute discounting with
+//! Kneser-Ney continuation counts for single words (Chen & Goodman 1998):
+//!
+//! ```text
+//! P(w | a b) = max(c(a b w) - D, 0) / c(a b) + D n(a b) / c(a b) * P(w | b)
+//! P(w | b)   = max(c(b w) - D, 0) / c(b)     + D n(b) / c(b)     * P1(w)
+//! P1(w)      = (distinct words seen right before w) / (distinct word pairs)
+//! ```
+//!
+//! where `n(h)` is how many distinct words follow `h`. A context never seen backs off whole.
+//! The previous query of the session is a cache (Kuhn & De Mori 1990): its words get a share
+//! `copy` of every next-word distribution, so a reformulation ("cheap flights" -> "cheap flights
+//! to denver") is reachable even where the log never saw it.
+//!
+//! [`QueryLm::compose`] completes a typed prefix: its partial last word is completed to a known
+//! word, then likely next words follow until `</s>`, by beam search; every composition starts
+//! with the prefix. [`QueryLm::score`] gives any completion of the prefix the same log
+//! probability, so seen and composed candidates are compared on one scale.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::persist::{Array, Fields, Kind, Persist, Reader, Writer};
+use crate::text::is_py_space;
+use crate::Trie;
+
+use super::words::split_last_word;
+
+/// Log probability given to a word the model does not know.
+const UNKNOWN_LOGP: f32 = -30.0;
+
+/// How [`QueryLm::compose`] searches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ComposeParams {
+    /// Hypotheses kept per step.
+    pub beam: usize,
+    /// Words added after the completed partial word, at most.
+    pub max_words: usize,
+    /// Share of each next-word distribution given to the previous query's words, in [0, 1).
+    pub copy: f32,
+}
+
+impl Default for ComposeParams {
+    fn default() -> Self {
+        ComposeParams {
+            beam: 6,
+            max_words: 3,
+            copy: 0.2,
+        }
+    }
+}
+
+impl ComposeParams {
+    /// Checks every option.
+    pub fn check(&self) -> Result<()> {
+        if self.beam == 0 {
+            return Err(Error::InvalidInput("compose beam must be >= 1".into()));
+        }
+        if !(self.copy.is_finite() && (0.0..1.0).contains(&self.copy)) {
+            return Err(Error::InvalidInput(format!(
+                "copy must be in [0, 1), got {}",
+                self.copy
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The n-grams of one order: per context (sorted keys), a row of (next token, count) sorted by
+/// token, and the same row's positions by count (largest first) for unrestricted expansion.
+#[derive(Debug, Clone, PartialEq)]
+struct NgramRows {
+    contexts: Array<u64>,
+    /// Per context: the sum of its row's counts.
+    totals: Array<f32>,
+    ptr: Array<u64>,
+    next: Array<u32>,
+    count: Array<f32>,
+    /// Per row, offsets into the row ordered by count (largest first, ties by token).
+    by_count: Array<u32>,
+}
+
+/// A row of [`NgramRows`]: its entries and the context's total.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    next: &'a [u32],
+    count: &'a [f32],
+    by_count: &'a [u32],
+    total: f32,
+}
+
+impl Row<'_> {
+    fn count_of(&self, token: u32) -> f32 {
+        match self.next.binary_search(&token) {
+            Ok(i) => self.count[i],
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Entries whose token is in `lo..hi`.
+    fn in_range(&self, lo: u32, hi: u32) -> std::ops::Range<usize> {
+        self.next.partition_point(|&t| t < lo)..self.next.partition_point(|&t| t < hi)
+    }
+}
+
+impl NgramRows {
+    fn new(mut grams: Vec<(u64, u32, f64)>) -> Self {
+        grams.sort_unstable_by_key(|&(c, t, _)| (c, t));
+        let (mut contexts, mut totals, mut ptr) = (Vec::new(), Vec::new(), vec![0u64]);
+        let (mut next, mut count, mut by_count) = (Vec::new(), Vec::new(), Vec::new());
+        let mut start = 0;
+        while start < grams.len() {
+            let context = grams[start].0;
+            let end = start + grams[start..].partition_point(|g| g.0 == context);
+            let row = &grams[start..end];
+            contexts.push(context);
+            totals.push(row.iter().map(|g| g.2).sum::<f64>() as f32);
+            next.extend(row.iter().map(|g| g.1));
+            count.extend(row.iter().map(|g| g.2 as f32));
+            let mut order: Vec<u32> = (0..row.len() as u32).collect();
+            order.sort_by(|&a, &b| row[b as usize].2.total_cmp(&row[a as usize].2));
+            by_count.extend(order);
+            ptr.push(next.len() as u64);
+            start = end;
+        }
+        NgramRows {
+            contexts: contexts.into(),
+            totals: totals.into(),
+            ptr: ptr.into(),
+            next: next.into(),
+            count: count.into(),
+            by_count: by_count.into(),
+        }
+    }
+
+    fn row(&self, context: u64) -> Option<Row<'_>> {
+        let i = self.contexts.binary_search(&context).ok()?;
+        let (a, b) = (self.ptr[i] as usize, self.ptr[i + 1] as usize);
+        Some(Row {
+            next: &self.next[a..b],
+            count: &self.count[a..b],
+            by_count: &self.by_count[a..b],
+            total: self.totals[i],
+        })
+    }
+
+    fn check(&self, n_tokens: u32, what: &str) -> Result<()> {
+        let bad = |why: &str| Err(crate::persist::format_err(format!("{what}: {why}")));
+        let n = self.contexts.len();
+        if self.totals.len() != n || self.ptr.len() != n + 1 {
+            return bad("one total and one row per context");
+        }
+        if !crate::persist::rises_to(&self.ptr, self.next.len()) {
+            return bad("row pointers");
+        }
+        if self.count.len() != self.next.len() || self.by_count.len() != self.next.len() {
+            return bad("one count and one order entry per n-gram");
+        }
+        if self.contexts.windows(2).any(|w| w[0] >= w[1]) {
+            return bad("contexts are not sorted and distinct");
+        }
+        for (i, w) in self.ptr.windows(2).enumerate() {
+            let (a, b) = (w[0] as usize, w[1] as usize);
+            let row = &self.next[a..b];
+            if row.windows(2).any(|p| p[0] >= p[1]) || row.iter().any(|&t| t >= n_tokens) {
+                return bad("a row's tokens are not sorted, distinct and known");
+            }
+            if self.by_count[a..b].iter().any(|&o| o as usize >= b - a) {
+                return bad("a row's order points outside it");
+            }
+            if !(self.totals[i].is_finite() && self.totals[i] > 0.0) {
+                return bad("a total is not a positive number");
+            }
+        }
+        if self.count.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+            return bad("a count is not a positive number");
+        }
+        Ok(())
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.contexts.nbytes()
+            + self.totals.nbytes()
+            + self.ptr.nbytes()
+            + self.next.nbytes()
+            + self.count.nbytes()
+            + self.by_count.nbytes()
+    }
+
+    fn write(&self, w: &mut Writer, order: &str) {
+        w.array(&format!("{order}ctx"), &self.contexts)
+            .array(&format!("{order}tot"), &self.totals)
+            .array(&format!("{order}ptr"), &self.ptr)
+            .array(&format!("{order}next"), &self.next)
+            .array(&format!("{order}cnt"), &self.count)
+            .array(&format!("{order}ord"), &self.by_count);
+    }
+
+    fn read(r: &Reader, order: &str) -> Result<Self> {
+        Ok(NgramRows {
+            contexts: r.array(&format!("{order}ctx"))?,
+            totals: r.array(&format!("{order}tot"))?,
+            ptr: r.array(&format!("{order}ptr"))?,
+            next: r.array(&format!("{order}next"))?,
+            count: r.array(&format!("{order}cnt"))?,
+            by_count: r.array(&format!("{order}ord"))?,
+        })
+    }
+}
+
+/// A trigram language model of queries (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryLm {
+    /// The words (token id = trie id, so a partial word is an id range), weighted by their
+    /// continuation counts.
+    words: Trie,
+    /// Continuation count of `</s>`.
+    end_continuation: f64,
+    /// Sum of the continuation counts (words and `</s>`).
+    continuations: f64,
+    bigrams: NgramRows,
+    trigrams: NgramRows,
+    discount: f32,
+}
+
+/// One hypothesis of the beam: the words chosen after the typed head, and its log probability.
+#[derive(Debug, Clone, Default)]
+struct Hypothesis {
+    words: Vec<u32>,
+    logp: f32,
+}
+
+/// Reusable buffers of [`QueryLm::compose`] and [`QueryLm::score`].
+#[derive(Debug, Default, Clone)]
+pub struct LmScratch {
+    beam: Vec<Hypothesis>,
+    grown: Vec<Hypothesis>,
+    done: Vec<Hypothesis>,
+    options: Vec<u32>,
+    copy: Vec<u32>,
+    head: Vec<u32>,
+}
+
+/// The typed context of a prefix: the tokens before the partial word, and the copy set.
+struct Context<'a> {
+    /// Text of the prefix up to the partial word (its whitespace as typed).
+    head_text: &'a str,
+    partial: &'a str,
+}
+
+impl QueryLm {
+    /// Counts the words, word pairs and word triples of `queries`, each with its weight (how
+    /// often it was searched). `discount` is the absolute discount `D` in (0, 1].
+    pub fn new<'a>(queries: impl Iterator<Item = (&'a str, f64)>, discount: f32) -> Result<Self> {
+        if !(discount > 0.0 && discount <= 1.0) {
+            return Err(Error::InvalidInput(format!(
+                "discount must be in (0, 1], got {discount}"
+            )));
+        }
+        let queries: Vec<(&str, f64)> = queries.filter(|q| q.1 > 0.0).collect();
+        let mut vocab: Vec<&str> = queries.iter().flat_map(|q| split_words(q.0)).collect();
+        vocab.sort_unstable();
+        vocab.dedup();
+        let id: HashMap<&str, u32> = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (*w, i as u32))
+            .collect();
+        let n = vocab.len() as u32;
+        if u64::from(n) + 2 > u64::from(u32::MAX) {
+            return Err(Error::TooLarge {
+                what: "number of words",
+                got: vocab.len() as u64,
+                limit: u64::from(u32::MAX) - 2,
+            });
+        }
+        let (end, start) = (n, n + 1);
+        let mut bigrams: HashMap<(u32, u32), f64> = HashMap::new();
+        let mut trigrams: HashMap<(u32, u32, u32), f64> = HashMap::new();
+        let mut tokens = Vec::new();
+        for &(query, weight) in &queries {
+            tokens.clear();
+            tokens.push(start);
+            tokens.extend(split_words(query).map(|w| id[w]));
+            tokens.push(end);
+            for i in 1..tokens.len() {
+                *bigrams.entry((tokens[i - 1], tokens[i])).or_default() += weight;
+                if i >= 2 {
+                    *trigrams
+                        .entry((tokens[i - 2], tokens[i - 1], tokens[i]))
+                        .or_default() += weight;
+                }
+            }
+        }
+        let mut continuation = vec![0.0f64; n as usize + 1];
+        for &(_, w) in bigrams.keys() {
+            continuation[w as usize] += 1.0;
+        }
+        let words = Trie::new(
+            vocab
+                .iter()
+                .zip(&continuation)
+                .map(|(w, &c)| (*w, c.max(f64::MIN_POSITIVE))),
+        )?;
+        let lm = QueryLm {
+            words,
+            end_continuation: continuation[n as usize],
+            continuations: continuation.iter().sum::<f64>().max(1.0),
+            bigrams: NgramRows::new(
+                bigrams
+                    .into_iter()
+                    .map(|((a, w), c)| (u64::from(a), w, c))
+                    .collect(),
+            ),
+            trigrams: NgramRows::new(
+                trigrams
+                    .into_iter()
+                    .map(|((a, b, w), c)| (pair_key(a, b), w, c))
+                    .collect(),
+            ),
+            discount,
+        };
+        Ok(lm)
+    }
+
+    /// Number of distinct words.
+    pub fn n_words(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Heap memory in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.words.memory_bytes() + self.bigrams.memory_bytes() + self.trigrams.memory_bytes()
+    }
+
+    fn end_token(&self) -> u32 {
+        self.words.len() as u32
+    }
+
+    fn start_token(&self) -> u32 {
+        self.words.len() as u32 + 1
+    }
+
+    /// A token that starts no n-gram: a word the model does not know.
+    fn unknown_token(&self) -> u32 {
+        self.words.len() as u32 + 2
+    }
+
+    fn token(&self, word: &str) -> u32 {
+        self.words.id(word).unwrap_or(self.unknown_token())
+    }
+
+    fn word(&self, token: u32) -> &str {
+        self.words.key(token).unwrap_or("")
+    }
+
+    fn unigram(&self, token: u32) -> f32 {
+        let c = if token == self.end_token() {
+            self.end_continuation
+        } else {
+            self.words.weight(token).unwrap_or(0.0)
+        };
+        (c / self.continuations) as f32
+    }
+
+    /// `P(token | a b)`, smoothed.
+    fn prob(&self, bigram: Option<Row>, trigram: Option<Row>, token: u32) -> f32 {
+        let d = self.discount;
+        let mut p = self.unigram(token);
+        for row in [bigram, trigram].into_iter().flatten() {
+            let c = row.count_of(token);
+            p = (c - d).max(0.0) / row.total + d * row.next.len() as f32 / row.total * p;
+        }
+        p
+    }
+
+    fn rows(&self, a: u32, b: u32) -> (Option<Row<'_>>, Option<Row<'_>>) {
+        (
+            self.bigrams.row(u64::from(b)),
+            self.trigrams.row(pair_key(a, b)),
+        )
+    }
+
+    /// `ln P'(token | a b)` with the copy share: given that the query goes on, the next word is
+    /// one of the previous query's words `copy` (uniformly) with probability `c`; the chance of
+    /// the end of the query is left as it is.
+    fn log_prob(&self, rows: (Option<Row>, Option<Row>), token: u32, copy: &[u32], c: f32) -> f32 {
+        let mut p = self.prob(rows.0, rows.1, token);
+        if !copy.is_empty() && token != self.end_token() {
+            let goes_on = 1.0 - self.prob(rows.0, rows.1, self.end_token());
+            p *= 1.0 - c;
+            if copy.contains(&token) {
+                p += c * goes_on / copy.len() as f32;
+            }
+        }
+        if p > 0.0 {
+            p.ln()
+        } else {
+            UNKNOWN_LOGP
+        }
+    }
+
+    /// Splits `prefix` (normalised) into its head and partial word, and fills the head's
+    /// tokens and the copy set of `prev`'s known words.
+    fn context<'p>(&self, prefix: &'p str, prev: &str, s: &mut LmScratch) -> Context<'p> {
+        let (head_text, partial) = split_last_word(prefix);
+        s.head.clear();
+        s.head.push(self.start_token());
+        s.head.push(self.start_token());
+        s.head.extend(split_words(head_text).map(|w| self.token(w)));
+        s.copy.clear();
+        s.copy.extend(
+            split_words(prev)
+                .filter_map(|w| self.words.id(w))
+                .filter(|&t| t != self.end_token()),
+        );
+        s.copy.sort_unstable();
+        s.copy.dedup();
+        Context { head_text, partial }
+    }
+
+    /// Log probability, under the model with the copy share of `prev`'s words, of what
+    /// `completion` adds to `prefix`: the completed partial word, the words after it and the
+    /// end of the query. `completion` must start with `prefix` (both normalised); else `None`.
+    pub fn score(
+        &self,
+        prev: &str,
+        prefix: &str,
+        completion: &str,
+        copy: f32,
+        s: &mut LmScratch,
+    ) -> Option<f32> {
+        if !completion.starts_with(prefix) {
+            return None;
+        }
+        let ctx = self.context(prefix, prev, s);
+        let tail = &completion[ctx.head_text.len()..];
+        let mut logp = 0.0;
+        let (mut a, mut b) = last_two(&s.head);
+        for token in split_words(tail)
+            .map(|w| self.token(w))
+            .chain(std::iter::once(self.end_token()))
+        {
+            logp += if token == self.unknown_token() {
+                UNKNOWN_LOGP
+            } else {
+                self.log_prob(self.rows(a, b), token, &s.copy, copy)
+            };
+            (a, b) = (b, token);
+        }
+        Some(logp)
+    }
+
+    /// Appends to `out` up to `n` queries composed from `prefix` (normalised) after `prev`, best
+    /// first, each with its log probability as [`QueryLm::score`] gives it: the partial last
+    /// word completed to a known word (kept as typed when the prefix ends in whitespace), then
+    /// up to `max_words` more words, until the end of the query. Every one starts with `prefix`
+    /// and they are distinct. Nothing when the prefix's partial word starts no known word.
+    pub fn compose(
+        &self,
+        prev: &str,
+        prefix: &str,
+        n: usize,
+        params: &ComposeParams,
+        s: &mut LmScratch,
+        out: &mut Vec<(String, f32)>,
+    ) {
+        if n == 0 || self.words.is_empty() {
+            return;
+        }
+        let ctx = self.context(prefix, prev, s);
+        let (a, b) = last_two(&s.head);
+        let beam = params.beam.max(n);
+        s.beam.clear();
+        s.done.clear();
+        let mut copy = std::mem::take(&mut s.copy);
+        let mut options = std::mem::take(&mut s.options);
+        // Step 0: the partial word, completed to the known words that start with it.
+        let (lo, hi) = if ctx.partial.is_empty() {
+            (0, self.words.len() as u32)
+        } else {
+            match self.words.prefix_range(ctx.partial) {
+                Some(range) => range,
+                None => {
+                    (s.copy, s.options) = (copy, options);
+                    return;
+                }
+            }
+        };
+        let rows = self.rows(a, b);
+        options.clear();
+        self.expansions(rows, (lo, hi), beam, &copy, &mut options);
+        for &token in &options {
+            let logp = self.log_prob(rows, token, &copy, params.copy);
+            s.beam.push(Hypothesis {
+                words: vec![token],
+                logp,
+            });
+        }
+        keep_best(&mut s.beam, beam);
+        // Then whole words or the end, while a hypothesis can still beat the n-th finished one.
+        for step in 0..=params.max_words {
+            s.grown.clear();
+            for h in &s.beam {
+                let (a, b) = match h.words.as_slice() {
+                    [.., x, y] => (*x, *y),
+                    [y] => (*s.head.last().expect("starts with <s>"), *y),
+                    [] => unreachable!("a hypothesis has a word"),
+                };
+                let rows = self.rows(a, b);
+                let end = self.log_prob(rows, self.end_token(), &copy, params.copy);
+                s.done.push(Hypothesis {
+                    words: h.words.clone(),
+                    logp: h.logp + end,
+                });
+                if step == params.max_words {
+                    continue;
+                }
+                options.clear();
+                self.expansions(
+                    rows,
+                    (0, self.words.len() as u32),
+                    beam,
+                    &copy,
+                    &mut options,
+                );
+                for &token in &options {
+                    let logp = h.logp + self.log_prob(rows, token, &copy, params.copy);
+                    let mut words = Vec::with_capacity(h.words.len() + 1);
+                    words.extend_from_slice(&h.words);
+                    words.push(token);
+                    s.grown.push(Hypothesis { words, logp });
+                }
+            }
+            keep_best(&mut s.done, n);
+            std::mem::swap(&mut s.beam, &mut s.grown);
+            keep_best(&mut s.beam, beam);
+            let best_open = s.beam.first().map_or(f32::NEG_INFINITY, |h| h.logp);
+            if s.done.len() >= n && s.done[n - 1].logp >= best_open {
+                break;
+            }
+        }
+        copy.clear();
+        (s.copy, s.options) = (copy, options);
+        let start = out.len();
+        for h in &s.done {
+            let mut text = String::with_capacity(prefix.len() + 16);
+            text.push_str(ctx.head_text);
+            for (i, &t) in h.words.iter().enumerate() {
+                if i > 0 {
+                    text.push(' ');
+                }
+                text.push_str(self.word(t));
+            }
+            // A prefix ending in whitespace is kept as typed.
+            if !text.starts_with(prefix) || out[start..].iter().any(|(q, _)| *q == text) {
+                continue;
+            }
+            out.push((text, h.logp));
+        }
+    }
+
+    /// The tokens in `lo..hi` worth trying after a context: the most frequent in each order's
+    /// row, the most common single words, and the copy set (all within the range).
+    fn expansions(
+        &self,
+        (bigram, trigram): (Option<Row>, Option<Row>),
+        (lo, hi): (u32, u32),
+        m: usize,
+        copy: &[u32],
+        out: &mut Vec<u32>,
+    ) {
+        let whole = lo == 0 && hi as usize == self.words.len();
+        for row in [trigram, bigram].into_iter().flatten() {
+            if whole {
+                out.extend(
+                    row.by_count
+                        .iter()
+                        .map(|&o| row.next[o as usize])
+                        .filter(|&t| t < hi)
+                        .take(m),
+                );
+            } else {
+                let range = row.in_range(lo, hi);
+                let start = out.len();
+                out.extend_from_slice(&row.next[range.clone()]);
+                let counts = &row.count[range.clone()];
+                let found = &mut out[start..];
+                if found.len() > m {
+                    // The m most frequent of the range: order the slice by count.
+                    let mut idx: Vec<usize> = (0..found.len()).collect();
+                    idx.select_nth_unstable_by(m, |&x, &y| counts[y].total_cmp(&counts[x]));
+                    let best: Vec<u32> = idx[..m].iter().map(|&i| found[i]).collect();
+                    out.truncate(start);
+                    out.extend(best);
+                }
+            }
+        }
+        out.extend(self.words.top_k_in_range(lo, hi, m));
+        out.extend(copy.iter().filter(|&&t| t >= lo && t < hi));
+        out.sort_unstable();
+        out.dedup();
+    }
+}
+
+/// Keeps the `n` most probable hypotheses, best first (ties by words, for determinism).
+fn keep_best(hyps: &mut Vec<Hypothesis>, n: usize) {
+    hyps.sort_by(|a, b| {
+        b.logp
+            .total_cmp(&a.logp)
+            .then_with(|| a.words.cmp(&b.words))
+    });
+    hyps.truncate(n);
+}
+
+fn split_words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(is_py_space).filter(|w| !w.is_empty())
+}
+
+fn pair_key(a: u32, b: u32) -> u64 {
+    (u64::from(a) << 32) | u64::from(b)
+}
+
+fn last_two(tokens: &[u32]) -> (u32, u32) {
+    (tokens[tokens.len() - 2], tokens[tokens.len() - 1])
+}
+
+impl Persist for QueryLm {
+    const KIND: Kind = Kind::QueryLm;
+
+    /// Sections: the words (a trie file), the counts of `</s>`, the discount, then each order's
+    /// rows.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut fields = Vec::new();
+        for v in [
+            self.end_continuation,
+            self.continuations,
+            f64::from(self.discount),
+        ] {
+            fields.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        let mut w = Writer::new(Kind::QueryLm);
+        w.bytes("words", self.words.to_bytes())
+            .bytes("fields", fields);
+        self.bigrams.write(&mut w, "b");
+        self.trigrams.write(&mut w, "t");
+        w.finish()
+    }
+
+    fn from_reader(r: &Reader) -> Result<Self> {
+        let mut f = Fields::new(r.bytes("fields")?, "fields");
+        let (end_continuation, continuations, discount) = (f.f64()?, f.f64()?, f.f64()?);
+        f.end()?;
+        let words: Trie = r.nested("words")?;
+        let counts_ok = end_continuation.is_finite()
+            && end_continuation >= 0.0
+            && continuations.is_finite()
+            && continuations >= 1.0;
+        if !(counts_ok && discount > 0.0 && discount <= 1.0)
+        {
+            return Err(crate::persist::format_err(
+                "language model: bad continuation counts or discount",
+            ));
+        }
+        let lm = QueryLm {
+            end_continuation,
+            continuations,
+            discount: discount as f32,
+            bigrams: NgramRows::read(r, "b")?,
+            trigrams: NgramRows::read(r, "t")?,
+            words,
+        };
+        let tokens = lm.words.len() as u32 + 1; // words and </s>
+        lm.bigrams.check(tokens, "language model bigrams")?;
+        lm.trigrams.check(tokens, "language model trigrams")?;
+        Ok(lm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lm() -> QueryLm {
+        QueryLm::new(
+            [
+                ("cheap flights to boston", 5.0),
+                ("cheap flights to denver", 3.0),
+                ("cheap hotels in boston", 2.0),
+                ("flights to boston ma", 4.0),
+                ("boston weather", 6.0),
+                ("denver broncos", 2.0),
+            ]
+            .into_iter(),
+            0.75,
+        )
+        .unwrap()
+    }
+
+    fn compose(m: &QueryLm, prev: &str, prefix: &str, n: usize) -> Vec<(String, f32)> {
+        let mut out = Vec::new();
+        m.compose(
+            prev,
+            prefix,
+            n,
+            &ComposeParams::default(),
+            &mut LmScratch::default(),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn composes_unseen_queries_from_seen_words() {
+        let m = lm();
+        let got = compose(&m, "", "cheap hotels to bo", 5);
+        let texts: Vec<&str> = got.iter().map(|(q, _)| q.as_str()).collect();
+        // Never searched whole; "to boston" and "boston ma" were.
+        assert!(texts.contains(&"cheap hotels to boston"), "{texts:?}");
+        assert!(texts.contains(&"cheap hotels to boston ma"), "{texts:?}");
+        assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
+        // Scores are what `score` gives.
+        let mut s = LmScratch::default();
+        for (q, logp) in &got {
+            let again = m.score("", "cheap hotels to bo", q, 0.2, &mut s).unwrap();
+            assert!((again - logp).abs() < 1e-4, "{q}: {again} vs {logp}");
+        }
+        assert!(m.score("", "cheap", "hotels", 0.2, &mut s).is_none());
+    }
+
+    #[test]
+    fn the_previous_query_is_copied() {
+        let m = lm();
+        // After "denver broncos", "cheap flights to " leans to the session's word.
+        let score_of = |prev: &str, copy: f32| {
+            let mut s = LmScratch::default();
+            m.score(
+                prev,
+                "cheap flights to ",
+                "cheap flights to denver",
+                copy,
+                &mut s,
+            )
+            .unwrap()
+        };
+        assert!(score_of("denver broncos", 0.2) > score_of("", 0.2) + 0.1);
+        let without = compose(&m, "", "cheap flights to ", 1);
+        assert_eq!(without[0].0, "cheap flights to boston");
+        let strong = ComposeParams {
+            copy: 0.6,
+            ..ComposeParams::default()
+        };
+        let mut with = Vec::new();
+        m.compose(
+            "denver broncos",
+            "cheap flights to ",
+            1,
+            &strong,
+            &mut LmScratch::default(),
+            &mut with,
+        );
+        assert_eq!(with[0].0, "cheap flights to denver");
+        // An unknown partial word gives nothing; a whitespace prefix continues the head.
+        assert!(compose(&m, "", "zzz", 5).is_empty());
+        assert!(compose(&m, "", "cheap qq", 5).is_empty());
+        assert!(!compose(&m, "", "", 3).is_empty());
+        assert_eq!(compose(&m, "", "boston  ", 1)[0].0, "boston  weather");
+    }
+
+    #[test]
+    fn probabilities_of_next_words_sum_to_one() {
+        let m = lm();
+        let total = m.words.len() as u32 + 1; // words and </s>
+        for (a, b) in [
+            (m.start_token(), m.start_token()),
+            (m.start_token(), m.token("cheap")),
+            (m.token("cheap"), m.token("flights")),
+            (m.token("to"), m.token("boston")),
+            (m.unknown_token(), m.unknown_token()),
+        ] {
+            let rows = m.rows(a, b);
+            let sum: f32 = (0..total).map(|t| m.prob(rows.0, rows.1, t)).sum();
+            assert!((sum - 1.0).abs() < 1e-4, "({a}, {b}): {sum}");
+            let copied: f32 = (0..total)
+                .map(|t| m.log_prob(rows, t, &[0, 3], 0.3).exp())
+                .sum();
+            assert!(
+                (copied - 1.0).abs() < 1e-4,
+                "({a}, {b}) with copy: {copied}"
+            );
+        }
+    }
+
+    #[test]
+    fn persistence_round_trips_and_checks() {
+        let m = lm();
+        let bytes = m.to_bytes();
+        assert_eq!(QueryLm::from_bytes(&bytes).unwrap(), m);
+        for i in (0..bytes.len()).step_by(61) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x04;
+            assert!(QueryLm::from_bytes(&bad).is_err(), "byte {i}");
+        }
+        assert!(QueryLm::new([("a", 1.0)].into_iter(), 0.0).is_err());
+        let empty = QueryLm::new(std::iter::empty(), 0.5).unwrap();
+        assert!(compose(&empty, "", "a", 3).is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Compositions start with the prefix, are distinct, sorted, at most n.
+        #[test]
+        fn compositions_start_with_the_prefix(
+            prev in "[a-z ]{0,12}",
+            prefix in "(cheap |flights |to |bo|d|c| ){0,4}",
+            n in 0usize..8,
+        ) {
+            let m = lm();
+            let got = compose(&m, &prev, &prefix, n);
+            prop_assert!(got.len() <= n);
+            for (i, (q, logp)) in got.iter().enumerate() {
+                prop_assert!(q.starts_with(&prefix), "{q:?} vs {prefix:?}");
+                prop_assert!(logp.is_finite() && *logp <= 0.0);
+                prop_assert!(got[..i].iter().all(|(p, _)| p != q));
+            }
+            prop_assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
+        }
+    }
+}
