@@ -91,9 +91,11 @@ def _print_completions(
         print(f"\n  after {prev!r}, typing {prefix!r}  ({micros:.0f} µs)")
         if not found:
             print("    (no completion)")
-        for query, score in found:
-            mark = "  <- what the user searched" if query == answer else ""
-            print(f"    {score:7.2f}  {query}{mark}")
+        for c in found:
+            # Nobody searched it whole: the language model put it together from the log's words.
+            composed = "  [composed]" if c.source == "composed" else ""
+            mark = "  <- what the user searched" if c.query == answer else ""
+            print(f"    {c.score:7.2f}  {c.query}{composed}{mark}")
 
 
 def _print_reports(reports: Sequence[tuple[str, Report]]) -> None:

@@ -5,10 +5,16 @@ Every (previous query, next query) pair gives one case per prefix of the next qu
 answer among the first k completions (0 when absent), overall and by prefix length: 1-3, 4-7,
 8+ characters. Success@k is the share of cases with the answer among the first k.
 
+Two more figures per pair: ``pair_mrr`` weighs every pair alike (PECOS's qp2q protocol: one
+prefix per pair, its length uniform over 1..len(next), computed in expectation: the mean
+reciprocal rank over a pair's prefixes, then over pairs), and ``keystrokes_saved`` is the share
+of the next query's characters a user need not type: those after the shortest prefix at which
+the answer is the first suggestion (0 when it never is).
+
 >>> pairs = [("weather", "wells fargo")]
 >>> report = evaluate(lambda prev, prefix: ["wells fargo", "walmart"], pairs, k=10)
->>> report.mrr, report.cases
-(1.0, 11)
+>>> report.mrr, report.cases, report.pair_mrr, round(report.keystrokes_saved, 3)
+(1.0, 11, 1.0, 0.909)
 """
 
 from __future__ import annotations
@@ -57,6 +63,29 @@ class Report:
     by_bucket: dict[str, list[float]] = field(
         default_factory=lambda: {name: [0.0, 0.0, 0.0] for name, _, _ in BUCKETS}
     )  # bucket -> [cases, sum of reciprocal ranks, hits]
+    pair_mrr_sum: float = 0.0
+    saved_share_sum: float = 0.0
+
+    @property
+    def pair_mrr(self) -> float:
+        """MRR@k per pair: each pair's mean over its prefixes, averaged over pairs."""
+        return self.pair_mrr_sum / self.pairs if self.pairs else 0.0
+
+    @property
+    def keystrokes_saved(self) -> float:
+        """Mean share of a next query's characters after the shortest prefix that has it first."""
+        return self.saved_share_sum / self.pairs if self.pairs else 0.0
+
+    def add_pair(self, reciprocal_ranks: Sequence[float]) -> None:
+        """Counts one pair from the reciprocal ranks of its prefixes of 1, 2, ... characters
+        (each already counted by ``add``)."""
+        n = len(reciprocal_ranks)
+        self.pairs += 1
+        if n:
+            self.pair_mrr_sum += sum(reciprocal_ranks) / n
+            first = next((i for i, rr in enumerate(reciprocal_ranks) if rr == 1.0), None)
+            if first is not None:
+                self.saved_share_sum += (n - (first + 1)) / n
 
     @property
     def mrr(self) -> float:
@@ -83,8 +112,9 @@ class Report:
         """Mean ``prefix_bleu`` of the top suggestion."""
         return self.pbleu_sum / self.cases if self.cases else 0.0
 
-    def add(self, prefix: str, found: Sequence[str], answer: str) -> None:
-        """Counts one case: the first ``k`` suggestions ``found`` for ``prefix``, best first."""
+    def add(self, prefix: str, found: Sequence[str], answer: str) -> float:
+        """Counts one case: the first ``k`` suggestions ``found`` for ``prefix``, best first.
+        Returns its reciprocal rank."""
         found = list(found)[: self.k]
         rr = 1.0 / (found.index(answer) + 1) if answer in found else 0.0
         self.cases += 1
@@ -97,12 +127,14 @@ class Report:
         stats[0] += 1
         stats[1] += rr
         stats[2] += rr > 0
+        return rr
 
     def row(self) -> str:
         """One line: overall MRR, then by bucket."""
         buckets = "  ".join(f"{n}: {self.bucket_mrr(n):.3f}" for n, _, _ in BUCKETS)
         return (
-            f"MRR@{self.k} {self.mrr:.3f}  ({buckets})  success@{self.k} {self.success:.3f}  "
+            f"MRR@{self.k} {self.mrr:.3f}  ({buckets})  per pair {self.pair_mrr:.3f}  "
+            f"success@{self.k} {self.success:.3f}  keystrokes saved {self.keystrokes_saved:.3f}  "
             f"BLEU {self.bleu:.3f}  PBLEU {self.pbleu:.3f}"
         )
 
@@ -174,18 +206,25 @@ def evaluate_batch(
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     report = Report(k=k)
     batch: list[tuple[str, str, str]] = []
+    pair_rrs: list[float] = []  # the reciprocal ranks of the pair being scored
 
     def flush() -> None:
         found_all = complete_batch([c[0] for c in batch], [c[1] for c in batch])
         if len(found_all) != len(batch):
             raise ValueError(f"complete_batch gave {len(found_all)} answers for {len(batch)} cases")
         for (_, prefix, answer), found in zip(batch, found_all):
-            report.add(prefix, [q if isinstance(q, str) else q[0] for q in list(found)[:k]], answer)
+            top = [q if isinstance(q, str) else q[0] for q in list(found)[:k]]
+            pair_rrs.append(report.add(prefix, top, answer))
+            if len(prefix) == len(answer):  # the pair's last case
+                report.add_pair(pair_rrs)
+                pair_rrs.clear()
         batch.clear()
 
-    for prev, nxt in pairs:
-        report.pairs += 1
-        batch.extend(cases([(prev, nxt)]))
+    for _prev, nxt in pairs:
+        if not nxt:
+            report.add_pair([])
+            continue
+        batch.extend(cases([(_prev, nxt)]))
         if len(batch) >= chunk:
             flush()
     if batch:

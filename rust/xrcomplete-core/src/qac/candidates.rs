@@ -176,10 +176,11 @@ impl Sources {
             copy: params.copy,
         };
         s.composed.clear();
+        self.lm.prepare(prev, prefix, &mut s.lm);
         if params.generate {
             let wanted = n.min(MAX_COMPOSED);
             self.lm
-                .compose(prev, prefix, wanted, &compose, &mut s.lm, &mut s.composed);
+                .compose_prepared(prefix, wanted, &compose, &mut s.lm, &mut s.composed);
         }
         for (text, lm) in s.composed.drain(..) {
             let label = self.queries.id(&text);
@@ -233,10 +234,7 @@ impl Sources {
                     };
                 }
                 if !c.composed {
-                    c.lm = self
-                        .lm
-                        .score(prev, prefix, &c.text, params.copy, &mut s.lm)
-                        .unwrap_or(-30.0);
+                    c.lm = self.lm.score_prepared(&c.text, params.copy, &s.lm);
                 }
             }
             let popularity = c.label.map_or(0.0, |l| weights[l as usize] as f32);

@@ -225,6 +225,8 @@ pub struct QueryLm {
     bigrams: NgramRows,
     trigrams: NgramRows,
     discount: f32,
+    /// The [`TOP_WORDS`] words of largest continuation count (derived from `words`).
+    top_words: Vec<u32>,
 }
 
 /// One hypothesis of the beam: the words chosen after the typed head, and its log probability.
@@ -241,16 +243,24 @@ pub struct LmScratch {
     grown: Vec<Hypothesis>,
     done: Vec<Hypothesis>,
     options: Vec<u32>,
+    /// The previous query's known words, sorted.
     copy: Vec<u32>,
+    /// `<s> <s>` and the tokens of the prefix's head.
     head: Vec<u32>,
+    /// Bytes of the prefix up to its partial word.
+    head_len: usize,
 }
 
-/// The typed context of a prefix: the tokens before the partial word, and the copy set.
-struct Context<'a> {
-    /// Text of the prefix up to the partial word (its whitespace as typed).
-    head_text: &'a str,
-    partial: &'a str,
+/// The next-token distribution after a context: its rows and the chance the query goes on.
+#[derive(Clone, Copy)]
+struct Next<'a> {
+    bigram: Option<Row<'a>>,
+    trigram: Option<Row<'a>>,
+    goes_on: f32,
 }
+
+/// Single words kept in order of continuation count, to expand after any context.
+const TOP_WORDS: usize = 64;
 
 impl QueryLm {
     /// Counts the words, word pairs and word triples of `queries`, each with its weight (how
@@ -307,6 +317,7 @@ impl QueryLm {
                 .map(|(w, &c)| (*w, c.max(f64::MIN_POSITIVE))),
         )?;
         let lm = QueryLm {
+            top_words: top_words(&words),
             words,
             end_continuation: continuation[n as usize],
             continuations: continuation.iter().sum::<f64>().max(1.0),
@@ -378,23 +389,27 @@ impl QueryLm {
         p
     }
 
-    fn rows(&self, a: u32, b: u32) -> (Option<Row<'_>>, Option<Row<'_>>) {
-        (
-            self.bigrams.row(u64::from(b)),
-            self.trigrams.row(pair_key(a, b)),
-        )
+    /// The next-token distribution after the tokens `a b`.
+    fn next(&self, a: u32, b: u32) -> Next<'_> {
+        let bigram = self.bigrams.row(u64::from(b));
+        let trigram = self.trigrams.row(pair_key(a, b));
+        let end = self.prob(bigram, trigram, self.end_token());
+        Next {
+            bigram,
+            trigram,
+            goes_on: 1.0 - end,
+        }
     }
 
     /// `ln P'(token | a b)` with the copy share: given that the query goes on, the next word is
     /// one of the previous query's words `copy` (uniformly) with probability `c`; the chance of
     /// the end of the query is left as it is.
-    fn log_prob(&self, rows: (Option<Row>, Option<Row>), token: u32, copy: &[u32], c: f32) -> f32 {
-        let mut p = self.prob(rows.0, rows.1, token);
+    fn log_prob(&self, next: &Next, token: u32, copy: &[u32], c: f32) -> f32 {
+        let mut p = self.prob(next.bigram, next.trigram, token);
         if !copy.is_empty() && token != self.end_token() {
-            let goes_on = 1.0 - self.prob(rows.0, rows.1, self.end_token());
             p *= 1.0 - c;
-            if copy.contains(&token) {
-                p += c * goes_on / copy.len() as f32;
+            if copy.binary_search(&token).is_ok() {
+                p += c * next.goes_on / copy.len() as f32;
             }
         }
         if p > 0.0 {
@@ -404,23 +419,21 @@ impl QueryLm {
         }
     }
 
-    /// Splits `prefix` (normalised) into its head and partial word, and fills the head's
-    /// tokens and the copy set of `prev`'s known words.
-    fn context<'p>(&self, prefix: &'p str, prev: &str, s: &mut LmScratch) -> Context<'p> {
-        let (head_text, partial) = split_last_word(prefix);
+    /// Prepares `s` for [`QueryLm::score_prepared`] and [`QueryLm::compose_prepared`] of
+    /// completions of `prefix` (normalised) after `prev`: the head's tokens (the prefix up to
+    /// its partial word) and the previous query's known words.
+    pub(crate) fn prepare(&self, prev: &str, prefix: &str, s: &mut LmScratch) {
+        let (head_text, _) = split_last_word(prefix);
+        s.head_len = head_text.len();
         s.head.clear();
         s.head.push(self.start_token());
         s.head.push(self.start_token());
         s.head.extend(split_words(head_text).map(|w| self.token(w)));
         s.copy.clear();
-        s.copy.extend(
-            split_words(prev)
-                .filter_map(|w| self.words.id(w))
-                .filter(|&t| t != self.end_token()),
-        );
+        s.copy
+            .extend(split_words(prev).filter_map(|w| self.words.id(w)));
         s.copy.sort_unstable();
         s.copy.dedup();
-        Context { head_text, partial }
     }
 
     /// Log probability, under the model with the copy share of `prev`'s words, of what
@@ -437,8 +450,13 @@ impl QueryLm {
         if !completion.starts_with(prefix) {
             return None;
         }
-        let ctx = self.context(prefix, prev, s);
-        let tail = &completion[ctx.head_text.len()..];
+        self.prepare(prev, prefix, s);
+        Some(self.score_prepared(completion, copy, s))
+    }
+
+    /// [`QueryLm::score`] of a completion of the prefix `s` was prepared for.
+    pub(crate) fn score_prepared(&self, completion: &str, copy: f32, s: &LmScratch) -> f32 {
+        let tail = completion.get(s.head_len..).unwrap_or("");
         let mut logp = 0.0;
         let (mut a, mut b) = last_two(&s.head);
         for token in split_words(tail)
@@ -448,11 +466,11 @@ impl QueryLm {
             logp += if token == self.unknown_token() {
                 UNKNOWN_LOGP
             } else {
-                self.log_prob(self.rows(a, b), token, &s.copy, copy)
+                self.log_prob(&self.next(a, b), token, &s.copy, copy)
             };
             (a, b) = (b, token);
         }
-        Some(logp)
+        logp
     }
 
     /// Appends to `out` up to `n` queries composed from `prefix` (normalised) after `prev`, best
@@ -469,39 +487,47 @@ impl QueryLm {
         s: &mut LmScratch,
         out: &mut Vec<(String, f32)>,
     ) {
+        self.prepare(prev, prefix, s);
+        self.compose_prepared(prefix, n, params, s, out);
+    }
+
+    /// [`QueryLm::compose`] for the prefix `s` was prepared for.
+    pub(crate) fn compose_prepared(
+        &self,
+        prefix: &str,
+        n: usize,
+        params: &ComposeParams,
+        s: &mut LmScratch,
+        out: &mut Vec<(String, f32)>,
+    ) {
         if n == 0 || self.words.is_empty() {
             return;
         }
-        let ctx = self.context(prefix, prev, s);
+        let (head_text, partial) = prefix.split_at(s.head_len.min(prefix.len()));
         let (a, b) = last_two(&s.head);
-        let beam = params.beam.max(n);
+        let width = params.beam;
         s.beam.clear();
         s.done.clear();
-        let mut copy = std::mem::take(&mut s.copy);
-        let mut options = std::mem::take(&mut s.options);
         // Step 0: the partial word, completed to the known words that start with it.
-        let (lo, hi) = if ctx.partial.is_empty() {
+        let (lo, hi) = if partial.is_empty() {
             (0, self.words.len() as u32)
         } else {
-            match self.words.prefix_range(ctx.partial) {
+            match self.words.prefix_range(partial) {
                 Some(range) => range,
-                None => {
-                    (s.copy, s.options) = (copy, options);
-                    return;
-                }
+                None => return,
             }
         };
-        let rows = self.rows(a, b);
-        options.clear();
-        self.expansions(rows, (lo, hi), beam, &copy, &mut options);
-        for &token in &options {
-            let logp = self.log_prob(rows, token, &copy, params.copy);
+        let next = self.next(a, b);
+        s.options.clear();
+        self.expansions(&next, (lo, hi), width, &s.copy, &mut s.options);
+        for &token in &s.options {
+            let logp = self.log_prob(&next, token, &s.copy, params.copy);
             s.beam.push(Hypothesis {
                 words: vec![token],
                 logp,
             });
         }
-        keep_best(&mut s.beam, beam);
+        keep_best(&mut s.beam, width);
         // Then whole words or the end, while a hypothesis can still beat the n-th finished one.
         for step in 0..=params.max_words {
             s.grown.clear();
@@ -511,8 +537,8 @@ impl QueryLm {
                     [y] => (*s.head.last().expect("starts with <s>"), *y),
                     [] => unreachable!("a hypothesis has a word"),
                 };
-                let rows = self.rows(a, b);
-                let end = self.log_prob(rows, self.end_token(), &copy, params.copy);
+                let next = self.next(a, b);
+                let end = self.log_prob(&next, self.end_token(), &s.copy, params.copy);
                 s.done.push(Hypothesis {
                     words: h.words.clone(),
                     logp: h.logp + end,
@@ -520,16 +546,11 @@ impl QueryLm {
                 if step == params.max_words {
                     continue;
                 }
-                options.clear();
-                self.expansions(
-                    rows,
-                    (0, self.words.len() as u32),
-                    beam,
-                    &copy,
-                    &mut options,
-                );
-                for &token in &options {
-                    let logp = h.logp + self.log_prob(rows, token, &copy, params.copy);
+                s.options.clear();
+                let all = (0, self.words.len() as u32);
+                self.expansions(&next, all, width, &s.copy, &mut s.options);
+                for &token in &s.options {
+                    let logp = h.logp + self.log_prob(&next, token, &s.copy, params.copy);
                     let mut words = Vec::with_capacity(h.words.len() + 1);
                     words.extend_from_slice(&h.words);
                     words.push(token);
@@ -538,25 +559,22 @@ impl QueryLm {
             }
             keep_best(&mut s.done, n);
             std::mem::swap(&mut s.beam, &mut s.grown);
-            keep_best(&mut s.beam, beam);
+            keep_best(&mut s.beam, width);
             let best_open = s.beam.first().map_or(f32::NEG_INFINITY, |h| h.logp);
             if s.done.len() >= n && s.done[n - 1].logp >= best_open {
                 break;
             }
         }
-        copy.clear();
-        (s.copy, s.options) = (copy, options);
         let start = out.len();
         for h in &s.done {
             let mut text = String::with_capacity(prefix.len() + 16);
-            text.push_str(ctx.head_text);
+            text.push_str(head_text);
             for (i, &t) in h.words.iter().enumerate() {
                 if i > 0 {
                     text.push(' ');
                 }
                 text.push_str(self.word(t));
             }
-            // A prefix ending in whitespace is kept as typed.
             if !text.starts_with(prefix) || out[start..].iter().any(|(q, _)| *q == text) {
                 continue;
             }
@@ -564,18 +582,18 @@ impl QueryLm {
         }
     }
 
-    /// The tokens in `lo..hi` worth trying after a context: the most frequent in each order's
-    /// row, the most common single words, and the copy set (all within the range).
+    /// The tokens in `lo..hi` worth trying after a context: the `m` most frequent in each
+    /// order's row, the `m` most common single words, and the copy set (all within the range).
     fn expansions(
         &self,
-        (bigram, trigram): (Option<Row>, Option<Row>),
+        next: &Next,
         (lo, hi): (u32, u32),
         m: usize,
         copy: &[u32],
         out: &mut Vec<u32>,
     ) {
         let whole = lo == 0 && hi as usize == self.words.len();
-        for row in [trigram, bigram].into_iter().flatten() {
+        for row in [next.trigram, next.bigram].into_iter().flatten() {
             if whole {
                 out.extend(
                     row.by_count
@@ -586,21 +604,22 @@ impl QueryLm {
                 );
             } else {
                 let range = row.in_range(lo, hi);
-                let start = out.len();
-                out.extend_from_slice(&row.next[range.clone()]);
-                let counts = &row.count[range.clone()];
-                let found = &mut out[start..];
-                if found.len() > m {
-                    // The m most frequent of the range: order the slice by count.
-                    let mut idx: Vec<usize> = (0..found.len()).collect();
+                if range.len() <= m {
+                    out.extend_from_slice(&row.next[range]);
+                } else {
+                    // The m most frequent of the range.
+                    let counts = &row.count[range.clone()];
+                    let mut idx: Vec<usize> = (0..counts.len()).collect();
                     idx.select_nth_unstable_by(m, |&x, &y| counts[y].total_cmp(&counts[x]));
-                    let best: Vec<u32> = idx[..m].iter().map(|&i| found[i]).collect();
-                    out.truncate(start);
-                    out.extend(best);
+                    out.extend(idx[..m].iter().map(|&i| row.next[range.start + i]));
                 }
             }
         }
-        out.extend(self.words.top_k_in_range(lo, hi, m));
+        if whole {
+            out.extend(self.top_words.iter().take(m));
+        } else {
+            out.extend(self.words.top_k_in_range(lo, hi, m));
+        }
         out.extend(copy.iter().filter(|&&t| t >= lo && t < hi));
         out.sort_unstable();
         out.dedup();
@@ -615,6 +634,10 @@ fn keep_best(hyps: &mut Vec<Hypothesis>, n: usize) {
             .then_with(|| a.words.cmp(&b.words))
     });
     hyps.truncate(n);
+}
+
+fn top_words(words: &Trie) -> Vec<u32> {
+    words.top_k_in_range(0, words.len() as u32, TOP_WORDS)
 }
 
 fn split_words(text: &str) -> impl Iterator<Item = &str> {
@@ -660,8 +683,7 @@ impl Persist for QueryLm {
             && end_continuation >= 0.0
             && continuations.is_finite()
             && continuations >= 1.0;
-        if !(counts_ok && discount > 0.0 && discount <= 1.0)
-        {
+        if !(counts_ok && discount > 0.0 && discount <= 1.0) {
             return Err(crate::persist::format_err(
                 "language model: bad continuation counts or discount",
             ));
@@ -672,6 +694,7 @@ impl Persist for QueryLm {
             discount: discount as f32,
             bigrams: NgramRows::read(r, "b")?,
             trigrams: NgramRows::read(r, "t")?,
+            top_words: top_words(&words),
             words,
         };
         let tokens = lm.words.len() as u32 + 1; // words and </s>
@@ -783,11 +806,13 @@ mod tests {
             (m.token("to"), m.token("boston")),
             (m.unknown_token(), m.unknown_token()),
         ] {
-            let rows = m.rows(a, b);
-            let sum: f32 = (0..total).map(|t| m.prob(rows.0, rows.1, t)).sum();
+            let next = m.next(a, b);
+            let sum: f32 = (0..total)
+                .map(|t| m.prob(next.bigram, next.trigram, t))
+                .sum();
             assert!((sum - 1.0).abs() < 1e-4, "({a}, {b}): {sum}");
             let copied: f32 = (0..total)
-                .map(|t| m.log_prob(rows, t, &[0, 3], 0.3).exp())
+                .map(|t| m.log_prob(&next, t, &[0, 3], 0.3).exp())
                 .sum();
             assert!(
                 (copied - 1.0).abs() < 1e-4,
