@@ -1,11 +1,14 @@
 """Query autocompletion on the AOL log, by the project's protocol: xrcomplete against baselines.
 
-    pip install . && python benches/qac.py [--indexes trie,hybrid,kmeans]
+    pip install . && python benches/qac.py [--indexes trie,hybrid,kmeans] [--no-feature-ablations]
     # with the libpecos row: run it in the libpecos venv (see benches/vs_pecos.py)
 
 Trained on aol_train.tsv, scored on aol_valid.tsv: every prefix of the next query of every
-(previous, next) pair of a session is a case; MRR@10 overall and by prefix length, BLEU and
-PBLEU of the top suggestion (see ``xrcomplete.metrics``). Rows:
+(previous, next) pair of a session is a case. Columns: MRR@10 per case, overall and by prefix
+length; per pair (PECOS qp2q: one prefix per pair, uniform over its lengths, in expectation);
+MRR@10 per case on the pairs whose next query was seen in training and on those whose was not;
+keystrokes saved (the share of a next query's characters after the shortest prefix that has it
+first); success@10. Rows:
 - MPC: most popular completion, counts of every query event of the training log (the data
   README's baseline, 0.159);
 - MPC | prev: the next queries seen after the same previous query, by count, filled up from
@@ -14,9 +17,9 @@ PBLEU of the top suggestion (see ``xrcomplete.metrics``). Rows:
   the prefix, 3 sampled prefixes per pair, 87,180 labels, beam 10, its top 100 filtered to the
   prefix (the data README's setup; only when libpecos is installed);
 - xrcomplete: ``Completer(index=...).fit_log(aol_train.tsv)`` with its defaults, one row per
-  label tree; for the first tree also two ablations: without the last-word completion of
-  unknown prefixes (known queries only), and without popularity and session transitions in
-  the ranking (the model's scores, then word completion).
+  label tree. For the first tree, ablations: each candidate source turned off when serving (the
+  ranker as learned), and each group of ranking features left out of the ranker (a new fit per
+  group; ``--no-feature-ablations`` skips them).
 Then, per xrcomplete tree: training time (whole log, all cores), single-call latency of
 ``complete()`` from Python (p50 / p99 over 5,000 cases), throughput of 2 threads over 1 thread
 (the median ratio of 7 back-to-back pairs of runs of 10,000 calls),
@@ -42,17 +45,45 @@ from benchdata import add_data_option, require
 
 from xrcomplete import Completer, FeatureConcat, TfidfVectorizer, Trie
 from xrcomplete.data import prefix_examples, read_queries, session_pairs
-from xrcomplete.metrics import BUCKETS, Report, cases, evaluate, evaluate_batch
+from xrcomplete.metrics import BUCKETS, CompleteBatch, cases, evaluate_batch
 
 K = 10
+Pairs = list[tuple[str, str]]
+HEADER = (
+    f"{'system':<26}{'MRR@10':>8}"
+    + "".join(f"{b:>7}" for b, _, _ in BUCKETS)
+    + f"{'pair':>7}{'seen':>7}{'unseen':>7}{'keys':>7}{'succ':>7}"
+)
 
 
-def row(name: str, report: Report, extra: str = "") -> str:
-    buckets = "".join(f"{report.bucket_mrr(b):>8.3f}" for b, _, _ in BUCKETS)
-    return f"{name:<22}{report.mrr:>8.3f}{buckets}{report.bleu:>8.3f}{report.pbleu:>8.3f}  {extra}"
+class Scores:
+    """Reports of one system on the pairs whose next query was seen in training, and on the
+    others; overall figures combine them."""
+
+    def __init__(self, complete_batch: CompleteBatch, seen: Pairs, unseen: Pairs) -> None:
+        self.seen = evaluate_batch(complete_batch, seen, k=K, chunk=20_000)
+        self.unseen = evaluate_batch(complete_batch, unseen, k=K, chunk=20_000)
+
+    def total(self, name: str) -> float:
+        """A summed field of both reports divided by the summed ``cases`` or ``pairs``."""
+        a, b = self.seen, self.unseen
+        per = "pairs" if name in ("pair_mrr_sum", "saved_share_sum") else "cases"
+        return (getattr(a, name) + getattr(b, name)) / (getattr(a, per) + getattr(b, per))
+
+    def bucket(self, name: str) -> float:
+        n = self.seen.by_bucket[name][0] + self.unseen.by_bucket[name][0]
+        return (self.seen.by_bucket[name][1] + self.unseen.by_bucket[name][1]) / n
+
+    def row(self, name: str) -> str:
+        buckets = "".join(f"{self.bucket(b):>7.3f}" for b, _, _ in BUCKETS)
+        return (
+            f"{name:<26}{self.total('reciprocal_ranks'):>8.3f}{buckets}"
+            f"{self.total('pair_mrr_sum'):>7.3f}{self.seen.mrr:>7.3f}{self.unseen.mrr:>7.3f}"
+            f"{self.total('saved_share_sum'):>7.3f}{self.total('hits'):>7.3f}"
+        )
 
 
-def pecos_report(train: list[tuple[str, str]], valid: list[tuple[str, str]]) -> Report | None:
+def pecos_complete(train: list[tuple[str, str]]) -> CompleteBatch | None:
     """libpecos on the data README's setup, its top 100 filtered to the prefix."""
     try:
         import numpy as np
@@ -92,7 +123,7 @@ def pecos_report(train: list[tuple[str, str]], valid: list[tuple[str, str]]) -> 
             out.append([q for q in ranked if q.startswith(prefix)][:K])
         return out
 
-    return evaluate_batch(complete_batch, valid, k=K, chunk=20_000)
+    return complete_batch
 
 
 def latency_us(completer: Completer, sample: list[tuple[str, str]]) -> tuple[float, float]:
@@ -158,75 +189,78 @@ def loaded_rss_mb(path: Path) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--indexes", default="trie,hybrid,kmeans", help="xrcomplete label trees")
+    parser.add_argument(
+        "--indexes", default="trie", help="xrcomplete label trees, e.g. trie,hybrid"
+    )
     parser.add_argument("--no-pecos", action="store_true", help="skip the libpecos row")
+    parser.add_argument(
+        "--no-feature-ablations",
+        action="store_true",
+        help="skip the fits without each group of ranking features",
+    )
     add_data_option(parser)
     args = parser.parse_args(argv)
     train_log, valid_log = require(args.data, "aol_train.tsv", "aol_valid.tsv")
     train = list(session_pairs(train_log))
     valid = list(session_pairs(valid_log))
+    known = set(read_queries(train_log))
+    seen = [p for p in valid if p[1] in known]
+    unseen = [p for p in valid if p[1] not in known]
     mpc = Trie(Counter(read_queries(train_log)))
     after: dict[str, Counter[str]] = defaultdict(Counter)
     for prev, nxt in train:
         after[prev][nxt] += 1
 
-    def most_popular(prev: str, prefix: str) -> list[str]:
-        return [q for q, _ in mpc.completions(prefix, K)]
+    def most_popular(prevs: list[str], prefixes: list[str]) -> list[list[str]]:
+        return [[q for q, _ in mpc.completions(prefix, K)] for prefix in prefixes]
 
-    def conditioned(prev: str, prefix: str) -> list[str]:
-        seen = after.get(prev, Counter())
-        ranked = sorted(
-            ((q, c) for q, c in seen.items() if q.startswith(prefix)),
-            key=lambda qc: (-qc[1], qc[0]),
-        )
-        out = [q for q, _ in ranked[:K]]
-        for q, _ in mpc.completions(prefix, 2 * K):
-            if len(out) == K:
-                break
-            if q not in out:
-                out.append(q)
-        return out
+    def conditioned(prevs: list[str], prefixes: list[str]) -> list[list[str]]:
+        found = []
+        for prev, prefix in zip(prevs, prefixes):
+            ranked = sorted(
+                ((q, c) for q, c in after.get(prev, Counter()).items() if q.startswith(prefix)),
+                key=lambda qc: (-qc[1], qc[0]),
+            )
+            out = [q for q, _ in ranked[:K]]
+            for q, _ in mpc.completions(prefix, 2 * K):
+                if len(out) == K:
+                    break
+                if q not in out:
+                    out.append(q)
+            found.append(out)
+        return found
 
-    print(f"{len(train):,} training pairs, {len(valid):,} validation pairs", flush=True)
+    print(
+        f"{len(train):,} training pairs, {len(valid):,} validation pairs "
+        f"({len(unseen) / len(valid):.0%} with a next query never searched in training)",
+        flush=True,
+    )
     rows = [
-        row("MPC", evaluate(most_popular, valid, k=K)),
-        row("MPC | prev", evaluate(conditioned, valid, k=K)),
+        Scores(most_popular, seen, unseen).row("MPC"),
+        Scores(conditioned, seen, unseen).row("MPC | prev"),
     ]
     if not args.no_pecos:
-        theirs = pecos_report(train, valid)
+        theirs = pecos_complete(train)
         if theirs is None:
             print("(libpecos not installed: its row is left out)")
         else:
-            rows.append(row("libpecos, top 100 | pfx", theirs))
+            rows.append(Scores(theirs, seen, unseen).row("libpecos, top 100 | pfx"))
     every_case = [(prev, prefix) for prev, prefix, _ in cases(valid)]
     sample = random.Random(0).sample(every_case, 5_000)
     costs = []
-    for index in args.indexes.split(","):
+    indexes = args.indexes.split(",")
+    for index in indexes:
         t0 = time.perf_counter()
         completer = Completer(index=index, progress=False).fit_log(train_log)
         train_s = time.perf_counter() - t0
-        report = evaluate_batch(
-            partial(completer.complete_batch, k=K),
-            valid,
-            k=K,
-            chunk=20_000,
+        rows.append(
+            Scores(partial(completer.complete_batch, k=K), seen, unseen).row(f"xrcomplete {index}")
         )
-        rows.append(row(f"xrcomplete {index}", report))
         print(rows[-1], flush=True)
-        if index == args.indexes.split(",")[0]:
-            # Where the gain comes from: the same model without each part of the ranking.
-            for name, override in (
-                ("  no word completion", {"generate": False}),
-                ("  model + word compl.", {"popularity_weight": 0.0, "transition_weight": 0.0}),
-            ):
-                ablated = evaluate_batch(
-                    partial(completer.model.complete_batch, k=K, **override),
-                    valid,
-                    k=K,
-                    chunk=20_000,
-                )
-                rows.append(row(name, ablated))
-                print(rows[-1], flush=True)
+        if index == indexes[0]:
+            rows.extend(
+                ablations(completer, train_log, seen, unseen, not args.no_feature_ablations)
+            )
         p50, p99 = latency_us(completer, sample)
         speedup = two_thread_speedup(completer, sample)
         with tempfile.TemporaryDirectory() as folder:
@@ -239,8 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         del completer
 
-    print(f"\n{'system':<22}{'MRR@10':>8}" + "".join(f"{b:>8}" for b, _, _ in BUCKETS), end="")
-    print(f"{'BLEU':>8}{'PBLEU':>8}")
+    print(f"\n{HEADER}")
     print("\n".join(rows))
     print(
         f"\n{'tree':<8}{'train s':>9}{'p50 µs':>9}{'p99 µs':>9}{'2T/1T':>9}"
@@ -248,6 +281,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("\n".join(costs))
     return 0
+
+
+def ablations(
+    completer: Completer, train_log: Path, seen: Pairs, unseen: Pairs, refit: bool
+) -> list[str]:
+    """Rows of ``completer`` without each candidate source (when serving), and, with ``refit``,
+    refitted without each group of ranking features."""
+    rows = []
+    for name, off in (
+        ("  no XR-Linear model", {"use_model": False}),
+        ("  no popular queries", {"use_popular": False}),
+        ("  no transitions", {"use_transitions": False}),
+        ("  no composed queries", {"generate": False}),
+        ("  no copy from prev", {"copy": 0.0}),
+    ):
+        complete = partial(completer.model.complete_batch, k=K, **off)
+        rows.append(Scores(complete, seen, unseen).row(name))
+        print(rows[-1], flush=True)
+    if refit:
+        for group, features in completer.model.ranking_feature_groups().items():
+            ablated = Completer(index=completer.index, features_off=features, progress=False)
+            ablated.fit_log(train_log)
+            complete = partial(ablated.complete_batch, k=K)
+            rows.append(Scores(complete, seen, unseen).row(f"  ranker without {group}"))
+            print(rows[-1], flush=True)
+    return rows
 
 
 if __name__ == "__main__":

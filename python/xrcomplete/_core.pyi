@@ -256,6 +256,7 @@ class CompleterModel:
         compose_words: int = 3,
         copy: float = 0.2,
         lm_discount: float = 0.75,
+        lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
         rank_prefixes: int = 6,
         ranker_bins: int = 8,

@@ -130,6 +130,7 @@ class Completer:
         compose_words: int = 3,
         copy: float = 0.2,
         lm_discount: float = 0.75,
+        lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
         rank_prefixes: int = 6,
         ranker_bins: int = 8,
@@ -160,6 +161,7 @@ class Completer:
         self.compose_words = compose_words
         self.copy = copy
         self.lm_discount = lm_discount
+        self.lm_count_power = lm_count_power
         self.rank_holdout = rank_holdout
         self.rank_prefixes = rank_prefixes
         self.ranker_bins = ranker_bins
@@ -279,6 +281,7 @@ class Completer:
                 compose_words=self.compose_words,
                 copy=self.copy,
                 lm_discount=self.lm_discount,
+                lm_count_power=self.lm_count_power,
                 rank_holdout=self.rank_holdout,
                 rank_prefixes=self.rank_prefixes,
                 ranker_bins=self.ranker_bins,

@@ -338,6 +338,11 @@ impl QueryLm {
         Ok(lm)
     }
 
+    /// True when `word` is one of the model's words.
+    pub fn knows(&self, word: &str) -> bool {
+        self.words.contains(word)
+    }
+
     /// Number of distinct words.
     pub fn n_words(&self) -> usize {
         self.words.len()

@@ -42,7 +42,7 @@ pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGME
 pub use lm::{ComposeParams, LmScratch, QueryLm};
 pub use transitions::Transitions;
 
-use candidates::{segment, GatherScratch, Sources};
+use candidates::{GatherScratch, Sources};
 
 /// A query as the log and the evaluation protocol see it: lower-cased (as Python's
 /// `str.lower`), surrounding whitespace (Python's `str.isspace`) removed.
@@ -151,6 +151,9 @@ pub struct FitParams {
     pub rank: RankParams,
     /// Absolute discount of the language model, in (0, 1].
     pub lm_discount: f32,
+    /// The language model counts a query `searches ^ lm_count_power` times (1: every search,
+    /// 0: once per distinct query), in [0, 1].
+    pub lm_count_power: f64,
     /// Share of the pairs, the latest, whose candidates teach the ranker (0: the fixed rule).
     pub rank_holdout: f64,
     /// Prefix lengths sampled per held-out pair for the ranker.
@@ -173,6 +176,7 @@ impl Default for FitParams {
             seed: 0,
             rank: RankParams::default(),
             lm_discount: 0.75,
+            lm_count_power: 0.5,
             rank_holdout: 0.1,
             rank_prefixes: 6,
             ranker: RankerTrainParams::default(),
@@ -270,6 +274,12 @@ impl Completer {
             return bad(format!(
                 "rank_holdout must be in [0, 1), got {}",
                 params.rank_holdout
+            ));
+        }
+        if !(0.0..=1.0).contains(&params.lm_count_power) {
+            return bad(format!(
+                "lm_count_power must be in [0, 1], got {}",
+                params.lm_count_power
             ));
         }
         if !(params.lm_discount > 0.0 && params.lm_discount <= 1.0) {
@@ -391,7 +401,12 @@ impl Completer {
         progress.set_stage(Stage::Clustering);
         let tree = index::build(&params.tree, &label_keys, &x, &y)?;
         let model = xr::train(&x, &y, tree, &params.train, progress)?;
-        let lm = QueryLm::new(labels.iter(), params.lm_discount)?;
+        let lm = QueryLm::new(
+            labels
+                .iter()
+                .map(|(q, c)| (q, c.powf(params.lm_count_power))),
+            params.lm_discount,
+        )?;
         Ok(Sources {
             features,
             model,
@@ -470,25 +485,26 @@ impl Completer {
             cases.truncate(MAX_RANK_LISTS * 2);
         }
         let rank = params.rank;
-        let per_case: Vec<Vec<([f32; N_FEATURES], f32)>> = cases
+        type Row = ([f32; N_FEATURES], f32, u32);
+        let per_case: Vec<Vec<Row>> = cases
             .par_iter()
             .map_init(GatherScratch::default, |s, &(prev, prefix, next)| {
                 sources.gather(prev, prefix, &rank, s)?;
                 Ok(s.candidates
                     .iter()
-                    .map(|c| (c.x, f32::from(u8::from(c.text == next))))
+                    .map(|c| (c.x, f32::from(u8::from(c.text == next)), c.segment))
                     .collect())
             })
             .collect::<Result<_>>()?;
         let mut lists = RankLists::new(N_FEATURES);
-        for (list, &(prev, prefix, _)) in per_case.iter().zip(&cases) {
+        for list in &per_case {
             if lists.len() >= MAX_RANK_LISTS {
                 break;
             }
-            for (x, rel) in list {
-                lists.push(x, *rel)?;
+            for (x, rel, segment) in list {
+                lists.push(x, *rel, *segment)?;
             }
-            lists.finish(segment(prev, prefix));
+            lists.finish();
         }
         if lists.len() < MIN_RANK_LISTS {
             return Ok((fixed_ranker()?, false));
@@ -625,9 +641,8 @@ impl Completer {
         let params = params.for_k(k);
         let g = &mut scratch.gather;
         self.sources.gather(&prev, &prefix, &params, g)?;
-        let seg = segment(&prev, &prefix) as usize;
         for c in g.candidates.iter_mut() {
-            c.score = self.ranker.score(seg, &c.x);
+            c.score = self.ranker.score(c.segment as usize, &c.x);
         }
         g.candidates.sort_unstable_by(|a, b| {
             b.score

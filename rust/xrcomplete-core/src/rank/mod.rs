@@ -1,9 +1,10 @@
 //! The learned ranking stage: one score per candidate from its feature vector, learned from
 //! lists of candidates where the right answers are known.
 //!
-//! [`AdditiveRanker`] scores `w[segment] · standardise(x)`: one weight vector per segment (e.g.
-//! the prefix-length bucket of a completion case, so that popularity can matter more for short
-//! prefixes than for long ones). It is trained listwise (ListNet top-one, Cao et al. 2007): per
+//! [`AdditiveRanker`] scores a candidate with the weights of its segment (e.g. the prefix-length
+//! bucket of a completion case and whether the candidate is a seen query, so that popularity
+//! can matter more for short prefixes than for long ones). Candidates of one list may sit in
+//! different segments. It is trained listwise (ListNet top-one, Cao et al. 2007): per
 //! list, the softmax of the scores should match the relevance (`2^rel - 1`, normalised), by
 //! full-batch Adam on the mean cross-entropy plus an L2 penalty. The loss is convex; training
 //! is deterministic (fixed order of every sum) whatever the number of threads.
@@ -22,6 +23,7 @@ pub struct RankLists {
     relevance: Vec<f32>,
     /// Candidate offsets of the lists.
     ptr: Vec<usize>,
+    /// Per candidate.
     segment: Vec<u32>,
 }
 
@@ -50,8 +52,8 @@ impl RankLists {
         self.relevance.len()
     }
 
-    /// Appends one candidate to the list being built.
-    pub fn push(&mut self, features: &[f32], relevance: f32) -> Result<()> {
+    /// Appends one candidate, scored in `segment`, to the list being built.
+    pub fn push(&mut self, features: &[f32], relevance: f32, segment: u32) -> Result<()> {
         if features.len() != self.n_features {
             return Err(Error::InvalidInput(format!(
                 "{} features for a ranker of {}",
@@ -66,28 +68,22 @@ impl RankLists {
         }
         self.x.extend_from_slice(features);
         self.relevance.push(relevance);
+        self.segment.push(segment);
         Ok(())
     }
 
-    /// Closes the list being built, in `segment`; a list without a relevant candidate teaches
-    /// nothing and is dropped. Returns whether it was kept.
-    pub fn finish(&mut self, segment: u32) -> bool {
+    /// Closes the list being built; a list without a relevant candidate teaches nothing and is
+    /// dropped. Returns whether it was kept.
+    pub fn finish(&mut self) -> bool {
         let start = *self.ptr.last().expect("ptr starts with 0");
         if self.relevance[start..].iter().all(|&r| r <= 0.0) {
             self.x.truncate(start * self.n_features);
             self.relevance.truncate(start);
+            self.segment.truncate(start);
             return false;
         }
         self.ptr.push(self.relevance.len());
-        self.segment.push(segment);
         true
-    }
-
-    /// Drops the list being built.
-    pub fn discard(&mut self) {
-        let start = *self.ptr.last().expect("ptr starts with 0");
-        self.x.truncate(start * self.n_features);
-        self.relevance.truncate(start);
     }
 }
 
@@ -249,7 +245,7 @@ impl AdditiveRanker {
         total
     }
 
-    /// Learns a ranker from `lists` with `n_segments` segments (list segments beyond are
+    /// Learns a ranker from `lists` with `n_segments` segments (candidate segments beyond are
     /// clamped to the last). `mask[j] == false` leaves feature `j` out.
     pub fn train(
         lists: &RankLists,
@@ -436,11 +432,11 @@ impl Design<'_> {
     fn list_gradient(&self, i: usize, w: &[f32], g: &mut [f32], scores: &mut Vec<f32>) {
         let (d, nb) = (self.d, self.nb);
         let per_seg = d + d * nb;
-        let seg = (self.lists.segment[i] as usize).min(self.n_segments - 1);
-        let w = &w[seg * per_seg..(seg + 1) * per_seg];
         let (a, b) = (self.lists.ptr[i], self.lists.ptr[i + 1]);
+        let seg_of = |r: usize| (self.lists.segment[r] as usize).min(self.n_segments - 1);
         scores.clear();
         for r in a..b {
+            let w = &w[seg_of(r) * per_seg..(seg_of(r) + 1) * per_seg];
             let (z, bins) = (&self.z[r * d..(r + 1) * d], &self.bins[r * d..(r + 1) * d]);
             let mut s = 0.0;
             for j in 0..d {
@@ -456,13 +452,13 @@ impl Design<'_> {
         }
         let relevance = &self.lists.relevance[a..b];
         let gains: f32 = relevance.iter().map(|&r| r.exp2() - 1.0).sum();
-        let g = &mut g[seg * per_seg..(seg + 1) * per_seg];
         for (k, r) in (a..b).enumerate() {
             let target = (relevance[k].exp2() - 1.0) / gains;
             let coef = scores[k] / sum - target;
             if coef == 0.0 {
                 continue;
             }
+            let g = &mut g[seg_of(r) * per_seg..(seg_of(r) + 1) * per_seg];
             let (z, bins) = (&self.z[r * d..(r + 1) * d], &self.bins[r * d..(r + 1) * d]);
             for j in 0..d {
                 g[j] += coef * z[j];
@@ -534,10 +530,10 @@ mod tests {
                 let relevant = c == 2;
                 let v = if relevant == (seg == 0) { 3.0 } else { 1.0 } + noise() * 0.5;
                 lists
-                    .push(&[v, noise()], f32::from(u8::from(relevant)))
+                    .push(&[v, noise()], f32::from(u8::from(relevant)), seg as u32)
                     .unwrap();
             }
-            assert!(lists.finish(seg as u32));
+            assert!(lists.finish());
         }
         lists
     }
@@ -577,9 +573,11 @@ mod tests {
         let mut lists = RankLists::new(1);
         for i in 0..300 {
             for (c, v) in [0.0, 1.0, 2.0, 0.0].into_iter().enumerate() {
-                lists.push(&[v], f32::from(u8::from(c == 1))).unwrap();
+                lists
+                    .push(&[v], f32::from(u8::from(c == 1)), i % 2)
+                    .unwrap();
             }
-            lists.finish(i % 2);
+            lists.finish();
         }
         let r = AdditiveRanker::train(&lists, 1, None, &RankerTrainParams::default()).unwrap();
         assert!(r.score(0, &[1.0]) > r.score(0, &[0.0]) + 1.0);
@@ -595,11 +593,11 @@ mod tests {
     #[test]
     fn lists_without_a_relevant_candidate_are_dropped_and_bad_input_refused() {
         let mut l = RankLists::new(1);
-        l.push(&[1.0], 0.0).unwrap();
-        assert!(!l.finish(0));
+        l.push(&[1.0], 0.0, 0).unwrap();
+        assert!(!l.finish());
         assert!(l.is_empty() && l.n_candidates() == 0);
-        assert!(l.push(&[1.0, 2.0], 1.0).is_err());
-        assert!(l.push(&[f32::NAN], 1.0).is_err());
+        assert!(l.push(&[1.0, 2.0], 1.0, 0).is_err());
+        assert!(l.push(&[f32::NAN], 1.0, 0).is_err());
         assert!(AdditiveRanker::train(&l, 1, None, &RankerTrainParams::default()).is_err());
         let fixed = AdditiveRanker::fixed(&[2.0, -1.0], 3).unwrap();
         assert_eq!(fixed.score(5, &[1.0, 1.0]), 1.0);
