@@ -214,10 +214,12 @@ impl Sources {
                 ..Default::default()
             });
         }
-        // The prefix itself may be the whole query, when its last word is a known word.
+        // The prefix itself may be the whole query: when its last word is a known word, or
+        // follows a word (an unknown one then ends the query as typed).
+        let (head, partial) = split_last_word(prefix);
         let typed = params.generate
-            && !prefix.ends_with(is_py_space)
-            && self.lm.knows(split_last_word(prefix).1);
+            && !partial.is_empty()
+            && (self.lm.knows(partial) || head.split(is_py_space).any(|w| !w.is_empty()));
         if typed && !cands.iter().any(|c| c.text == prefix) {
             let label = self.queries.id(prefix);
             if label.is_none() || !cands.iter().any(|c| c.label == label) {
@@ -273,7 +275,7 @@ impl Sources {
                 }
             }
             if !c.composed {
-                c.lm = self.lm.score_prepared(&c.text, params.copy, &s.lm);
+                c.lm = self.lm.score_prepared(&c.text, params.copy, &mut s.lm);
             }
             let popularity = c.label.map_or(0.0, |l| weights[l as usize] as f32);
             features(c, prev, prefix, head_len, &s.prev_words, popularity, params);

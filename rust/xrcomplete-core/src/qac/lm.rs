@@ -60,6 +60,12 @@ impl ComposeParams {
         if self.beam == 0 {
             return Err(Error::InvalidInput("compose beam must be >= 1".into()));
         }
+        if self.max_words >= MAX_COMPOSED_WORDS {
+            return Err(Error::InvalidInput(format!(
+                "compose_words must be below {MAX_COMPOSED_WORDS}, got {}",
+                self.max_words
+            )));
+        }
         if !(self.copy.is_finite() && (0.0..1.0).contains(&self.copy)) {
             return Err(Error::InvalidInput(format!(
                 "copy must be in [0, 1), got {}",
@@ -72,8 +78,15 @@ impl ComposeParams {
 
 /// The n-grams of one order: per context (sorted keys), a row of (next token, count) sorted by
 /// token, and the same row's positions by count (largest first) for unrestricted expansion.
+/// A context's first token indexes `starts`, so finding a row is one array read and a search
+/// among the contexts of that token (a binary search over all of them costs a cache miss per
+/// step, and a completion looks up hundreds of rows).
 #[derive(Debug, Clone, PartialEq)]
 struct NgramRows {
+    /// Bits of a context key below its first token (0 for one-token contexts).
+    shift: u32,
+    /// Per first token `t`, its contexts are `starts[t]..starts[t + 1]`.
+    starts: Array<u32>,
     contexts: Array<u64>,
     /// Per context: the sum of its row's counts.
     totals: Array<f32>,
@@ -108,7 +121,9 @@ impl Row<'_> {
 }
 
 impl NgramRows {
-    fn new(mut grams: Vec<(u64, u32, f64)>) -> Self {
+    /// Rows of `grams` (context, token, count), contexts made of tokens below `n_first`, the
+    /// first one in the bits from `shift` on.
+    fn new(mut grams: Vec<(u64, u32, f64)>, shift: u32, n_first: u32) -> Self {
         grams.sort_unstable_by_key(|&(c, t, _)| (c, t));
         let (mut contexts, mut totals, mut ptr) = (Vec::new(), Vec::new(), vec![0u64]);
         let (mut next, mut count, mut by_count) = (Vec::new(), Vec::new(), Vec::new());
@@ -127,7 +142,12 @@ impl NgramRows {
             ptr.push(next.len() as u64);
             start = end;
         }
+        let starts: Vec<u32> = (0..=u64::from(n_first))
+            .map(|t| contexts.partition_point(|&c| c >> shift < t) as u32)
+            .collect();
         NgramRows {
+            shift,
+            starts: starts.into(),
             contexts: contexts.into(),
             totals: totals.into(),
             ptr: ptr.into(),
@@ -138,7 +158,10 @@ impl NgramRows {
     }
 
     fn row(&self, context: u64) -> Option<Row<'_>> {
-        let i = self.contexts.binary_search(&context).ok()?;
+        let first = usize::try_from(context >> self.shift).ok()?;
+        let (lo, hi) = (*self.starts.get(first)?, *self.starts.get(first + 1)?);
+        let (lo, hi) = (lo as usize, hi as usize);
+        let i = lo + self.contexts[lo..hi].binary_search(&context).ok()?;
         let (a, b) = (self.ptr[i] as usize, self.ptr[i + 1] as usize);
         Some(Row {
             next: &self.next[a..b],
@@ -163,6 +186,15 @@ impl NgramRows {
         if self.contexts.windows(2).any(|w| w[0] >= w[1]) {
             return bad("contexts are not sorted and distinct");
         }
+        if !crate::persist::rises_to(&self.starts, n) {
+            return bad("context starts");
+        }
+        for (t, w) in self.starts.windows(2).enumerate() {
+            let of_t = &self.contexts[w[0] as usize..w[1] as usize];
+            if of_t.iter().any(|&c| c >> self.shift != t as u64) {
+                return bad("a context is not under its first token");
+            }
+        }
         for (i, w) in self.ptr.windows(2).enumerate() {
             let (a, b) = (w[0] as usize, w[1] as usize);
             let row = &self.next[a..b];
@@ -183,7 +215,8 @@ impl NgramRows {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.contexts.nbytes()
+        self.starts.nbytes()
+            + self.contexts.nbytes()
             + self.totals.nbytes()
             + self.ptr.nbytes()
             + self.next.nbytes()
@@ -192,7 +225,8 @@ impl NgramRows {
     }
 
     fn write(&self, w: &mut Writer, order: &str) {
-        w.array(&format!("{order}ctx"), &self.contexts)
+        w.array(&format!("{order}sta"), &self.starts)
+            .array(&format!("{order}ctx"), &self.contexts)
             .array(&format!("{order}tot"), &self.totals)
             .array(&format!("{order}ptr"), &self.ptr)
             .array(&format!("{order}next"), &self.next)
@@ -200,8 +234,10 @@ impl NgramRows {
             .array(&format!("{order}ord"), &self.by_count);
     }
 
-    fn read(r: &Reader, order: &str) -> Result<Self> {
+    fn read(r: &Reader, order: &str, shift: u32) -> Result<Self> {
         Ok(NgramRows {
+            shift,
+            starts: r.array(&format!("{order}sta"))?,
             contexts: r.array(&format!("{order}ctx"))?,
             totals: r.array(&format!("{order}tot"))?,
             ptr: r.array(&format!("{order}ptr"))?,
@@ -229,11 +265,41 @@ pub struct QueryLm {
     top_words: Vec<u32>,
 }
 
+/// Words a composition adds at most: the completed partial word and [`ComposeParams::max_words`]
+/// more (so `max_words` is below this). Hypotheses live in fixed arrays: no allocation.
+pub const MAX_COMPOSED_WORDS: usize = 8;
+
 /// One hypothesis of the beam: the words chosen after the typed head, and its log probability.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Hypothesis {
-    words: Vec<u32>,
+    words: [u32; MAX_COMPOSED_WORDS],
+    len: u8,
     logp: f32,
+}
+
+impl Hypothesis {
+    fn words(&self) -> &[u32] {
+        &self.words[..usize::from(self.len)]
+    }
+
+    fn first(token: u32, logp: f32) -> Self {
+        let mut words = [0; MAX_COMPOSED_WORDS];
+        words[0] = token;
+        Hypothesis {
+            words,
+            len: 1,
+            logp,
+        }
+    }
+
+    /// This hypothesis with `token` added (there is room: the search stops before).
+    fn then(&self, token: u32, logp: f32) -> Self {
+        let mut next = *self;
+        next.words[usize::from(self.len)] = token;
+        next.len += 1;
+        next.logp = logp;
+        next
+    }
 }
 
 /// Reusable buffers of [`QueryLm::compose`] and [`QueryLm::score`].
@@ -249,6 +315,8 @@ pub struct LmScratch {
     head: Vec<u32>,
     /// Bytes of the prefix up to its partial word.
     head_len: usize,
+    /// The tokens of a completion scored so far.
+    chosen: Vec<u32>,
 }
 
 /// The next-token distribution after a context: its rows and the chance the query goes on.
@@ -258,6 +326,9 @@ struct Next<'a> {
     trigram: Option<Row<'a>>,
     goes_on: f32,
 }
+
+/// The tokens already in a query: the head's, and the words chosen after it.
+type Used<'a> = (&'a [u32], &'a [u32]);
 
 /// Single words kept in order of continuation count, to expand after any context.
 const TOP_WORDS: usize = 64;
@@ -326,12 +397,16 @@ impl QueryLm {
                     .into_iter()
                     .map(|((a, w), c)| (u64::from(a), w, c))
                     .collect(),
+                0,
+                n + 2,
             ),
             trigrams: NgramRows::new(
                 trigrams
                     .into_iter()
                     .map(|((a, b, w), c)| (pair_key(a, b), w, c))
                     .collect(),
+                32,
+                n + 2,
             ),
             discount,
         };
@@ -407,14 +482,20 @@ impl QueryLm {
     }
 
     /// `ln P'(token | a b)` with the copy share: given that the query goes on, the next word is
-    /// one of the previous query's words `copy` (uniformly) with probability `c`; the chance of
-    /// the end of the query is left as it is.
-    fn log_prob(&self, next: &Next, token: u32, copy: &[u32], c: f32) -> f32 {
+    /// one of the previous query's words `copy` not yet in the query (`used`: the head's and
+    /// the words chosen after it), uniformly, with probability `c`; the chance of the end of the
+    /// query is left as it is. (A query seldom repeats a word: copying one already there would
+    /// spend the share on "geico geico".)
+    fn log_prob(&self, next: &Next, token: u32, copy: &[u32], used: Used, c: f32) -> f32 {
         let mut p = self.prob(next.bigram, next.trigram, token);
         if !copy.is_empty() && token != self.end_token() {
-            p *= 1.0 - c;
-            if copy.binary_search(&token).is_ok() {
-                p += c * next.goes_on / copy.len() as f32;
+            let fresh = |t: &u32| !used.0.contains(t) && !used.1.contains(t);
+            let available = copy.iter().filter(|t| fresh(t)).count();
+            if available > 0 {
+                p *= 1.0 - c;
+                if copy.binary_search(&token).is_ok() && fresh(&token) {
+                    p += c * next.goes_on / available as f32;
+                }
             }
         }
         if p > 0.0 {
@@ -460,10 +541,12 @@ impl QueryLm {
     }
 
     /// [`QueryLm::score`] of a completion of the prefix `s` was prepared for.
-    pub(crate) fn score_prepared(&self, completion: &str, copy: f32, s: &LmScratch) -> f32 {
+    pub(crate) fn score_prepared(&self, completion: &str, copy: f32, s: &mut LmScratch) -> f32 {
         let tail = completion.get(s.head_len..).unwrap_or("");
         let mut logp = 0.0;
         let (mut a, mut b) = last_two(&s.head);
+        let mut chosen = std::mem::take(&mut s.chosen);
+        chosen.clear();
         for token in split_words(tail)
             .map(|w| self.token(w))
             .chain(std::iter::once(self.end_token()))
@@ -471,10 +554,13 @@ impl QueryLm {
             logp += if token == self.unknown_token() {
                 UNKNOWN_LOGP
             } else {
-                self.log_prob(&self.next(a, b), token, &s.copy, copy)
+                let used = (&s.head[..], &chosen[..]);
+                self.log_prob(&self.next(a, b), token, &s.copy, used, copy)
             };
+            chosen.push(token);
             (a, b) = (b, token);
         }
+        s.chosen = chosen;
         logp
     }
 
@@ -524,42 +610,38 @@ impl QueryLm {
         };
         let next = self.next(a, b);
         s.options.clear();
-        self.expansions(&next, (lo, hi), width, &s.copy, &mut s.options);
+        let used = (&s.head[..], &[][..]);
+        self.expansions(&next, (lo, hi), width, &s.copy, used, &mut s.options);
         for &token in &s.options {
-            let logp = self.log_prob(&next, token, &s.copy, params.copy);
-            s.beam.push(Hypothesis {
-                words: vec![token],
-                logp,
-            });
+            let logp = self.log_prob(&next, token, &s.copy, used, params.copy);
+            s.beam.push(Hypothesis::first(token, logp));
         }
         keep_best(&mut s.beam, width);
         // Then whole words or the end, while a hypothesis can still beat the n-th finished one.
         for step in 0..=params.max_words {
             s.grown.clear();
             for h in &s.beam {
-                let (a, b) = match h.words.as_slice() {
+                let (a, b) = match h.words() {
                     [.., x, y] => (*x, *y),
                     [y] => (*s.head.last().expect("starts with <s>"), *y),
                     [] => unreachable!("a hypothesis has a word"),
                 };
                 let next = self.next(a, b);
-                let end = self.log_prob(&next, self.end_token(), &s.copy, params.copy);
+                let used = (&s.head[..], h.words());
+                let end = self.log_prob(&next, self.end_token(), &s.copy, used, params.copy);
                 s.done.push(Hypothesis {
-                    words: h.words.clone(),
                     logp: h.logp + end,
+                    ..*h
                 });
                 if step == params.max_words {
                     continue;
                 }
                 s.options.clear();
                 let all = (0, self.words.len() as u32);
-                self.expansions(&next, all, width, &s.copy, &mut s.options);
+                self.expansions(&next, all, width, &s.copy, used, &mut s.options);
                 for &token in &s.options {
-                    let logp = h.logp + self.log_prob(&next, token, &s.copy, params.copy);
-                    let mut words = Vec::with_capacity(h.words.len() + 1);
-                    words.extend_from_slice(&h.words);
-                    words.push(token);
-                    s.grown.push(Hypothesis { words, logp });
+                    let logp = h.logp + self.log_prob(&next, token, &s.copy, used, params.copy);
+                    s.grown.push(h.then(token, logp));
                 }
             }
             keep_best(&mut s.done, n);
@@ -574,7 +656,7 @@ impl QueryLm {
         for h in &s.done {
             let mut text = String::with_capacity(prefix.len() + 16);
             text.push_str(head_text);
-            for (i, &t) in h.words.iter().enumerate() {
+            for (i, &t) in h.words().iter().enumerate() {
                 if i > 0 {
                     text.push(' ');
                 }
@@ -588,13 +670,15 @@ impl QueryLm {
     }
 
     /// The tokens in `lo..hi` worth trying after a context: the `m` most frequent in each
-    /// order's row, the `m` most common single words, and the copy set (all within the range).
+    /// order's row, the `m` most common single words, and the copy set's words not `used` (all
+    /// within the range).
     fn expansions(
         &self,
         next: &Next,
         (lo, hi): (u32, u32),
         m: usize,
         copy: &[u32],
+        used: Used,
         out: &mut Vec<u32>,
     ) {
         let whole = lo == 0 && hi as usize == self.words.len();
@@ -625,7 +709,10 @@ impl QueryLm {
         } else {
             out.extend(self.words.top_k_in_range(lo, hi, m));
         }
-        out.extend(copy.iter().filter(|&&t| t >= lo && t < hi));
+        out.extend(
+            copy.iter()
+                .filter(|&&t| t >= lo && t < hi && !used.0.contains(&t) && !used.1.contains(&t)),
+        );
         out.sort_unstable();
         out.dedup();
     }
@@ -636,7 +723,7 @@ fn keep_best(hyps: &mut Vec<Hypothesis>, n: usize) {
     hyps.sort_by(|a, b| {
         b.logp
             .total_cmp(&a.logp)
-            .then_with(|| a.words.cmp(&b.words))
+            .then_with(|| a.words().cmp(b.words()))
     });
     hyps.truncate(n);
 }
@@ -697,14 +784,21 @@ impl Persist for QueryLm {
             end_continuation,
             continuations,
             discount: discount as f32,
-            bigrams: NgramRows::read(r, "b")?,
-            trigrams: NgramRows::read(r, "t")?,
+            bigrams: NgramRows::read(r, "b", 0)?,
+            trigrams: NgramRows::read(r, "t", 32)?,
             top_words: top_words(&words),
             words,
         };
         let tokens = lm.words.len() as u32 + 1; // words and </s>
         lm.bigrams.check(tokens, "language model bigrams")?;
         lm.trigrams.check(tokens, "language model trigrams")?;
+        // Contexts start with a word or <s>: one start per such token, and the end.
+        let firsts = lm.words.len() + 2 + 1;
+        if lm.bigrams.starts.len() != firsts || lm.trigrams.starts.len() != firsts {
+            return Err(crate::persist::format_err(
+                "language model: context starts do not match the words",
+            ));
+        }
         Ok(lm)
     }
 }
@@ -801,6 +895,32 @@ mod tests {
     }
 
     #[test]
+    fn a_word_already_in_the_query_is_not_copied_again() {
+        let m = lm();
+        let mut s = LmScratch::default();
+        let copy = 0.5;
+        // "boston" is typed: the whole copy share goes to "weather", not half of it.
+        let after = |prev: &str| {
+            m.score(
+                prev,
+                "boston ",
+                "boston weather",
+                copy,
+                &mut LmScratch::default(),
+            )
+            .unwrap()
+        };
+        assert!(after("boston weather") > after("denver weather") + 0.1);
+        let again = m
+            .score("boston weather", "boston ", "boston boston", copy, &mut s)
+            .unwrap();
+        let plain = m
+            .score("", "boston ", "boston boston", copy, &mut s)
+            .unwrap();
+        assert!(again < plain, "{again} vs {plain}");
+    }
+
+    #[test]
     fn probabilities_of_next_words_sum_to_one() {
         let m = lm();
         let total = m.words.len() as u32 + 1; // words and </s>
@@ -816,13 +936,15 @@ mod tests {
                 .map(|t| m.prob(next.bigram, next.trigram, t))
                 .sum();
             assert!((sum - 1.0).abs() < 1e-4, "({a}, {b}): {sum}");
-            let copied: f32 = (0..total)
-                .map(|t| m.log_prob(&next, t, &[0, 3], 0.3).exp())
-                .sum();
-            assert!(
-                (copied - 1.0).abs() < 1e-4,
-                "({a}, {b}) with copy: {copied}"
-            );
+            for used in [&[][..], &[3][..], &[0, 3][..]] {
+                let copied: f32 = (0..total)
+                    .map(|t| m.log_prob(&next, t, &[0, 3], (used, &[]), 0.3).exp())
+                    .sum();
+                assert!(
+                    (copied - 1.0).abs() < 1e-4,
+                    "({a}, {b}) with copy: {copied}"
+                );
+            }
         }
     }
 

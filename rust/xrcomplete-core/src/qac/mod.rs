@@ -39,7 +39,7 @@ use crate::xr::{self, Progress, Stage, TrainParams, XrLinear};
 use crate::Trie;
 
 pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGMENTS};
-pub use lm::{ComposeParams, LmScratch, QueryLm};
+pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
 pub use transitions::Transitions;
 
 use candidates::{GatherScratch, Sources};
@@ -117,6 +117,13 @@ impl RankParams {
         }
         if !(self.copy.is_finite() && (0.0..1.0).contains(&self.copy)) {
             return bad(format!("copy must be in [0, 1), got {}", self.copy));
+        }
+        if self.compose_words >= lm::MAX_COMPOSED_WORDS {
+            return bad(format!(
+                "compose_words must be below {}, got {}",
+                lm::MAX_COMPOSED_WORDS,
+                self.compose_words
+            ));
         }
         Ok(())
     }
