@@ -253,7 +253,7 @@ class CompleterModel:
         model_floor: float = 1e-4,
         generate: bool = True,
         compose_beam: int = 6,
-        compose_words: int = 3,
+        compose_words: int = 2,
         copy: float = 0.2,
         lm_discount: float = 0.75,
         lm_count_power: float = 0.5,

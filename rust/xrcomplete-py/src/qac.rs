@@ -78,7 +78,7 @@ impl CompleterModel {
         kmeans_max_iter = 20, prefixes_per_pair = 3, min_count = 1.0, seed = 0, cp = 1.0,
         cn = 1.0, bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1,
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
-        generate = true, compose_beam = 6, compose_words = 3, copy = 0.2, lm_discount = 0.75, lm_count_power = 0.5,
+        generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, lm_discount = 0.75, lm_count_power = 0.5,
         rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
         progress = None,
     ))]

@@ -48,7 +48,7 @@ impl Default for ComposeParams {
     fn default() -> Self {
         ComposeParams {
             beam: 6,
-            max_words: 3,
+            max_words: 2,
             copy: 0.2,
         }
     }

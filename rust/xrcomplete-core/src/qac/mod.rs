@@ -93,7 +93,7 @@ impl Default for RankParams {
             use_popular: true,
             use_transitions: true,
             compose_beam: 6,
-            compose_words: 3,
+            compose_words: 2,
             copy: 0.2,
         }
     }
