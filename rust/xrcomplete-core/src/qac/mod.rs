@@ -1025,15 +1025,18 @@ pub(crate) mod tests {
         let mut kept_counts = counts.clone();
         let pink = queries.iter().position(|q| q == "colour7 thing5").unwrap();
         kept_counts[pink] = 0.0;
-        let c = Completer::fit(
-            &queries,
-            &kept_counts,
-            &keep,
-            None,
-            &p,
-            &Progress::default(),
-        )
-        .unwrap();
+        let fit_kept = || {
+            Completer::fit(
+                &queries,
+                &kept_counts,
+                &keep,
+                None,
+                &p,
+                &Progress::default(),
+            )
+            .unwrap()
+        };
+        let c = fit_kept();
         assert!(c.queries().id("colour7 thing5").is_none());
         let mut s = CompleteScratch::default();
         let got = c
@@ -1042,16 +1045,7 @@ pub(crate) mod tests {
         assert_eq!(got[0].0, "colour7 thing5", "{got:?}");
         assert_eq!(got[0].2, Origin::Composed);
         // Deterministic given the seed.
-        let again = Completer::fit(
-            &queries,
-            &kept_counts,
-            &keep,
-            None,
-            &p,
-            &Progress::default(),
-        )
-        .unwrap();
-        assert_eq!(again.to_bytes(), c.to_bytes());
+        assert_eq!(fit_kept().to_bytes(), c.to_bytes());
         // Saved and loaded: the same answers.
         let loaded = Completer::from_bytes(&c.to_bytes()).unwrap();
         assert!(loaded.ranker().1);

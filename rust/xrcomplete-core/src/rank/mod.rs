@@ -303,26 +303,14 @@ impl AdditiveRanker {
             vec![0.0; d * n_segments * nb].into(),
         )?;
         // Standardised values and bins of every candidate, computed once.
-        let z: Vec<f32> = lists
-            .x
-            .chunks_exact(d)
-            .flat_map(|row| {
-                let model = &model;
-                row.iter()
-                    .enumerate()
-                    .map(move |(j, &v)| (v - model.mean[j]) * model.inv_std[j])
-            })
-            .collect();
-        let bins: Vec<u8> = lists
-            .x
-            .chunks_exact(d)
-            .flat_map(|row| {
-                let model = &model;
-                row.iter()
-                    .enumerate()
-                    .map(move |(j, &v)| model.bin(j, v) as u8)
-            })
-            .collect();
+        let mut z: Vec<f32> = Vec::with_capacity(lists.x.len());
+        let mut bins: Vec<u8> = Vec::with_capacity(lists.x.len());
+        for row in lists.x.chunks_exact(d) {
+            for (j, &v) in row.iter().enumerate() {
+                z.push((v - model.mean[j]) * model.inv_std[j]);
+                bins.push(model.bin(j, v) as u8);
+            }
+        }
 
         // Parameters: per segment, d weights then d * nb offsets.
         let per_seg = d + d * nb;
