@@ -86,6 +86,9 @@ def test_train_on_a_pair_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     model = str(tmp_path / "m.xrc")
     assert main(["complete", "--model", model, "--prev", "cheap flights", "h", "-k", "2"]) == 0
     assert shown_completions(capsys.readouterr().out) == ["hotels paris", "hotwire"]
+    # Never searched whole: composed from the log's words, and marked as such.
+    assert main(["complete", "--model", model, "hotwire pa", "-k", "1"]) == 0
+    assert "hotwire paris  [composed]" in capsys.readouterr().out
     (tmp_path / "bad.tsv").write_text("one column\n", encoding="utf-8")
     assert main(["train", "--pairs", str(tmp_path / "bad.tsv"), "-o", str(tmp_path / "b")]) == 2
     assert "bad.tsv:1: expected 'previous query<TAB>next query'" in capsys.readouterr().err
