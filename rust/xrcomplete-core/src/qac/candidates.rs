@@ -16,7 +16,7 @@ use crate::text::{is_py_space, ConcatScratch, FeatureConcat};
 use crate::xr::{PostProcessor, PredictParams, PredictScratch, XrLinear};
 use crate::Trie;
 
-use super::lm::{ComposeParams, LmScratch, QueryLm};
+use super::lm::{LmScratch, QueryLm};
 use super::words::split_last_word;
 use super::{RankParams, Transitions};
 
@@ -192,15 +192,11 @@ impl Sources {
                 }));
             }
         }
-        let compose = ComposeParams {
-            beam: params.compose_beam,
-            max_words: params.compose_words,
-            copy: params.copy,
-        };
         s.composed.clear();
         self.lm.prepare(prev, prefix, &mut s.lm);
         if params.generate {
             let wanted = n.min(MAX_COMPOSED);
+            let compose = params.compose();
             self.lm
                 .compose_prepared(prefix, wanted, &compose, &mut s.lm, &mut s.composed);
         }

@@ -58,7 +58,9 @@ impl ComposeParams {
     /// Checks every option.
     pub fn check(&self) -> Result<()> {
         if self.beam == 0 {
-            return Err(Error::InvalidInput("compose beam must be >= 1".into()));
+            return Err(Error::InvalidInput(
+                "compose_beam must be >= 1, got 0".into(),
+            ));
         }
         if self.max_words >= MAX_COMPOSED_WORDS {
             return Err(Error::InvalidInput(format!(
@@ -569,6 +571,7 @@ impl QueryLm {
     /// word completed to a known word (kept as typed when the prefix ends in whitespace), then
     /// up to `max_words` more words, until the end of the query. Every one starts with `prefix`
     /// and they are distinct. Nothing when the prefix's partial word starts no known word.
+    /// Options out of range are an error.
     pub fn compose(
         &self,
         prev: &str,
@@ -577,12 +580,14 @@ impl QueryLm {
         params: &ComposeParams,
         s: &mut LmScratch,
         out: &mut Vec<(String, f32)>,
-    ) {
+    ) -> Result<()> {
+        params.check()?;
         self.prepare(prev, prefix, s);
         self.compose_prepared(prefix, n, params, s, out);
+        Ok(())
     }
 
-    /// [`QueryLm::compose`] for the prefix `s` was prepared for.
+    /// [`QueryLm::compose`] for the prefix `s` was prepared for, with options checked.
     pub(crate) fn compose_prepared(
         &self,
         prefix: &str,
@@ -833,7 +838,8 @@ mod tests {
             &ComposeParams::default(),
             &mut LmScratch::default(),
             &mut out,
-        );
+        )
+        .unwrap();
         out
     }
 
@@ -885,8 +891,28 @@ mod tests {
             &strong,
             &mut LmScratch::default(),
             &mut with,
-        );
+        )
+        .unwrap();
         assert_eq!(with[0].0, "cheap flights to denver");
+        // Options out of range are an error, not a panic (8 words would overflow a hypothesis).
+        for bad in [
+            ComposeParams {
+                max_words: MAX_COMPOSED_WORDS,
+                ..ComposeParams::default()
+            },
+            ComposeParams {
+                beam: 0,
+                ..ComposeParams::default()
+            },
+            ComposeParams {
+                copy: 1.0,
+                ..ComposeParams::default()
+            },
+        ] {
+            let mut out = Vec::new();
+            let got = m.compose("", "cheap ", 3, &bad, &mut LmScratch::default(), &mut out);
+            assert!(got.is_err(), "{bad:?}");
+        }
         // An unknown partial word gives nothing; a whitespace prefix continues the head.
         assert!(compose(&m, "", "zzz", 5).is_empty());
         assert!(compose(&m, "", "cheap qq", 5).is_empty());

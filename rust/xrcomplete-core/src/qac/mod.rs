@@ -103,10 +103,10 @@ impl RankParams {
     /// Checks every option.
     pub fn check(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidInput(what));
-        if self.beam_size == 0 || self.candidates == 0 || self.compose_beam == 0 {
+        if self.beam_size == 0 || self.candidates == 0 {
             return bad(format!(
-                "beam_size, candidates and compose_beam must be >= 1, got {}, {} and {}",
-                self.beam_size, self.candidates, self.compose_beam
+                "beam_size and candidates must be >= 1, got {} and {}",
+                self.beam_size, self.candidates
             ));
         }
         if !(self.model_floor > 0.0 && self.model_floor <= 1.0) {
@@ -115,17 +115,16 @@ impl RankParams {
                 self.model_floor
             ));
         }
-        if !(self.copy.is_finite() && (0.0..1.0).contains(&self.copy)) {
-            return bad(format!("copy must be in [0, 1), got {}", self.copy));
+        self.compose().check()
+    }
+
+    /// The language model's search options among these.
+    fn compose(&self) -> ComposeParams {
+        ComposeParams {
+            beam: self.compose_beam,
+            max_words: self.compose_words,
+            copy: self.copy,
         }
-        if self.compose_words >= lm::MAX_COMPOSED_WORDS {
-            return bad(format!(
-                "compose_words must be below {}, got {}",
-                lm::MAX_COMPOSED_WORDS,
-                self.compose_words
-            ));
-        }
-        Ok(())
     }
 
     /// The same options with at least `k` candidates per source.
