@@ -251,7 +251,7 @@ impl Sources {
         );
         s.prev_words.sort_unstable();
         s.prev_words.dedup();
-        let head_len = split_last_word(prefix).0.len();
+        let head_len = head.len();
         let weights = self.queries.weights();
         let case = case_segment(prev, prefix);
         for c in cands.iter_mut() {
@@ -262,12 +262,8 @@ impl Sources {
                         .push_str(self.queries.key(label).expect("labels are keys"));
                 }
                 // The transitions of a label the source did not list: one lookup.
-                if !params.use_transitions || c.transitions == 0.0 {
-                    c.transitions = if params.use_transitions {
-                        self.transitions.count(prev, label)
-                    } else {
-                        0.0
-                    };
+                if params.use_transitions && c.transitions == 0.0 {
+                    c.transitions = self.transitions.count(prev, label);
                 }
             }
             if !c.composed {
@@ -394,22 +390,20 @@ fn features(
     ];
 }
 
-impl Sources {
-    /// A ranker that reproduces the hand-set rule used before rankers were learned: `ln model +
-    /// 0.5 ln(1 + popularity) + 2 ln(1 + transitions)`, seen queries above composed ones, those
-    /// by language model. Used when a log is too small to learn one.
-    pub fn fixed_weights() -> [f32; N_FEATURES] {
-        let mut w = [0.0; N_FEATURES];
-        let at = |name: &str| FEATURES.iter().position(|f| *f == name).expect("a feature");
-        w[at("model")] = 1.0;
-        w[at("popularity")] = 0.5;
-        w[at("transitions")] = 2.0;
-        w[at("first_query")] = 2.0;
-        w[at("seen")] = 100.0;
-        w[at("lm")] = 0.1;
-        w[at("is_prev")] = -1.0;
-        w
-    }
+/// The weights of a ranker that reproduces the hand-set rule used before rankers were learned:
+/// `ln model + 0.5 ln(1 + popularity) + 2 ln(1 + transitions)`, seen queries above composed
+/// ones, those by language model. Used when a log is too small to learn one.
+pub(crate) fn fixed_weights() -> [f32; N_FEATURES] {
+    let mut w = [0.0; N_FEATURES];
+    let at = |name: &str| FEATURES.iter().position(|f| *f == name).expect("a feature");
+    w[at("model")] = 1.0;
+    w[at("popularity")] = 0.5;
+    w[at("transitions")] = 2.0;
+    w[at("first_query")] = 2.0;
+    w[at("seen")] = 100.0;
+    w[at("lm")] = 0.1;
+    w[at("is_prev")] = -1.0;
+    w
 }
 
 #[cfg(test)]

@@ -329,8 +329,41 @@ struct Next<'a> {
     goes_on: f32,
 }
 
-/// The tokens already in a query: the head's, and the words chosen after it.
-type Used<'a> = (&'a [u32], &'a [u32]);
+/// The copy share at one point of a query: the previous query's known words not yet in it
+/// (the head's tokens and the words chosen after it), and the share `c` they split.
+#[derive(Clone, Copy)]
+struct CopyShare<'a> {
+    copy: &'a [u32],
+    head: &'a [u32],
+    chosen: &'a [u32],
+    /// How many of `copy` are not yet in the query.
+    available: usize,
+    c: f32,
+}
+
+impl<'a> CopyShare<'a> {
+    fn new(copy: &'a [u32], head: &'a [u32], chosen: &'a [u32], c: f32) -> Self {
+        let mut share = CopyShare {
+            copy,
+            head,
+            chosen,
+            available: 0,
+            c,
+        };
+        share.available = copy.iter().filter(|&&t| share.fresh(t)).count();
+        share
+    }
+
+    /// True when `token` is not yet in the query.
+    fn fresh(&self, token: u32) -> bool {
+        !self.head.contains(&token) && !self.chosen.contains(&token)
+    }
+
+    /// The copy words not yet in the query.
+    fn words(&self) -> impl Iterator<Item = u32> + '_ {
+        self.copy.iter().copied().filter(|&t| self.fresh(t))
+    }
+}
 
 /// Single words kept in order of continuation count, to expand after any context.
 const TOP_WORDS: usize = 64;
@@ -484,20 +517,15 @@ impl QueryLm {
     }
 
     /// `ln P'(token | a b)` with the copy share: given that the query goes on, the next word is
-    /// one of the previous query's words `copy` not yet in the query (`used`: the head's and
-    /// the words chosen after it), uniformly, with probability `c`; the chance of the end of the
-    /// query is left as it is. (A query seldom repeats a word: copying one already there would
-    /// spend the share on "geico geico".)
-    fn log_prob(&self, next: &Next, token: u32, copy: &[u32], used: Used, c: f32) -> f32 {
+    /// one of the previous query's words not yet in the query, uniformly, with probability
+    /// `share.c`; the chance of the end of the query is left as it is. (A query seldom repeats a
+    /// word: copying one already there would spend the share on "geico geico".)
+    fn log_prob(&self, next: &Next, token: u32, share: &CopyShare) -> f32 {
         let mut p = self.prob(next.bigram, next.trigram, token);
-        if !copy.is_empty() && token != self.end_token() {
-            let fresh = |t: &u32| !used.0.contains(t) && !used.1.contains(t);
-            let available = copy.iter().filter(|t| fresh(t)).count();
-            if available > 0 {
-                p *= 1.0 - c;
-                if copy.binary_search(&token).is_ok() && fresh(&token) {
-                    p += c * next.goes_on / available as f32;
-                }
+        if share.available > 0 && token != self.end_token() {
+            p *= 1.0 - share.c;
+            if share.copy.binary_search(&token).is_ok() && share.fresh(token) {
+                p += share.c * next.goes_on / share.available as f32;
             }
         }
         if p > 0.0 {
@@ -556,8 +584,8 @@ impl QueryLm {
             logp += if token == self.unknown_token() {
                 UNKNOWN_LOGP
             } else {
-                let used = (&s.head[..], &chosen[..]);
-                self.log_prob(&self.next(a, b), token, &s.copy, used, copy)
+                let share = CopyShare::new(&s.copy, &s.head, &chosen, copy);
+                self.log_prob(&self.next(a, b), token, &share)
             };
             chosen.push(token);
             (a, b) = (b, token);
@@ -615,10 +643,10 @@ impl QueryLm {
         };
         let next = self.next(a, b);
         s.options.clear();
-        let used = (&s.head[..], &[][..]);
-        self.expansions(&next, (lo, hi), width, &s.copy, used, &mut s.options);
+        let share = CopyShare::new(&s.copy, &s.head, &[], params.copy);
+        self.expansions(&next, (lo, hi), width, &share, &mut s.options);
         for &token in &s.options {
-            let logp = self.log_prob(&next, token, &s.copy, used, params.copy);
+            let logp = self.log_prob(&next, token, &share);
             s.beam.push(Hypothesis::first(token, logp));
         }
         keep_best(&mut s.beam, width);
@@ -632,8 +660,8 @@ impl QueryLm {
                     [] => unreachable!("a hypothesis has a word"),
                 };
                 let next = self.next(a, b);
-                let used = (&s.head[..], h.words());
-                let end = self.log_prob(&next, self.end_token(), &s.copy, used, params.copy);
+                let share = CopyShare::new(&s.copy, &s.head, h.words(), params.copy);
+                let end = self.log_prob(&next, self.end_token(), &share);
                 s.done.push(Hypothesis {
                     logp: h.logp + end,
                     ..*h
@@ -643,9 +671,9 @@ impl QueryLm {
                 }
                 s.options.clear();
                 let all = (0, self.words.len() as u32);
-                self.expansions(&next, all, width, &s.copy, used, &mut s.options);
+                self.expansions(&next, all, width, &share, &mut s.options);
                 for &token in &s.options {
-                    let logp = h.logp + self.log_prob(&next, token, &s.copy, used, params.copy);
+                    let logp = h.logp + self.log_prob(&next, token, &share);
                     s.grown.push(h.then(token, logp));
                 }
             }
@@ -675,15 +703,14 @@ impl QueryLm {
     }
 
     /// The tokens in `lo..hi` worth trying after a context: the `m` most frequent in each
-    /// order's row, the `m` most common single words, and the copy set's words not `used` (all
-    /// within the range).
+    /// order's row, the `m` most common single words, and the copy words not yet in the query
+    /// (all within the range).
     fn expansions(
         &self,
         next: &Next,
         (lo, hi): (u32, u32),
         m: usize,
-        copy: &[u32],
-        used: Used,
+        share: &CopyShare,
         out: &mut Vec<u32>,
     ) {
         let whole = lo == 0 && hi as usize == self.words.len();
@@ -714,10 +741,7 @@ impl QueryLm {
         } else {
             out.extend(self.words.top_k_in_range(lo, hi, m));
         }
-        out.extend(
-            copy.iter()
-                .filter(|&&t| t >= lo && t < hi && !used.0.contains(&t) && !used.1.contains(&t)),
-        );
+        out.extend(share.words().filter(|&t| t >= lo && t < hi));
         out.sort_unstable();
         out.dedup();
     }
@@ -963,9 +987,8 @@ mod tests {
                 .sum();
             assert!((sum - 1.0).abs() < 1e-4, "({a}, {b}): {sum}");
             for used in [&[][..], &[3][..], &[0, 3][..]] {
-                let copied: f32 = (0..total)
-                    .map(|t| m.log_prob(&next, t, &[0, 3], (used, &[]), 0.3).exp())
-                    .sum();
+                let share = CopyShare::new(&[0, 3], used, &[], 0.3);
+                let copied: f32 = (0..total).map(|t| m.log_prob(&next, t, &share).exp()).sum();
                 assert!(
                     (copied - 1.0).abs() < 1e-4,
                     "({a}, {b}) with copy: {copied}"

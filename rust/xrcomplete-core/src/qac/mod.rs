@@ -718,7 +718,7 @@ impl Completer {
 
 /// The fixed rule as a ranker.
 fn fixed_ranker() -> Result<AdditiveRanker> {
-    AdditiveRanker::fixed(&Sources::fixed_weights(), N_SEGMENTS)
+    AdditiveRanker::fixed(&candidates::fixed_weights(), N_SEGMENTS)
 }
 
 /// Which pairs are held out for the ranker: the latest `share` of them by time (or by order
