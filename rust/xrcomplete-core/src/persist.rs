@@ -257,6 +257,30 @@ impl Buffer {
         Ok(Buffer::new(Storage::Map(map)))
     }
 
+    /// A 64-bit fingerprint of the bytes (FxHash of 16 MiB pieces, in parallel, combined in
+    /// order): it names a model file's content, as the server's model id. Not the file's
+    /// checksum, which cannot serve: a CRC of a file that ends with a nested file and its own
+    /// CRC does not change with the nested file's content. Not cryptographic either.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::Hasher;
+        const PIECE: usize = 16 << 20;
+        let bytes: &[u8] = self;
+        let pieces: Vec<u64> = bytes
+            .par_chunks(PIECE)
+            .map(|piece| {
+                let mut h = rustc_hash::FxHasher::default();
+                h.write(piece);
+                h.finish()
+            })
+            .collect();
+        let mut all = rustc_hash::FxHasher::default();
+        all.write_usize(bytes.len());
+        for piece in pieces {
+            all.write_u64(piece);
+        }
+        all.finish()
+    }
+
     /// True when the bytes are a map of a file.
     pub fn is_mapped(&self) -> bool {
         matches!(*self.storage, Storage::Map(_))
@@ -754,6 +778,40 @@ mod tests {
         }
         assert!(matches!(Buffer::map(&dir), Err(Error::Io { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_fingerprint_tells_apart_files_the_checksum_does_not() {
+        // A file ending with a nested file and its CRC: its own CRC ignores the nested content.
+        let file = |nested: &[u8]| {
+            let mut inner = Writer::new(Kind::Trie);
+            inner.bytes("keys", nested.to_vec());
+            let mut outer = Writer::new(Kind::Trie);
+            outer
+                .bytes("head", b"same".to_vec())
+                .bytes("nested", inner.finish());
+            outer.finish()
+        };
+        let (a, b) = (file(b"abcdefgh"), file(b"abcdefgX"));
+        assert_ne!(a, b);
+        let tail = |x: &[u8]| x[x.len() - TRAILER..].to_vec();
+        assert_eq!(
+            tail(&a),
+            tail(&b),
+            "the CRC collides, as CRCs of this shape do"
+        );
+        let (fa, fb) = (Buffer::copy_from(&a), Buffer::copy_from(&b));
+        assert_ne!(fa.fingerprint(), fb.fingerprint());
+        assert_eq!(fa.fingerprint(), Buffer::copy_from(&a).fingerprint());
+        // Pieces are combined in order and with the length.
+        let big: Vec<u8> = (0..(33u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut swapped = big[16 << 20..32 << 20].to_vec();
+        swapped.extend_from_slice(&big[..16 << 20]);
+        swapped.extend_from_slice(&big[32 << 20..]);
+        assert_ne!(
+            Buffer::copy_from(&big).fingerprint(),
+            Buffer::copy_from(&swapped).fingerprint()
+        );
     }
 
     #[test]

@@ -1,0 +1,487 @@
+//! The routes and their handlers. Every answer is JSON (but `/metrics` and the demo page); every
+//! refusal of a bad request is a 4xx with `{"error": {"code": ..., "message": ...}}`.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch};
+
+use crate::metrics::Metrics;
+use crate::model::ModelSlot;
+use crate::query;
+use crate::sessions::Sessions;
+
+/// The longest session id accepted, in bytes.
+pub const MAX_SESSION_BYTES: usize = 128;
+
+/// Limits on what a request may ask.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest `k`.
+    pub max_k: usize,
+    /// The longest prefix, previous query or recorded query, in bytes (UTF-8).
+    pub max_text_bytes: usize,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The model served.
+    pub model: ModelSlot,
+    /// The last search of each session.
+    pub sessions: Mutex<Sessions>,
+    /// Counters and histograms of `/metrics`.
+    pub metrics: Metrics,
+    /// Limits on requests.
+    pub limits: Limits,
+    /// Set once shutdown has begun: `/readyz` then says 503 so balancers stop sending.
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    /// The session table (a poisoned lock is still a valid table: every update is one call).
+    pub fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A refused request: its status, a stable code, and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<CompleteScratch> = RefCell::default();
+}
+
+/// The router of every route, with its metrics and body limit.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(page_index))
+        .route("/app.js", get(page_script))
+        .route("/style.css", get(page_style))
+        .route("/v1/complete", get(complete))
+        .route("/v1/searches", post(record_search))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/reload", post(reload))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts every request by route and status, and times it.
+async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    st.metrics.request(
+        &route,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("no route {}", req.uri().path()),
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    }
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page_index() -> Response {
+    static_file(
+        "text/html; charset=utf-8",
+        include_str!("../static/index.html"),
+    )
+}
+
+async fn page_script() -> Response {
+    static_file(
+        "text/javascript; charset=utf-8",
+        include_str!("../static/app.js"),
+    )
+}
+
+async fn page_style() -> Response {
+    static_file(
+        "text/css; charset=utf-8",
+        include_str!("../static/style.css"),
+    )
+}
+
+/// The parameters of `GET /v1/complete`, checked.
+#[derive(Debug, Default)]
+struct CompleteParams {
+    prefix: Option<String>,
+    prev: Option<String>,
+    session: Option<String>,
+    k: Option<usize>,
+}
+
+fn check_text(name: &str, text: &str, limits: &Limits) -> Result<(), ApiError> {
+    if text.len() > limits.max_text_bytes {
+        return Err(ApiError::bad(
+            "too_long",
+            format!(
+                "{name} is {} bytes; the limit is {}",
+                text.len(),
+                limits.max_text_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_session(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > MAX_SESSION_BYTES {
+        return Err(ApiError::bad(
+            "bad_session",
+            format!(
+                "session must be 1 to {MAX_SESSION_BYTES} bytes, got {}",
+                id.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl CompleteParams {
+    fn parse(raw: Option<&str>, limits: &Limits) -> Result<Self, ApiError> {
+        let pairs = query::parse(raw.unwrap_or(""))
+            .map_err(|e| ApiError::bad("bad_encoding", e.to_string()))?;
+        let mut p = CompleteParams::default();
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "prefix" => &mut p.prefix,
+                "prev" => &mut p.prev,
+                "session" => &mut p.session,
+                "k" => {
+                    if p.k.is_some() {
+                        return Err(ApiError::bad("repeated_parameter", "k is given twice"));
+                    }
+                    let k = value.parse::<usize>().ok().filter(|&k| k <= limits.max_k);
+                    p.k = Some(k.ok_or_else(|| {
+                        ApiError::bad(
+                            "bad_k",
+                            format!(
+                                "k must be an integer from 0 to {}, got {value:?}",
+                                limits.max_k
+                            ),
+                        )
+                    })?);
+                    continue;
+                }
+                _ => {
+                    return Err(ApiError::bad(
+                        "unknown_parameter",
+                        format!(
+                            "unknown parameter {name:?}; the parameters are prefix, prev, \
+                             session and k"
+                        ),
+                    ))
+                }
+            };
+            if slot.is_some() {
+                return Err(ApiError::bad(
+                    "repeated_parameter",
+                    format!("{name} is given twice"),
+                ));
+            }
+            check_text(&name, &value, limits)?;
+            *slot = Some(value);
+        }
+        if p.prefix.is_none() {
+            return Err(ApiError::bad("missing_prefix", "prefix is required"));
+        }
+        if p.prev.is_some() && p.session.is_some() {
+            return Err(ApiError::bad(
+                "prev_and_session",
+                "give prev or session, not both",
+            ));
+        }
+        if let Some(id) = &p.session {
+            check_session(id)?;
+        }
+        Ok(p)
+    }
+}
+
+#[derive(Serialize)]
+struct Suggestion {
+    text: String,
+    /// As f64, so that it reads back as exactly the f32 the completer gave.
+    score: f64,
+    /// The typed prefix's part of `text`, in Unicode code points: `[0, len)`.
+    highlight: [usize; 2],
+    source: &'static str,
+}
+
+#[derive(Serialize)]
+struct CompleteAnswer {
+    suggestions: Vec<Suggestion>,
+    /// The previous query the suggestions were conditioned on (given, or the session's).
+    prev: String,
+    took_us: u64,
+    model: String,
+}
+
+async fn complete(
+    State(st): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<CompleteAnswer>, ApiError> {
+    let p = CompleteParams::parse(raw.as_deref(), &st.limits)?;
+    let prefix = p.prefix.unwrap_or_default();
+    let prev = match (&p.prev, &p.session) {
+        (Some(prev), _) => prev.clone(),
+        (None, Some(id)) => st.sessions().prev(id, Instant::now()).unwrap_or_default(),
+        (None, None) => String::new(),
+    };
+    let k = p.k.unwrap_or(10);
+    let served = st.model.current();
+    let start = Instant::now();
+    let found = SCRATCH.with_borrow_mut(|scratch| {
+        let c = &served.completer;
+        c.complete_with_origin(&prev, &prefix, k, c.rank_params(), scratch)
+    });
+    let took_us = start.elapsed().as_micros() as u64;
+    let found = found.map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+    let typed = normalize_prefix(&prefix).chars().count();
+    Ok(Json(CompleteAnswer {
+        suggestions: found
+            .into_iter()
+            .map(|(text, score, origin)| Suggestion {
+                text,
+                score: f64::from(score),
+                highlight: [0, typed],
+                source: origin.name(),
+            })
+            .collect(),
+        prev: normalize_query(&prev),
+        took_us,
+        model: served.id.clone(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    query: String,
+    session: String,
+}
+
+#[derive(Serialize)]
+struct SearchAnswer {
+    session: String,
+    /// The query as recorded (normalised): the session's previous query from now on.
+    prev: String,
+}
+
+async fn record_search(
+    State(st): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SearchAnswer>, ApiError> {
+    let body = body.map_err(|r| ApiError {
+        status: r.status(),
+        code: if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        },
+        message: r.body_text(),
+    })?;
+    let search: SearchBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(
+            "bad_json",
+            format!("the body must be {{\"query\": string, \"session\": string}}: {e}"),
+        )
+    })?;
+    check_text("query", &search.query, &st.limits)?;
+    check_session(&search.session)?;
+    let query = normalize_query(&search.query);
+    if query.is_empty() {
+        return Err(ApiError::bad(
+            "empty_query",
+            "query is empty once normalised",
+        ));
+    }
+    let mut sessions = st.sessions();
+    sessions.record(&search.session, query.clone(), Instant::now());
+    st.metrics.sessions(sessions.len());
+    drop(sessions);
+    Ok(Json(SearchAnswer {
+        session: search.session,
+        prev: query,
+    }))
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    model: String,
+}
+
+async fn healthz(State(st): State<Arc<AppState>>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        model: st.model.current().id.clone(),
+    })
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let model = st.model.current().id.clone();
+    if st.draining.load(Ordering::Relaxed) {
+        let body = Health {
+            status: "draining",
+            model,
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    Json(Health {
+        status: "ready",
+        model,
+    })
+    .into_response()
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    st.metrics.sessions(st.sessions().len());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct ReloadAnswer {
+    model: String,
+    previous: String,
+    load_seconds: f64,
+}
+
+/// Admin routes answer only clients on this machine (a request that did not come over the
+/// network, as in tests, is local).
+fn check_local(req: &Request) -> Result<(), ApiError> {
+    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) if !peer.ip().is_loopback() => Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: "admin routes answer only clients on the server's own machine".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn reload(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<ReloadAnswer>, ApiError> {
+    check_local(&req)?;
+    let worker = st.clone();
+    let loaded = tokio::task::spawn_blocking(move || worker.model.reload(&worker.metrics))
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: format!("the reload task failed: {e}"),
+        })?;
+    match loaded {
+        Ok(r) => Ok(Json(ReloadAnswer {
+            model: r.id,
+            previous: r.previous,
+            load_seconds: r.load_seconds,
+        })),
+        Err(err) => {
+            eprintln!("xrcomplete serve: reload refused, the old model serves on: {err}");
+            Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "model_refused",
+                message: format!("the model file was refused; the old model serves on: {err}"),
+            })
+        }
+    }
+}

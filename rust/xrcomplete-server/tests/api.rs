@@ -1,0 +1,547 @@
+//! The server over real loopback connections: answers equal the completer's, sessions, every
+//! bad-input case, metrics, reload (also under load, also of a bad file), shutdown.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use xrcomplete_core::index::TreeSpec;
+use xrcomplete_core::persist::Persist;
+use xrcomplete_core::qac::{CompleteScratch, Completer, FitParams};
+use xrcomplete_core::xr::Progress;
+use xrcomplete_server::{Config, Server};
+
+/// After "cheap flights" users search "hotels in boston"; "home depot" is the popular h-query.
+fn train(extra_weight: f64) -> Completer {
+    let queries = [
+        "home depot",
+        "hotels in boston",
+        "cheap flights",
+        "weather",
+        "wells fargo",
+        "walmart",
+        "hot dogs",
+        "café au lait",
+    ];
+    let counts = [50.0 + extra_weight, 10.0, 10.0, 10.0, 10.0, 40.0, 5.0, 3.0];
+    let mut pairs = Vec::new();
+    for _ in 0..10 {
+        pairs.extend([
+            (Some(2), 1),
+            (Some(3), 4),
+            (None, 0),
+            (None, 5),
+            (Some(5), 0),
+            (Some(0), 6),
+            (None, 7),
+        ]);
+    }
+    let params = FitParams {
+        tree: TreeSpec::Trie { depth: 2 },
+        ..FitParams::default()
+    };
+    Completer::fit(
+        &queries,
+        &counts,
+        &pairs,
+        None,
+        &params,
+        &Progress::default(),
+    )
+    .unwrap()
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("xrc-server-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn model(&self, completer: &Completer) -> PathBuf {
+        let path = self.0.join("model.xrc");
+        completer.save(&path).unwrap();
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(path: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config::new(path);
+    config.port = 0;
+    config.workers = 2;
+    tweak(&mut config);
+    Server::start(config).unwrap()
+}
+
+/// One HTTP/1.1 exchange: (status, body).
+fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+fn get(addr: SocketAddr, target: &str) -> (u16, String) {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    exchange(addr, req.as_bytes())
+}
+
+fn post(addr: SocketAddr, target: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(addr, req.as_bytes())
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn answers_equal_the_completers() {
+    let dir = Dir::new("equal");
+    let c = train(0.0);
+    let server = start(&dir.model(&c), |_| {});
+    let mut scratch = CompleteScratch::default();
+    for (prev, prefix, k) in [
+        ("", "h", 10),
+        ("cheap flights", "h", 3),
+        ("Weather ", "W", 10),
+        ("", "Caf", 5),
+        ("", "zzz", 10),
+        ("walmart", "", 4),
+        ("", "ho", 0),
+    ] {
+        let (status, body) = get(
+            server.addr(),
+            &format!(
+                "/v1/complete?prefix={}&prev={}&k={k}",
+                enc(prefix),
+                enc(prev)
+            ),
+        );
+        assert_eq!(status, 200, "{body}");
+        let got = json_of(&body);
+        let want = c
+            .complete_with_origin(prev, prefix, k, c.rank_params(), &mut scratch)
+            .unwrap();
+        let typed = xrcomplete_core::qac::normalize_prefix(prefix)
+            .chars()
+            .count();
+        let suggestions = got["suggestions"].as_array().unwrap();
+        assert_eq!(suggestions.len(), want.len());
+        for (s, (text, score, origin)) in suggestions.iter().zip(&want) {
+            assert_eq!(s["text"], json!(text));
+            // Exactly the completer's f32.
+            assert_eq!(s["score"].as_f64().unwrap(), f64::from(*score));
+            assert_eq!(s["source"], json!(origin.name()));
+            assert_eq!(s["highlight"], json!([0, typed]));
+        }
+        assert_eq!(got["model"], json!(server.model_id()));
+        assert!(got["took_us"].is_u64());
+    }
+    // The session signal comes through.
+    let (_, body) = get(
+        server.addr(),
+        "/v1/complete?prefix=h&prev=cheap+flights&k=1",
+    );
+    assert_eq!(json_of(&body)["suggestions"][0]["text"], "hotels in boston");
+    // k defaults to 10.
+    let (_, body) = get(server.addr(), "/v1/complete?prefix=w");
+    let n = json_of(&body)["suggestions"].as_array().unwrap().len();
+    let want = c
+        .complete("", "w", 10, c.rank_params(), &mut scratch)
+        .unwrap();
+    assert_eq!(n, want.len());
+    assert!(n > 1);
+}
+
+#[test]
+fn a_session_stands_for_its_last_search_until_it_expires_or_is_evicted() {
+    let dir = Dir::new("sessions");
+    let server = start(&dir.model(&train(0.0)), |c| {
+        c.session_ttl = Duration::from_millis(600);
+        c.max_sessions = 2;
+    });
+    let addr = server.addr();
+    let top = |session: &str| {
+        let (status, body) = get(
+            addr,
+            &format!("/v1/complete?prefix=h&k=1&session={session}"),
+        );
+        assert_eq!(status, 200, "{body}");
+        let v = json_of(&body);
+        (
+            v["suggestions"][0]["text"].as_str().unwrap().to_owned(),
+            v["prev"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(top("a"), ("home depot".into(), "".into()));
+    let (status, body) = post(
+        addr,
+        "/v1/searches",
+        r#"{"query": " Cheap Flights", "session": "a"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json_of(&body),
+        json!({"session": "a", "prev": "cheap flights"})
+    );
+    assert_eq!(
+        top("a"),
+        ("hotels in boston".into(), "cheap flights".into())
+    );
+    // Past the cap of 2, the least recent searcher is forgotten.
+    for id in ["b", "c"] {
+        assert_eq!(
+            post(
+                addr,
+                "/v1/searches",
+                &format!(r#"{{"query": "weather", "session": "{id}"}}"#)
+            )
+            .0,
+            200
+        );
+    }
+    assert_eq!(top("a").1, "");
+    assert_eq!(top("c").1, "weather");
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(metrics.contains("xrcomplete_sessions 2"), "{metrics}");
+    // Idle past the time to live: gone, and swept from the table.
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(top("c").1, "");
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(metrics.contains("xrcomplete_sessions 0"), "{metrics}");
+}
+
+#[test]
+fn bad_requests_get_a_4xx_with_a_json_error() {
+    let dir = Dir::new("bad");
+    let server = start(&dir.model(&train(0.0)), |c| {
+        c.limits.max_k = 50;
+        c.limits.max_text_bytes = 64;
+        c.limits.max_body_bytes = 256;
+    });
+    let addr = server.addr();
+    let long = "a".repeat(65);
+    let cases: Vec<(u16, &str, (u16, String))> = vec![
+        (400, "missing_prefix", get(addr, "/v1/complete?k=3")),
+        (400, "bad_k", get(addr, "/v1/complete?prefix=h&k=")),
+        (400, "bad_k", get(addr, "/v1/complete?prefix=h&k=ten")),
+        (400, "bad_k", get(addr, "/v1/complete?prefix=h&k=-1")),
+        (400, "bad_k", get(addr, "/v1/complete?prefix=h&k=2.5")),
+        (400, "bad_k", get(addr, "/v1/complete?prefix=h&k=51")),
+        (
+            400,
+            "bad_k",
+            get(addr, "/v1/complete?prefix=h&k=99999999999999999999999"),
+        ),
+        (
+            400,
+            "too_long",
+            get(addr, &format!("/v1/complete?prefix={long}")),
+        ),
+        (
+            400,
+            "too_long",
+            get(addr, &format!("/v1/complete?prefix=h&prev={long}")),
+        ),
+        (400, "bad_encoding", get(addr, "/v1/complete?prefix=%FF%FE")),
+        (400, "bad_encoding", get(addr, "/v1/complete?prefix=ab%zz")),
+        (
+            400,
+            "unknown_parameter",
+            get(addr, "/v1/complete?prefix=h&kk=3"),
+        ),
+        (
+            400,
+            "repeated_parameter",
+            get(addr, "/v1/complete?prefix=h&prefix=w"),
+        ),
+        (
+            400,
+            "prev_and_session",
+            get(addr, "/v1/complete?prefix=h&prev=a&session=b"),
+        ),
+        (
+            400,
+            "bad_session",
+            get(addr, "/v1/complete?prefix=h&session="),
+        ),
+        (404, "not_found", get(addr, "/v2/complete?prefix=h")),
+        (
+            405,
+            "method_not_allowed",
+            post(addr, "/v1/complete?prefix=h", ""),
+        ),
+        (405, "method_not_allowed", get(addr, "/v1/searches")),
+        (400, "bad_json", post(addr, "/v1/searches", "{not json")),
+        (
+            400,
+            "bad_json",
+            post(addr, "/v1/searches", r#"{"query": "x"}"#),
+        ),
+        (
+            400,
+            "bad_json",
+            post(addr, "/v1/searches", r#"{"query": 3, "session": "s"}"#),
+        ),
+        (
+            400,
+            "bad_json",
+            post(
+                addr,
+                "/v1/searches",
+                r#"{"query": "x", "session": "s", "extra": 1}"#,
+            ),
+        ),
+        (
+            400,
+            "empty_query",
+            post(addr, "/v1/searches", r#"{"query": "  ", "session": "s"}"#),
+        ),
+        (
+            400,
+            "too_long",
+            post(
+                addr,
+                "/v1/searches",
+                &format!(r#"{{"query": "{long}", "session": "s"}}"#),
+            ),
+        ),
+        (
+            400,
+            "bad_session",
+            post(
+                addr,
+                "/v1/searches",
+                &format!(r#"{{"query": "x", "session": "{}"}}"#, "s".repeat(129)),
+            ),
+        ),
+        (
+            413,
+            "body_too_large",
+            post(
+                addr,
+                "/v1/searches",
+                &format!(r#"{{"query": "{}", "session": "s"}}"#, "x".repeat(300)),
+            ),
+        ),
+    ];
+    for (status, code, (got_status, body)) in cases {
+        assert_eq!(got_status, status, "{code}: {body}");
+        assert_eq!(json_of(&body)["error"]["code"], code, "{body}");
+    }
+    // Raw bytes that are not UTF-8 in the request target: refused by the HTTP layer (a 400).
+    let (status, _) = exchange(
+        addr,
+        b"GET /v1/complete?prefix=\xff\xfe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 400);
+    // Every refusal was counted, and no 5xx was ever answered.
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(
+        metrics.contains(r#"xrcomplete_http_requests_total{route="/v1/complete",status="400"} 15"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"status="5"#), "{metrics}");
+    // Still serving.
+    assert_eq!(get(addr, "/v1/complete?prefix=h").0, 200);
+}
+
+#[test]
+fn health_readiness_metrics_and_the_demo_page() {
+    let dir = Dir::new("health");
+    let server = start(&dir.model(&train(0.0)), |_| {});
+    let addr = server.addr();
+    let id = server.model_id();
+    assert_eq!(id.len(), 16);
+    assert_eq!(
+        json_of(&get(addr, "/healthz").1),
+        json!({"status": "ok", "model": id})
+    );
+    assert_eq!(
+        json_of(&get(addr, "/readyz").1),
+        json!({"status": "ready", "model": id})
+    );
+    let (status, page) = get(addr, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("<script src=\"app.js\">"));
+    assert!(get(addr, "/app.js").1.contains("v1/complete"));
+    assert_eq!(get(addr, "/style.css").0, 200);
+    get(addr, "/v1/complete?prefix=ho");
+    let (status, metrics) = get(addr, "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        r#"xrcomplete_http_requests_total{route="/v1/complete",status="200"} 1"#.to_owned(),
+        r#"xrcomplete_http_request_duration_seconds_count{route="/v1/complete"} 1"#.to_owned(),
+        format!(r#"xrcomplete_model_info{{id="{id}"}} 1"#),
+        r#"xrcomplete_model_reloads_total{result="refused"} 0"#.to_owned(),
+        "xrcomplete_model_load_seconds ".to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "{line} not in {metrics}");
+    }
+}
+
+/// Saves `c` to a temporary file and renames it over `path` (as `Completer.save` does).
+fn replace(path: &Path, c: &Completer) {
+    c.save(path).unwrap();
+}
+
+#[test]
+fn reload_serves_a_good_file_and_refuses_a_bad_one() {
+    let dir = Dir::new("reload");
+    let path = dir.model(&train(0.0));
+    let server = start(&path, |_| {});
+    let addr = server.addr();
+    let old = server.model_id();
+    replace(&path, &train(100.0));
+    let (status, body) = post(addr, "/admin/reload", "");
+    assert_eq!(status, 200, "{body}");
+    let new = json_of(&body)["model"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(json_of(&body)["previous"], json!(old));
+    assert_eq!(server.model_id(), new);
+    // A corrupt file and a file of another kind are refused; the model serves on.
+    let good = std::fs::read(&path).unwrap();
+    let mut corrupt = good.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0xff;
+    let tmp = dir.0.join("tmp");
+    for bad in [corrupt, b"not a model".to_vec(), {
+        let t = xrcomplete_core::Trie::new([("a", 1.0)]).unwrap();
+        t.to_bytes()
+    }] {
+        std::fs::write(&tmp, &bad).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let (status, body) = post(addr, "/admin/reload", "");
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(json_of(&body)["error"]["code"], "model_refused");
+        assert_eq!(server.model_id(), new);
+        assert_eq!(get(addr, "/v1/complete?prefix=h").0, 200);
+    }
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(post(addr, "/admin/reload", "").0, 422);
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(metrics.contains(r#"xrcomplete_model_reloads_total{result="refused"} 4"#));
+    assert!(metrics.contains(r#"xrcomplete_model_reloads_total{result="ok"} 1"#));
+}
+
+#[test]
+fn reloads_under_load_fail_no_request() {
+    let dir = Dir::new("load");
+    let models = [train(0.0), train(100.0)];
+    let path = dir.model(&models[0]);
+    let server = Arc::new(start(&path, |_| {}));
+    let addr = server.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            std::thread::spawn(move || {
+                let prefixes = ["h", "w", "ho", "c"];
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, body) = get(addr, &format!("/v1/complete?prefix={}", prefixes[i]));
+                    assert_eq!(status, 200, "{body}");
+                    assert!(!json_of(&body)["suggestions"].as_array().unwrap().is_empty());
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for round in 0..10 {
+        replace(&path, &models[(round + 1) % 2]);
+        let (status, body) = post(addr, "/admin/reload", "");
+        assert_eq!(status, 200, "{body}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert!(answered.load(Ordering::Relaxed) > 10);
+}
+
+#[test]
+fn shutdown_stops_accepting_and_ends_cleanly() {
+    let dir = Dir::new("shutdown");
+    let server = start(&dir.model(&train(0.0)), |_| {});
+    let addr = server.addr();
+    assert_eq!(get(addr, "/v1/complete?prefix=h").0, 200);
+    // A client holding an idle kept-alive connection does not hold the shutdown up.
+    let idle = TcpStream::connect(addr).unwrap();
+    server.shutdown();
+    server.join().unwrap();
+    assert!(server.is_finished());
+    assert!(TcpStream::connect(addr).is_err());
+    drop(idle);
+}
+
+#[test]
+fn start_errors_are_typed() {
+    let dir = Dir::new("start");
+    let missing = Server::start(Config::new(dir.0.join("none.xrc"))).unwrap_err();
+    assert!(missing.to_string().contains("none.xrc"), "{missing}");
+    let path = dir.model(&train(0.0));
+    let first = start(&path, |_| {});
+    let mut taken = Config::new(&path);
+    taken.port = first.addr().port();
+    assert!(matches!(
+        Server::start(taken),
+        Err(xrcomplete_server::ServeError::Bind { .. })
+    ));
+    let mut bad = Config::new(&path);
+    bad.max_sessions = 0;
+    assert!(matches!(
+        Server::start(bad),
+        Err(xrcomplete_server::ServeError::Config(_))
+    ));
+}
