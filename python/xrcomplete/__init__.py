@@ -9,6 +9,7 @@ from xrcomplete._core import ModelFormatError, Trie
 from xrcomplete.completer import Completer, Completion
 from xrcomplete.data import LogFormatError, ReadReport, SkippedRowsWarning
 from xrcomplete.retrieval import Hit, ProductId, ProductRetriever
+from xrcomplete.server import Server, serve
 from xrcomplete.text import FeatureConcat, NotFittedError, TfidfVectorizer
 from xrcomplete.xr import XRLinear
 
@@ -28,9 +29,11 @@ __all__ = [
     "ProductId",
     "ProductRetriever",
     "ReadReport",
+    "Server",
     "SkippedRowsWarning",
     "TfidfVectorizer",
     "Trie",
     "XRLinear",
     "__version__",
+    "serve",
 ]

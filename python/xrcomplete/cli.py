@@ -4,7 +4,7 @@
 completions for a few sessions of the following week and scores it (MRR@10) against the most
 popular completion. 'train', 'complete' and 'eval' do the same for any log in AOL's layout
 (AnonID, Query, QueryTime; tab-separated). 'retrieve' is product retrieval: a customer query ->
-products of a catalogue.
+products of a catalogue. 'serve' answers completions over HTTP (a JSON API and a demo page).
 
 Every error is one line on stderr and exit status 2; no input prints a traceback.
 """
@@ -12,6 +12,7 @@ Every error is one line on stderr and exit status 2; no input prints a traceback
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
 import sys
@@ -37,6 +38,7 @@ from xrcomplete.data import (
 )
 from xrcomplete.metrics import BUCKETS, Report, evaluate, evaluate_batch
 from xrcomplete.progress import ProgressLine
+from xrcomplete.server import Server, serve
 
 DEMO_SESSIONS = 4
 
@@ -198,6 +200,57 @@ def _retrieve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    host = "127.0.0.1" if args.host == "localhost" else args.host
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        raise UsageError(
+            f"--host must be an IP address (or localhost), got {args.host!r}"
+        ) from None
+    if not loopback:
+        print(
+            f"xrcomplete: warning: listening on {host}: other machines can reach this server "
+            "(/admin routes still answer only this machine)",
+            file=sys.stderr,
+        )
+
+    def started(server: Server) -> None:
+        print(
+            f"xrcomplete: serving model {server.model_id} at {server.url}/ "
+            "(Ctrl-C or SIGTERM stops, SIGHUP reloads the model)",
+            flush=True,
+        )
+
+    serve(
+        args.model,
+        host=host,
+        port=args.port,
+        workers=args.workers,
+        max_k=args.max_k,
+        session_ttl=args.session_minutes * 60.0,
+        max_sessions=args.max_sessions,
+        on_start=started,
+    )
+    print("xrcomplete: stopped", flush=True)
+    return 0
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An option's type: a whole number from ``low`` to ``high``, else a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -346,6 +399,38 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_argument("-o", "--output", help="save the trained retriever here")
     retrieve.add_argument("-k", type=_positive, default=10, help="products per query")
     retrieve.set_defaults(run=_retrieve)
+
+    serve_ = sub.add_parser(
+        "serve",
+        help="serve a saved completer over HTTP (JSON API and a demo page)",
+        formatter_class=_HelpFormatter,
+    )
+    serve_.add_argument("model", help="a completer saved by 'xrcomplete train'")
+    serve_.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (other than loopback: say so)"
+    )
+    serve_.add_argument(
+        "--port", type=_whole(0, 65535), default=8000, help="port (0: any free one)"
+    )
+    serve_.add_argument(
+        "--workers",
+        type=_whole(0, 1024),
+        default=0,
+        help="threads answering requests (0: one per core)",
+    )
+    serve_.add_argument(
+        "--max-k", type=_positive, default=100, help="the largest k a request may ask"
+    )
+    serve_.add_argument(
+        "--session-minutes",
+        type=_minutes,
+        default=30.0,
+        help="a session's last search is forgotten after this long without a search",
+    )
+    serve_.add_argument(
+        "--max-sessions", type=_positive, default=100_000, help="sessions remembered at most"
+    )
+    serve_.set_defaults(run=_serve)
     return parser
 
 

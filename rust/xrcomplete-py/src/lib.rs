@@ -9,6 +9,7 @@ mod errors;
 mod persist;
 mod qac;
 mod retrieval;
+mod server;
 mod text;
 mod trie;
 mod xr;
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<xr::ProgressCounter>()?;
     m.add_class::<qac::CompleterModel>()?;
     m.add_class::<retrieval::ProductRetrieverModel>()?;
+    m.add_class::<server::Server>()?;
     m.add_function(wrap_pyfunction!(qac::normalize_query, m)?)?;
     m.add_function(wrap_pyfunction!(qac::normalize_prefix, m)?)?;
     Ok(())

@@ -1,0 +1,93 @@
+"""The typeahead service: a saved completer served over HTTP by the Rust server.
+
+``start`` returns a running :class:`Server` (stop it with ``shutdown()`` or ``with``);
+``serve`` serves until SIGTERM or Ctrl-C, as ``xrcomplete serve`` does. Requests never enter
+Python: they are answered by the server's own Rust threads, the model mapped read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xrcomplete._core import Server
+from xrcomplete.completer import _model_path
+from xrcomplete.data import PathLike
+
+__all__ = ["Server", "serve", "start"]
+
+
+def start(
+    model: PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 0,
+    max_k: int = 100,
+    max_text_bytes: int = 1024,
+    max_body_bytes: int = 65536,
+    session_ttl: float = 1800.0,
+    max_sessions: int = 100_000,
+    drain_timeout: float = 10.0,
+    signals: bool = False,
+) -> Server:
+    """Starts serving the completer saved at ``model`` (a file, or a folder holding
+    ``completer.xrc``) on ``host:port`` (port 0: a free one, see ``Server.port``) and returns
+    once requests are accepted.
+
+    ``workers`` threads answer (0: one per core). A request may ask ``k`` up to ``max_k`` and
+    send texts up to ``max_text_bytes`` and bodies up to ``max_body_bytes``. A session's last
+    search is remembered ``session_ttl`` seconds, for at most ``max_sessions`` sessions.
+    ``signals=True`` handles SIGTERM (drain, then stop) and SIGHUP (reload) for the process.
+
+    >>> import xrcomplete.server
+    >>> with xrcomplete.server.start("model.xrc", port=0) as server:  # doctest: +SKIP
+    ...     print(server.url)
+    """
+    return Server(
+        _model_path(model, saving=False),
+        host=host,
+        port=port,
+        workers=workers,
+        max_k=max_k,
+        max_text_bytes=max_text_bytes,
+        max_body_bytes=max_body_bytes,
+        session_ttl=session_ttl,
+        max_sessions=max_sessions,
+        drain_timeout=drain_timeout,
+        signals=signals,
+    )
+
+
+def serve(
+    model: PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 0,
+    max_k: int = 100,
+    session_ttl: float = 1800.0,
+    max_sessions: int = 100_000,
+    on_start: Callable[[Server], object] | None = None,
+) -> None:
+    """Serves the completer saved at ``model`` until SIGTERM or Ctrl-C, then lets requests in
+    flight finish and returns. SIGHUP reloads the model file. ``on_start`` is called with the
+    running server (e.g. to print its address). Options as :func:`start`."""
+    server = start(
+        model,
+        host=host,
+        port=port,
+        workers=workers,
+        max_k=max_k,
+        session_ttl=session_ttl,
+        max_sessions=max_sessions,
+        signals=True,
+    )
+    try:
+        if on_start is not None:
+            on_start(server)
+        server.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.join()

@@ -1,0 +1,178 @@
+//! Starts and stops the HTTP service (`xrcomplete-server`); nothing of it runs in Python.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+use xrcomplete_server::{Config, ServeError};
+
+use crate::errors::to_py_err;
+
+/// A running typeahead server. Requests are answered by Rust threads of its own; Python is not
+/// involved (and the GIL not held) after it starts.
+#[pyclass(module = "xrcomplete._core", frozen)]
+pub(crate) struct Server {
+    inner: xrcomplete_server::Server,
+}
+
+fn serve_err(err: ServeError) -> PyErr {
+    match err {
+        ServeError::Model(e) => to_py_err(e),
+        ServeError::Config(_) => PyValueError::new_err(err.to_string()),
+        ServeError::Bind { .. } | ServeError::Io(_) => PyOSError::new_err(err.to_string()),
+    }
+}
+
+fn host_addr(host: &str) -> PyResult<IpAddr> {
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    host.parse().map_err(|_| {
+        PyValueError::new_err(format!(
+            "host must be an IP address (or 'localhost'), got {host:?}"
+        ))
+    })
+}
+
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{name} must be a positive number of seconds, got {value}"
+            ))
+        })
+}
+
+#[pymethods]
+impl Server {
+    /// Loads the completer at `path` (mapped), binds `host:port` (port 0: a free one) and
+    /// starts serving; returns once requests are accepted.
+    #[new]
+    #[pyo3(signature = (
+        path, *, host = "127.0.0.1", port = 8000, workers = 0, max_k = 100,
+        max_text_bytes = 1024, max_body_bytes = 65536, session_ttl = 1800.0,
+        max_sessions = 100_000, drain_timeout = 10.0, signals = false,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        host: &str,
+        port: u16,
+        workers: usize,
+        max_k: usize,
+        max_text_bytes: usize,
+        max_body_bytes: usize,
+        session_ttl: f64,
+        max_sessions: usize,
+        drain_timeout: f64,
+        signals: bool,
+    ) -> PyResult<Self> {
+        let mut config = Config::new(path);
+        config.host = host_addr(host)?;
+        config.port = port;
+        config.workers = workers;
+        config.limits.max_k = max_k;
+        config.limits.max_text_bytes = max_text_bytes;
+        config.limits.max_body_bytes = max_body_bytes;
+        config.session_ttl = seconds("session_ttl", session_ttl)?;
+        config.max_sessions = max_sessions;
+        config.drain_timeout = seconds("drain_timeout", drain_timeout)?;
+        config.signals = signals;
+        let inner = py
+            .detach(|| xrcomplete_server::Server::start(config))
+            .map_err(serve_err)?;
+        Ok(Server { inner })
+    }
+
+    /// The address served.
+    #[getter]
+    fn host(&self) -> String {
+        self.inner.addr().ip().to_string()
+    }
+
+    /// The port served (the one picked when 0 was asked).
+    #[getter]
+    fn port(&self) -> u16 {
+        self.inner.addr().port()
+    }
+
+    /// `http://host:port`.
+    #[getter]
+    fn url(&self) -> String {
+        format!("http://{}", self.inner.addr())
+    }
+
+    /// The id of the model being served: a fingerprint of its file, in hex.
+    #[getter]
+    fn model_id(&self) -> String {
+        self.inner.model_id()
+    }
+
+    /// Loads the model file again and serves it if it is good (else `ModelFormatError`, and the
+    /// old model serves on). Returns the new model's id.
+    fn reload(&self, py: Python<'_>) -> PyResult<String> {
+        py.detach(|| self.inner.reload())
+            .map(|r| r.id)
+            .map_err(to_py_err)
+    }
+
+    /// Asks the server to stop (it drains requests in flight); returns at once.
+    fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// True once the server has stopped.
+    #[getter]
+    fn finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+
+    /// Waits until the server has stopped (`timeout` seconds at most; `None`: no limit).
+    /// Returns True when it has. Python signal handlers run meanwhile (Ctrl-C raises
+    /// `KeyboardInterrupt` here; the server keeps running until `shutdown`).
+    #[pyo3(signature = (timeout = None))]
+    fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = match timeout {
+            Some(t) if !(t >= 0.0 && t.is_finite()) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a number of seconds >= 0, got {t}"
+                )))
+            }
+            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
+            None => None,
+        };
+        loop {
+            if self.inner.is_finished() {
+                py.detach(|| self.inner.join()).map_err(serve_err)?;
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            py.detach(|| std::thread::sleep(Duration::from_millis(20)));
+            py.check_signals()?;
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Stops the server and waits for it.
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.inner.shutdown();
+        py.detach(|| self.inner.join()).map_err(serve_err)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Server(url={:?}, model={:?})", self.url(), self.model_id())
+    }
+}
