@@ -17,6 +17,7 @@ BENCHES = Path(__file__).resolve().parent.parent / "benches"
         ("qac.py", "aol_train.tsv, aol_valid.tsv"),
         ("vs_pecos.py", "aol_train.tsv, aol_valid.tsv"),
         ("load.py", "aol_train.tsv"),
+        ("serve.py", "aol_train.tsv, aol_valid.tsv"),
         ("retrieval.py", "homedepot_products.tsv, homedepot_train.tsv, homedepot_valid.tsv"),
     ],
 )

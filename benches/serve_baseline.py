@@ -1,0 +1,54 @@
+"""The server a user would otherwise write around ``Completer.complete``: starlette on uvicorn.
+
+Run by ``benches/serve.py`` as ``uvicorn serve_baseline:app --workers 2`` with the model file in
+``XRCOMPLETE_MODEL``. It answers ``GET /v1/complete?prefix=..&prev=..&k=..`` with the same JSON
+as ``xrcomplete serve`` (so the two can be compared answer for answer), calling
+``complete`` directly in the async handler (a thread pool would only add a hop per request).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from xrcomplete import Completer
+from xrcomplete._core import normalize_prefix, normalize_query
+
+completer = Completer.load(os.environ["XRCOMPLETE_MODEL"], mmap=True)
+
+
+async def complete(request: Request) -> JSONResponse:
+    params = request.query_params
+    prefix = params.get("prefix")
+    if prefix is None:
+        return JSONResponse({"error": {"code": "missing_prefix"}}, status_code=400)
+    prev = params.get("prev", "")
+    try:
+        k = int(params.get("k", "10"))
+        if not 0 <= k <= 100:
+            raise ValueError
+    except ValueError:
+        return JSONResponse({"error": {"code": "bad_k"}}, status_code=400)
+    start = time.perf_counter()
+    found = completer.complete(prev, prefix, k)
+    took_us = int((time.perf_counter() - start) * 1e6)
+    typed = len(normalize_prefix(prefix))
+    return JSONResponse(
+        {
+            "suggestions": [
+                {"text": c.query, "score": c.score, "highlight": [0, typed], "source": c.source}
+                for c in found
+            ],
+            "prev": normalize_query(prev),
+            "took_us": took_us,
+            "model": "baseline",
+        }
+    )
+
+
+app = Starlette(routes=[Route("/v1/complete", complete)])
