@@ -213,6 +213,23 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, two_models: list[byt
     assert len(ids) == 2 and answered[0] > 50
 
 
+def test_a_watched_model_is_served_anew_once_saved_over(
+    tmp_path: Path, two_models: list[bytes]
+) -> None:
+    path = tmp_path / "served.xrc"
+    replace_file(path, two_models[0])
+    with start(path, port=0, watch=0.05) as server:
+        before = server.model_id
+        replace_file(path, two_models[1])
+        deadline = time.monotonic() + 10
+        while server.model_id == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.model_id != before
+        assert request(server, "GET", complete_url("ho"))[0] == 200
+    with pytest.raises(ValueError, match="watch"):
+        start(path, port=0, watch=0)
+
+
 def test_a_bad_file_is_refused_and_the_old_model_serves_on(
     tmp_path: Path, two_models: list[bytes]
 ) -> None:

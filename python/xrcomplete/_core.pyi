@@ -400,6 +400,7 @@ class Server:
         session_ttl: float = 1800.0,
         max_sessions: int = 100_000,
         drain_timeout: float = 10.0,
+        watch: float | None = None,
         signals: bool = False,
     ) -> Server: ...
     @property

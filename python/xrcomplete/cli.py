@@ -230,6 +230,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_k=args.max_k,
         session_ttl=args.session_minutes * 60.0,
         max_sessions=args.max_sessions,
+        watch=1.0 if args.watch else None,
         on_start=started,
     )
     print("xrcomplete: stopped", flush=True)
@@ -429,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_.add_argument(
         "--max-sessions", type=_positive, default=100_000, help="sessions remembered at most"
+    )
+    serve_.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the model when its file changes (checked every second)",
     )
     serve_.set_defaults(run=_serve)
     return parser

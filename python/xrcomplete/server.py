@@ -28,6 +28,7 @@ def start(
     session_ttl: float = 1800.0,
     max_sessions: int = 100_000,
     drain_timeout: float = 10.0,
+    watch: float | None = None,
     signals: bool = False,
 ) -> Server:
     """Starts serving the completer saved at ``model`` (a file, or a folder holding
@@ -37,6 +38,7 @@ def start(
     ``workers`` threads answer (0: one per core). A request may ask ``k`` up to ``max_k`` and
     send texts up to ``max_text_bytes`` and bodies up to ``max_body_bytes``. A session's last
     search is remembered ``session_ttl`` seconds, for at most ``max_sessions`` sessions.
+    ``watch`` (seconds) checks the model file that often and reloads it when it changes.
     ``signals=True`` handles SIGTERM (drain, then stop) and SIGHUP (reload) for the process.
 
     >>> import xrcomplete.server
@@ -54,6 +56,7 @@ def start(
         session_ttl=session_ttl,
         max_sessions=max_sessions,
         drain_timeout=drain_timeout,
+        watch=watch,
         signals=signals,
     )
 
@@ -67,6 +70,7 @@ def serve(
     max_k: int = 100,
     session_ttl: float = 1800.0,
     max_sessions: int = 100_000,
+    watch: float | None = None,
     on_start: Callable[[Server], object] | None = None,
 ) -> None:
     """Serves the completer saved at ``model`` until SIGTERM or Ctrl-C, then lets requests in
@@ -80,6 +84,7 @@ def serve(
         max_k=max_k,
         session_ttl=session_ttl,
         max_sessions=max_sessions,
+        watch=watch,
         signals=True,
     )
     try:

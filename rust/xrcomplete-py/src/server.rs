@@ -56,7 +56,7 @@ impl Server {
     #[pyo3(signature = (
         path, *, host = "127.0.0.1", port = 8000, workers = 0, max_k = 100,
         max_text_bytes = 1024, max_body_bytes = 65536, session_ttl = 1800.0,
-        max_sessions = 100_000, drain_timeout = 10.0, signals = false,
+        max_sessions = 100_000, drain_timeout = 10.0, watch = None, signals = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -71,6 +71,7 @@ impl Server {
         session_ttl: f64,
         max_sessions: usize,
         drain_timeout: f64,
+        watch: Option<f64>,
         signals: bool,
     ) -> PyResult<Self> {
         let mut config = Config::new(path);
@@ -83,6 +84,7 @@ impl Server {
         config.session_ttl = seconds("session_ttl", session_ttl)?;
         config.max_sessions = max_sessions;
         config.drain_timeout = seconds("drain_timeout", drain_timeout)?;
+        config.watch = watch.map(|w| seconds("watch", w)).transpose()?;
         config.signals = signals;
         let inner = py
             .detach(|| xrcomplete_server::Server::start(config))

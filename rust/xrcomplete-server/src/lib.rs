@@ -83,6 +83,9 @@ pub struct Config {
     pub max_sessions: usize,
     /// Once shutdown is asked, requests in flight get this long to finish.
     pub drain_timeout: Duration,
+    /// Check the model file this often, and reload it when it has changed (its inode, size or
+    /// modification time): a new model saved over the path is served without a signal.
+    pub watch: Option<Duration>,
     /// Handle SIGTERM (graceful shutdown) and SIGHUP (reload). For a process whose job is to
     /// serve: once handled, the default action of these signals is gone for the process.
     pub signals: bool,
@@ -104,6 +107,7 @@ impl Config {
             session_ttl: Duration::from_secs(30 * 60),
             max_sessions: 100_000,
             drain_timeout: Duration::from_secs(10),
+            watch: None,
             signals: false,
         }
     }
@@ -121,6 +125,9 @@ impl Config {
         }
         if self.max_sessions == 0 {
             return bad("max_sessions must be at least 1");
+        }
+        if self.watch.is_some_and(|w| w.is_zero()) {
+            return bad("watch must be a positive interval");
         }
         if self.workers > 1024 {
             return bad("workers must be at most 1024");
@@ -262,6 +269,9 @@ async fn run(
         tokio::spawn(handle_signals(state.clone(), stop.clone()));
     }
     tokio::spawn(sweep_sessions(state.clone(), config.session_ttl));
+    if let Some(every) = config.watch {
+        tokio::spawn(watch_model(state.clone(), config.model_path.clone(), every));
+    }
     let app = api::router(state.clone());
     // Small answers on kept-alive connections: no Nagle delay.
     let listener = listener.tap_io(|tcp| {
@@ -321,6 +331,34 @@ async fn handle_signals(state: Arc<api::AppState>, stop: Arc<watch::Sender<bool>
                     Err(e) => eprintln!("xrcomplete serve: SIGHUP: reload failed: {e}"),
                 }
             }
+        }
+    }
+}
+
+/// What tells a new file at a path from the old one.
+fn file_stamp(path: &std::path::Path) -> Option<(u64, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.len(), meta.modified().ok()?))
+}
+
+/// Reloads the model whenever its file changes (polling: portable, and a model changes rarely).
+async fn watch_model(state: Arc<api::AppState>, path: PathBuf, every: Duration) {
+    let mut seen = file_stamp(&path);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = file_stamp(&path);
+        if now.is_none() || now == seen {
+            continue;
+        }
+        seen = now;
+        let st = state.clone();
+        match tokio::task::spawn_blocking(move || st.model.reload(&st.metrics)).await {
+            Ok(Ok(r)) => eprintln!("xrcomplete serve: the model file changed: now serving {}", r.id),
+            Ok(Err(e)) => eprintln!(
+                "xrcomplete serve: the model file changed but is refused, the old model serves on: {e}"
+            ),
+            Err(e) => eprintln!("xrcomplete serve: reload failed: {e}"),
         }
     }
 }

@@ -476,6 +476,33 @@ fn reload_serves_a_good_file_and_refuses_a_bad_one() {
 }
 
 #[test]
+fn a_watched_model_file_is_reloaded_when_it_changes() {
+    let dir = Dir::new("watch");
+    let path = dir.model(&train(0.0));
+    let server = start(&path, |c| c.watch = Some(Duration::from_millis(50)));
+    let old = server.model_id();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.model_id(), old, "an unchanged file is not reloaded");
+    replace(&path, &train(100.0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.model_id() == old && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_ne!(server.model_id(), old);
+    // A bad file is refused once; the model serves on.
+    let current = server.model_id();
+    std::fs::write(dir.0.join("tmp"), b"garbage").unwrap();
+    std::fs::rename(dir.0.join("tmp"), &path).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.model_id(), current);
+    let (_, metrics) = get(server.addr(), "/metrics");
+    assert!(
+        metrics.contains(r#"xrcomplete_model_reloads_total{result="refused"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn reloads_under_load_fail_no_request() {
     let dir = Dir::new("load");
     let models = [train(0.0), train(100.0)];
