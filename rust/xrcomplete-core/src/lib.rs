@@ -15,6 +15,8 @@
 //!   thread-safe beam search ([`xr::XrLinear`]).
 //! - [`qac`]: the session-aware completer ([`qac::Completer`]): features, model, popularity,
 //!   session transitions and last-word completion behind one `complete(prev, prefix)` call.
+//! - [`live`]: searches recorded since a model was built ([`live::LiveCounts`], decayed) and
+//!   their write-ahead log ([`live::wal::EventLog`]).
 //! - [`rank`]: the learned ranking stage ([`rank::AdditiveRanker`]), trained listwise on lists of
 //!   candidates.
 //! - [`retrieval`]: product retrieval on the same engine ([`retrieval::ProductRetriever`]).
@@ -24,6 +26,7 @@
 
 mod error;
 pub mod index;
+pub mod live;
 #[cfg(test)]
 mod loader_fuzz;
 pub mod persist;

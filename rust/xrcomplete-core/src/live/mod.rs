@@ -1,0 +1,766 @@
+//! Live counts beside the immutable model: searches recorded since the model was built, with
+//! exponential time decay, consulted by `complete` as popularity and transitions.
+//!
+//! [`LiveCounts`] holds, for each query searched live, its decayed count, and for each previous
+//! query, the decayed counts of the queries searched after it. Every count is stored as one
+//! weight, its value at a reference time (`weight = sum of count * 2^((time - reference) /
+//! half_life)`): adding a search is an addition (exact for whole counts without decay), the
+//! decayed count at time `t` is `weight * 2^((reference - t) / half_life)`, and the order of
+//! two queries by decayed count never changes with time, only when one is searched. So the
+//! short prefixes' top lists stay exact without being touched as time passes, and eviction
+//! drops the lowest weights. The reference moves forward (every weight scaled down) once the
+//! clock is 256 half-lives past it, long before a weight could overflow.
+//!
+//! Concurrency: the tables are sharded, each shard behind its own read-write lock; a reader
+//! takes one shard's read lock at a time (no lock covers the whole table), a recorder a few
+//! shards' write locks in turn. Memory: at most `cap` queries and `cap` previous queries are
+//! held; past that, the lowest counts are evicted (down to 90% of the cap, so that eviction is
+//! amortised).
+
+pub mod wal;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::error::{Error, Result};
+
+const SHARDS: usize = 64;
+/// Prefixes up to this many characters have a kept top list; longer ones scan the queries that
+/// share their first `SHORT` characters (all in one shard).
+const SHORT: usize = 3;
+/// Entries of a short prefix's top list, and of a previous query's followers.
+const TOP: usize = 16;
+
+/// How the overlay decays and how much it holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveParams {
+    /// A count halves every `half_life` seconds (infinite: no decay).
+    pub half_life: f64,
+    /// Distinct queries (and distinct previous queries) held at most.
+    pub cap: usize,
+}
+
+impl Default for LiveParams {
+    fn default() -> Self {
+        LiveParams {
+            half_life: 86_400.0,
+            cap: 100_000,
+        }
+    }
+}
+
+impl LiveParams {
+    /// Checks the options.
+    pub fn check(&self) -> Result<()> {
+        if self.half_life.is_nan() || self.half_life <= 0.0 {
+            return Err(Error::InvalidInput(format!(
+                "half_life must be a positive number of seconds (or infinite), got {}",
+                self.half_life
+            )));
+        }
+        if self.cap == 0 {
+            return Err(Error::InvalidInput("cap must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One recorded search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    /// The query searched (normalised by the caller).
+    pub query: String,
+    /// The query searched before it in the session (`""`: none).
+    pub prev: String,
+    /// How many searches this stands for (> 0).
+    pub count: f64,
+    /// When, in seconds on any increasing scale (e.g. Unix time).
+    pub time: f64,
+}
+
+/// What the overlay holds, for reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveStats {
+    /// Distinct queries held.
+    pub queries: usize,
+    /// Distinct previous queries held.
+    pub prevs: usize,
+    /// Searches recorded (calls), evicted ones included.
+    pub events: u64,
+    /// Queries evicted to stay under the cap.
+    pub evicted: u64,
+    /// Approximate heap bytes.
+    pub memory_bytes: usize,
+    /// The latest time recorded (counts are decayed to it).
+    pub clock: f64,
+}
+
+/// Half-lives between the reference time and a search past which the reference moves.
+const REBASE: f64 = 256.0;
+
+#[derive(Debug, Default)]
+struct QueryShard {
+    /// Query -> weight, ordered for prefix scans.
+    levels: BTreeMap<Arc<str>, f64>,
+}
+
+/// Top lists of the short prefixes: prefix -> (weight, query), best first.
+type ShortShard = HashMap<String, Vec<(f64, Arc<str>)>>;
+
+/// Previous query -> (query, weight), best first, at most `TOP` followers each.
+type AfterShard = HashMap<Arc<str>, Vec<(Arc<str>, f64)>>;
+
+/// The first `n` characters of `s` (all of it when shorter).
+fn head(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn shard_of(key: &str) -> usize {
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    (h.finish() % SHARDS as u64) as usize
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // A panic while a shard was written leaves it consistent (each update is one insert).
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Inserts or raises `query` to weight `level` in a best-first list kept at `TOP` entries.
+fn raise<K: PartialEq + Clone>(list: &mut Vec<(f64, K)>, query: &K, level: f64) {
+    if let Some(i) = list.iter().position(|e| &e.1 == query) {
+        list[i].0 = level;
+    } else if list.len() < TOP || list.last().is_some_and(|e| e.0 < level) {
+        list.push((level, query.clone()));
+    } else {
+        return;
+    }
+    list.sort_by(|a, b| b.0.total_cmp(&a.0));
+    list.truncate(TOP);
+}
+
+/// Searches recorded since a model was built, decayed. See the module documentation.
+#[derive(Debug)]
+pub struct LiveCounts {
+    params: LiveParams,
+    queries: Vec<RwLock<QueryShard>>,
+    short: Vec<RwLock<ShortShard>>,
+    after: Vec<RwLock<AfterShard>>,
+    n_queries: AtomicUsize,
+    n_prevs: AtomicUsize,
+    events: AtomicU64,
+    evicted: AtomicU64,
+    /// Bits of the latest time recorded (f64; NEG_INFINITY before any).
+    clock: AtomicU64,
+    /// Bits of the reference time of the weights (f64; NaN before any search).
+    reference: AtomicU64,
+    /// One eviction at a time.
+    evicting: Mutex<()>,
+}
+
+impl LiveCounts {
+    /// An empty overlay.
+    pub fn new(params: LiveParams) -> Result<Self> {
+        params.check()?;
+        let shards = |_| RwLock::default();
+        Ok(LiveCounts {
+            params,
+            queries: (0..SHARDS).map(shards).collect(),
+            short: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            after: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            n_queries: AtomicUsize::new(0),
+            n_prevs: AtomicUsize::new(0),
+            events: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            clock: AtomicU64::new(f64::NEG_INFINITY.to_bits()),
+            reference: AtomicU64::new(f64::NAN.to_bits()),
+            evicting: Mutex::new(()),
+        })
+    }
+
+    /// The options.
+    pub fn params(&self) -> LiveParams {
+        self.params
+    }
+
+    /// True when nothing was recorded (or everything was cleared).
+    pub fn is_empty(&self) -> bool {
+        self.n_queries.load(Ordering::Relaxed) == 0
+    }
+
+    fn clock(&self) -> f64 {
+        f64::from_bits(self.clock.load(Ordering::Relaxed))
+    }
+
+    /// Half-lives from `from` to `to` (0 without decay).
+    fn half_lives(&self, from: f64, to: f64) -> f64 {
+        if self.params.half_life.is_infinite() {
+            0.0
+        } else {
+            (to - from) / self.params.half_life
+        }
+    }
+
+    fn reference(&self) -> f64 {
+        f64::from_bits(self.reference.load(Ordering::Relaxed))
+    }
+
+    /// The decayed count of `weight` now (at the latest time recorded).
+    fn value(&self, weight: f64) -> f64 {
+        weight * (-self.half_lives(self.reference(), self.clock())).exp2()
+    }
+
+    /// Moves the reference time to `to`, scaling every weight down to match.
+    fn rebase(&self, to: f64) {
+        let _one = self
+            .evicting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let from = self.reference();
+        if self.half_lives(from, to).is_nan() || self.half_lives(from, to) <= REBASE {
+            return; // another thread did it
+        }
+        let factor = (-self.half_lives(from, to)).exp2();
+        for shard in &self.queries {
+            write(shard).levels.values_mut().for_each(|w| *w *= factor);
+        }
+        for shard in &self.short {
+            for list in write(shard).values_mut() {
+                list.iter_mut().for_each(|e| e.0 *= factor);
+            }
+        }
+        for shard in &self.after {
+            for list in write(shard).values_mut() {
+                list.iter_mut().for_each(|e| e.1 *= factor);
+            }
+        }
+        self.reference.store(to.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Records one search. The query must be non-empty, the count positive and finite, the
+    /// time finite.
+    pub fn record(&self, s: &Search) -> Result<()> {
+        if s.query.is_empty() {
+            return Err(Error::EmptyString {
+                what: "query",
+                why: "an empty query cannot be recorded",
+            });
+        }
+        if !(s.count > 0.0 && s.count.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "count must be a positive number, got {}",
+                s.count
+            )));
+        }
+        if !s.time.is_finite() {
+            return Err(Error::InvalidInput(format!(
+                "time must be a finite number of seconds, got {}",
+                s.time
+            )));
+        }
+        if self.reference().is_nan() {
+            let _ = self.reference.compare_exchange(
+                f64::NAN.to_bits(),
+                s.time.to_bits(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        if self.half_lives(self.reference(), s.time) > REBASE {
+            self.rebase(s.time);
+        }
+        let add = s.count * self.half_lives(self.reference(), s.time).exp2();
+        let key: Arc<str> = {
+            let mut shard = write(&self.queries[shard_of(head(&s.query, SHORT))]);
+            match shard.levels.get_key_value(s.query.as_str()) {
+                Some((k, _)) => {
+                    let k = k.clone();
+                    let level = shard.levels.get_mut(&k).expect("present");
+                    *level += add;
+                    let level = *level;
+                    drop(shard);
+                    self.raise_short(&k, level);
+                    k
+                }
+                None => {
+                    let k: Arc<str> = Arc::from(s.query.as_str());
+                    shard.levels.insert(k.clone(), add);
+                    drop(shard);
+                    self.n_queries.fetch_add(1, Ordering::Relaxed);
+                    self.raise_short(&k, add);
+                    k
+                }
+            }
+        };
+        if !s.prev.is_empty() {
+            let mut after = write(&self.after[shard_of(&s.prev)]);
+            let followers = match after.get_mut(s.prev.as_str()) {
+                Some(f) => f,
+                None => {
+                    self.n_prevs.fetch_add(1, Ordering::Relaxed);
+                    after.entry(Arc::from(s.prev.as_str())).or_default()
+                }
+            };
+            match followers.iter_mut().find(|e| e.0 == key) {
+                Some(e) => e.1 += add,
+                None => followers.push((key, add)),
+            }
+            followers.sort_by(|a, b| b.1.total_cmp(&a.1));
+            followers.truncate(TOP);
+        }
+        self.events.fetch_add(1, Ordering::Relaxed);
+        let mut clock = self.clock.load(Ordering::Relaxed);
+        while f64::from_bits(clock) < s.time {
+            match self.clock.compare_exchange_weak(
+                clock,
+                s.time.to_bits(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => clock = now,
+            }
+        }
+        if self.n_queries.load(Ordering::Relaxed) > self.params.cap
+            || self.n_prevs.load(Ordering::Relaxed) > self.params.cap
+        {
+            self.evict();
+        }
+        Ok(())
+    }
+
+    fn raise_short(&self, query: &Arc<str>, level: f64) {
+        let mut end = 0;
+        let mut chars = query.char_indices();
+        for n in 0..=SHORT {
+            if n > 0 {
+                match chars.next() {
+                    Some((i, c)) => end = i + c.len_utf8(),
+                    None => break,
+                }
+            }
+            let prefix = &query[..end];
+            let mut shard = write(&self.short[shard_of(prefix)]);
+            match shard.get_mut(prefix) {
+                Some(list) => raise(list, query, level),
+                None => {
+                    shard.insert(prefix.to_owned(), vec![(level, query.clone())]);
+                }
+            }
+        }
+    }
+
+    /// Drops the lowest queries and previous queries down to 90% of the cap, then rebuilds the
+    /// short prefixes' lists.
+    fn evict(&self) {
+        let Ok(_one) = self.evicting.try_lock() else {
+            return; // another thread is evicting
+        };
+        let target = self.params.cap - self.params.cap / 10;
+        if self.n_queries.load(Ordering::Relaxed) > self.params.cap {
+            let mut levels: Vec<f64> = self
+                .queries
+                .iter()
+                .flat_map(|s| read(s).levels.values().copied().collect::<Vec<_>>())
+                .collect();
+            let drop_n = levels.len().saturating_sub(target);
+            if drop_n > 0 {
+                let (_, &mut threshold, _) =
+                    levels.select_nth_unstable_by(drop_n - 1, |a, b| a.total_cmp(b));
+                let mut budget = drop_n;
+                for shard in &self.queries {
+                    let mut shard = write(shard);
+                    let before = shard.levels.len();
+                    shard.levels.retain(|_, l| {
+                        if *l <= threshold && budget > 0 {
+                            budget -= 1;
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    let gone = before - shard.levels.len();
+                    self.n_queries.fetch_sub(gone, Ordering::Relaxed);
+                    self.evicted.fetch_add(gone as u64, Ordering::Relaxed);
+                }
+                for shard in &self.short {
+                    write(shard).clear();
+                }
+                for shard in &self.queries {
+                    let entries: Vec<(Arc<str>, f64)> = read(shard)
+                        .levels
+                        .iter()
+                        .map(|(k, &l)| (k.clone(), l))
+                        .collect();
+                    for (k, l) in entries {
+                        self.raise_short(&k, l);
+                    }
+                }
+            }
+        }
+        if self.n_prevs.load(Ordering::Relaxed) > self.params.cap {
+            let mut best: Vec<f64> = self
+                .after
+                .iter()
+                .flat_map(|s| {
+                    read(s)
+                        .values()
+                        .map(|f| f.first().map_or(f64::NEG_INFINITY, |e| e.1))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let drop_n = best.len().saturating_sub(target);
+            if drop_n > 0 {
+                let (_, &mut threshold, _) =
+                    best.select_nth_unstable_by(drop_n - 1, |a, b| a.total_cmp(b));
+                let mut budget = drop_n;
+                for shard in &self.after {
+                    let mut shard = write(shard);
+                    let before = shard.len();
+                    shard.retain(|_, f| {
+                        let top = f.first().map_or(f64::NEG_INFINITY, |e| e.1);
+                        if top <= threshold && budget > 0 {
+                            budget -= 1;
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    self.n_prevs
+                        .fetch_sub(before - shard.len(), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The decayed count of `query` (0 when not held).
+    pub fn count(&self, query: &str) -> f64 {
+        let shard = read(&self.queries[shard_of(head(query, SHORT))]);
+        shard.levels.get(query).map_or(0.0, |&l| self.value(l))
+    }
+
+    /// The decayed count of `query` searched right after `prev` (0 when not held).
+    pub fn transition(&self, prev: &str, query: &str) -> f64 {
+        if prev.is_empty() {
+            return 0.0;
+        }
+        let after = read(&self.after[shard_of(prev)]);
+        after
+            .get(prev)
+            .and_then(|f| f.iter().find(|e| &*e.0 == query))
+            .map_or(0.0, |e| self.value(e.1))
+    }
+
+    /// Appends the `k` queries starting with `prefix` of highest decayed count to `out`, as
+    /// (query, count), best first.
+    pub fn top(&self, prefix: &str, k: usize, out: &mut Vec<(String, f64)>) {
+        if k == 0 || self.is_empty() {
+            return;
+        }
+        if prefix.chars().count() <= SHORT {
+            let shard = read(&self.short[shard_of(prefix)]);
+            if let Some(list) = shard.get(prefix) {
+                out.extend(
+                    list.iter()
+                        .take(k)
+                        .map(|(l, q)| (q.to_string(), self.value(*l))),
+                );
+            }
+            return;
+        }
+        let shard = read(&self.queries[shard_of(head(prefix, SHORT))]);
+        let mut found: Vec<(f64, &Arc<str>)> = shard
+            .levels
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(q, _)| q.starts_with(prefix))
+            .map(|(q, &l)| (l, q))
+            .collect();
+        found.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        out.extend(
+            found
+                .into_iter()
+                .take(k)
+                .map(|(l, q)| (q.to_string(), self.value(l))),
+        );
+    }
+
+    /// Appends the queries searched after `prev` that start with `prefix` to `out`, as
+    /// (query, decayed count), best first (at most 16 are kept per previous query).
+    pub fn after(&self, prev: &str, prefix: &str, out: &mut Vec<(String, f64)>) {
+        if prev.is_empty() {
+            return;
+        }
+        let after = read(&self.after[shard_of(prev)]);
+        if let Some(f) = after.get(prev) {
+            out.extend(
+                f.iter()
+                    .filter(|e| e.0.starts_with(prefix))
+                    .map(|e| (e.0.to_string(), self.value(e.1))),
+            );
+        }
+    }
+
+    /// Forgets everything recorded (e.g. once folded into a new model).
+    pub fn clear(&self) {
+        for s in &self.queries {
+            write(s).levels.clear();
+        }
+        for s in &self.short {
+            write(s).clear();
+        }
+        for s in &self.after {
+            write(s).clear();
+        }
+        self.n_queries.store(0, Ordering::Relaxed);
+        self.n_prevs.store(0, Ordering::Relaxed);
+    }
+
+    /// Every query held with its decayed count, in key order (for folding into a model).
+    pub fn queries(&self) -> Vec<(String, f64)> {
+        let mut all: Vec<(String, f64)> = self
+            .queries
+            .iter()
+            .flat_map(|s| {
+                read(s)
+                    .levels
+                    .iter()
+                    .map(|(q, &l)| (q.to_string(), self.value(l)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// What the overlay holds.
+    pub fn stats(&self) -> LiveStats {
+        let mut bytes = 0usize;
+        for s in &self.queries {
+            // Per entry: the key's heap copy and Arc header, the tree's slot.
+            bytes += read(s)
+                .levels
+                .keys()
+                .map(|k| k.len() + 16 + 40)
+                .sum::<usize>();
+        }
+        for s in &self.short {
+            bytes += read(s)
+                .iter()
+                .map(|(p, l)| p.len() + 48 + l.capacity() * 24)
+                .sum::<usize>();
+        }
+        for s in &self.after {
+            bytes += read(s)
+                .iter()
+                .map(|(p, f)| p.len() + 16 + 48 + f.capacity() * 24)
+                .sum::<usize>();
+        }
+        LiveStats {
+            queries: self.n_queries.load(Ordering::Relaxed),
+            prevs: self.n_prevs.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            memory_bytes: bytes,
+            clock: self.clock(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn search(query: &str, prev: &str, count: f64, time: f64) -> Search {
+        Search {
+            query: query.into(),
+            prev: prev.into(),
+            count,
+            time,
+        }
+    }
+
+    fn no_decay(cap: usize) -> LiveCounts {
+        LiveCounts::new(LiveParams {
+            half_life: f64::INFINITY,
+            cap,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn counts_decay_by_half_every_half_life() {
+        let live = LiveCounts::new(LiveParams {
+            half_life: 100.0,
+            cap: 10,
+        })
+        .unwrap();
+        live.record(&search("iphone", "", 8.0, 1_000.0)).unwrap();
+        assert!((live.count("iphone") - 8.0).abs() < 1e-9);
+        // Another search 200 s later: the first 8 have halved twice.
+        live.record(&search("other", "", 1.0, 1_200.0)).unwrap();
+        assert!((live.count("iphone") - 2.0).abs() < 1e-9);
+        live.record(&search("iphone", "apple", 1.0, 1_200.0))
+            .unwrap();
+        assert!((live.count("iphone") - 3.0).abs() < 1e-9);
+        assert!((live.transition("apple", "iphone") - 1.0).abs() < 1e-9);
+        assert_eq!(live.transition("", "iphone"), 0.0);
+        // A late event (before the clock) counts as decayed to the clock.
+        live.record(&search("late", "", 4.0, 1_100.0)).unwrap();
+        assert!((live.count("late") - 2.0).abs() < 1e-9);
+        // Unix-time scale levels stay finite.
+        live.record(&search("now", "", 1.0, 1.8e9)).unwrap();
+        assert!((live.count("now") - 1.0).abs() < 1e-9);
+        assert!(live.count("iphone") < 1e-300);
+    }
+
+    #[test]
+    fn bad_searches_are_errors() {
+        let live = no_decay(10);
+        assert!(live.record(&search("", "", 1.0, 0.0)).is_err());
+        for count in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(live.record(&search("q", "", count, 0.0)).is_err());
+        }
+        assert!(live.record(&search("q", "", 1.0, f64::NAN)).is_err());
+        assert!(LiveCounts::new(LiveParams {
+            half_life: 0.0,
+            cap: 1
+        })
+        .is_err());
+        assert!(LiveCounts::new(LiveParams {
+            half_life: 1.0,
+            cap: 0
+        })
+        .is_err());
+        assert_eq!(live.stats().events, 0);
+    }
+
+    /// The top `k` of `prefix` by brute force over the model's counts.
+    fn brute(model: &HashMap<String, f64>, prefix: &str, k: usize) -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = model
+            .iter()
+            .filter(|(q, _)| q.starts_with(prefix))
+            .map(|(q, &c)| (q.clone(), c))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(k);
+        v
+    }
+
+    proptest! {
+        /// Without decay and under the cap, counts, top lists and transitions are exact.
+        #[test]
+        fn counts_and_tops_equal_brute_force(
+            searches in prop::collection::vec(
+                ("[ab]{1,3}", prop::option::of("[ab]{1,2}"), 1u8..4), 1..60),
+            prefixes in prop::collection::vec("[ab]{0,5}", 1..10),
+        ) {
+            let live = no_decay(1000);
+            let mut model: HashMap<String, f64> = HashMap::new();
+            let mut trans: HashMap<(String, String), f64> = HashMap::new();
+            for (q, prev, c) in &searches {
+                let prev = prev.clone().unwrap_or_default();
+                live.record(&search(q, &prev, f64::from(*c), 0.0)).unwrap();
+                *model.entry(q.clone()).or_default() += f64::from(*c);
+                if !prev.is_empty() {
+                    *trans.entry((prev, q.clone())).or_default() += f64::from(*c);
+                }
+            }
+            for (q, c) in &model {
+                prop_assert!((live.count(q) - c).abs() < 1e-9 * c);
+            }
+            for ((p, q), c) in &trans {
+                // At most 16 followers are kept; here there are at most 14 distinct queries.
+                prop_assert!((live.transition(p, q) - c).abs() < 1e-9 * c);
+            }
+            for prefix in &prefixes {
+                let mut got = Vec::new();
+                live.top(prefix, 5, &mut got);
+                let want = brute(&model, prefix, 5);
+                // Same counts in the same order (ties may list different queries).
+                let counts = |v: &[(String, f64)]| v.iter().map(|e| (e.1 * 1e6).round()).collect::<Vec<_>>();
+                prop_assert_eq!(counts(&got), counts(&want));
+                for (q, _) in &got {
+                    prop_assert!(q.starts_with(prefix.as_str()));
+                }
+            }
+            let stats = live.stats();
+            prop_assert_eq!(stats.queries, model.len());
+            prop_assert_eq!(stats.events, searches.len() as u64);
+        }
+
+        /// With 10x more distinct queries than the cap, the cap holds after every search, and
+        /// the heaviest queries survive.
+        #[test]
+        fn the_cap_holds_and_keeps_the_heaviest(seed in 0u64..1000) {
+            let cap = 50;
+            let live = no_decay(cap);
+            let mut rng = crate::rng::SplitMix64(seed);
+            for i in 0..cap * 10 {
+                let q = format!("q{}", rng.below(100_000));
+                live.record(&search(&q, "p", 1.0, i as f64)).unwrap();
+                prop_assert!(live.stats().queries <= cap);
+            }
+            live.record(&search("heavy", "", 1000.0, 0.0)).unwrap();
+            for i in 0..cap * 3 {
+                live.record(&search(&format!("x{i}"), "", 1.0, 0.0)).unwrap();
+            }
+            prop_assert!(live.count("heavy") == 1000.0);
+            let mut top = Vec::new();
+            live.top("h", 1, &mut top);
+            prop_assert_eq!(&top[0].0, "heavy");
+            prop_assert!(live.stats().evicted > 0);
+        }
+    }
+
+    #[test]
+    fn eight_recorders_and_eight_readers_end_with_exact_counts() {
+        let live = Arc::new(no_decay(100_000));
+        let words = [
+            "apple", "apricot", "banana", "berry", "cherry", "ch", "a", "appl",
+        ];
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let live = live.clone();
+                scope.spawn(move || {
+                    for i in 0..5_000 {
+                        let q = words[(i + t) % words.len()];
+                        live.record(&search(q, words[t], 1.0, i as f64)).unwrap();
+                    }
+                });
+            }
+            for t in 0..8 {
+                let live = live.clone();
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for i in 0..5_000 {
+                        out.clear();
+                        let prefix = &words[(i + t) % words.len()][..1];
+                        live.top(prefix, 4, &mut out);
+                        assert!(out.len() <= 4);
+                        assert!(out.iter().all(|(q, c)| q.starts_with(prefix) && *c > 0.0));
+                        assert!(out.windows(2).all(|w| w[0].1 >= w[1].1));
+                        live.after(words[t], "a", &mut out);
+                    }
+                });
+            }
+        });
+        // 40,000 searches, each word (8 of them) 5,000 times.
+        for w in words {
+            assert_eq!(live.count(w), 5_000.0, "{w}");
+        }
+        assert_eq!(live.stats().events, 40_000);
+    }
+}
