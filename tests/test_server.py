@@ -94,7 +94,7 @@ def test_a_session_stands_for_its_last_search(
     status, got = request(
         server, "POST", "/v1/searches", {"query": "Cheap Flights ", "session": "s"}
     )
-    assert (status, got) == (200, {"session": "s", "prev": "cheap flights"})
+    assert (status, got) == (200, {"recorded": 1, "session": "s", "prev": "cheap flights"})
     _, by_session = request(server, "GET", complete_url("h", session="s"))
     _, by_prev = request(server, "GET", complete_url("h", prev="cheap flights"))
     assert by_session["suggestions"] == by_prev["suggestions"]

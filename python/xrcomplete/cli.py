@@ -231,6 +231,10 @@ def _serve(args: argparse.Namespace) -> int:
         session_ttl=args.session_minutes * 60.0,
         max_sessions=args.max_sessions,
         watch=1.0 if args.watch else None,
+        events=args.events,
+        fsync=args.fsync,
+        live_half_life=args.live_half_life_hours * 3600.0,
+        live_cap=args.live_cap,
         on_start=started,
     )
     print("xrcomplete: stopped", flush=True)
@@ -435,6 +439,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch",
         action="store_true",
         help="reload the model when its file changes (checked every second)",
+    )
+    serve_.add_argument(
+        "--events",
+        help="write-ahead log of recorded searches: appended before each answer, replayed at start",
+    )
+    serve_.add_argument(
+        "--fsync",
+        choices=["always", "never"],
+        default="always",
+        help="sync the event log before answering (always), or leave it to the system (never)",
+    )
+    serve_.add_argument(
+        "--live-half-life-hours",
+        type=_number(lambda v: v > 0, "a positive number of hours"),
+        default=24.0,
+        help="recorded searches count half as much after this long",
+    )
+    serve_.add_argument(
+        "--live-cap", type=_positive, default=100_000, help="distinct recorded queries held at most"
     )
     serve_.set_defaults(run=_serve)
     return parser

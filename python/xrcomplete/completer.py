@@ -34,7 +34,8 @@ from xrcomplete.text import NotFittedError, TfidfVectorizer
 class Completion(tuple[str, float]):
     """One suggestion: a ``(query, score)`` pair (scores: higher is better, not probabilities),
     with ``source``: ``"seen"`` for a query of the log, ``"composed"`` for one the language
-    model put together from the log's words."""
+    model put together from the log's words, ``"live"`` for one searched since the model was
+    built (``Completer.record``)."""
 
     source: str
 
@@ -105,6 +106,10 @@ class Completer:
     parts trained on the rest, with ``ranker_bins`` bins per feature; ``features_off`` leaves
     ranking features out (for ablations). ``progress``: a progress bar on stderr while the
     model trains (True, False, or "auto": when stderr is a terminal).
+
+    Searches made after training are recorded with ``record`` (live counts: decayed by half
+    every ``live_half_life`` seconds, at most ``live_cap`` distinct queries held) and complete
+    at once: as candidates, and in the popularity and transition features of the ranking.
     """
 
     def __init__(
@@ -135,6 +140,8 @@ class Completer:
         rank_prefixes: int = 6,
         ranker_bins: int = 8,
         features_off: Sequence[str] = (),
+        live_half_life: float = 86_400.0,
+        live_cap: int = 100_000,
         progress: bool | str = "auto",
     ) -> None:
         if index not in _INDEXES:
@@ -166,6 +173,8 @@ class Completer:
         self.rank_prefixes = rank_prefixes
         self.ranker_bins = ranker_bins
         self.features_off = tuple(features_off)
+        self.live_half_life = live_half_life
+        self.live_cap = live_cap
         self.progress = progress
         #: What ``fit_log`` read: rows, rows skipped and why (None before it runs).
         self.read_report_: ReadReport | None = None
@@ -286,11 +295,13 @@ class Completer:
                 rank_prefixes=self.rank_prefixes,
                 ranker_bins=self.ranker_bins,
                 features_off=list(self.features_off),
+                live_half_life=self.live_half_life,
                 progress=counter,
             ),
             self.progress,
             line,
         )
+        self._model.reset_live(self.live_half_life, self.live_cap)
         return self
 
     def fit_log(
@@ -343,6 +354,49 @@ class Completer:
         return [
             _completions(found) for found in self.model.complete_batch(prev_queries, prefixes, k)
         ]
+
+    def record(
+        self, query: str, prev: str = "", count: float = 1.0, time: float | None = None
+    ) -> None:
+        """Records that ``query`` was searched (after ``prev``; ``count`` times; at ``time``, in
+        seconds, default now). It completes at once; counts decay relative to the latest time
+        recorded. A query empty once normalised raises ``ValueError``."""
+        self.model.record(query, prev, count, time)
+
+    def record_batch(
+        self,
+        queries: Sequence[str],
+        prevs: Sequence[str] | None = None,
+        counts: Sequence[float] | None = None,
+        times: Sequence[float] | None = None,
+    ) -> int:
+        """``record`` for each search (all checked before any is recorded); returns how many."""
+        return self.model.record_batch(
+            queries,
+            prevs,
+            None if counts is None else [float(c) for c in counts],
+            None if times is None else [float(t) for t in times],
+        )
+
+    def live_stats(self) -> dict[str, float]:
+        """What the live counts hold: ``queries``, ``prevs`` (distinct previous queries),
+        ``events`` recorded, ``evicted`` queries, ``memory_bytes``, ``clock`` (the latest time
+        recorded), ``half_life``, ``cap``."""
+        return self.model.live_stats()
+
+    def live_count(self, query: str, prev: str = "") -> float:
+        """The decayed count of ``query`` among the recorded searches (of ``query`` right after
+        ``prev``, when given)."""
+        return self.model.live_count(query, prev)
+
+    def reset_live(self, half_life: float | None = None, cap: int | None = None) -> None:
+        """Forgets what was recorded; optionally sets a new ``half_life`` (seconds; ``inf``:
+        no decay) and ``cap``."""
+        if half_life is not None:
+            self.live_half_life = half_life
+        if cap is not None:
+            self.live_cap = cap
+        self.model.reset_live(self.live_half_life, self.live_cap)
 
     @property
     def n_queries_(self) -> int:
@@ -401,5 +455,9 @@ class Completer:
     def __setstate__(self, state: dict[str, object]) -> None:
         data = state.pop("_model")
         self.read_report_ = None  # absent from pickles made before it existed
+        self.live_half_life, self.live_cap = 86_400.0, 100_000  # likewise
         vars(self).update(state)
         self._model = None if not isinstance(data, bytes) else _core.CompleterModel.from_bytes(data)
+        if self._model is not None:
+            # Live counts are not pickled (nor saved): they stay with the running object.
+            self._model.reset_live(self.live_half_life, self.live_cap)

@@ -29,6 +29,10 @@ def start(
     max_sessions: int = 100_000,
     drain_timeout: float = 10.0,
     watch: float | None = None,
+    events: PathLike | None = None,
+    fsync: str = "always",
+    live_half_life: float = 86_400.0,
+    live_cap: int = 100_000,
     signals: bool = False,
 ) -> Server:
     """Starts serving the completer saved at ``model`` (a file, or a folder holding
@@ -39,6 +43,11 @@ def start(
     send texts up to ``max_text_bytes`` and bodies up to ``max_body_bytes``. A session's last
     search is remembered ``session_ttl`` seconds, for at most ``max_sessions`` sessions.
     ``watch`` (seconds) checks the model file that often and reloads it when it changes.
+    Searches posted to ``/v1/searches`` are recorded as live counts (halved every
+    ``live_half_life`` seconds, at most ``live_cap`` distinct queries) that ``complete``
+    consults; with ``events`` (a file), each is first appended to that write-ahead log
+    (``fsync="always"``: synced before the answer; ``"never"``: left to the system), which is
+    replayed at start.
     ``signals=True`` handles SIGTERM (drain, then stop) and SIGHUP (reload) for the process.
 
     >>> import xrcomplete.server
@@ -57,6 +66,10 @@ def start(
         max_sessions=max_sessions,
         drain_timeout=drain_timeout,
         watch=watch,
+        events=events,
+        fsync=fsync,
+        live_half_life=live_half_life,
+        live_cap=live_cap,
         signals=signals,
     )
 
@@ -71,6 +84,10 @@ def serve(
     session_ttl: float = 1800.0,
     max_sessions: int = 100_000,
     watch: float | None = None,
+    events: PathLike | None = None,
+    fsync: str = "always",
+    live_half_life: float = 86_400.0,
+    live_cap: int = 100_000,
     on_start: Callable[[Server], object] | None = None,
 ) -> None:
     """Serves the completer saved at ``model`` until SIGTERM or Ctrl-C, then lets requests in
@@ -85,6 +102,10 @@ def serve(
         session_ttl=session_ttl,
         max_sessions=max_sessions,
         watch=watch,
+        events=events,
+        fsync=fsync,
+        live_half_life=live_half_life,
+        live_cap=live_cap,
         signals=True,
     )
     try:

@@ -55,8 +55,9 @@ pub(crate) fn reduce<'py, C: PyClass>(
 
 /// Gives a `#[pyclass]` holding `inner: Arc<T: Persist>` the model-format methods: `to_bytes`,
 /// `from_bytes`, `save`, `load` and `__reduce__` (pickle through the same bytes).
+/// Fields beside `inner` are given with their initial values: `persistable!(T, live: init())`.
 macro_rules! persistable {
-    ($class:ty) => {
+    ($class:ty $(, $field:ident: $init:expr)*) => {
         #[pyo3::pymethods]
         impl $class {
             /// The object in xrcomplete's model format (bytes).
@@ -76,6 +77,7 @@ macro_rules! persistable {
             ) -> pyo3::PyResult<Self> {
                 Ok(Self {
                     inner: $crate::persist::from_bytes(py, data)?,
+                    $($field: $init,)*
                 })
             }
 
@@ -97,6 +99,7 @@ macro_rules! persistable {
             ) -> pyo3::PyResult<Self> {
                 Ok(Self {
                     inner: $crate::persist::load(py, path, mmap)?,
+                    $($field: $init,)*
                 })
             }
 

@@ -1,11 +1,12 @@
 //! The session-aware completer: training on a log, `complete(prev, prefix)`.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use xrcomplete_core::live::{LiveCounts, LiveParams, Search};
 use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
 use xrcomplete_core::rank::RankerTrainParams;
 use xrcomplete_core::xr::Progress;
@@ -19,6 +20,50 @@ use crate::xr::{train_params, tree_spec, ProgressCounter};
 #[pyclass(module = "xrcomplete._core", frozen)]
 pub(crate) struct CompleterModel {
     inner: Arc<Completer>,
+    /// Searches recorded since the model was built (`record`), consulted by `complete`.
+    live: RwLock<Arc<LiveCounts>>,
+}
+
+fn new_live(params: LiveParams) -> PyResult<RwLock<Arc<LiveCounts>>> {
+    Ok(RwLock::new(Arc::new(
+        LiveCounts::new(params).map_err(to_py_err)?,
+    )))
+}
+
+fn default_live() -> RwLock<Arc<LiveCounts>> {
+    new_live(LiveParams::default()).expect("the default live options are valid")
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A search to record, checked: the query normalised and not empty.
+fn search(query: &str, prev: &str, count: f64, time: Option<f64>) -> PyResult<Search> {
+    let normalised = qac::normalize_query(query);
+    if normalised.is_empty() {
+        return Err(PyValueError::new_err(format!(
+            "cannot record {query:?}: the query is empty once normalised"
+        )));
+    }
+    Ok(Search {
+        query: normalised,
+        prev: qac::normalize_query(prev),
+        count,
+        time: time.unwrap_or_else(unix_now),
+    })
+}
+
+impl CompleterModel {
+    fn live(&self) -> Arc<LiveCounts> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Overrides of a completer's default ranking options, from keyword arguments.
@@ -80,7 +125,7 @@ impl CompleterModel {
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
         generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, lm_discount = 0.75, lm_count_power = 0.5,
         rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
-        progress = None,
+        live_half_life = 86_400.0, progress = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
@@ -120,8 +165,15 @@ impl CompleterModel {
         rank_prefixes: usize,
         ranker_bins: usize,
         features_off: Vec<String>,
+        live_half_life: f64,
         progress: Option<PyRef<'_, ProgressCounter>>,
     ) -> PyResult<Self> {
+        LiveParams {
+            half_life: live_half_life,
+            ..LiveParams::default()
+        }
+        .check()
+        .map_err(to_py_err)?;
         let rank = RankParams {
             beam_size,
             candidates,
@@ -158,6 +210,7 @@ impl CompleterModel {
                 ..RankerTrainParams::default()
             },
             features_off,
+            live_half_life,
         };
         let queries = extract_texts(queries, "queries")?;
         let (prev_ids, next_ids) = (prev_ids.as_slice()?, next_ids.as_slice()?);
@@ -186,11 +239,12 @@ impl CompleterModel {
             .map_err(to_py_err)?;
         Ok(CompleterModel {
             inner: Arc::new(model),
+            live: default_live(),
         })
     }
 
     /// The best `k` completions of `prefix` after `prev`: [(query, score, source)], best first;
-    /// source is "seen" or "composed".
+    /// source is "seen", "composed" or "live".
     #[pyo3(signature = (
         prev, prefix, k = 10, *, beam_size = None, candidates = None, model_floor = None,
         generate = None, use_model = None, use_popular = None, use_transitions = None,
@@ -228,10 +282,11 @@ impl CompleterModel {
             copy,
         }
         .apply(self.inner.rank_params())?;
+        let live = self.live();
         py.detach(|| {
             SCRATCH.with_borrow_mut(|scratch| {
                 self.inner
-                    .complete_with_origin(prev, prefix, k, &params, scratch)
+                    .complete_live(prev, prefix, k, &params, Some(&live), scratch)
             })
         })
         .map(suggestions)
@@ -278,12 +333,121 @@ impl CompleterModel {
         .apply(self.inner.rank_params())?;
         let prevs = extract_texts(prevs, "prevs")?;
         let prefixes = extract_texts(prefixes, "prefixes")?;
+        let live = self.live();
         py.detach(|| {
             self.inner
-                .complete_batch_with_origin(&prevs, &prefixes, k, &params)
+                .complete_batch_live(&prevs, &prefixes, k, &params, Some(&live))
         })
         .map(|all| all.into_iter().map(suggestions).collect())
         .map_err(to_py_err)
+    }
+
+    /// Records one search (the query and previous query normalised first) into the live
+    /// counts; `time` in seconds (default: now, Unix time).
+    #[pyo3(signature = (query, prev = "", count = 1.0, time = None))]
+    fn record(
+        &self,
+        py: Python<'_>,
+        query: &str,
+        prev: &str,
+        count: f64,
+        time: Option<f64>,
+    ) -> PyResult<()> {
+        let s = search(query, prev, count, time)?;
+        let live = self.live();
+        py.detach(|| live.record(&s)).map_err(to_py_err)
+    }
+
+    /// Records many searches: all are checked before any is recorded.
+    #[pyo3(signature = (queries, prevs = None, counts = None, times = None))]
+    fn record_batch(
+        &self,
+        py: Python<'_>,
+        queries: &Bound<'_, PyAny>,
+        prevs: Option<&Bound<'_, PyAny>>,
+        counts: Option<Vec<f64>>,
+        times: Option<Vec<f64>>,
+    ) -> PyResult<usize> {
+        let queries = extract_texts(queries, "queries")?;
+        let prevs = prevs
+            .map(|p| extract_texts(p, "prevs"))
+            .transpose()?
+            .unwrap_or_else(|| vec![String::new(); queries.len()]);
+        let n = queries.len();
+        for (name, len) in [
+            ("prevs", prevs.len()),
+            ("counts", counts.as_ref().map_or(n, Vec::len)),
+            ("times", times.as_ref().map_or(n, Vec::len)),
+        ] {
+            if len != n {
+                return Err(PyValueError::new_err(format!(
+                    "{n} queries but {len} {name}"
+                )));
+            }
+        }
+        let now = unix_now();
+        let searches = (0..n)
+            .map(|i| {
+                let count = counts.as_ref().map_or(1.0, |c| c[i]);
+                let time = times.as_ref().map_or(now, |t| t[i]);
+                let s = search(&queries[i], &prevs[i], count, Some(time))?;
+                if !(s.count > 0.0 && s.count.is_finite() && s.time.is_finite()) {
+                    return Err(PyValueError::new_err(format!(
+                        "search {i}: count must be positive and time finite, got {} and {}",
+                        s.count, s.time
+                    )));
+                }
+                Ok(s)
+            })
+            .collect::<PyResult<Vec<Search>>>()?;
+        let live = self.live();
+        py.detach(|| searches.iter().try_for_each(|s| live.record(s)))
+            .map_err(to_py_err)?;
+        Ok(n)
+    }
+
+    /// The decayed live count of `query` (after `prev`, when given), normalised first.
+    #[pyo3(signature = (query, prev = ""))]
+    fn live_count(&self, query: &str, prev: &str) -> f64 {
+        let live = self.live();
+        let query = qac::normalize_query(query);
+        if prev.is_empty() {
+            live.count(&query)
+        } else {
+            live.transition(&qac::normalize_query(prev), &query)
+        }
+    }
+
+    /// Forgets the live counts and sets their options: a count halves every `half_life`
+    /// seconds (inf: never), at most `cap` distinct queries are held.
+    #[pyo3(signature = (half_life = 86_400.0, cap = 100_000))]
+    fn reset_live(&self, half_life: f64, cap: usize) -> PyResult<()> {
+        let fresh = LiveCounts::new(LiveParams { half_life, cap }).map_err(to_py_err)?;
+        *self
+            .live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// What the live counts hold: queries, prevs, events, evicted, memory_bytes, clock,
+    /// half_life, cap.
+    fn live_stats(&self) -> std::collections::BTreeMap<&'static str, f64> {
+        let live = self.live();
+        let s = live.stats();
+        let p = live.params();
+        [
+            ("queries", s.queries as f64),
+            ("prevs", s.prevs as f64),
+            ("events", s.events as f64),
+            ("evicted", s.evicted as f64),
+            ("memory_bytes", s.memory_bytes as f64),
+            ("clock", s.clock),
+            ("half_life", p.half_life),
+            ("cap", p.cap as f64),
+        ]
+        .into_iter()
+        .collect()
     }
 
     /// The default ranking options, as a dict.
@@ -370,4 +534,4 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<CompleteScratch> = std::cell::RefCell::new(CompleteScratch::default());
 }
 
-persist::persistable!(CompleterModel);
+persist::persistable!(CompleterModel, live: default_live());

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
+use xrcomplete_core::live::wal::SyncPolicy;
+use xrcomplete_core::live::LiveParams;
 use xrcomplete_server::{Config, ServeError};
 
 use crate::errors::to_py_err;
@@ -56,7 +58,8 @@ impl Server {
     #[pyo3(signature = (
         path, *, host = "127.0.0.1", port = 8000, workers = 0, max_k = 100,
         max_text_bytes = 1024, max_body_bytes = 65536, session_ttl = 1800.0,
-        max_sessions = 100_000, drain_timeout = 10.0, watch = None, signals = false,
+        max_sessions = 100_000, drain_timeout = 10.0, watch = None, events = None,
+        fsync = "always", live_half_life = 86_400.0, live_cap = 100_000, signals = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -72,6 +75,10 @@ impl Server {
         max_sessions: usize,
         drain_timeout: f64,
         watch: Option<f64>,
+        events: Option<PathBuf>,
+        fsync: &str,
+        live_half_life: f64,
+        live_cap: usize,
         signals: bool,
     ) -> PyResult<Self> {
         let mut config = Config::new(path);
@@ -85,6 +92,21 @@ impl Server {
         config.max_sessions = max_sessions;
         config.drain_timeout = seconds("drain_timeout", drain_timeout)?;
         config.watch = watch.map(|w| seconds("watch", w)).transpose()?;
+        config.events = events;
+        config.fsync = match fsync {
+            "always" => SyncPolicy::Always,
+            "never" => SyncPolicy::Never,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "fsync must be 'always' or 'never', got {other:?}"
+                )))
+            }
+        };
+        config.live = LiveParams {
+            half_life: live_half_life,
+            cap: live_cap,
+        };
+        config.live.check().map_err(to_py_err)?;
         config.signals = signals;
         let inner = py
             .detach(|| xrcomplete_server::Server::start(config))
@@ -122,6 +144,20 @@ impl Server {
         py.detach(|| self.inner.reload())
             .map(|r| r.id)
             .map_err(to_py_err)
+    }
+
+    /// What the live counts hold: queries, prevs, events, evicted, memory_bytes.
+    fn live_stats(&self) -> std::collections::BTreeMap<&'static str, f64> {
+        let s = self.inner.live_stats();
+        [
+            ("queries", s.queries as f64),
+            ("prevs", s.prevs as f64),
+            ("events", s.events as f64),
+            ("evicted", s.evicted as f64),
+            ("memory_bytes", s.memory_bytes as f64),
+        ]
+        .into_iter()
+        .collect()
     }
 
     /// Asks the server to stop (it drains requests in flight); returns at once.

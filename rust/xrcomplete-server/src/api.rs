@@ -16,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use xrcomplete_core::live::wal::EventLog;
+use xrcomplete_core::live::{LiveCounts, Search};
 use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch};
 
 use crate::metrics::Metrics;
@@ -50,6 +52,10 @@ pub struct AppState {
     pub limits: Limits,
     /// Set once shutdown has begun: `/readyz` then says 503 so balancers stop sending.
     pub draining: AtomicBool,
+    /// Searches recorded since the model was built; `complete` consults them.
+    pub live: Arc<LiveCounts>,
+    /// Where every accepted search is written before it is acknowledged (`--events`).
+    pub events: Option<EventLog>,
 }
 
 impl AppState {
@@ -322,7 +328,7 @@ async fn complete(
     let start = Instant::now();
     let found = SCRATCH.with_borrow_mut(|scratch| {
         let c = &served.completer;
-        c.complete_with_origin(&prev, &prefix, k, c.rank_params(), scratch)
+        c.complete_live(&prev, &prefix, k, c.rank_params(), Some(&st.live), scratch)
     });
     let took_us = start.elapsed().as_micros() as u64;
     let found = found.map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
@@ -343,18 +349,83 @@ async fn complete(
     }))
 }
 
+/// One search of `POST /v1/searches`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SearchBody {
     query: String,
-    session: String,
+    #[serde(default)]
+    prev: Option<String>,
+    #[serde(default)]
+    session: Option<String>,
+    /// Seconds (Unix time); default: now.
+    #[serde(default)]
+    time: Option<f64>,
+    #[serde(default)]
+    count: Option<f64>,
 }
+
+/// Searches in one request at most.
+pub const MAX_BATCH: usize = 1000;
 
 #[derive(Serialize)]
 struct SearchAnswer {
-    session: String,
-    /// The query as recorded (normalised): the session's previous query from now on.
-    prev: String,
+    recorded: usize,
+    /// For one search with a session: the session, and its previous query from now on (the
+    /// search, normalised).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev: Option<String>,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Checks one search of a request (`i`: its place in a batch, for messages).
+fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<(), ApiError> {
+    let at = |m: String| match i {
+        Some(i) => format!("search {i}: {m}"),
+        None => m,
+    };
+    let text = |name: &str, t: &str| {
+        check_text(name, t, limits).map_err(|e| ApiError::bad(e.code, at(e.message)))
+    };
+    text("query", &b.query)?;
+    if let Some(prev) = &b.prev {
+        text("prev", prev)?;
+    }
+    if let Some(id) = &b.session {
+        check_session(id).map_err(|e| ApiError::bad(e.code, at(e.message)))?;
+    }
+    if b.prev.is_some() && b.session.is_some() {
+        return Err(ApiError::bad(
+            "prev_and_session",
+            at("give prev or session, not both".into()),
+        ));
+    }
+    if normalize_query(&b.query).is_empty() {
+        return Err(ApiError::bad(
+            "empty_query",
+            at("query is empty once normalised".into()),
+        ));
+    }
+    if b.count.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+        return Err(ApiError::bad(
+            "bad_count",
+            at("count must be a positive number".into()),
+        ));
+    }
+    if b.time.is_some_and(|t| !t.is_finite()) {
+        return Err(ApiError::bad(
+            "bad_time",
+            at("time must be a number of seconds".into()),
+        ));
+    }
+    Ok(())
 }
 
 async fn record_search(
@@ -370,28 +441,91 @@ async fn record_search(
         },
         message: r.body_text(),
     })?;
-    let search: SearchBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad(
-            "bad_json",
-            format!("the body must be {{\"query\": string, \"session\": string}}: {e}"),
-        )
-    })?;
-    check_text("query", &search.query, &st.limits)?;
-    check_session(&search.session)?;
-    let query = normalize_query(&search.query);
-    if query.is_empty() {
+    let shape = "the body must be {\"query\": string, \"prev\" or \"session\": string, \
+                 \"time\": seconds, \"count\": number} (all but query optional), or a list of them";
+    let bad_json = |e: serde_json::Error| ApiError::bad("bad_json", format!("{shape}: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(bad_json)?;
+    let (bodies, single) = match value {
+        serde_json::Value::Array(items) => (
+            items
+                .into_iter()
+                .map(serde_json::from_value::<SearchBody>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad_json)?,
+            false,
+        ),
+        one => (vec![serde_json::from_value(one).map_err(bad_json)?], true),
+    };
+    if bodies.len() > MAX_BATCH {
         return Err(ApiError::bad(
-            "empty_query",
-            "query is empty once normalised",
+            "batch_too_large",
+            format!(
+                "{} searches in one request; the limit is {MAX_BATCH}",
+                bodies.len()
+            ),
         ));
     }
+    for (i, b) in bodies.iter().enumerate() {
+        check_search(b, (!single).then_some(i), &st.limits)?;
+    }
+    let now = unix_now();
+    // Sessions are resolved in order (a batch may chain one session's searches).
     let mut sessions = st.sessions();
-    sessions.record(&search.session, query.clone(), Instant::now());
+    let at = Instant::now();
+    let mut searches = Vec::with_capacity(bodies.len());
+    let mut chained: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for b in &bodies {
+        let query = normalize_query(&b.query);
+        let prev = match (&b.prev, &b.session) {
+            (Some(prev), _) => normalize_query(prev),
+            (None, Some(id)) => match chained.get(id.as_str()) {
+                Some(p) => p.clone(),
+                None => sessions.prev(id, at).unwrap_or_default(),
+            },
+            (None, None) => String::new(),
+        };
+        if let Some(id) = &b.session {
+            chained.insert(id, query.clone());
+        }
+        searches.push(Search {
+            query,
+            prev,
+            count: b.count.unwrap_or(1.0),
+            time: b.time.unwrap_or(now),
+        });
+    }
+    drop(sessions);
+    if let Some(log) = &st.events {
+        // Written (and synced, as the policy says) before anything is acknowledged.
+        let log_result = tokio::task::block_in_place(|| log.append(&searches));
+        if let Err(e) = log_result {
+            eprintln!("xrcomplete serve: cannot write the event log: {e}");
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "events_unavailable",
+                message: format!("the searches were not recorded: the event log failed: {e}"),
+            });
+        }
+    }
+    let mut sessions = st.sessions();
+    for (id, query) in &chained {
+        sessions.record(id, query.clone(), at);
+    }
     st.metrics.sessions(sessions.len());
     drop(sessions);
+    for s in &searches {
+        // Checked above: recording cannot fail.
+        let _ = st.live.record(s);
+    }
+    st.metrics.searches(searches.len() as u64);
+    let (session, prev) = match (single, bodies[0].session.as_ref()) {
+        (true, Some(id)) => (Some(id.clone()), Some(searches[0].query.clone())),
+        _ => (None, None),
+    };
     Ok(Json(SearchAnswer {
-        session: search.session,
-        prev: query,
+        recorded: searches.len(),
+        session,
+        prev,
     }))
 }
 
@@ -426,6 +560,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.sessions(st.sessions().len());
+    st.metrics.live_queries(st.live.stats().queries);
     (
         [(
             header::CONTENT_TYPE,

@@ -7,7 +7,8 @@
 //! Routes (JSON unless said otherwise):
 //! - `GET /v1/complete?prefix=..&prev=..&k=10` (or `session=..` instead of `prev`): the
 //!   suggestions, each with its score, the typed part (`highlight`) and its source.
-//! - `POST /v1/searches` `{"query": .., "session": ..}`: the session's previous query from now on.
+//! - `POST /v1/searches` `{"query": .., "prev" or "session": .., "time": ..}` (or a list): recorded
+//!   into the live counts (and the event log, before the answer); the session's previous query.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (OpenMetrics text).
 //! - `POST /admin/reload` (from this machine only): load the model file again, serve it if good.
 //! - `GET /`: the demo page (HTML, CSS and JS compiled into the binary).
@@ -30,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt;
 use tokio::sync::watch;
+use xrcomplete_core::live::wal::{EventLog, SyncPolicy};
+use xrcomplete_core::live::{LiveCounts, LiveParams};
 
 mod api;
 mod metrics;
@@ -83,6 +86,13 @@ pub struct Config {
     pub max_sessions: usize,
     /// Once shutdown is asked, requests in flight get this long to finish.
     pub drain_timeout: Duration,
+    /// How the live counts decay and how much they hold.
+    pub live: LiveParams,
+    /// The event log: every accepted search is appended before it is acknowledged, and the log
+    /// is replayed into the live counts at start.
+    pub events: Option<PathBuf>,
+    /// When appended searches reach the disk.
+    pub fsync: SyncPolicy,
     /// Check the model file this often, and reload it when it has changed (its inode, size or
     /// modification time): a new model saved over the path is served without a signal.
     pub watch: Option<Duration>,
@@ -107,6 +117,9 @@ impl Config {
             session_ttl: Duration::from_secs(30 * 60),
             max_sessions: 100_000,
             drain_timeout: Duration::from_secs(10),
+            live: LiveParams::default(),
+            events: None,
+            fsync: SyncPolicy::Always,
             watch: None,
             signals: false,
         }
@@ -151,8 +164,34 @@ impl Server {
     /// cannot be bound is an error here.
     pub fn start(config: Config) -> Result<Server, ServeError> {
         config.check()?;
+        // Taken before the model is read: a file replaced from now on is seen as changed.
+        let stamp = file_stamp(&config.model_path);
         let metrics = metrics::Metrics::default();
         let model = model::ModelSlot::open(config.model_path.clone(), &metrics)?;
+        let live = Arc::new(LiveCounts::new(config.live)?);
+        let events = match &config.events {
+            Some(path) => {
+                let (log, replay) = EventLog::open(path, config.fsync)?;
+                for s in &replay.searches {
+                    live.record(s)?;
+                }
+                if replay.skipped > 0 || replay.truncated_bytes > 0 {
+                    eprintln!(
+                        "xrcomplete serve: warning: the event log {} was damaged: {} damaged \
+                         stretch(es) skipped, {} byte(s) of a torn end cut off; {} searches \
+                         replayed",
+                        path.display(),
+                        replay.skipped,
+                        replay.truncated_bytes,
+                        replay.searches.len()
+                    );
+                }
+                let damaged = replay.skipped + u64::from(replay.truncated_bytes > 0);
+                metrics.replayed(replay.searches.len() as u64, damaged);
+                Some(log)
+            }
+            None => None,
+        };
         let cap = NonZeroUsize::new(config.max_sessions).expect("checked");
         let state = Arc::new(api::AppState {
             model,
@@ -160,6 +199,8 @@ impl Server {
             metrics,
             limits: config.limits,
             draining: AtomicBool::new(false),
+            live,
+            events,
         });
         let workers = match config.workers {
             0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
@@ -189,6 +230,7 @@ impl Server {
             stop.clone(),
             stopped,
             config.clone(),
+            stamp,
         );
         let thread = std::thread::Builder::new()
             .name("xrcomplete-serve-main".into())
@@ -208,6 +250,11 @@ impl Server {
     /// The address served (with the port picked when 0 was asked).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What the live counts hold.
+    pub fn live_stats(&self) -> xrcomplete_core::live::LiveStats {
+        self.state.live.stats()
     }
 
     /// The id of the model being served (a fingerprint of its file, in hex).
@@ -264,13 +311,19 @@ async fn run(
     stop: Arc<watch::Sender<bool>>,
     mut stopped: watch::Receiver<bool>,
     config: Config,
+    stamp: Option<FileStamp>,
 ) -> Result<(), ServeError> {
     if config.signals {
         tokio::spawn(handle_signals(state.clone(), stop.clone()));
     }
     tokio::spawn(sweep_sessions(state.clone(), config.session_ttl));
     if let Some(every) = config.watch {
-        tokio::spawn(watch_model(state.clone(), config.model_path.clone(), every));
+        tokio::spawn(watch_model(
+            state.clone(),
+            config.model_path.clone(),
+            every,
+            stamp,
+        ));
     }
     let app = api::router(state.clone());
     // Small answers on kept-alive connections: no Nagle delay.
@@ -335,16 +388,22 @@ async fn handle_signals(state: Arc<api::AppState>, stop: Arc<watch::Sender<bool>
     }
 }
 
-/// What tells a new file at a path from the old one.
-fn file_stamp(path: &std::path::Path) -> Option<(u64, u64, std::time::SystemTime)> {
+/// What tells a new file at a path from the old one: inode, size, modification time.
+type FileStamp = (u64, u64, std::time::SystemTime);
+
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.ino(), meta.len(), meta.modified().ok()?))
 }
 
 /// Reloads the model whenever its file changes (polling: portable, and a model changes rarely).
-async fn watch_model(state: Arc<api::AppState>, path: PathBuf, every: Duration) {
-    let mut seen = file_stamp(&path);
+async fn watch_model(
+    state: Arc<api::AppState>,
+    path: PathBuf,
+    every: Duration,
+    mut seen: Option<FileStamp>,
+) {
     loop {
         tokio::time::sleep(every).await;
         let now = file_stamp(&path);

@@ -47,6 +47,10 @@ pub struct Metrics {
     model_loaded_at: Gauge<f64, AtomicU64>,
     sessions: Gauge,
     reloads: Family<ReloadLabels, Counter>,
+    searches: Counter,
+    replayed: Counter,
+    damaged: Counter,
+    live_queries: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -102,6 +106,30 @@ impl Default for Metrics {
             "Model reloads, by result: ok, or refused (the file was bad; the old model serves on)",
             reloads.clone(),
         );
+        let searches = Counter::default();
+        registry.register(
+            "searches_recorded",
+            "Searches recorded (POST /v1/searches), into the live counts and the event log",
+            searches.clone(),
+        );
+        let replayed = Counter::default();
+        registry.register(
+            "events_replayed",
+            "Searches replayed from the event log at start",
+            replayed.clone(),
+        );
+        let damaged = Counter::default();
+        registry.register(
+            "events_damaged",
+            "Damaged stretches of the event log skipped at start (a torn end counts one)",
+            damaged.clone(),
+        );
+        let live_queries = Gauge::default();
+        registry.register(
+            "live_queries",
+            "Distinct queries held in the live counts",
+            live_queries.clone(),
+        );
         // Both results are shown from the start, at 0.
         for result in ["ok", "refused"] {
             let _ = reloads.get_or_create(&ReloadLabels { result });
@@ -115,6 +143,10 @@ impl Default for Metrics {
             model_loaded_at,
             sessions,
             reloads,
+            searches,
+            replayed,
+            damaged,
+            live_queries,
         }
     }
 }
@@ -149,6 +181,22 @@ impl Metrics {
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
+    /// Counts recorded searches.
+    pub fn searches(&self, n: u64) {
+        self.searches.inc_by(n);
+    }
+
+    /// What the replay of the event log found.
+    pub fn replayed(&self, searches: u64, damaged: u64) {
+        self.replayed.inc_by(searches);
+        self.damaged.inc_by(damaged);
+    }
+
+    /// Sets the number of live queries held.
+    pub fn live_queries(&self, n: usize) {
+        self.live_queries.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Sets the number of sessions held.

@@ -5,12 +5,17 @@
 //! - the XR-Linear model's best seen queries, its beam restricted to the prefix's label range;
 //! - the most popular seen queries of the range;
 //! - the seen queries that followed the previous query, in the range;
-//! - queries composed by the language model ([`QueryLm::compose`]), seen or not.
+//! - queries composed by the language model ([`QueryLm::compose`]), seen or not;
+//! - with live counts ([`LiveCounts`]): the queries searched since the model was built, most
+//!   searched first, and those searched after the previous query. Every candidate's live
+//!   count and live transitions are ranking features of their own (`live`, `live_after`),
+//!   learned from the log by recording its held-out searches as they happen.
 //!
 //! One candidate per distinct query, with what each source said of it, then one feature vector
 //! ([`FEATURES`]) for the ranker.
 
 use crate::error::Result;
+use crate::live::LiveCounts;
 use crate::persist::{Persist, Reader, Writer};
 use crate::text::{is_py_space, ConcatScratch, FeatureConcat};
 use crate::xr::{PostProcessor, PredictParams, PredictScratch, XrLinear};
@@ -21,11 +26,11 @@ use super::words::split_last_word;
 use super::{RankParams, Transitions};
 
 /// The names of the ranking features, in vector order.
-pub const FEATURES: [&str; 21] = [
+pub const FEATURES: [&str; 23] = [
     "model",          // ln max(XR-Linear score, model_floor)
     "in_beam",        // the XR beam returned it
     "popularity",     // ln(1 + searches of the query)
-    "seen",           // a query of the log (not only composed)
+    "seen",           // searched whole: a query of the log, or searched live
     "transitions",    // ln(1 + times it followed the previous query)
     "after_prev",     // it followed the previous query at least once
     "first_query",    // ln(1 + times it began a session), with no previous query
@@ -43,6 +48,8 @@ pub const FEATURES: [&str; 21] = [
     "model_gap",      // the best model feature in the list minus its own
     "popularity_gap", // the best popularity feature in the list minus its own
     "lm_gap",         // the best language-model feature in the list minus its own
+    "live",           // ln(1 + its decayed count among the searches recorded live)
+    "live_after",     // ln(1 + its decayed count recorded live after the previous query)
 ];
 
 const FEATURE_MODEL: usize = 0;
@@ -64,6 +71,9 @@ pub const N_SEGMENTS: usize = 6;
 /// and all can be asked for, compositions are not.
 pub const MAX_COMPOSED: usize = 64;
 
+/// Queries searched live (the most searched of the prefix) gathered per call at most.
+pub const MAX_LIVE: usize = 16;
+
 /// The ranking segment of a case's candidates: the prefix-length bucket and whether there is a
 /// previous query.
 fn case_segment(prev: &str, prefix: &str) -> u32 {
@@ -79,7 +89,7 @@ fn case_segment(prev: &str, prefix: &str) -> u32 {
 }
 
 /// Feature groups, for ablations: a name and the features it holds.
-pub const FEATURE_GROUPS: [(&str, &[&str]); 6] = [
+pub const FEATURE_GROUPS: [(&str, &[&str]); 7] = [
     ("model", &["model", "in_beam", "model_gap"]),
     (
         "popularity",
@@ -95,6 +105,7 @@ pub const FEATURE_GROUPS: [(&str, &[&str]); 6] = [
         "shape",
         &["chars_left", "words_left", "word_end", "as_typed"],
     ),
+    ("live", &["live", "live_after"]),
 ];
 
 /// One candidate: a query and what every source said of it.
@@ -109,6 +120,10 @@ pub(crate) struct Candidate {
     pub transitions: f32,
     pub composed: bool,
     pub lm: f32,
+    /// Its decayed count among the searches recorded live.
+    pub live: f32,
+    /// Its decayed count recorded live after the previous query.
+    pub live_after: f32,
     pub x: [f32; N_FEATURES],
     /// Its ranking segment.
     pub segment: u32,
@@ -123,6 +138,7 @@ pub(crate) struct GatherScratch {
     predict: PredictScratch,
     after: Vec<(u32, f32)>,
     composed: Vec<(String, f32)>,
+    live: Vec<(String, f64)>,
     lm: LmScratch,
     prev_words: Vec<String>,
     pub candidates: Vec<Candidate>,
@@ -140,14 +156,16 @@ pub(crate) struct Sources {
 
 impl Sources {
     /// Fills `s.candidates` with the candidates of `prefix` after `prev` (both normalised) and
-    /// their features, unranked.
+    /// their features, unranked; `live` adds the searches recorded since the model was built.
     pub fn gather(
         &self,
         prev: &str,
         prefix: &str,
         params: &RankParams,
+        live: Option<&LiveCounts>,
         s: &mut GatherScratch,
     ) -> Result<()> {
+        let live = live.filter(|l| !l.is_empty());
         let n = params.candidates;
         let cands = &mut s.candidates;
         cands.clear();
@@ -210,6 +228,25 @@ impl Sources {
                 ..Default::default()
             });
         }
+        if let Some(live) = live {
+            s.live.clear();
+            live.top(prefix, n.min(MAX_LIVE), &mut s.live);
+            if params.use_transitions {
+                live.after(prev, prefix, &mut s.live);
+            }
+            for (text, _) in s.live.drain(..) {
+                let label = self.queries.id(&text);
+                // Unseen ones are told apart by text (seen ones merge by label below).
+                if label.is_none() && cands.iter().any(|c| c.label.is_none() && c.text == text) {
+                    continue;
+                }
+                cands.push(Candidate {
+                    label,
+                    text,
+                    ..Default::default()
+                });
+            }
+        }
         // The prefix itself may be the whole query: when its last word is a known word, or
         // follows a word (an unknown one then ends the query as typed).
         let (head, partial) = split_last_word(prefix);
@@ -264,6 +301,12 @@ impl Sources {
                 // The transitions of a label the source did not list: one lookup.
                 if params.use_transitions && c.transitions == 0.0 {
                     c.transitions = self.transitions.count(prev, label);
+                }
+            }
+            if let Some(live) = live {
+                c.live = live.count(&c.text) as f32;
+                if params.use_transitions {
+                    c.live_after = live.transition(prev, &c.text) as f32;
                 }
             }
             if !c.composed {
@@ -365,7 +408,7 @@ fn features(
         c.model.max(params.model_floor).ln(),
         b(c.in_beam),
         popularity.ln_1p(),
-        b(c.label.is_some()),
+        b(c.label.is_some() || c.live > 0.0),
         if prev.is_empty() { 0.0 } else { trans },
         b(!prev.is_empty() && c.transitions > 0.0),
         if prev.is_empty() { trans } else { 0.0 },
@@ -387,6 +430,8 @@ fn features(
         0.0,
         0.0,
         0.0,
+        c.live.ln_1p(),
+        c.live_after.ln_1p(),
     ];
 }
 
@@ -403,6 +448,8 @@ pub(crate) fn fixed_weights() -> [f32; N_FEATURES] {
     w[at("seen")] = 100.0;
     w[at("lm")] = 0.1;
     w[at("is_prev")] = -1.0;
+    w[at("live")] = 0.5;
+    w[at("live_after")] = 2.0;
     w
 }
 

@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::{self, TreeSpec};
+use crate::live::{LiveCounts, LiveParams, Search};
 use crate::persist::{Fields, Kind, Persist, Reader, Writer};
 use crate::rank::{AdditiveRanker, RankLists, RankerTrainParams};
 use crate::rng::SplitMix64;
@@ -168,6 +169,9 @@ pub struct FitParams {
     pub ranker: RankerTrainParams,
     /// Ranking features left out of the learned ranker (names of [`FEATURES`]).
     pub features_off: Vec<String>,
+    /// Half-life (seconds) of the live counts recorded while the ranker learns, when the
+    /// pairs have times (in seconds); as the live counts it will serve with.
+    pub live_half_life: f64,
 }
 
 impl Default for FitParams {
@@ -187,6 +191,7 @@ impl Default for FitParams {
             rank_prefixes: 6,
             ranker: RankerTrainParams::default(),
             features_off: Vec::new(),
+            live_half_life: LiveParams::default().half_life,
         }
     }
 }
@@ -198,6 +203,10 @@ const MIN_RANK_LISTS: usize = 200;
 /// Held-out lists used at most to learn the ranker.
 const MAX_RANK_LISTS: usize = 100_000;
 
+/// Steps in which the held-out searches are recorded as live counts while the ranker's lists
+/// are gathered (the lists of a step see the searches of the steps before it).
+const LIVE_STEPS: usize = 64;
+
 /// Where a suggestion came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -205,6 +214,8 @@ pub enum Origin {
     Seen,
     /// Composed by the language model, never searched whole.
     Composed,
+    /// Searched since the model was built (recorded live), not in its log.
+    Live,
 }
 
 impl Origin {
@@ -213,6 +224,7 @@ impl Origin {
         match self {
             Origin::Seen => "seen",
             Origin::Composed => "composed",
+            Origin::Live => "live",
         }
     }
 }
@@ -338,7 +350,7 @@ impl Completer {
             pairs,
         };
         let (ranker, learned) = match held_out(pairs, times, params.rank_holdout) {
-            Some(late) => Self::learn_ranker(&log, &late, params, progress)?,
+            Some(late) => Self::learn_ranker(&log, &late, times, params, progress)?,
             None => (fixed_ranker()?, false),
         };
         let sources = Self::fit_sources(&log, params, progress)?;
@@ -423,11 +435,15 @@ impl Completer {
     }
 
     /// Learns the ranker: parts trained on the pairs not in `late`, candidates of prefixes of
-    /// the `late` pairs' next queries, the one really searched relevant. Falls back to the
-    /// fixed rule when too few lists have the right query among their candidates.
+    /// the `late` pairs' next queries, the one really searched relevant. The `late` searches
+    /// are recorded as live counts as they happen (in time order, 64 steps), so that the live
+    /// features are learned as they serve; every other list is gathered without them, so that
+    /// the ranker does not lean on them where there are none. Falls back to the fixed rule when
+    /// too few lists have the right query among their candidates.
     fn learn_ranker<S: AsRef<str> + Sync>(
         log: &Log<S>,
         late: &[bool],
+        times: Option<&[f64]>,
         params: &FitParams,
         progress: &Progress,
     ) -> Result<(AdditiveRanker, bool)> {
@@ -473,13 +489,25 @@ impl Completer {
         };
         progress.set_stage(Stage::Ranking);
         let mut rng = SplitMix64(params.seed ^ 0x5eed_f07a);
-        let mut cases: Vec<(&str, &str, &str)> = Vec::new();
+        // The held-out searches in time order: (previous query, query, time).
+        let mut searches: Vec<(&str, &str, f64)> = log
+            .pairs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| late[i])
+            .map(|(i, &(p, q))| {
+                let prev = p.map_or("", |p| log.queries[p as usize].as_ref());
+                let time = times.map_or(i as f64, |t| t[i]);
+                (prev, log.queries[q as usize].as_ref(), time)
+            })
+            .collect();
+        searches.sort_by(|a, b| a.2.total_cmp(&b.2));
+        // Cases: (search, previous query, prefix, next query).
+        let mut cases: Vec<(usize, &str, &str, &str)> = Vec::new();
         let mut ends = Vec::new();
-        for (&(p, q), _) in log.pairs.iter().zip(late).filter(|(_, &l)| l) {
-            let prev = p.map_or("", |p| log.queries[p as usize].as_ref());
-            let next = log.queries[q as usize].as_ref();
+        for (i, &(prev, next, _)) in searches.iter().enumerate() {
             for &end in sample_prefix_ends(next, params.rank_prefixes, &mut rng, &mut ends) {
-                cases.push((prev, &next[..end], next));
+                cases.push((i, prev, &next[..end], next));
             }
         }
         // A fixed sample when there are too many, chosen by the seeded generator.
@@ -489,19 +517,52 @@ impl Completer {
                 cases.swap(i, j);
             }
             cases.truncate(MAX_RANK_LISTS * 2);
+            cases.sort_by_key(|c| c.0);
         }
         let rank = params.rank;
+        let live = LiveCounts::new(LiveParams {
+            half_life: if times.is_some() {
+                params.live_half_life
+            } else {
+                f64::INFINITY
+            },
+            ..LiveParams::default()
+        })?;
         type Row = ([f32; N_FEATURES], f32, u32);
-        let per_case: Vec<Vec<Row>> = cases
-            .par_iter()
-            .map_init(GatherScratch::default, |s, &(prev, prefix, next)| {
-                sources.gather(prev, prefix, &rank, s)?;
-                Ok(s.candidates
-                    .iter()
-                    .map(|c| (c.x, f32::from(u8::from(c.text == next)), c.segment))
-                    .collect())
-            })
-            .collect::<Result<_>>()?;
+        let mut per_case: Vec<Vec<Row>> = Vec::with_capacity(cases.len());
+        let step = searches.len().div_ceil(LIVE_STEPS).max(1);
+        for start in (0..searches.len()).step_by(step) {
+            let end = (start + step).min(searches.len());
+            // The cases of this step's searches see the searches of the steps before.
+            let lo = cases.partition_point(|c| c.0 < start);
+            let hi = cases.partition_point(|c| c.0 < end);
+            let rows: Vec<Vec<Row>> = cases[lo..hi]
+                .par_iter()
+                .enumerate()
+                .map_init(
+                    GatherScratch::default,
+                    |s, (i, &(_, prev, prefix, next))| {
+                        // Half the lists see the live counts, half do not: the ranker must rank
+                        // well from the log alone too (a completer nobody records searches into).
+                        let seen_live = ((lo + i) % 2 == 0).then_some(&live);
+                        sources.gather(prev, prefix, &rank, seen_live, s)?;
+                        Ok(s.candidates
+                            .iter()
+                            .map(|c| (c.x, f32::from(u8::from(c.text == next)), c.segment))
+                            .collect())
+                    },
+                )
+                .collect::<Result<_>>()?;
+            per_case.extend(rows);
+            for &(prev, query, time) in &searches[start..end] {
+                live.record(&Search {
+                    query: query.to_owned(),
+                    prev: prev.to_owned(),
+                    count: 1.0,
+                    time,
+                })?;
+            }
+        }
         let mut lists = RankLists::new(N_FEATURES);
         for list in &per_case {
             if lists.len() >= MAX_RANK_LISTS {
@@ -638,6 +699,20 @@ impl Completer {
         params: &RankParams,
         scratch: &mut CompleteScratch,
     ) -> Result<Vec<(String, f32, Origin)>> {
+        self.complete_live(prev, prefix, k, params, None, scratch)
+    }
+
+    /// [`Completer::complete_with_origin`], with the searches recorded since the model was built
+    /// (`live`) as candidates and in the popularity and transition features.
+    pub fn complete_live(
+        &self,
+        prev: &str,
+        prefix: &str,
+        k: usize,
+        params: &RankParams,
+        live: Option<&LiveCounts>,
+        scratch: &mut CompleteScratch,
+    ) -> Result<Vec<(String, f32, Origin)>> {
         params.check()?;
         if k == 0 {
             return Ok(Vec::new());
@@ -646,7 +721,7 @@ impl Completer {
         let prefix = normalize_prefix(prefix);
         let params = params.for_k(k);
         let g = &mut scratch.gather;
-        self.sources.gather(&prev, &prefix, &params, g)?;
+        self.sources.gather(&prev, &prefix, &params, live, g)?;
         for c in g.candidates.iter_mut() {
             c.score = self.ranker.score(c.segment as usize, &c.x);
         }
@@ -661,6 +736,8 @@ impl Completer {
             .map(|c| {
                 let origin = if c.label.is_some() {
                     Origin::Seen
+                } else if c.live > 0.0 {
+                    Origin::Live
                 } else {
                     Origin::Composed
                 };
@@ -678,6 +755,18 @@ impl Completer {
         k: usize,
         params: &RankParams,
     ) -> Result<Vec<Vec<(String, f32, Origin)>>> {
+        self.complete_batch_live(prevs, prefixes, k, params, None)
+    }
+
+    /// [`Completer::complete_live`] for many (previous query, prefix) pairs, in parallel.
+    pub fn complete_batch_live<S: AsRef<str> + Sync>(
+        &self,
+        prevs: &[S],
+        prefixes: &[S],
+        k: usize,
+        params: &RankParams,
+        live: Option<&LiveCounts>,
+    ) -> Result<Vec<Vec<(String, f32, Origin)>>> {
         if prevs.len() != prefixes.len() {
             return Err(Error::InvalidInput(format!(
                 "{} previous queries but {} prefixes",
@@ -689,11 +778,12 @@ impl Completer {
         (0..prevs.len())
             .into_par_iter()
             .map_init(CompleteScratch::default, |scratch, i| {
-                self.complete_with_origin(
+                self.complete_live(
                     prevs[i].as_ref(),
                     prefixes[i].as_ref(),
                     k,
                     params,
+                    live,
                     scratch,
                 )
             })
@@ -821,7 +911,13 @@ impl Persist for Completer {
             copy: f.f64()? as f32,
         };
         f.end()?;
-        let ranker = r.nested("ranker")?;
+        let ranker: AdditiveRanker = r.nested("ranker")?;
+        if ranker.n_features() == N_FEATURES - 2 {
+            return Err(crate::persist::format_err(
+                "a completer saved before live counts were ranking features (xrcomplete < 0.3): \
+                 train it again",
+            ));
+        }
         Self::from_parts(sources, ranker, learned, rank).map_err(|e| match e {
             Error::InvalidInput(what) => Error::Format { what },
             other => other,
