@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xrcomplete import Completer
+from xrcomplete.cli import main
 from xrcomplete.server import start
 
 NEW = "iphone 17 pro max"
@@ -242,3 +243,41 @@ def test_a_damaged_event_log_is_replayed_up_to_the_damage_with_a_warning(
     )  # fmt: skip
     assert proc.returncode == 2 and "not an xrcomplete event log" in proc.stderr
     assert events.read_text(encoding="utf-8") == "not an event log\n"
+
+
+def test_compact_folds_the_log_and_the_reload_drops_what_was_folded(
+    sample_model: tuple[Completer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    completer, path = sample_model
+    served = tmp_path / "served.xrc"
+    served.write_bytes(path.read_bytes())
+    events = tmp_path / "events.log"
+    known = "hotmail"
+    assert any(c.query == known and c.source == "seen" for c in completer.complete("", known))
+
+    def score_after_weather(model: Path) -> float:
+        found = Completer.load(model).complete("weather", "hotm", 20)
+        return next(c.score for c in found if c.query == known)
+
+    before = score_after_weather(served)
+    with start(served, port=0, events=events) as server:
+        first = [{"query": known, "prev": "weather", "time": 1.0}] * 40 + [{"query": NEW}]
+        assert request(server.port, "POST", "/v1/searches", first)[1] == {"recorded": 41}
+        # Compact what the log holds now (41 searches) ...
+        assert main(["compact", str(served), str(events), "-o", str(tmp_path / "new.xrc")]) == 0
+        out = capsys.readouterr().out
+        assert "folded 40 of 41 searches" in out and "1 of queries" in out
+        # ... while another search arrives, then serve the compacted model.
+        assert request(server.port, "POST", "/v1/searches", {"query": known})[0] == 200
+        (tmp_path / "new.xrc").replace(served)
+        status, got = request(server.port, "POST", "/admin/reload", {"events_folded": 41})
+        assert status == 200 and (got["events_dropped"], got["events_kept"]) == (40, 2), got
+        stats = server.live_stats()
+        assert stats["queries"] == 2  # NEW and the late search of the known query
+        status, got = request(server.port, "POST", "/admin/reload", {"events_folded": "x"})
+        assert status == 400 and got["error"]["code"] == "bad_json"
+    # The folded counts are in the new model: the known query after "weather" scores higher.
+    assert score_after_weather(served) > before
+    # The log kept the 2 searches not folded: a restart replays them.
+    with start(served, port=0, events=events) as again:
+        assert again.live_stats()["events"] == 2

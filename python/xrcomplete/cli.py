@@ -38,7 +38,7 @@ from xrcomplete.data import (
 )
 from xrcomplete.metrics import BUCKETS, Report, evaluate, evaluate_batch
 from xrcomplete.progress import ProgressLine
-from xrcomplete.server import Server, serve
+from xrcomplete.server import Server, compact, serve
 
 DEMO_SESSIONS = 4
 
@@ -238,6 +238,26 @@ def _serve(args: argparse.Namespace) -> int:
         on_start=started,
     )
     print("xrcomplete: stopped", flush=True)
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    target = _writable_target(args.output, MODEL_FILE)
+    report = compact(args.model, args.events, target)
+    print(
+        f"folded {report['folded']:,} of {report['searches']:,} searches into {target}; "
+        f"{report['unknown']:,} of queries the model does not know were left out (retrain to "
+        "add them)"
+        + (
+            f"; {report['damaged']} damaged stretch(es) of the log skipped"
+            if report["damaged"]
+            else ""
+        )
+    )
+    print(
+        "a server serving it: POST /admin/reload with "
+        f'{{"events_folded": {report["searches"]}}} drops the folded searches from its log'
+    )
     return 0
 
 
@@ -460,6 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--live-cap", type=_positive, default=100_000, help="distinct recorded queries held at most"
     )
     serve_.set_defaults(run=_serve)
+
+    compact_ = sub.add_parser(
+        "compact",
+        help="fold a server's event log into a saved completer's counts",
+        formatter_class=_HelpFormatter,
+    )
+    compact_.add_argument("model", help="a completer saved by 'xrcomplete train'")
+    compact_.add_argument("events", help="the event log of 'xrcomplete serve --events'")
+    compact_.add_argument("-o", "--output", required=True, help="model file or directory")
+    compact_.set_defaults(run=_compact)
     return parser
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from xrcomplete._core import Server
+from xrcomplete._core import CompleterModel, Server
 from xrcomplete.completer import _model_path
 from xrcomplete.data import PathLike
 
-__all__ = ["Server", "serve", "start"]
+__all__ = ["Server", "compact", "serve", "start"]
 
 
 def start(
@@ -117,3 +117,15 @@ def serve(
     finally:
         server.shutdown()
         server.join()
+
+
+def compact(model: PathLike, events: PathLike, output: PathLike) -> dict[str, int]:
+    """Folds the searches of a server's event log (``--events``) into the completer saved at
+    ``model`` and saves the result to ``output``: each search of a query the completer can
+    suggest adds to its popularity and to its transitions after the previous query; searches
+    of queries it does not know are left out (they need training) and counted. Returns
+    ``{"searches", "folded", "unknown", "damaged"}``. A server serving ``output`` then reloads
+    it with ``{"events_folded": searches}``, which drops the folded searches from its log."""
+    folded, report = CompleterModel.compact(_model_path(model, saving=False), events)
+    folded.save(_model_path(output, saving=True))
+    return report

@@ -6,7 +6,8 @@ use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use xrcomplete_core::live::{LiveCounts, LiveParams, Search};
+use xrcomplete_core::live::{wal, LiveCounts, LiveParams, Search};
+use xrcomplete_core::persist::Persist;
 use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
 use xrcomplete_core::rank::RankerTrainParams;
 use xrcomplete_core::xr::Progress;
@@ -404,6 +405,41 @@ impl CompleterModel {
         py.detach(|| searches.iter().try_for_each(|s| live.record(s)))
             .map_err(to_py_err)?;
         Ok(n)
+    }
+
+    /// The completer saved at `model` with the searches of the event log `events` folded into
+    /// its counts (see `xrcomplete compact`), and what was done: searches (in the log), folded,
+    /// unknown (of queries the model cannot suggest, left out), damaged (stretches skipped).
+    #[staticmethod]
+    fn compact(
+        py: Python<'_>,
+        model: std::path::PathBuf,
+        events: std::path::PathBuf,
+    ) -> PyResult<(Self, std::collections::BTreeMap<&'static str, u64>)> {
+        let (completer, folded, replay) = py
+            .detach(|| -> xrcomplete_core::Result<_> {
+                let completer = Completer::load(&model)?;
+                let replay = wal::read_log(&events)?;
+                let (completer, folded) = completer.fold(&replay.searches)?;
+                Ok((completer, folded, replay))
+            })
+            .map_err(to_py_err)?;
+        let report = [
+            ("searches", replay.searches.len() as u64),
+            ("folded", folded.folded as u64),
+            ("unknown", folded.unknown as u64),
+            (
+                "damaged",
+                replay.skipped + u64::from(replay.truncated_bytes > 0),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let model = CompleterModel {
+            inner: Arc::new(completer),
+            live: default_live(),
+        };
+        Ok((model, report))
     }
 
     /// The decayed live count of `query` (after `prev`, when given), normalised first.

@@ -495,9 +495,16 @@ async fn record_search(
         });
     }
     drop(sessions);
+    // Checked above: recording into the live counts cannot fail.
+    let record = || {
+        for s in &searches {
+            let _ = st.live.record(s);
+        }
+    };
     if let Some(log) = &st.events {
-        // Written (and synced, as the policy says) before anything is acknowledged.
-        let log_result = tokio::task::block_in_place(|| log.append(&searches));
+        // Written (and synced, as the policy says) before anything is acknowledged; counted
+        // live in the same order as written (see `reload`'s rewrite of the log).
+        let log_result = tokio::task::block_in_place(|| log.append(&searches, record));
         if let Err(e) = log_result {
             eprintln!("xrcomplete serve: cannot write the event log: {e}");
             return Err(ApiError {
@@ -506,6 +513,8 @@ async fn record_search(
                 message: format!("the searches were not recorded: the event log failed: {e}"),
             });
         }
+    } else {
+        record();
     }
     let mut sessions = st.sessions();
     for (id, query) in &chained {
@@ -513,10 +522,6 @@ async fn record_search(
     }
     st.metrics.sessions(sessions.len());
     drop(sessions);
-    for s in &searches {
-        // Checked above: recording cannot fail.
-        let _ = st.live.record(s);
-    }
     st.metrics.searches(searches.len() as u64);
     let (session, prev) = match (single, bodies[0].session.as_ref()) {
         (true, Some(id)) => (Some(id.clone()), Some(searches[0].query.clone())),
@@ -576,6 +581,23 @@ struct ReloadAnswer {
     model: String,
     previous: String,
     load_seconds: f64,
+    /// With `events_folded`: searches dropped from the event log (folded into the new model),
+    /// and those kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_dropped: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_kept: Option<usize>,
+}
+
+/// The body of `POST /admin/reload`, optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReloadBody {
+    /// The first this many searches of the event log were folded into the new model file
+    /// (`xrcomplete compact`): those of queries the new model knows are dropped from the log
+    /// and from the live counts.
+    #[serde(default)]
+    events_folded: Option<usize>,
 }
 
 /// Admin routes answer only clients on this machine (a request that did not come over the
@@ -596,27 +618,78 @@ async fn reload(
     req: Request,
 ) -> Result<Json<ReloadAnswer>, ApiError> {
     check_local(&req)?;
+    let bytes = axum::body::to_bytes(req.into_body(), st.limits.max_body_bytes)
+        .await
+        .map_err(|e| ApiError::bad("bad_body", e.to_string()))?;
+    let body: ReloadBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ReloadBody::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad(
+                "bad_json",
+                format!("the body must be empty or {{\"events_folded\": count}}: {e}"),
+            )
+        })?
+    };
+    if body.events_folded.is_some() && st.events.is_none() {
+        return Err(ApiError::bad(
+            "no_event_log",
+            "events_folded needs an event log (--events)",
+        ));
+    }
     let worker = st.clone();
-    let loaded = tokio::task::spawn_blocking(move || worker.model.reload(&worker.metrics))
+    let done = tokio::task::spawn_blocking(move || reload_now(&worker, body.events_folded))
         .await
         .map_err(|e| ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: format!("the reload task failed: {e}"),
-        })?;
-    match loaded {
-        Ok(r) => Ok(Json(ReloadAnswer {
-            model: r.id,
-            previous: r.previous,
-            load_seconds: r.load_seconds,
-        })),
-        Err(err) => {
-            eprintln!("xrcomplete serve: reload refused, the old model serves on: {err}");
-            Err(ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "model_refused",
-                message: format!("the model file was refused; the old model serves on: {err}"),
-            })
+        })??;
+    Ok(Json(done))
+}
+
+/// Loads the model file again and, after a compaction, drops the folded searches from the event
+/// log and the live counts. Blocking.
+fn reload_now(st: &AppState, events_folded: Option<usize>) -> Result<ReloadAnswer, ApiError> {
+    let r = st.model.reload(&st.metrics).map_err(|err| {
+        eprintln!("xrcomplete serve: reload refused, the old model serves on: {err}");
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "model_refused",
+            message: format!("the model file was refused; the old model serves on: {err}"),
         }
+    })?;
+    let mut answer = ReloadAnswer {
+        model: r.id,
+        previous: r.previous,
+        load_seconds: r.load_seconds,
+        events_dropped: None,
+        events_kept: None,
+    };
+    if let (Some(n), Some(log)) = (events_folded, &st.events) {
+        let model = st.model.current();
+        let dropped = std::cell::Cell::new(0usize);
+        let keep = |i: usize, s: &Search| {
+            let kept = i >= n || model.completer.queries().id(&s.query).is_none();
+            dropped.set(dropped.get() + usize::from(!kept));
+            kept
+        };
+        let mut kept_n = 0;
+        log.rewrite(keep, |kept| {
+            // Under the log's lock: no search is recorded meanwhile.
+            st.live.clear();
+            for s in kept {
+                let _ = st.live.record(s);
+            }
+            kept_n = kept.len();
+        })
+        .map_err(|e| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "events_unavailable",
+            message: format!("the new model serves, but the event log was not rewritten: {e}"),
+        })?;
+        answer.events_dropped = Some(dropped.get());
+        answer.events_kept = Some(kept_n);
     }
+    Ok(answer)
 }

@@ -210,8 +210,9 @@ impl EventLog {
     }
 
     /// Appends `searches` (one write), then syncs them when the policy says so. Once this
-    /// returns they are in the log.
-    pub fn append(&self, searches: &[Search]) -> Result<()> {
+    /// returns they are in the log. `written` runs once they are written, still under the
+    /// log's lock (so that it and [`EventLog::rewrite`] see the same order of searches).
+    pub fn append(&self, searches: &[Search], written: impl FnOnce()) -> Result<()> {
         let mut bytes = Vec::new();
         for s in searches {
             encode(s, &mut bytes)?;
@@ -222,6 +223,7 @@ impl EventLog {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             file.write_all(&bytes).map_err(|e| io_err(&self.path, &e))?;
+            written();
             match self.sync {
                 // Synced outside the lock: appends that wait for it meanwhile share the sync.
                 SyncPolicy::Always => Some(file.try_clone().map_err(|e| io_err(&self.path, &e))?),
@@ -231,6 +233,44 @@ impl EventLog {
         if let Some(file) = synced {
             file.sync_data().map_err(|e| io_err(&self.path, &e))?;
         }
+        Ok(())
+    }
+
+    /// Keeps only the searches for which `keep(index, search)` holds (e.g. those not yet folded
+    /// into a model): the log is rewritten to a new file renamed over it, under the log's lock;
+    /// `kept` then runs with the searches kept, still under the lock.
+    pub fn rewrite(
+        &self,
+        keep: impl Fn(usize, &Search) -> bool,
+        kept: impl FnOnce(&[Search]),
+    ) -> Result<()> {
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let replay = read_log(&self.path)?;
+        let searches: Vec<Search> = replay
+            .searches
+            .into_iter()
+            .enumerate()
+            .filter(|(i, s)| keep(*i, s))
+            .map(|(_, s)| s)
+            .collect();
+        let mut bytes = header().to_vec();
+        for s in &searches {
+            encode(s, &mut bytes)?;
+        }
+        crate::persist::write_atomic(&self.path, &bytes)?;
+        let mut fresh = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| io_err(&self.path, &e))?;
+        fresh
+            .seek(SeekFrom::End(0))
+            .map_err(|e| io_err(&self.path, &e))?;
+        *file = fresh;
+        kept(&searches);
         Ok(())
     }
 
@@ -305,7 +345,7 @@ mod tests {
         let (log, replay) = EventLog::open(path, SyncPolicy::Never).unwrap();
         assert!(replay.searches.is_empty());
         for chunk in all.chunks(7) {
-            log.append(chunk).unwrap();
+            log.append(chunk, || ()).unwrap();
         }
     }
 
@@ -318,7 +358,19 @@ mod tests {
         let (log, replay) = EventLog::open(&path, SyncPolicy::Always).unwrap();
         assert_eq!(replay.searches, all);
         assert_eq!((replay.skipped, replay.truncated_bytes), (0, 0));
-        log.append(&searches(1)).unwrap();
+        log.append(&searches(1), || ()).unwrap();
+        // Keep the odd ones: the log then holds them, and appends follow them.
+        let mut seen = Vec::new();
+        log.rewrite(|i, _| i % 2 == 1, |kept| seen = kept.to_vec())
+            .unwrap();
+        let odd: Vec<Search> = all.iter().skip(1).step_by(2).cloned().collect();
+        assert_eq!(seen, odd);
+        log.append(&all[..1], || ()).unwrap();
+        drop(log);
+        let mut want = odd;
+        want.push(all[0].clone());
+        assert_eq!(read_log(&path).unwrap().searches, want);
+        let (log, _) = EventLog::open(&path, SyncPolicy::Never).unwrap();
         log.truncate().unwrap();
         drop(log);
         assert!(read_log(&path).unwrap().searches.is_empty());
@@ -340,7 +392,7 @@ mod tests {
             assert_eq!(replay.searches, all[..19], "cut {cut}");
             assert_eq!(replay.truncated_bytes, (one.len() - cut) as u64);
             // New appends follow the good records.
-            log.append(&all[19..]).unwrap();
+            log.append(&all[19..], || ()).unwrap();
             drop(log);
             assert_eq!(read_log(&path).unwrap().searches, all);
         }
@@ -382,7 +434,7 @@ mod tests {
             std::fs::write(&path, start).unwrap();
             let (log, replay) = EventLog::open(&path, SyncPolicy::Never).unwrap();
             assert!(replay.searches.is_empty());
-            log.append(&searches(2)).unwrap();
+            log.append(&searches(2), || ()).unwrap();
             drop(log);
             assert_eq!(read_log(&path).unwrap().searches.len(), 2);
         }

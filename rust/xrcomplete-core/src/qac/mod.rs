@@ -229,6 +229,15 @@ impl Origin {
     }
 }
 
+/// What [`Completer::fold`] did with the searches it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// Searches folded into the counts.
+    pub folded: usize,
+    /// Searches of queries the completer cannot suggest, left out.
+    pub unknown: usize,
+}
+
 /// One suggestion: a query and its ranking score (higher is better; not a probability).
 pub type Completion = (String, f32);
 
@@ -638,6 +647,58 @@ impl Completer {
         })
     }
 
+    /// The completer with recorded searches folded into its counts (undecayed): each search of
+    /// a query it can suggest adds its count to the query's popularity and to its transitions
+    /// after the search's previous query. Searches of queries it does not know are left out and
+    /// counted: those queries would be new labels of the model, which takes training. The
+    /// model, the language model and the ranker are unchanged.
+    pub fn fold(self, searches: &[Search]) -> Result<(Self, Folded)> {
+        let Completer {
+            sources,
+            ranker,
+            learned,
+            rank,
+        } = self;
+        let Sources {
+            features,
+            model,
+            queries,
+            transitions,
+            lm,
+        } = sources;
+        let mut weights = queries.weights().to_vec();
+        let mut extra: Vec<(&str, u32, f32)> = Vec::new();
+        let mut folded = Folded::default();
+        for s in searches {
+            if !(s.count.is_finite() && s.count > 0.0) {
+                return Err(Error::InvalidInput(format!(
+                    "a search of {:?} counts {}; counts must be positive",
+                    s.query, s.count
+                )));
+            }
+            match queries.id(&s.query) {
+                Some(label) => {
+                    weights[label as usize] += s.count;
+                    extra.push((&s.prev, label, s.count as f32));
+                    folded.folded += 1;
+                }
+                None => folded.unknown += 1,
+            }
+        }
+        // The same keys: the same ids, so the model's labels still name the same queries.
+        let new_queries = Trie::new(queries.keys().zip(weights))?;
+        let new_transitions =
+            Transitions::from_counts(transitions.entries().chain(extra.iter().copied()))?;
+        let sources = Sources {
+            features,
+            model,
+            queries: new_queries,
+            transitions: new_transitions,
+            lm,
+        };
+        Ok((Self::from_parts(sources, ranker, learned, rank)?, folded))
+    }
+
     /// The default ranking options.
     pub fn rank_params(&self) -> &RankParams {
         &self.rank
@@ -1007,6 +1068,54 @@ pub(crate) mod tests {
             .into_iter()
             .map(|(q, _)| q)
             .collect()
+    }
+
+    #[test]
+    fn folded_searches_add_to_popularity_and_transitions() {
+        let c = trained(&TreeSpec::Trie { depth: 2 });
+        let score_of = |c: &Completer, prev: &str, query: &str| {
+            let mut scratch = CompleteScratch::default();
+            c.complete(prev, "h", 10, &RankParams::default(), &mut scratch)
+                .unwrap()
+                .into_iter()
+                .find(|(q, _)| q == query)
+                .map(|(_, s)| s)
+                .unwrap()
+        };
+        let (alone, after_weather) = (
+            score_of(&c, "", "hot dogs"),
+            score_of(&c, "weather", "hot dogs"),
+        );
+        let search = |query: &str, prev: &str, count: f64| Search {
+            query: query.into(),
+            prev: prev.into(),
+            count,
+            time: 0.0,
+        };
+        let searches = [
+            search("hot dogs", "", 100.0),
+            search("hot dogs", "weather", 30.0),
+            search("never searched", "", 5.0),
+        ];
+        let before = c.queries().get("hot dogs").unwrap();
+        let (c, folded) = c.fold(&searches).unwrap();
+        assert_eq!(
+            folded,
+            Folded {
+                folded: 2,
+                unknown: 1
+            }
+        );
+        assert_eq!(c.queries().get("hot dogs").unwrap(), before + 130.0);
+        let label = c.queries().id("hot dogs").unwrap();
+        assert_eq!(c.sources.transitions.count("weather", label), 30.0);
+        // More popular, and more often after "weather": ranked higher in both cases.
+        assert!(score_of(&c, "", "hot dogs") > alone);
+        assert!(score_of(&c, "weather", "hot dogs") > after_weather);
+        // Saved and loaded, the folded completer answers the same.
+        let again = Completer::from_bytes(&c.to_bytes()).unwrap();
+        assert_eq!(top(&again, "weather", "h", 3), top(&c, "weather", "h", 3));
+        assert!(c.fold(&[search("hot dogs", "", -1.0)]).is_err());
     }
 
     #[test]

@@ -20,18 +20,29 @@ pub struct Transitions {
 impl Transitions {
     /// Counts `(prev, next label)` pairs (`prev` empty for a session's first query).
     pub fn new<'a>(pairs: impl Iterator<Item = (&'a str, u32)>) -> Result<Self> {
-        let mut pairs: Vec<(&str, u32)> = pairs.collect();
-        pairs.sort_unstable();
+        Self::from_counts(pairs.map(|(prev, label)| (prev, label, 1.0)))
+    }
+
+    /// Sums `(prev, next label, count)` entries (counts positive and finite).
+    pub fn from_counts<'a>(entries: impl Iterator<Item = (&'a str, u32, f32)>) -> Result<Self> {
+        let mut entries: Vec<(&str, u32, f32)> = entries.collect();
+        if let Some(e) = entries.iter().find(|e| !(e.2.is_finite() && e.2 > 0.0)) {
+            return Err(Error::InvalidInput(format!(
+                "transitions: a count must be a positive number, got {}",
+                e.2
+            )));
+        }
+        entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let mut prevs: Vec<(&str, f64)> = Vec::new();
         let mut first: Vec<(u32, f32)> = Vec::new();
         let (mut ptr, mut next, mut count) = (vec![0u64], Vec::new(), Vec::new());
-        for (i, &(prev, label)) in pairs.iter().enumerate() {
-            let same_prev = i > 0 && pairs[i - 1].0 == prev;
-            let same_pair = same_prev && pairs[i - 1].1 == label;
+        for (i, &(prev, label, c)) in entries.iter().enumerate() {
+            let same_prev = i > 0 && entries[i - 1].0 == prev;
+            let same_pair = same_prev && entries[i - 1].1 == label;
             if prev.is_empty() {
                 match first.last_mut() {
-                    Some(last) if same_pair => last.1 += 1.0,
-                    _ => first.push((label, 1.0)),
+                    Some(last) if same_pair => last.1 += c,
+                    _ => first.push((label, c)),
                 }
                 continue;
             }
@@ -41,12 +52,12 @@ impl Transitions {
                 }
                 prevs.push((prev, 0.0));
             }
-            prevs.last_mut().expect("pushed above").1 += 1.0;
+            prevs.last_mut().expect("pushed above").1 += f64::from(c);
             if same_pair {
-                *count.last_mut().expect("a count per entry") += 1.0;
+                *count.last_mut().expect("a count per entry") += c;
             } else {
                 next.push(label);
-                count.push(1.0);
+                count.push(c);
             }
         }
         if !prevs.is_empty() {
@@ -58,6 +69,15 @@ impl Transitions {
         }
         ptr.push(next.len() as u64);
         Self::from_parts(Trie::new(prevs)?, ptr.into(), next.into(), count.into())
+    }
+
+    /// Every `(prev, next label, count)`, the session-first row (`prev` empty) last.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, u32, f32)> + '_ {
+        (0..=self.prevs.len()).flat_map(move |row| {
+            let prev = self.prevs.key(row as u32).unwrap_or("");
+            let (start, end) = (self.ptr[row] as usize, self.ptr[row + 1] as usize);
+            (start..end).map(move |i| (prev, self.next[i], self.count[i]))
+        })
     }
 
     fn from_parts(
@@ -176,6 +196,20 @@ impl Persist for Transitions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_rebuild_the_same_counts_and_add_up() {
+        let pairs = [("a", 1), ("a", 1), ("", 2), ("b", 0), ("a", 3), ("", 2)];
+        let t = Transitions::new(pairs.iter().copied()).unwrap();
+        let again = Transitions::from_counts(t.entries()).unwrap();
+        assert_eq!(again, t);
+        let more =
+            Transitions::from_counts(t.entries().chain([("a", 1, 2.5), ("c", 4, 1.0)])).unwrap();
+        assert_eq!(more.count("a", 1), 4.5);
+        assert_eq!(more.count("c", 4), 1.0);
+        assert_eq!(more.count("", 2), 2.0);
+        assert!(Transitions::from_counts([("a", 1, 0.0)].into_iter()).is_err());
+    }
 
     #[test]
     fn counts_rows_and_ranges() {
