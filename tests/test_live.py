@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from xrcomplete import Completer
 from xrcomplete.cli import main
+from xrcomplete.data import sample_path
 from xrcomplete.server import start
 
 NEW = "iphone 17 pro max"
@@ -281,3 +282,18 @@ def test_compact_folds_the_log_and_the_reload_drops_what_was_folded(
     # The log kept the 2 searches not folded: a restart replays them.
     with start(served, port=0, events=events) as again:
         assert again.live_stats()["events"] == 2
+
+
+def test_compact_with_retrain_makes_new_queries_suggestable(
+    sample_model: tuple[Completer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.log"
+    with start(sample_model[1], port=0, events=events) as server:
+        batch = [{"query": NEW, "prev": "apple", "time": 1.2e9 + i} for i in range(3)]
+        assert request(server.port, "POST", "/v1/searches", batch)[0] == 200
+    new = tmp_path / "new.xrc"
+    args = [str(sample_model[1]), str(events), "-o", str(new), "--retrain", str(sample_path())]
+    assert main(["compact", *args]) == 0
+    assert "trained on the log and 3 of 3 searches" in capsys.readouterr().out
+    found = Completer.load(new).complete("apple", "iphone 17", 3)
+    assert (found[0].query, found[0].source) == (NEW, "seen")

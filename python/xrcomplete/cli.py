@@ -243,11 +243,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _compact(args: argparse.Namespace) -> int:
     target = _writable_target(args.output, MODEL_FILE)
-    report = compact(args.model, args.events, target)
+    report = compact(args.model, args.events, target, retrain=args.retrain)
+    what = "trained on the log and" if args.retrain else "folded"
     print(
-        f"folded {report['folded']:,} of {report['searches']:,} searches into {target}; "
-        f"{report['unknown']:,} of queries the model does not know were left out (retrain to "
-        "add them)"
+        f"{what} {report['folded']:,} of {report['searches']:,} searches into {target}; "
+        f"{report['unknown']:,} of queries the model does not know were left out"
+        + (" (--retrain LOG adds them)" if report["unknown"] else "")
         + (
             f"; {report['damaged']} damaged stretch(es) of the log skipped"
             if report["damaged"]
@@ -489,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     compact_.add_argument("model", help="a completer saved by 'xrcomplete train'")
     compact_.add_argument("events", help="the event log of 'xrcomplete serve --events'")
     compact_.add_argument("-o", "--output", required=True, help="model file or directory")
+    compact_.add_argument(
+        "--retrain",
+        metavar="LOG",
+        help="train a new completer (default options) on this log and the searches instead",
+    )
     compact_.set_defaults(run=_compact)
     return parser
 

@@ -16,9 +16,10 @@ starts with the normalised prefix, and says whether it is a query of the log or 
 
 from __future__ import annotations
 
+import itertools
 import os
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -305,7 +306,12 @@ class Completer:
         return self
 
     def fit_log(
-        self, path: PathLike, gap_minutes: float = 30.0, *, errors: str = "strict"
+        self,
+        path: PathLike,
+        gap_minutes: float = 30.0,
+        *,
+        errors: str = "strict",
+        searches: Iterable[tuple[str, str, float, float]] = (),
     ) -> Completer:
         """Trains on a log in AOL's layout (AnonID, Query, QueryTime; tab-separated, header
         and byte-order mark optional): popularity = every search of a query, pairs =
@@ -314,10 +320,14 @@ class Completer:
 
         A row that cannot be read (not UTF-8, too few columns, a time that does not parse)
         raises ``LogFormatError`` naming ``path:line``; with ``errors="skip"`` it is dropped, and
-        a ``SkippedRowsWarning`` says how many were. ``read_report_`` tells what was read."""
+        a ``SkippedRowsWarning`` says how many were. ``read_report_`` tells what was read.
+
+        ``searches``: (query, previous query, count, time in seconds) searched after the log
+        (e.g. ``_core.read_event_log`` of a server's event log), trained on after it: each a
+        pair, its count added to the query's popularity."""
         check_gap(gap_minutes)
         report = ReadReport()
-        counts: Counter[str] = Counter()
+        counts: defaultdict[str, float] = defaultdict(float)
         last_time = [0.0]
 
         def counted() -> Iterator[tuple[str, str, datetime]]:
@@ -326,8 +336,18 @@ class Completer:
                 last_time[0] = event[2].timestamp()
                 yield event
 
+        def recorded() -> Iterator[tuple[str, str]]:
+            for query, prev, count, when in searches:
+                query = _core.normalize_query(query)
+                if query:
+                    counts[query] += count
+                    last_time[0] = when
+                    yield _core.normalize_query(prev), query
+
         # A pair comes out right after its next query's event is read: that event's time.
-        pairs = session_pairs_of(counted(), gap_minutes, first_queries=True)
+        pairs = itertools.chain(
+            session_pairs_of(counted(), gap_minutes, first_queries=True), recorded()
+        )
         with ProgressLine(self.progress) as line:
             self._fit(pairs, counts, line, report, clock=lambda: last_time[0])
         self.read_report_ = report

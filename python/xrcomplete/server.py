@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from xrcomplete._core import CompleterModel, Server
-from xrcomplete.completer import _model_path
+from xrcomplete._core import CompleterModel, Server, read_event_log
+from xrcomplete.completer import Completer, _model_path
 from xrcomplete.data import PathLike
 
 __all__ = ["Server", "compact", "serve", "start"]
@@ -119,13 +119,25 @@ def serve(
         server.join()
 
 
-def compact(model: PathLike, events: PathLike, output: PathLike) -> dict[str, int]:
+def compact(
+    model: PathLike, events: PathLike, output: PathLike, *, retrain: PathLike | None = None
+) -> dict[str, int]:
     """Folds the searches of a server's event log (``--events``) into the completer saved at
     ``model`` and saves the result to ``output``: each search of a query the completer can
     suggest adds to its popularity and to its transitions after the previous query; searches
     of queries it does not know are left out (they need training) and counted. Returns
     ``{"searches", "folded", "unknown", "damaged"}``. A server serving ``output`` then reloads
-    it with ``{"events_folded": searches}``, which drops the folded searches from its log."""
-    folded, report = CompleterModel.compact(_model_path(model, saving=False), events)
-    folded.save(_model_path(output, saving=True))
-    return report
+    it with ``{"events_folded": searches}``, which drops the folded searches from its log.
+
+    ``retrain``: a log in AOL's layout; a new completer (default options: a model file does not
+    keep its training options) is trained on it and the searches instead, so that every query
+    becomes one it can suggest (``unknown`` is then 0)."""
+    if retrain is None:
+        folded, report = CompleterModel.compact(_model_path(model, saving=False), events)
+        folded.save(_model_path(output, saving=True))
+        return report
+    searches, damaged = read_event_log(events)
+    Completer.load(model, mmap=True)  # the model must be one, as without retrain
+    completer = Completer(progress="auto").fit_log(retrain, searches=searches)
+    completer.save(output)
+    return {"searches": len(searches), "folded": len(searches), "unknown": 0, "damaged": damaged}

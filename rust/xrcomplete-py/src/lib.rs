@@ -33,5 +33,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Server>()?;
     m.add_function(wrap_pyfunction!(qac::normalize_query, m)?)?;
     m.add_function(wrap_pyfunction!(qac::normalize_prefix, m)?)?;
+    m.add_function(wrap_pyfunction!(qac::read_event_log, m)?)?;
     Ok(())
 }

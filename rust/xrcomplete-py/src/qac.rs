@@ -553,6 +553,26 @@ impl CompleterModel {
     }
 }
 
+/// A search of an event log for Python: (query, previous query, count, time).
+type LoggedSearch = (String, String, f64, f64);
+
+/// The searches of an event log (`xrcomplete serve --events`): ([(query, prev, count, time)],
+/// damaged stretches skipped). ModelFormatError for a file that is not an event log.
+#[pyfunction]
+pub(crate) fn read_event_log(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+) -> PyResult<(Vec<LoggedSearch>, u64)> {
+    let replay = py.detach(|| wal::read_log(&path)).map_err(to_py_err)?;
+    let damaged = replay.skipped + u64::from(replay.truncated_bytes > 0);
+    let searches = replay
+        .searches
+        .into_iter()
+        .map(|s| (s.query, s.prev, s.count, s.time))
+        .collect();
+    Ok((searches, damaged))
+}
+
 /// How the completer normalises a query (lower-case, surrounding whitespace removed).
 #[pyfunction]
 pub(crate) fn normalize_query(query: &str) -> String {
