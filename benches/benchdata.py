@@ -44,3 +44,18 @@ def require(folder: Path, *names: str) -> list[Path]:
         )
         sys.exit(2)
     return paths
+
+
+def model_or_train(model: Path | None, train: Path, folder: Path) -> Path:
+    """``model`` (a saved completer), or one trained on ``train`` with the defaults and saved
+    in ``folder`` (saying how long it took)."""
+    if model is not None:
+        return model
+    import time
+
+    from xrcomplete import Completer
+
+    start = time.perf_counter()
+    path = Completer(progress=False).fit_log(train).save(folder / "completer.xrc")
+    print(f"trained on {train.name} in {time.perf_counter() - start:.0f} s")
+    return path

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from benchdata import add_data_option, require
+from benchdata import add_data_option, model_or_train, require
 
 from xrcomplete import Completer
 from xrcomplete.data import read_events
@@ -133,11 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train, valid = require(args.data, "aol_train.tsv", "aol_valid.tsv")
     with tempfile.TemporaryDirectory(prefix="xrc-live-") as tmp_dir:
         tmp = Path(tmp_dir)
-        model = args.model
-        if model is None:
-            start = time.perf_counter()
-            model = Completer(progress=False).fit_log(train).save(tmp / "completer.xrc")
-            print(f"trained on aol_train in {time.perf_counter() - start:.0f} s")
+        model = model_or_train(args.model, train, tmp)
         completer = Completer.load(model, mmap=True)
         rows = searches_in_time_order(valid)
         print(f"{len(rows):,} searches of aol_valid, {sum(r[3] for r in rows):,} scored pairs")

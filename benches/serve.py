@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchdata import add_data_option, require
+from benchdata import add_data_option, model_or_train, require
 
 from xrcomplete import Completer
 from xrcomplete.data import session_pairs
@@ -217,11 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="xrc-serve-") as tmp_dir:
         tmp = Path(tmp_dir)
-        model = args.model
-        if model is None:
-            start = time.perf_counter()
-            model = Completer(progress=False).fit_log(train).save(tmp / "completer.xrc")
-            print(f"trained on aol_train in {time.perf_counter() - start:.0f} s")
+        model = model_or_train(args.model, train, tmp)
         served = tmp / "served.xrc"
         shutil.copyfile(model, served)
         cases = request_cases(valid, 20_000)

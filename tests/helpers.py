@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar, cast
@@ -36,3 +39,21 @@ def run_in_threads(work: Callable[[], T], n: int = 8, timeout: float = 120.0) ->
     if errors:
         raise errors[0]
     return cast(list[T], results)  # every slot was filled: no thread failed or hung
+
+
+def serve_cli(model: object, *options: str) -> tuple[subprocess.Popen[str], int]:
+    """`xrcomplete serve MODEL --port 0 OPTIONS` in a process of its own, once it listens: the
+    process (the caller stops it) and its port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xrcomplete.cli", "serve", str(model), "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    if found is None:
+        proc.kill()
+        raise AssertionError(f"no address in {line!r}: {proc.communicate()}")
+    return proc, int(found.group(1))

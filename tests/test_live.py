@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_in_threads
+from helpers import run_in_threads, serve_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -155,21 +155,6 @@ def test_the_server_and_the_library_answer_alike_with_the_same_searches(
         assert server.live_stats()["events"] == 7
 
 
-def serve(model: Path, events: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xrcomplete.cli", "serve", str(model), "--port", "0",
-         "--events", str(events)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r":(\d+)/", line)
-    if found is None:
-        proc.kill()
-        raise AssertionError(f"{line!r} {proc.communicate()}")
-    return proc, int(found.group(1))
-
-
 def replayed(port: int) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", "/metrics")
@@ -186,7 +171,7 @@ def test_kill_9_loses_no_acknowledged_search(
     events = tmp_path / "events.log"
     acked = sent = 0
     for round_, run_for in enumerate([0.6, 1.1, 0.4]):
-        proc, port = serve(sample_model[1], events)
+        proc, port = serve_cli(sample_model[1], "--events", str(events))
         try:
             assert replayed(port) >= acked, "an acknowledged search was lost"
             assert replayed(port) <= sent
@@ -212,7 +197,7 @@ def test_kill_9_loses_no_acknowledged_search(
                 proc.kill()
             proc.communicate()
     assert acked > 1000, acked
-    proc, port = serve(sample_model[1], events)
+    proc, port = serve_cli(sample_model[1], "--events", str(events))
     try:
         assert acked <= replayed(port) <= sent
     finally:
@@ -229,7 +214,7 @@ def test_a_damaged_event_log_is_replayed_up_to_the_damage_with_a_warning(
         assert request(server.port, "POST", "/v1/searches", batch)[0] == 200
     with events.open("ab") as f:
         f.write(b"\x30\x00\x00\x00torn")  # a record cut short
-    proc, port = serve(sample_model[1], events)
+    proc, port = serve_cli(sample_model[1], "--events", str(events))
     try:
         assert replayed(port) == 50
     finally:

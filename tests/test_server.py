@@ -8,11 +8,8 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -21,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import serve_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -271,23 +269,6 @@ def test_start_errors_are_typed(
         start(model, port=0, session_ttl=0)
 
 
-def serve_cli(model: Path) -> tuple[subprocess.Popen[str], str]:
-    """`xrcomplete serve MODEL --port 0` in a process of its own; returns it and its URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xrcomplete.cli", "serve", str(model), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-    if found is None:
-        proc.kill()
-        raise AssertionError(f"no address in {line!r}: {proc.communicate()}")
-    return proc, found.group(1)
-
-
 def test_cli_serve_reloads_on_sighup_and_drains_on_sigterm(
     tmp_path: Path, two_models: list[bytes]
 ) -> None:
@@ -297,7 +278,7 @@ def test_cli_serve_reloads_on_sighup_and_drains_on_sigterm(
     try:
 
         def get(target: str) -> tuple[int, Any]:
-            conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=30)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request("GET", target)
             response = conn.getresponse()
             status, body = response.status, json.loads(response.read())
