@@ -523,8 +523,9 @@ async fn record_search(
     st.metrics.sessions(sessions.len());
     drop(sessions);
     st.metrics.searches(searches.len() as u64);
-    let (session, prev) = match (single, bodies[0].session.as_ref()) {
-        (true, Some(id)) => (Some(id.clone()), Some(searches[0].query.clone())),
+    // One search with a session: say what the session's previous query is now.
+    let (session, prev) = match (single, bodies.first().and_then(|b| b.session.as_ref())) {
+        (true, Some(id)) => (Some(id.clone()), searches.first().map(|s| s.query.clone())),
         _ => (None, None),
     };
     Ok(Json(SearchAnswer {

@@ -439,6 +439,9 @@ fn recorded_searches_complete_at_once_and_survive_a_restart_through_the_event_lo
             .collect();
         let (status, body) = post(addr, "/v1/searches", &Value::from(batch).to_string());
         assert_eq!((status, json_of(&body)), (200, json!({"recorded": 29})));
+        // An empty batch records nothing (it used to index its first search and panic).
+        let (status, body) = post(addr, "/v1/searches", "[]");
+        assert_eq!((status, json_of(&body)), (200, json!({"recorded": 0})));
         // The log is too small to learn a ranker from (the fixed rule ranks): the recorded
         // query is a candidate, marked live. (The learned ranker's use of live counts is tested
         // from Python, on the bundled AOL slice.)
