@@ -141,7 +141,8 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// Inserts or raises `query` to weight `level` in a best-first list kept at `TOP` entries.
 fn raise<K: PartialEq + Clone>(list: &mut Vec<(f64, K)>, query: &K, level: f64) {
     if let Some(i) = list.iter().position(|e| &e.1 == query) {
-        list[i].0 = level;
+        // Weights only grow: a raise that lost a race to a later one must not lower it.
+        list[i].0 = list[i].0.max(level);
     } else if list.len() < TOP || list.last().is_some_and(|e| e.0 < level) {
         list.push((level, query.clone()));
     } else {
