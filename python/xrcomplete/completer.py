@@ -110,7 +110,7 @@ class Completer:
 
     Searches made after training are recorded with ``record`` (live counts: decayed by half
     every ``live_half_life`` seconds, at most ``live_cap`` distinct queries held) and complete
-    at once: as candidates, and in the popularity and transition features of the ranking.
+    at once: as candidates, and as two features of the ranking (``live``, ``live_after``).
     """
 
     def __init__(

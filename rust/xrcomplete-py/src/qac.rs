@@ -42,7 +42,8 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A search to record, checked: the query normalised and not empty.
+/// A search to record, checked: the query normalised and not empty, the count positive, the
+/// time finite.
 fn search(query: &str, prev: &str, count: f64, time: Option<f64>) -> PyResult<Search> {
     let normalised = qac::normalize_query(query);
     if normalised.is_empty() {
@@ -50,12 +51,14 @@ fn search(query: &str, prev: &str, count: f64, time: Option<f64>) -> PyResult<Se
             "cannot record {query:?}: the query is empty once normalised"
         )));
     }
-    Ok(Search {
+    let s = Search {
         query: normalised,
         prev: qac::normalize_query(prev),
         count,
         time: time.unwrap_or_else(unix_now),
-    })
+    };
+    s.check().map_err(to_py_err)?;
+    Ok(s)
 }
 
 impl CompleterModel {
@@ -391,14 +394,7 @@ impl CompleterModel {
             .map(|i| {
                 let count = counts.as_ref().map_or(1.0, |c| c[i]);
                 let time = times.as_ref().map_or(now, |t| t[i]);
-                let s = search(&queries[i], &prevs[i], count, Some(time))?;
-                if !(s.count > 0.0 && s.count.is_finite() && s.time.is_finite()) {
-                    return Err(PyValueError::new_err(format!(
-                        "search {i}: count must be positive and time finite, got {} and {}",
-                        s.count, s.time
-                    )));
-                }
-                Ok(s)
+                search(&queries[i], &prevs[i], count, Some(time))
             })
             .collect::<PyResult<Vec<Search>>>()?;
         let live = self.live();

@@ -385,8 +385,9 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Checks one search of a request (`i`: its place in a batch, for messages).
-fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<(), ApiError> {
+/// Checks one search of a request (`i`: its place in a batch, for messages); its query,
+/// normalised.
+fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<String, ApiError> {
     let at = |m: String| match i {
         Some(i) => format!("search {i}: {m}"),
         None => m,
@@ -407,7 +408,8 @@ fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<(),
             at("give prev or session, not both".into()),
         ));
     }
-    if normalize_query(&b.query).is_empty() {
+    let query = normalize_query(&b.query);
+    if query.is_empty() {
         return Err(ApiError::bad(
             "empty_query",
             at("query is empty once normalised".into()),
@@ -425,7 +427,7 @@ fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<(),
             at("time must be a number of seconds".into()),
         ));
     }
-    Ok(())
+    Ok(query)
 }
 
 async fn record_search(
@@ -465,17 +467,18 @@ async fn record_search(
             ),
         ));
     }
-    for (i, b) in bodies.iter().enumerate() {
-        check_search(b, (!single).then_some(i), &st.limits)?;
-    }
+    let queries = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| check_search(b, (!single).then_some(i), &st.limits))
+        .collect::<Result<Vec<String>, ApiError>>()?;
     let now = unix_now();
     // Sessions are resolved in order (a batch may chain one session's searches).
     let mut sessions = st.sessions();
     let at = Instant::now();
     let mut searches = Vec::with_capacity(bodies.len());
     let mut chained: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
-    for b in &bodies {
-        let query = normalize_query(&b.query);
+    for (b, query) in bodies.iter().zip(queries) {
         let prev = match (&b.prev, &b.session) {
             (Some(prev), _) => normalize_query(prev),
             (None, Some(id)) => match chained.get(id.as_str()) {

@@ -372,18 +372,7 @@ async fn handle_signals(state: Arc<api::AppState>, stop: Arc<watch::Sender<bool>
                 stop.send_replace(true);
                 return;
             }
-            _ = hup.recv() => {
-                let st = state.clone();
-                let reloaded =
-                    tokio::task::spawn_blocking(move || st.model.reload(&st.metrics)).await;
-                match reloaded {
-                    Ok(Ok(r)) => eprintln!("xrcomplete serve: SIGHUP: now serving model {}", r.id),
-                    Ok(Err(e)) => {
-                        eprintln!("xrcomplete serve: SIGHUP: reload refused, the old model serves on: {e}");
-                    }
-                    Err(e) => eprintln!("xrcomplete serve: SIGHUP: reload failed: {e}"),
-                }
-            }
+            _ = hup.recv() => reload_logged(&state, "SIGHUP").await,
         }
     }
 }
@@ -411,14 +400,20 @@ async fn watch_model(
             continue;
         }
         seen = now;
-        let st = state.clone();
-        match tokio::task::spawn_blocking(move || st.model.reload(&st.metrics)).await {
-            Ok(Ok(r)) => eprintln!("xrcomplete serve: the model file changed: now serving {}", r.id),
-            Ok(Err(e)) => eprintln!(
-                "xrcomplete serve: the model file changed but is refused, the old model serves on: {e}"
-            ),
-            Err(e) => eprintln!("xrcomplete serve: reload failed: {e}"),
+        reload_logged(&state, "the model file changed").await;
+    }
+}
+
+/// Reloads the model off the async workers, for a signal or a watched file: the outcome goes to
+/// the log (and the metrics), as nobody waits for an answer.
+async fn reload_logged(state: &Arc<api::AppState>, why: &str) {
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || st.model.reload(&st.metrics)).await {
+        Ok(Ok(r)) => eprintln!("xrcomplete serve: {why}: now serving model {}", r.id),
+        Ok(Err(e)) => {
+            eprintln!("xrcomplete serve: {why}: reload refused, the old model serves on: {e}")
         }
+        Err(e) => eprintln!("xrcomplete serve: {why}: reload failed: {e}"),
     }
 }
 

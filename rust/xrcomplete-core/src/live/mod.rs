@@ -81,6 +81,32 @@ pub struct Search {
     pub time: f64,
 }
 
+impl Search {
+    /// Checks that it can be recorded: a non-empty query, a positive finite count, a finite
+    /// time.
+    pub fn check(&self) -> Result<()> {
+        if self.query.is_empty() {
+            return Err(Error::EmptyString {
+                what: "query",
+                why: "an empty query cannot be recorded",
+            });
+        }
+        if !(self.count > 0.0 && self.count.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "count must be a positive number, got {}",
+                self.count
+            )));
+        }
+        if !self.time.is_finite() {
+            return Err(Error::InvalidInput(format!(
+                "time must be a finite number of seconds, got {}",
+                self.time
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What the overlay holds, for reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LiveStats {
@@ -110,8 +136,8 @@ struct QueryShard {
 /// Top lists of the short prefixes: prefix -> (weight, query), best first.
 type ShortShard = HashMap<String, Vec<(f64, Arc<str>)>>;
 
-/// Previous query -> (query, weight), best first, at most `TOP` followers each.
-type AfterShard = HashMap<Arc<str>, Vec<(Arc<str>, f64)>>;
+/// Previous query -> (weight, query), best first, at most `TOP` followers each.
+type AfterShard = HashMap<Arc<str>, Vec<(f64, Arc<str>)>>;
 
 /// The first `n` characters of `s` (all of it when shorter).
 fn head(s: &str, n: usize) -> &str {
@@ -150,6 +176,38 @@ fn raise<K: PartialEq + Clone>(list: &mut Vec<(f64, K)>, query: &K, level: f64) 
     }
     list.sort_by(|a, b| b.0.total_cmp(&a.0));
     list.truncate(TOP);
+}
+
+/// Which weights an eviction keeps: all but the `drop` lowest (ties at the cut-off dropped in
+/// the order they are asked about).
+struct Cutoff {
+    threshold: f64,
+    drop: usize,
+}
+
+impl Cutoff {
+    /// Keeps the `keep` highest of `weights`.
+    fn new(mut weights: Vec<f64>, keep: usize) -> Self {
+        let drop = weights.len().saturating_sub(keep);
+        let threshold = match drop {
+            0 => f64::NEG_INFINITY,
+            _ => {
+                *weights
+                    .select_nth_unstable_by(drop - 1, |a, b| a.total_cmp(b))
+                    .1
+            }
+        };
+        Cutoff { threshold, drop }
+    }
+
+    fn keeps(&mut self, weight: f64) -> bool {
+        if self.drop > 0 && weight <= self.threshold {
+            self.drop -= 1;
+            false
+        } else {
+            true
+        }
+    }
 }
 
 /// Searches recorded since a model was built, decayed. See the module documentation.
@@ -244,7 +302,7 @@ impl LiveCounts {
         }
         for shard in &self.after {
             for list in write(shard).values_mut() {
-                list.iter_mut().for_each(|e| e.1 *= factor);
+                list.iter_mut().for_each(|e| e.0 *= factor);
             }
         }
         self.reference.store(to.to_bits(), Ordering::Relaxed);
@@ -253,24 +311,7 @@ impl LiveCounts {
     /// Records one search. The query must be non-empty, the count positive and finite, the
     /// time finite.
     pub fn record(&self, s: &Search) -> Result<()> {
-        if s.query.is_empty() {
-            return Err(Error::EmptyString {
-                what: "query",
-                why: "an empty query cannot be recorded",
-            });
-        }
-        if !(s.count > 0.0 && s.count.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "count must be a positive number, got {}",
-                s.count
-            )));
-        }
-        if !s.time.is_finite() {
-            return Err(Error::InvalidInput(format!(
-                "time must be a finite number of seconds, got {}",
-                s.time
-            )));
-        }
+        s.check()?;
         if self.reference().is_nan() {
             let _ = self.reference.compare_exchange(
                 f64::NAN.to_bits(),
@@ -314,12 +355,8 @@ impl LiveCounts {
                     after.entry(Arc::from(s.prev.as_str())).or_default()
                 }
             };
-            match followers.iter_mut().find(|e| e.0 == key) {
-                Some(e) => e.1 += add,
-                None => followers.push((key, add)),
-            }
-            followers.sort_by(|a, b| b.1.total_cmp(&a.1));
-            followers.truncate(TOP);
+            let weight = followers.iter().find(|e| e.1 == key).map_or(0.0, |e| e.0) + add;
+            raise(followers, &key, weight);
         }
         self.events.fetch_add(1, Ordering::Relaxed);
         let mut clock = self.clock.load(Ordering::Relaxed);
@@ -371,77 +408,49 @@ impl LiveCounts {
         };
         let target = self.params.cap - self.params.cap / 10;
         if self.n_queries.load(Ordering::Relaxed) > self.params.cap {
-            let mut levels: Vec<f64> = self
+            let weights = self
                 .queries
                 .iter()
                 .flat_map(|s| read(s).levels.values().copied().collect::<Vec<_>>())
                 .collect();
-            let drop_n = levels.len().saturating_sub(target);
-            if drop_n > 0 {
-                let (_, &mut threshold, _) =
-                    levels.select_nth_unstable_by(drop_n - 1, |a, b| a.total_cmp(b));
-                let mut budget = drop_n;
-                for shard in &self.queries {
-                    let mut shard = write(shard);
-                    let before = shard.levels.len();
-                    shard.levels.retain(|_, l| {
-                        if *l <= threshold && budget > 0 {
-                            budget -= 1;
-                            false
-                        } else {
-                            true
-                        }
-                    });
-                    let gone = before - shard.levels.len();
-                    self.n_queries.fetch_sub(gone, Ordering::Relaxed);
-                    self.evicted.fetch_add(gone as u64, Ordering::Relaxed);
-                }
-                for shard in &self.short {
-                    write(shard).clear();
-                }
-                for shard in &self.queries {
-                    let entries: Vec<(Arc<str>, f64)> = read(shard)
-                        .levels
-                        .iter()
-                        .map(|(k, &l)| (k.clone(), l))
-                        .collect();
-                    for (k, l) in entries {
-                        self.raise_short(&k, l);
-                    }
+            let mut keep = Cutoff::new(weights, target);
+            for shard in &self.queries {
+                let mut shard = write(shard);
+                let before = shard.levels.len();
+                shard.levels.retain(|_, w| keep.keeps(*w));
+                let gone = before - shard.levels.len();
+                self.n_queries.fetch_sub(gone, Ordering::Relaxed);
+                self.evicted.fetch_add(gone as u64, Ordering::Relaxed);
+            }
+            for shard in &self.short {
+                write(shard).clear();
+            }
+            for shard in &self.queries {
+                let entries: Vec<(Arc<str>, f64)> = read(shard)
+                    .levels
+                    .iter()
+                    .map(|(k, &w)| (k.clone(), w))
+                    .collect();
+                for (k, w) in entries {
+                    self.raise_short(&k, w);
                 }
             }
         }
         if self.n_prevs.load(Ordering::Relaxed) > self.params.cap {
-            let mut best: Vec<f64> = self
+            // A previous query weighs what its heaviest follower does.
+            let heaviest = |f: &Vec<(f64, Arc<str>)>| f.first().map_or(f64::NEG_INFINITY, |e| e.0);
+            let weights = self
                 .after
                 .iter()
-                .flat_map(|s| {
-                    read(s)
-                        .values()
-                        .map(|f| f.first().map_or(f64::NEG_INFINITY, |e| e.1))
-                        .collect::<Vec<_>>()
-                })
+                .flat_map(|s| read(s).values().map(heaviest).collect::<Vec<_>>())
                 .collect();
-            let drop_n = best.len().saturating_sub(target);
-            if drop_n > 0 {
-                let (_, &mut threshold, _) =
-                    best.select_nth_unstable_by(drop_n - 1, |a, b| a.total_cmp(b));
-                let mut budget = drop_n;
-                for shard in &self.after {
-                    let mut shard = write(shard);
-                    let before = shard.len();
-                    shard.retain(|_, f| {
-                        let top = f.first().map_or(f64::NEG_INFINITY, |e| e.1);
-                        if top <= threshold && budget > 0 {
-                            budget -= 1;
-                            false
-                        } else {
-                            true
-                        }
-                    });
-                    self.n_prevs
-                        .fetch_sub(before - shard.len(), Ordering::Relaxed);
-                }
+            let mut keep = Cutoff::new(weights, target);
+            for shard in &self.after {
+                let mut shard = write(shard);
+                let before = shard.len();
+                shard.retain(|_, f| keep.keeps(heaviest(f)));
+                self.n_prevs
+                    .fetch_sub(before - shard.len(), Ordering::Relaxed);
             }
         }
     }
@@ -460,8 +469,8 @@ impl LiveCounts {
         let after = read(&self.after[shard_of(prev)]);
         after
             .get(prev)
-            .and_then(|f| f.iter().find(|e| &*e.0 == query))
-            .map_or(0.0, |e| self.value(e.1))
+            .and_then(|f| f.iter().find(|e| &*e.1 == query))
+            .map_or(0.0, |e| self.value(e.0))
     }
 
     /// Appends the `k` queries starting with `prefix` of highest decayed count to `out`, as
@@ -507,8 +516,8 @@ impl LiveCounts {
         if let Some(f) = after.get(prev) {
             out.extend(
                 f.iter()
-                    .filter(|e| e.0.starts_with(prefix))
-                    .map(|e| (e.0.to_string(), self.value(e.1))),
+                    .filter(|e| e.1.starts_with(prefix))
+                    .map(|e| (e.1.to_string(), self.value(e.0))),
             );
         }
     }
@@ -526,23 +535,6 @@ impl LiveCounts {
         }
         self.n_queries.store(0, Ordering::Relaxed);
         self.n_prevs.store(0, Ordering::Relaxed);
-    }
-
-    /// Every query held with its decayed count, in key order (for folding into a model).
-    pub fn queries(&self) -> Vec<(String, f64)> {
-        let mut all: Vec<(String, f64)> = self
-            .queries
-            .iter()
-            .flat_map(|s| {
-                read(s)
-                    .levels
-                    .iter()
-                    .map(|(q, &l)| (q.to_string(), self.value(l)))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
     }
 
     /// What the overlay holds.

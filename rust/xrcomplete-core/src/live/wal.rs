@@ -35,7 +35,7 @@ pub enum SyncPolicy {
     /// survives a power cut. Concurrent appends share their syncs.
     Always,
     /// Written to the operating system before the append returns (a search acknowledged
-    /// survives the process being killed), synced when the system chooses (or on `sync`).
+    /// survives the process being killed), synced when the system chooses.
     Never,
 }
 
@@ -209,6 +209,13 @@ impl EventLog {
         ))
     }
 
+    /// The open file (a poisoned lock still holds a good file: each write is one call).
+    fn file(&self) -> std::sync::MutexGuard<'_, File> {
+        self.file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Appends `searches` (one write), then syncs them when the policy says so. Once this
     /// returns they are in the log. `written` runs once they are written, still under the
     /// log's lock (so that it and [`EventLog::rewrite`] see the same order of searches).
@@ -218,10 +225,7 @@ impl EventLog {
             encode(s, &mut bytes)?;
         }
         let synced = {
-            let mut file = self
-                .file
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut file = self.file();
             file.write_all(&bytes).map_err(|e| io_err(&self.path, &e))?;
             written();
             match self.sync {
@@ -244,10 +248,7 @@ impl EventLog {
         keep: impl Fn(usize, &Search) -> bool,
         kept: impl FnOnce(&[Search]),
     ) -> Result<()> {
-        let mut file = self
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut file = self.file();
         let replay = read_log(&self.path)?;
         let searches: Vec<Search> = replay
             .searches
@@ -272,33 +273,6 @@ impl EventLog {
         *file = fresh;
         kept(&searches);
         Ok(())
-    }
-
-    /// Syncs everything appended so far to the disk.
-    pub fn sync(&self) -> Result<()> {
-        let file = self
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        file.sync_data().map_err(|e| io_err(&self.path, &e))
-    }
-
-    /// Empties the log (its searches were folded into a model), keeping the header.
-    pub fn truncate(&self) -> Result<()> {
-        let mut file = self
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        file.set_len(HEADER as u64)
-            .map_err(|e| io_err(&self.path, &e))?;
-        file.seek(SeekFrom::End(0))
-            .map_err(|e| io_err(&self.path, &e))?;
-        file.sync_all().map_err(|e| io_err(&self.path, &e))
-    }
-
-    /// The log's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -371,7 +345,8 @@ mod tests {
         want.push(all[0].clone());
         assert_eq!(read_log(&path).unwrap().searches, want);
         let (log, _) = EventLog::open(&path, SyncPolicy::Never).unwrap();
-        log.truncate().unwrap();
+        log.rewrite(|_, _| false, |kept| assert!(kept.is_empty()))
+            .unwrap();
         drop(log);
         assert!(read_log(&path).unwrap().searches.is_empty());
     }
