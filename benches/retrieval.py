@@ -7,18 +7,23 @@ Data (../shared/data): 54,667 products with titles; real customer queries with g
 judgments (1 = irrelevant .. 3 = exactly relevant), train and valid splits of the queries. A
 product is relevant to a query when its relevance is >= 2.33; scored over the valid queries
 with at least one relevant product: recall@10, recall@100, nDCG@10 (gain = relevance - 1 of the
-judged products, 0 for unjudged ones; log2 discount).
+judged products, 0 for unjudged ones; log2 discount). Everything trains on train only.
 
 Systems:
-- BM25 over product titles (exact, k1 = 1.2, b = 0.75, words = runs of \\w, lower-cased);
+- BM25 over product titles, the baseline (exact, k1 = 1.2, b = 0.75, words = runs of \\w,
+  lower-cased); and the same with xrcomplete's lexical scorer's words and parameters (plural
+  "s" stripped, k1 = 0.6, b = 0.75), to show what the ranking stage adds beyond it;
 - libpecos XR-Linear on the same features and training rows as xrcomplete's model (its own
   k-means tree, the same threshold), beam 10; latency of its predict-only model, one thread
   (only when libpecos is installed);
-- xrcomplete ``ProductRetriever`` with its defaults: word 1-3 gram + char 3-gram TF-IDF,
-  XR-Linear trained on (query -> relevant products) and (title -> product), plus the cosine of
-  the query and each title. Also its two halves alone: the model only, and the titles only.
-Then the trade-off of the model's weight-pruning threshold and beam size: recall@10 and
-single-query latency, as a table and (with ``--plot``, needs matplotlib) a PNG.
+- xrcomplete ``ProductRetriever`` with its defaults, trained on every graded judgment (gain =
+  relevance - 1; pairs >= 2.33 train the model): candidates from the XR-Linear model, BM25 and
+  the title cosine, ordered by the learned ranking stage. Then ablations: each feature group
+  left out of the ranker (the model's group also removes its candidates), binary judgments
+  instead of graded, no (title -> product) training rows.
+Then the serving trade-off of one trained retriever: beam size x posting limit of the cosine
+source, recall@10 and single-query latency, as a table and (with ``--plot``, needs
+matplotlib) a PNG.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 from benchdata import add_data_option, require
 
-from xrcomplete import FeatureConcat, ProductRetriever, TfidfVectorizer
+from xrcomplete import FeatureConcat, ProductRetriever, TfidfVectorizer, _core
 from xrcomplete.data import read_catalogue, read_judgments
 from xrcomplete.metrics import ndcg_at_k, recall_at_k
 
@@ -46,12 +51,17 @@ RELEVANT = 2.33
 Ranker = Callable[[list[str]], list[list[str]]]
 
 
-def load(data: Path) -> tuple[dict[str, str], list[tuple[str, str]], dict[str, dict[str, float]]]:
+Judged = dict[str, dict[str, float]]
+
+
+def load(data: Path) -> tuple[dict[str, str], list[tuple[str, str, float]], Judged]:
+    """The catalogue, every training judgment (query, product, relevance) and the judged valid
+    queries with at least one relevant product."""
     products, train_file, valid_file = require(
         data, "homedepot_products.tsv", "homedepot_train.tsv", "homedepot_valid.tsv"
     )
     catalogue = read_catalogue(products)
-    train = [(q, p) for q, p, r in read_judgments(train_file) if r >= RELEVANT]
+    train = list(read_judgments(train_file))
     valid: dict[str, dict[str, float]] = defaultdict(dict)
     for q, p, r in read_judgments(valid_file):
         valid[q][p] = r
@@ -90,7 +100,10 @@ def latency_us(one: Callable[[str], Any], queries: Sequence[str]) -> tuple[float
 class BM25:
     """Okapi BM25 over titles, exact: a products x words matrix of term weights."""
 
-    def __init__(self, catalogue: dict[str, str], k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(
+        self, catalogue: dict[str, str], k1: float = 1.2, b: float = 0.75, stem: bool = False
+    ) -> None:
+        self.stem = stem
         self.ids = list(catalogue)
         self.vocab: dict[str, int] = {}
         rows, cols, tf = [], [], []
@@ -115,9 +128,12 @@ class BM25:
         )
         self.weights = sp.csc_matrix((weight, (c.row, c.col)), shape=m.shape)
 
-    @staticmethod
-    def tokens(text: str) -> list[str]:
-        return re.findall(r"\w+", text.lower())
+    def tokens(self, text: str) -> list[str]:
+        words = re.findall(r"\w+", text.lower())
+        if not self.stem:
+            return words
+        # xrcomplete's plural stemmer: a final "s" off words of 4+ characters not ending "ss".
+        return [w[:-1] if len(w) >= 4 and w[-1] == "s" and w[-2] != "s" else w for w in words]
 
     def retrieve(self, query: str, k: int = 100) -> list[str]:
         cols = sorted({self.vocab[w] for w in self.tokens(query) if w in self.vocab})
@@ -181,36 +197,37 @@ def pecos_ranker(catalogue: dict[str, str], train: list[tuple[str, str]], thresh
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plot", help="write the threshold / beam trade-off as a PNG here")
+    parser.add_argument("--plot", help="write the beam / posting limit trade-off as a PNG here")
     parser.add_argument("--no-pecos", action="store_true", help="skip the libpecos row")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the ablation rows")
     add_data_option(parser)
     args = parser.parse_args(argv)
     catalogue, train, judged = load(args.data)
+    relevant_pairs = [(q, p) for q, p, r in train if r >= RELEVANT]
     queries = list(judged)
     print(
-        f"{len(catalogue):,} products, {len(train):,} relevant training pairs "
-        f"({len({q for q, _ in train}):,} queries), {len(judged):,} valid queries",
+        f"{len(catalogue):,} products, {len(train):,} training judgments "
+        f"({len(relevant_pairs):,} relevant; {len({q for q, _, _ in train}):,} queries), "
+        f"{len(judged):,} valid queries",
         flush=True,
     )
     rows = []
 
-    t0 = time.perf_counter()
-    bm25 = BM25(catalogue)
-    bm25_s = time.perf_counter() - t0
-    p50, p99 = latency_us(lambda q: bm25.retrieve(q, 10), queries)
-    rows.append(
-        (
-            "BM25 over titles",
-            score(lambda qs: [bm25.retrieve(q) for q in qs], judged),
-            bm25_s,
-            p50,
-            p99,
-        )
-    )
+    for name, bm25_options in (
+        ("BM25 over titles", {}),
+        ("  stemmed, k1 0.6", {"k1": 0.6, "b": 0.75, "stem": True}),
+    ):
+        t0 = time.perf_counter()
+        bm25 = BM25(catalogue, **bm25_options)
+        bm25_s = time.perf_counter() - t0
+        p50, p99 = latency_us(partial(bm25.retrieve, k=10), queries)
+        found = score(lambda qs, b=bm25: [b.retrieve(q) for q in qs], judged)
+        rows.append((name, found, bm25_s, p50, p99))
+    baseline = rows[0][1]
 
     default = ProductRetriever(progress=False)
     if not args.no_pecos:
-        pecos = pecos_ranker(catalogue, train, default.threshold)
+        pecos = pecos_ranker(catalogue, relevant_pairs, default.threshold)
         if pecos is None:
             print("(libpecos not installed: its row is left out)")
         else:
@@ -218,64 +235,69 @@ def main(argv: Sequence[str] | None = None) -> int:
             p50, p99 = latency_us(one, queries)
             rows.append(("libpecos XR-Linear", score(rank, judged), train_s, p50, p99))
 
-    t0 = time.perf_counter()
-    ours = default.fit([q for q, _ in train], [p for _, p in train], catalogue)
-    train_s = time.perf_counter() - t0
-    model = ours.model
+    def fit(graded: bool = True, **options: Any) -> tuple[ProductRetriever, float]:
+        retriever = ProductRetriever(progress=False, relevant_gain=RELEVANT - 1.0, **options)
+        t0 = time.perf_counter()
+        if graded:
+            retriever.fit(
+                [q for q, _, _ in train],
+                [p for _, p, _ in train],
+                catalogue,
+                relevance=[r - 1.0 for _, _, r in train],
+            )
+        else:
+            retriever.fit(
+                [q for q, _ in relevant_pairs],
+                [p for _, p in relevant_pairs],
+                catalogue,
+                relevance=[RELEVANT - 1.0] * len(relevant_pairs),
+            )
+        return retriever, time.perf_counter() - t0
 
-    def ranker(**override: Any) -> Ranker:
-        return ids_of(partial(model.retrieve_batch, k=100, **override))
+    def row(name: str, retriever: ProductRetriever, train_s: float) -> None:
+        found = score(ids_of(partial(retriever.model.retrieve_batch, k=100)), judged)
+        p50, p99 = latency_us(partial(retriever.retrieve, k=10), queries)
+        rows.append((name, found, train_s, p50, p99))
+        print(f"{name.strip()}: done", flush=True)
 
-    p50, p99 = latency_us(lambda q: ours.retrieve(q, 10), queries)
-    rows.append(("xrcomplete", score(ranker(), judged), train_s, p50, p99))
-    overrides: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("  model only", {"title_weight": 0.0}),
-        ("  titles only", {"model_weight": 0.0}),
-    )
-    for name, override in overrides:
-        p50, p99 = latency_us(partial(model.retrieve, k=10, **override), queries)
-        rows.append((name, score(ranker(**override), judged), float("nan"), p50, p99))
+    ours, train_s = fit()
+    row("xrcomplete", ours, train_s)
+    if not args.no_ablations:
+        groups = _core.ProductRetrieverModel.ranking_feature_groups()
+        for group, names in groups.items():
+            retriever, t = fit(features_off=names)
+            row(f"  without {group}", retriever, t)
+        model_only = [f for g, names in groups.items() if g != "model" for f in names]
+        retriever, t = fit(features_off=model_only)
+        row("  model's features only", retriever, t)
+        retriever, t = fit(graded=False)
+        row("  binary judgments", retriever, t)
+        retriever, t = fit(titles_as_queries=False)
+        row("  no title rows in model", retriever, t)
 
     header = f"{'r@10':>8}{'r@100':>8}{'nDCG@10':>9}{'train s':>9}{'p50 µs':>9}{'p99 µs':>9}"
-    print(f"\n{'system':<22}{header}")
+    print(f"\n{'system':<26}{header}{'r@10 / BM25':>13}")
     for name, s, t, a, b in rows:
         print(
-            f"{name:<22}{s['r@10']:>8.4f}{s['r@100']:>8.4f}{s['ndcg@10']:>9.4f}{t:>9.1f}{a:>9.0f}{b:>9.0f}"
+            f"{name:<26}{s['r@10']:>8.4f}{s['r@100']:>8.4f}{s['ndcg@10']:>9.4f}{t:>9.1f}"
+            f"{a:>9.0f}{b:>9.0f}{s['r@10'] / baseline['r@10']:>12.3f}x"
         )
 
-    beams = (1, 5, 10, 30)
-    modes: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("titles + model (default)", {}),
-        ("model only", {"title_weight": 0.0}),
-    )
-    # mode -> threshold -> [(beam, recall@10, p50 µs)]
-    curves: dict[str, dict[float, list[tuple[int, float, float]]]] = {m: {} for m, _ in modes}
-    tables: dict[str, list[str]] = {m: [] for m, _ in modes}
-    for threshold in (0.0, 0.01, 0.05, 0.1, 0.3):
-        t0 = time.perf_counter()
-        r = ProductRetriever(threshold=threshold, progress=False)
-        r.fit([q for q, _ in train], [p for _, p in train], catalogue)
-        t = time.perf_counter() - t0
-        for mode, override in modes:
-            cells = []
-            for beam in beams:
-                at_beam = partial(r.model.retrieve_batch, k=100, beam_size=beam, **override)
-                s = score(ids_of(at_beam), judged)
-                one = partial(r.model.retrieve, k=10, beam_size=beam, **override)
-                lat, _ = latency_us(one, queries)
-                curves[mode].setdefault(threshold, []).append((beam, s["r@10"], lat))
-                cells.append(f"{s['r@10']:.4f} / {lat:>4.0f} µs")
-            tables[mode].append(
-                f"{threshold:>10}{r.model.nnz:>12,}{t:>9.1f}" + "".join(f"{c:>18}" for c in cells)
-            )
-        print(f"threshold {threshold}: trained in {t:.1f} s", flush=True)
-    for mode, lines in tables.items():
-        print(f"\nPruning threshold x beam, {mode}: recall@10 / retrieve() p50")
-        print(
-            f"{'threshold':>10}{'nnz':>12}{'train s':>9}"
-            + "".join(f"{'beam ' + str(b):>18}" for b in beams)
-        )
-        print("\n".join(lines))
+    # The serving trade-off of the trained retriever: no retraining needed.
+    beams = (1, 3, 10, 30)
+    limits = (0, 500, 2_000, 10_000, 100_000)
+    curves: dict[int, list[tuple[int, float, float]]] = {b: [] for b in beams}
+    print("\nbeam x posting limit of the cosine source: recall@10 / retrieve() p50")
+    print(f"{'limit':>8}" + "".join(f"{'beam ' + str(b):>18}" for b in beams))
+    for limit in limits:
+        cells = []
+        for beam in beams:
+            options = {"beam_size": beam, "posting_limit": limit}
+            found = score(ids_of(partial(ours.model.retrieve_batch, k=100, **options)), judged)
+            lat, _ = latency_us(partial(ours.model.retrieve, k=10, **options), queries)
+            curves[beam].append((limit, found["r@10"], lat))
+            cells.append(f"{found['r@10']:.4f} / {lat:>4.0f} µs")
+        print(f"{limit:>8}" + "".join(f"{c:>18}" for c in cells), flush=True)
 
     if args.plot:
         import matplotlib
@@ -283,22 +305,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for ax, (mode, curve) in zip(axes, curves.items()):
-            for threshold, points in curve.items():
-                ax.plot(
-                    [p[2] for p in points],
-                    [p[1] for p in points],
-                    marker="o",
-                    label=f"threshold {threshold}",
-                )
-                for beam, recall, lat in points:
-                    ax.annotate(f"b{beam}", (lat, recall), fontsize=7)
-            ax.set_xlabel("retrieve() p50 latency (µs)")
-            ax.set_ylabel("recall@10")
-            ax.set_title(f"{mode}")
-            ax.legend(fontsize=7)
-        fig.suptitle("xrcomplete product retrieval (Home Depot valid): pruning threshold and beam")
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for beam, points in curves.items():
+            ax.plot(
+                [p[2] for p in points], [p[1] for p in points], marker="o", label=f"beam {beam}"
+            )
+            for limit, recall, lat in points:
+                ax.annotate(f"{limit}", (lat, recall), fontsize=7)
+        ax.set_xlabel("retrieve() p50 latency (µs)")
+        ax.set_ylabel("recall@10")
+        ax.set_title("xrcomplete product retrieval (Home Depot valid): beam and posting limit")
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=110)
         print(f"\nplot written to {args.plot}")

@@ -4,7 +4,9 @@ the command line, and clear errors."""
 from __future__ import annotations
 
 import pickle
+import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import run_in_threads
@@ -41,7 +43,11 @@ def test_titles_and_training_queries_both_find_products(retriever: ProductRetrie
     assert ids(retriever.retrieve("paint roller", k=1)) == ["104"]  # title words only
     assert ids(retriever.retrieve("couch", k=1)) == ["100"]  # learned: no title says couch
     assert ids(retriever.retrieve("power screwdriver", k=1)) == ["101"]
-    assert "100" not in ids(retriever.model.retrieve("couch", 6, model_weight=0.0))
+    # Without the model's features in the ranking, the model proposes nothing: "couch" is lost.
+    lexical = ProductRetriever(
+        max_leaf_size=2, progress=False, features_off=["model", "model_rank"]
+    ).fit([q for q, _ in PAIRS], [p for _, p in PAIRS], CATALOGUE)
+    assert "100" not in ids(lexical.retrieve("couch", 6))
     hits = retriever.retrieve("sofa", k=10)
     assert set(ids(hits)[:2]) == {"100", "105"}
     assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
@@ -75,6 +81,7 @@ def test_batch_threads_and_persistence_agree(retriever: ProductRetriever, tmp_pa
         r == serial for r in run_in_threads(lambda: [retriever.retrieve(q, 3) for q in queries])
     )
     path = retriever.save(tmp_path / "r.xrc")
+    assert ProductRetriever.load(path).posting_limit == retriever.posting_limit == 2000
     for loaded in (ProductRetriever.load(path), pickle.loads(pickle.dumps(retriever.model))):
         model = loaded.model if isinstance(loaded, ProductRetriever) else loaded
         assert [model.retrieve(q, 3) for q in queries] == serial
@@ -96,8 +103,14 @@ def test_bad_input_is_refused(retriever: ProductRetriever) -> None:
         ProductRetriever(progress=False).fit([b"a"], ["100"], CATALOGUE)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="k must be >= 0"):
         retriever.retrieve("a", -1)
-    with pytest.raises(ValueError, match="title_weight"):
-        retriever.model.retrieve("a", 3, title_weight=-1.0)
+    with pytest.raises(ValueError, match="candidates must be >= 1"):
+        retriever.model.retrieve("a", 3, candidates=0)
+    with pytest.raises(ValueError, match='unknown ranking feature "popular"'):
+        ProductRetriever(progress=False, features_off=["popular"]).fit(["a"], ["100"], CATALOGUE)
+    with pytest.raises(ValueError, match="bm25 needs k1 > 0"):
+        ProductRetriever(progress=False, k1=0.0).fit(["a"], ["100"], CATALOGUE)
+    with pytest.raises(ValueError, match="rank_folds must be >= 2"):
+        ProductRetriever(progress=False, rank_folds=1).fit(["a"], ["100"], CATALOGUE)
     # Without a catalogue, products are known from the judgments alone (no titles).
     r = ProductRetriever(max_leaf_size=2, progress=False).fit(
         ["cordless vacuum", "stick vacuum", "couch"], ["999", "999", "100"]
@@ -124,6 +137,80 @@ def test_careless_training_input_is_refused_with_a_clear_message() -> None:
         fit(["couch", "drill"], ["100", 101], {"100": "sofa"})
     with pytest.raises(ValueError, match="does not fit in 64 bits"):
         fit(["couch"], [2**64], {2**64: "sofa"})
+    # Graded judgments: one gain per pair, a finite number >= 0.
+    with pytest.raises(ValueError, match="relevance differ in length: queries and product_ids"):
+        fit(["couch", "hose"], ["100", "103"], CATALOGUE, relevance=[1.0])
+    with pytest.raises(ValueError, match="relevance differ in length: relevance has more than 1"):
+        fit(["couch"], ["100"], CATALOGUE, relevance=[1.0, 2.0])
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="pair 0: relevance must be a finite number >= 0"):
+            fit(["couch"], ["100"], CATALOGUE, relevance=[bad])
+    for wrong in (True, "1", None):
+        with pytest.raises(TypeError, match="pair 0: relevance must be a number"):
+            fit(["couch"], ["100"], CATALOGUE, relevance=[wrong])  # type: ignore[list-item]
+    # Judged, but nothing reaches relevant_gain: nothing to train the model on.
+    with pytest.raises(ValueError, match="no training query has a relevant product"):
+        fit(["couch"], ["100"], CATALOGUE, relevance=[0.5])
+
+
+def _ambiguous(seed: int, n: int) -> tuple[dict[str, str], list[str], list[str], list[float]]:
+    """A catalogue where a query's two words fit several titles: customers mean the product
+    that others judged relevant before (drawn with weight 1 / (1 + rank)), and the products
+    shown beside it were judged not relevant (gain 0)."""
+    words = [f"w{i}" for i in range(8)]
+    layout = random.Random(7)
+    catalogue = {f"p{j}": " ".join(layout.sample(words, 3)) + f" model{j}" for j in range(200)}
+    rng = random.Random(seed)
+    # Popularity in an order unrelated to the ids (ties are broken by id).
+    order = list(range(200))
+    layout.shuffle(order)
+    weights = [1.0 / (1 + order[j]) for j in range(200)]
+    queries, products, gains = [], [], []
+    for _ in range(n):
+        j = rng.choices(range(200), weights)[0]
+        query = " ".join(rng.sample(catalogue[f"p{j}"].split()[:3], 2))
+        queries.append(query)
+        products.append(f"p{j}")
+        gains.append(2.0)
+        for decoy in rng.sample(range(200), 2):
+            if decoy != j:
+                queries.append(query)
+                products.append(f"p{decoy}")
+                gains.append(0.0)
+    return catalogue, queries, products, gains
+
+
+def test_the_ranking_stage_is_learned_from_graded_judgments_and_deterministic() -> None:
+    catalogue, queries, products, gains = _ambiguous(1, 500)
+
+    def fit(**options: Any) -> ProductRetriever:
+        r = ProductRetriever(max_leaf_size=8, progress=False, **options)
+        return r.fit(queries, products, catalogue, relevance=gains)
+
+    learned = fit()
+    assert learned.model.ranker_learned
+    assert learned.model.to_bytes() == fit().model.to_bytes()
+    _, test_queries, truth, test_gains = _ambiguous(2, 200)
+    wanted = {q: p for q, p, g in zip(test_queries, truth, test_gains) if g > 0}
+
+    def mrr(r: ProductRetriever) -> float:
+        found = r.retrieve_batch(list(wanted), 10)
+        return sum(
+            1.0 / (ids(hits).index(p) + 1) if p in ids(hits) else 0.0
+            for hits, p in zip(found, wanted.values())
+        ) / len(wanted)
+
+    # What others judged relevant before tells the ambiguous queries apart: the model and the
+    # product counts know it, the title words do not.
+    lexical = fit(features_off=["model", "model_rank", "relevant", "mean_gain", "judged"])
+    assert mrr(learned) > mrr(lexical) + 0.2
+    names = ProductRetriever.ranking_features()
+    for query in list(wanted)[:20]:
+        candidates = learned.model.candidates(query)
+        assert all(len(x) == len(names) for _, x in candidates)
+        hits = learned.retrieve(query, 10)
+        assert set(ids(hits)) <= {p for p, _ in candidates}
+        assert len(hits) == min(10, len(candidates))
 
 
 def test_integer_product_ids_come_back_as_integers(tmp_path: Path) -> None:
@@ -190,3 +277,7 @@ def test_cli_trains_saves_and_retrieves(tmp_path: Path, capsys: pytest.CaptureFi
         == 2
     )
     assert "bad.tsv:1: expected 'query<TAB>product id<TAB>relevance'" in capsys.readouterr().err
+    assert main([*args, "--min-relevance", "1", "x"]) == 2
+    assert "--min-relevance (1.0) must be above --zero-relevance (1.0)" in capsys.readouterr().err
+    assert main([*args, "--min-relevance", "3.5", "x"]) == 2
+    assert "no judgment reaches --min-relevance 3.5" in capsys.readouterr().err

@@ -344,7 +344,7 @@ class ProductRetrieverModel:
     @staticmethod
     def fit(
         queries: Iterable[str],
-        relevant: Sequence[Sequence[int]],
+        judged: Sequence[Sequence[tuple[int, float]]],
         products: Sequence[str | int],
         titles: Iterable[str],
         words: TfidfOptions,
@@ -364,8 +364,13 @@ class ProductRetrieverModel:
         loss: str = "squared_hinge",
         beam_size: int = 10,
         candidates: int = 100,
-        model_weight: float = 0.5,
-        title_weight: float = 1.0,
+        posting_limit: int = 2000,
+        k1: float = 0.6,
+        b: float = 0.75,
+        relevant_gain: float = 1.0,
+        rank_folds: int = 2,
+        ranker_bins: int = 8,
+        features_off: Sequence[str] = ...,
         progress: ProgressCounter | None = None,
     ) -> ProductRetrieverModel: ...
     def retrieve(
@@ -375,8 +380,7 @@ class ProductRetrieverModel:
         *,
         beam_size: int | None = None,
         candidates: int | None = None,
-        model_weight: float | None = None,
-        title_weight: float | None = None,
+        posting_limit: int | None = None,
     ) -> list[tuple[str | int, float]]: ...
     def retrieve_batch(
         self,
@@ -385,11 +389,24 @@ class ProductRetrieverModel:
         *,
         beam_size: int | None = None,
         candidates: int | None = None,
-        model_weight: float | None = None,
-        title_weight: float | None = None,
+        posting_limit: int | None = None,
     ) -> list[list[tuple[str | int, float]]]: ...
     def products(self) -> list[str | int]: ...
-    def rank_params(self) -> dict[str, float]: ...
+    def rank_params(self) -> dict[str, int]: ...
+    def candidates(
+        self,
+        query: str,
+        *,
+        beam_size: int | None = None,
+        candidates: int | None = None,
+        posting_limit: int | None = None,
+    ) -> list[tuple[str | int, list[float]]]: ...
+    @property
+    def ranker_learned(self) -> bool: ...
+    @staticmethod
+    def ranking_features() -> list[str]: ...
+    @staticmethod
+    def ranking_feature_groups() -> dict[str, list[str]]: ...
     @property
     def nnz(self) -> int: ...
     @property

@@ -177,15 +177,32 @@ def _retrieve(args: argparse.Namespace) -> int:
         retriever = ProductRetriever.load(args.model, mmap=True)
     else:
         start = time.perf_counter()
-        judged = read_judgments(args.judgments, errors=args.errors)
-        pairs = [(q, p) for q, p, r in judged if r >= args.min_relevance]
-        missing = next((p for _, p in pairs if p not in titles), None)
+        if args.min_relevance <= args.zero_relevance:
+            raise UsageError(
+                f"--min-relevance ({args.min_relevance}) must be above --zero-relevance "
+                f"({args.zero_relevance})"
+            )
+        judged = list(read_judgments(args.judgments, errors=args.errors))
+        missing = next((p for _, p, _ in judged if p not in titles), None)
         if missing is not None:
             raise UsageError(
                 f"{args.judgments}: product {missing!r} is not in the catalogue {args.catalogue}"
             )
-        retriever = ProductRetriever().fit([q for q, _ in pairs], [p for _, p in pairs], titles)
-        print(f"trained on {len(pairs):,} relevant pairs in {time.perf_counter() - start:.1f} s")
+        relevant = sum(r >= args.min_relevance for _, _, r in judged)
+        if not relevant:
+            raise UsageError(
+                f"{args.judgments}: no judgment reaches --min-relevance {args.min_relevance}"
+            )
+        retriever = ProductRetriever(relevant_gain=args.min_relevance - args.zero_relevance).fit(
+            [q for q, _, _ in judged],
+            [p for _, p, _ in judged],
+            titles,
+            relevance=[max(r - args.zero_relevance, 0.0) for _, _, r in judged],
+        )
+        print(
+            f"trained on {len(judged):,} judgments ({relevant:,} relevant) "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
         if target:
             print(f"saved to {retriever.save(target)}")
     for query in args.query:
@@ -415,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_argument("--catalogue", help="product id, title (TSV); titles are shown too")
     retrieve.add_argument(
         "--min-relevance", type=_relevance, default=2.33, help="judgments this high are relevant"
+    )
+    retrieve.add_argument(
+        "--zero-relevance",
+        type=_relevance,
+        default=1.0,
+        help="the grade of 'not relevant': a judgment's gain is its grade minus this",
     )
     _add_errors_option(retrieve)
     retrieve.add_argument("-o", "--output", help="save the trained retriever here")

@@ -6,16 +6,17 @@
 >>> [product for product, score in retriever.retrieve("couch", k=1)]
 ['p1']
 
-The same engine as the completer (PECOS's second use case): word 1-3 gram TF-IDF beside
-character 3-gram TF-IDF of the query; an XR-Linear model (k-means label tree) trained on (query
--> relevant products) and, by default, (title -> product) for every product of the catalogue; at
-query time the model's best products and every product whose title shares a feature with the
-query, scored ``title_weight * cosine(query, title) + model_weight * model score``. All in Rust,
-the GIL released.
+The same engine as the completer (PECOS's second use case), in its three stages: word 1-3 gram
+TF-IDF beside character 3-gram TF-IDF of the query; three candidate sources (an XR-Linear model
+trained on (query -> relevant products) and, by default, (title -> product), BM25 over the
+titles, and the cosine of query and title); one learned ranking stage over every candidate's
+features (BM25, cosines, the model's score, how often the product was relevant in training,
+...), trained on the graded judgements only. All in Rust, the GIL released.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import zip_longest
@@ -36,6 +37,16 @@ _I64 = (-(2**63), 2**63 - 1)
 _END = object()
 
 
+def _gain(value: object, where: str) -> float:
+    """``value`` as a gain: a real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: relevance must be a number, got {value!r}")
+    gain = float(value)
+    if not (gain >= 0.0 and math.isfinite(gain)):
+        raise ValueError(f"{where}: relevance must be a finite number >= 0, got {gain}")
+    return gain
+
+
 def _product_id(value: object, where: str) -> ProductId:
     """``value`` as a product id (``str``, or an integer such as numpy's as ``int``)."""
     if isinstance(value, str):
@@ -49,13 +60,19 @@ def _product_id(value: object, where: str) -> ProductId:
 
 
 class ProductRetriever:
-    """Query -> products, trained on (query, relevant product) pairs and a catalogue of titles.
+    """Query -> products, trained on judged (query, product) pairs and a catalogue of titles.
 
     ``word_features`` and ``char_features``: unfitted ``TfidfVectorizer`` s giving the options
     of the two feature blocks (default word 1-3 grams and character 3-grams inside words).
     ``titles_as_queries``: also train on each product's title. ``threshold``: weights of smaller
-    magnitude are pruned from the model. The ranking options (``beam_size``, ``candidates``,
-    ``model_weight``, ``title_weight``) are defaults that the model's ``retrieve`` may override.
+    magnitude are pruned from the model. ``candidates``: products taken from each source (the
+    model with beam ``beam_size``, BM25 with ``k1`` and ``b``, the title cosine, which scans
+    only the query's features held by at most ``posting_limit`` titles); the three are
+    defaults the model's ``retrieve`` may override. ``relevant_gain``: pairs with at least this
+    gain train the model (all judged pairs teach the ranker). The ranker learns from the
+    training queries split into ``rank_folds`` folds (each fold's candidates come from a model
+    trained on the other folds), with ``ranker_bins`` bins per feature; ``features_off`` leaves
+    ranking features out (for ablations; ``ranking_features()`` names them).
     """
 
     def __init__(
@@ -72,8 +89,13 @@ class ProductRetriever:
         seed: int = 0,
         beam_size: int = 10,
         candidates: int = 100,
-        model_weight: float = 0.5,
-        title_weight: float = 1.0,
+        posting_limit: int = 2000,
+        k1: float = 0.6,
+        b: float = 0.75,
+        relevant_gain: float = 1.0,
+        rank_folds: int = 2,
+        ranker_bins: int = 8,
+        features_off: Sequence[str] = (),
         progress: bool | str = "auto",
     ) -> None:
         self.word_features = word_features or TfidfVectorizer(analyzer="word", ngram_range=(1, 3))
@@ -89,8 +111,13 @@ class ProductRetriever:
         self.seed = seed
         self.beam_size = beam_size
         self.candidates = candidates
-        self.model_weight = model_weight
-        self.title_weight = title_weight
+        self.posting_limit = posting_limit
+        self.k1 = k1
+        self.b = b
+        self.relevant_gain = relevant_gain
+        self.rank_folds = rank_folds
+        self.ranker_bins = ranker_bins
+        self.features_off = tuple(features_off)
         self.progress = progress
         self._model: _core.ProductRetrieverModel | None = None
 
@@ -99,14 +126,18 @@ class ProductRetriever:
         queries: Iterable[str],
         product_ids: Iterable[ProductId],
         catalogue: Mapping[str, str] | Mapping[int, str] | None = None,
+        relevance: Iterable[float] | None = None,
     ) -> ProductRetriever:
-        """Trains on ``queries[i]`` relevant to ``product_ids[i]`` (a query may come several
-        times, once per relevant product). ``catalogue`` maps product ids to titles; every
-        product in it can be retrieved, and its title is matched against queries (and, with
-        ``titles_as_queries``, trained on). Every id of ``product_ids`` must then be in it.
+        """Trains on ``product_ids[i]`` judged for ``queries[i]`` with the gain
+        ``relevance[i]`` (a number >= 0; 0: judged not relevant; default 1 for every pair). A
+        query comes once per judged product; a pair given twice keeps its larger gain.
+        ``catalogue`` maps product ids to titles; every product in it can be retrieved, and its
+        title is matched against queries (and, with ``titles_as_queries``, trained on). Every
+        id of ``product_ids`` must then be in it.
 
         Product ids are all ``str`` or all ``int`` (numpy integers too); ``retrieve`` returns
-        them as given. ``queries`` and ``product_ids`` must have the same length."""
+        them as given. ``queries``, ``product_ids`` and ``relevance`` must have the same
+        length."""
         if catalogue is not None and not isinstance(catalogue, Mapping):
             raise TypeError(
                 "catalogue must be a mapping of product id -> title (a dict), "
@@ -127,25 +158,37 @@ class ProductRetriever:
             if not isinstance(title, str):
                 raise TypeError(f"catalogue: the title of {key!r} must be str, got {title!r}")
             titles[product] = title
-        relevant: dict[str, set[ProductId]] = {}
+        judged: dict[str, dict[ProductId, float]] = {}
         pairs = 0
-        for i, (query, given) in enumerate(zip_longest(queries, product_ids, fillvalue=_END)):
-            if query is _END or given is _END:
-                longer = "product_ids" if query is _END else "queries"
+        names: tuple[str, ...] = ("queries", "product_ids", "relevance")
+        rows: Iterable[tuple[object, object, object]]
+        if relevance is None:
+            names = names[:2]
+            rows = ((q, p, 1.0) for q, p in zip_longest(queries, product_ids, fillvalue=_END))
+        else:
+            rows = zip_longest(queries, product_ids, relevance, fillvalue=_END)
+        for i, (query, given, gain) in enumerate(rows):
+            ended = [name for name, v in zip(names, (query, given, gain)) if v is _END]
+            if ended:
+                longer = " and ".join(n for n in names if n not in ended)
+                verb = "have" if " and " in longer else "has"
                 raise ValueError(
-                    f"queries and product_ids differ in length: {longer} has more than {i} items"
+                    f"{', '.join(names[:-1])} and {names[-1]} differ in length: "
+                    f"{longer} {verb} more than {i} items"
                 )
             if not isinstance(query, str):
                 raise TypeError(f"pair {i}: queries must be str, got {query!r}")
             product = product_id(given, f"pair {i}")
             if catalogue is not None and product not in titles:
                 raise ValueError(f"pair {i}: product {product!r} is not in the catalogue")
-            relevant.setdefault(query, set()).add(product)
+            value = _gain(gain, f"pair {i}")
+            seen = judged.setdefault(query, {})
+            seen[product] = max(value, seen.get(product, 0.0))
             pairs += 1
         if not pairs:
             raise ValueError("no (query, product) pair to train on")
         products = list(titles)
-        for found in relevant.values():
+        for found in judged.values():
             for product in sorted(found, key=str):
                 if product not in titles:
                     titles[product] = ""
@@ -155,8 +198,8 @@ class ProductRetriever:
         chars = self.char_features.options()
         self._model = with_progress(
             lambda counter: _core.ProductRetrieverModel.fit(
-                list(relevant),
-                [sorted(label[p] for p in found) for found in relevant.values()],
+                list(judged),
+                [[(label[p], g) for p, g in found.items()] for found in judged.values()],
                 products,
                 [titles[p] for p in products],
                 words,
@@ -170,8 +213,13 @@ class ProductRetriever:
                 threshold=self.threshold,
                 beam_size=self.beam_size,
                 candidates=self.candidates,
-                model_weight=self.model_weight,
-                title_weight=self.title_weight,
+                posting_limit=self.posting_limit,
+                k1=self.k1,
+                b=self.b,
+                relevant_gain=self.relevant_gain,
+                rank_folds=self.rank_folds,
+                ranker_bins=self.ranker_bins,
+                features_off=list(self.features_off),
                 progress=counter,
             ),
             self.progress,
@@ -210,6 +258,10 @@ class ProductRetriever:
         rank = retriever._model.rank_params()
         retriever.beam_size = int(rank["beam_size"])
         retriever.candidates = int(rank["candidates"])
-        retriever.model_weight = rank["model_weight"]
-        retriever.title_weight = rank["title_weight"]
+        retriever.posting_limit = int(rank["posting_limit"])
         return retriever
+
+    @staticmethod
+    def ranking_features() -> list[str]:
+        """The names of the ranking features, in order (for ``features_off``)."""
+        return _core.ProductRetrieverModel.ranking_features()

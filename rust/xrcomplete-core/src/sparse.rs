@@ -84,6 +84,11 @@ impl CsrArrays {
         self.n_cols
     }
 
+    /// Number of stored values.
+    pub(crate) fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+
     /// Bytes held.
     pub(crate) fn nbytes(&self) -> usize {
         self.indptr.nbytes() + self.indices.nbytes() + self.data.nbytes()

@@ -7,8 +7,10 @@ use pyo3::prelude::*;
 use pyo3::exceptions::PyTypeError;
 use pyo3::IntoPyObjectExt;
 use xrcomplete_core::index::kmeans::KMeansParams;
+use xrcomplete_core::rank::RankerTrainParams;
 use xrcomplete_core::retrieval::{
-    FitParams, ProductId, ProductIds, ProductRetriever, RetrieveParams, RetrieveScratch,
+    Bm25Params, FitParams, ProductId, ProductIds, ProductRetriever, RetrieveParams,
+    RetrieveScratch, FEATURES, FEATURE_GROUPS,
 };
 use xrcomplete_core::xr::Progress;
 
@@ -29,15 +31,13 @@ impl ProductRetrieverModel {
         &self,
         beam_size: Option<usize>,
         candidates: Option<usize>,
-        model_weight: Option<f32>,
-        title_weight: Option<f32>,
+        posting_limit: Option<usize>,
     ) -> PyResult<RetrieveParams> {
         let base = self.inner.rank_params();
         let params = RetrieveParams {
             beam_size: beam_size.unwrap_or(base.beam_size),
             candidates: candidates.unwrap_or(base.candidates),
-            model_weight: model_weight.unwrap_or(base.model_weight),
-            title_weight: title_weight.unwrap_or(base.title_weight),
+            posting_limit: posting_limit.unwrap_or(base.posting_limit),
         };
         params.check().map_err(to_py_err)?;
         Ok(params)
@@ -79,20 +79,21 @@ fn extract_ids(ids: &Bound<'_, PyAny>) -> PyResult<ProductIds> {
 
 #[pymethods]
 impl ProductRetrieverModel {
-    /// Trains: `queries[i]` is relevant to the products `relevant[i]` (indices into
-    /// `products`), `titles[j]` is the title of `products[j]`.
+    /// Trains: `judged[i]` lists the (product index into `products`, gain) judgements of
+    /// `queries[i]` (gain 0: judged not relevant); `titles[j]` is the title of `products[j]`.
     #[staticmethod]
     #[pyo3(signature = (
-        queries, relevant, products, titles, words, chars, *, titles_as_queries = true,
+        queries, judged, products, titles, words, chars, *, titles_as_queries = true,
         branching = 16, max_leaf_size = 100, kmeans_max_iter = 20, seed = 0, cp = 1.0, cn = 1.0,
         bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1, loss = "squared_hinge",
-        beam_size = 10, candidates = 100, model_weight = 0.5, title_weight = 1.0, progress = None,
+        beam_size = 10, candidates = 100, posting_limit = 2_000, k1 = 0.6, b = 0.75,
+        relevant_gain = 1.0, rank_folds = 2, ranker_bins = 8, features_off = Vec::new(), progress = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         py: Python<'_>,
         queries: &Bound<'_, PyAny>,
-        relevant: Vec<Vec<u32>>,
+        judged: Vec<Vec<(u32, f32)>>,
         products: &Bound<'_, PyAny>,
         titles: &Bound<'_, PyAny>,
         words: &TfidfOptions,
@@ -111,17 +112,15 @@ impl ProductRetrieverModel {
         loss: &str,
         beam_size: usize,
         candidates: usize,
-        model_weight: f32,
-        title_weight: f32,
+        posting_limit: usize,
+        k1: f32,
+        b: f32,
+        relevant_gain: f32,
+        rank_folds: usize,
+        ranker_bins: usize,
+        features_off: Vec<String>,
         progress: Option<PyRef<'_, ProgressCounter>>,
     ) -> PyResult<Self> {
-        let rank = RetrieveParams {
-            beam_size,
-            candidates,
-            model_weight,
-            title_weight,
-        };
-        rank.check().map_err(to_py_err)?;
         let params = FitParams {
             words: words.config.clone(),
             chars: chars.config.clone(),
@@ -133,7 +132,19 @@ impl ProductRetrieverModel {
             },
             train: train_params(cp, cn, bias, threshold, max_iter, eps, seed, loss)?,
             titles_as_queries,
-            rank,
+            rank: RetrieveParams {
+                beam_size,
+                candidates,
+                posting_limit,
+            },
+            bm25: Bm25Params { k1, b },
+            relevant_gain,
+            rank_folds,
+            ranker: RankerTrainParams {
+                bins: ranker_bins,
+                ..RankerTrainParams::default()
+            },
+            features_off,
         };
         let queries = extract_texts(queries, "queries")?;
         let titles = extract_texts(titles, "titles")?;
@@ -142,7 +153,7 @@ impl ProductRetrieverModel {
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
         let model = py
             .detach(|| {
-                ProductRetriever::fit(&queries, &relevant, products, &titles, &params, &progress)
+                ProductRetriever::fit(&queries, &judged, products, &titles, &params, &progress)
             })
             .map_err(to_py_err)?;
         Ok(ProductRetrieverModel {
@@ -152,10 +163,9 @@ impl ProductRetrieverModel {
 
     /// The best `k` products for `query`: [(product id, score)], best first.
     #[pyo3(signature = (
-        query, k = 10, *, beam_size = None, candidates = None, model_weight = None,
-        title_weight = None,
+        query, k = 10, *, beam_size = None, candidates = None,
+        posting_limit = None,
     ))]
-    #[allow(clippy::too_many_arguments)]
     fn retrieve(
         &self,
         py: Python<'_>,
@@ -163,11 +173,10 @@ impl ProductRetrieverModel {
         #[pyo3(from_py_with = count)] k: i64,
         beam_size: Option<usize>,
         candidates: Option<usize>,
-        model_weight: Option<f32>,
-        title_weight: Option<f32>,
+        posting_limit: Option<usize>,
     ) -> PyResult<Vec<Hit>> {
         let k = check_k(k)?;
-        let params = self.params(beam_size, candidates, model_weight, title_weight)?;
+        let params = self.params(beam_size, candidates, posting_limit)?;
         let found = py
             .detach(|| {
                 SCRATCH.with_borrow_mut(|scratch| self.inner.retrieve(query, k, &params, scratch))
@@ -178,10 +187,9 @@ impl ProductRetrieverModel {
 
     /// `retrieve` for every query, in parallel.
     #[pyo3(signature = (
-        queries, k = 10, *, beam_size = None, candidates = None, model_weight = None,
-        title_weight = None,
+        queries, k = 10, *, beam_size = None, candidates = None,
+        posting_limit = None,
     ))]
-    #[allow(clippy::too_many_arguments)]
     fn retrieve_batch(
         &self,
         py: Python<'_>,
@@ -189,11 +197,10 @@ impl ProductRetrieverModel {
         #[pyo3(from_py_with = count)] k: i64,
         beam_size: Option<usize>,
         candidates: Option<usize>,
-        model_weight: Option<f32>,
-        title_weight: Option<f32>,
+        posting_limit: Option<usize>,
     ) -> PyResult<Vec<Vec<Hit>>> {
         let k = check_k(k)?;
-        let params = self.params(beam_size, candidates, model_weight, title_weight)?;
+        let params = self.params(beam_size, candidates, posting_limit)?;
         let queries = extract_texts(queries, "queries")?;
         let found = py
             .detach(|| self.inner.retrieve_batch(&queries, k, &params))
@@ -206,17 +213,61 @@ impl ProductRetrieverModel {
         self.inner.products().map(|id| id_to_py(py, id)).collect()
     }
 
-    /// The default ranking options, as a dict.
-    fn rank_params(&self) -> std::collections::BTreeMap<&'static str, f64> {
+    /// The default candidate options, as a dict.
+    fn rank_params(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let r = self.inner.rank_params();
         [
-            ("beam_size", r.beam_size as f64),
-            ("candidates", r.candidates as f64),
-            ("model_weight", f64::from(r.model_weight)),
-            ("title_weight", f64::from(r.title_weight)),
+            ("beam_size", r.beam_size),
+            ("candidates", r.candidates),
+            ("posting_limit", r.posting_limit),
         ]
         .into_iter()
         .collect()
+    }
+
+    /// The candidates of `query` with their ranking features (in the order of
+    /// `ranking_features()`): [(product id, [values])], by product index.
+    #[pyo3(signature = (query, *, beam_size = None, candidates = None, posting_limit = None))]
+    fn candidates(
+        &self,
+        py: Python<'_>,
+        query: &str,
+        beam_size: Option<usize>,
+        candidates: Option<usize>,
+        posting_limit: Option<usize>,
+    ) -> PyResult<Vec<(Py<PyAny>, Vec<f32>)>> {
+        let params = self.params(beam_size, candidates, posting_limit)?;
+        let found = py
+            .detach(|| {
+                SCRATCH.with_borrow_mut(|scratch| self.inner.candidates(query, &params, scratch))
+            })
+            .map_err(to_py_err)?;
+        found
+            .into_iter()
+            .map(|(p, x)| Ok((id_to_py(py, self.inner.product(p))?, x.to_vec())))
+            .collect()
+    }
+
+    /// True when the ranking stage was learned from the judgements (False: the fixed rule of
+    /// too few judged queries).
+    #[getter]
+    fn ranker_learned(&self) -> bool {
+        self.inner.ranker_learned()
+    }
+
+    /// The names of the ranking features, in order.
+    #[staticmethod]
+    fn ranking_features() -> Vec<&'static str> {
+        FEATURES.to_vec()
+    }
+
+    /// Feature groups for ablations: {group: [feature names]}.
+    #[staticmethod]
+    fn ranking_feature_groups() -> std::collections::BTreeMap<&'static str, Vec<&'static str>> {
+        FEATURE_GROUPS
+            .iter()
+            .map(|(g, f)| (*g, f.to_vec()))
+            .collect()
     }
 
     /// Stored weights of the model (after pruning).
