@@ -111,6 +111,10 @@ class Completer:
     Searches made after training are recorded with ``record`` (live counts: decayed by half
     every ``live_half_life`` seconds, at most ``live_cap`` distinct queries held) and complete
     at once: as candidates, and as two features of the ranking (``live``, ``live_after``).
+
+    ``blocklist``: words and phrases no suggestion may contain, seen or composed (matched as
+    whole words after NFKC and lower-casing: "ass" blocks "kick-ass", not "class"); ``block``
+    and ``unblock`` change it on a trained completer, and ``save`` keeps it.
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class Completer:
         features_off: Sequence[str] = (),
         live_half_life: float = 86_400.0,
         live_cap: int = 100_000,
+        blocklist: Iterable[str] = (),
         progress: bool | str = "auto",
     ) -> None:
         if index not in _INDEXES:
@@ -176,6 +181,9 @@ class Completer:
         self.features_off = tuple(features_off)
         self.live_half_life = live_half_life
         self.live_cap = live_cap
+        if isinstance(blocklist, str):
+            raise TypeError("blocklist must be an iterable of str, not a single str")
+        self.blocklist = tuple(blocklist)
         self.progress = progress
         #: What ``fit_log`` read: rows, rows skipped and why (None before it runs).
         self.read_report_: ReadReport | None = None
@@ -297,6 +305,7 @@ class Completer:
                 ranker_bins=self.ranker_bins,
                 features_off=list(self.features_off),
                 live_half_life=self.live_half_life,
+                blocklist=list(self.blocklist),
                 progress=counter,
             ),
             self.progress,
@@ -417,6 +426,21 @@ class Completer:
         if cap is not None:
             self.live_cap = cap
         self.model.reset_live(self.live_half_life, self.live_cap)
+
+    def block(self, terms: Iterable[str]) -> int:
+        """Blocks ``terms`` (words or phrases) from every later answer, at once, also in
+        threads completing meanwhile; returns how many were new. ``ValueError`` for a term
+        without any word character."""
+        return self.model.block(terms)
+
+    def unblock(self, terms: Iterable[str]) -> int:
+        """Unblocks ``terms``; returns how many were blocked."""
+        return self.model.unblock(terms)
+
+    @property
+    def blocked(self) -> list[str]:
+        """The blocked terms, normalised (lower-cased words joined by one space), sorted."""
+        return self.model.blocked()
 
     @property
     def n_queries_(self) -> int:

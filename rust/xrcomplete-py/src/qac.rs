@@ -129,7 +129,7 @@ impl CompleterModel {
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
         generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, lm_discount = 0.75, lm_count_power = 0.5,
         rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
-        live_half_life = 86_400.0, progress = None,
+        live_half_life = 86_400.0, blocklist = Vec::new(), progress = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
@@ -170,6 +170,7 @@ impl CompleterModel {
         ranker_bins: usize,
         features_off: Vec<String>,
         live_half_life: f64,
+        blocklist: Vec<String>,
         progress: Option<PyRef<'_, ProgressCounter>>,
     ) -> PyResult<Self> {
         LiveParams {
@@ -215,6 +216,7 @@ impl CompleterModel {
             },
             features_off,
             live_half_life,
+            blocklist,
         };
         let queries = extract_texts(queries, "queries")?;
         let (prev_ids, next_ids) = (prev_ids.as_slice()?, next_ids.as_slice()?);
@@ -500,6 +502,24 @@ impl CompleterModel {
         ]
         .into_iter()
         .collect()
+    }
+
+    /// Blocks `terms` (words or phrases, matched as whole words after NFKC and lower-casing)
+    /// from every later answer; returns how many were new.
+    fn block(&self, py: Python<'_>, terms: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let terms = extract_texts(terms, "terms")?;
+        py.detach(|| self.inner.block(&terms)).map_err(to_py_err)
+    }
+
+    /// Unblocks `terms`; returns how many were blocked.
+    fn unblock(&self, py: Python<'_>, terms: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let terms = extract_texts(terms, "terms")?;
+        py.detach(|| self.inner.unblock(&terms)).map_err(to_py_err)
+    }
+
+    /// The blocked terms (normalised), sorted.
+    fn blocked(&self) -> Vec<String> {
+        self.inner.blocklist().terms().map(str::to_owned).collect()
     }
 
     /// True when the ranking stage was learned from the log (False: the fixed rule of a log too

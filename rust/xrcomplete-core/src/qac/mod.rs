@@ -21,10 +21,13 @@
 //! are ranked with them, and the ranker learns to put the query really searched first; then the
 //! parts are trained again on the whole log.
 
+mod blocklist;
 mod candidates;
 mod lm;
 mod transitions;
 mod words;
+
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rayon::prelude::*;
 
@@ -35,10 +38,12 @@ use crate::persist::{Fields, Kind, Persist, Reader, Writer};
 use crate::rank::{AdditiveRanker, RankLists, RankerTrainParams};
 use crate::rng::SplitMix64;
 use crate::sparse::CsrMatrix;
+use crate::strings::Strings;
 use crate::text::{is_py_space, FeatureConcat, TfidfConfig};
 use crate::xr::{self, Progress, Stage, TrainParams, XrLinear};
 use crate::Trie;
 
+pub use blocklist::Blocklist;
 pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGMENTS};
 pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
 pub use transitions::Transitions;
@@ -172,6 +177,8 @@ pub struct FitParams {
     /// Half-life (seconds) of the live counts recorded while the ranker learns, when the
     /// pairs have times (in seconds); as the live counts it will serve with.
     pub live_half_life: f64,
+    /// Words and phrases no suggestion may contain ([`Blocklist`]); more can be added later.
+    pub blocklist: Vec<String>,
 }
 
 impl Default for FitParams {
@@ -192,6 +199,7 @@ impl Default for FitParams {
             ranker: RankerTrainParams::default(),
             features_off: Vec::new(),
             live_half_life: LiveParams::default().half_life,
+            blocklist: Vec::new(),
         }
     }
 }
@@ -256,6 +264,8 @@ pub struct Completer {
     /// True when the ranker was learned (false: the fixed rule, for a log too small).
     learned: bool,
     rank: RankParams,
+    /// Replaced whole when terms are added or removed: a completion reads one version.
+    blocklist: RwLock<Arc<Blocklist>>,
 }
 
 /// (queries, counts, pairs) of a log, checked.
@@ -353,6 +363,7 @@ impl Completer {
                 return bad("times must be finite numbers".into());
             }
         }
+        let blocklist = Blocklist::new(&params.blocklist)?;
         let log = Log {
             queries,
             counts,
@@ -364,7 +375,7 @@ impl Completer {
         };
         let sources = Self::fit_sources(&log, params, progress)?;
         progress.set_stage(Stage::Finishing);
-        Self::from_parts(sources, ranker, learned, params.rank)
+        Self::from_parts(sources, ranker, learned, params.rank, blocklist)
     }
 
     /// Trains every part but the ranker on `log`.
@@ -598,6 +609,7 @@ impl Completer {
         ranker: AdditiveRanker,
         learned: bool,
         rank: RankParams,
+        blocklist: Blocklist,
     ) -> Result<Self> {
         rank.check()?;
         let bad = |what: String| Err(Error::InvalidInput(format!("completer: {what}")));
@@ -644,6 +656,7 @@ impl Completer {
             ranker,
             learned,
             rank,
+            blocklist: RwLock::new(Arc::new(blocklist)),
         })
     }
 
@@ -658,7 +671,13 @@ impl Completer {
             ranker,
             learned,
             rank,
+            blocklist,
         } = self;
+        let blocklist = Arc::unwrap_or_clone(
+            blocklist
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         let Sources {
             features,
             model,
@@ -696,12 +715,47 @@ impl Completer {
             transitions: new_transitions,
             lm,
         };
-        Ok((Self::from_parts(sources, ranker, learned, rank)?, folded))
+        let folded_completer = Self::from_parts(sources, ranker, learned, rank, blocklist)?;
+        Ok((folded_completer, folded))
     }
 
     /// The default ranking options.
     pub fn rank_params(&self) -> &RankParams {
         &self.rank
+    }
+
+    /// The blocked terms now in force.
+    pub fn blocklist(&self) -> Arc<Blocklist> {
+        Arc::clone(
+            &self
+                .blocklist
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Blocks `terms` from now on (see [`Blocklist::add`]); returns how many were new.
+    /// Completions already running finish with the list they started with.
+    pub fn block<S: AsRef<str>>(&self, terms: &[S]) -> Result<usize> {
+        self.edit_blocklist(|b| b.add(terms))
+    }
+
+    /// Unblocks `terms`; returns how many were blocked.
+    pub fn unblock<S: AsRef<str>>(&self, terms: &[S]) -> Result<usize> {
+        self.edit_blocklist(|b| b.remove(terms))
+    }
+
+    fn edit_blocklist(&self, edit: impl FnOnce(&mut Blocklist) -> Result<usize>) -> Result<usize> {
+        let mut guard = self
+            .blocklist
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = Blocklist::clone(&guard);
+        let changed = edit(&mut next)?;
+        if changed > 0 {
+            *guard = Arc::new(next);
+        }
+        Ok(changed)
     }
 
     /// The queries that can be suggested whole, with their popularity (label ids = trie ids).
@@ -781,6 +835,7 @@ impl Completer {
         let prev = normalize_query(prev);
         let prefix = normalize_prefix(prefix);
         let params = params.for_k(k);
+        let blocklist = self.blocklist();
         let g = &mut scratch.gather;
         self.sources.gather(&prev, &prefix, &params, live, g)?;
         for c in g.candidates.iter_mut() {
@@ -793,6 +848,7 @@ impl Completer {
         });
         Ok(g.candidates
             .drain(..)
+            .filter(|c| !blocklist.blocks(&c.text))
             .take(k)
             .map(|c| {
                 let origin = if c.label.is_some() {
@@ -940,6 +996,13 @@ impl Persist for Completer {
         w.bytes("rank", fields);
         self.sources.write(&mut w);
         w.bytes("ranker", self.ranker.to_bytes());
+        let blocklist = self.blocklist();
+        if !blocklist.is_empty() {
+            // At most MAX_TERMS of MAX_TERM_BYTES: within the 4 GiB of string offsets.
+            Strings::new(blocklist.terms())
+                .expect("blocked terms are bounded")
+                .write(&mut w, "block");
+        }
         w.finish()
     }
 
@@ -979,7 +1042,16 @@ impl Persist for Completer {
                  train it again",
             ));
         }
-        Self::from_parts(sources, ranker, learned, rank).map_err(|e| match e {
+        // Files without blocked terms (and those saved before blocklists) have no section.
+        let blocklist = match r.has("block") {
+            true => {
+                let terms = Strings::read(r, "block", "blocked terms")?;
+                Blocklist::new(&terms.iter().collect::<Vec<_>>())
+                    .map_err(|e| crate::persist::format_err(e.to_string()))?
+            }
+            false => Blocklist::default(),
+        };
+        Self::from_parts(sources, ranker, learned, rank, blocklist).map_err(|e| match e {
             Error::InvalidInput(what) => Error::Format { what },
             other => other,
         })
@@ -1132,6 +1204,49 @@ pub(crate) mod tests {
             assert_eq!(top(&c, "", "h", 1), ["home depot"], "{tree:?}");
             assert_eq!(top(&c, "something else", "wa", 1), ["walmart"], "{tree:?}");
         }
+    }
+
+    #[test]
+    fn blocked_terms_never_come_back_seen_composed_saved_or_folded() {
+        let (queries, counts, pairs) = log();
+        let p = FitParams {
+            blocklist: vec!["BOSTON".into()],
+            ..params(trees()[1].clone())
+        };
+        let c = Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default()).unwrap();
+        let all = |c: &Completer, prev: &str, prefix: &str| -> Vec<String> {
+            let mut s = CompleteScratch::default();
+            let got = c.complete_with_origin(prev, prefix, 50, &RankParams::default(), &mut s);
+            got.unwrap().into_iter().map(|g| g.0).collect()
+        };
+        // Seen ("hotels in boston") and composed ("cheap hotels in boston") both gone.
+        for (prev, prefix) in [
+            ("", "ho"),
+            ("cheap flights", ""),
+            ("", "cheap ho"),
+            ("", ""),
+        ] {
+            assert!(all(&c, prev, prefix).iter().all(|q| !q.contains("boston")));
+        }
+        assert!(all(&c, "", "hot").contains(&"hot dogs".to_string()));
+        // At run time; whole words only ("hot" does not block "hotels").
+        assert_eq!(c.block(&["hot", "Hot"]).unwrap(), 1);
+        assert!(!all(&c, "", "hot").contains(&"hot dogs".to_string()));
+        assert!(all(&c, "", "we").contains(&"wells fargo".to_string()));
+        assert!(c.block(&["!!"]).is_err());
+        // Saved, loaded and folded with the model.
+        let loaded = Completer::from_bytes(&c.to_bytes()).unwrap();
+        assert_eq!(
+            loaded.blocklist().terms().collect::<Vec<_>>(),
+            ["boston", "hot"]
+        );
+        let (folded, _) = loaded.fold(&[]).unwrap();
+        assert_eq!(*folded.blocklist(), *c.blocklist());
+        assert_eq!(folded.unblock(&["hot"]).unwrap(), 1);
+        assert!(all(&folded, "", "hot").contains(&"hot dogs".to_string()));
+        assert!(all(&folded, "", "hotels")
+            .iter()
+            .all(|q| !q.contains("boston")));
     }
 
     #[test]
