@@ -44,8 +44,15 @@ def run_in_threads(work: Callable[[], T], n: int = 8, timeout: float = 120.0) ->
 def serve_cli(model: object, *options: str) -> tuple[subprocess.Popen[str], int]:
     """`xrcomplete serve MODEL --port 0 OPTIONS` in a process of its own, once it listens: the
     process (the caller stops it) and its port."""
+    # The CLI as `xrcomplete serve` runs it, with Ctrl-C (SIGINT) raising KeyboardInterrupt even
+    # when the tests themselves run with SIGINT ignored (started in the background by a
+    # script: an ignored signal stays ignored across exec, and Python then keeps it so).
+    script = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from xrcomplete.cli import main; sys.exit(main())"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "xrcomplete.cli", "serve", str(model), "--port", "0", *options],
+        [sys.executable, "-c", script, "serve", str(model), "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import threading
@@ -330,3 +331,35 @@ def test_cli_serve_errors_are_one_line(
         with pytest.raises(SystemExit) as exit_:
             main(["serve", str(model), *bad])
         assert exit_.value.code == 2
+
+
+_BLOCKABLE = sorted({w for q in QUERIES for w in q.split() if re.fullmatch(r"\w+", w)})
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    blocked=st.lists(st.sampled_from(_BLOCKABLE), min_size=1, max_size=5),
+    prefixes=st.lists(texts, min_size=1, max_size=6),
+)
+def test_blocked_terms_never_come_back_through_the_server_nor_after_a_restart(
+    sample_model: tuple[Completer, Path], tmp_path_factory: pytest.TempPathFactory,
+    blocked: list[str], prefixes: list[str],
+) -> None:  # fmt: skip
+    file = tmp_path_factory.mktemp("blocklist") / "blocked.txt"
+
+    def check(server: Server) -> None:
+        for prefix in prefixes:
+            status, got = request(server, "GET", complete_url(prefix, 10))
+            assert status == 200, got
+            for s in got["suggestions"]:
+                assert not set(re.findall(r"\w+", s["text"])) & set(blocked), (s, blocked)
+
+    with start(sample_model[1], port=0, workers=2, blocklist=file) as server:
+        status, got = request(server, "POST", "/admin/blocklist", {"block": blocked})
+        assert status == 200 and set(blocked) <= set(got["blocked"]), got
+        check(server)
+    with start(sample_model[1], port=0, workers=2, blocklist=file) as server:
+        assert request(server, "GET", "/admin/blocklist")[1]["blocked"] == sorted(set(blocked))
+        check(server)

@@ -444,6 +444,7 @@ class Server:
         live_half_life: float = 86400.0,
         live_cap: int = 100000,
         signals: bool = False,
+        blocklist: _Path | None = None,
     ) -> Server: ...
     @property
     def host(self) -> str: ...

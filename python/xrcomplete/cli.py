@@ -252,6 +252,7 @@ def _serve(args: argparse.Namespace) -> int:
         fsync=args.fsync,
         live_half_life=args.live_half_life_hours * 3600.0,
         live_cap=args.live_cap,
+        blocklist=args.blocklist,
         on_start=started,
     )
     print("xrcomplete: stopped", flush=True)
@@ -497,6 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_.add_argument(
         "--live-cap", type=_positive, default=100_000, help="distinct recorded queries held at most"
+    )
+    serve_.add_argument(
+        "--blocklist",
+        help="file of terms blocked at run time (POST /admin/blocklist): kept across restarts",
     )
     serve_.set_defaults(run=_serve)
 

@@ -34,6 +34,7 @@ def start(
     live_half_life: float = 86_400.0,
     live_cap: int = 100_000,
     signals: bool = False,
+    blocklist: PathLike | None = None,
 ) -> Server:
     """Starts serving the completer saved at ``model`` (a file, or a folder holding
     ``completer.xrc``) on ``host:port`` (port 0: a free one, see ``Server.port``) and returns
@@ -48,6 +49,10 @@ def start(
     consults; with ``events`` (a file), each is first appended to that write-ahead log
     (``fsync="always"``: synced before the answer; ``"never"``: left to the system), which is
     replayed at start.
+    ``blocklist`` (a file): terms blocked and unblocked at run time through
+    ``POST /admin/blocklist`` are kept there (written before the answer) and applied to every
+    model served, also after a reload or a restart; one term per line, ``!term`` unblocks a
+    term the model file blocks.
     ``signals=True`` handles SIGTERM (drain, then stop) and SIGHUP (reload) for the process.
 
     >>> import xrcomplete.server
@@ -71,6 +76,7 @@ def start(
         live_half_life=live_half_life,
         live_cap=live_cap,
         signals=signals,
+        blocklist=blocklist,
     )
 
 
@@ -88,6 +94,7 @@ def serve(
     fsync: str = "always",
     live_half_life: float = 86_400.0,
     live_cap: int = 100_000,
+    blocklist: PathLike | None = None,
     on_start: Callable[[Server], object] | None = None,
 ) -> None:
     """Serves the completer saved at ``model`` until SIGTERM or Ctrl-C, then lets requests in
@@ -107,6 +114,7 @@ def serve(
         live_half_life=live_half_life,
         live_cap=live_cap,
         signals=True,
+        blocklist=blocklist,
     )
     try:
         if on_start is not None:

@@ -60,6 +60,7 @@ impl Server {
         max_text_bytes = 1024, max_body_bytes = 65536, session_ttl = 1800.0,
         max_sessions = 100_000, drain_timeout = 10.0, watch = None, events = None,
         fsync = "always", live_half_life = 86_400.0, live_cap = 100_000, signals = false,
+        blocklist = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -80,6 +81,7 @@ impl Server {
         live_half_life: f64,
         live_cap: usize,
         signals: bool,
+        blocklist: Option<PathBuf>,
     ) -> PyResult<Self> {
         let mut config = Config::new(path);
         config.host = host_addr(host)?;
@@ -108,6 +110,7 @@ impl Server {
         };
         config.live.check().map_err(to_py_err)?;
         config.signals = signals;
+        config.blocklist = blocklist;
         let inner = py
             .detach(|| xrcomplete_server::Server::start(config))
             .map_err(serve_err)?;

@@ -21,7 +21,7 @@ use xrcomplete_core::live::{LiveCounts, Search};
 use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch};
 
 use crate::metrics::Metrics;
-use crate::model::ModelSlot;
+use crate::model::{BlocklistError, ModelSlot};
 use crate::query;
 use crate::sessions::Sessions;
 
@@ -124,6 +124,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(reload))
+        .route("/admin/blocklist", get(blocklist).post(edit_blocklist))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
@@ -650,6 +651,86 @@ async fn reload(
             message: format!("the reload task failed: {e}"),
         })??;
     Ok(Json(done))
+}
+
+#[derive(Serialize)]
+struct BlocklistAnswer {
+    blocked: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    added: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    removed: Option<usize>,
+}
+
+/// The body of `POST /admin/blocklist`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlocklistBody {
+    #[serde(default)]
+    block: Vec<String>,
+    #[serde(default)]
+    unblock: Vec<String>,
+}
+
+async fn blocklist(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<BlocklistAnswer>, ApiError> {
+    check_local(&req)?;
+    Ok(Json(BlocklistAnswer {
+        blocked: st.model.blocked(),
+        added: None,
+        removed: None,
+    }))
+}
+
+async fn edit_blocklist(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<BlocklistAnswer>, ApiError> {
+    check_local(&req)?;
+    let bytes = axum::body::to_bytes(req.into_body(), st.limits.max_body_bytes)
+        .await
+        .map_err(|e| ApiError::bad("bad_body", e.to_string()))?;
+    let body: BlocklistBody = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad(
+            "bad_json",
+            format!("the body must be {{\"block\": [terms], \"unblock\": [terms]}}: {e}"),
+        )
+    })?;
+    let worker = st.clone();
+    let edit = tokio::task::spawn_blocking(move || {
+        worker.model.edit_blocklist(&body.block, &body.unblock)
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        message: format!("the blocklist task failed: {e}"),
+    })?;
+    match edit {
+        Ok(done) => Ok(Json(BlocklistAnswer {
+            blocked: done.blocked,
+            added: Some(done.added),
+            removed: Some(done.removed),
+        })),
+        Err(BlocklistError::NoFile) => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "no_blocklist_file",
+            message: "start the server with --blocklist FILE to change the blocklist at run \
+                      time (the file keeps the changes across reloads and restarts)"
+                .into(),
+        }),
+        Err(BlocklistError::BadTerm(why)) => Err(ApiError::bad("bad_term", why)),
+        Err(BlocklistError::Io(e)) => {
+            eprintln!("xrcomplete serve: the blocklist file was not written: {e}");
+            Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "blocklist_unavailable",
+                message: format!("the blocklist file was not written, nothing changed: {e}"),
+            })
+        }
+    }
 }
 
 /// Loads the model file again and, after a compaction, drops the folded searches from the event

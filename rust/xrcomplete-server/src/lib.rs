@@ -99,6 +99,9 @@ pub struct Config {
     /// Handle SIGTERM (graceful shutdown) and SIGHUP (reload). For a process whose job is to
     /// serve: once handled, the default action of these signals is gone for the process.
     pub signals: bool,
+    /// The run-time blocklist: terms blocked (or unblocked) through `POST /admin/blocklist`,
+    /// kept in this file and applied to every model served, also after a reload or a restart.
+    pub blocklist: Option<PathBuf>,
 }
 
 impl Config {
@@ -122,6 +125,7 @@ impl Config {
             fsync: SyncPolicy::Always,
             watch: None,
             signals: false,
+            blocklist: None,
         }
     }
 
@@ -167,7 +171,11 @@ impl Server {
         // Taken before the model is read: a file replaced from now on is seen as changed.
         let stamp = file_stamp(&config.model_path);
         let metrics = metrics::Metrics::default();
-        let model = model::ModelSlot::open(config.model_path.clone(), &metrics)?;
+        let model = model::ModelSlot::open(
+            config.model_path.clone(),
+            config.blocklist.clone(),
+            &metrics,
+        )?;
         let live = Arc::new(LiveCounts::new(config.live)?);
         let events = match &config.events {
             Some(path) => {

@@ -657,3 +657,91 @@ fn start_errors_are_typed() {
         Err(xrcomplete_server::ServeError::Config(_))
     ));
 }
+
+#[test]
+fn blocked_terms_are_kept_in_their_file_across_reloads_and_restarts() {
+    let dir = Dir::new("blocklist");
+    let path = dir.model(&train(0.0));
+    let texts = |addr: SocketAddr, query: &str| -> Vec<String> {
+        let (status, body) = get(addr, &format!("/v1/complete?k=10&{query}"));
+        assert_eq!(status, 200, "{body}");
+        json_of(&body)["suggestions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Without --blocklist, run-time edits are refused: they could not be kept.
+    let server = start(&path, |_| {});
+    let (status, body) = post(server.addr(), "/admin/blocklist", r#"{"block": ["hot"]}"#);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(json_of(&body)["error"]["code"], "no_blocklist_file");
+    server.shutdown();
+    server.join().unwrap();
+
+    let file = dir.0.join("blocked.txt");
+    let server = start(&path, |c| c.blocklist = Some(file.clone()));
+    let addr = server.addr();
+    assert!(texts(addr, "prefix=ho").contains(&"hotels in boston".to_string()));
+    let (status, body) = post(addr, "/admin/blocklist", r#"{"block": ["BOSTON", "hot"]}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["added"], 2);
+    assert_eq!(json_of(&body)["blocked"], json!(["boston", "hot"]));
+    let after = texts(addr, "prefix=ho");
+    assert!(after.contains(&"home depot".to_string()));
+    assert!(after
+        .iter()
+        .all(|t| !t.contains("boston") && !t.starts_with("hot ")));
+    assert!(texts(addr, "prev=cheap+flights&prefix=")
+        .iter()
+        .all(|t| !t.contains("boston")));
+    // Bad edits change nothing.
+    for bad in [
+        r#"{"block": ["--"]}"#,
+        r#"{"block": "x"}"#,
+        r#"{"nope": []}"#,
+        "not json",
+    ] {
+        let (status, body) = post(addr, "/admin/blocklist", bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert_eq!(
+        json_of(&get(addr, "/admin/blocklist").1)["blocked"],
+        json!(["boston", "hot"])
+    );
+    // A reload of a new model file: the blocked terms still apply.
+    replace(&path, &train(100.0));
+    assert_eq!(post(addr, "/admin/reload", "").0, 200);
+    assert!(texts(addr, "prefix=ho")
+        .iter()
+        .all(|t| !t.contains("boston")));
+    let (status, body) = post(addr, "/admin/blocklist", r#"{"unblock": ["hot"]}"#);
+    assert_eq!(
+        (status, json_of(&body)["removed"].clone()),
+        (200, json!(1)),
+        "{body}"
+    );
+    server.shutdown();
+    server.join().unwrap();
+    // A restart reads the file.
+    let server = start(&path, |c| c.blocklist = Some(file.clone()));
+    let addr = server.addr();
+    assert_eq!(
+        json_of(&get(addr, "/admin/blocklist").1)["blocked"],
+        json!(["boston"])
+    );
+    assert!(texts(addr, "prefix=ho")
+        .iter()
+        .all(|t| !t.contains("boston")));
+    assert!(texts(addr, "prefix=hot").contains(&"hot dogs".to_string()));
+    server.shutdown();
+    server.join().unwrap();
+    // A file with a term that blocks nothing is a start error naming the line.
+    std::fs::write(&file, "boston\n\n# note\n?!\n").unwrap();
+    let mut config = Config::new(&path);
+    config.port = 0;
+    config.blocklist = Some(file.clone());
+    let err = Server::start(config).unwrap_err().to_string();
+    assert!(err.contains("blocked.txt:4"), "{err}");
+}

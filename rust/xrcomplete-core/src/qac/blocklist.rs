@@ -65,6 +65,11 @@ impl Blocklist {
         Ok(list)
     }
 
+    /// `term` as the blocklist keeps it (its words joined by one space), or why it is refused.
+    pub fn normalize(term: &str) -> Result<String> {
+        Ok(parse(&[term])?.remove(0).join(" "))
+    }
+
     /// Adds `terms`; returns how many were new. A term without any word character is refused
     /// (it could block nothing), and then none is added.
     pub fn add<S: AsRef<str>>(&mut self, terms: &[S]) -> Result<usize> {
@@ -195,6 +200,8 @@ mod tests {
             assert!(!b.blocks(fine), "{fine}");
         }
         assert!(Blocklist::new(&["  -- "]).is_err());
+        assert_eq!(Blocklist::normalize(" John--SMITH ").unwrap(), "john smith");
+        assert!(Blocklist::normalize("?").is_err());
         assert!(Blocklist::new(&["a".repeat(MAX_TERM_BYTES + 1)]).is_err());
         assert!(!Blocklist::default().blocks("anything"));
     }
