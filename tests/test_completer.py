@@ -92,7 +92,11 @@ def test_every_answer_starts_with_the_normalised_prefix(prev: str, prefix: str, 
     found = completer.complete(prev, prefix, k)
     assert len(found) <= k
     typed = prefix.lstrip().lower()
-    assert all(q.startswith(typed) for q, _ in found)
+    for c in found:
+        # A fuzzy answer starts with a corrected prefix (a typo fixed), and says which.
+        assert c.query.startswith(c.matched)
+        assert c.matched == typed or c.source == "fuzzy", c
+        assert c.source != "fuzzy" or not c.query.startswith(typed), c
     scores = [s for _, s in found]
     assert scores == sorted(scores, reverse=True)
     assert len(set(names(found))) == len(found)
@@ -317,7 +321,10 @@ def test_composed_answers_start_with_the_prefix_and_are_new_and_distinct(
     assert len(found) <= k
     assert len({f.query for f in found}) == len(found)
     for f in found:
+        assert f.source in ("seen", "composed", "fuzzy")
+        if f.source == "fuzzy":  # a typo fixed: it starts with the corrected prefix
+            assert f.query.startswith(f.matched) and not f.query.startswith(typed), f
+            continue
         assert f.query.startswith(typed)
-        assert f.source in ("seen", "composed")
         assert (f.source == "seen") == (f.query in known), f
     assert [f.score for f in found] == sorted((f.score for f in found), reverse=True)

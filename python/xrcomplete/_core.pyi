@@ -219,7 +219,7 @@ class XRLinearModel:
     def load(cls: type[_Self], path: _Path, *, mmap: bool = False) -> _Self: ...
     def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
 
-_Suggestion = tuple[str, float, str]
+_Suggestion = tuple[str, float, str, int]
 
 @final
 class CompleterModel:
@@ -235,6 +235,10 @@ class CompleterModel:
         prefix_features: TfidfOptions,
         *,
         times: npt.NDArray[np.float64] | None = None,
+        users: npt.NDArray[np.float64] | None = None,
+        min_users: float = 1.0,
+        fuzzy_one: int = 5,
+        fuzzy_two: int = 9,
         tree: str = "hybrid",
         trie_depth: int = 2,
         branching: int = 16,
@@ -283,6 +287,8 @@ class CompleterModel:
         compose_beam: int | None = None,
         compose_words: int | None = None,
         copy: float | None = None,
+        fuzzy_one: int | None = None,
+        fuzzy_two: int | None = None,
     ) -> list[_Suggestion]: ...
     def complete_batch(
         self,
@@ -300,6 +306,8 @@ class CompleterModel:
         compose_beam: int | None = None,
         compose_words: int | None = None,
         copy: float | None = None,
+        fuzzy_one: int | None = None,
+        fuzzy_two: int | None = None,
     ) -> list[list[_Suggestion]]: ...
     def record(
         self, query: str, prev: str = "", count: float = 1.0, time: float | None = None

@@ -17,6 +17,7 @@ starts with the normalised prefix, and says whether it is a query of the log or 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from array import array
 from collections import Counter, defaultdict
@@ -36,13 +37,19 @@ class Completion(tuple[str, float]):
     """One suggestion: a ``(query, score)`` pair (scores: higher is better, not probabilities),
     with ``source``: ``"seen"`` for a query of the log, ``"composed"`` for one the language
     model put together from the log's words, ``"live"`` for one searched since the model was
-    built (``Completer.record``)."""
+    built (``Completer.record``), ``"fuzzy"`` for a query of the log that starts with a
+    corrected prefix (a typo fixed) instead of the typed one; and ``matched``: the start of the
+    query that the typed prefix (for a fuzzy one, the corrected prefix) covers."""
 
     source: str
+    matched: str
 
-    def __new__(cls, query: str, score: float, source: str = "seen") -> Completion:
+    def __new__(
+        cls, query: str, score: float, source: str = "seen", matched: int | None = None
+    ) -> Completion:
         made = super().__new__(cls, (query, score))
         made.source = source
+        made.matched = query if matched is None else query[:matched]
         return made
 
     @property
@@ -55,18 +62,34 @@ class Completion(tuple[str, float]):
         """Its ranking score."""
         return self[1]
 
-    def __getnewargs__(self) -> tuple[str, float, str]:
-        return (self[0], self[1], self.source)
+    def __getnewargs__(self) -> tuple[str, float, str, int]:
+        return (self[0], self[1], self.source, len(self.matched))
 
 
-def _completions(found: list[tuple[str, float, str]]) -> list[Completion]:
-    return [Completion(q, s, src) for q, s, src in found]
+def _completions(found: list[tuple[str, float, str, int]]) -> list[Completion]:
+    return [Completion(q, s, src, n) for q, s, src, n in found]
 
 
 _DRAW_EVERY = 4096  # pairs read between looks at the progress line
 #: The file a completer is saved to when ``save`` is given a directory.
 MODEL_FILE = "completer.xrc"
 _INDEXES = ("kmeans", "trie", "hybrid")
+
+
+class _SizesOf(Mapping[str, float]):
+    """The sizes of sets, as a mapping (read once the sets are filled)."""
+
+    def __init__(self, sets: dict[str, set[str]]) -> None:
+        self._sets = sets
+
+    def __getitem__(self, key: str) -> float:
+        return float(len(self._sets[key]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sets)
+
+    def __len__(self) -> int:
+        return len(self._sets)
 
 
 def default_prev_features() -> TfidfVectorizer:
@@ -124,6 +147,9 @@ class Completer:
         trie_depth: int | None = None,
         prefixes_per_pair: int = 3,
         min_count: float = 1,
+        min_users: float = 1,
+        fuzzy_one: int = 5,
+        fuzzy_two: int = 9,
         prev_features: TfidfVectorizer | None = None,
         prefix_features: TfidfVectorizer | None = None,
         branching: int = 16,
@@ -158,6 +184,9 @@ class Completer:
         self.trie_depth = trie_depth
         self.prefixes_per_pair = prefixes_per_pair
         self.min_count = min_count
+        self.min_users = min_users
+        self.fuzzy_one = fuzzy_one
+        self.fuzzy_two = fuzzy_two
         self.prev_features = prev_features or default_prev_features()
         self.prefix_features = prefix_features or default_prefix_features()
         self.branching = branching
@@ -190,7 +219,10 @@ class Completer:
         self._model: _core.CompleterModel | None = None
 
     def fit(
-        self, pairs: Iterable[tuple[str, str]], counts: Mapping[str, float] | None = None
+        self,
+        pairs: Iterable[tuple[str, str]],
+        counts: Mapping[str, float] | None = None,
+        users: Mapping[str, float] | None = None,
     ) -> Completer:
         """Trains on (previous query, next query) pairs; a previous query of ``""`` marks the
         first query of a session (a log where nobody searched twice trains too: it completes
@@ -198,9 +230,11 @@ class Completer:
         replaces, query by query, the default: how often the query comes as a next query, 1 for
         a query seen only as a previous one; queries only in ``counts`` can be suggested too).
         Queries are normalised (lower-cased, stripped); pairs with an empty next query are
-        skipped. Streams ``pairs``: only the distinct queries and two integer arrays are held."""
+        skipped. Streams ``pairs``: only the distinct queries and two integer arrays are held.
+        ``users``: how many distinct users searched each query (a query not in it: none),
+        needed by the privacy floor ``min_users`` above 1."""
         with ProgressLine(self.progress) as line:
-            return self._fit(pairs, counts, line, None)
+            return self._fit(pairs, counts, line, None, users=users)
 
     def _fit(
         self,
@@ -209,6 +243,7 @@ class Completer:
         line: ProgressLine,
         report: ReadReport | None,
         clock: Callable[[], float] | None = None,
+        users: Mapping[str, float] | None = None,
     ) -> Completer:
         """``fit``, drawing on ``line`` as ``pairs`` are read (from the file ``report`` follows,
         if any) and while the model trains. ``counts`` is read once every pair is: it may be
@@ -269,6 +304,18 @@ class Completer:
         popularity = np.zeros(len(ids), dtype=np.float64)
         for query_id, n in popularity_of.items():
             popularity[query_id] = n
+        users_of: np.ndarray | None = None
+        if users is not None:
+            users_of = np.zeros(len(ids), dtype=np.float64)
+            for query, n in users.items():
+                found = ids.get(normalize(query))
+                if found is not None:
+                    users_of[found] = n
+        elif self.min_users > 1:
+            raise ValueError(
+                f"min_users = {self.min_users} needs how many users searched each query: "
+                "fit(pairs, counts, users=...) or fit_log (which counts them)"
+            )
         trie_depth = self.trie_depth
         if trie_depth is None:
             trie_depth = 8 if self.index == "trie" else 2
@@ -281,6 +328,10 @@ class Completer:
                 prev_opts,
                 prefix_opts,
                 times=np.frombuffer(times, dtype=np.float64) if clock is not None else None,
+                users=users_of,
+                min_users=float(self.min_users),
+                fuzzy_one=self.fuzzy_one,
+                fuzzy_two=self.fuzzy_two,
                 tree=self.index,
                 trie_depth=trie_depth,
                 branching=self.branching,
@@ -338,11 +389,19 @@ class Completer:
         report = ReadReport()
         counts: defaultdict[str, float] = defaultdict(float)
         last_time = [0.0]
+        # The privacy floor: the distinct users of each query, up to the floor (enough to
+        # decide; only when there is a floor).
+        floor = math.ceil(self.min_users) if self.min_users > 1 else 0
+        users: dict[str, set[str]] = {}
 
         def counted() -> Iterator[tuple[str, str, datetime]]:
             for event in read_events(path, errors=errors, report=report):
                 counts[event[1]] += 1
                 last_time[0] = event[2].timestamp()
+                if floor:
+                    seen = users.setdefault(event[1], set())
+                    if len(seen) < floor:
+                        seen.add(event[0])
                 yield event
 
         def recorded() -> Iterator[tuple[str, str]]:
@@ -358,7 +417,14 @@ class Completer:
             session_pairs_of(counted(), gap_minutes, first_queries=True), recorded()
         )
         with ProgressLine(self.progress) as line:
-            self._fit(pairs, counts, line, report, clock=lambda: last_time[0])
+            self._fit(
+                pairs,
+                counts,
+                line,
+                report,
+                clock=lambda: last_time[0],
+                users=_SizesOf(users) if floor else None,
+            )
         self.read_report_ = report
         return self
 

@@ -44,4 +44,4 @@ pub mod xr;
 pub use error::{Error, Result};
 pub use sparse::CsrMatrix;
 pub use topk::RangeTopK;
-pub use trie::Trie;
+pub use trie::{FuzzyMatch, Trie};

@@ -258,6 +258,87 @@ impl Trie {
         self.keys.nbytes() + self.nodes.nbytes() + self.weights.memory_bytes()
     }
 
+    /// The places of the trie whose string is within `max_edits` edits of `prefix`
+    /// (Damerau-Levenshtein in its optimal-string-alignment form: substitutions, insertions,
+    /// deletions, and transpositions of two adjacent characters), the first `exact_chars`
+    /// characters unedited. Each match is the key range under the place, the corrected prefix
+    /// (`matched` bytes of the range's first key) and its edits. Along one path a place is
+    /// reported only when it is closer than every place before it on that path (so ranges
+    /// nest, closest innermost); `prefix` itself (0 edits) is not reported. A depth-first walk
+    /// that leaves a branch as soon as no extension can come within `max_edits`: its cost grows
+    /// with the typed prefix and the branching near it, not with the number of keys.
+    pub fn fuzzy_prefixes(
+        &self,
+        prefix: &str,
+        max_edits: u32,
+        exact_chars: usize,
+        out: &mut Vec<FuzzyMatch>,
+    ) {
+        out.clear();
+        let p: Vec<char> = prefix.chars().collect();
+        if max_edits == 0 || p.is_empty() || self.is_empty() {
+            return;
+        }
+        let width = p.len() + 1;
+        // rows[i]: edit distances of the path's first i characters to each prefix of `p`.
+        let mut rows: Vec<u32> = (0..width as u32).collect();
+        let mut path: Vec<char> = Vec::new();
+        let mut walk = FuzzyWalk {
+            p: &p,
+            max_edits,
+            exact_chars,
+            width,
+            out,
+        };
+        self.fuzzy_node(&self.nodes[0], &mut rows, &mut path, u32::MAX, &mut walk);
+    }
+
+    fn fuzzy_node(
+        &self,
+        node: &Node,
+        rows: &mut Vec<u32>,
+        path: &mut Vec<char>,
+        best: u32,
+        walk: &mut FuzzyWalk<'_>,
+    ) {
+        for child in self.children(node) {
+            let key = self.key_unchecked(child.lo as usize);
+            let edge = &key[node.depth as usize..child.depth as usize];
+            let (rows_len, path_len) = (rows.len(), path.len());
+            let mut best_here = best;
+            let mut alive = true;
+            let mut offset = node.depth as usize;
+            for c in edge.chars() {
+                offset += c.len_utf8();
+                if !walk.step(c, rows, path) {
+                    alive = false;
+                    break;
+                }
+                let w = walk.width;
+                let last = rows[rows.len() - w..][w - 1];
+                if last == 0 {
+                    // The typed prefix itself: what follows is exact, not fuzzy.
+                    alive = false;
+                    break;
+                }
+                if last <= walk.max_edits && last < best_here {
+                    best_here = last;
+                    walk.out.push(FuzzyMatch {
+                        lo: child.lo,
+                        hi: child.hi,
+                        matched: offset,
+                        edits: last,
+                    });
+                }
+            }
+            if alive {
+                self.fuzzy_node(child, rows, path, best_here, walk);
+            }
+            rows.truncate(rows_len);
+            path.truncate(path_len);
+        }
+    }
+
     fn children(&self, node: &Node) -> &[Node] {
         // Loaded arenas are checked only where a node has children; a childless node's
         // `first_child` may point anywhere, so this lookup must not panic.
@@ -269,6 +350,56 @@ impl Trie {
 
     fn key_unchecked(&self, id: usize) -> &str {
         self.keys.get(id)
+    }
+}
+
+/// A place of the trie near a typed prefix ([`Trie::fuzzy_prefixes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FuzzyMatch {
+    /// The ids `lo..hi` of the keys that start with the corrected prefix.
+    pub lo: u32,
+    /// See `lo`.
+    pub hi: u32,
+    /// Bytes of the corrected prefix: the first `matched` bytes of key `lo`.
+    pub matched: usize,
+    /// Edits from the typed prefix to the corrected one (>= 1).
+    pub edits: u32,
+}
+
+/// The state of one fuzzy walk.
+struct FuzzyWalk<'a> {
+    p: &'a [char],
+    max_edits: u32,
+    exact_chars: usize,
+    width: usize,
+    out: &'a mut Vec<FuzzyMatch>,
+}
+
+impl FuzzyWalk<'_> {
+    /// Extends the path by `c`: pushes the new row; false when no extension of the path can
+    /// come within `max_edits` (or `c` edits a character that must stay exact).
+    fn step(&mut self, c: char, rows: &mut Vec<u32>, path: &mut Vec<char>) -> bool {
+        let i = path.len(); // index of `c` in the path
+        if i < self.exact_chars && self.p.get(i) != Some(&c) {
+            return false;
+        }
+        let w = self.width;
+        let base = rows.len() - w;
+        rows.push(i as u32 + 1);
+        let mut min = i as u32 + 1;
+        for j in 1..w {
+            let up = rows[base + j] + 1;
+            let left = rows[base + w + j - 1] + 1;
+            let diag = rows[base + j - 1] + u32::from(self.p[j - 1] != c);
+            let mut v = up.min(left).min(diag);
+            if i >= 1 && j >= 2 && self.p[j - 1] == path[i - 1] && self.p[j - 2] == c {
+                v = v.min(rows[base - w + j - 2] + 1);
+            }
+            rows.push(v);
+            min = min.min(v);
+        }
+        path.push(c);
+        min <= self.max_edits
     }
 }
 
@@ -586,7 +717,107 @@ mod tests {
         assert!(file(&["a", "b"], nodes).is_err()); // keys nobody reaches... the root only
     }
 
+    /// Optimal-string-alignment distance, by the textbook table.
+    fn osa(a: &[char], b: &[char]) -> u32 {
+        let (n, m) = (a.len(), b.len());
+        let mut d = vec![vec![0u32; m + 1]; n + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i as u32;
+        }
+        for (j, v) in d[0].iter_mut().enumerate() {
+            *v = j as u32;
+        }
+        for i in 1..=n {
+            for j in 1..=m {
+                let cost = u32::from(a[i - 1] != b[j - 1]);
+                d[i][j] = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                }
+            }
+        }
+        d[n][m]
+    }
+
+    #[test]
+    fn fuzzy_prefixes_find_typos() {
+        let t = Trie::new([("weather", 5.0), ("wells fargo", 3.0), ("walmart", 9.0)]).unwrap();
+        let mut out = Vec::new();
+        let found = |t: &Trie, p: &str, d: u32, out: &mut Vec<FuzzyMatch>| -> Vec<(String, u32)> {
+            t.fuzzy_prefixes(p, d, 1, out);
+            out.iter()
+                .map(|m| (t.key(m.lo).unwrap()[..m.matched].to_owned(), m.edits))
+                .collect()
+        };
+        // A transposition, a substitution, a deletion, an insertion: one edit each.
+        assert!(found(&t, "waether", 1, &mut out).contains(&("weather".into(), 1)));
+        assert!(found(&t, "weathwr", 1, &mut out).contains(&("weather".into(), 1)));
+        assert!(found(&t, "wether", 1, &mut out).contains(&("weather".into(), 1)));
+        assert!(found(&t, "weaather", 1, &mut out).contains(&("weather".into(), 1)));
+        // The first character stays; the exact prefix is not fuzzy; 0 edits finds nothing.
+        assert!(found(&t, "qeather", 1, &mut out).is_empty());
+        assert!(found(&t, "weat", 1, &mut out)
+            .iter()
+            .all(|(m, _)| m != "weat"));
+        assert!(found(&t, "waether", 0, &mut out).is_empty());
+        assert!(found(&t, "", 2, &mut out).is_empty());
+        assert!(found(
+            &Trie::new(Vec::<(&str, f64)>::new()).unwrap(),
+            "ab",
+            2,
+            &mut out
+        )
+        .is_empty());
+    }
+
     proptest! {
+        #[test]
+        fn fuzzy_prefixes_are_sound_and_complete(
+            keys in prop::collection::btree_set("[abcé]{1,6}", 1..12),
+            prefix in "[abcé]{1,5}",
+            max_edits in 1u32..3,
+            exact_chars in 0usize..2,
+        ) {
+            let t = Trie::new(keys.iter().map(|k| (k.as_str(), 1.0))).unwrap();
+            let mut out = Vec::new();
+            t.fuzzy_prefixes(&prefix, max_edits, exact_chars, &mut out);
+            let p: Vec<char> = prefix.chars().collect();
+            // Sound: the corrected prefix is that many edits away, and the range is its keys.
+            for m in &out {
+                let matched = &t.key(m.lo).unwrap()[..m.matched];
+                let mc: Vec<char> = matched.chars().collect();
+                prop_assert_eq!(osa(&mc, &p), m.edits);
+                prop_assert!(m.edits >= 1 && m.edits <= max_edits);
+                prop_assert!(mc.iter().zip(&p).take(exact_chars).all(|(a, b)| a == b));
+                let (lo, hi) = t.prefix_range(matched).unwrap();
+                prop_assert_eq!((lo, hi), (m.lo, m.hi));
+            }
+            // Complete: a key not starting with the prefix but with a prefix within the edits
+            // is in a reported range, at its best distance.
+            for (id, key) in t.keys().enumerate() {
+                if key.starts_with(&prefix) {
+                    continue;
+                }
+                let kc: Vec<char> = key.chars().collect();
+                let best = (1..=kc.len())
+                    .filter(|&l| kc[..l].iter().zip(&p).take(exact_chars).all(|(a, b)| a == b))
+                    .filter(|&l| l >= exact_chars.min(p.len()))
+                    .map(|l| osa(&kc[..l], &p))
+                    .min();
+                let got = out
+                    .iter()
+                    .filter(|m| (m.lo..m.hi).contains(&(id as u32)))
+                    .map(|m| m.edits)
+                    .min();
+                match best {
+                    Some(b) if b <= max_edits => prop_assert_eq!(got, Some(b), "{}", key),
+                    _ => prop_assert_eq!(got, None, "{}", key),
+                }
+            }
+        }
+
         #[test]
         fn saved_bytes_load_to_an_equal_trie(items in items_strategy()) {
             let t = Trie::new(items.iter().map(|(k, w)| (k.as_str(), *w))).unwrap();

@@ -83,6 +83,8 @@ struct RankOverrides {
     compose_beam: Option<usize>,
     compose_words: Option<usize>,
     copy: Option<f32>,
+    fuzzy_one: Option<usize>,
+    fuzzy_two: Option<usize>,
 }
 
 impl RankOverrides {
@@ -99,19 +101,29 @@ impl RankOverrides {
             compose_beam: self.compose_beam.unwrap_or(base.compose_beam),
             compose_words: self.compose_words.unwrap_or(base.compose_words),
             copy: self.copy.unwrap_or(base.copy),
+            fuzzy_one: self.fuzzy_one.unwrap_or(base.fuzzy_one),
+            fuzzy_two: self.fuzzy_two.unwrap_or(base.fuzzy_two),
         };
         params.check().map_err(to_py_err)?;
         Ok(params)
     }
 }
 
-/// A suggestion for Python: (query, score, source).
-type Suggestion = (String, f32, &'static str);
+/// A suggestion for Python: (query, score, source, characters of the query that the typed
+/// prefix, or for a fuzzy one the corrected prefix, covers).
+type Suggestion = (String, f32, &'static str, usize);
 
-fn suggestions(found: Vec<(String, f32, Origin)>) -> Vec<Suggestion> {
+fn suggestions(found: Vec<(String, f32, Origin)>, prefix: &str) -> Vec<Suggestion> {
+    let typed = qac::normalize_prefix(prefix).chars().count();
     found
         .into_iter()
-        .map(|(q, s, o)| (q, s, o.name()))
+        .map(|(q, s, o)| {
+            let matched = match o {
+                Origin::Fuzzy { matched } => q.get(..matched).map_or(0, |m| m.chars().count()),
+                _ => typed,
+            };
+            (q, s, o.name(), matched)
+        })
         .collect()
 }
 
@@ -123,6 +135,7 @@ impl CompleterModel {
     #[staticmethod]
     #[pyo3(signature = (
         queries, counts, prev_ids, next_ids, prev_features, prefix_features, *, times = None,
+        users = None, min_users = 1.0, fuzzy_one = 5, fuzzy_two = 9,
         tree = "hybrid", trie_depth = 2, branching = 16, max_leaf_size = 100,
         kmeans_max_iter = 20, prefixes_per_pair = 3, min_count = 1.0, seed = 0, cp = 1.0,
         cn = 1.0, bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1,
@@ -141,6 +154,10 @@ impl CompleterModel {
         prev_features: &TfidfOptions,
         prefix_features: &TfidfOptions,
         times: Option<PyReadonlyArray1<'_, f64>>,
+        users: Option<PyReadonlyArray1<'_, f64>>,
+        min_users: f64,
+        fuzzy_one: usize,
+        fuzzy_two: usize,
         tree: &str,
         trie_depth: usize,
         branching: usize,
@@ -187,6 +204,8 @@ impl CompleterModel {
             compose_beam,
             compose_words,
             copy,
+            fuzzy_one,
+            fuzzy_two,
             ..RankParams::default()
         };
         rank.check().map_err(to_py_err)?;
@@ -204,6 +223,7 @@ impl CompleterModel {
             train: train_params(cp, cn, bias, threshold, max_iter, eps, seed, loss)?,
             prefixes_per_pair,
             min_count,
+            min_users,
             seed,
             rank,
             lm_discount,
@@ -238,10 +258,15 @@ impl CompleterModel {
             .collect::<PyResult<Vec<_>>>()?;
         let counts = counts.as_slice()?;
         let times = times.as_ref().map(|t| t.as_slice()).transpose()?;
+        let users = users.as_ref().map(|u| u.as_slice()).transpose()?;
         let progress =
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
         let model = py
-            .detach(|| Completer::fit(&queries, counts, &pairs, times, &params, &progress))
+            .detach(|| {
+                Completer::fit_with_users(
+                    &queries, counts, users, &pairs, times, &params, &progress,
+                )
+            })
             .map_err(to_py_err)?;
         Ok(CompleterModel {
             inner: Arc::new(model),
@@ -254,7 +279,8 @@ impl CompleterModel {
     #[pyo3(signature = (
         prev, prefix, k = 10, *, beam_size = None, candidates = None, model_floor = None,
         generate = None, use_model = None, use_popular = None, use_transitions = None,
-        compose_beam = None, compose_words = None, copy = None,
+        compose_beam = None, compose_words = None, copy = None, fuzzy_one = None,
+        fuzzy_two = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn complete(
@@ -273,6 +299,8 @@ impl CompleterModel {
         compose_beam: Option<usize>,
         compose_words: Option<usize>,
         copy: Option<f32>,
+        fuzzy_one: Option<usize>,
+        fuzzy_two: Option<usize>,
     ) -> PyResult<Vec<Suggestion>> {
         let k = check_k(k)?;
         let params = RankOverrides {
@@ -286,6 +314,8 @@ impl CompleterModel {
             compose_beam,
             compose_words,
             copy,
+            fuzzy_one,
+            fuzzy_two,
         }
         .apply(self.inner.rank_params())?;
         let live = self.live();
@@ -295,7 +325,7 @@ impl CompleterModel {
                     .complete_live(prev, prefix, k, &params, Some(&live), scratch)
             })
         })
-        .map(suggestions)
+        .map(|found| suggestions(found, prefix))
         .map_err(to_py_err)
     }
 
@@ -303,7 +333,8 @@ impl CompleterModel {
     #[pyo3(signature = (
         prevs, prefixes, k = 10, *, beam_size = None, candidates = None, model_floor = None,
         generate = None, use_model = None, use_popular = None, use_transitions = None,
-        compose_beam = None, compose_words = None, copy = None,
+        compose_beam = None, compose_words = None, copy = None, fuzzy_one = None,
+        fuzzy_two = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn complete_batch(
@@ -322,6 +353,8 @@ impl CompleterModel {
         compose_beam: Option<usize>,
         compose_words: Option<usize>,
         copy: Option<f32>,
+        fuzzy_one: Option<usize>,
+        fuzzy_two: Option<usize>,
     ) -> PyResult<Vec<Vec<Suggestion>>> {
         let k = check_k(k)?;
         let params = RankOverrides {
@@ -335,6 +368,8 @@ impl CompleterModel {
             compose_beam,
             compose_words,
             copy,
+            fuzzy_one,
+            fuzzy_two,
         }
         .apply(self.inner.rank_params())?;
         let prevs = extract_texts(prevs, "prevs")?;
@@ -344,7 +379,12 @@ impl CompleterModel {
             self.inner
                 .complete_batch_live(&prevs, &prefixes, k, &params, Some(&live))
         })
-        .map(|all| all.into_iter().map(suggestions).collect())
+        .map(|all| {
+            all.into_iter()
+                .zip(&prefixes)
+                .map(|(found, prefix)| suggestions(found, prefix))
+                .collect()
+        })
         .map_err(to_py_err)
     }
 
@@ -499,6 +539,8 @@ impl CompleterModel {
             ("compose_beam", r.compose_beam as f64),
             ("compose_words", r.compose_words as f64),
             ("copy", f64::from(r.copy)),
+            ("fuzzy_one", r.fuzzy_one as f64),
+            ("fuzzy_two", r.fuzzy_two as f64),
         ]
         .into_iter()
         .collect()

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use xrcomplete_core::live::wal::EventLog;
 use xrcomplete_core::live::{LiveCounts, Search};
-use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch};
+use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch, Origin};
 
 use crate::metrics::Metrics;
 use crate::model::{BlocklistError, ModelSlot};
@@ -337,11 +337,20 @@ async fn complete(
     Ok(Json(CompleteAnswer {
         suggestions: found
             .into_iter()
-            .map(|(text, score, origin)| Suggestion {
-                text,
-                score: f64::from(score),
-                highlight: [0, typed],
-                source: origin.name(),
+            .map(|(text, score, origin)| {
+                // A fuzzy answer's highlight is the corrected prefix it matched.
+                let matched = match origin {
+                    Origin::Fuzzy { matched } => {
+                        text.get(..matched).map_or(0, |m| m.chars().count())
+                    }
+                    _ => typed,
+                };
+                Suggestion {
+                    text,
+                    score: f64::from(score),
+                    highlight: [0, matched],
+                    source: origin.name(),
+                }
             })
             .collect(),
         prev: normalize_query(&prev),

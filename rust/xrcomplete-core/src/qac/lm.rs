@@ -453,6 +453,89 @@ impl QueryLm {
         self.words.contains(word)
     }
 
+    /// True when some word of the model starts with `start`.
+    pub fn knows_start(&self, start: &str) -> bool {
+        self.words.prefix_range(start).is_some()
+    }
+
+    /// `prefix` with its unknown words corrected to the model's words within `edits` edits in
+    /// all (Damerau-Levenshtein, never the first character): a whole word to the nearest word
+    /// (ties: the one more words follow), the last, partly typed one to the nearest start of a
+    /// word. `None` when nothing needs or admits a correction.
+    pub fn correct(
+        &self,
+        prefix: &str,
+        edits: u32,
+        matches: &mut Vec<crate::FuzzyMatch>,
+    ) -> Option<String> {
+        let ends_word = prefix.ends_with(is_py_space);
+        let words: Vec<&str> = split_words(prefix).collect();
+        let mut left = edits;
+        let mut out: Vec<String> = Vec::with_capacity(words.len());
+        let mut changed = false;
+        for (i, w) in words.iter().enumerate() {
+            let whole = i + 1 < words.len() || ends_word;
+            let known = if whole {
+                self.knows(w)
+            } else {
+                self.knows_start(w)
+            };
+            // Words of fewer than four characters are too short to tell a typo from a word.
+            if known || left == 0 || w.chars().count() < 4 {
+                out.push((*w).to_owned());
+                continue;
+            }
+            self.words.fuzzy_prefixes(w, left, 1, matches);
+            let weight = |m: &crate::FuzzyMatch| {
+                let top = self.words.top_k_in_range(m.lo, m.hi, 1);
+                top.first()
+                    .map_or(0.0, |&id| self.words.weights()[id as usize])
+            };
+            let best = matches
+                .iter()
+                .filter(|m| {
+                    // A whole word corrects to a word: the range's first key, whole.
+                    !whole || self.words.key(m.lo).is_some_and(|k| k.len() == m.matched)
+                })
+                .map(|m| {
+                    let w = if whole {
+                        self.words.weights()[m.lo as usize]
+                    } else {
+                        weight(m)
+                    };
+                    (m.edits, w, *m)
+                })
+                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))?;
+            let key = self.words.key(best.2.lo)?;
+            out.push(key[..best.2.matched].to_owned());
+            left -= best.0;
+            changed = true;
+        }
+        if !changed {
+            return None;
+        }
+        let mut corrected = out.join(" ");
+        if ends_word {
+            corrected.push(' ');
+        }
+        Some(corrected)
+    }
+
+    /// True when the typed `prefix` looks mistyped to the model: one of its whole words (those
+    /// followed by a space) is not a word of the model, or what is typed of its last word
+    /// starts none.
+    pub fn looks_mistyped(&self, prefix: &str) -> bool {
+        let ends_word = prefix.ends_with(is_py_space);
+        let words: Vec<&str> = split_words(prefix).collect();
+        words.iter().enumerate().any(|(i, w)| {
+            if i + 1 < words.len() || ends_word {
+                !self.knows(w)
+            } else {
+                !self.knows_start(w)
+            }
+        })
+    }
+
     /// Number of distinct words.
     pub fn n_words(&self) -> usize {
         self.words.len()

@@ -86,6 +86,12 @@ pub struct RankParams {
     pub compose_words: usize,
     /// Share of the next-word distribution given to the previous query's words.
     pub copy: f32,
+    /// Typed prefixes of at least this many characters get completions of prefixes one edit
+    /// away (a substitution, insertion, deletion or transposition; never of the first
+    /// character) after the exact ones, when those are fewer than `k` (0: never).
+    pub fuzzy_one: usize,
+    /// From this many characters, two edits (0: never).
+    pub fuzzy_two: usize,
 }
 
 impl Default for RankParams {
@@ -101,6 +107,8 @@ impl Default for RankParams {
             compose_beam: 6,
             compose_words: 2,
             copy: 0.2,
+            fuzzy_one: 5,
+            fuzzy_two: 9,
         }
     }
 }
@@ -121,7 +129,25 @@ impl RankParams {
                 self.model_floor
             ));
         }
+        if self.fuzzy_two != 0 && self.fuzzy_two < self.fuzzy_one {
+            return bad(format!(
+                "fuzzy_two ({}) must be 0 or at least fuzzy_one ({})",
+                self.fuzzy_two, self.fuzzy_one
+            ));
+        }
         self.compose().check()
+    }
+
+    /// Edits allowed to a typed prefix of `chars` characters.
+    fn fuzzy_edits(&self, chars: usize) -> u32 {
+        let at = |from: usize| from != 0 && chars >= from;
+        if at(self.fuzzy_two) {
+            2
+        } else if at(self.fuzzy_one) {
+            1
+        } else {
+            0
+        }
     }
 
     /// The language model's search options among these.
@@ -157,6 +183,11 @@ pub struct FitParams {
     pub prefixes_per_pair: usize,
     /// Queries searched fewer times are not suggested (nor labels).
     pub min_count: f64,
+    /// The privacy floor: queries searched by fewer distinct users are not suggested whole,
+    /// nor labels, nor taught to the language model (so none of their words or word sequences
+    /// can be composed from them). Above 1, [`Completer::fit_with_users`] must say how many
+    /// users searched each query.
+    pub min_users: f64,
     /// Seed of the prefix sampling.
     pub seed: u64,
     /// Default ranking.
@@ -190,6 +221,7 @@ impl Default for FitParams {
             train: TrainParams::default(),
             prefixes_per_pair: 3,
             min_count: 1.0,
+            min_users: 1.0,
             seed: 0,
             rank: RankParams::default(),
             lm_discount: 0.75,
@@ -224,6 +256,12 @@ pub enum Origin {
     Composed,
     /// Searched since the model was built (recorded live), not in its log.
     Live,
+    /// A query of the log that starts with a corrected prefix (a typo fixed), not with the
+    /// typed one: its first `matched` bytes are the corrected prefix.
+    Fuzzy {
+        /// Bytes of the suggestion that the corrected prefix covers.
+        matched: usize,
+    },
 }
 
 impl Origin {
@@ -233,6 +271,7 @@ impl Origin {
             Origin::Seen => "seen",
             Origin::Composed => "composed",
             Origin::Live => "live",
+            Origin::Fuzzy { .. } => "fuzzy",
         }
     }
 }
@@ -253,7 +292,15 @@ pub type Completion = (String, f32);
 #[derive(Debug, Default, Clone)]
 pub struct CompleteScratch {
     gather: GatherScratch,
+    fuzzy: Vec<crate::FuzzyMatch>,
 }
+
+/// Corrected prefixes whose completions fill an answer, at most.
+const FUZZY_PREFIXES: usize = 4;
+
+/// Compositions of a mistyped-looking prefix's words as typed, listed before the answers of
+/// its corrected words.
+const KEEP_COMPOSED: usize = 2;
 
 /// A trained session-aware completer. Immutable: `complete` takes `&self` and a scratch, so one
 /// completer serves many threads.
@@ -266,13 +313,26 @@ pub struct Completer {
     rank: RankParams,
     /// Replaced whole when terms are added or removed: a completion reads one version.
     blocklist: RwLock<Arc<Blocklist>>,
+    /// The privacy floor it was trained with ([`FitParams::min_users`]): above 1, queries
+    /// known only from live counts (whose users are not counted) are not suggested whole.
+    min_users: f64,
 }
 
-/// (queries, counts, pairs) of a log, checked.
+/// (queries, counts, users, pairs) of a log, checked.
 struct Log<'a, S> {
     queries: &'a [S],
     counts: &'a [f64],
+    /// Distinct users of each query (None: not known, the floor is 1).
+    users: Option<&'a [f64]>,
     pairs: &'a [(Option<u32>, u32)],
+}
+
+impl<S: AsRef<str>> Log<'_, S> {
+    /// True when query `i` may be suggested whole: searched often enough, by enough users.
+    fn keeps(&self, i: usize, params: &FitParams) -> bool {
+        let c = self.counts[i];
+        c >= params.min_count && c > 0.0 && self.users.is_none_or(|u| u[i] >= params.min_users)
+    }
 }
 
 impl Completer {
@@ -283,6 +343,20 @@ impl Completer {
     pub fn fit<S: AsRef<str> + Sync>(
         queries: &[S],
         counts: &[f64],
+        pairs: &[(Option<u32>, u32)],
+        times: Option<&[f64]>,
+        params: &FitParams,
+        progress: &Progress,
+    ) -> Result<Self> {
+        Self::fit_with_users(queries, counts, None, pairs, times, params, progress)
+    }
+
+    /// [`Completer::fit`], with `users[i]` the number of distinct users who searched
+    /// `queries[i]` (at least up to `min_users`): the privacy floor of [`FitParams::min_users`].
+    pub fn fit_with_users<S: AsRef<str> + Sync>(
+        queries: &[S],
+        counts: &[f64],
+        users: Option<&[f64]>,
         pairs: &[(Option<u32>, u32)],
         times: Option<&[f64]>,
         params: &FitParams,
@@ -363,10 +437,36 @@ impl Completer {
                 return bad("times must be finite numbers".into());
             }
         }
+        if !(params.min_users.is_finite() && params.min_users >= 1.0) {
+            return bad(format!(
+                "min_users must be a finite number >= 1, got {}",
+                params.min_users
+            ));
+        }
+        match users {
+            Some(u) if u.len() != queries.len() => {
+                return bad(format!(
+                    "{} queries but {} user counts",
+                    queries.len(),
+                    u.len()
+                ))
+            }
+            Some(u) if u.iter().any(|v| !(v.is_finite() && *v >= 0.0)) => {
+                return bad("user counts must be finite numbers >= 0".into())
+            }
+            None if params.min_users > 1.0 => {
+                return bad(format!(
+                    "min_users = {} needs the number of distinct users of each query",
+                    params.min_users
+                ))
+            }
+            _ => {}
+        }
         let blocklist = Blocklist::new(&params.blocklist)?;
         let log = Log {
             queries,
             counts,
+            users,
             pairs,
         };
         let (ranker, learned) = match held_out(pairs, times, params.rank_holdout) {
@@ -375,7 +475,13 @@ impl Completer {
         };
         let sources = Self::fit_sources(&log, params, progress)?;
         progress.set_stage(Stage::Finishing);
-        Self::from_parts(sources, ranker, learned, params.rank, blocklist)
+        Self::from_parts(
+            sources,
+            ranker,
+            learned,
+            params.rank,
+            (blocklist, params.min_users),
+        )
     }
 
     /// Trains every part but the ranker on `log`.
@@ -390,12 +496,15 @@ impl Completer {
             queries
                 .iter()
                 .zip(log.counts)
-                .filter(|(_, &c)| c >= params.min_count && c > 0.0)
-                .map(|(q, &c)| (q.as_ref(), c))
+                .enumerate()
+                .filter(|(i, _)| log.keeps(*i, params))
+                .map(|(_, (q, &c))| (q.as_ref(), c))
         };
         let labels = Trie::new(kept())?;
         if labels.is_empty() {
-            return bad("no query is searched at least min_count times".into());
+            return bad(
+                "no query is searched at least min_count times by at least min_users users".into(),
+            );
         }
         let label_of: Vec<Option<u32>> = queries.iter().map(|q| labels.id(q.as_ref())).collect();
         let prev_text = |p: Option<u32>| p.map_or("", |p| queries[p as usize].as_ref());
@@ -497,6 +606,7 @@ impl Completer {
         let early = Log {
             queries: log.queries,
             counts: &early_counts,
+            users: log.users,
             pairs: &early_pairs,
         };
         let sources = match Self::fit_sources(&early, params, progress) {
@@ -609,7 +719,7 @@ impl Completer {
         ranker: AdditiveRanker,
         learned: bool,
         rank: RankParams,
-        blocklist: Blocklist,
+        (blocklist, min_users): (Blocklist, f64),
     ) -> Result<Self> {
         rank.check()?;
         let bad = |what: String| Err(Error::InvalidInput(format!("completer: {what}")));
@@ -649,6 +759,9 @@ impl Completer {
                 ranker.n_segments()
             ));
         }
+        if !(min_users.is_finite() && min_users >= 1.0) {
+            return bad(format!("a privacy floor of {min_users} users"));
+        }
         // Every completion restricts the beam to a label range: prepare for it before serving.
         model.prepare_label_ranges();
         Ok(Completer {
@@ -657,6 +770,7 @@ impl Completer {
             learned,
             rank,
             blocklist: RwLock::new(Arc::new(blocklist)),
+            min_users,
         })
     }
 
@@ -672,6 +786,7 @@ impl Completer {
             learned,
             rank,
             blocklist,
+            min_users,
         } = self;
         let blocklist = Arc::unwrap_or_clone(
             blocklist
@@ -715,7 +830,8 @@ impl Completer {
             transitions: new_transitions,
             lm,
         };
-        let folded_completer = Self::from_parts(sources, ranker, learned, rank, blocklist)?;
+        let policy = (blocklist, min_users);
+        let folded_completer = Self::from_parts(sources, ranker, learned, rank, policy)?;
         Ok((folded_completer, folded))
     }
 
@@ -846,10 +962,11 @@ impl Completer {
                 .total_cmp(&a.score)
                 .then_with(|| a.text.cmp(&b.text))
         });
-        Ok(g.candidates
+        let floor = self.min_users > 1.0;
+        let mut found: Vec<(String, f32, Origin)> = g
+            .candidates
             .drain(..)
             .filter(|c| !blocklist.blocks(&c.text))
-            .take(k)
             .map(|c| {
                 let origin = if c.label.is_some() {
                     Origin::Seen
@@ -860,7 +977,135 @@ impl Completer {
                 };
                 (c.text, c.score, origin)
             })
-            .collect())
+            .filter(|c| !(floor && c.2 == Origin::Live))
+            .take(k)
+            .collect();
+        let edits = params.fuzzy_edits(prefix.chars().count());
+        if edits == 0 {
+            return Ok(found);
+        }
+        // A prefix the language model does not know the words of is likely mistyped: its
+        // compositions (the typed words, continued) go after the corrected prefixes' answers.
+        let mut composed = Vec::new();
+        let mistyped = self.sources.lm.looks_mistyped(&prefix);
+        if mistyped {
+            let (exact, rest): (Vec<_>, Vec<_>) =
+                found.into_iter().partition(|f| f.2 != Origin::Composed);
+            (found, composed) = (exact, rest);
+        }
+        if found.len() < k {
+            self.fill_fuzzy(
+                &prev, &prefix, edits, k, &params, live, &blocklist, scratch, &mut found,
+            )?;
+        }
+        // Then the typed words corrected to the language model's words, completed as if typed
+        // so: seen and composed answers (the corrected query may never have been searched).
+        // The best compositions of the words as typed keep their place before the corrected
+        // words' answers: a rare word typed right must not lose to a guessed correction.
+        let keep = composed
+            .len()
+            .min(KEEP_COMPOSED)
+            .min(k.saturating_sub(found.len()));
+        if keep > 0 {
+            let last = found.last().map_or(f32::INFINITY, |f| f.1);
+            found.extend(composed.drain(..keep).map(|(q, s, o)| (q, s.min(last), o)));
+        }
+        // Then the answers of the corrected words and the other compositions of the words as
+        // typed, merged by the ranker's score.
+        let mut extra: Vec<(String, f32, Origin)> = Vec::new();
+        if mistyped && found.len() < k {
+            if let Some(corrected) = self.sources.lm.correct(&prefix, edits, &mut scratch.fuzzy) {
+                let g = &mut scratch.gather;
+                self.sources.gather(&prev, &corrected, &params, live, g)?;
+                let matched = corrected.len();
+                for c in g.candidates.drain(..) {
+                    if blocklist.blocks(&c.text) || (floor && c.label.is_none() && c.live > 0.0) {
+                        continue;
+                    }
+                    let score = self.ranker.score(c.segment as usize, &c.x);
+                    extra.push((c.text, score, Origin::Fuzzy { matched }));
+                }
+            }
+        }
+        extra.extend(composed);
+        extra.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut last = found.last().map_or(f32::INFINITY, |f| f.1);
+        for (text, score, origin) in extra {
+            if found.len() >= k {
+                break;
+            }
+            if found.iter().any(|f| f.0 == text) {
+                continue;
+            }
+            last = last.min(score);
+            found.push((text, last, origin));
+        }
+        Ok(found)
+    }
+
+    /// Appends to `found` (fewer than `k` exact answers) the best seen queries of the prefixes
+    /// `edits` or fewer edits away from `prefix`: the closest corrected prefixes first (ties: the
+    /// one with the most searched query), each ranked as if it had been typed.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_fuzzy(
+        &self,
+        prev: &str,
+        prefix: &str,
+        edits: u32,
+        k: usize,
+        params: &RankParams,
+        live: Option<&LiveCounts>,
+        blocklist: &Blocklist,
+        scratch: &mut CompleteScratch,
+        found: &mut Vec<(String, f32, Origin)>,
+    ) -> Result<()> {
+        let trie = &self.sources.queries;
+        trie.fuzzy_prefixes(prefix, edits, 1, &mut scratch.fuzzy);
+        let heaviest = |m: &crate::FuzzyMatch| {
+            let top = trie.top_k_in_range(m.lo, m.hi, 1);
+            top.first().map_or(0.0, |&id| trie.weights()[id as usize])
+        };
+        let mut places: Vec<(u32, f64, crate::FuzzyMatch)> = scratch
+            .fuzzy
+            .iter()
+            .map(|m| (m.edits, heaviest(m), *m))
+            .collect();
+        places.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(b.1.total_cmp(&a.1))
+                .then(a.2.lo.cmp(&b.2.lo))
+        });
+        let mut last = found.last().map_or(f32::INFINITY, |f| f.1);
+        // The seen answers of each corrected prefix, ranked as if it had been typed, pooled:
+        // fewer edits first, then by the ranker's score.
+        let mut pooled: Vec<(u32, f32, String, usize)> = Vec::new();
+        for &(edits, _, m) in places.iter().take(FUZZY_PREFIXES) {
+            let key = trie.key(m.lo).unwrap_or_default();
+            let corrected = &key[..m.matched];
+            let g = &mut scratch.gather;
+            self.sources.gather(prev, corrected, params, live, g)?;
+            for c in g.candidates.drain(..) {
+                // Seen queries only: a composition after a guessed correction is a guess on a
+                // guess.
+                if c.label.is_some() {
+                    let score = self.ranker.score(c.segment as usize, &c.x);
+                    pooled.push((edits, score, c.text, m.matched));
+                }
+            }
+        }
+        pooled.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
+        for (_, score, text, matched) in pooled {
+            if found.len() >= k {
+                break;
+            }
+            if blocklist.blocks(&text) || found.iter().any(|f| f.0 == text) {
+                continue;
+            }
+            // Listed after every exact answer: scores never rise down the list.
+            last = last.min(score);
+            found.push((text, last, Origin::Fuzzy { matched }));
+        }
+        Ok(())
     }
 
     /// [`Completer::complete_with_origin`] for many (previous query, prefix) pairs, in
@@ -994,8 +1239,16 @@ impl Persist for Completer {
         }
         let mut w = Writer::new(Kind::Completer);
         w.bytes("rank", fields);
+        let mut fuzzy = Vec::new();
+        for v in [r.fuzzy_one as u64, r.fuzzy_two as u64] {
+            fuzzy.extend_from_slice(&v.to_le_bytes());
+        }
+        w.bytes("fuzzy", fuzzy);
         self.sources.write(&mut w);
         w.bytes("ranker", self.ranker.to_bytes());
+        if self.min_users > 1.0 {
+            w.bytes("floor", self.min_users.to_bits().to_le_bytes().to_vec());
+        }
         let blocklist = self.blocklist();
         if !blocklist.is_empty() {
             // At most MAX_TERMS of MAX_TERM_BYTES: within the 4 GiB of string offsets.
@@ -1033,8 +1286,23 @@ impl Persist for Completer {
             compose_words,
             model_floor: f.f64()? as f32,
             copy: f.f64()? as f32,
+            ..RankParams::default()
         };
         f.end()?;
+        // Files saved before typo tolerance have no such section: the defaults.
+        let rank = match r.has("fuzzy") {
+            false => rank,
+            true => {
+                let mut f = Fields::new(r.bytes("fuzzy")?, "fuzzy");
+                let (fuzzy_one, fuzzy_two) = (count(f.u64()?), count(f.u64()?));
+                f.end()?;
+                RankParams {
+                    fuzzy_one,
+                    fuzzy_two,
+                    ..rank
+                }
+            }
+        };
         let ranker: AdditiveRanker = r.nested("ranker")?;
         if ranker.n_features() == N_FEATURES - 2 {
             return Err(crate::persist::format_err(
@@ -1051,10 +1319,21 @@ impl Persist for Completer {
             }
             false => Blocklist::default(),
         };
-        Self::from_parts(sources, ranker, learned, rank, blocklist).map_err(|e| match e {
-            Error::InvalidInput(what) => Error::Format { what },
-            other => other,
-        })
+        let min_users = match r.has("floor") {
+            true => {
+                let mut f = Fields::new(r.bytes("floor")?, "floor");
+                let v = f.f64()?;
+                f.end()?;
+                v
+            }
+            false => 1.0,
+        };
+        Self::from_parts(sources, ranker, learned, rank, (blocklist, min_users)).map_err(
+            |e| match e {
+                Error::InvalidInput(what) => Error::Format { what },
+                other => other,
+            },
+        )
     }
 }
 
@@ -1204,6 +1483,135 @@ pub(crate) mod tests {
             assert_eq!(top(&c, "", "h", 1), ["home depot"], "{tree:?}");
             assert_eq!(top(&c, "something else", "wa", 1), ["walmart"], "{tree:?}");
         }
+    }
+
+    #[test]
+    fn a_slip_gets_the_completions_of_the_prefix_meant() {
+        let c = trained(&trees()[1]);
+        let mut s = CompleteScratch::default();
+        let d = RankParams::default();
+        let got = c
+            .complete_with_origin("", "wetaher", 3, &d, &mut s)
+            .unwrap();
+        assert_eq!(got[0].0, "weather");
+        let Origin::Fuzzy { matched } = got[0].2 else {
+            panic!("{got:?}")
+        };
+        assert!(matched >= 5 && "weather".starts_with(&got[0].0[..matched]));
+        // Typed right, or too short to correct, or fuzzy off: no fuzzy answer.
+        let off = RankParams {
+            fuzzy_one: 0,
+            fuzzy_two: 0,
+            ..d
+        };
+        for (prefix, p) in [("weath", &d), ("wtr", &d), ("wetaher", &off)] {
+            let got = c.complete_with_origin("", prefix, 5, p, &mut s).unwrap();
+            assert!(
+                got.iter().all(|g| !matches!(g.2, Origin::Fuzzy { .. })),
+                "{prefix}"
+            );
+        }
+        assert!(RankParams {
+            fuzzy_one: 9,
+            fuzzy_two: 5,
+            ..d
+        }
+        .check()
+        .is_err());
+        // Blocked terms stay blocked through corrections.
+        c.block(&["weather"]).unwrap();
+        let got = c
+            .complete_with_origin("", "wetaher", 5, &d, &mut s)
+            .unwrap();
+        assert!(got.iter().all(|g| !g.0.contains("weather")), "{got:?}");
+        c.unblock(&["weather"]).unwrap();
+        // The options are saved with the model.
+        let mut tuned = trained(&trees()[1]);
+        tuned.rank.fuzzy_one = 6;
+        tuned.rank.fuzzy_two = 0;
+        let loaded = Completer::from_bytes(&tuned.to_bytes()).unwrap();
+        assert_eq!(
+            (
+                loaded.rank_params().fuzzy_one,
+                loaded.rank_params().fuzzy_two
+            ),
+            (6, 0)
+        );
+    }
+
+    #[test]
+    fn queries_under_the_privacy_floor_are_never_suggested_nor_composed() {
+        let (queries, counts, pairs) = log();
+        // "hotels in boston" and "hot dogs" were each searched by one user only.
+        let users = [9.0, 1.0, 9.0, 9.0, 9.0, 9.0, 1.0];
+        let fit = |min_users: f64, users: Option<&[f64]>| {
+            let p = FitParams {
+                min_users,
+                ..params(trees()[1].clone())
+            };
+            Completer::fit_with_users(
+                &queries,
+                &counts,
+                users,
+                &pairs,
+                None,
+                &p,
+                &Progress::default(),
+            )
+        };
+        let all = |c: &Completer, prev: &str, prefix: &str| -> Vec<String> {
+            let mut s = CompleteScratch::default();
+            let got = c.complete_with_origin(prev, prefix, 50, &RankParams::default(), &mut s);
+            got.unwrap().into_iter().map(|g| g.0).collect()
+        };
+        let open = fit(1.0, Some(&users)).unwrap();
+        assert!(all(&open, "", "ho").contains(&"hotels in boston".to_string()));
+        assert!(all(&open, "", "cheap ho")
+            .iter()
+            .any(|q| q.contains("boston")));
+        let floor = fit(2.0, Some(&users)).unwrap();
+        for (prev, prefix) in [
+            ("", "ho"),
+            ("cheap flights", ""),
+            ("", "cheap ho"),
+            ("", ""),
+        ] {
+            for q in all(&floor, prev, prefix) {
+                let words: Vec<&str> = q.split(' ').collect();
+                for rare in ["boston", "dogs", "in"] {
+                    assert!(!words.contains(&rare), "{q:?} after {prev:?}");
+                }
+            }
+        }
+        assert!(all(&floor, "", "ho").contains(&"home depot".to_string()));
+        assert!(!floor.lm().knows("boston") && !floor.lm().knows("dogs"));
+        // A query known only from live counts has no counted users: not suggested under a
+        // floor (saved with the model), suggested without one.
+        let live = LiveCounts::new(LiveParams::default()).unwrap();
+        let search = Search {
+            query: "hotel transylvania".into(),
+            prev: String::new(),
+            count: 5.0,
+            time: 0.0,
+        };
+        live.record(&search).unwrap();
+        let with_live = |c: &Completer| -> Vec<String> {
+            let mut s = CompleteScratch::default();
+            let p = RankParams::default();
+            let got = c.complete_live("", "hotel t", 10, &p, Some(&live), &mut s);
+            got.unwrap().into_iter().map(|g| g.0).collect()
+        };
+        assert!(with_live(&open).contains(&"hotel transylvania".to_string()));
+        let loaded = Completer::from_bytes(&floor.to_bytes()).unwrap();
+        for c in [&floor, &loaded] {
+            assert!(!with_live(c).contains(&"hotel transylvania".to_string()));
+        }
+        // The floor needs the users; bad counts are refused.
+        assert!(fit(2.0, None).is_err());
+        assert!(fit(0.5, Some(&users)).is_err());
+        assert!(fit(2.0, Some(&users[1..])).is_err());
+        assert!(fit(2.0, Some(&[f64::NAN; 7])).is_err());
+        assert!(fit(100.0, Some(&users)).is_err()); // nothing left
     }
 
     #[test]
