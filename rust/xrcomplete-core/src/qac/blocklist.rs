@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
-use crate::text::is_py_word;
+use crate::text::word_runs;
 
 /// The longest term, in bytes.
 pub const MAX_TERM_BYTES: usize = 1_024;
@@ -29,23 +29,7 @@ pub fn words(text: &str) -> Vec<String> {
     } else {
         Cow::Owned(text.nfkc().collect())
     };
-    let lower = text.to_lowercase();
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in lower
-        .char_indices()
-        .chain(std::iter::once((lower.len(), ' ')))
-    {
-        match (start, i < lower.len() && is_py_word(c)) {
-            (None, true) => start = Some(i),
-            (Some(s), false) => {
-                out.push(lower[s..i].to_owned());
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    out
+    word_runs(&text.to_lowercase()).map(str::to_owned).collect()
 }
 
 /// A set of blocked terms. Cheap to check when empty.

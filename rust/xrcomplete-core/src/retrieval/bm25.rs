@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::persist::{format_err, Array, Fields, Reader, Writer};
 use crate::sparse::{CsrArrays, CsrMatrix};
 use crate::strings::Strings;
-use crate::text::is_py_word;
+use crate::text::word_runs;
 
 /// The two parameters of BM25.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,20 +51,7 @@ impl Bm25Params {
 /// Calls `emit` with every word of `text`, lower-cased and stemmed, in order.
 pub(crate) fn for_each_word(text: &str, mut emit: impl FnMut(&str)) {
     let lower = text.to_lowercase();
-    let mut start = None;
-    for (i, c) in lower
-        .char_indices()
-        .chain(std::iter::once((lower.len(), ' ')))
-    {
-        match (start, i < lower.len() && is_py_word(c)) {
-            (None, true) => start = Some(i),
-            (Some(s), false) => {
-                emit(stem(&lower[s..i]));
-                start = None;
-            }
-            _ => {}
-        }
-    }
+    word_runs(&lower).for_each(|w| emit(stem(w)));
 }
 
 /// The light plural stemmer: "doors" -> "door"; "glass", "gas" and "bus" stay.

@@ -272,6 +272,12 @@ pub fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// The runs of word characters (Python's `\w+`) of `text`, in order.
+pub fn word_runs(text: &str) -> impl Iterator<Item = &str> + '_ {
+    text.split(|c: char| !is_py_word(c))
+        .filter(|w| !w.is_empty())
+}
+
 /// Python's `\w` on `str`: letters, numbers and the underscore.
 #[inline]
 pub fn is_py_word(c: char) -> bool {

@@ -14,8 +14,8 @@ mod terms;
 mod tfidf;
 
 pub use analyzer::{
-    is_py_space, is_py_word, Analyzer, AnalyzerConfig, PositionScope, PositionWeight, Scratch,
-    MAX_NGRAM,
+    is_py_space, is_py_word, word_runs, Analyzer, AnalyzerConfig, PositionScope, PositionWeight,
+    Scratch, MAX_NGRAM,
 };
 pub use concat::{ConcatScratch, FeatureConcat};
 pub use tfidf::{DocFreq, Norm, RowScratch, TfidfConfig, TfidfVectorizer};
