@@ -1,6 +1,5 @@
 """The privacy floor ``min_users``: a query searched by fewer distinct users is never suggested
-whole, and none of its words reaches an answer through the language model unless a query above
-the floor has it too."""
+whole, and the language model composes only words that at least that many users searched."""
 
 from __future__ import annotations
 
@@ -19,7 +18,12 @@ USERS: defaultdict[str, set[str]] = defaultdict(set)
 for _user, _query, _ in read_events(sample_path()):
     USERS[_query].add(_user)
 ALLOWED = {q for q, u in USERS.items() if len(u) >= FLOOR}
-ALLOWED_WORDS = {w for q in ALLOWED for w in q.split()}
+# The language model counts a word by the distinct users who searched it, in any query.
+_WORD_USERS: defaultdict[str, set[str]] = defaultdict(set)
+for _query, _users in USERS.items():
+    for _word in _query.split():
+        _WORD_USERS[_word] |= _users
+ALLOWED_WORDS = {w for w, u in _WORD_USERS.items() if len(u) >= FLOOR}
 RARE = sorted(q for q, u in USERS.items() if len(u) < FLOOR)
 
 

@@ -236,6 +236,8 @@ class CompleterModel:
         *,
         times: npt.NDArray[np.float64] | None = None,
         users: npt.NDArray[np.float64] | None = None,
+        user_offsets: npt.NDArray[np.uint64] | None = None,
+        user_ids: npt.NDArray[np.uint32] | None = None,
         min_users: float = 1.0,
         fuzzy_one: int = 5,
         fuzzy_two: int = 9,

@@ -91,6 +91,21 @@ class _SizesOf(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self._sets)
 
+    def csr(self, ids: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The sets' members as integers, per query id of ``ids``: (offsets, members)."""
+        number: dict[str, int] = {}
+        per_query: list[list[int]] = [[] for _ in range(len(ids))]
+        for query, members in self._sets.items():
+            at = ids.get(query)
+            if at is not None:
+                per_query[at] = [number.setdefault(m, len(number)) for m in sorted(members)]
+        offsets = np.zeros(len(ids) + 1, dtype=np.uint64)
+        offsets[1:] = np.cumsum([len(m) for m in per_query], dtype=np.uint64)
+        flat = np.fromiter(
+            (u for m in per_query for u in m), dtype=np.uint32, count=int(offsets[-1])
+        )
+        return offsets, flat
+
 
 def default_prev_features() -> TfidfVectorizer:
     """Word 1-2 gram TF-IDF of the previous query."""
@@ -305,12 +320,17 @@ class Completer:
         for query_id, n in popularity_of.items():
             popularity[query_id] = n
         users_of: np.ndarray | None = None
+        user_offsets = user_ids = None
         if users is not None:
             users_of = np.zeros(len(ids), dtype=np.float64)
             for query, n in users.items():
                 found = ids.get(normalize(query))
                 if found is not None:
                     users_of[found] = n
+            if isinstance(users, _SizesOf):
+                # Who searched what (fit_log): the language model counts word sequences by
+                # distinct users in any query, not only in the queries above the floor.
+                user_offsets, user_ids = users.csr(ids)
         elif self.min_users > 1:
             raise ValueError(
                 f"min_users = {self.min_users} needs how many users searched each query: "
@@ -329,6 +349,8 @@ class Completer:
                 prefix_opts,
                 times=np.frombuffer(times, dtype=np.float64) if clock is not None else None,
                 users=users_of,
+                user_offsets=user_offsets,
+                user_ids=user_ids,
                 min_users=float(self.min_users),
                 fuzzy_one=self.fuzzy_one,
                 fuzzy_two=self.fuzzy_two,

@@ -135,7 +135,8 @@ impl CompleterModel {
     #[staticmethod]
     #[pyo3(signature = (
         queries, counts, prev_ids, next_ids, prev_features, prefix_features, *, times = None,
-        users = None, min_users = 1.0, fuzzy_one = 5, fuzzy_two = 9,
+        users = None, user_offsets = None, user_ids = None, min_users = 1.0, fuzzy_one = 5,
+        fuzzy_two = 9,
         tree = "hybrid", trie_depth = 2, branching = 16, max_leaf_size = 100,
         kmeans_max_iter = 20, prefixes_per_pair = 3, min_count = 1.0, seed = 0, cp = 1.0,
         cn = 1.0, bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1,
@@ -155,6 +156,8 @@ impl CompleterModel {
         prefix_features: &TfidfOptions,
         times: Option<PyReadonlyArray1<'_, f64>>,
         users: Option<PyReadonlyArray1<'_, f64>>,
+        user_offsets: Option<PyReadonlyArray1<'_, u64>>,
+        user_ids: Option<PyReadonlyArray1<'_, u32>>,
         min_users: f64,
         fuzzy_one: usize,
         fuzzy_two: usize,
@@ -259,6 +262,16 @@ impl CompleterModel {
         let counts = counts.as_slice()?;
         let times = times.as_ref().map(|t| t.as_slice()).transpose()?;
         let users = users.as_ref().map(|u| u.as_slice()).transpose()?;
+        let ids = match (&user_offsets, &user_ids) {
+            (Some(o), Some(i)) => Some((o.as_slice()?, i.as_slice()?)),
+            (None, None) => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "user_offsets and user_ids come together",
+                ))
+            }
+        };
+        let users = users.map(|counts| qac::QueryUsers { counts, ids });
         let progress =
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
         let model = py

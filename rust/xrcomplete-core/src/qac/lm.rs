@@ -365,6 +365,22 @@ impl<'a> CopyShare<'a> {
     }
 }
 
+/// A token of a query, by its text: for counting who searched what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Tok<'a> {
+    Start,
+    End,
+    Word(&'a str),
+}
+
+/// A word, word pair or word triple, by its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Gram<'a> {
+    One(Tok<'a>),
+    Two(Tok<'a>, Tok<'a>),
+    Three(Tok<'a>, Tok<'a>, Tok<'a>),
+}
+
 /// Single words kept in order of continuation count, to expand after any context.
 const TOP_WORDS: usize = 64;
 
@@ -372,13 +388,74 @@ impl QueryLm {
     /// Counts the words, word pairs and word triples of `queries`, each with its weight (how
     /// often it was searched). `discount` is the absolute discount `D` in (0, 1].
     pub fn new<'a>(queries: impl Iterator<Item = (&'a str, f64)>, discount: f32) -> Result<Self> {
+        Self::build(queries, discount, None)
+    }
+
+    /// [`QueryLm::new`] under a privacy floor: `users` of each query (distinct ids, at least
+    /// up to `floor` of them), and only the words, word pairs and word triples that at least
+    /// `floor` distinct users searched (in any query) are counted, so no sequence of words
+    /// that fewer searched can be composed.
+    pub fn with_floor<'a>(
+        queries: impl Iterator<Item = (&'a str, f64, &'a [u32])>,
+        floor: usize,
+        discount: f32,
+    ) -> Result<Self> {
+        let queries: Vec<(&str, f64, &[u32])> = queries.collect();
+        let mut users: HashMap<Gram<'_>, Vec<u32>> = HashMap::new();
+        let mut add = |g: Gram<'a>, ids: &[u32]| {
+            let seen = users.entry(g).or_default();
+            for &u in ids {
+                if seen.len() >= floor {
+                    break;
+                }
+                if !seen.contains(&u) {
+                    seen.push(u);
+                }
+            }
+        };
+        for &(query, _, ids) in &queries {
+            let toks: Vec<Tok<'_>> = std::iter::once(Tok::Start)
+                .chain(split_words(query).map(Tok::Word))
+                .chain(std::iter::once(Tok::End))
+                .collect();
+            for i in 0..toks.len() {
+                if let Tok::Word(_) = toks[i] {
+                    add(Gram::One(toks[i]), ids);
+                }
+                if i >= 1 {
+                    add(Gram::Two(toks[i - 1], toks[i]), ids);
+                }
+                if i >= 2 {
+                    add(Gram::Three(toks[i - 2], toks[i - 1], toks[i]), ids);
+                }
+            }
+        }
+        users.retain(|_, ids| ids.len() >= floor);
+        let allowed: std::collections::HashSet<Gram<'_>> = users.into_keys().collect();
+        Self::build(
+            queries.iter().map(|&(q, w, _)| (q, w)),
+            discount,
+            Some(&allowed),
+        )
+    }
+
+    fn build<'a>(
+        queries: impl Iterator<Item = (&'a str, f64)>,
+        discount: f32,
+        allowed: Option<&std::collections::HashSet<Gram<'a>>>,
+    ) -> Result<Self> {
         if !(discount > 0.0 && discount <= 1.0) {
             return Err(Error::InvalidInput(format!(
                 "discount must be in (0, 1], got {discount}"
             )));
         }
         let queries: Vec<(&str, f64)> = queries.filter(|q| q.1 > 0.0).collect();
-        let mut vocab: Vec<&str> = queries.iter().flat_map(|q| split_words(q.0)).collect();
+        let ok = |g: Gram<'a>| allowed.is_none_or(|a| a.contains(&g));
+        let mut vocab: Vec<&str> = queries
+            .iter()
+            .flat_map(|q| split_words(q.0))
+            .filter(|w| ok(Gram::One(Tok::Word(w))))
+            .collect();
         vocab.sort_unstable();
         vocab.dedup();
         let id: HashMap<&str, u32> = vocab
@@ -398,14 +475,30 @@ impl QueryLm {
         let mut bigrams: HashMap<(u32, u32), f64> = HashMap::new();
         let mut trigrams: HashMap<(u32, u32, u32), f64> = HashMap::new();
         let mut tokens = Vec::new();
+        let mut texts: Vec<Tok<'_>> = Vec::new();
         for &(query, weight) in &queries {
             tokens.clear();
+            texts.clear();
             tokens.push(start);
-            tokens.extend(split_words(query).map(|w| id[w]));
+            texts.push(Tok::Start);
+            for w in split_words(query) {
+                // A word under the floor: no word sequence through it is counted.
+                tokens.push(id.get(w).copied().unwrap_or(u32::MAX));
+                texts.push(Tok::Word(w));
+            }
             tokens.push(end);
+            texts.push(Tok::End);
             for i in 1..tokens.len() {
-                *bigrams.entry((tokens[i - 1], tokens[i])).or_default() += weight;
-                if i >= 2 {
+                if tokens[i - 1] != u32::MAX
+                    && tokens[i] != u32::MAX
+                    && ok(Gram::Two(texts[i - 1], texts[i]))
+                {
+                    *bigrams.entry((tokens[i - 1], tokens[i])).or_default() += weight;
+                }
+                if i >= 2
+                    && tokens[i - 2..=i].iter().all(|&t| t != u32::MAX)
+                    && ok(Gram::Three(texts[i - 2], texts[i - 1], texts[i]))
+                {
                     *trigrams
                         .entry((tokens[i - 2], tokens[i - 1], tokens[i]))
                         .or_default() += weight;
@@ -1091,6 +1184,21 @@ mod tests {
             assert!(QueryLm::from_bytes(&bad).is_err(), "byte {i}");
         }
         assert!(QueryLm::new([("a", 1.0)].into_iter(), 0.0).is_err());
+        // Under a floor of 2 users, words and sequences count by who searched them, in any
+        // query: "in boston" was searched by two users (in two queries each under the floor).
+        let floored = QueryLm::with_floor(
+            [
+                ("hotels in boston", 1.0, &[1u32][..]),
+                ("pizza in boston", 1.0, &[2][..]),
+                ("hotels", 1.0, &[3, 4][..]),
+            ]
+            .into_iter(),
+            2,
+            0.75,
+        )
+        .unwrap();
+        assert!(floored.knows("in") && floored.knows("boston") && floored.knows("hotels"));
+        assert!(!floored.knows("pizza"));
         let empty = QueryLm::new(std::iter::empty(), 0.5).unwrap();
         assert!(compose(&empty, "", "a", 3).is_empty());
     }

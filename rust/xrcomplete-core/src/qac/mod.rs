@@ -318,12 +318,26 @@ pub struct Completer {
     min_users: f64,
 }
 
+/// Who searched each query of a log, for the privacy floor ([`FitParams::min_users`]).
+#[derive(Debug, Clone, Copy)]
+pub struct QueryUsers<'a> {
+    /// Distinct users of each query (at least up to the floor).
+    pub counts: &'a [f64],
+    /// Their ids, when known (at least up to the floor), as CSR: query `i`'s are
+    /// `ids[offsets[i]..offsets[i + 1]]`. With them the language model counts each word
+    /// sequence by the distinct users who searched it in any query; without, it learns only
+    /// from the queries above the floor.
+    pub ids: Option<(&'a [u64], &'a [u32])>,
+}
+
 /// (queries, counts, users, pairs) of a log, checked.
 struct Log<'a, S> {
     queries: &'a [S],
     counts: &'a [f64],
     /// Distinct users of each query (None: not known, the floor is 1).
     users: Option<&'a [f64]>,
+    /// Their ids (checked CSR), when known.
+    user_ids: Option<(&'a [u64], &'a [u32])>,
     pairs: &'a [(Option<u32>, u32)],
 }
 
@@ -356,7 +370,7 @@ impl Completer {
     pub fn fit_with_users<S: AsRef<str> + Sync>(
         queries: &[S],
         counts: &[f64],
-        users: Option<&[f64]>,
+        users: Option<QueryUsers<'_>>,
         pairs: &[(Option<u32>, u32)],
         times: Option<&[f64]>,
         params: &FitParams,
@@ -443,6 +457,19 @@ impl Completer {
                 params.min_users
             ));
         }
+        let user_ids = users.and_then(|u| u.ids);
+        if let Some((offsets, ids)) = user_ids {
+            let ok = offsets.len() == queries.len() + 1
+                && offsets.first() == Some(&0)
+                && offsets.last() == Some(&(ids.len() as u64))
+                && offsets.windows(2).all(|w| w[0] <= w[1]);
+            if !ok {
+                return bad(
+                    "user ids: offsets must rise from 0 to their number, one per query".into(),
+                );
+            }
+        }
+        let users = users.map(|u| u.counts);
         match users {
             Some(u) if u.len() != queries.len() => {
                 return bad(format!(
@@ -467,6 +494,7 @@ impl Completer {
             queries,
             counts,
             users,
+            user_ids,
             pairs,
         };
         let (ranker, learned) = match held_out(pairs, times, params.rank_holdout) {
@@ -548,12 +576,28 @@ impl Completer {
         progress.set_stage(Stage::Clustering);
         let tree = index::build(&params.tree, &label_keys, &x, &y)?;
         let model = xr::train(&x, &y, tree, &params.train, progress)?;
-        let lm = QueryLm::new(
-            labels
-                .iter()
-                .map(|(q, c)| (q, c.powf(params.lm_count_power))),
-            params.lm_discount,
-        )?;
+        let lm = match log.user_ids {
+            // Under a floor, with who searched what: every query searched often enough
+            // teaches the words and sequences that enough users searched.
+            Some((offsets, ids)) if params.min_users > 1.0 => QueryLm::with_floor(
+                queries
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| log.counts[i] >= params.min_count && log.counts[i] > 0.0)
+                    .map(|(i, q)| {
+                        let users = &ids[offsets[i] as usize..offsets[i + 1] as usize];
+                        (q.as_ref(), log.counts[i].powf(params.lm_count_power), users)
+                    }),
+                params.min_users.ceil() as usize,
+                params.lm_discount,
+            )?,
+            _ => QueryLm::new(
+                labels
+                    .iter()
+                    .map(|(q, c)| (q, c.powf(params.lm_count_power))),
+                params.lm_discount,
+            )?,
+        };
         Ok(Sources {
             features,
             model,
@@ -607,6 +651,7 @@ impl Completer {
             queries: log.queries,
             counts: &early_counts,
             users: log.users,
+            user_ids: log.user_ids,
             pairs: &early_pairs,
         };
         let sources = match Self::fit_sources(&early, params, progress) {
@@ -1549,6 +1594,7 @@ pub(crate) mod tests {
                 min_users,
                 ..params(trees()[1].clone())
             };
+            let users = users.map(|counts| QueryUsers { counts, ids: None });
             Completer::fit_with_users(
                 &queries,
                 &counts,
