@@ -1043,10 +1043,8 @@ impl Completer {
                 &prev, &prefix, edits, k, &params, live, &blocklist, scratch, &mut found,
             )?;
         }
-        // Then the typed words corrected to the language model's words, completed as if typed
-        // so: seen and composed answers (the corrected query may never have been searched).
-        // The best compositions of the words as typed keep their place before the corrected
-        // words' answers: a rare word typed right must not lose to a guessed correction.
+        // The best compositions of the words as typed keep their place before the answers of
+        // the corrected words: a rare word typed right must not lose to a guessed correction.
         let keep = composed
             .len()
             .min(KEEP_COMPOSED)
@@ -1055,8 +1053,9 @@ impl Completer {
             let last = found.last().map_or(f32::INFINITY, |f| f.1);
             found.extend(composed.drain(..keep).map(|(q, s, o)| (q, s.min(last), o)));
         }
-        // Then the answers of the corrected words and the other compositions of the words as
-        // typed, merged by the ranker's score.
+        // Then the typed words corrected to the language model's words, completed as if typed
+        // so (seen and composed answers: the corrected query may never have been searched),
+        // merged by the ranker's score with the other compositions of the words as typed.
         let mut extra: Vec<(String, f32, Origin)> = Vec::new();
         if mistyped && found.len() < k {
             if let Some(corrected) = self.sources.lm.correct(&prefix, edits, &mut scratch.fuzzy) {
