@@ -42,6 +42,7 @@ from functools import partial
 from pathlib import Path
 
 from benchdata import add_data_option, require
+from typo import typo_table
 
 from xrcomplete import Completer, FeatureConcat, TfidfVectorizer, Trie
 from xrcomplete.data import prefix_examples, read_queries, session_pairs
@@ -261,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.extend(
                 ablations(completer, train_log, seen, unseen, not args.no_feature_ablations)
             )
+            typos = typo_table(completer, valid)
         p50, p99 = latency_us(completer, sample)
         speedup = two_thread_speedup(completer, sample)
         with tempfile.TemporaryDirectory() as folder:
@@ -280,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'disk MB':>10}{'mem MB':>10}{'load RSS':>10}"
     )
     print("\n".join(costs))
+    print(f"\nTypos ({indexes[0]}; as benches/typo.py)\n{typos}")
     return 0
 
 

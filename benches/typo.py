@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchdata import add_data_option, model_or_train, require
 
@@ -54,7 +55,7 @@ def inject(prefix: str, rng: random.Random) -> str:
 
 
 def mrr(
-    completer: Completer, cases: list[tuple[str, str, str]], **options: int
+    completer: Completer, cases: list[tuple[str, str, str]], **options: Any
 ) -> tuple[float, int]:
     found = completer.model.complete_batch(
         [p for p, _, _ in cases], [x for _, x, _ in cases], K, **options
@@ -68,6 +69,32 @@ def mrr(
     return total / len(cases), fuzzy
 
 
+def typo_table(completer: Completer, pairs: list[tuple[str, str]], seed: int = 0) -> str:
+    """The MRR table of ``completer`` on every prefix of 5+ characters of ``pairs``' next
+    queries, typed exactly and with one edit, fuzzy completion on and off."""
+    rng = random.Random(seed)
+    exact = [(prev, nxt[:n], nxt) for prev, nxt in pairs for n in range(MIN_CHARS, len(nxt) + 1)]
+    typo = [(prev, inject(prefix, rng), nxt) for prev, prefix, nxt in exact]
+    off = {"fuzzy_one": 0, "fuzzy_two": 0}
+    rows = []
+    for name, cases, options in (
+        ("typed exactly, fuzzy off", exact, off),
+        ("typed exactly, fuzzy on", exact, {}),
+        ("one edit, fuzzy off", typo, off),
+        ("one edit, fuzzy on", typo, {}),
+    ):
+        score, fuzzy = mrr(completer, cases, **options)
+        rows.append((name, score, fuzzy / len(cases)))
+    lines = [f"{len(exact):,} cases of {MIN_CHARS}+ characters"]
+    lines.append(f"{'cases':<28}{'MRR@10':>8}{'with a fuzzy answer':>21}")
+    lines += [f"{name:<28}{score:>8.4f}{share:>20.1%}" for name, score, share in rows]
+    lines.append(
+        f"one edit / typed exactly (fuzzy on): {rows[3][1] / rows[1][1]:.3f}x; "
+        f"exact-prefix MRR change from fuzzy: {rows[1][1] - rows[0][1]:+.4f}"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="a saved completer (default: train one)")
@@ -77,32 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     train, valid = require(args.data, "aol_train.tsv", "aol_valid.tsv")
     with tempfile.TemporaryDirectory() as folder:
         completer = Completer.load(model_or_train(args.model, train, Path(folder)), mmap=True)
+        pairs = list(session_pairs(valid))
+        print(typo_table(completer, pairs, args.seed), flush=True)
         rng = random.Random(args.seed)
-        exact = [
-            (prev, nxt[:n], nxt)
-            for prev, nxt in session_pairs(valid)
+        typo = [
+            (prev, inject(nxt[:n], rng), nxt)
+            for prev, nxt in pairs
             for n in range(MIN_CHARS, len(nxt) + 1)
         ]
-        typo = [(prev, inject(prefix, rng), nxt) for prev, prefix, nxt in exact]
-        print(f"{len(exact):,} cases of {MIN_CHARS}+ characters", flush=True)
-        off = {"fuzzy_one": 0, "fuzzy_two": 0}
-        rows = []
-        for name, cases, options in (
-            ("typed exactly, fuzzy off", exact, off),
-            ("typed exactly, fuzzy on", exact, {}),
-            ("one edit, fuzzy off", typo, off),
-            ("one edit, fuzzy on", typo, {}),
-        ):
-            score, fuzzy = mrr(completer, cases, **options)
-            rows.append((name, score, fuzzy / len(cases)))
-            print(f"{name}: done", flush=True)
-        print(f"\n{'cases':<28}{'MRR@10':>8}{'with a fuzzy answer':>21}")
-        for name, score, share in rows:
-            print(f"{name:<28}{score:>8.4f}{share:>20.1%}")
-        print(
-            f"\none edit / typed exactly (fuzzy on): {rows[3][1] / rows[1][1]:.3f}x; "
-            f"exact-prefix MRR change from fuzzy: {rows[1][1] - rows[0][1]:+.4f}"
-        )
         sample = random.Random(args.seed + 1).sample(typo, min(5000, len(typo)))
         times = []
         for prev, prefix, _ in sample:

@@ -94,10 +94,15 @@ def _print_completions(
         if not found:
             print("    (no completion)")
         for c in found:
-            # Nobody searched it whole: the language model put it together from the log's words.
-            composed = "  [composed]" if c.source == "composed" else ""
+            # composed: nobody searched it whole, the language model put it together from the
+            # log's words; fuzzy: it starts with a correction of what was typed (a typo fixed).
+            tag = {
+                "composed": "  [composed]",
+                "fuzzy": f"  [typo? {c.matched!r}]",
+                "live": "  [live]",
+            }.get(c.source, "")
             mark = "  <- what the user searched" if c.query == answer else ""
-            print(f"    {c.score:7.2f}  {c.query}{composed}{mark}")
+            print(f"    {c.score:7.2f}  {c.query}{tag}{mark}")
 
 
 def _print_reports(reports: Sequence[tuple[str, Report]]) -> None:
@@ -121,6 +126,12 @@ def _quickstart(args: argparse.Namespace) -> int:
     demos = [pair for pair in valid if len(pair[1]) > 4][:: max(1, len(valid) // DEMO_SESSIONS)]
     for prev, nxt in demos[:DEMO_SESSIONS]:
         _print_completions(completer, prev, [nxt[:2], nxt[: len(nxt) // 2 + 1]], args.k, nxt)
+    searched = set(read_queries(train_log))
+    slips = [(p, n) for p, n in valid if len(n) >= 8 and n in searched and n[2] != n[3]]
+    if slips:
+        prev, nxt = slips[len(slips) // 2]
+        print("\nWith a slip (two letters swapped), typo tolerance finds what was meant:")
+        _print_completions(completer, prev, [nxt[:2] + nxt[3] + nxt[2] + nxt[4:7]], args.k, nxt)
     mpc = Trie(Counter(read_queries(train_log)))
     print(f"\nScored on every prefix of the {len(valid):,} query pairs of that week:")
     _print_reports(
