@@ -27,7 +27,9 @@ def test_quickstart_trains_on_the_sample_and_scores_it(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     counts = Counter(read_queries(sample_path()))
     assert f"on {len(counts):,} distinct queries" in out
-    assert out.count("after ") == 8  # 4 sessions x 2 prefixes
+    assert out.count("after ") == 9  # 4 sessions x 2 prefixes, and one slip
+    slip = out.split("With a slip")[1].split("Scored on")[0]
+    assert "[typo? " in slip and "<- what the user searched" in slip
     lines = out.splitlines()
     mpc = next(line for line in lines if line.startswith("  most popular "))
     ours = next(line for line in lines if line.startswith("  xrcomplete "))
