@@ -112,15 +112,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             for prev, nxt in pairs
             for n in range(MIN_CHARS, len(nxt) + 1)
         ]
-        sample = random.Random(args.seed + 1).sample(typo, min(5000, len(typo)))
-        times = []
-        for prev, prefix, _ in sample:
-            t0 = time.perf_counter_ns()
-            completer.complete(prev, prefix, K)
-            times.append(time.perf_counter_ns() - t0)
-        times.sort()
-        p50, p99 = times[len(times) // 2] / 1e3, times[int(len(times) * 0.99)] / 1e3
-        print(f"complete() of edited prefixes, fuzzy on: p50 {p50:.0f} µs, p99 {p99:.0f} µs")
+
+        def latency(sample: list[tuple[str, str, str]], **options: Any) -> tuple[float, float]:
+            times = []
+            for prev, prefix, _ in sample:
+                t0 = time.perf_counter_ns()
+                completer.model.complete(prev, prefix, K, **options)
+                times.append(time.perf_counter_ns() - t0)
+            times.sort()
+            return times[len(times) // 2] / 1e3, times[int(len(times) * 0.99)] / 1e3
+
+        # The protocol's prefixes (every length), typed right, and the edited ones.
+        every = [(p, n[:i], n) for p, n in pairs for i in range(1, len(n) + 1)]
+        draw = random.Random(args.seed + 1)
+        for name, sample in (
+            ("typed right, any length", draw.sample(every, min(5000, len(every)))),
+            ("one edit, 5+ characters", draw.sample(typo, min(5000, len(typo)))),
+        ):
+            off = latency(sample, fuzzy_one=0, fuzzy_two=0)
+            on = latency(sample)
+            print(
+                f"complete() of {name}: p50 / p99 {off[0]:.0f} / {off[1]:.0f} µs fuzzy off, "
+                f"{on[0]:.0f} / {on[1]:.0f} µs fuzzy on"
+            )
     return 0
 
 
