@@ -48,7 +48,7 @@ pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGME
 pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
 pub use transitions::Transitions;
 
-use candidates::{GatherScratch, Sources};
+use candidates::{Candidate, GatherScratch, Sources};
 
 /// A query as the log and the evaluation protocol see it: lower-cased (as Python's
 /// `str.lower`), surrounding whitespace (Python's `str.isspace`) removed.
@@ -342,10 +342,15 @@ struct Log<'a, S> {
 }
 
 impl<S: AsRef<str>> Log<'_, S> {
+    /// True when query `i` was searched at least `min_count` times (and at all).
+    fn searched_enough(&self, i: usize, params: &FitParams) -> bool {
+        let c = self.counts[i];
+        c >= params.min_count && c > 0.0
+    }
+
     /// True when query `i` may be suggested whole: searched often enough, by enough users.
     fn keeps(&self, i: usize, params: &FitParams) -> bool {
-        let c = self.counts[i];
-        c >= params.min_count && c > 0.0 && self.users.is_none_or(|u| u[i] >= params.min_users)
+        self.searched_enough(i, params) && self.users.is_none_or(|u| u[i] >= params.min_users)
     }
 }
 
@@ -583,7 +588,7 @@ impl Completer {
                 queries
                     .iter()
                     .enumerate()
-                    .filter(|&(i, _)| log.counts[i] >= params.min_count && log.counts[i] > 0.0)
+                    .filter(|&(i, _)| log.searched_enough(i, params))
                     .map(|(i, q)| {
                         let users = &ids[offsets[i] as usize..offsets[i + 1] as usize];
                         (q.as_ref(), log.counts[i].powf(params.lm_count_power), users)
@@ -1007,22 +1012,14 @@ impl Completer {
                 .total_cmp(&a.score)
                 .then_with(|| a.text.cmp(&b.text))
         });
-        let floor = self.min_users > 1.0;
         let mut found: Vec<(String, f32, Origin)> = g
             .candidates
             .drain(..)
-            .filter(|c| !blocklist.blocks(&c.text))
+            .filter(|c| self.may_suggest(c, &blocklist))
             .map(|c| {
-                let origin = if c.label.is_some() {
-                    Origin::Seen
-                } else if c.live > 0.0 {
-                    Origin::Live
-                } else {
-                    Origin::Composed
-                };
+                let origin = origin_of(&c);
                 (c.text, c.score, origin)
             })
-            .filter(|c| !(floor && c.2 == Origin::Live))
             .take(k)
             .collect();
         let edits = params.fuzzy_edits(prefix.chars().count());
@@ -1049,9 +1046,8 @@ impl Completer {
             .len()
             .min(KEEP_COMPOSED)
             .min(k.saturating_sub(found.len()));
-        if keep > 0 {
-            let last = found.last().map_or(f32::INFINITY, |f| f.1);
-            found.extend(composed.drain(..keep).map(|(q, s, o)| (q, s.min(last), o)));
+        for (text, score, origin) in composed.drain(..keep) {
+            append_after(&mut found, k, text, score, origin);
         }
         // Then the typed words corrected to the language model's words, completed as if typed
         // so (seen and composed answers: the corrected query may never have been searched),
@@ -1063,28 +1059,28 @@ impl Completer {
                 self.sources.gather(&prev, &corrected, &params, live, g)?;
                 let matched = corrected.len();
                 for c in g.candidates.drain(..) {
-                    if blocklist.blocks(&c.text) || (floor && c.label.is_none() && c.live > 0.0) {
-                        continue;
+                    if self.may_suggest(&c, &blocklist) {
+                        let score = self.ranker.score(c.segment as usize, &c.x);
+                        extra.push((c.text, score, Origin::Fuzzy { matched }));
                     }
-                    let score = self.ranker.score(c.segment as usize, &c.x);
-                    extra.push((c.text, score, Origin::Fuzzy { matched }));
                 }
             }
         }
         extra.extend(composed);
         extra.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let mut last = found.last().map_or(f32::INFINITY, |f| f.1);
         for (text, score, origin) in extra {
-            if found.len() >= k {
+            if !append_after(&mut found, k, text, score, origin) {
                 break;
             }
-            if found.iter().any(|f| f.0 == text) {
-                continue;
-            }
-            last = last.min(score);
-            found.push((text, last, origin));
         }
         Ok(found)
+    }
+
+    /// True when candidate `c` may be an answer: no blocked term, and, under a privacy floor,
+    /// not a query known only from live counts (whose users are not counted).
+    fn may_suggest(&self, c: &Candidate, blocklist: &Blocklist) -> bool {
+        let live_only = self.min_users > 1.0 && origin_of(c) == Origin::Live;
+        !(live_only || blocklist.blocks(&c.text))
     }
 
     /// Appends to `found` (fewer than `k` exact answers) the best seen queries of the prefixes
@@ -1119,7 +1115,6 @@ impl Completer {
                 .then(b.1.total_cmp(&a.1))
                 .then(a.2.lo.cmp(&b.2.lo))
         });
-        let mut last = found.last().map_or(f32::INFINITY, |f| f.1);
         // The seen answers of each corrected prefix, ranked as if it had been typed, pooled:
         // fewer edits first, then by the ranker's score.
         let mut pooled: Vec<(u32, f32, String, usize)> = Vec::new();
@@ -1139,15 +1134,11 @@ impl Completer {
         }
         pooled.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
         for (_, score, text, matched) in pooled {
-            if found.len() >= k {
+            if !blocklist.blocks(&text)
+                && !append_after(found, k, text, score, Origin::Fuzzy { matched })
+            {
                 break;
             }
-            if blocklist.blocks(&text) || found.iter().any(|f| f.0 == text) {
-                continue;
-            }
-            // Listed after every exact answer: scores never rise down the list.
-            last = last.min(score);
-            found.push((text, last, Origin::Fuzzy { matched }));
         }
         Ok(())
     }
@@ -1210,6 +1201,37 @@ impl Completer {
             .map(|found| found.into_iter().map(|(q, s, _)| (q, s)).collect())
             .collect())
     }
+}
+
+/// Where candidate `c` comes from, as its answer says.
+fn origin_of(c: &Candidate) -> Origin {
+    if c.label.is_some() {
+        Origin::Seen
+    } else if c.live > 0.0 {
+        Origin::Live
+    } else {
+        Origin::Composed
+    }
+}
+
+/// Appends an answer after those of `found`, unless `found` already holds `k` (then false) or
+/// lists the same query: its score is capped by the last one's, so scores never rise down the
+/// list (answers after the exact ones come from other rankings).
+fn append_after(
+    found: &mut Vec<(String, f32, Origin)>,
+    k: usize,
+    text: String,
+    score: f32,
+    origin: Origin,
+) -> bool {
+    if found.len() >= k {
+        return false;
+    }
+    if !found.iter().any(|f| f.0 == text) {
+        let last = found.last().map_or(f32::INFINITY, |f| f.1);
+        found.push((text, score.min(last), origin));
+    }
+    true
 }
 
 /// The fixed rule as a ranker.
