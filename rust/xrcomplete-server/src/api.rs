@@ -627,14 +627,33 @@ fn check_local(req: &Request) -> Result<(), ApiError> {
     }
 }
 
+/// The body of an admin request, from a client on this machine ([`check_local`]).
+async fn admin_body(st: &AppState, req: Request) -> Result<axum::body::Bytes, ApiError> {
+    check_local(&req)?;
+    axum::body::to_bytes(req.into_body(), st.limits.max_body_bytes)
+        .await
+        .map_err(|e| ApiError::bad("bad_body", e.to_string()))
+}
+
+/// Runs `work` (which blocks: file I/O, loading a model) off the async workers.
+async fn off_workers<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: format!("the {what} task failed: {e}"),
+        })
+}
+
 async fn reload(
     State(st): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<ReloadAnswer>, ApiError> {
-    check_local(&req)?;
-    let bytes = axum::body::to_bytes(req.into_body(), st.limits.max_body_bytes)
-        .await
-        .map_err(|e| ApiError::bad("bad_body", e.to_string()))?;
+    let bytes = admin_body(&st, req).await?;
     let body: ReloadBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         ReloadBody::default()
     } else {
@@ -652,13 +671,7 @@ async fn reload(
         ));
     }
     let worker = st.clone();
-    let done = tokio::task::spawn_blocking(move || reload_now(&worker, body.events_folded))
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: format!("the reload task failed: {e}"),
-        })??;
+    let done = off_workers("reload", move || reload_now(&worker, body.events_folded)).await??;
     Ok(Json(done))
 }
 
@@ -697,10 +710,7 @@ async fn edit_blocklist(
     State(st): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<BlocklistAnswer>, ApiError> {
-    check_local(&req)?;
-    let bytes = axum::body::to_bytes(req.into_body(), st.limits.max_body_bytes)
-        .await
-        .map_err(|e| ApiError::bad("bad_body", e.to_string()))?;
+    let bytes = admin_body(&st, req).await?;
     let body: BlocklistBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad(
             "bad_json",
@@ -708,15 +718,10 @@ async fn edit_blocklist(
         )
     })?;
     let worker = st.clone();
-    let edit = tokio::task::spawn_blocking(move || {
+    let edit = off_workers("blocklist", move || {
         worker.model.edit_blocklist(&body.block, &body.unblock)
     })
-    .await
-    .map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "internal",
-        message: format!("the blocklist task failed: {e}"),
-    })?;
+    .await?;
     match edit {
         Ok(done) => Ok(Json(BlocklistAnswer {
             blocked: done.blocked,
