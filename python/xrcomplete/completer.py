@@ -76,20 +76,12 @@ MODEL_FILE = "completer.xrc"
 _INDEXES = ("kmeans", "trie", "hybrid")
 
 
-class _SizesOf(Mapping[str, float]):
-    """The sizes of sets, as a mapping (read once the sets are filled)."""
+class _UserSets:
+    """Who searched each query (``fit_log``; at least up to the privacy floor), read once the
+    sets are filled."""
 
     def __init__(self, sets: dict[str, set[str]]) -> None:
         self._sets = sets
-
-    def __getitem__(self, key: str) -> float:
-        return float(len(self._sets[key]))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._sets)
-
-    def __len__(self) -> int:
-        return len(self._sets)
 
     def csr(self, ids: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
         """The sets' members as integers, per query id of ``ids``: (offsets, members)."""
@@ -258,12 +250,12 @@ class Completer:
         line: ProgressLine,
         report: ReadReport | None,
         clock: Callable[[], float] | None = None,
-        users: Mapping[str, float] | None = None,
+        users: Mapping[str, float] | _UserSets | None = None,
     ) -> Completer:
         """``fit``, drawing on ``line`` as ``pairs`` are read (from the file ``report`` follows,
-        if any) and while the model trains. ``counts`` is read once every pair is: it may be
-        filled as they are read. ``clock()``, if given, is the time of the pair just read
-        (else the pairs are in time order)."""
+        if any) and while the model trains. ``counts`` (and ``users``) are read once every pair
+        is: they may be filled as they are read. ``clock()``, if given, is the time of the pair
+        just read (else the pairs are in time order)."""
         prev_opts = self.prev_features.options()
         prefix_opts = self.prefix_features.options()
         ids: dict[str, int] = {}
@@ -321,16 +313,17 @@ class Completer:
             popularity[query_id] = n
         users_of: np.ndarray | None = None
         user_offsets = user_ids = None
-        if users is not None:
+        if isinstance(users, _UserSets):
+            # Who searched what (fit_log): the language model counts word sequences by distinct
+            # users in any query, not only in the queries above the floor.
+            user_offsets, user_ids = users.csr(ids)
+            users_of = np.diff(user_offsets).astype(np.float64)
+        elif users is not None:
             users_of = np.zeros(len(ids), dtype=np.float64)
             for query, n in users.items():
                 found = ids.get(normalize(query))
                 if found is not None:
                     users_of[found] = n
-            if isinstance(users, _SizesOf):
-                # Who searched what (fit_log): the language model counts word sequences by
-                # distinct users in any query, not only in the queries above the floor.
-                user_offsets, user_ids = users.csr(ids)
         elif self.min_users > 1:
             raise ValueError(
                 f"min_users = {self.min_users} needs how many users searched each query: "
@@ -445,7 +438,7 @@ class Completer:
                 line,
                 report,
                 clock=lambda: last_time[0],
-                users=_SizesOf(users) if floor else None,
+                users=_UserSets(users) if floor else None,
             )
         self.read_report_ = report
         return self
