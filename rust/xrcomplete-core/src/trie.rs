@@ -209,6 +209,12 @@ impl Trie {
         self.weights.top_k(lo as usize, hi as usize, k)
     }
 
+    /// The weight of the heaviest key in the id range `lo..hi` (0 for an empty range).
+    pub fn heaviest_in_range(&self, lo: u32, hi: u32) -> f64 {
+        let top = self.top_k_in_range(lo, hi, 1);
+        top.first().map_or(0.0, |&id| self.weights()[id as usize])
+    }
+
     /// The `k` heaviest keys that start with `prefix`, with their weights, heaviest first; ties
     /// in key order. The cost depends on `k`, not on how many keys start with `prefix`.
     pub fn completions(&self, prefix: &str, k: usize) -> Vec<(&str, f64)> {

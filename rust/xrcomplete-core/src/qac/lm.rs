@@ -579,11 +579,6 @@ impl QueryLm {
                 continue;
             }
             self.words.fuzzy_prefixes(w, left, 1, matches);
-            let weight = |m: &crate::FuzzyMatch| {
-                let top = self.words.top_k_in_range(m.lo, m.hi, 1);
-                top.first()
-                    .map_or(0.0, |&id| self.words.weights()[id as usize])
-            };
             let best = matches
                 .iter()
                 .filter(|m| {
@@ -594,7 +589,7 @@ impl QueryLm {
                     let w = if whole {
                         self.words.weights()[m.lo as usize]
                     } else {
-                        weight(m)
+                        self.words.heaviest_in_range(m.lo, m.hi)
                     };
                     (m.edits, w, *m)
                 })

@@ -1101,14 +1101,10 @@ impl Completer {
     ) -> Result<()> {
         let trie = &self.sources.queries;
         trie.fuzzy_prefixes(prefix, edits, 1, &mut scratch.fuzzy);
-        let heaviest = |m: &crate::FuzzyMatch| {
-            let top = trie.top_k_in_range(m.lo, m.hi, 1);
-            top.first().map_or(0.0, |&id| trie.weights()[id as usize])
-        };
         let mut places: Vec<(u32, f64, crate::FuzzyMatch)> = scratch
             .fuzzy
             .iter()
-            .map(|m| (m.edits, heaviest(m), *m))
+            .map(|m| (m.edits, trie.heaviest_in_range(m.lo, m.hi), *m))
             .collect();
         places.sort_by(|a, b| {
             a.0.cmp(&b.0)
