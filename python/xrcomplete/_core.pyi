@@ -1,5 +1,5 @@
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, final, overload
 
 import numpy as np
@@ -20,6 +20,7 @@ __all__ = [
     "normalize_prefix",
     "normalize_query",
     "read_event_log",
+    "train_subtree",
 ]
 
 _CsrParts = tuple[npt.NDArray[np.float32], npt.NDArray[Any], npt.NDArray[Any], tuple[int, int]]
@@ -272,6 +273,8 @@ class CompleterModel:
         live_half_life: float = 86400.0,
         blocklist: Sequence[str] = ...,
         progress: ProgressCounter | None = None,
+        subtrees: Callable[[list[bytes]], list[bytes]] | None = None,
+        min_subtrees: int = 64,
     ) -> CompleterModel: ...
     def complete(
         self,
@@ -474,5 +477,6 @@ class Server:
     def __exit__(self, *_exc: object) -> bool: ...
 
 def read_event_log(path: _Path) -> tuple[list[tuple[str, str, float, float]], int]: ...
+def train_subtree(job: bytes) -> bytes: ...
 def normalize_query(query: str) -> str: ...
 def normalize_prefix(prefix: str) -> str: ...

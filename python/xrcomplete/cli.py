@@ -36,6 +36,7 @@ from xrcomplete.data import (
     sample_path,
     session_pairs,
 )
+from xrcomplete.distributed import RayEngine
 from xrcomplete.metrics import BUCKETS, Report, evaluate, evaluate_batch
 from xrcomplete.progress import ProgressLine
 from xrcomplete.server import Server, compact, serve
@@ -47,17 +48,23 @@ class UsageError(ValueError):
     """A command line that cannot be run as given."""
 
 
-def _train(args: argparse.Namespace, log: str) -> tuple[Completer, float]:
+def _train(args: argparse.Namespace, logs: Sequence[str]) -> tuple[Completer, float]:
     start = time.perf_counter()
     completer = Completer(
         index=args.index,
         prefixes_per_pair=args.prefixes_per_pair,
         min_count=args.min_count,
     )
+    ray = getattr(args, "ray", None)
     if getattr(args, "pairs", False):
-        completer.fit(read_pairs(log, errors=args.errors))
+        if ray is not None:
+            raise UsageError("--ray trains on logs, not on --pairs")
+        completer.fit(pair for log in logs for pair in read_pairs(log, errors=args.errors))
     else:
-        completer.fit_log(log, gap_minutes=args.gap_minutes, errors=args.errors)
+        engine: str | RayEngine = "local"
+        if ray is not None:
+            engine = RayEngine(None if ray == "local" else ray)
+        completer.fit_log(logs, gap_minutes=args.gap_minutes, errors=args.errors, engine=engine)
     return completer, time.perf_counter() - start
 
 
@@ -115,7 +122,7 @@ def _print_reports(reports: Sequence[tuple[str, Report]]) -> None:
 def _quickstart(args: argparse.Namespace) -> int:
     train_log, valid_log = sample_path(), sample_path(SAMPLE_VALID)
     print(f"xrcomplete {__version__}: bundled AOL slice (research use only), {train_log}")
-    completer, seconds = _train(args, str(train_log))
+    completer, seconds = _train(args, [str(train_log)])
     print(
         f"Trained a session-aware completer ({args.index} tree) on "
         f"{completer.n_queries_:,} distinct queries in {seconds:.1f} s; "
@@ -145,7 +152,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 def _train_command(args: argparse.Namespace) -> int:
     target = _writable_target(args.output, MODEL_FILE)
-    completer, seconds = _train(args, args.log)
+    completer, seconds = _train(args, args.logs)
     with ProgressLine(completer.progress) as line:
         line.update(f"saving {target}", force=True)
         path = completer.save(target)
@@ -161,7 +168,7 @@ def _complete(args: argparse.Namespace) -> int:
     if args.model:
         completer = Completer.load(args.model, mmap=True)
     else:
-        completer, _ = _train(args, args.log)
+        completer, _ = _train(args, [args.log])
     _print_completions(completer, args.prev, args.prefix, args.k)
     return 0
 
@@ -400,8 +407,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train", help="train a completer on a query log, save it", formatter_class=_HelpFormatter
     )
-    train.add_argument("log", help="log in AOL's layout (AnonID, Query, QueryTime)")
+    train.add_argument(
+        "logs",
+        nargs="+",
+        metavar="log",
+        help="log in AOL's layout (AnonID, Query, QueryTime); several files are one log, in order",
+    )
     train.add_argument("-o", "--output", required=True, help="model file or directory")
+    train.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="read the files and train the matcher's subtrees on this Ray cluster ('auto', "
+        "'ray://head:10001'; 'local': start one here); the same model "
+        "(pip install 'xrcomplete[ray]')",
+    )
     train.add_argument(
         "--pairs",
         action="store_true",
@@ -570,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xrcomplete: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, TypeError, MemoryError) as err:
+    except (OSError, ValueError, TypeError, MemoryError, ImportError) as err:
         print(f"xrcomplete: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # a bug: still one line, never a traceback

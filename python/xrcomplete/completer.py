@@ -16,19 +16,17 @@ starts with the normalised prefix, and says whether it is a query of the log or 
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from array import array
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from xrcomplete import _core
-from xrcomplete.data import PathLike, ReadReport, check_gap, read_events, session_pairs_of
+from xrcomplete.data import Event, LogShard, PathLike, ReadReport, check_gap, read_log_shard
+from xrcomplete.distributed import Engine, RayEngine
 from xrcomplete.progress import ProgressLine, bar, with_progress
 from xrcomplete.text import NotFittedError, TfidfVectorizer
 
@@ -80,7 +78,7 @@ class _UserSets:
     """Who searched each query (``fit_log``; at least up to the privacy floor), read once the
     sets are filled."""
 
-    def __init__(self, sets: dict[str, set[str]]) -> None:
+    def __init__(self, sets: Mapping[str, Iterable[str]]) -> None:
         self._sets = sets
 
     def csr(self, ids: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +95,117 @@ class _UserSets:
             (u for m in per_query for u in m), dtype=np.uint32, count=int(offsets[-1])
         )
         return offsets, flat
+
+
+class _PairTable:
+    """The pairs of a fit as ids: the distinct queries in order of first use (next query, then
+    previous), and per pair the two ids (-1: no previous query) and, when known, a time."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self._prev: list[np.ndarray] = []
+        self._next: list[np.ndarray] = []
+        self._times: list[np.ndarray] = []
+        self._timed = True
+        self._row_prev, self._row_next, self._row_times = array("q"), array("q"), array("d")
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def id_of(self, query: str) -> int:
+        found = self.ids.get(query)
+        if found is None:
+            found = self.ids[query] = len(self.ids)
+        return found
+
+    def add(self, prev: str, nxt: str, time: float | None = None) -> None:
+        """One pair of queries as given (normalised here; a blank next query is skipped)."""
+        nxt = _core.normalize_query(nxt)
+        if not nxt:
+            return
+        prev = _core.normalize_query(prev)
+        self._row_next.append(self.id_of(nxt))
+        self._row_prev.append(self.id_of(prev) if prev else -1)
+        if time is None:
+            self._timed = False
+        else:
+            self._row_times.append(time)
+        self._n += 1
+
+    def add_shard(self, shard: LogShard, joined: str | None) -> None:
+        """The pairs of a file of the log; ``joined``: the previous query of its first pair,
+        when its session runs on from the file before (the pair is dropped when that is the
+        same query)."""
+        self._flush()
+        local = np.fromiter(
+            (self.id_of(q) for q in shard.queries), dtype=np.int64, count=len(shard.queries)
+        )
+        nxt = local[np.frombuffer(shard.next_ids, dtype=np.int64)]
+        prev_local = np.frombuffer(shard.prev_ids, dtype=np.int64)
+        prev = np.where(prev_local >= 0, local[np.maximum(prev_local, 0)], -1)
+        times = np.frombuffer(shard.times, dtype=np.float64)
+        if joined is not None and len(nxt):
+            before = self.id_of(joined)
+            if nxt[0] == before:
+                nxt, prev, times = nxt[1:], prev[1:], times[1:]
+            else:
+                prev[0] = before
+        self._next.append(nxt)
+        self._prev.append(prev)
+        self._times.append(times)
+        self._n += len(nxt)
+
+    def _flush(self) -> None:
+        if self._row_next:
+            self._next.append(np.frombuffer(self._row_next, dtype=np.int64).copy())
+            self._prev.append(np.frombuffer(self._row_prev, dtype=np.int64).copy())
+            self._times.append(np.frombuffer(self._row_times, dtype=np.float64).copy())
+            self._row_prev, self._row_next, self._row_times = array("q"), array("q"), array("d")
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(previous ids, next ids)."""
+        self._flush()
+        if not self._next:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(self._prev), np.concatenate(self._next)
+
+    def time_array(self) -> np.ndarray | None:
+        """The times of the pairs, or None when some pair has none."""
+        self._flush()
+        return np.concatenate(self._times) if self._timed and self._times else None
+
+
+def _read_here(
+    paths: list[PathLike], gap_minutes: float, errors: str, floor: int, line: ProgressLine
+) -> Iterator[LogShard]:
+    """The files of a log read in this process, in order, drawn on ``line``."""
+    for path in paths:
+        report = ReadReport()
+
+        def tick(pairs: int, report: ReadReport = report, force: bool = False) -> None:
+            percent = 100 * report.bytes_read // report.size if report.size else 100
+            done = bar(report.bytes_read, report.size)
+            line.update(f"reading {report.path} {done} {percent}%: {pairs:,} pairs", force=force)
+
+        shard = read_log_shard(
+            path, gap_minutes, errors=errors, floor=floor, report=report, tick=tick
+        )
+        tick(len(shard.next_ids), force=True)
+        yield shard
+
+
+def _engine(engine: str | Engine) -> Engine | None:
+    """The engine ``fit_log`` was given: None for this process."""
+    if isinstance(engine, str):
+        if engine == "local":
+            return None
+        if engine == "ray":
+            return RayEngine()
+        raise ValueError(f"engine must be 'local', 'ray' or a RayEngine, got {engine!r}")
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine must be 'local', 'ray' or a RayEngine, got {engine!r}")
+    return engine
 
 
 def default_prev_features() -> TfidfVectorizer:
@@ -241,45 +350,20 @@ class Completer:
         ``users``: how many distinct users searched each query (a query not in it: none),
         needed by the privacy floor ``min_users`` above 1."""
         with ProgressLine(self.progress) as line:
-            return self._fit(pairs, counts, line, None, users=users)
+            return self._fit(pairs, counts, line, users=users)
 
     def _fit(
         self,
         pairs: Iterable[tuple[str, str]],
         counts: Mapping[str, float] | None,
         line: ProgressLine,
-        report: ReadReport | None,
-        clock: Callable[[], float] | None = None,
-        users: Mapping[str, float] | _UserSets | None = None,
+        users: Mapping[str, float] | None = None,
     ) -> Completer:
-        """``fit``, drawing on ``line`` as ``pairs`` are read (from the file ``report`` follows,
-        if any) and while the model trains. ``counts`` (and ``users``) are read once every pair
-        is: they may be filled as they are read. ``clock()``, if given, is the time of the pair
-        just read (else the pairs are in time order)."""
-        prev_opts = self.prev_features.options()
-        prefix_opts = self.prefix_features.options()
-        ids: dict[str, int] = {}
-        prev_ids, next_ids = array("q"), array("q")
-        times = array("d")
-        seen_as_next: Counter[int] = Counter()
-        normalize = _core.normalize_query
-
-        def id_of(query: str) -> int:
-            found = ids.get(query)
-            if found is None:
-                found = ids[query] = len(ids)
-            return found
-
-        def reading(pairs_read: int) -> str:
-            if report is None:
-                return f"reading pairs: {pairs_read:,}"
-            percent = 100 * report.bytes_read // report.size if report.size else 100
-            done = bar(report.bytes_read, report.size)
-            return f"reading {report.path} {done} {percent}%: {pairs_read:,} pairs"
-
+        """``fit``, drawing on ``line`` as ``pairs`` are read and while the model trains."""
+        table = _PairTable()
         for i, pair in enumerate(pairs):
             if i % _DRAW_EVERY == 0:
-                line.update(reading(i))
+                line.update(f"reading pairs: {i:,}")
             try:
                 prev, nxt = pair
             except (TypeError, ValueError):
@@ -288,29 +372,38 @@ class Completer:
                 ) from None
             if not isinstance(prev, str) or not isinstance(nxt, str):
                 raise TypeError(f"pair {i}: queries must be str, got {pair!r}")
-            nxt = normalize(nxt)
-            if not nxt:
-                continue
-            prev = normalize(prev)
-            next_id = id_of(nxt)
-            prev_ids.append(id_of(prev) if prev else -1)
-            next_ids.append(next_id)
-            if clock is not None:
-                times.append(clock())
-            seen_as_next[next_id] += 1
-        line.update(reading(len(next_ids)), force=True)
-        if not next_ids:
+            table.add(prev, nxt)
+        line.update(f"reading pairs: {len(table):,}", force=True)
+        return self._train(table, counts, line, users=users)
+
+    def _train(
+        self,
+        table: _PairTable,
+        counts: Mapping[str, float] | None,
+        line: ProgressLine,
+        users: Mapping[str, float] | _UserSets | None = None,
+        engine: Engine | None = None,
+    ) -> Completer:
+        """Trains the core model on the pairs of ``table``; ``engine``, if given, trains the
+        subtrees of the matcher (``xrcomplete.distributed``)."""
+        if not len(table):
             raise ValueError("no training pair: pairs is empty or every next query is blank")
+        normalize = _core.normalize_query
+        ids = table.ids
+        prev_ids, next_ids = table.arrays()
         # Searched at least once: a query seen only as a previous query counts 1.
-        popularity_of: dict[int, float] = dict.fromkeys(range(len(ids)), 1.0)
-        popularity_of.update((i, float(n)) for i, n in seen_as_next.items())
+        as_next = np.bincount(next_ids, minlength=len(ids))
+        given: dict[int, float] = {}
         for query, n in (counts or {}).items():
             query = normalize(query)
             if query:
-                popularity_of[id_of(query)] = float(n)
-        popularity = np.zeros(len(ids), dtype=np.float64)
-        for query_id, n in popularity_of.items():
-            popularity[query_id] = n
+                given[table.id_of(query)] = float(n)
+        popularity = np.ones(len(ids), dtype=np.float64)
+        popularity[: len(as_next)] = np.where(as_next > 0, as_next, 1.0)
+        if given:
+            popularity[np.fromiter(given, dtype=np.int64)] = np.fromiter(
+                given.values(), dtype=np.float64
+            )
         users_of: np.ndarray | None = None
         user_offsets = user_ids = None
         if isinstance(users, _UserSets):
@@ -332,15 +425,17 @@ class Completer:
         trie_depth = self.trie_depth
         if trie_depth is None:
             trie_depth = 8 if self.index == "trie" else 2
+        prev_opts = self.prev_features.options()
+        prefix_opts = self.prefix_features.options()
         self._model = with_progress(
             lambda counter: _core.CompleterModel.fit(
                 list(ids),
                 popularity,
-                np.frombuffer(prev_ids, dtype=np.int64),
-                np.frombuffer(next_ids, dtype=np.int64),
+                prev_ids,
+                next_ids,
                 prev_opts,
                 prefix_opts,
-                times=np.frombuffer(times, dtype=np.float64) if clock is not None else None,
+                times=table.time_array(),
                 users=users_of,
                 user_offsets=user_offsets,
                 user_ids=user_ids,
@@ -373,6 +468,8 @@ class Completer:
                 live_half_life=self.live_half_life,
                 blocklist=list(self.blocklist),
                 progress=counter,
+                subtrees=None if engine is None else engine.run_subtrees,
+                min_subtrees=Engine.min_subtrees if engine is None else engine.min_subtrees,
             ),
             self.progress,
             line,
@@ -382,16 +479,18 @@ class Completer:
 
     def fit_log(
         self,
-        path: PathLike,
+        path: PathLike | Sequence[PathLike],
         gap_minutes: float = 30.0,
         *,
         errors: str = "strict",
         searches: Iterable[tuple[str, str, float, float]] = (),
+        engine: str | Engine = "local",
     ) -> Completer:
         """Trains on a log in AOL's layout (AnonID, Query, QueryTime; tab-separated, header
         and byte-order mark optional): popularity = every search of a query, pairs =
         consecutive queries of a session (a new session after ``gap_minutes`` without a
-        search), first queries of sessions paired with ``""``. Reads the file once, streaming.
+        search), first queries of sessions paired with ``""``. ``path``: a file, or a list of
+        files read as one log, in their order. Reads each file once, streaming.
 
         A row that cannot be read (not UTF-8, too few columns, a time that does not parse)
         raises ``LogFormatError`` naming ``path:line``; with ``errors="skip"`` it is dropped, and
@@ -399,46 +498,52 @@ class Completer:
 
         ``searches``: (query, previous query, count, time in seconds) searched after the log
         (e.g. ``_core.read_event_log`` of a server's event log), trained on after it: each a
-        pair, its count added to the query's popularity."""
+        pair, its count added to the query's popularity.
+
+        ``engine``: ``"local"`` (this process), or ``"ray"`` / an ``xrcomplete.distributed.
+        RayEngine``: the files are read and the matcher's subtrees trained on a Ray cluster
+        (``pip install 'xrcomplete[ray]'``), giving the same model."""
         check_gap(gap_minutes)
-        report = ReadReport()
-        counts: defaultdict[str, float] = defaultdict(float)
-        last_time = [0.0]
+        paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        if not paths:
+            raise ValueError("fit_log needs at least one file")
+        runner = _engine(engine)
         # The privacy floor: the distinct users of each query, up to the floor (enough to
         # decide; only when there is a floor).
         floor = math.ceil(self.min_users) if self.min_users > 1 else 0
-        users: dict[str, set[str]] = {}
-
-        def counted() -> Iterator[tuple[str, str, datetime]]:
-            for event in read_events(path, errors=errors, report=report):
-                counts[event[1]] += 1
-                last_time[0] = event[2].timestamp()
-                if floor:
-                    seen = users.setdefault(event[1], set())
-                    if len(seen) < floor:
-                        seen.add(event[0])
-                yield event
-
-        def recorded() -> Iterator[tuple[str, str]]:
+        table = _PairTable()
+        counts: dict[str, float] = {}
+        users: dict[str, list[str]] = {}
+        report = ReadReport(path=", ".join(str(p) for p in paths))
+        with ProgressLine(self.progress) as line:
+            shards = (
+                _read_here(paths, gap_minutes, errors, floor, line)
+                if runner is None
+                else runner.read_shards(paths, gap_minutes, errors, floor, line)
+            )
+            before: Event | None = None
+            for shard in shards:
+                joins = shard.first_pair_joins(before, gap_minutes)
+                table.add_shard(shard, before[1] if joins and before is not None else None)
+                for query, n in shard.counts.items():
+                    counts[query] = counts.get(query, 0.0) + n
+                for query, members in shard.users.items():
+                    seen = users.setdefault(query, [])
+                    seen.extend(m for m in members if m not in seen)
+                    del seen[floor:]
+                report.absorb(shard.report)
+                before = shard.last or before
             for query, prev, count, when in searches:
                 query = _core.normalize_query(query)
                 if query:
-                    counts[query] += count
-                    last_time[0] = when
-                    yield _core.normalize_query(prev), query
-
-        # A pair comes out right after its next query's event is read: that event's time.
-        pairs = itertools.chain(
-            session_pairs_of(counted(), gap_minutes, first_queries=True), recorded()
-        )
-        with ProgressLine(self.progress) as line:
-            self._fit(
-                pairs,
+                    counts[query] = counts.get(query, 0.0) + count
+                    table.add(prev, query, when)
+            self._train(
+                table,
                 counts,
                 line,
-                report,
-                clock=lambda: last_time[0],
                 users=_UserSets(users) if floor else None,
+                engine=runner,
             )
         self.read_report_ = report
         return self

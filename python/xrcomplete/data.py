@@ -17,6 +17,7 @@ import os
 import random
 import re
 import warnings
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -88,6 +89,14 @@ class ReadReport:
     examples: list[str] = field(default_factory=list)
     bytes_read: int = 0
     size: int = 0
+
+    def absorb(self, other: ReadReport) -> None:
+        """Adds what ``other`` met (another file of the same log)."""
+        self.rows += other.rows
+        self.skipped += other.skipped
+        self.examples.extend(other.examples[: MAX_EXAMPLES - len(self.examples)])
+        self.bytes_read += other.bytes_read
+        self.size += other.size
 
     def summary(self) -> str:
         """One line: how many rows were skipped, and the first reason."""
@@ -272,6 +281,93 @@ def session_pairs_of(
         elif not same_session and first_queries:
             yield "", query
         last = (user, query, when)
+
+
+#: An event as a log shard remembers its first and last: (user, query, time in seconds).
+Event = tuple[str, str, float]
+
+
+@dataclass
+class LogShard:
+    """What one file of a log gives training (``read_log_shard``): its session pairs as ids
+    into ``queries``, each with the time of its next query, how often each query was searched,
+    and who searched it; the file's first and last events, so that a session running on from
+    the file before can be joined (``first_pair_joins``)."""
+
+    #: The distinct queries of the pairs, in the order pairs first name them (next, then prev).
+    queries: list[str] = field(default_factory=list)
+    #: Per pair: the previous query's id (-1: the session's first query) and the next query's.
+    prev_ids: array[int] = field(default_factory=lambda: array("q"))
+    next_ids: array[int] = field(default_factory=lambda: array("q"))
+    #: Per pair: when its next query was searched (seconds since the epoch).
+    times: array[float] = field(default_factory=lambda: array("d"))
+    #: How often each query was searched, in the order of first search.
+    counts: dict[str, float] = field(default_factory=dict)
+    #: The first ``floor`` distinct users of each query, in order (empty without a floor).
+    users: dict[str, list[str]] = field(default_factory=dict)
+    first: Event | None = None
+    last: Event | None = None
+    report: ReadReport = field(default_factory=ReadReport)
+
+    def first_pair_joins(self, before: Event | None, gap_minutes: float) -> bool:
+        """Whether this file's first event continues the session of ``before`` (the last event
+        of the file before): then its first pair is not a session's first query."""
+        return (
+            before is not None
+            and self.first is not None
+            and before[0] == self.first[0]
+            and self.first[2] - before[2] <= gap_minutes * 60
+        )
+
+
+def read_log_shard(
+    path: PathLike,
+    gap_minutes: float = 30.0,
+    *,
+    errors: str = "strict",
+    floor: int = 0,
+    report: ReadReport | None = None,
+    tick: Callable[[int], None] | None = None,
+) -> LogShard:
+    """Reads one file of a log (AOL's layout, as ``read_events``) into a ``LogShard``: the
+    pairs of its sessions (with first queries, as ``session_pairs(..., first_queries=True)``),
+    the searches of each query and up to ``floor`` of its users. ``tick(pairs read)`` is called
+    now and then (a progress line); ``report`` follows the reading. Files of one log read this
+    way, in any order and on any machine, merge into what reading them in a row gives."""
+    check_gap(gap_minutes)
+    shard = LogShard(report=report if report is not None else ReadReport())
+    ids: dict[str, int] = {}
+    last: list[Event] = []
+
+    def id_of(query: str) -> int:
+        found = ids.get(query)
+        if found is None:
+            found = ids[query] = len(ids)
+            shard.queries.append(query)
+        return found
+
+    def counted() -> Iterator[tuple[str, str, datetime]]:
+        for event in read_events(path, errors=errors, report=shard.report):
+            user, query, when = event
+            shard.counts[query] = shard.counts.get(query, 0.0) + 1
+            if floor:
+                seen = shard.users.setdefault(query, [])
+                if len(seen) < floor and user not in seen:
+                    seen.append(user)
+            stamp = (user, query, when.timestamp())
+            if shard.first is None:
+                shard.first = stamp
+            last[:] = [stamp]
+            yield event
+
+    for prev, nxt in session_pairs_of(counted(), gap_minutes, first_queries=True):
+        if tick is not None and len(shard.next_ids) % 4096 == 0:
+            tick(len(shard.next_ids))
+        shard.next_ids.append(id_of(nxt))
+        shard.prev_ids.append(id_of(prev) if prev else -1)
+        shard.times.append(last[0][2])
+    shard.last = last[0] if last else None
+    return shard
 
 
 def _pair(fields: list[str]) -> tuple[str, str] | None:

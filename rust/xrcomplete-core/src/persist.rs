@@ -101,10 +101,14 @@ pub enum Kind {
     QueryLm = 9,
     /// A [`crate::rank::AdditiveRanker`].
     AdditiveRanker = 10,
+    /// A [`crate::xr::SubtreeJob`]: training problems sent to another machine.
+    SubtreeJob = 11,
+    /// The trained columns of a subtree job, sent back.
+    SubtreeColumns = 12,
 }
 
 impl Kind {
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 12] = [
         Kind::Trie,
         Kind::TfidfVectorizer,
         Kind::FeatureConcat,
@@ -115,6 +119,8 @@ impl Kind {
         Kind::ProductRetriever,
         Kind::QueryLm,
         Kind::AdditiveRanker,
+        Kind::SubtreeJob,
+        Kind::SubtreeColumns,
     ];
 
     /// The kind with file code `code`.

@@ -89,6 +89,16 @@ impl CsrArrays {
         self.indices.len()
     }
 
+    /// A copy as a [`CsrMatrix`].
+    pub(crate) fn to_matrix(&self) -> CsrMatrix {
+        CsrMatrix {
+            n_cols: self.n_cols,
+            indptr: self.indptr.iter().map(|&p| p as usize).collect(),
+            indices: self.indices.to_vec(),
+            data: self.data.to_vec(),
+        }
+    }
+
     /// Bytes held.
     pub(crate) fn nbytes(&self) -> usize {
         self.indptr.nbytes() + self.indices.nbytes() + self.data.nbytes()

@@ -34,5 +34,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(qac::normalize_query, m)?)?;
     m.add_function(wrap_pyfunction!(qac::normalize_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(qac::read_event_log, m)?)?;
+    m.add_function(wrap_pyfunction!(qac::train_subtree, m)?)?;
     Ok(())
 }

@@ -1,21 +1,73 @@
 //! The session-aware completer: training on a log, `complete(prev, prefix)`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use xrcomplete_core::live::{wal, LiveCounts, LiveParams, Search};
 use xrcomplete_core::persist::Persist;
 use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
 use xrcomplete_core::rank::RankerTrainParams;
-use xrcomplete_core::xr::Progress;
+use xrcomplete_core::xr::{self, Progress};
+use xrcomplete_core::{Error as CoreError, Result as CoreResult};
 
 use crate::errors::{check_k, count, to_py_err};
 use crate::persist;
 use crate::text::{extract_texts, TfidfOptions};
 use crate::xr::{train_params, tree_spec, ProgressCounter};
+
+/// Trains the subtrees of a fit by calling a Python function (`list[bytes]` of jobs ->
+/// `list[bytes]` of answers, in order): the distributed engine's entry into the core's fit.
+#[derive(Debug)]
+struct PySubtreeRunner {
+    run: Py<PyAny>,
+    /// What the function raised, re-raised once the fit has stopped.
+    error: Mutex<Option<PyErr>>,
+}
+
+impl PySubtreeRunner {
+    fn new(run: Py<PyAny>) -> Self {
+        PySubtreeRunner {
+            run,
+            error: Mutex::new(None),
+        }
+    }
+
+    fn take_error(&self) -> Option<PyErr> {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl xr::SubtreeRunner for PySubtreeRunner {
+    fn run(&self, jobs: Vec<Vec<u8>>) -> CoreResult<Vec<Vec<u8>>> {
+        Python::attach(|py| {
+            let jobs: Vec<Bound<'_, PyBytes>> = jobs.iter().map(|j| PyBytes::new(py, j)).collect();
+            let answers = self.run.call1(py, (jobs,)).and_then(|answers| {
+                let answers: Vec<Bound<'_, PyBytes>> = answers.extract(py)?;
+                Ok(answers.iter().map(|a| a.as_bytes().to_vec()).collect())
+            });
+            answers.map_err(|e| {
+                let message = format!("the subtree runner raised {e}");
+                *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                CoreError::InvalidInput(message)
+            })
+        })
+    }
+}
+
+/// Trains one subtree job of a distributed fit (the bytes a fit's `subtrees` function is
+/// given) and returns its answer; the GIL is released meanwhile.
+#[pyfunction]
+pub(crate) fn train_subtree(py: Python<'_>, job: &[u8]) -> PyResult<Py<PyBytes>> {
+    let answer = py.detach(|| xr::train_subtree(job)).map_err(to_py_err)?;
+    Ok(PyBytes::new(py, &answer).unbind())
+}
 
 /// A trained completer. Immutable; `complete` releases the GIL and may run from many threads.
 #[pyclass(module = "xrcomplete._core", frozen)]
@@ -143,7 +195,8 @@ impl CompleterModel {
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
         generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, lm_discount = 0.75, lm_count_power = 0.5,
         rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
-        live_half_life = 86_400.0, blocklist = Vec::new(), progress = None,
+        live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, subtrees = None,
+        min_subtrees = 64,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
@@ -192,6 +245,8 @@ impl CompleterModel {
         live_half_life: f64,
         blocklist: Vec<String>,
         progress: Option<PyRef<'_, ProgressCounter>>,
+        subtrees: Option<Py<PyAny>>,
+        min_subtrees: usize,
     ) -> PyResult<Self> {
         LiveParams {
             half_life: live_half_life,
@@ -240,6 +295,15 @@ impl CompleterModel {
             features_off,
             live_half_life,
             blocklist,
+            offload: None,
+        };
+        let runner = subtrees.map(|run| Arc::new(PySubtreeRunner::new(run)));
+        let params = FitParams {
+            offload: runner.clone().map(|runner| xr::Offload {
+                runner,
+                min_subtrees: min_subtrees.max(1),
+            }),
+            ..params
         };
         let queries = extract_texts(queries, "queries")?;
         let (prev_ids, next_ids) = (prev_ids.as_slice()?, next_ids.as_slice()?);
@@ -280,7 +344,11 @@ impl CompleterModel {
                     &queries, counts, users, &pairs, times, &params, &progress,
                 )
             })
-            .map_err(to_py_err)?;
+            .map_err(|e| match runner.and_then(|r| r.take_error()) {
+                // The runner's own exception (a Ray task that failed for good, say).
+                Some(raised) => raised,
+                None => to_py_err(e),
+            })?;
         Ok(CompleterModel {
             inner: Arc::new(model),
             live: default_live(),

@@ -210,6 +210,9 @@ pub struct FitParams {
     pub live_half_life: f64,
     /// Words and phrases no suggestion may contain ([`Blocklist`]); more can be added later.
     pub blocklist: Vec<String>,
+    /// Where the subtrees of the matcher are trained, when not here ([`xr::train_with`]):
+    /// the same completer either way.
+    pub offload: Option<xr::Offload>,
 }
 
 impl Default for FitParams {
@@ -232,6 +235,7 @@ impl Default for FitParams {
             features_off: Vec::new(),
             live_half_life: LiveParams::default().half_life,
             blocklist: Vec::new(),
+            offload: None,
         }
     }
 }
@@ -580,7 +584,14 @@ impl Completer {
         let label_keys: Vec<&str> = labels.keys().collect();
         progress.set_stage(Stage::Clustering);
         let tree = index::build(&params.tree, &label_keys, &x, &y)?;
-        let model = xr::train(&x, &y, tree, &params.train, progress)?;
+        let model = xr::train_with(
+            &x,
+            &y,
+            tree,
+            &params.train,
+            progress,
+            params.offload.as_ref(),
+        )?;
         let lm = match log.user_ids {
             // Under a floor, with who searched what: every query searched often enough
             // teaches the words and sequences that enough users searched.
@@ -1472,6 +1483,47 @@ pub(crate) mod tests {
             &Progress::default(),
         )
         .unwrap()
+    }
+
+    /// Trains each subtree job here, through its bytes, counting them.
+    #[derive(Debug, Default)]
+    struct HereRunner(std::sync::atomic::AtomicUsize);
+
+    impl xr::SubtreeRunner for HereRunner {
+        fn run(&self, jobs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+            self.0
+                .fetch_add(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+            jobs.iter().map(|j| xr::train_subtree(j)).collect()
+        }
+    }
+
+    #[test]
+    fn a_completer_whose_subtrees_train_elsewhere_is_the_same() {
+        let (queries, counts, pairs) = log();
+        for tree in trees() {
+            let runner = Arc::new(HereRunner::default());
+            let offloaded = FitParams {
+                offload: Some(xr::Offload {
+                    runner: runner.clone(),
+                    min_subtrees: 2,
+                }),
+                ..params(tree.clone())
+            };
+            let fit = |params: &FitParams| {
+                Completer::fit(
+                    &queries,
+                    &counts,
+                    &pairs,
+                    None,
+                    params,
+                    &Progress::default(),
+                )
+                .unwrap()
+                .to_bytes()
+            };
+            assert_eq!(fit(&params(tree.clone())), fit(&offloaded), "{tree:?}");
+            assert!(runner.0.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        }
     }
 
     fn top(c: &Completer, prev: &str, prefix: &str, k: usize) -> Vec<String> {

@@ -3,12 +3,16 @@
 //! - [`train()`]: one L2-loss SVM or logistic regression per node (dual coordinate descent),
 //!   negatives from siblings,
 //!   small weights pruned, nodes in parallel.
+//! - [`train_with`]: the same, the subtrees below the top levels trained elsewhere (other
+//!   processes or machines) through a [`SubtreeRunner`]: the same model.
 //! - [`XrLinear`]: the immutable trained model; [`XrLinear::predict_one`] on the caller's
 //!   thread, [`XrLinear::predict`] in parallel; an optional label-id range restricts answers.
 
 mod block;
 mod model;
+mod subtree;
 mod train;
 
 pub use model::{LevelWeights, PostProcessor, PredictParams, PredictScratch, XrLinear};
-pub use train::{train, Loss, Progress, Stage, TrainParams};
+pub use subtree::{train_subtree, Offload, SubtreeJob, SubtreeRunner};
+pub use train::{train, train_with, Loss, Progress, Stage, TrainParams};

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::block::{BlockSolver, Column, LANES};
 use super::model::{LevelWeights, XrLinear};
+use super::subtree::Offload;
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
 use crate::sparse::CsrMatrix;
@@ -158,6 +159,19 @@ pub fn train(
     params: &TrainParams,
     progress: &Progress,
 ) -> Result<XrLinear> {
+    train_with(x, y, tree, params, progress, None)
+}
+
+/// [`train`], the subtrees below the top levels trained by `offload`'s runner (on other
+/// machines) when given: the same model either way.
+pub fn train_with(
+    x: &CsrMatrix,
+    y: &CsrMatrix,
+    tree: LabelTree,
+    params: &TrainParams,
+    progress: &Progress,
+    offload: Option<&Offload>,
+) -> Result<XrLinear> {
     params.check()?;
     if x.n_rows() != y.n_rows() {
         return Err(Error::InvalidInput(format!(
@@ -189,14 +203,59 @@ pub fn train(
     progress.total.store(total as u64, Ordering::Relaxed);
     progress.done.store(0, Ordering::Relaxed);
     progress.set_stage(Stage::Training);
+    // Where the subtrees go elsewhere: the levels above them here, then theirs by the runner.
+    let split = offload.and_then(|o| o.split_level(&tree));
+    let top = split.unwrap_or(tree.depth());
+    let seed = params.seed;
+    let (mut levels, parent_positives) = train_levels(
+        x,
+        y,
+        &tree,
+        top,
+        &|l, p| node_seed(seed, l, p),
+        params,
+        progress,
+    );
+    if let (Some(split), Some(offload), Some(positives)) = (split, offload, parent_positives) {
+        levels.extend(super::subtree::train_elsewhere(
+            x, y, &tree, split, &positives, params, offload, progress,
+        )?);
+    }
+    XrLinear::new(
+        tree,
+        levels.into_iter().map(LevelWeights::from_columns).collect(),
+        x.n_cols,
+        params.bias as f32,
+    )
+}
+
+/// The seed of the problems of the children of node `p` of level `l - 1` (every block of a
+/// parent visits rows in one order, so each node's solution does not depend on how siblings
+/// were blocked, on the thread count, or on the machine that trained it).
+pub(crate) fn node_seed(seed: u64, l: usize, p: usize) -> u64 {
+    seed ^ ((l as u64) << 48) ^ p as u64
+}
+
+/// Trains the first `n_levels` levels of `tree`, the children of node `p` of level `l - 1` with
+/// the seed `seed_of(l, p)`; returns the columns of each level, and the positive rows of each
+/// node of the last level trained (the rows of the level below).
+pub(crate) fn train_levels(
+    x: &CsrMatrix,
+    y: &CsrMatrix,
+    tree: &LabelTree,
+    n_levels: usize,
+    seed_of: &(dyn Fn(usize, usize) -> u64 + Sync),
+    params: &TrainParams,
+    progress: &Progress,
+) -> (Vec<Vec<Column>>, Option<CsrMatrix>) {
     let sq_norms: Vec<f32> = (0..x.n_rows())
         .map(|r| x.row(r).1.iter().map(|&v| v * v).sum())
         .collect();
     let all_rows: Vec<u32> = (0..x.n_rows() as u32).collect();
     let mut parent_positives: Option<CsrMatrix> = None;
-    let mut levels = Vec::with_capacity(tree.depth());
-    for l in 0..tree.depth() {
-        let positives = positives_at(&tree, y, l);
+    let mut levels = Vec::with_capacity(n_levels);
+    for l in 0..n_levels {
+        let positives = positives_at(tree, y, l);
         // One job per parent and block of up to LANES of its children: siblings share rows.
         // Narrower blocks where a level would otherwise leave threads idle (a top level of
         // four nodes is one block of four, and one core, at full width).
@@ -230,26 +289,21 @@ pub fn train(
                     };
                     let pos: Vec<&[u32]> =
                         (first..first + width).map(|c| positives.row(c).0).collect();
-                    // Seeded by parent: every block of a parent visits rows in one order, so each node's
-                    // solution does not depend on how siblings were blocked (or on the thread count).
-                    let seed = params.seed ^ ((l as u64) << 48) ^ p as u64;
-                    let columns = solver.solve(x, &sq_norms, rows, &pos, params, seed);
+                    let columns = solver.solve(x, &sq_norms, rows, &pos, params, seed_of(l, p));
                     progress.done.fetch_add(width as u64, Ordering::Relaxed);
                     columns
                 },
             )
             .collect();
-        levels.push(LevelWeights::from_columns(
-            blocks.into_iter().flatten().collect(),
-        ));
+        levels.push(blocks.into_iter().flatten().collect());
         parent_positives = Some(positives);
     }
-    XrLinear::new(tree, levels, x.n_cols, params.bias as f32)
+    (levels, parent_positives)
 }
 
 /// For every node of level `l`, the sorted instances with a label under it (rows of a matrix
 /// nodes x instances).
-fn positives_at(tree: &LabelTree, y: &CsrMatrix, l: usize) -> CsrMatrix {
+pub(crate) fn positives_at(tree: &LabelTree, y: &CsrMatrix, l: usize) -> CsrMatrix {
     let ancestors = tree.ancestors_at(l);
     let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(y.nnz());
     for r in 0..y.n_rows() {
