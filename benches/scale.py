@@ -1,0 +1,161 @@
+"""How training scales: the Ray engine against one process, and one machine by log size.
+
+    pip install '.[ray]' && python benches/scale.py [--shards 4] [--sizes 250000,1000000]
+
+**Ray** (``--shards``): the AOL training log (``../shared/data/aol_train.tsv``) cut into that
+many files at user boundaries, trained by ``fit_log(files)`` in this process (the baseline), and
+with ``engine="ray"`` on a local Ray cluster of 1 and of 2 worker CPUs (each worker one thread:
+``RAYON_NUM_THREADS=1``; the driver keeps its threads for the top levels). Each run is a fresh
+process; the table gives the wall time, the driver's peak memory, and whether the model file is
+byte-identical to the baseline's (it must be).
+
+**Sizes** (``--sizes``, none by default: a million takes about ten minutes): synthetic logs of
+that many distinct queries (``benches/load.py``'s: sessions of 5 made-up queries of 2-4 AOL
+words), trained in a fresh process each: fit time, peak memory, bytes per query on disk, and
+``complete()`` p50 / p99 over 2,000 prefixes of the log's queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchdata import add_data_option, require
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Run in a fresh interpreter: train on the files given, print time, peak memory, model hash.
+TRAIN = r"""
+import hashlib, json, os, resource, sys, time
+from xrcomplete import Completer
+mode, out, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+engine = "local"
+if mode != "local":
+    import ray
+    ray.init(num_cpus=int(mode), include_dashboard=False, logging_level="error",
+             runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}})
+    engine = "ray"
+start = time.perf_counter()
+completer = Completer(progress=False).fit_log(files, engine=engine)
+seconds = time.perf_counter() - start
+path = completer.save(out)
+digest = hashlib.sha1(path.read_bytes()).hexdigest()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mib": peak, "sha1": digest,
+                  "queries": completer.n_queries_}))
+"""
+
+# Run in a fresh interpreter: train on a synthetic log of N queries; time, memory, size, latency.
+SIZE = r"""
+import json, random, resource, sys, time
+sys.path.insert(0, sys.argv[3])
+from load import synthetic_pairs
+from pathlib import Path
+from xrcomplete import Completer
+n, out = int(sys.argv[1]), sys.argv[2]
+aol = Path(sys.argv[4])
+pairs = list(synthetic_pairs(aol, n))
+start = time.perf_counter()
+completer = Completer(progress=False).fit(pairs)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+path = completer.save(out)
+rng = random.Random(0)
+cases = [rng.choice(pairs) for _ in range(2000)]
+cases = [(p, q[: rng.randint(1, len(q))]) for p, q in cases]
+times = []
+for prev, prefix in cases:
+    t = time.perf_counter()
+    completer.complete(prev, prefix, 10)
+    times.append(time.perf_counter() - t)
+times.sort()
+print(json.dumps({"seconds": seconds, "peak_mib": peak, "bytes": path.stat().st_size,
+                  "queries": completer.n_queries_, "p50": times[len(times) // 2],
+                  "p99": times[int(len(times) * 0.99)]}))
+"""
+
+
+def split_by_user(log: Path, shards: int, folder: Path) -> list[Path]:
+    """``log`` cut into ``shards`` files of about equal rows, each cut at a change of user."""
+    with log.open(encoding="utf-8") as f:
+        header = f.readline()
+        rows = f.readlines()
+    parts, start = [], 0
+    for i in range(shards):
+        end = len(rows) if i == shards - 1 else max(start, len(rows) * (i + 1) // shards)
+        while (
+            0 < end < len(rows) and rows[end].split("\t", 1)[0] == rows[end - 1].split("\t", 1)[0]
+        ):
+            end += 1
+        part = folder / f"part-{i:02d}.tsv"
+        part.write_text(header + "".join(rows[start:end]), encoding="utf-8")
+        parts.append(part)
+        start = end
+    return parts
+
+
+def run(script: str, *args: str) -> dict[str, float | str]:
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards", type=int, default=4, help="files the log is cut into")
+    parser.add_argument(
+        "--sizes", default="", help="distinct queries of the synthetic logs, comma-separated"
+    )
+    parser.add_argument("--skip-ray", action="store_true")
+    add_data_option(parser)
+    args = parser.parse_args(argv)
+    (aol,) = require(args.data, "aol_train.tsv")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if not args.skip_ray:
+            parts = [str(p) for p in split_by_user(aol, args.shards, folder)]
+            print(f"aol_train.tsv in {len(parts)} files; each run a fresh process\n")
+            print("| engine | fit | vs one process | driver peak memory | same model file |")
+            print("|---|---:|---:|---:|---|")
+            base: dict[str, float | str] = {}
+            for mode, name in [
+                ("local", "one process"),
+                ("1", "Ray, 1 worker CPU"),
+                ("2", "Ray, 2 worker CPUs"),
+            ]:
+                got = run(TRAIN, mode, str(folder / f"{mode}.xrc"), *parts)
+                base = base or got
+                print(
+                    f"| {name} | {got['seconds']:.1f} s "
+                    f"| {float(base['seconds']) / float(got['seconds']):.2f}x "
+                    f"| {float(got['peak_mib']):,.0f} MiB | {got['sha1'] == base['sha1']} |",
+                    flush=True,
+                )
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        if sizes:
+            print(
+                "\n| distinct queries | fit | peak memory | model file | bytes per query "
+                "| complete p50 / p99 |"
+            )
+            print("|---:|---:|---:|---:|---:|---:|")
+        for n in sizes:
+            got = run(SIZE, str(n), str(folder / f"size-{n}.xrc"), str(ROOT / "benches"), str(aol))
+            queries = float(got["queries"])
+            print(
+                f"| {int(queries):,} | {float(got['seconds']):.0f} s "
+                f"| {float(got['peak_mib']) / 1024:.2f} GiB "
+                f"| {float(got['bytes']) / 1e6:.0f} MB | {float(got['bytes']) / queries:,.0f} "
+                f"| {float(got['p50']) * 1e6:.0f} / {float(got['p99']) * 1e6:.0f} µs |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
