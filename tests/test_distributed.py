@@ -6,6 +6,7 @@ what reading it as one does (what the distributed reading rests on)."""
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,13 @@ from hypothesis import strategies as st
 
 from xrcomplete import Completer
 from xrcomplete.cli import main
-from xrcomplete.data import LogFormatError, SkippedRowsWarning, read_log_shard, sample_path
+from xrcomplete.data import (
+    LogFormatError,
+    SkippedRowsWarning,
+    read_log_shard,
+    sample_path,
+    session_pairs,
+)
 from xrcomplete.distributed import RayEngine
 
 HEADER = "AnonID\tQuery\tQueryTime\n"
@@ -201,3 +208,27 @@ def test_a_log_read_as_several_files_is_the_log_read_as_one(
             return completer.save(Path(folder) / "m.xrc").read_bytes()
 
         assert fit(parts) == fit(whole)
+
+
+def test_sessions_join_across_files_by_the_log_clock_also_at_a_change_of_daylight_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 2 am on 2006-04-02 New York's clocks jumped to 3 am: 01:50 and 03:10 of the log are
+    80 minutes apart on its clock (two sessions, as one file reads them), 20 minutes apart as
+    timestamps of that zone. A cut between them must not join them."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        rows = ["1\tcheap flights\t2006-04-02 01:50:00\n", "1\thotels\t2006-04-02 03:10:00\n"]
+        whole, first, second = (tmp_path / n for n in ("whole.tsv", "a.tsv", "b.tsv"))
+        whole.write_text(HEADER + "".join(rows), encoding="utf-8")
+        first.write_text(HEADER + rows[0], encoding="utf-8")
+        second.write_text(HEADER + rows[1], encoding="utf-8")
+        assert list(session_pairs(whole, first_queries=True)) == [
+            ("", "cheap flights"),
+            ("", "hotels"),
+        ]
+        assert not read_log_shard(second).first_pair_joins(read_log_shard(first).last, 30.0)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -283,8 +283,11 @@ def session_pairs_of(
         last = (user, query, when)
 
 
-#: An event as a log shard remembers its first and last: (user, query, time in seconds).
+#: An event as a log shard remembers its first and last: (user, query, time), the time in seconds
+#: of the log's clock (its naive date and time read as UTC: differences are those of the log).
 Event = tuple[str, str, float]
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 @dataclass
@@ -337,7 +340,7 @@ def read_log_shard(
     check_gap(gap_minutes)
     shard = LogShard(report=report if report is not None else ReadReport())
     ids: dict[str, int] = {}
-    last: list[Event] = []
+    last: list[tuple[Event, float]] = []  # the last event, and its time as a timestamp
 
     def id_of(query: str) -> int:
         found = ids.get(query)
@@ -354,10 +357,10 @@ def read_log_shard(
                 seen = shard.users.setdefault(query, [])
                 if len(seen) < floor and user not in seen:
                     seen.append(user)
-            stamp = (user, query, when.timestamp())
+            stamp = (user, query, (when - _EPOCH).total_seconds())
             if shard.first is None:
                 shard.first = stamp
-            last[:] = [stamp]
+            last[:] = [(stamp, when.timestamp())]
             yield event
 
     for prev, nxt in session_pairs_of(counted(), gap_minutes, first_queries=True):
@@ -365,8 +368,8 @@ def read_log_shard(
             tick(len(shard.next_ids))
         shard.next_ids.append(id_of(nxt))
         shard.prev_ids.append(id_of(prev) if prev else -1)
-        shard.times.append(last[0][2])
-    shard.last = last[0] if last else None
+        shard.times.append(last[0][1])
+    shard.last = last[0][0] if last else None
     return shard
 
 
