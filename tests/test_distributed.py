@@ -92,10 +92,13 @@ def test_ray_trains_the_model_of_one_machine(
     log_files: tuple[Path, list[Path]], tmp_path: Path
 ) -> None:
     whole, parts = log_files
-    for min_users in (1, 2):  # 2: who searched what is merged across files too
-        here = Completer(progress=False, min_users=min_users).fit_log(whole)
+    # min_users 2: who searched what is merged across files too; range_rows: the jobs carry the
+    # label range of each row.
+    for min_users, range_rows in [(1, False), (2, True)]:
+        options = {"min_users": min_users, "range_rows": range_rows, "progress": False}
+        here = Completer(**options).fit_log(whole)
         engine = CountingEngine(min_subtrees=8)
-        there = Completer(progress=False, min_users=min_users).fit_log(parts, engine=engine)
+        there = Completer(**options).fit_log(parts, engine=engine)
         assert engine.jobs >= 8  # the subtrees were trained on the cluster: twice (ranker, model)
         assert model_bytes(here, tmp_path, "here") == model_bytes(there, tmp_path, "there")
         assert there.read_report_ is not None and here.read_report_ is not None

@@ -275,6 +275,7 @@ class CompleterModel:
         progress: ProgressCounter | None = None,
         subtrees: Callable[[list[bytes]], list[bytes]] | None = None,
         min_subtrees: int = 64,
+        range_rows: bool = False,
     ) -> CompleterModel: ...
     def complete(
         self,

@@ -244,8 +244,12 @@ class Completer:
     ``completer.model.complete`` may override; see the README. The ranking stage learns from
     the latest ``rank_holdout`` share of the pairs (``rank_prefixes`` prefixes each) ranked by
     parts trained on the rest, with ``ranker_bins`` bins per feature; ``features_off`` leaves
-    ranking features out (for ablations). ``progress``: a progress bar on stderr while the
-    model trains (True, False, or "auto": when stderr is a terminal).
+    ranking features out (for ablations). ``range_rows``: each node of the matcher learns only from
+    the training prefixes whose label range leaves its choice open (the beam is always restricted
+    to the prefix's range): 3.5x faster training on aol_train, MRR@10 0.0007 lower on aol_valid;
+    off by default (every prefix under its parent, as PECOS). ``progress``: a
+    progress bar on stderr while the model trains (True, False, or "auto": when stderr is a
+    terminal).
 
     Searches made after training are recorded with ``record`` (live counts: decayed by half
     every ``live_half_life`` seconds, at most ``live_cap`` distinct queries held) and complete
@@ -287,6 +291,7 @@ class Completer:
         rank_prefixes: int = 6,
         ranker_bins: int = 8,
         features_off: Sequence[str] = (),
+        range_rows: bool = False,
         live_half_life: float = 86_400.0,
         live_cap: int = 100_000,
         blocklist: Iterable[str] = (),
@@ -324,6 +329,7 @@ class Completer:
         self.rank_prefixes = rank_prefixes
         self.ranker_bins = ranker_bins
         self.features_off = tuple(features_off)
+        self.range_rows = range_rows
         self.live_half_life = live_half_life
         self.live_cap = live_cap
         if isinstance(blocklist, str):
@@ -470,6 +476,7 @@ class Completer:
                 progress=counter,
                 subtrees=None if engine is None else engine.run_subtrees,
                 min_subtrees=Engine.min_subtrees if engine is None else engine.min_subtrees,
+                range_rows=self.range_rows,
             ),
             self.progress,
             line,
@@ -686,6 +693,7 @@ class Completer:
         data = state.pop("_model")
         self.read_report_ = None  # absent from pickles made before it existed
         self.live_half_life, self.live_cap = 86_400.0, 100_000  # likewise
+        self.range_rows = False  # likewise
         vars(self).update(state)
         self._model = None if not isinstance(data, bytes) else _core.CompleterModel.from_bytes(data)
         if self._model is not None:

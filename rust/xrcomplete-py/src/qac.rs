@@ -47,7 +47,9 @@ impl PySubtreeRunner {
 impl xr::SubtreeRunner for PySubtreeRunner {
     fn run(&self, jobs: Vec<Vec<u8>>) -> CoreResult<Vec<Vec<u8>>> {
         Python::attach(|py| {
-            let jobs: Vec<Bound<'_, PyBytes>> = jobs.iter().map(|j| PyBytes::new(py, j)).collect();
+            // Each job is dropped here once Python holds its copy.
+            let jobs: Vec<Bound<'_, PyBytes>> =
+                jobs.into_iter().map(|j| PyBytes::new(py, &j)).collect();
             let answers = self.run.call1(py, (jobs,)).and_then(|answers| {
                 let answers: Vec<Bound<'_, PyBytes>> = answers.extract(py)?;
                 Ok(answers.iter().map(|a| a.as_bytes().to_vec()).collect())
@@ -196,7 +198,7 @@ impl CompleterModel {
         generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, lm_discount = 0.75, lm_count_power = 0.5,
         rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
         live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, subtrees = None,
-        min_subtrees = 64,
+        min_subtrees = 64, range_rows = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
@@ -247,6 +249,7 @@ impl CompleterModel {
         progress: Option<PyRef<'_, ProgressCounter>>,
         subtrees: Option<Py<PyAny>>,
         min_subtrees: usize,
+        range_rows: bool,
     ) -> PyResult<Self> {
         LiveParams {
             half_life: live_half_life,
@@ -296,6 +299,7 @@ impl CompleterModel {
             live_half_life,
             blocklist,
             offload: None,
+            range_rows,
         };
         let runner = subtrees.map(|run| Arc::new(PySubtreeRunner::new(run)));
         let params = FitParams {

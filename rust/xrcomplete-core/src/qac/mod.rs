@@ -213,6 +213,10 @@ pub struct FitParams {
     /// Where the subtrees of the matcher are trained, when not here ([`xr::train_with`]):
     /// the same completer either way.
     pub offload: Option<xr::Offload>,
+    /// Train each node of the matcher only on the prefixes whose label range leaves its
+    /// choice open ([`xr::train_with`]'s `ranges`): the beam is always restricted to the
+    /// prefix's range, so the other rows teach it nothing it uses.
+    pub range_rows: bool,
 }
 
 impl Default for FitParams {
@@ -236,6 +240,7 @@ impl Default for FitParams {
             live_half_life: LiveParams::default().half_life,
             blocklist: Vec::new(),
             offload: None,
+            range_rows: false,
         }
     }
 }
@@ -555,6 +560,8 @@ impl Completer {
         // Training examples: (previous query, prefix of the next query) -> next query.
         let mut rng = SplitMix64(params.seed);
         let (mut prevs, mut prefixes, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+        // The label range each training prefix will be served in.
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
         let mut ends: Vec<usize> = Vec::new();
         for &(p, q) in log.pairs {
             let Some(label) = label_of[q as usize] else {
@@ -565,6 +572,11 @@ impl Completer {
                 prevs.push(prev_text(p));
                 prefixes.push(&next[..end]);
                 targets.push(label);
+                ranges.push(
+                    labels
+                        .prefix_range(&next[..end])
+                        .unwrap_or((label, label + 1)),
+                );
             }
         }
         if targets.is_empty() {
@@ -591,6 +603,7 @@ impl Completer {
             &params.train,
             progress,
             params.offload.as_ref(),
+            params.range_rows.then_some(&ranges[..]),
         )?;
         let lm = match log.user_ids {
             // Under a floor, with who searched what: every query searched often enough

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::block::Column;
-use super::train::{node_seed, train_levels, Progress, TrainParams};
+use super::train::{node_seed, train_levels, Progress, Scope, TrainParams};
 use super::Loss;
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
@@ -77,11 +77,18 @@ pub struct SubtreeJob {
     x: CsrMatrix,
     /// Their labels under the root, as leaves of `tree`.
     y: CsrMatrix,
+    /// When rows are served in label ranges ([`super::train_with`]): each row's range, and the
+    /// label id of each leaf of `tree`.
+    scope: Option<JobScope>,
 }
+
+/// The label range of each row of a job, and the label id of each leaf of its subtree.
+type JobScope = (Vec<(u32, u32)>, Vec<u32>);
 
 impl SubtreeJob {
     /// The job of the subtree under node `root` of level `split - 1` of `tree`, whose rows are
-    /// `rows` (the root's positive rows of `x`, sorted).
+    /// `rows` (the root's positive rows of `x`, sorted), served in `ranges` if given.
+    #[allow(clippy::too_many_arguments)]
     fn cut(
         x: &CsrMatrix,
         y: &CsrMatrix,
@@ -90,6 +97,7 @@ impl SubtreeJob {
         root: usize,
         rows: &[u32],
         params: &TrainParams,
+        ranges: Option<&[(u32, u32)]>,
     ) -> Result<Self> {
         let mut parents = root..root + 1;
         let mut parent_base = Vec::new();
@@ -133,6 +141,12 @@ impl SubtreeJob {
                 (under, ones)
             }),
         );
+        let scope = ranges.map(|ranges| {
+            (
+                rows.iter().map(|&r| ranges[r as usize]).collect(),
+                leaves.map(|leaf| tree.label_of_leaf(leaf)).collect(),
+            )
+        });
         Ok(SubtreeJob {
             params: params.clone(),
             level: split,
@@ -140,6 +154,7 @@ impl SubtreeJob {
             tree: local,
             x: x_rows,
             y: y_rows,
+            scope,
         })
     }
 
@@ -176,6 +191,10 @@ impl Persist for SubtreeJob {
         self.tree.write(&mut w);
         CsrArrays::from(self.x.clone()).write(&mut w, "x");
         CsrArrays::from(self.y.clone()).write(&mut w, "y");
+        if let Some((ranges, ids)) = &self.scope {
+            let flat: Vec<u32> = ranges.iter().flat_map(|&(lo, hi)| [lo, hi]).collect();
+            w.array("ranges", &flat).array("ids", ids);
+        }
         w.finish()
     }
 
@@ -220,6 +239,19 @@ impl Persist for SubtreeJob {
                 y.n_rows()
             )));
         }
+        let scope = if r.has("ranges") {
+            let flat: Array<u32> = r.array("ranges")?;
+            let ids: Array<u32> = r.array("ids")?;
+            if flat.len() != 2 * x.n_rows() || ids.len() != tree.n_labels() {
+                return Err(format_err(
+                    "subtree job: one range per row and one id per label",
+                ));
+            }
+            let ranges = flat.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+            Some((ranges, ids.to_vec()))
+        } else {
+            None
+        };
         Ok(SubtreeJob {
             params,
             level: level as usize,
@@ -227,6 +259,7 @@ impl Persist for SubtreeJob {
             tree,
             x,
             y,
+            scope,
         })
     }
 }
@@ -307,6 +340,10 @@ pub fn train_subtree(job: &[u8]) -> Result<Vec<u8>> {
             job.parent_base[k] as usize + q,
         )
     };
+    let scope = job.scope.as_ref().map(|(ranges, ids)| Scope {
+        ranges,
+        label_ids: Some(ids),
+    });
     let (levels, _) = train_levels(
         &job.x,
         &job.y,
@@ -315,6 +352,7 @@ pub fn train_subtree(job: &[u8]) -> Result<Vec<u8>> {
         &seed_of,
         &job.params,
         &Progress::default(),
+        scope,
     );
     Ok(SubtreeColumns(levels).to_bytes())
 }
@@ -331,16 +369,21 @@ pub(crate) fn train_elsewhere(
     params: &TrainParams,
     offload: &Offload,
     progress: &Progress,
+    ranges: Option<&[(u32, u32)]>,
 ) -> Result<Vec<Vec<Column>>> {
     let roots = 0..tree.n_nodes(split - 1);
-    let jobs: Vec<SubtreeJob> = roots
+    // Each job goes to bytes as soon as it is cut: the rows are not held twice.
+    let (sizes, bytes): (Vec<Vec<usize>>, Vec<Vec<u8>>) = roots
         .clone()
         .into_par_iter()
-        .map(|root| SubtreeJob::cut(x, y, tree, split, root, positives.row(root).0, params))
-        .collect::<Result<_>>()?;
-    let sizes: Vec<Vec<usize>> = jobs.iter().map(SubtreeJob::level_sizes).collect();
-    let bytes: Vec<Vec<u8>> = jobs.par_iter().map(SubtreeJob::to_bytes).collect();
-    drop(jobs);
+        .map(|root| {
+            let rows = positives.row(root).0;
+            let job = SubtreeJob::cut(x, y, tree, split, root, rows, params, ranges)?;
+            Ok((job.level_sizes(), job.to_bytes()))
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     let answers = offload.runner.run(bytes)?;
     if answers.len() != roots.len() {
         return Err(Error::InvalidInput(format!(
@@ -468,8 +511,16 @@ mod tests {
             };
             let split = offload.split_level(&tree).unwrap();
             let progress = Progress::default();
-            let there =
-                train_with(&x, &y, tree.clone(), &params, &progress, Some(&offload)).unwrap();
+            let there = train_with(
+                &x,
+                &y,
+                tree.clone(),
+                &params,
+                &progress,
+                Some(&offload),
+                None,
+            )
+            .unwrap();
             assert_eq!(
                 here.to_bytes(),
                 there.to_bytes(),
@@ -538,6 +589,7 @@ mod tests {
             &TrainParams::default(),
             &Progress::default(),
             Some(&offload),
+            None,
         )
         .unwrap_err();
         assert!(err.to_string().contains("answered"), "{err}");
@@ -549,6 +601,7 @@ mod tests {
             0,
             &[0, 1, 2],
             &TrainParams::default(),
+            None,
         )
         .unwrap()
         .to_bytes();
@@ -588,7 +641,19 @@ mod tests {
             };
             let here = train(&x, &y, tree.clone(), &params, &Progress::default()).unwrap();
             let offload = Offload { runner: Arc::new(Here::default()), min_subtrees };
-            let there = train_with(&x, &y, tree, &params, &Progress::default(), Some(&offload)).unwrap();
+            let there = train_with(&x, &y, tree.clone(), &params, &Progress::default(), Some(&offload), None).unwrap();
+            prop_assert_eq!(here.to_bytes(), there.to_bytes());
+            // Served in label ranges (around each row's first label), the same.
+            let ranges: Vec<(u32, u32)> = (0..y.n_rows())
+                .map(|r| {
+                    let label = y.row(r).0[0];
+                    let width = (label as u64 * 7 + seed) % 9;
+                    (label.saturating_sub(width as u32 / 2), (label + 1 + width as u32).min(n_labels as u32))
+                })
+                .collect();
+            let progress = Progress::default();
+            let here = train_with(&x, &y, tree.clone(), &params, &progress, None, Some(&ranges)).unwrap();
+            let there = train_with(&x, &y, tree, &params, &progress, Some(&offload), Some(&ranges)).unwrap();
             prop_assert_eq!(here.to_bytes(), there.to_bytes());
         }
     }

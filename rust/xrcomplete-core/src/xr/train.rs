@@ -7,6 +7,7 @@
 //! over their rows ([`super::block`]), and weights with `|w| < threshold` are dropped. Blocks
 //! are trained in parallel; [`Progress`] counts the nodes done.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use rayon::prelude::*;
@@ -159,11 +160,16 @@ pub fn train(
     params: &TrainParams,
     progress: &Progress,
 ) -> Result<XrLinear> {
-    train_with(x, y, tree, params, progress, None)
+    train_with(x, y, tree, params, progress, None, None)
 }
 
-/// [`train`], the subtrees below the top levels trained by `offload`'s runner (on other
-/// machines) when given: the same model either way.
+/// [`train`], with two options:
+/// - `offload`: the subtrees below the top levels are trained by its runner (on other
+///   machines): the same model either way;
+/// - `ranges`: per row, the range of label ids its answers will be restricted to when serving
+///   (a completer's prefix range). A row then trains the children of a node only where its
+///   range meets two of them or more: where the range leaves one child, the model never has to
+///   choose, and the siblings it would be a negative for are never its competitors.
 pub fn train_with(
     x: &CsrMatrix,
     y: &CsrMatrix,
@@ -171,8 +177,18 @@ pub fn train_with(
     params: &TrainParams,
     progress: &Progress,
     offload: Option<&Offload>,
+    ranges: Option<&[(u32, u32)]>,
 ) -> Result<XrLinear> {
     params.check()?;
+    if let Some(ranges) = ranges {
+        if ranges.len() != x.n_rows() {
+            return Err(Error::InvalidInput(format!(
+                "{} label ranges for {} rows",
+                ranges.len(),
+                x.n_rows()
+            )));
+        }
+    }
     if x.n_rows() != y.n_rows() {
         return Err(Error::InvalidInput(format!(
             "X has {} rows but Y has {}",
@@ -207,6 +223,10 @@ pub fn train_with(
     let split = offload.and_then(|o| o.split_level(&tree));
     let top = split.unwrap_or(tree.depth());
     let seed = params.seed;
+    let scope = ranges.map(|ranges| Scope {
+        ranges,
+        label_ids: None,
+    });
     let (mut levels, parent_positives) = train_levels(
         x,
         y,
@@ -215,10 +235,11 @@ pub fn train_with(
         &|l, p| node_seed(seed, l, p),
         params,
         progress,
+        scope,
     );
     if let (Some(split), Some(offload), Some(positives)) = (split, offload, parent_positives) {
         levels.extend(super::subtree::train_elsewhere(
-            x, y, &tree, split, &positives, params, offload, progress,
+            x, y, &tree, split, &positives, params, offload, progress, ranges,
         )?);
     }
     XrLinear::new(
@@ -236,9 +257,53 @@ pub(crate) fn node_seed(seed: u64, l: usize, p: usize) -> u64 {
     seed ^ ((l as u64) << 48) ^ p as u64
 }
 
+/// The label ranges rows are served in ([`train_with`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    /// Per row, the range of label ids its answers are restricted to.
+    pub ranges: &'a [(u32, u32)],
+    /// The label id of each label of the tree (None: the label itself).
+    pub label_ids: Option<&'a [u32]>,
+}
+
+/// For each node of level `l`, the smallest and the largest label id under it.
+fn id_bounds(tree: &LabelTree, l: usize, label_ids: Option<&[u32]>) -> Vec<(u32, u32)> {
+    let mut bounds = vec![(u32::MAX, 0u32); tree.n_nodes(l)];
+    for (label, &node) in tree.ancestors_at(l).iter().enumerate() {
+        let id = label_ids.map_or(label as u32, |ids| ids[label]);
+        let b = &mut bounds[node as usize];
+        *b = (b.0.min(id), b.1.max(id));
+    }
+    bounds
+}
+
+/// The rows of `rows` whose range meets at least two of `children` (by their id bounds): the
+/// rows for which the choice among the children is still open when serving.
+fn open_rows(
+    rows: &[u32],
+    ranges: &[(u32, u32)],
+    bounds: &[(u32, u32)],
+    children: Range<usize>,
+) -> Vec<u32> {
+    rows.iter()
+        .copied()
+        .filter(|&r| {
+            let (lo, hi) = ranges[r as usize];
+            bounds[children.clone()]
+                .iter()
+                .filter(|&&(min, max)| min < hi && max >= lo)
+                .take(2)
+                .count()
+                == 2
+        })
+        .collect()
+}
+
 /// Trains the first `n_levels` levels of `tree`, the children of node `p` of level `l - 1` with
-/// the seed `seed_of(l, p)`; returns the columns of each level, and the positive rows of each
-/// node of the last level trained (the rows of the level below).
+/// the seed `seed_of(l, p)` (on the rows whose range leaves the choice open, within `scope`);
+/// returns the columns of each level, and the positive rows of each node of the last level
+/// trained (the rows of the level below).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn train_levels(
     x: &CsrMatrix,
     y: &CsrMatrix,
@@ -247,6 +312,7 @@ pub(crate) fn train_levels(
     seed_of: &(dyn Fn(usize, usize) -> u64 + Sync),
     params: &TrainParams,
     progress: &Progress,
+    scope: Option<Scope<'_>>,
 ) -> (Vec<Vec<Column>>, Option<CsrMatrix>) {
     let sq_norms: Vec<f32> = (0..x.n_rows())
         .map(|r| x.row(r).1.iter().map(|&v| v * v).sum())
@@ -278,15 +344,25 @@ pub(crate) fn train_levels(
                 first += w;
             }
         }
+        let rows_of = |p: usize| -> &[u32] {
+            match &parent_positives {
+                None => &all_rows,
+                Some(pp) => pp.row(p).0,
+            }
+        };
+        let open: Option<Vec<Vec<u32>>> = scope.map(|s| {
+            let bounds = id_bounds(tree, l, s.label_ids);
+            (0..ptr.len() - 1)
+                .into_par_iter()
+                .map(|p| open_rows(rows_of(p), s.ranges, &bounds, children(ptr, p)))
+                .collect()
+        });
         let blocks: Vec<Vec<Column>> = jobs
             .par_iter()
             .map_init(
                 || BlockSolver::new(x.n_cols),
                 |solver, &(p, first, width)| {
-                    let rows: &[u32] = match &parent_positives {
-                        None => &all_rows,
-                        Some(pp) => pp.row(p).0,
-                    };
+                    let rows: &[u32] = open.as_ref().map_or_else(|| rows_of(p), |o| &o[p]);
                     let pos: Vec<&[u32]> =
                         (first..first + width).map(|c| positives.row(c).0).collect();
                     let columns = solver.solve(x, &sq_norms, rows, &pos, params, seed_of(l, p));
@@ -299,6 +375,11 @@ pub(crate) fn train_levels(
         parent_positives = Some(positives);
     }
     (levels, parent_positives)
+}
+
+/// The children of parent `p` in the child pointers `ptr` of a level.
+fn children(ptr: &[u32], p: usize) -> Range<usize> {
+    ptr[p] as usize..ptr[p + 1] as usize
 }
 
 /// For every node of level `l`, the sorted instances with a label under it (rows of a matrix
@@ -334,6 +415,7 @@ pub(crate) fn positives_at(tree: &LabelTree, y: &CsrMatrix, l: usize) -> CsrMatr
 mod tests {
     use super::*;
     use crate::index::kmeans::{self, KMeansParams};
+    use crate::persist::Persist;
     use crate::xr::model::{PredictParams, PredictScratch};
 
     /// Instances whose single feature is their label (plus noise features): a known answer.
@@ -395,6 +477,65 @@ mod tests {
             assert_eq!(top[0].0, j, "label {j}: {top:?}");
             assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
         }
+    }
+
+    #[test]
+    fn rows_train_only_the_choices_their_range_leaves_open() {
+        let (x, y) = identity_problem(40, 3);
+        // Leaves in label order (as in a trie), so that the bounds of a node are exact.
+        let ordered = LabelTree::new(
+            vec![vec![0, 2], vec![0, 2, 4], vec![0, 10, 20, 30, 40]],
+            (0..40).collect(),
+        )
+        .unwrap();
+        let params = TrainParams::default();
+        let label_of = |r: usize| y.row(r).0[0];
+        // A range of one label: no choice is ever open, nothing is trained.
+        let single: Vec<(u32, u32)> = (0..x.n_rows())
+            .map(|r| (label_of(r), label_of(r) + 1))
+            .collect();
+        let fit = |tree: &LabelTree, ranges: &[(u32, u32)]| {
+            train_with(
+                &x,
+                &y,
+                tree.clone(),
+                &params,
+                &Progress::default(),
+                None,
+                Some(ranges),
+            )
+            .unwrap()
+        };
+        assert_eq!(fit(&ordered, &single).nnz(), 0);
+        // Ranges within one node of the first level: that level is not trained, the rest is.
+        let halves: Vec<(u32, u32)> = (0..x.n_rows())
+            .map(|r| if label_of(r) < 20 { (0, 20) } else { (20, 40) })
+            .collect();
+        let halved = fit(&ordered, &halves);
+        assert_eq!(halved.levels()[0].nnz(), 0);
+        assert!(halved.levels()[1].nnz() > 0 && halved.levels()[2].nnz() > 0);
+        let tree = kmeans_tree(&x, &y, 4);
+        // Every label in range: every choice is open, as without ranges.
+        let all = vec![(0u32, 40u32); x.n_rows()];
+        let plain = train(&x, &y, tree.clone(), &params, &Progress::default()).unwrap();
+        assert_eq!(fit(&tree, &all).to_bytes(), plain.to_bytes());
+        // The open rows of a parent are those whose range meets two children or more.
+        let bounds = [(0, 3), (4, 9), (10, 10)];
+        let ranges = [(0, 2), (3, 5), (9, 11), (11, 20), (0, 20)];
+        assert_eq!(
+            open_rows(&[0, 1, 2, 3, 4], &ranges, &bounds, 0..3),
+            [1, 2, 4]
+        );
+        assert_eq!(open_rows(&[0, 1, 2, 3, 4], &ranges, &bounds, 1..3), [2, 4]);
+        assert_eq!(
+            id_bounds(&tree, tree.depth() - 1, None),
+            (0..40)
+                .map(|leaf| {
+                    let label = tree.label_of_leaf(leaf);
+                    (label, label)
+                })
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
