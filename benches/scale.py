@@ -9,7 +9,8 @@ with ``engine="ray"`` on a local Ray cluster of 1 and of 2 worker CPUs (each wor
 process; the table gives the wall time, the driver's peak memory, and whether the model file is
 byte-identical to the baseline's (it must be).
 
-**Sizes** (``--sizes``, none by default: a million takes about ten minutes): synthetic logs of
+**Sizes** (``--sizes``, none by default: a million takes about twenty minutes; ``--range-rows``
+trains them with ``range_rows=True``): synthetic logs of
 that many distinct queries (``benches/load.py``'s: sessions of 5 made-up queries of 2-4 AOL
 words), trained in a fresh process each: fit time, peak memory, bytes per query on disk, and
 ``complete()`` p50 / p99 over 2,000 prefixes of the log's queries.
@@ -59,9 +60,10 @@ from pathlib import Path
 from xrcomplete import Completer
 n, out = int(sys.argv[1]), sys.argv[2]
 aol = Path(sys.argv[4])
+range_rows = sys.argv[5] == "1"
 pairs = list(synthetic_pairs(aol, n))
 start = time.perf_counter()
-completer = Completer(progress=False).fit(pairs)
+completer = Completer(progress=False, range_rows=range_rows).fit(pairs)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 path = completer.save(out)
@@ -113,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sizes", default="", help="distinct queries of the synthetic logs, comma-separated"
     )
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument(
+        "--range-rows", action="store_true", help="train the size table with range_rows=True"
+    )
     add_data_option(parser)
     args = parser.parse_args(argv)
     (aol,) = require(args.data, "aol_train.tsv")
@@ -145,7 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print("|---:|---:|---:|---:|---:|---:|")
         for n in sizes:
-            got = run(SIZE, str(n), str(folder / f"size-{n}.xrc"), str(ROOT / "benches"), str(aol))
+            got = run(
+                SIZE,
+                str(n),
+                str(folder / f"size-{n}.xrc"),
+                str(ROOT / "benches"),
+                str(aol),
+                "1" if args.range_rows else "0",
+            )
             queries = float(got["queries"])
             print(
                 f"| {int(queries):,} | {float(got['seconds']):.0f} s "

@@ -318,6 +318,12 @@ pub(crate) fn train_levels(
         .map(|r| x.row(r).1.iter().map(|&v| v * v).sum())
         .collect();
     let all_rows: Vec<u32> = (0..x.n_rows() as u32).collect();
+    // The bias weight that makes a node's raw score 1 whatever the input (none without a bias).
+    let neutral_bias = if params.bias > 0.0 {
+        (1.0 / params.bias) as f32
+    } else {
+        0.0
+    };
     let mut parent_positives: Option<CsrMatrix> = None;
     let mut levels = Vec::with_capacity(n_levels);
     for l in 0..n_levels {
@@ -363,6 +369,13 @@ pub(crate) fn train_levels(
                 || BlockSolver::new(x.n_cols),
                 |solver, &(p, first, width)| {
                     let rows: &[u32] = open.as_ref().map_or_else(|| rows_of(p), |o| &o[p]);
+                    if open.is_some() && rows.is_empty() {
+                        // No prefix leaves this choice open: the children are never compared
+                        // with each other, and a path through one of them must not lose to a
+                        // path whose choices were learned. Neutral: z = 1 scores 1.
+                        progress.done.fetch_add(width as u64, Ordering::Relaxed);
+                        return vec![(Vec::new(), Vec::new(), neutral_bias); width];
+                    }
                     let pos: Vec<&[u32]> =
                         (first..first + width).map(|c| positives.row(c).0).collect();
                     let columns = solver.solve(x, &sq_norms, rows, &pos, params, seed_of(l, p));
@@ -506,7 +519,23 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(fit(&ordered, &single).nnz(), 0);
+        let none_open = fit(&ordered, &single);
+        assert_eq!(none_open.nnz(), 0);
+        // ... and every choice scores 1: no path loses to one whose choices were learned.
+        let mut scratch = PredictScratch::default();
+        let all = PredictParams {
+            beam_size: 100,
+            topk: 40,
+            ..Default::default()
+        };
+        let scores = none_open
+            .predict_one(&[3], &[1.0], &all, None, &mut scratch)
+            .unwrap();
+        assert_eq!(scores.len(), 40);
+        assert!(
+            scores.iter().all(|&(_, s)| (s - 1.0).abs() < 1e-6),
+            "{scores:?}"
+        );
         // Ranges within one node of the first level: that level is not trained, the rest is.
         let halves: Vec<(u32, u32)> = (0..x.n_rows())
             .map(|r| if label_of(r) < 20 { (0, 20) } else { (20, 40) })
