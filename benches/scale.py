@@ -10,7 +10,7 @@ process; the table gives the wall time, the driver's peak memory, and whether th
 byte-identical to the baseline's (it must be).
 
 **Sizes** (``--sizes``, none by default: a million takes about twenty minutes; ``--range-rows``
-trains them with ``range_rows=True``): synthetic logs of
+trains both tables with ``range_rows=True``): synthetic logs of
 that many distinct queries (``benches/load.py``'s: sessions of 5 made-up queries of 2-4 AOL
 words), trained in a fresh process each: fit time, peak memory, bytes per query on disk, and
 ``complete()`` p50 / p99 over 2,000 prefixes of the log's queries.
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN = r"""
 import hashlib, json, os, resource, sys, time
 from xrcomplete import Completer
-mode, out, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+mode, out, range_rows, files = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
 engine = "local"
 if mode != "local":
     import ray
@@ -42,7 +42,7 @@ if mode != "local":
              runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}})
     engine = "ray"
 start = time.perf_counter()
-completer = Completer(progress=False).fit_log(files, engine=engine)
+completer = Completer(progress=False, range_rows=range_rows).fit_log(files, engine=engine)
 seconds = time.perf_counter() - start
 path = completer.save(out)
 digest = hashlib.sha1(path.read_bytes()).hexdigest()
@@ -115,9 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sizes", default="", help="distinct queries of the synthetic logs, comma-separated"
     )
     parser.add_argument("--skip-ray", action="store_true")
-    parser.add_argument(
-        "--range-rows", action="store_true", help="train the size table with range_rows=True"
-    )
+    parser.add_argument("--range-rows", action="store_true", help="train with range_rows=True")
     add_data_option(parser)
     args = parser.parse_args(argv)
     (aol,) = require(args.data, "aol_train.tsv")
@@ -134,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("1", "Ray, 1 worker CPU"),
                 ("2", "Ray, 2 worker CPUs"),
             ]:
-                got = run(TRAIN, mode, str(folder / f"{mode}.xrc"), *parts)
+                rows = "1" if args.range_rows else "0"
+                got = run(TRAIN, mode, str(folder / f"{mode}.xrc"), rows, *parts)
                 base = base or got
                 print(
                     f"| {name} | {got['seconds']:.1f} s "
