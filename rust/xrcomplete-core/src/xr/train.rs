@@ -169,7 +169,9 @@ pub fn train(
 /// - `ranges`: per row, the range of label ids its answers will be restricted to when serving
 ///   (a completer's prefix range). A row then trains the children of a node only where its
 ///   range meets two of them or more: where the range leaves one child, the model never has to
-///   choose, and the siblings it would be a negative for are never its competitors.
+///   choose, and the siblings it would be a negative for are never its competitors. Children
+///   that no row's range leaves open score 1 (neutral), so paths through them do not lose to
+///   paths whose choices were learned.
 pub fn train_with(
     x: &CsrMatrix,
     y: &CsrMatrix,
