@@ -86,9 +86,12 @@ def test_unseen_queries_are_composed_and_marked(completer: Completer) -> None:
     prev=st.text(max_size=30),
     prefix=st.one_of(st.text(max_size=12), st.sampled_from(["b", "ba", " B", "bing ", "c"])),
     k=st.integers(0, 25),
+    range_rows=st.booleans(),
 )
-def test_every_answer_starts_with_the_normalised_prefix(prev: str, prefix: str, k: int) -> None:
-    completer = _small()
+def test_every_answer_starts_with_the_normalised_prefix(
+    prev: str, prefix: str, k: int, range_rows: bool
+) -> None:
+    completer = _small(range_rows)
     found = completer.complete(prev, prefix, k)
     assert len(found) <= k
     typed = prefix.lstrip().lower()
@@ -102,13 +105,15 @@ def test_every_answer_starts_with_the_normalised_prefix(prev: str, prefix: str, 
     assert len(set(names(found))) == len(found)
 
 
-_SMALL: list[Completer] = []
+_SMALL: dict[bool, Completer] = {}
 
 
-def _small() -> Completer:
-    if not _SMALL:
-        _SMALL.append(Completer(index="trie", progress=False).fit(synthetic_pairs()))
-    return _SMALL[0]
+def _small(range_rows: bool = False) -> Completer:
+    """A completer of the synthetic log (its matcher trained with ``range_rows`` or not)."""
+    if range_rows not in _SMALL:
+        completer = Completer(index="trie", progress=False, range_rows=range_rows)
+        _SMALL[range_rows] = completer.fit(synthetic_pairs())
+    return _SMALL[range_rows]
 
 
 def test_odd_input_gets_answers_or_clear_errors() -> None:
