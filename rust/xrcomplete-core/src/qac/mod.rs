@@ -560,7 +560,7 @@ impl Completer {
         // Training examples: (previous query, prefix of the next query) -> next query.
         let mut rng = SplitMix64(params.seed);
         let (mut prevs, mut prefixes, mut targets) = (Vec::new(), Vec::new(), Vec::new());
-        // The label range each training prefix will be served in.
+        // The label range each training prefix will be served in (for `range_rows`).
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         let mut ends: Vec<usize> = Vec::new();
         for &(p, q) in log.pairs {
@@ -572,11 +572,13 @@ impl Completer {
                 prevs.push(prev_text(p));
                 prefixes.push(&next[..end]);
                 targets.push(label);
-                ranges.push(
-                    labels
-                        .prefix_range(&next[..end])
-                        .unwrap_or((label, label + 1)),
-                );
+                if params.range_rows {
+                    ranges.push(
+                        labels
+                            .prefix_range(&next[..end])
+                            .unwrap_or((label, label + 1)),
+                    );
+                }
             }
         }
         if targets.is_empty() {

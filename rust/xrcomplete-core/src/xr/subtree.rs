@@ -12,6 +12,7 @@
 //! another build or a damaged one is refused with a typed error, not trained on.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -99,22 +100,22 @@ impl SubtreeJob {
         params: &TrainParams,
         ranges: Option<&[(u32, u32)]>,
     ) -> Result<Self> {
-        let mut parents = root..root + 1;
+        let spans = spans(tree, split, root);
+        // The parents of each level of the subtree: the root, then the nodes of the level above.
+        let parents = std::iter::once(root..root + 1).chain(spans.iter().cloned());
         let mut parent_base = Vec::new();
         let mut child_ptr = Vec::new();
-        for l in split..tree.depth() {
+        for (l, parents) in (split..tree.depth()).zip(parents) {
             let ptr = tree.child_ptr(l);
-            let first = ptr[parents.start];
             parent_base.push(parents.start as u64);
             child_ptr.push(
                 ptr[parents.start..=parents.end]
                     .iter()
-                    .map(|&c| c - first)
+                    .map(|&c| c - ptr[parents.start])
                     .collect(),
             );
-            parents = first as usize..ptr[parents.end] as usize;
         }
-        let leaves = parents;
+        let leaves = spans.last().cloned().unwrap_or(root..root + 1);
         let local = LabelTree::new(child_ptr, (0..leaves.len() as u32).collect())?;
         let x_rows = CsrMatrix::from_rows(
             x.n_cols,
@@ -327,6 +328,19 @@ impl Persist for SubtreeColumns {
         }
         Ok(SubtreeColumns(levels))
     }
+}
+
+/// The nodes of `tree` at each level `split..` under node `root` of level `split - 1` (the last
+/// range: the subtree's leaves).
+fn spans(tree: &LabelTree, split: usize, root: usize) -> Vec<Range<usize>> {
+    let mut parents = root..root + 1;
+    (split..tree.depth())
+        .map(|l| {
+            let ptr = tree.child_ptr(l);
+            parents = ptr[parents.start] as usize..ptr[parents.end] as usize;
+            parents.clone()
+        })
+        .collect()
 }
 
 /// Trains the job `job` (the bytes of a [`SubtreeJob`]) and answers with its columns: the work
@@ -656,17 +670,5 @@ mod tests {
             let there = train_with(&x, &y, tree, &params, &progress, Some(&offload), Some(&ranges)).unwrap();
             prop_assert_eq!(here.to_bytes(), there.to_bytes());
         }
-    }
-
-    /// The nodes of `tree` at each level `split..` under node `root` of level `split - 1`.
-    fn spans(tree: &LabelTree, split: usize, root: usize) -> Vec<std::ops::Range<usize>> {
-        let mut parents = root..root + 1;
-        (split..tree.depth())
-            .map(|l| {
-                let ptr = tree.child_ptr(l);
-                parents = ptr[parents.start] as usize..ptr[parents.end] as usize;
-                parents.clone()
-            })
-            .collect()
     }
 }
