@@ -25,7 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from xrcomplete import _core
-from xrcomplete.data import Event, LogShard, PathLike, ReadReport, check_gap, read_log_shard
+from xrcomplete.data import (
+    Event,
+    LogShard,
+    PathLike,
+    ReadReport,
+    admit_users,
+    check_gap,
+    read_log_shard,
+)
 from xrcomplete.distributed import Engine, RayEngine
 from xrcomplete.progress import ProgressLine, bar, with_progress
 from xrcomplete.text import NotFittedError, TfidfVectorizer
@@ -535,9 +543,7 @@ class Completer:
                 for query, n in shard.counts.items():
                     counts[query] = counts.get(query, 0.0) + n
                 for query, members in shard.users.items():
-                    seen = users.setdefault(query, [])
-                    seen.extend(m for m in members if m not in seen)
-                    del seen[floor:]
+                    admit_users(users.setdefault(query, []), members, floor)
                 report.absorb(shard.report)
                 before = shard.last or before
             for query, prev, count, when in searches:

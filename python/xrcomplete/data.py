@@ -323,6 +323,16 @@ class LogShard:
         )
 
 
+def admit_users(seen: list[str], users: Iterable[str], floor: int) -> None:
+    """Appends to ``seen`` the ``users`` it does not hold, in order, until it holds ``floor``:
+    the first ``floor`` distinct users of a query (all a privacy floor needs to decide)."""
+    for user in users:
+        if len(seen) >= floor:
+            return
+        if user not in seen:
+            seen.append(user)
+
+
 def read_log_shard(
     path: PathLike,
     gap_minutes: float = 30.0,
@@ -343,20 +353,14 @@ def read_log_shard(
     last: list[tuple[Event, float]] = []  # the last event, and its time as a timestamp
 
     def id_of(query: str) -> int:
-        found = ids.get(query)
-        if found is None:
-            found = ids[query] = len(ids)
-            shard.queries.append(query)
-        return found
+        return ids.setdefault(query, len(ids))
 
     def counted() -> Iterator[tuple[str, str, datetime]]:
         for event in read_events(path, errors=errors, report=shard.report):
             user, query, when = event
             shard.counts[query] = shard.counts.get(query, 0.0) + 1
             if floor:
-                seen = shard.users.setdefault(query, [])
-                if len(seen) < floor and user not in seen:
-                    seen.append(user)
+                admit_users(shard.users.setdefault(query, []), (user,), floor)
             stamp = (user, query, (when - _EPOCH).total_seconds())
             if shard.first is None:
                 shard.first = stamp
@@ -370,6 +374,7 @@ def read_log_shard(
         shard.prev_ids.append(id_of(prev) if prev else -1)
         shard.times.append(last[0][1])
     shard.last = last[0][0] if last else None
+    shard.queries = list(ids)
     return shard
 
 
