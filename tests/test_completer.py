@@ -333,3 +333,63 @@ def test_composed_answers_start_with_the_prefix_and_are_new_and_distinct(
         assert f.query.startswith(typed)
         assert (f.source == "seen") == (f.query in known), f
     assert [f.score for f in found] == sorted((f.score for f in found), reverse=True)
+
+
+def run_pairs(users: int = 1200, seed: int = 5) -> list[tuple[str, str]]:
+    """Sessions "<activity> in <city> <state>" -> "part time jobs in <city> <state>": the job
+    query copies a run of words from the one before."""
+    rng = random.Random(seed)
+    places = [(f"city{i}", f"st{i % 7}") for i in range(400)]
+    activities = ["swim lessons", "dog parks", "pizza", "used cars", "dentists"]
+    pairs: list[tuple[str, str]] = []
+    for _ in range(users):
+        (city, state), activity = rng.choice(places[1:]), rng.choice(activities)
+        prev = f"{activity} in {city} {state}"
+        pairs += [("", prev), (prev, f"part time jobs in {city} {state}")]
+    # The first place is searched, but never followed by a job search.
+    pairs += [("", f"pizza in {places[0][0]} {places[0][1]}")] * 3
+    return pairs
+
+
+def test_a_run_of_the_previous_query_is_copied_past_compose_words() -> None:
+    pairs = run_pairs()
+    target = "part time jobs in city0 st0"
+    assert target not in {q for pair in pairs for q in pair}
+    c = Completer(index="trie", progress=False).fit(pairs)
+    found = c.complete("pizza in city0 st0", "part time j", k=3)
+    # Four words after the typed head, where compose_words allows two: only a copied run goes
+    # that far.
+    assert found[0].query == target and found[0].source == "composed", found
+    without = c.model.complete("pizza in city0 st0", "part time j", k=10, follow=0.0)
+    assert target not in [q for q, *_ in without]
+
+
+def test_a_word_of_the_previous_query_the_log_never_had_is_copied() -> None:
+    rng = random.Random(7)
+    brands = [f"brand{i}" for i in range(60)]
+    pairs: list[tuple[str, str]] = []
+    for _ in range(800):
+        brand = rng.choice(brands)
+        pairs += [("", brand), (brand, f"{brand} reviews")]
+    c = Completer(index="trie", progress=False).fit(pairs)
+    found = c.complete("zorbix", "zo", k=3)
+    assert found and found[0].query == "zorbix reviews" and found[0].source == "composed", found
+    assert c.complete("", "zo", k=3) == []
+    # Its features say it was copied from the previous query.
+    best = c.explain("zorbix", "zo")[0]
+    assert best.query == "zorbix reviews" and best.features["copied_words"] == 1.0
+    assert best.features["prev_coverage"] == 1.0
+
+
+def test_follow_is_an_option_that_is_saved(tmp_path: Path) -> None:
+    pairs = run_pairs(users=300)
+    c = Completer(index="trie", follow=0.45, progress=False).fit(pairs)
+    assert c.model.rank_params()["follow"] == pytest.approx(0.45)
+    again = Completer.load(c.save(tmp_path / "m"))
+    assert again.follow == pytest.approx(0.45)
+    args = ("pizza in city0 st0", "part time j")
+    assert again.complete(*args) == c.complete(*args)
+    with pytest.raises(ValueError, match="follow"):
+        Completer(index="trie", copy=0.5, follow=0.5, progress=False).fit(pairs)
+    with pytest.raises(ValueError, match="follow"):
+        c.model.complete(*args, follow=-0.1)

@@ -6,7 +6,7 @@ The hot paths live in Rust (``xrcomplete._core``); this package re-exports them 
 from importlib.metadata import PackageNotFoundError, version
 
 from xrcomplete._core import ModelFormatError, Trie
-from xrcomplete.completer import Completer, Completion
+from xrcomplete.completer import Candidate, Completer, Completion
 from xrcomplete.data import LogFormatError, ReadReport, SkippedRowsWarning
 from xrcomplete.retrieval import Hit, ProductId, ProductRetriever
 from xrcomplete.server import Server, serve
@@ -19,6 +19,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 __all__ = [
+    "Candidate",
     "Completer",
     "Completion",
     "FeatureConcat",

@@ -264,6 +264,7 @@ class CompleterModel:
         compose_beam: int = 6,
         compose_words: int = 2,
         copy: float = 0.2,
+        follow: float = 0.3,
         lm_discount: float = 0.75,
         lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
@@ -293,6 +294,7 @@ class CompleterModel:
         compose_beam: int | None = None,
         compose_words: int | None = None,
         copy: float | None = None,
+        follow: float | None = None,
         fuzzy_one: int | None = None,
         fuzzy_two: int | None = None,
     ) -> list[_Suggestion]: ...
@@ -312,9 +314,27 @@ class CompleterModel:
         compose_beam: int | None = None,
         compose_words: int | None = None,
         copy: float | None = None,
+        follow: float | None = None,
         fuzzy_one: int | None = None,
         fuzzy_two: int | None = None,
     ) -> list[list[_Suggestion]]: ...
+    def explain(
+        self,
+        prev: str,
+        prefix: str,
+        *,
+        beam_size: int | None = None,
+        candidates: int | None = None,
+        model_floor: float | None = None,
+        generate: bool | None = None,
+        use_model: bool | None = None,
+        use_popular: bool | None = None,
+        use_transitions: bool | None = None,
+        compose_beam: int | None = None,
+        compose_words: int | None = None,
+        copy: float | None = None,
+        follow: float | None = None,
+    ) -> list[tuple[str, float, str, int, list[float]]]: ...
     def record(
         self, query: str, prev: str = "", count: float = 1.0, time: float | None = None
     ) -> None: ...

@@ -20,6 +20,7 @@ import math
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,17 @@ class Completion(tuple[str, float]):
 
     def __getnewargs__(self) -> tuple[str, float, str, int]:
         return (self[0], self[1], self.source, len(self.matched))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate of ``Completer.explain``: the query, its ranking score, where it came from
+    (``"seen"``, ``"composed"`` or ``"live"``) and its ranking features by name."""
+
+    query: str
+    score: float
+    source: str
+    features: dict[str, float]
 
 
 def _completions(found: list[tuple[str, float, str, int]]) -> list[Completion]:
@@ -248,7 +260,9 @@ class Completer:
     ``TfidfVectorizer`` s giving the options of the two feature blocks. The candidate options
     (``beam_size``, ``candidates``, ``model_floor``, ``generate``: compose queries with the
     language model, ``compose_beam``, ``compose_words``, ``copy``: the share of the previous
-    query's words in the language model's next-word choice) are defaults that
+    query's words in the language model's next-word choice, ``follow``: the share of the word
+    after the query's last one in the previous query, growing with each word of a copied run,
+    which may then go past ``compose_words``) are defaults that
     ``completer.model.complete`` may override; see the README. The ranking stage learns from
     the latest ``rank_holdout`` share of the pairs (``rank_prefixes`` prefixes each) ranked by
     parts trained on the rest, with ``ranker_bins`` bins per feature; ``features_off`` leaves
@@ -293,6 +307,7 @@ class Completer:
         compose_beam: int = 6,
         compose_words: int = 2,
         copy: float = 0.2,
+        follow: float = 0.3,
         lm_discount: float = 0.75,
         lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
@@ -331,6 +346,7 @@ class Completer:
         self.compose_beam = compose_beam
         self.compose_words = compose_words
         self.copy = copy
+        self.follow = follow
         self.lm_discount = lm_discount
         self.lm_count_power = lm_count_power
         self.rank_holdout = rank_holdout
@@ -473,6 +489,7 @@ class Completer:
                 compose_beam=self.compose_beam,
                 compose_words=self.compose_words,
                 copy=self.copy,
+                follow=self.follow,
                 lm_discount=self.lm_discount,
                 lm_count_power=self.lm_count_power,
                 rank_holdout=self.rank_holdout,
@@ -583,6 +600,23 @@ class Completer:
             _completions(found) for found in self.model.complete_batch(prev_queries, prefixes, k)
         ]
 
+    def explain(self, prev_query: str, prefix: str) -> list[Candidate]:
+        """Every candidate ``complete`` ranks for ``prefix`` after ``prev_query``, best first,
+        with its ranking features (the typed prefix's own candidates: before the blocklist, the
+        privacy floor and typo corrections). For seeing why an answer ranks where it does.
+
+        >>> pairs = [("", "home depot"), ("cheap flights", "hotels in boston")] * 5
+        >>> completer = Completer(index="trie", progress=False).fit(pairs)
+        >>> best = completer.explain("cheap flights", "ho")[0]
+        >>> best.query, best.source, best.features["transitions"] > 0
+        ('hotels in boston', 'seen', True)
+        """
+        names = self.model.ranking_features()
+        return [
+            Candidate(query, score, source, dict(zip(names, features)))
+            for query, score, source, _, features in self.model.explain(prev_query, prefix)
+        ]
+
     def record(
         self, query: str, prev: str = "", count: float = 1.0, time: float | None = None
     ) -> None:
@@ -688,6 +722,7 @@ class Completer:
         completer.compose_beam = int(rank["compose_beam"])
         completer.compose_words = int(rank["compose_words"])
         completer.copy = rank["copy"]
+        completer.follow = rank["follow"]
         return completer
 
     def __getstate__(self) -> dict[str, object]:

@@ -137,6 +137,7 @@ struct RankOverrides {
     compose_beam: Option<usize>,
     compose_words: Option<usize>,
     copy: Option<f32>,
+    follow: Option<f32>,
     fuzzy_one: Option<usize>,
     fuzzy_two: Option<usize>,
 }
@@ -155,6 +156,7 @@ impl RankOverrides {
             compose_beam: self.compose_beam.unwrap_or(base.compose_beam),
             compose_words: self.compose_words.unwrap_or(base.compose_words),
             copy: self.copy.unwrap_or(base.copy),
+            follow: self.follow.unwrap_or(base.follow),
             fuzzy_one: self.fuzzy_one.unwrap_or(base.fuzzy_one),
             fuzzy_two: self.fuzzy_two.unwrap_or(base.fuzzy_two),
         };
@@ -162,6 +164,9 @@ impl RankOverrides {
         Ok(params)
     }
 }
+
+/// A candidate of `explain` for Python: (query, score, source, ranking segment, features).
+type ExplainedCandidate = (String, f32, &'static str, u32, Vec<f32>);
 
 /// A suggestion for Python: (query, score, source, characters of the query that the typed
 /// prefix, or for a fuzzy one the corrected prefix, covers).
@@ -195,7 +200,8 @@ impl CompleterModel {
         kmeans_max_iter = 20, prefixes_per_pair = 3, min_count = 1.0, seed = 0, cp = 1.0,
         cn = 1.0, bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1,
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
-        generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, lm_discount = 0.75, lm_count_power = 0.5,
+        generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, follow = 0.3,
+        lm_discount = 0.75, lm_count_power = 0.5,
         rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
         live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, subtrees = None,
         min_subtrees = 64, range_rows = false,
@@ -238,6 +244,7 @@ impl CompleterModel {
         compose_beam: usize,
         compose_words: usize,
         copy: f32,
+        follow: f32,
         lm_discount: f32,
         lm_count_power: f64,
         rank_holdout: f64,
@@ -265,6 +272,7 @@ impl CompleterModel {
             compose_beam,
             compose_words,
             copy,
+            follow,
             fuzzy_one,
             fuzzy_two,
             ..RankParams::default()
@@ -364,8 +372,8 @@ impl CompleterModel {
     #[pyo3(signature = (
         prev, prefix, k = 10, *, beam_size = None, candidates = None, model_floor = None,
         generate = None, use_model = None, use_popular = None, use_transitions = None,
-        compose_beam = None, compose_words = None, copy = None, fuzzy_one = None,
-        fuzzy_two = None,
+        compose_beam = None, compose_words = None, copy = None, follow = None,
+        fuzzy_one = None, fuzzy_two = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn complete(
@@ -384,6 +392,7 @@ impl CompleterModel {
         compose_beam: Option<usize>,
         compose_words: Option<usize>,
         copy: Option<f32>,
+        follow: Option<f32>,
         fuzzy_one: Option<usize>,
         fuzzy_two: Option<usize>,
     ) -> PyResult<Vec<Suggestion>> {
@@ -399,6 +408,7 @@ impl CompleterModel {
             compose_beam,
             compose_words,
             copy,
+            follow,
             fuzzy_one,
             fuzzy_two,
         }
@@ -414,12 +424,71 @@ impl CompleterModel {
         .map_err(to_py_err)
     }
 
+    /// Every candidate of `prefix` after `prev`, ranked, before the blocklist, the privacy
+    /// floor and the typo fallback: [(query, score, source, segment, features)], the features
+    /// named by `ranking_features()`. Options as for `complete`; `candidates` is per source.
+    #[pyo3(signature = (
+        prev, prefix, *, beam_size = None, candidates = None, model_floor = None,
+        generate = None, use_model = None, use_popular = None, use_transitions = None,
+        compose_beam = None, compose_words = None, copy = None, follow = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        prev: &str,
+        prefix: &str,
+        beam_size: Option<usize>,
+        candidates: Option<usize>,
+        model_floor: Option<f32>,
+        generate: Option<bool>,
+        use_model: Option<bool>,
+        use_popular: Option<bool>,
+        use_transitions: Option<bool>,
+        compose_beam: Option<usize>,
+        compose_words: Option<usize>,
+        copy: Option<f32>,
+        follow: Option<f32>,
+    ) -> PyResult<Vec<ExplainedCandidate>> {
+        let params = RankOverrides {
+            beam_size,
+            candidates,
+            model_floor,
+            generate,
+            use_model,
+            use_popular,
+            use_transitions,
+            compose_beam,
+            compose_words,
+            copy,
+            follow,
+            ..RankOverrides::default()
+        }
+        .apply(self.inner.rank_params())?;
+        let live = self.live();
+        py.detach(|| {
+            SCRATCH.with_borrow_mut(|scratch| {
+                self.inner
+                    .explain(prev, prefix, &params, Some(&live), scratch)
+            })
+        })
+        .map(|all| {
+            all.into_iter()
+                .map(|e| {
+                    let source = e.origin.name();
+                    (e.query, e.score, source, e.segment, e.features.to_vec())
+                })
+                .collect()
+        })
+        .map_err(to_py_err)
+    }
+
     /// `complete` for every (prevs[i], prefixes[i]), in parallel.
     #[pyo3(signature = (
         prevs, prefixes, k = 10, *, beam_size = None, candidates = None, model_floor = None,
         generate = None, use_model = None, use_popular = None, use_transitions = None,
-        compose_beam = None, compose_words = None, copy = None, fuzzy_one = None,
-        fuzzy_two = None,
+        compose_beam = None, compose_words = None, copy = None, follow = None,
+        fuzzy_one = None, fuzzy_two = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn complete_batch(
@@ -438,6 +507,7 @@ impl CompleterModel {
         compose_beam: Option<usize>,
         compose_words: Option<usize>,
         copy: Option<f32>,
+        follow: Option<f32>,
         fuzzy_one: Option<usize>,
         fuzzy_two: Option<usize>,
     ) -> PyResult<Vec<Vec<Suggestion>>> {
@@ -453,6 +523,7 @@ impl CompleterModel {
             compose_beam,
             compose_words,
             copy,
+            follow,
             fuzzy_one,
             fuzzy_two,
         }
@@ -624,6 +695,7 @@ impl CompleterModel {
             ("compose_beam", r.compose_beam as f64),
             ("compose_words", r.compose_words as f64),
             ("copy", f64::from(r.copy)),
+            ("follow", f64::from(r.follow)),
             ("fuzzy_one", r.fuzzy_one as f64),
             ("fuzzy_two", r.fuzzy_two as f64),
         ]

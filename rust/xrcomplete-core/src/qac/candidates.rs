@@ -212,9 +212,9 @@ impl Sources {
         }
         s.composed.clear();
         self.lm.prepare(prev, prefix, &mut s.lm);
+        let compose = params.compose();
         if params.generate {
             let wanted = n.min(MAX_COMPOSED);
-            let compose = params.compose();
             self.lm
                 .compose_prepared(prefix, wanted, &compose, &mut s.lm, &mut s.composed);
         }
@@ -310,7 +310,7 @@ impl Sources {
                 }
             }
             if !c.composed {
-                c.lm = self.lm.score_prepared(&c.text, params.copy, &mut s.lm);
+                c.lm = self.lm.score_prepared(&c.text, &compose, &mut s.lm);
             }
             let popularity = c.label.map_or(0.0, |l| weights[l as usize] as f32);
             features(c, prev, prefix, head_len, &s.prev_words, popularity, params);

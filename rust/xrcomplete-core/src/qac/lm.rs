@@ -30,6 +30,13 @@ use crate::Trie;
 
 use super::words::split_last_word;
 
+/// The copy and run-following shares together stay below this: the model's own distribution
+/// always keeps a part.
+const RUN_SHARE_MAX: f32 = 0.95;
+
+/// Session words (see [`LmScratch`]) kept per previous query, at most.
+const MAX_SESSION_WORDS: usize = 16;
+
 /// Log probability given to a word the model does not know.
 const UNKNOWN_LOGP: f32 = -30.0;
 
@@ -42,6 +49,12 @@ pub struct ComposeParams {
     pub max_words: usize,
     /// Share of each next-word distribution given to the previous query's words, in [0, 1).
     pub copy: f32,
+    /// Share given to the word that follows the last one in the previous query, when that
+    /// word is known and not yet in the query: copying goes on along the previous query's
+    /// words ("part time job" after "swim lessons in humble tx" -> "part time jobs in humble
+    /// tx"). `copy + follow` is below 1. A hypothesis continuing such a run may grow past
+    /// `max_words`, up to [`MAX_COMPOSED_WORDS`].
+    pub follow: f32,
 }
 
 impl Default for ComposeParams {
@@ -50,6 +63,7 @@ impl Default for ComposeParams {
             beam: 6,
             max_words: 2,
             copy: 0.2,
+            follow: 0.0,
         }
     }
 }
@@ -72,6 +86,13 @@ impl ComposeParams {
             return Err(Error::InvalidInput(format!(
                 "copy must be in [0, 1), got {}",
                 self.copy
+            )));
+        }
+        let shares_ok = self.follow.is_finite() && self.follow >= 0.0;
+        if !(shares_ok && self.copy + self.follow < 1.0) {
+            return Err(Error::InvalidInput(format!(
+                "follow must be >= 0 with copy + follow below 1, got {} and {}",
+                self.follow, self.copy
             )));
         }
         Ok(())
@@ -313,6 +334,11 @@ pub struct LmScratch {
     options: Vec<u32>,
     /// The previous query's known words, sorted.
     copy: Vec<u32>,
+    /// The previous query's tokens in order (unknown words as the unknown token).
+    prev_seq: Vec<u32>,
+    /// The previous query's words the model does not know, in order of first use: session
+    /// words, which may be copied (token `unknown + 1 + i`) though the model never saw them.
+    session: Vec<String>,
     /// `<s> <s>` and the tokens of the prefix's head.
     head: Vec<u32>,
     /// Bytes of the prefix up to its partial word.
@@ -330,7 +356,8 @@ struct Next<'a> {
 }
 
 /// The copy share at one point of a query: the previous query's known words not yet in it
-/// (the head's tokens and the words chosen after it), and the share `c` they split.
+/// (the head's tokens and the words chosen after it), and the share `c` they split; and the
+/// word that follows the query's last word in the previous query, with its own share.
 #[derive(Clone, Copy)]
 struct CopyShare<'a> {
     copy: &'a [u32],
@@ -339,19 +366,61 @@ struct CopyShare<'a> {
     /// How many of `copy` are not yet in the query.
     available: usize,
     c: f32,
+    /// The known word after the query's last word in the previous query, not yet in the query.
+    follow: Option<u32>,
+    cf: f32,
 }
 
 impl<'a> CopyShare<'a> {
-    fn new(copy: &'a [u32], head: &'a [u32], chosen: &'a [u32], c: f32) -> Self {
+    /// The share at the end of `head` then `chosen`, with the previous query's words `copy`
+    /// (sorted) and `seq` (in order, the unknown token for unknown words).
+    fn new(
+        (copy, seq): (&'a [u32], &[u32]),
+        head: &'a [u32],
+        chosen: &'a [u32],
+        (c, cf): (f32, f32),
+        unknown: u32,
+    ) -> Self {
         let mut share = CopyShare {
             copy,
             head,
             chosen,
             available: 0,
             c,
+            follow: None,
+            cf,
         };
         share.available = copy.iter().filter(|&&t| share.fresh(t)).count();
+        if cf > 0.0 && share.available > 0 {
+            // The query's tokens, last first.
+            let back = || chosen.iter().rev().chain(head.iter().rev()).copied();
+            // The longest run of the previous query's words that the query ends with, among
+            // those whose next word is known and not yet in the query.
+            let mut best = 0;
+            for i in 1..seq.len() {
+                let t = seq[i];
+                if t == unknown || !share.fresh(t) {
+                    continue;
+                }
+                let run = back()
+                    .zip(seq[..i].iter().rev())
+                    .take_while(|(q, p)| q == *p && *q != unknown)
+                    .count();
+                if run > best {
+                    (best, share.follow) = (run, Some(t));
+                }
+            }
+            // Each word of the run makes going on likelier: 1 - (1 - cf)^run.
+            let run_share = 1.0 - (1.0 - cf).powi(best as i32);
+            share.cf = run_share.min(RUN_SHARE_MAX - c).max(0.0);
+        }
         share
+    }
+
+    /// The shares taken from the model's own distribution.
+    fn taken(&self) -> f32 {
+        let copy = if self.available > 0 { self.c } else { 0.0 };
+        copy + if self.follow.is_some() { self.cf } else { 0.0 }
     }
 
     /// True when `token` is not yet in the query.
@@ -610,16 +679,16 @@ impl QueryLm {
     }
 
     /// True when the typed `prefix` looks mistyped to the model: one of its whole words (those
-    /// followed by a space) is not a word of the model, or what is typed of its last word
-    /// starts none.
-    pub fn looks_mistyped(&self, prefix: &str) -> bool {
+    /// followed by a space) is neither a word of the model nor of the previous query `prev`,
+    /// or what is typed of its last word starts none.
+    pub fn looks_mistyped(&self, prev: &str, prefix: &str) -> bool {
         let ends_word = prefix.ends_with(is_py_space);
         let words: Vec<&str> = split_words(prefix).collect();
         words.iter().enumerate().any(|(i, w)| {
             if i + 1 < words.len() || ends_word {
-                !self.knows(w)
+                !(self.knows(w) || split_words(prev).any(|p| p == *w))
             } else {
-                !self.knows_start(w)
+                !(self.knows_start(w) || split_words(prev).any(|p| p.starts_with(w)))
             }
         })
     }
@@ -647,12 +716,28 @@ impl QueryLm {
         self.words.len() as u32 + 2
     }
 
+    #[cfg(test)]
     fn token(&self, word: &str) -> u32 {
         self.words.id(word).unwrap_or(self.unknown_token())
     }
 
-    fn word(&self, token: u32) -> &str {
-        self.words.key(token).unwrap_or("")
+    /// The token of `word`, a session word's among `session` when the model does not know it.
+    fn session_token(&self, session: &[String], word: &str) -> u32 {
+        match self.words.id(word) {
+            Some(t) => t,
+            None => match session.iter().position(|w| w == word) {
+                Some(i) => self.unknown_token() + 1 + i as u32,
+                None => self.unknown_token(),
+            },
+        }
+    }
+
+    /// The text of a word's or a session word's token.
+    fn word_of<'a>(&'a self, session: &'a [String], token: u32) -> &'a str {
+        match token.checked_sub(self.unknown_token() + 1) {
+            Some(i) => session.get(i as usize).map_or("", String::as_str),
+            None => self.words.key(token).unwrap_or(""),
+        }
     }
 
     fn unigram(&self, token: u32) -> f32 {
@@ -694,9 +779,12 @@ impl QueryLm {
     fn log_prob(&self, next: &Next, token: u32, share: &CopyShare) -> f32 {
         let mut p = self.prob(next.bigram, next.trigram, token);
         if share.available > 0 && token != self.end_token() {
-            p *= 1.0 - share.c;
+            p *= 1.0 - share.taken();
             if share.copy.binary_search(&token).is_ok() && share.fresh(token) {
                 p += share.c * next.goes_on / share.available as f32;
+            }
+            if share.follow == Some(token) {
+                p += share.cf * next.goes_on;
             }
         }
         if p > 0.0 {
@@ -715,10 +803,23 @@ impl QueryLm {
         s.head.clear();
         s.head.push(self.start_token());
         s.head.push(self.start_token());
-        s.head.extend(split_words(head_text).map(|w| self.token(w)));
+        s.session.clear();
+        s.prev_seq.clear();
+        for w in split_words(prev) {
+            if !self.knows(w)
+                && s.session.len() < MAX_SESSION_WORDS
+                && !s.session.iter().any(|x| x == w)
+            {
+                s.session.push(w.to_owned());
+            }
+            s.prev_seq.push(self.session_token(&s.session, w));
+        }
+        s.head
+            .extend(split_words(head_text).map(|w| self.session_token(&s.session, w)));
         s.copy.clear();
+        let unknown = self.unknown_token();
         s.copy
-            .extend(split_words(prev).filter_map(|w| self.words.id(w)));
+            .extend(s.prev_seq.iter().copied().filter(|&t| t != unknown));
         s.copy.sort_unstable();
         s.copy.dedup();
     }
@@ -731,31 +832,42 @@ impl QueryLm {
         prev: &str,
         prefix: &str,
         completion: &str,
-        copy: f32,
+        params: &ComposeParams,
         s: &mut LmScratch,
     ) -> Option<f32> {
         if !completion.starts_with(prefix) {
             return None;
         }
         self.prepare(prev, prefix, s);
-        Some(self.score_prepared(completion, copy, s))
+        Some(self.score_prepared(completion, params, s))
     }
 
     /// [`QueryLm::score`] of a completion of the prefix `s` was prepared for.
-    pub(crate) fn score_prepared(&self, completion: &str, copy: f32, s: &mut LmScratch) -> f32 {
+    pub(crate) fn score_prepared(
+        &self,
+        completion: &str,
+        params: &ComposeParams,
+        s: &mut LmScratch,
+    ) -> f32 {
         let tail = completion.get(s.head_len..).unwrap_or("");
         let mut logp = 0.0;
         let (mut a, mut b) = last_two(&s.head);
         let mut chosen = std::mem::take(&mut s.chosen);
         chosen.clear();
         for token in split_words(tail)
-            .map(|w| self.token(w))
+            .map(|w| self.session_token(&s.session, w))
             .chain(std::iter::once(self.end_token()))
         {
             logp += if token == self.unknown_token() {
                 UNKNOWN_LOGP
             } else {
-                let share = CopyShare::new(&s.copy, &s.head, &chosen, copy);
+                let share = CopyShare::new(
+                    (&s.copy, &s.prev_seq),
+                    &s.head,
+                    &chosen,
+                    (params.copy, params.follow),
+                    self.unknown_token(),
+                );
                 self.log_prob(&self.next(a, b), token, &share)
             };
             chosen.push(token);
@@ -803,26 +915,39 @@ impl QueryLm {
         let width = params.beam;
         s.beam.clear();
         s.done.clear();
-        // Step 0: the partial word, completed to the known words that start with it.
+        // Step 0: the partial word, completed to the known words that start with it, and to
+        // the session words that do.
+        let unknown = self.unknown_token();
+        let session_starts = |t: u32| self.word_of(&s.session, t).starts_with(partial);
         let (lo, hi) = if partial.is_empty() {
             (0, self.words.len() as u32)
         } else {
             match self.words.prefix_range(partial) {
                 Some(range) => range,
+                None if s.copy.iter().any(|&t| t > unknown && session_starts(t)) => (0, 0),
                 None => return,
             }
         };
         let next = self.next(a, b);
         s.options.clear();
-        let share = CopyShare::new(&s.copy, &s.head, &[], params.copy);
+        let shares = (params.copy, params.follow);
+        let share = CopyShare::new((&s.copy, &s.prev_seq), &s.head, &[], shares, unknown);
         self.expansions(&next, (lo, hi), width, &share, &mut s.options);
+        if !partial.is_empty() {
+            s.options
+                .extend(share.words().filter(|&t| t > unknown && session_starts(t)));
+        }
         for &token in &s.options {
             let logp = self.log_prob(&next, token, &share);
             s.beam.push(Hypothesis::first(token, logp));
         }
         keep_best(&mut s.beam, width);
-        // Then whole words or the end, while a hypothesis can still beat the n-th finished one.
-        for step in 0..=params.max_words {
+        // Then whole words or the end, while a hypothesis can still beat the n-th finished one;
+        // past `max_words`, only the previous query's next word (a copied run goes on).
+        for step in 0..MAX_COMPOSED_WORDS {
+            if s.beam.is_empty() {
+                break;
+            }
             s.grown.clear();
             for h in &s.beam {
                 let (a, b) = match h.words() {
@@ -831,18 +956,23 @@ impl QueryLm {
                     [] => unreachable!("a hypothesis has a word"),
                 };
                 let next = self.next(a, b);
-                let share = CopyShare::new(&s.copy, &s.head, h.words(), params.copy);
+                let share =
+                    CopyShare::new((&s.copy, &s.prev_seq), &s.head, h.words(), shares, unknown);
                 let end = self.log_prob(&next, self.end_token(), &share);
                 s.done.push(Hypothesis {
                     logp: h.logp + end,
                     ..*h
                 });
-                if step == params.max_words {
+                if step + 1 == MAX_COMPOSED_WORDS {
                     continue;
                 }
                 s.options.clear();
-                let all = (0, self.words.len() as u32);
-                self.expansions(&next, all, width, &share, &mut s.options);
+                if step < params.max_words {
+                    let all = (0, self.words.len() as u32);
+                    self.expansions(&next, all, width, &share, &mut s.options);
+                } else {
+                    s.options.extend(share.follow);
+                }
                 for &token in &s.options {
                     let logp = h.logp + self.log_prob(&next, token, &share);
                     s.grown.push(h.then(token, logp));
@@ -864,7 +994,7 @@ impl QueryLm {
                 if i > 0 {
                     text.push(' ');
                 }
-                text.push_str(self.word(t));
+                text.push_str(self.word_of(&s.session, t));
             }
             if !text.starts_with(prefix) || out[start..].iter().any(|(q, _)| *q == text) {
                 continue;
@@ -875,7 +1005,7 @@ impl QueryLm {
 
     /// The tokens in `lo..hi` worth trying after a context: the `m` most frequent in each
     /// order's row, the `m` most common single words, and the copy words not yet in the query
-    /// (all within the range).
+    /// (all within the range; with the whole range, session words too).
     fn expansions(
         &self,
         next: &Next,
@@ -912,7 +1042,8 @@ impl QueryLm {
         } else {
             out.extend(self.words.top_k_in_range(lo, hi, m));
         }
-        out.extend(share.words().filter(|&t| t >= lo && t < hi));
+        let session = |t: u32| whole && t > self.unknown_token();
+        out.extend(share.words().filter(|&t| (t >= lo && t < hi) || session(t)));
         out.sort_unstable();
         out.dedup();
     }
@@ -1024,6 +1155,14 @@ mod tests {
         .unwrap()
     }
 
+    /// Scoring options with the copy share `copy` and no run-following share.
+    fn shares(copy: f32) -> ComposeParams {
+        ComposeParams {
+            copy,
+            ..ComposeParams::default()
+        }
+    }
+
     fn compose(m: &QueryLm, prev: &str, prefix: &str, n: usize) -> Vec<(String, f32)> {
         let mut out = Vec::new();
         m.compose(
@@ -1050,10 +1189,14 @@ mod tests {
         // Scores are what `score` gives.
         let mut s = LmScratch::default();
         for (q, logp) in &got {
-            let again = m.score("", "cheap hotels to bo", q, 0.2, &mut s).unwrap();
+            let again = m
+                .score("", "cheap hotels to bo", q, &shares(0.2), &mut s)
+                .unwrap();
             assert!((again - logp).abs() < 1e-4, "{q}: {again} vs {logp}");
         }
-        assert!(m.score("", "cheap", "hotels", 0.2, &mut s).is_none());
+        assert!(m
+            .score("", "cheap", "hotels", &shares(0.2), &mut s)
+            .is_none());
     }
 
     #[test]
@@ -1066,7 +1209,7 @@ mod tests {
                 prev,
                 "cheap flights to ",
                 "cheap flights to denver",
-                copy,
+                &shares(copy),
                 &mut s,
             )
             .unwrap()
@@ -1116,6 +1259,131 @@ mod tests {
     }
 
     #[test]
+    fn a_copied_run_of_the_previous_query_goes_on() {
+        let m = lm();
+        let texts = |follow: f32| -> Vec<String> {
+            let params = ComposeParams {
+                follow,
+                ..ComposeParams::default()
+            };
+            let mut out = Vec::new();
+            m.compose(
+                "cheap hotels in boston ma",
+                "denver h",
+                8,
+                &params,
+                &mut LmScratch::default(),
+                &mut out,
+            )
+            .unwrap();
+            out.into_iter().map(|(q, _)| q).collect()
+        };
+        // "hotels" is copied, then "in boston ma" follows it in the previous query: four words
+        // after the typed head, past compose_words (2), which only a run may go.
+        let run = "denver hotels in boston ma".to_owned();
+        assert!(texts(0.3).contains(&run), "{:?}", texts(0.3));
+        assert!(!texts(0.0).contains(&run), "{:?}", texts(0.0));
+        // Scores are what `score` gives, run shares included.
+        let params = ComposeParams {
+            follow: 0.3,
+            ..ComposeParams::default()
+        };
+        let mut s = LmScratch::default();
+        let mut out = Vec::new();
+        m.compose(
+            "cheap hotels in boston ma",
+            "denver h",
+            8,
+            &params,
+            &mut s,
+            &mut out,
+        )
+        .unwrap();
+        for (q, logp) in &out {
+            let again = m
+                .score("cheap hotels in boston ma", "denver h", q, &params, &mut s)
+                .unwrap();
+            assert!((again - logp).abs() < 1e-4, "{q}: {again} vs {logp}");
+        }
+        // Following the run makes its next word likelier than copy alone does.
+        let mut gain = |prefix: &str, completion: &str| {
+            m.score(
+                "cheap hotels in boston ma",
+                prefix,
+                completion,
+                &params,
+                &mut s,
+            )
+            .unwrap()
+                - m.score(
+                    "cheap hotels in boston ma",
+                    prefix,
+                    completion,
+                    &shares(0.2),
+                    &mut s,
+                )
+                .unwrap()
+        };
+        assert!(gain("denver hotels in ", "denver hotels in boston") > 0.0);
+        // Out of range: the two shares must leave the model a part.
+        let bad = ComposeParams {
+            copy: 0.5,
+            follow: 0.5,
+            ..ComposeParams::default()
+        };
+        let mut out = Vec::new();
+        assert!(m
+            .compose("", "cheap ", 3, &bad, &mut LmScratch::default(), &mut out)
+            .is_err());
+    }
+
+    #[test]
+    fn words_of_the_previous_query_the_model_never_saw_are_copied() {
+        let m = lm();
+        let params = ComposeParams {
+            follow: 0.3,
+            ..ComposeParams::default()
+        };
+        let texts = |prev: &str, prefix: &str| -> Vec<(String, f32)> {
+            let mut out = Vec::new();
+            m.compose(
+                prev,
+                prefix,
+                5,
+                &params,
+                &mut LmScratch::default(),
+                &mut out,
+            )
+            .unwrap();
+            out
+        };
+        // "zorbix" and "qux" are no words of the model's.
+        assert!(texts("", "zo").is_empty());
+        let got = texts("zorbix weather qux", "zo");
+        let queries: Vec<&str> = got.iter().map(|(q, _)| q.as_str()).collect();
+        assert!(queries.contains(&"zorbix weather"), "{queries:?}");
+        assert!(queries.iter().all(|q| q.starts_with("zo")), "{queries:?}");
+        let got = texts("zorbix weather qux", "boston weather ");
+        assert!(
+            got.iter().any(|(q, _)| q == "boston weather qux"),
+            "{got:?}"
+        );
+        // Scores are what `score` gives; without the previous query the word is unknown.
+        let mut s = LmScratch::default();
+        for (q, logp) in texts("zorbix weather qux", "zo") {
+            let again = m.score("zorbix weather qux", "zo", &q, &params, &mut s);
+            assert!((again.unwrap() - logp).abs() < 1e-4, "{q}");
+            let cold = m.score("", "zo", &q, &params, &mut s).unwrap();
+            assert!(cold <= UNKNOWN_LOGP, "{q}: {cold}");
+        }
+        // A word of the previous query is no typo.
+        assert!(m.looks_mistyped("", "zorbix "));
+        assert!(!m.looks_mistyped("zorbix weather", "zorbix "));
+        assert!(!m.looks_mistyped("zorbix weather", "boston zorb"));
+        assert!(m.looks_mistyped("zorbix weather", "boston zorq"));
+    }
+
+    #[test]
     fn a_word_already_in_the_query_is_not_copied_again() {
         let m = lm();
         let mut s = LmScratch::default();
@@ -1126,17 +1394,23 @@ mod tests {
                 prev,
                 "boston ",
                 "boston weather",
-                copy,
+                &shares(copy),
                 &mut LmScratch::default(),
             )
             .unwrap()
         };
         assert!(after("boston weather") > after("denver weather") + 0.1);
         let again = m
-            .score("boston weather", "boston ", "boston boston", copy, &mut s)
+            .score(
+                "boston weather",
+                "boston ",
+                "boston boston",
+                &shares(copy),
+                &mut s,
+            )
             .unwrap();
         let plain = m
-            .score("", "boston ", "boston boston", copy, &mut s)
+            .score("", "boston ", "boston boston", &shares(copy), &mut s)
             .unwrap();
         assert!(again < plain, "{again} vs {plain}");
     }
@@ -1157,13 +1431,17 @@ mod tests {
                 .map(|t| m.prob(next.bigram, next.trigram, t))
                 .sum();
             assert!((sum - 1.0).abs() < 1e-4, "({a}, {b}): {sum}");
-            for used in [&[][..], &[3][..], &[0, 3][..]] {
-                let share = CopyShare::new(&[0, 3], used, &[], 0.3);
-                let copied: f32 = (0..total).map(|t| m.log_prob(&next, t, &share).exp()).sum();
-                assert!(
-                    (copied - 1.0).abs() < 1e-4,
-                    "({a}, {b}) with copy: {copied}"
-                );
+            // The previous query's tokens in order: 3, 0, 5, with the head ending in 3 or not.
+            let seq = [3, 0, 5];
+            for used in [&[][..], &[3][..], &[0, 3][..], &[5, 3][..]] {
+                for cf in [0.0, 0.4] {
+                    let share = CopyShare::new((&[0, 3, 5], &seq), used, &[], (0.3, cf), 999);
+                    let copied: f32 = (0..total).map(|t| m.log_prob(&next, t, &share).exp()).sum();
+                    assert!(
+                        (copied - 1.0).abs() < 1e-4,
+                        "({a}, {b}) with copy {used:?} {cf}: {copied}"
+                    );
+                }
             }
         }
     }

@@ -86,6 +86,9 @@ pub struct RankParams {
     pub compose_words: usize,
     /// Share of the next-word distribution given to the previous query's words.
     pub copy: f32,
+    /// Share given to the previous query's word after the last one in the query (a copied run
+    /// of its words goes on, past `compose_words`).
+    pub follow: f32,
     /// Typed prefixes of at least this many characters get completions of prefixes one edit
     /// away (a substitution, insertion, deletion or transposition; never of the first
     /// character) after the exact ones, when those are fewer than `k` (0: never).
@@ -107,6 +110,7 @@ impl Default for RankParams {
             compose_beam: 6,
             compose_words: 2,
             copy: 0.2,
+            follow: 0.3,
             fuzzy_one: 5,
             fuzzy_two: 9,
         }
@@ -156,6 +160,7 @@ impl RankParams {
             beam: self.compose_beam,
             max_words: self.compose_words,
             copy: self.copy,
+            follow: self.follow,
         }
     }
 
@@ -255,6 +260,18 @@ const MAX_RANK_LISTS: usize = 100_000;
 /// Steps in which the held-out searches are recorded as live counts while the ranker's lists
 /// are gathered (the lists of a step see the searches of the steps before it).
 const LIVE_STEPS: usize = 64;
+
+/// One candidate of [`Completer::explain`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explained {
+    pub query: String,
+    pub score: f32,
+    pub origin: Origin,
+    /// The ranker's segment it was scored in.
+    pub segment: u32,
+    /// Its ranking features, in [`FEATURES`] order.
+    pub features: [f32; N_FEATURES],
+}
 
 /// Where a suggestion came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1009,6 +1026,42 @@ impl Completer {
         self.complete_live(prev, prefix, k, params, None, scratch)
     }
 
+    /// Every candidate the exact prefix gathers (before the blocklist, the privacy floor and the
+    /// typo fallback), ranked: its query, score, origin, ranking segment and feature vector
+    /// (named by [`FEATURES`]). What [`Completer::complete_live`] ranks, for explaining an
+    /// answer or studying the ranker.
+    pub fn explain(
+        &self,
+        prev: &str,
+        prefix: &str,
+        params: &RankParams,
+        live: Option<&LiveCounts>,
+        scratch: &mut CompleteScratch,
+    ) -> Result<Vec<Explained>> {
+        params.check()?;
+        let prev = normalize_query(prev);
+        let prefix = normalize_prefix(prefix);
+        let g = &mut scratch.gather;
+        self.sources.gather(&prev, &prefix, params, live, g)?;
+        let mut out: Vec<Explained> = g
+            .candidates
+            .drain(..)
+            .map(|c| Explained {
+                score: self.ranker.score(c.segment as usize, &c.x),
+                origin: origin_of(&c),
+                segment: c.segment,
+                features: c.x,
+                query: c.text,
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.query.cmp(&b.query))
+        });
+        Ok(out)
+    }
+
     /// [`Completer::complete_with_origin`], with the searches recorded since the model was built
     /// (`live`) as candidates and in the popularity and transition features.
     pub fn complete_live(
@@ -1055,7 +1108,7 @@ impl Completer {
         // A prefix the language model does not know the words of is likely mistyped: its
         // compositions (the typed words, continued) go after the corrected prefixes' answers.
         let mut composed = Vec::new();
-        let mistyped = self.sources.lm.looks_mistyped(&prefix);
+        let mistyped = self.sources.lm.looks_mistyped(&prev, &prefix);
         if mistyped {
             let (exact, rest): (Vec<_>, Vec<_>) =
                 found.into_iter().partition(|f| f.2 != Origin::Composed);
@@ -1332,6 +1385,10 @@ impl Persist for Completer {
             fuzzy.extend_from_slice(&v.to_le_bytes());
         }
         w.bytes("fuzzy", fuzzy);
+        w.bytes(
+            "follow",
+            f64::from(r.follow).to_bits().to_le_bytes().to_vec(),
+        );
         self.sources.write(&mut w);
         w.bytes("ranker", self.ranker.to_bytes());
         if self.min_users > 1.0 {
@@ -1391,6 +1448,17 @@ impl Persist for Completer {
                 }
             }
         };
+        // Files saved before copied runs were followed compose without it, as they were trained.
+        let follow = match r.has("follow") {
+            true => {
+                let mut f = Fields::new(r.bytes("follow")?, "follow");
+                let v = f.f64()? as f32;
+                f.end()?;
+                v
+            }
+            false => 0.0,
+        };
+        let rank = RankParams { follow, ..rank };
         let ranker: AdditiveRanker = r.nested("ranker")?;
         if ranker.n_features() == N_FEATURES - 2 {
             return Err(crate::persist::format_err(
