@@ -265,7 +265,7 @@ class CompleterModel:
         compose_words: int = 2,
         copy: float = 0.2,
         follow: float = 0.3,
-        lm_discount: float = 0.75,
+        lm_discount: float = 0.9,
         lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
         rank_prefixes: int = 6,

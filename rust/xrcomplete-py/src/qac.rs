@@ -201,7 +201,7 @@ impl CompleterModel {
         cn = 1.0, bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1,
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
         generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, follow = 0.3,
-        lm_discount = 0.75, lm_count_power = 0.5,
+        lm_discount = 0.9, lm_count_power = 0.5,
         rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
         live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, subtrees = None,
         min_subtrees = 64, range_rows = false,

@@ -7,11 +7,13 @@
 //!
 //! ```text
 //! P(w | a b) = max(c(a b w) - D, 0) / c(a b) + D n(a b) / c(a b) * P(w | b)
-//! P(w | b)   = max(c(b w) - D, 0) / c(b)     + D n(b) / c(b)     * P1(w)
+//! P(w | b)   = max(k(b w) - D, 0) / k(b)     + D n(b) / k(b)     * P1(w)
 //! P1(w)      = (distinct words seen right before w) / (distinct word pairs)
 //! ```
 //!
-//! where `n(h)` is how many distinct words follow `h`. A context never seen backs off whole.
+//! where `c` counts searches, `k(b w)` is how many distinct words (or the start of a query)
+//! were seen right before `b w` (the searches of `<s> w`, which has none), `k(b)` the sum of
+//! `k(b ·)`, and `n(h)` how many distinct words follow `h`. A context never seen backs off whole.
 //! The previous query of the session is a cache (Kuhn & De Mori 1990): its words get a share
 //! `copy` of every next-word distribution, so a reformulation ("cheap flights" -> "cheap flights
 //! to denver") is reachable even where the log never saw it.
@@ -577,6 +579,19 @@ impl QueryLm {
         let mut continuation = vec![0.0f64; n as usize + 1];
         for &(_, w) in bigrams.keys() {
             continuation[w as usize] += 1.0;
+        }
+        // Kneser-Ney for the middle order too: a word pair after a word counts the distinct
+        // words seen before it (those that open a query keep their counts, having none).
+        let mut left: HashMap<(u32, u32), f64> = HashMap::new();
+        for &(_, b, w) in trigrams.keys() {
+            *left.entry((b, w)).or_default() += 1.0;
+        }
+        for (pair, c) in bigrams.iter_mut() {
+            if pair.0 != start {
+                if let Some(&l) = left.get(pair) {
+                    *c = l;
+                }
+            }
         }
         let words = Trie::new(
             vocab
@@ -1381,6 +1396,23 @@ mod tests {
         assert!(!m.looks_mistyped("zorbix weather", "zorbix "));
         assert!(!m.looks_mistyped("zorbix weather", "boston zorb"));
         assert!(m.looks_mistyped("zorbix weather", "boston zorq"));
+    }
+
+    #[test]
+    fn the_middle_order_counts_distinct_words_before() {
+        // "x c" follows two distinct words ("a", "b") in 5 searches; "x d" follows one word
+        // in 4; "x e" follows the start of a query once.
+        let m = QueryLm::new(
+            [("a x c", 1.0), ("b x c", 4.0), ("b x d", 4.0), ("x e", 1.0)].into_iter(),
+            0.75,
+        )
+        .unwrap();
+        let row = m.bigrams.row(u64::from(m.token("x"))).unwrap();
+        let count = |w: &str| row.count_of(m.token(w));
+        assert_eq!((count("c"), count("d"), count("e")), (2.0, 1.0, 1.0));
+        // A pair that opens a query has no word before it: its count is the searches'.
+        let opening = m.bigrams.row(u64::from(m.start_token())).unwrap();
+        assert_eq!(opening.count_of(m.token("b")), 8.0);
     }
 
     #[test]
