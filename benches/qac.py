@@ -297,7 +297,7 @@ def ablations(
         ("  no popular queries", {"use_popular": False}),
         ("  no transitions", {"use_transitions": False}),
         ("  no composed queries", {"generate": False}),
-        ("  no copy from prev", {"copy": 0.0}),
+        ("  no copy from prev", {"copy": 0.0, "follow": 0.0}),
     ):
         complete = partial(completer.model.complete_batch, k=K, **off)
         rows.append(Scores(complete, seen, unseen).row(name))

@@ -64,6 +64,9 @@ def test_no_answer_ever_contains_a_blocked_term(
     for prev, prefix in asked:
         for c in completer.complete(prev, prefix, 10):
             assert not any(contains(c.query, t) for t in blocked), (c, blocked)
+        # Nor does any candidate that explain shows.
+        for x in completer.explain(prev, prefix):
+            assert not any(contains(x.query, t) for t in blocked), (x, blocked)
     # Added later, and after a save and load: still never.
     completer.block(later)
     again = pickle.loads(pickle.dumps(completer))

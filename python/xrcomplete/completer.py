@@ -601,9 +601,10 @@ class Completer:
         ]
 
     def explain(self, prev_query: str, prefix: str) -> list[Candidate]:
-        """Every candidate ``complete`` ranks for ``prefix`` after ``prev_query``, best first,
-        with its ranking features (the typed prefix's own candidates: before the blocklist, the
-        privacy floor and typo corrections). For seeing why an answer ranks where it does.
+        """Every candidate ``complete`` ranks for ``prefix`` after ``prev_query`` (with the
+        default candidates per source), best first, with its ranking features: the typed
+        prefix's own candidates that may be suggested (the blocklist and the privacy floor
+        applied), without typo corrections. For seeing why an answer ranks where it does.
 
         >>> pairs = [("", "home depot"), ("cheap flights", "hotels in boston")] * 5
         >>> completer = Completer(index="trie", progress=False).fit(pairs)

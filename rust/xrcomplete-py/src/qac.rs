@@ -424,9 +424,10 @@ impl CompleterModel {
         .map_err(to_py_err)
     }
 
-    /// Every candidate of `prefix` after `prev`, ranked, before the blocklist, the privacy
-    /// floor and the typo fallback: [(query, score, source, segment, features)], the features
-    /// named by `ranking_features()`. Options as for `complete`; `candidates` is per source.
+    /// Every candidate of `prefix` after `prev` that may be suggested (blocklist and privacy
+    /// floor applied; no typo fallback), ranked: [(query, score, source, segment, features)],
+    /// the features named by `ranking_features()`. Options as for `complete`; `candidates` is
+    /// per source.
     #[pyo3(signature = (
         prev, prefix, *, beam_size = None, candidates = None, model_floor = None,
         generate = None, use_model = None, use_popular = None, use_transitions = None,

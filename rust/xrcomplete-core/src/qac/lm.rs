@@ -535,11 +535,13 @@ impl QueryLm {
             .map(|(i, w)| (*w, i as u32))
             .collect();
         let n = vocab.len() as u32;
-        if u64::from(n) + 2 > u64::from(u32::MAX) {
+        // Tokens: the words, </s>, <s>, the unknown word, then the session words.
+        let limit = u64::from(u32::MAX) - 3 - MAX_SESSION_WORDS as u64;
+        if u64::from(n) > limit {
             return Err(Error::TooLarge {
                 what: "number of words",
                 got: vocab.len() as u64,
-                limit: u64::from(u32::MAX) - 2,
+                limit,
             });
         }
         let (end, start) = (n, n + 1);

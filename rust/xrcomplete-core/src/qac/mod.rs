@@ -264,8 +264,11 @@ const LIVE_STEPS: usize = 64;
 /// One candidate of [`Completer::explain`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explained {
+    /// The candidate query.
     pub query: String,
+    /// Its ranking score.
     pub score: f32,
+    /// Where it came from (seen, composed or live).
     pub origin: Origin,
     /// The ranker's segment it was scored in.
     pub segment: u32,
@@ -1026,10 +1029,10 @@ impl Completer {
         self.complete_live(prev, prefix, k, params, None, scratch)
     }
 
-    /// Every candidate the exact prefix gathers (before the blocklist, the privacy floor and the
-    /// typo fallback), ranked: its query, score, origin, ranking segment and feature vector
-    /// (named by [`FEATURES`]). What [`Completer::complete_live`] ranks, for explaining an
-    /// answer or studying the ranker.
+    /// Every candidate the exact prefix gathers that may be suggested (the blocklist and the
+    /// privacy floor applied; no typo fallback), ranked: its query, score, origin, ranking
+    /// segment and feature vector (named by [`FEATURES`]). What [`Completer::complete_live`]
+    /// ranks, for explaining an answer or studying the ranker.
     pub fn explain(
         &self,
         prev: &str,
@@ -1041,11 +1044,13 @@ impl Completer {
         params.check()?;
         let prev = normalize_query(prev);
         let prefix = normalize_prefix(prefix);
+        let blocklist = self.blocklist();
         let g = &mut scratch.gather;
         self.sources.gather(&prev, &prefix, params, live, g)?;
         let mut out: Vec<Explained> = g
             .candidates
             .drain(..)
+            .filter(|c| self.may_suggest(c, &blocklist))
             .map(|c| Explained {
                 score: self.ranker.score(c.segment as usize, &c.x),
                 origin: origin_of(&c),
