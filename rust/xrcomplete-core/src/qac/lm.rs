@@ -823,13 +823,16 @@ impl QueryLm {
         s.session.clear();
         s.prev_seq.clear();
         for w in split_words(prev) {
-            if !self.knows(w)
-                && s.session.len() < MAX_SESSION_WORDS
-                && !s.session.iter().any(|x| x == w)
-            {
-                s.session.push(w.to_owned());
-            }
-            s.prev_seq.push(self.session_token(&s.session, w));
+            let token = match self.words.id(w) {
+                Some(t) => t,
+                None => {
+                    if s.session.len() < MAX_SESSION_WORDS && !s.session.iter().any(|x| x == w) {
+                        s.session.push(w.to_owned());
+                    }
+                    self.session_token(&s.session, w)
+                }
+            };
+            s.prev_seq.push(token);
         }
         s.head
             .extend(split_words(head_text).map(|w| self.session_token(&s.session, w)));

@@ -1047,24 +1047,30 @@ impl Completer {
         let blocklist = self.blocklist();
         let g = &mut scratch.gather;
         self.sources.gather(&prev, &prefix, params, live, g)?;
-        let mut out: Vec<Explained> = g
-            .candidates
+        self.rank(&mut g.candidates);
+        Ok(g.candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))
             .map(|c| Explained {
-                score: self.ranker.score(c.segment as usize, &c.x),
+                score: c.score,
                 origin: origin_of(&c),
                 segment: c.segment,
                 features: c.x,
                 query: c.text,
             })
-            .collect();
-        out.sort_unstable_by(|a, b| {
+            .collect())
+    }
+
+    /// Scores gathered candidates by the ranker and sorts them, best first (ties by query).
+    fn rank(&self, candidates: &mut [Candidate]) {
+        for c in candidates.iter_mut() {
+            c.score = self.ranker.score(c.segment as usize, &c.x);
+        }
+        candidates.sort_unstable_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
-                .then_with(|| a.query.cmp(&b.query))
+                .then_with(|| a.text.cmp(&b.text))
         });
-        Ok(out)
     }
 
     /// [`Completer::complete_with_origin`], with the searches recorded since the model was built
@@ -1088,14 +1094,7 @@ impl Completer {
         let blocklist = self.blocklist();
         let g = &mut scratch.gather;
         self.sources.gather(&prev, &prefix, &params, live, g)?;
-        for c in g.candidates.iter_mut() {
-            c.score = self.ranker.score(c.segment as usize, &c.x);
-        }
-        g.candidates.sort_unstable_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.text.cmp(&b.text))
-        });
+        self.rank(&mut g.candidates);
         let mut found: Vec<(String, f32, Origin)> = g
             .candidates
             .drain(..)
