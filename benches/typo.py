@@ -9,9 +9,9 @@ prefixes of 5 or more characters. Each gets one edit, drawn with the seed: a sub
 letter a-z), a transposition of two adjacent characters, a deletion or an insertion, never at
 the first character. A case is right when the next query is in the top 10: for a typed prefix
 the completions must start with it, so without fuzzy completion an edited prefix can only be
-completed by chance. Also: the exact prefixes' MRR with fuzzy on and off (fuzzy answers only
-fill the slots the exact ones leave, so it must not move), and complete() latency of the edited
-prefixes, one call at a time.
+completed by chance. Also: the exact prefixes' MRR with fuzzy on and off (the answers of
+corrected prefixes are ranked with the typed prefix's own, so a correction can push the right
+answer down: what typo tolerance costs), and complete() latency, one call at a time.
 """
 
 from __future__ import annotations

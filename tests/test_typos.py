@@ -1,6 +1,7 @@
 """Typo tolerance: a prefix with a slip gets the completions of the prefix it most likely meant,
-marked ``source == "fuzzy"`` with the corrected prefix they match; exact answers come first and
-are not changed; configurable; through the server the highlight marks the corrected prefix."""
+marked ``source == "fuzzy"`` with the corrected prefix they match; the corrections join the
+typed prefix's own candidates in one ranking; configurable; through the server the highlight
+marks the corrected prefix."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ def test_common_slips_are_fixed(sample_model: tuple[Completer, Path]) -> None:
         assert found and found[0].query.startswith(meant[:4]), (typed, found)
         assert all(f.source == "fuzzy" and f.query.startswith(f.matched) for f in found)
         assert all(1 <= osa(f.matched, typed) <= 1 for f in found if f.query in QUERIES)
+    # explain shows what the ranker weighed: the corrections with their edits.
+    explained = c.explain("", "goolge")
+    assert explained[0].source == "fuzzy" and explained[0].features["edits"] >= 1
+    assert all((e.source == "fuzzy") == (e.features["edits"] > 0) for e in explained)
     # Typed right: the exact answers, unchanged; short prefixes are never corrected.
     assert all(f.source != "fuzzy" for f in c.complete("", "google", 10))
     assert all(f.source != "fuzzy" for f in c.complete("", "gogl", 10))
@@ -77,14 +82,13 @@ def test_fuzzy_answers_match_a_prefix_within_the_edits(
     typed = inject(query[:cut], random.Random(seed)).lstrip()
     if not typed:
         return
-    exact = c.model.complete("", typed, 10, fuzzy_one=0, fuzzy_two=0)
     found = c.complete("", typed, 10)
-    # The seen answers of the typed prefix all stay, in their order; when the typed words all
-    # look right, the whole exact list stays first and fuzzy answers only fill what it leaves.
-    exact_seen = [q for q, _, src, _ in exact if src != "composed"]
-    assert [f.query for f in found if f.source in ("seen", "live")] == exact_seen
-    if not any(f.source == "fuzzy" for f in found[: len(exact)]):
-        assert [f.query for f in found[: len(exact)]] == [q for q, _, _, _ in exact]
+    # Corrections add candidates to one ranking; the typed prefix's own, and what the ranker
+    # sees of them, stay as they are.
+    off = {"fuzzy_one": 0, "fuzzy_two": 0}
+    alone = {(q, tuple(x)) for q, _, _, _, x in c.model.explain("", typed, 10, **off)}
+    pooled = c.model.explain("", typed, 10)
+    assert {(q, tuple(x)) for q, _, src, _, x in pooled if src != "fuzzy"} == alone
     assert [f.score for f in found] == sorted((f.score for f in found), reverse=True)
     assert len({f.query for f in found}) == len(found)
     budget = 2 if len(typed) >= 9 else 1 if len(typed) >= 5 else 0

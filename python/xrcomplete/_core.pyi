@@ -269,6 +269,7 @@ class CompleterModel:
         lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
         rank_prefixes: int = 6,
+        rank_typos: float = 0.1,
         ranker_bins: int = 8,
         features_off: Sequence[str] = ...,
         live_half_life: float = 86400.0,
@@ -322,6 +323,7 @@ class CompleterModel:
         self,
         prev: str,
         prefix: str,
+        k: int = 10,
         *,
         beam_size: int | None = None,
         candidates: int | None = None,
@@ -334,6 +336,8 @@ class CompleterModel:
         compose_words: int | None = None,
         copy: float | None = None,
         follow: float | None = None,
+        fuzzy_one: int | None = None,
+        fuzzy_two: int | None = None,
     ) -> list[tuple[str, float, str, int, list[float]]]: ...
     def record(
         self, query: str, prev: str = "", count: float = 1.0, time: float | None = None

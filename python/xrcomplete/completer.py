@@ -44,7 +44,7 @@ class Completion(tuple[str, float]):
     """One suggestion: a ``(query, score)`` pair (scores: higher is better, not probabilities),
     with ``source``: ``"seen"`` for a query of the log, ``"composed"`` for one the language
     model put together from the log's words, ``"live"`` for one searched since the model was
-    built (``Completer.record``), ``"fuzzy"`` for a query of the log that starts with a
+    built (``Completer.record``), ``"fuzzy"`` for one (seen or composed) that starts with a
     corrected prefix (a typo fixed) instead of the typed one; and ``matched``: the start of the
     query that the typed prefix (for a fuzzy one, the corrected prefix) covers."""
 
@@ -265,7 +265,9 @@ class Completer:
     which may then go past ``compose_words``) are defaults that
     ``completer.model.complete`` may override; see the README. The ranking stage learns from
     the latest ``rank_holdout`` share of the pairs (``rank_prefixes`` prefixes each) ranked by
-    parts trained on the rest, with ``ranker_bins`` bins per feature; ``features_off`` leaves
+    parts trained on the rest, with ``ranker_bins`` bins per feature; ``rank_typos`` of those
+    prefixes long enough for typo tolerance get one random edit, so that it learns how far to
+    trust a corrected prefix against the typed one; ``features_off`` leaves
     ranking features out (for ablations). ``range_rows``: each node of the matcher learns only from
     the training prefixes whose label range leaves its choice open (the beam is always restricted
     to the prefix's range): 3.6x faster training on aol_train, MRR@10 0.0006 lower on aol_valid;
@@ -312,6 +314,7 @@ class Completer:
         lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
         rank_prefixes: int = 6,
+        rank_typos: float = 0.1,
         ranker_bins: int = 8,
         features_off: Sequence[str] = (),
         range_rows: bool = False,
@@ -351,6 +354,7 @@ class Completer:
         self.lm_count_power = lm_count_power
         self.rank_holdout = rank_holdout
         self.rank_prefixes = rank_prefixes
+        self.rank_typos = rank_typos
         self.ranker_bins = ranker_bins
         self.features_off = tuple(features_off)
         self.range_rows = range_rows
@@ -494,6 +498,7 @@ class Completer:
                 lm_count_power=self.lm_count_power,
                 rank_holdout=self.rank_holdout,
                 rank_prefixes=self.rank_prefixes,
+                rank_typos=self.rank_typos,
                 ranker_bins=self.ranker_bins,
                 features_off=list(self.features_off),
                 live_half_life=self.live_half_life,
@@ -600,11 +605,12 @@ class Completer:
             _completions(found) for found in self.model.complete_batch(prev_queries, prefixes, k)
         ]
 
-    def explain(self, prev_query: str, prefix: str) -> list[Candidate]:
-        """Every candidate ``complete`` ranks for ``prefix`` after ``prev_query`` (with the
-        default candidates per source), best first, with its ranking features: the typed
-        prefix's own candidates that may be suggested (the blocklist and the privacy floor
-        applied), without typo corrections. For seeing why an answer ranks where it does.
+    def explain(self, prev_query: str, prefix: str, k: int = 10) -> list[Candidate]:
+        """Every candidate ``complete(prev_query, prefix, k)`` ranks (with the default options),
+        best first, with its ranking features: those that may be suggested (the blocklist and
+        the privacy floor applied), of the prefix as typed and, for a prefix that looks
+        mistyped, of its corrections (source "fuzzy", with their ``edits``). For seeing why an
+        answer ranks where it does.
 
         >>> pairs = [("", "home depot"), ("cheap flights", "hotels in boston")] * 5
         >>> completer = Completer(index="trie", progress=False).fit(pairs)
@@ -615,7 +621,7 @@ class Completer:
         names = self.model.ranking_features()
         return [
             Candidate(query, score, source, dict(zip(names, features)))
-            for query, score, source, _, features in self.model.explain(prev_query, prefix)
+            for query, score, source, _, features in self.model.explain(prev_query, prefix, k)
         ]
 
     def record(

@@ -574,7 +574,7 @@ fn build_nodes(keys: &[&str]) -> Vec<Node> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
@@ -724,7 +724,7 @@ mod tests {
     }
 
     /// Optimal-string-alignment distance, by the textbook table.
-    fn osa(a: &[char], b: &[char]) -> u32 {
+    pub(crate) fn osa(a: &[char], b: &[char]) -> u32 {
         let (n, m) = (a.len(), b.len());
         let mut d = vec![vec![0u32; m + 1]; n + 1];
         for (i, row) in d.iter_mut().enumerate() {

@@ -202,7 +202,8 @@ impl CompleterModel {
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
         generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, follow = 0.3,
         lm_discount = 0.9, lm_count_power = 0.5,
-        rank_holdout = 0.1, rank_prefixes = 6, ranker_bins = 8, features_off = Vec::new(),
+        rank_holdout = 0.1, rank_prefixes = 6, rank_typos = 0.1, ranker_bins = 8,
+        features_off = Vec::new(),
         live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, subtrees = None,
         min_subtrees = 64, range_rows = false,
     ))]
@@ -249,6 +250,7 @@ impl CompleterModel {
         lm_count_power: f64,
         rank_holdout: f64,
         rank_prefixes: usize,
+        rank_typos: f64,
         ranker_bins: usize,
         features_off: Vec<String>,
         live_half_life: f64,
@@ -299,6 +301,7 @@ impl CompleterModel {
             lm_count_power,
             rank_holdout,
             rank_prefixes,
+            rank_typos,
             ranker: RankerTrainParams {
                 bins: ranker_bins,
                 ..RankerTrainParams::default()
@@ -429,9 +432,10 @@ impl CompleterModel {
     /// the features named by `ranking_features()`. Options as for `complete`; `candidates` is
     /// per source.
     #[pyo3(signature = (
-        prev, prefix, *, beam_size = None, candidates = None, model_floor = None,
+        prev, prefix, k = 10, *, beam_size = None, candidates = None, model_floor = None,
         generate = None, use_model = None, use_popular = None, use_transitions = None,
         compose_beam = None, compose_words = None, copy = None, follow = None,
+        fuzzy_one = None, fuzzy_two = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
@@ -439,6 +443,7 @@ impl CompleterModel {
         py: Python<'_>,
         prev: &str,
         prefix: &str,
+        k: usize,
         beam_size: Option<usize>,
         candidates: Option<usize>,
         model_floor: Option<f32>,
@@ -450,6 +455,8 @@ impl CompleterModel {
         compose_words: Option<usize>,
         copy: Option<f32>,
         follow: Option<f32>,
+        fuzzy_one: Option<usize>,
+        fuzzy_two: Option<usize>,
     ) -> PyResult<Vec<ExplainedCandidate>> {
         let params = RankOverrides {
             beam_size,
@@ -463,14 +470,15 @@ impl CompleterModel {
             compose_words,
             copy,
             follow,
-            ..RankOverrides::default()
+            fuzzy_one,
+            fuzzy_two,
         }
         .apply(self.inner.rank_params())?;
         let live = self.live();
         py.detach(|| {
             SCRATCH.with_borrow_mut(|scratch| {
                 self.inner
-                    .explain(prev, prefix, &params, Some(&live), scratch)
+                    .explain(prev, prefix, k, &params, Some(&live), scratch)
             })
         })
         .map(|all| {

@@ -9,7 +9,9 @@
 //! - with live counts ([`LiveCounts`]): the queries searched since the model was built, most
 //!   searched first, and those searched after the previous query. Every candidate's live
 //!   count and live transitions are ranking features of their own (`live`, `live_after`),
-//!   learned from the log by recording its held-out searches as they happen.
+//!   learned from the log by recording its held-out searches as they happen;
+//! - for a prefix that looks mistyped, the candidates of corrected prefixes a few edits away,
+//!   with how many edits they took.
 //!
 //! One candidate per distinct query, with what each source said of it, then one feature vector
 //! ([`FEATURES`]) for the ranker.
@@ -19,14 +21,14 @@ use crate::live::LiveCounts;
 use crate::persist::{Persist, Reader, Writer};
 use crate::text::{is_py_space, ConcatScratch, FeatureConcat};
 use crate::xr::{PostProcessor, PredictParams, PredictScratch, XrLinear};
-use crate::Trie;
+use crate::{FuzzyMatch, Trie};
 
 use super::lm::{LmScratch, QueryLm};
 use super::words::split_last_word;
 use super::{RankParams, Transitions};
 
 /// The names of the ranking features, in vector order.
-pub const FEATURES: [&str; 23] = [
+pub const FEATURES: [&str; 26] = [
     "model",          // ln max(XR-Linear score, model_floor)
     "in_beam",        // the XR beam returned it
     "popularity",     // ln(1 + searches of the query)
@@ -50,6 +52,9 @@ pub const FEATURES: [&str; 23] = [
     "lm_gap",         // the best language-model feature in the list minus its own
     "live",           // ln(1 + its decayed count among the searches recorded live)
     "live_after",     // ln(1 + its decayed count recorded live after the previous query)
+    "edits",          // edits from the typed prefix to the corrected one it starts with
+    "rare_words",     // never searched whole: its words the language model barely knows
+    "typed_rarest",   // corrected: ln(1 + how common the rarest typed word is)
 ];
 
 const FEATURE_MODEL: usize = 0;
@@ -58,14 +63,24 @@ const FEATURE_LM: usize = 7;
 const FEATURE_MODEL_GAP: usize = 18;
 const FEATURE_POPULARITY_GAP: usize = 19;
 const FEATURE_LM_GAP: usize = 20;
+const FEATURE_EDITS: usize = 23;
+/// The last features, of typos: rankers saved before them have none.
+pub(crate) const TYPO_FEATURES: usize = 3;
+const FEATURE_TYPED_RAREST: usize = 25;
 
 /// Number of ranking features.
 pub const N_FEATURES: usize = FEATURES.len();
 
-/// The ranker's segments: prefix length 0-3, 4-7, 8+ characters, times previous query or none.
+/// The ranker's segments: prefix length 0-3, 4-7, 8+ characters, times previous query or none,
+/// times corrected prefixes competing or not.
 /// (Splitting them further into seen and composed candidates measured worse on the AOL
 /// validation week: MRR@10 0.331 against 0.332, per pair 0.423 against 0.426.)
-pub const N_SEGMENTS: usize = 6;
+pub const N_SEGMENTS: usize = 2 * CASE_SEGMENTS;
+
+/// Segments of the prefix as typed; the lists where corrected prefixes compete have as many
+/// of their own, so that the trade-off the ranker learns from the slips of `rank_typos` stays
+/// in them (the lists nothing corrects rank as they would without).
+pub(crate) const CASE_SEGMENTS: usize = 6;
 
 /// Queries composed per call at most, whatever `k`: the seen queries of a range are finite
 /// and all can be asked for, compositions are not.
@@ -73,6 +88,12 @@ pub const MAX_COMPOSED: usize = 64;
 
 /// Queries searched live (the most searched of the prefix) gathered per call at most.
 pub const MAX_LIVE: usize = 16;
+
+/// The `typed_rarest` feature counts up to this (a prefix of the previous query's words only).
+const RAREST_CAP: f64 = 1e4;
+
+/// Corrected prefixes (places of the trie near a mistyped one) gathered per call at most.
+pub const FUZZY_PREFIXES: usize = 4;
 
 /// The ranking segment of a case's candidates: the prefix-length bucket and whether there is a
 /// previous query.
@@ -89,7 +110,7 @@ fn case_segment(prev: &str, prefix: &str) -> u32 {
 }
 
 /// Feature groups, for ablations: a name and the features it holds.
-pub const FEATURE_GROUPS: [(&str, &[&str]); 7] = [
+pub const FEATURE_GROUPS: [(&str, &[&str]); 8] = [
     ("model", &["model", "in_beam", "model_gap"]),
     (
         "popularity",
@@ -106,6 +127,7 @@ pub const FEATURE_GROUPS: [(&str, &[&str]); 7] = [
         &["chars_left", "words_left", "word_end", "as_typed"],
     ),
     ("live", &["live", "live_after"]),
+    ("typos", &["edits", "rare_words", "typed_rarest"]),
 ];
 
 /// One candidate: a query and what every source said of it.
@@ -124,6 +146,11 @@ pub(crate) struct Candidate {
     pub live: f32,
     /// Its decayed count recorded live after the previous query.
     pub live_after: f32,
+    /// Edits from the typed prefix to the corrected prefix it was found under (0: the typed
+    /// one).
+    pub edits: u32,
+    /// Bytes of its text that the corrected prefix covers (when `edits > 0`).
+    pub matched: usize,
     pub x: [f32; N_FEATURES],
     /// Its ranking segment.
     pub segment: u32,
@@ -141,6 +168,9 @@ pub(crate) struct GatherScratch {
     live: Vec<(String, f64)>,
     lm: LmScratch,
     prev_words: Vec<String>,
+    fuzzy: Vec<FuzzyMatch>,
+    /// The candidates of the typed prefix while those of corrected ones are gathered.
+    pool: Vec<Candidate>,
     pub candidates: Vec<Candidate>,
 }
 
@@ -157,7 +187,77 @@ pub(crate) struct Sources {
 impl Sources {
     /// Fills `s.candidates` with the candidates of `prefix` after `prev` (both normalised) and
     /// their features, unranked; `live` adds the searches recorded since the model was built.
+    ///
+    /// A prefix long enough for typos ([`RankParams::fuzzy_one`]) that looks mistyped to the
+    /// language model, or has fewer than `k` candidates, also gets those of the prefixes a few
+    /// edits away: of the closest places of the trie (the fewest edits, then the most searched
+    /// query; [`FUZZY_PREFIXES`] at most), and of its words corrected to the language model's.
+    /// Each says how many edits it took (`edits`), and one ranker weighs them against the
+    /// candidates of the prefix as typed, all scored in the segments of such lists (the case's
+    /// segment plus [`CASE_SEGMENTS`]).
     pub fn gather(
+        &self,
+        prev: &str,
+        prefix: &str,
+        params: &RankParams,
+        k: usize,
+        live: Option<&LiveCounts>,
+        s: &mut GatherScratch,
+    ) -> Result<()> {
+        self.gather_one(prev, prefix, params, live, s)?;
+        let edits = params.fuzzy_edits(prefix.chars().count());
+        let mistyped = edits > 0 && self.lm.looks_mistyped(prev, prefix);
+        if mistyped || (edits > 0 && s.candidates.len() < k) {
+            // Capped: a prefix whose words are all the previous query's has none.
+            let rarest = self.lm.rarest_word(prev, prefix).min(RAREST_CAP);
+            let mut pool = std::mem::take(&mut s.pool);
+            pool.clear();
+            pool.append(&mut s.candidates);
+            self.queries.fuzzy_prefixes(prefix, edits, 1, &mut s.fuzzy);
+            let mut places: Vec<(u32, f64, FuzzyMatch)> = s
+                .fuzzy
+                .iter()
+                .map(|m| (m.edits, self.queries.heaviest_in_range(m.lo, m.hi), *m))
+                .collect();
+            places.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then(b.1.total_cmp(&a.1))
+                    .then(a.2.lo.cmp(&b.2.lo))
+            });
+            places.truncate(FUZZY_PREFIXES);
+            for (e, _, m) in places {
+                let key = self.queries.key(m.lo).unwrap_or_default();
+                self.gather_one(prev, &key[..m.matched], params, live, s)?;
+                let at = m.matched;
+                pool.extend(s.candidates.drain(..).map(|c| corrected(c, e, at, rarest)));
+            }
+            if mistyped {
+                if let Some((fixed, e)) = self.lm.correct(prefix, edits, &mut s.fuzzy) {
+                    self.gather_one(prev, &fixed, params, live, s)?;
+                    let matched = fixed.len();
+                    pool.extend(
+                        s.candidates
+                            .drain(..)
+                            .map(|c| corrected(c, e, matched, rarest)),
+                    );
+                }
+            }
+            // One candidate per query, the one found with the fewest edits.
+            pool.sort_by(|a, b| a.text.cmp(&b.text).then(a.edits.cmp(&b.edits)));
+            pool.dedup_by(|b, a| a.text == b.text);
+            for c in pool.iter_mut() {
+                c.segment += CASE_SEGMENTS as u32;
+            }
+            s.candidates.append(&mut pool);
+            s.pool = pool;
+        }
+        Ok(())
+    }
+
+    /// The candidates of `prefix` as typed and their features (the gaps to the best of this
+    /// list: the typed prefix's candidates keep their features whatever the corrected prefixes
+    /// add).
+    fn gather_one(
         &self,
         prev: &str,
         prefix: &str,
@@ -313,7 +413,31 @@ impl Sources {
                 c.lm = self.lm.score_prepared(&c.text, &compose, &mut s.lm);
             }
             let popularity = c.label.map_or(0.0, |l| weights[l as usize] as f32);
-            features(c, prev, prefix, head_len, &s.prev_words, popularity, params);
+            // A query never searched whole may keep a word as typed that the language model
+            // does not know, or barely (a slip, likely): how many, outside the previous query.
+            let rare = match c.label {
+                Some(_) => 0,
+                None => c
+                    .text
+                    .split(is_py_space)
+                    .filter(|w| {
+                        !w.is_empty()
+                            && !self.lm.knows_well(w, true)
+                            && s.prev_words
+                                .binary_search_by(|p| p.as_str().cmp(w))
+                                .is_err()
+                    })
+                    .count(),
+            };
+            let of = Shape {
+                prev,
+                prefix,
+                head_len,
+                prev_words: &s.prev_words,
+                popularity,
+                rare,
+            };
+            features(c, &of, params);
         }
         // How far each is from the best of its list, for the features compared within a list.
         for (of, gap) in [
@@ -380,16 +504,40 @@ impl Sources {
     }
 }
 
-/// Fills `c.x` but the gaps to the best of the list.
-fn features(
-    c: &mut Candidate,
-    prev: &str,
-    prefix: &str,
+/// A candidate `c` found under a corrected prefix of `matched` bytes, `edits` edits from the
+/// typed one, whose rarest typed word is that common (`rarest`, [`QueryLm::word_weight`]).
+fn corrected(mut c: Candidate, edits: u32, matched: usize, rarest: f64) -> Candidate {
+    c.edits = edits;
+    c.matched = matched;
+    c.x[FEATURE_EDITS] = edits as f32;
+    c.x[FEATURE_TYPED_RAREST] = rarest.ln_1p() as f32;
+    c
+}
+
+/// What the features of a candidate depend on beyond the candidate.
+struct Shape<'a> {
+    prev: &'a str,
+    /// The prefix it was found under.
+    prefix: &'a str,
+    /// Bytes of the prefix before its last word.
     head_len: usize,
-    prev_words: &[String],
+    /// The previous query's distinct words, sorted.
+    prev_words: &'a [String],
     popularity: f32,
-    params: &RankParams,
-) {
+    /// Its words the language model barely knows, outside the previous query.
+    rare: usize,
+}
+
+/// Fills `c.x` but the gaps to the best of the list.
+fn features(c: &mut Candidate, of: &Shape, params: &RankParams) {
+    let Shape {
+        prev,
+        prefix,
+        head_len,
+        prev_words,
+        popularity,
+        rare,
+    } = *of;
     let rest = &c.text[prefix.len().min(c.text.len())..];
     let tail = c.text.get(head_len..).unwrap_or("");
     let tail_words = tail.split(is_py_space).filter(|w| !w.is_empty());
@@ -432,6 +580,9 @@ fn features(
         0.0,
         c.live.ln_1p(),
         c.live_after.ln_1p(),
+        c.edits as f32,
+        rare as f32,
+        0.0,
     ];
 }
 
@@ -450,6 +601,8 @@ pub(crate) fn fixed_weights() -> [f32; N_FEATURES] {
     w[at("is_prev")] = -1.0;
     w[at("live")] = 0.5;
     w[at("live_after")] = 2.0;
+    // Answers of a corrected prefix after those of the typed one.
+    w[at("edits")] = -200.0;
     w
 }
 
@@ -466,6 +619,7 @@ mod tests {
             (FEATURE_MODEL_GAP, "model_gap"),
             (FEATURE_POPULARITY_GAP, "popularity_gap"),
             (FEATURE_LM_GAP, "lm_gap"),
+            (FEATURE_EDITS, "edits"),
         ] {
             assert_eq!(FEATURES[i], name);
         }

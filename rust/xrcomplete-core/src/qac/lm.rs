@@ -452,6 +452,9 @@ enum Gram<'a> {
     Three(Tok<'a>, Tok<'a>, Tok<'a>),
 }
 
+/// Words less common ([`QueryLm::word_weight`]) look like they may be slips.
+const COMMON_WORD: f64 = 2.0;
+
 /// Single words kept in order of continuation count, to expand after any context.
 const TOP_WORDS: usize = 64;
 
@@ -637,16 +640,49 @@ impl QueryLm {
         self.words.prefix_range(start).is_some()
     }
 
-    /// `prefix` with its unknown words corrected to the model's words within `edits` edits in
+    /// How common `word` (`whole`) is: the distinct words it was seen after, plus the searches
+    /// that open with it (as the model counts searches); for what is typed of a word, the
+    /// largest of the word itself and the one of most distinct words before it among those it
+    /// starts. 0 for none.
+    pub fn word_weight(&self, word: &str, whole: bool) -> f64 {
+        let of = |id: u32| {
+            let opened = self
+                .bigrams
+                .row(u64::from(self.start_token()))
+                .map_or(0.0, |r| f64::from(r.count_of(id)));
+            // The start of a query counts by its searches, not as one more word before.
+            let before = self.words.weights()[id as usize] - f64::from(u8::from(opened > 0.0));
+            before.max(0.0) + opened
+        };
+        let own = self.words.id(word).map_or(0.0, of);
+        if whole {
+            return own;
+        }
+        match self.words.prefix_range(word) {
+            Some((lo, hi)) => {
+                let most = self.words.top_k_in_range(lo, hi, 1);
+                most.first().map_or(own, |&id| own.max(of(id)))
+            }
+            None => 0.0,
+        }
+    }
+
+    /// True when `word` (`whole`), or what is typed of it, is at least [`COMMON_WORD`] common
+    /// ([`QueryLm::word_weight`]): one rarer could well be a slip that landed on a rare word.
+    pub fn knows_well(&self, word: &str, whole: bool) -> bool {
+        self.word_weight(word, whole) >= COMMON_WORD
+    }
+
+    /// `prefix` with its unknown or rare words corrected to the model's within `edits` edits in
     /// all (Damerau-Levenshtein, never the first character): a whole word to the nearest word
     /// (ties: the one more words follow), the last, partly typed one to the nearest start of a
-    /// word. `None` when nothing needs or admits a correction.
+    /// word. With the edits it took; `None` when nothing needs or admits a correction.
     pub fn correct(
         &self,
         prefix: &str,
         edits: u32,
         matches: &mut Vec<crate::FuzzyMatch>,
-    ) -> Option<String> {
+    ) -> Option<(String, u32)> {
         let ends_word = prefix.ends_with(is_py_space);
         let words: Vec<&str> = split_words(prefix).collect();
         let mut left = edits;
@@ -654,18 +690,18 @@ impl QueryLm {
         let mut changed = false;
         for (i, w) in words.iter().enumerate() {
             let whole = i + 1 < words.len() || ends_word;
-            let known = if whole {
-                self.knows(w)
-            } else {
-                self.knows_start(w)
-            };
             // Words of fewer than four characters are too short to tell a typo from a word.
-            if known || left == 0 || w.chars().count() < 4 {
+            if self.knows_well(w, whole) || left == 0 || w.chars().count() < 4 {
                 out.push((*w).to_owned());
                 continue;
             }
+            // A rare word is corrected only to one seen after COMMON_WORD distinct words.
+            let least = match self.word_weight(w, whole) > 0.0 {
+                true => COMMON_WORD,
+                false => 0.0,
+            };
             self.words.fuzzy_prefixes(w, left, 1, matches);
-            let best = matches
+            let found = matches
                 .iter()
                 .filter(|m| {
                     // A whole word corrects to a word: the range's first key, whole.
@@ -679,7 +715,16 @@ impl QueryLm {
                     };
                     (m.edits, w, *m)
                 })
-                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))?;
+                .filter(|c| c.1 >= least)
+                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+            let Some(best) = found else {
+                // A known word with no common neighbour stays as typed.
+                if least > 0.0 {
+                    out.push((*w).to_owned());
+                    continue;
+                }
+                return None;
+            };
             let key = self.words.key(best.2.lo)?;
             out.push(key[..best.2.matched].to_owned());
             left -= best.0;
@@ -692,22 +737,35 @@ impl QueryLm {
         if ends_word {
             corrected.push(' ');
         }
-        Some(corrected)
+        Some((corrected, edits - left))
     }
 
     /// True when the typed `prefix` looks mistyped to the model: one of its whole words (those
-    /// followed by a space) is neither a word of the model nor of the previous query `prev`,
-    /// or what is typed of its last word starts none.
+    /// followed by a space) not in the previous query `prev` is no word of the model or a rare
+    /// one (less than [`COMMON_WORD`] common), or what is typed of its last word starts none
+    /// but rare ones.
     pub fn looks_mistyped(&self, prev: &str, prefix: &str) -> bool {
+        self.rarest_word(prev, prefix) < COMMON_WORD
+    }
+
+    /// How common ([`QueryLm::word_weight`]) the rarest of the words of `prefix` is (what
+    /// is typed of the last one: of the words it starts) not in the previous query `prev`;
+    /// infinite for none.
+    pub fn rarest_word(&self, prev: &str, prefix: &str) -> f64 {
         let ends_word = prefix.ends_with(is_py_space);
         let words: Vec<&str> = split_words(prefix).collect();
-        words.iter().enumerate().any(|(i, w)| {
-            if i + 1 < words.len() || ends_word {
-                !(self.knows(w) || split_words(prev).any(|p| p == *w))
-            } else {
-                !(self.knows_start(w) || split_words(prev).any(|p| p.starts_with(w)))
+        let mut rarest = f64::INFINITY;
+        for (i, w) in words.iter().enumerate() {
+            let whole = i + 1 < words.len() || ends_word;
+            let in_prev = match whole {
+                true => split_words(prev).any(|p| p == *w),
+                false => split_words(prev).any(|p| p.starts_with(w)),
+            };
+            if !in_prev {
+                rarest = rarest.min(self.word_weight(w, whole));
             }
-        })
+        }
+        rarest
     }
 
     /// Number of distinct words.
@@ -1401,6 +1459,56 @@ mod tests {
         assert!(!m.looks_mistyped("zorbix weather", "zorbix "));
         assert!(!m.looks_mistyped("zorbix weather", "boston zorb"));
         assert!(m.looks_mistyped("zorbix weather", "boston zorq"));
+    }
+
+    #[test]
+    fn a_rare_word_may_be_a_slip_and_is_corrected_only_to_a_common_one() {
+        // "boston" follows "to" and "in" and opens a search; "cheap" and "flights" each follow
+        // a word and open a search; "bostin" opens one search only; "weather" follows
+        // "boston" only, with no common word near it.
+        let m = QueryLm::new(
+            [
+                ("cheap flights to boston", 5.0),
+                ("flights to boston", 1.0),
+                ("best cheap flights", 1.0),
+                ("cheap hotels in boston", 2.0),
+                ("boston weather", 6.0),
+                ("bostin", 1.0),
+            ]
+            .into_iter(),
+            0.75,
+        )
+        .unwrap();
+        // Two words before "boston", and a query counted 6 opens with it.
+        let boston = 2.0 + 6.0;
+        assert!((m.word_weight("boston", true) - boston).abs() < 1e-4);
+        assert_eq!(m.word_weight("bostin", true), 1.0);
+        assert_eq!(m.word_weight("bost", false), m.word_weight("boston", true));
+        assert_eq!(m.word_weight("bostin", false), 1.0);
+        assert_eq!(m.word_weight("weather", true), 1.0);
+        assert_eq!(m.word_weight("zzz", true), 0.0);
+        assert!(!m.looks_mistyped("", "cheap flights "));
+        assert!(!m.looks_mistyped("", "cheap flights bost"));
+        for slip in ["bostin ", "bostin weat", "cheap flights bostin"] {
+            assert!(m.looks_mistyped("", slip), "{slip}");
+        }
+        // Unless the previous query has it: the rarest word is that of the rest.
+        assert!(!m.looks_mistyped("bostin", "bostin "));
+        assert_eq!(
+            m.rarest_word("bostin", "bostin boston "),
+            m.word_weight("boston", true)
+        );
+        let mut fm = Vec::new();
+        assert_eq!(
+            m.correct("bostin weat", 1, &mut fm),
+            Some(("boston weat".to_owned(), 1))
+        );
+        // A rare word with no common one near stays; an unknown one takes the nearest.
+        assert_eq!(m.correct("cheap weather ", 1, &mut fm), None);
+        assert_eq!(
+            m.correct("cheap waether ", 2, &mut fm),
+            Some(("cheap weather ".to_owned(), 1))
+        );
     }
 
     #[test]

@@ -13,13 +13,15 @@
 //!
 //! A call gathers candidates from every source (`candidates.rs`: the model's beam restricted
 //! to the prefix's range, the most popular of the range, the queries seen after the previous
-//! query, the language model's compositions), computes their features ([`FEATURES`]) and
-//! orders them by the ranker. Every answer starts with the (normalised) prefix.
+//! query, the language model's compositions; for a prefix that looks mistyped, those of
+//! corrected prefixes too), computes their features ([`FEATURES`]) and orders them by the
+//! ranker. Every answer starts with the (normalised) prefix, or says which correction of it.
 //!
 //! The ranker is learned from the log itself, never from evaluation data: the parts are first
-//! trained on the earlier searches, the candidates of the later ones (`rank_holdout`, by time)
-//! are ranked with them, and the ranker learns to put the query really searched first; then the
-//! parts are trained again on the whole log.
+//! trained on the earlier searches, the candidates of the later ones (`rank_holdout`, by time;
+//! `rank_typos` of their prefixes with a random slip) are ranked with them, and the ranker
+//! learns to put the query really searched first; then the parts are trained again on the
+//! whole log.
 
 mod blocklist;
 mod candidates;
@@ -27,6 +29,7 @@ mod lm;
 mod transitions;
 mod words;
 
+use std::borrow::Cow;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rayon::prelude::*;
@@ -91,7 +94,8 @@ pub struct RankParams {
     pub follow: f32,
     /// Typed prefixes of at least this many characters get completions of prefixes one edit
     /// away (a substitution, insertion, deletion or transposition; never of the first
-    /// character) after the exact ones, when those are fewer than `k` (0: never).
+    /// character), ranked with the exact ones, when they look mistyped or those are fewer than
+    /// `k` (0: never).
     pub fuzzy_one: usize,
     /// From this many characters, two edits (0: never).
     pub fuzzy_two: usize,
@@ -206,6 +210,10 @@ pub struct FitParams {
     pub rank_holdout: f64,
     /// Prefix lengths sampled per held-out pair for the ranker.
     pub rank_prefixes: usize,
+    /// Share of the ranker's prefixes long enough for typo tolerance that get one random edit
+    /// (their next query still the right answer), in [0, 1]: how the ranker learns to weigh
+    /// corrected prefixes against the typed one.
+    pub rank_typos: f64,
     /// Training of the ranker.
     pub ranker: RankerTrainParams,
     /// Ranking features left out of the learned ranker (names of [`FEATURES`]).
@@ -240,6 +248,7 @@ impl Default for FitParams {
             lm_count_power: 0.5,
             rank_holdout: 0.1,
             rank_prefixes: 6,
+            rank_typos: 0.1,
             ranker: RankerTrainParams::default(),
             features_off: Vec::new(),
             live_half_life: LiveParams::default().half_life,
@@ -285,8 +294,8 @@ pub enum Origin {
     Composed,
     /// Searched since the model was built (recorded live), not in its log.
     Live,
-    /// A query of the log that starts with a corrected prefix (a typo fixed), not with the
-    /// typed one: its first `matched` bytes are the corrected prefix.
+    /// A query (of the log or composed) that starts with a corrected prefix (a typo fixed),
+    /// not with the typed one: its first `matched` bytes are the corrected prefix.
     Fuzzy {
         /// Bytes of the suggestion that the corrected prefix covers.
         matched: usize,
@@ -321,15 +330,7 @@ pub type Completion = (String, f32);
 #[derive(Debug, Default, Clone)]
 pub struct CompleteScratch {
     gather: GatherScratch,
-    fuzzy: Vec<crate::FuzzyMatch>,
 }
-
-/// Corrected prefixes whose completions fill an answer, at most.
-const FUZZY_PREFIXES: usize = 4;
-
-/// Compositions of a mistyped-looking prefix's words as typed, listed before the answers of
-/// its corrected words.
-const KEEP_COMPOSED: usize = 2;
 
 /// A trained session-aware completer. Immutable: `complete` takes `&self` and a scratch, so one
 /// completer serves many threads.
@@ -433,6 +434,12 @@ impl Completer {
             return bad(format!(
                 "rank_holdout must be in [0, 1), got {}",
                 params.rank_holdout
+            ));
+        }
+        if !(0.0..=1.0).contains(&params.rank_typos) {
+            return bad(format!(
+                "rank_typos must be in [0, 1], got {}",
+                params.rank_typos
             ));
         }
         if !(0.0..=1.0).contains(&params.lm_count_power) {
@@ -728,12 +735,25 @@ impl Completer {
             })
             .collect();
         searches.sort_by(|a, b| a.2.total_cmp(&b.2));
-        // Cases: (search, previous query, prefix, next query).
-        let mut cases: Vec<(usize, &str, &str, &str)> = Vec::new();
+        // Cases: (search, previous query, prefix, next query). A share of the prefixes long
+        // enough for typo tolerance get one edit, so that the ranker learns how far to trust
+        // a corrected prefix against the typed one.
+        let mut cases: Vec<(usize, &str, Cow<str>, &str)> = Vec::new();
         let mut ends = Vec::new();
+        let fuzzy_from = params.rank.fuzzy_one.max(2);
+        // Their own generator: the prefixes sampled are the same whatever the share.
+        let mut slips = SplitMix64(params.seed ^ 0x7e1f_0a5e);
         for (i, &(prev, next, _)) in searches.iter().enumerate() {
             for &end in sample_prefix_ends(next, params.rank_prefixes, &mut rng, &mut ends) {
-                cases.push((i, prev, &next[..end], next));
+                let typed = &next[..end];
+                let slip = params.rank.fuzzy_one != 0
+                    && typed.chars().count() >= fuzzy_from
+                    && (slips.next() as f64 / u64::MAX as f64) < params.rank_typos;
+                let prefix = match slip {
+                    true => Cow::Owned(inject_typo(typed, &mut slips)),
+                    false => Cow::Borrowed(typed),
+                };
+                cases.push((i, prev, prefix, next));
             }
         }
         // A fixed sample when there are too many, chosen by the seeded generator.
@@ -765,19 +785,16 @@ impl Completer {
             let rows: Vec<Vec<Row>> = cases[lo..hi]
                 .par_iter()
                 .enumerate()
-                .map_init(
-                    GatherScratch::default,
-                    |s, (i, &(_, prev, prefix, next))| {
-                        // Half the lists see the live counts, half do not: the ranker must rank
-                        // well from the log alone too (a completer nobody records searches into).
-                        let seen_live = ((lo + i) % 2 == 0).then_some(&live);
-                        sources.gather(prev, prefix, &rank, seen_live, s)?;
-                        Ok(s.candidates
-                            .iter()
-                            .map(|c| (c.x, f32::from(u8::from(c.text == next)), c.segment))
-                            .collect())
-                    },
-                )
+                .map_init(GatherScratch::default, |s, (i, (_, prev, prefix, next))| {
+                    // Half the lists see the live counts, half do not: the ranker must rank
+                    // well from the log alone too (a completer nobody records searches into).
+                    let seen_live = ((lo + i) % 2 == 0).then_some(&live);
+                    sources.gather(prev, prefix, &rank, rank.candidates, seen_live, s)?;
+                    Ok(s.candidates
+                        .iter()
+                        .map(|c| (c.x, f32::from(u8::from(c.text == *next)), c.segment))
+                        .collect())
+                })
                 .collect::<Result<_>>()?;
             per_case.extend(rows);
             for &(prev, query, time) in &searches[start..end] {
@@ -806,7 +823,15 @@ impl Completer {
             .iter()
             .map(|f| !params.features_off.iter().any(|o| o == f))
             .collect();
-        let ranker = AdditiveRanker::train(&lists, N_SEGMENTS, Some(&mask), &params.ranker)?;
+        // The typed prefixes' lists place the scales: the corrected ones' (and so the slips of
+        // `rank_typos`) change only the weights of their own segments.
+        let ranker = AdditiveRanker::train_scaled(
+            &lists,
+            N_SEGMENTS,
+            Some(&mask),
+            &params.ranker,
+            candidates::CASE_SEGMENTS,
+        )?;
         Ok((ranker, true))
     }
 
@@ -1029,24 +1054,27 @@ impl Completer {
         self.complete_live(prev, prefix, k, params, None, scratch)
     }
 
-    /// Every candidate the exact prefix gathers that may be suggested (the blocklist and the
-    /// privacy floor applied; no typo fallback), ranked: its query, score, origin, ranking
-    /// segment and feature vector (named by [`FEATURES`]). What [`Completer::complete_live`]
-    /// ranks, for explaining an answer or studying the ranker.
+    /// Every candidate [`Completer::complete_live`] ranks for `k` answers that may be suggested
+    /// (the blocklist and the privacy floor applied), ranked: its query, score, origin,
+    /// ranking segment and feature vector (named by [`FEATURES`]). For explaining an answer or
+    /// studying the ranker.
     pub fn explain(
         &self,
         prev: &str,
         prefix: &str,
+        k: usize,
         params: &RankParams,
         live: Option<&LiveCounts>,
         scratch: &mut CompleteScratch,
     ) -> Result<Vec<Explained>> {
         params.check()?;
+        let params = params.for_k(k);
+        let params = &params;
         let prev = normalize_query(prev);
         let prefix = normalize_prefix(prefix);
         let blocklist = self.blocklist();
         let g = &mut scratch.gather;
-        self.sources.gather(&prev, &prefix, params, live, g)?;
+        self.sources.gather(&prev, &prefix, params, k, live, g)?;
         self.rank(&mut g.candidates);
         Ok(g.candidates
             .drain(..)
@@ -1093,10 +1121,9 @@ impl Completer {
         let params = params.for_k(k);
         let blocklist = self.blocklist();
         let g = &mut scratch.gather;
-        self.sources.gather(&prev, &prefix, &params, live, g)?;
+        self.sources.gather(&prev, &prefix, &params, k, live, g)?;
         self.rank(&mut g.candidates);
-        let mut found: Vec<(String, f32, Origin)> = g
-            .candidates
+        Ok(g.candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))
             .map(|c| {
@@ -1104,59 +1131,7 @@ impl Completer {
                 (c.text, c.score, origin)
             })
             .take(k)
-            .collect();
-        let edits = params.fuzzy_edits(prefix.chars().count());
-        if edits == 0 {
-            return Ok(found);
-        }
-        // A prefix the language model does not know the words of is likely mistyped: its
-        // compositions (the typed words, continued) go after the corrected prefixes' answers.
-        let mut composed = Vec::new();
-        let mistyped = self.sources.lm.looks_mistyped(&prev, &prefix);
-        if mistyped {
-            let (exact, rest): (Vec<_>, Vec<_>) =
-                found.into_iter().partition(|f| f.2 != Origin::Composed);
-            (found, composed) = (exact, rest);
-        }
-        if found.len() < k {
-            self.fill_fuzzy(
-                &prev, &prefix, edits, k, &params, live, &blocklist, scratch, &mut found,
-            )?;
-        }
-        // The best compositions of the words as typed keep their place before the answers of
-        // the corrected words: a rare word typed right must not lose to a guessed correction.
-        let keep = composed
-            .len()
-            .min(KEEP_COMPOSED)
-            .min(k.saturating_sub(found.len()));
-        for (text, score, origin) in composed.drain(..keep) {
-            append_after(&mut found, k, text, score, origin);
-        }
-        // Then the typed words corrected to the language model's words, completed as if typed
-        // so (seen and composed answers: the corrected query may never have been searched),
-        // merged by the ranker's score with the other compositions of the words as typed.
-        let mut extra: Vec<(String, f32, Origin)> = Vec::new();
-        if mistyped && found.len() < k {
-            if let Some(corrected) = self.sources.lm.correct(&prefix, edits, &mut scratch.fuzzy) {
-                let g = &mut scratch.gather;
-                self.sources.gather(&prev, &corrected, &params, live, g)?;
-                let matched = corrected.len();
-                for c in g.candidates.drain(..) {
-                    if self.may_suggest(&c, &blocklist) {
-                        let score = self.ranker.score(c.segment as usize, &c.x);
-                        extra.push((c.text, score, Origin::Fuzzy { matched }));
-                    }
-                }
-            }
-        }
-        extra.extend(composed);
-        extra.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        for (text, score, origin) in extra {
-            if !append_after(&mut found, k, text, score, origin) {
-                break;
-            }
-        }
-        Ok(found)
+            .collect())
     }
 
     /// True when candidate `c` may be an answer: no blocked term, and, under a privacy floor,
@@ -1164,62 +1139,6 @@ impl Completer {
     fn may_suggest(&self, c: &Candidate, blocklist: &Blocklist) -> bool {
         let live_only = self.min_users > 1.0 && origin_of(c) == Origin::Live;
         !(live_only || blocklist.blocks(&c.text))
-    }
-
-    /// Appends to `found` (fewer than `k` exact answers) the best seen queries of the prefixes
-    /// `edits` or fewer edits away from `prefix`: the closest corrected prefixes first (ties: the
-    /// one with the most searched query), each ranked as if it had been typed.
-    #[allow(clippy::too_many_arguments)]
-    fn fill_fuzzy(
-        &self,
-        prev: &str,
-        prefix: &str,
-        edits: u32,
-        k: usize,
-        params: &RankParams,
-        live: Option<&LiveCounts>,
-        blocklist: &Blocklist,
-        scratch: &mut CompleteScratch,
-        found: &mut Vec<(String, f32, Origin)>,
-    ) -> Result<()> {
-        let trie = &self.sources.queries;
-        trie.fuzzy_prefixes(prefix, edits, 1, &mut scratch.fuzzy);
-        let mut places: Vec<(u32, f64, crate::FuzzyMatch)> = scratch
-            .fuzzy
-            .iter()
-            .map(|m| (m.edits, trie.heaviest_in_range(m.lo, m.hi), *m))
-            .collect();
-        places.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(b.1.total_cmp(&a.1))
-                .then(a.2.lo.cmp(&b.2.lo))
-        });
-        // The seen answers of each corrected prefix, ranked as if it had been typed, pooled:
-        // fewer edits first, then by the ranker's score.
-        let mut pooled: Vec<(u32, f32, String, usize)> = Vec::new();
-        for &(edits, _, m) in places.iter().take(FUZZY_PREFIXES) {
-            let key = trie.key(m.lo).unwrap_or_default();
-            let corrected = &key[..m.matched];
-            let g = &mut scratch.gather;
-            self.sources.gather(prev, corrected, params, live, g)?;
-            for c in g.candidates.drain(..) {
-                // Seen queries only: a composition after a guessed correction is a guess on a
-                // guess.
-                if c.label.is_some() {
-                    let score = self.ranker.score(c.segment as usize, &c.x);
-                    pooled.push((edits, score, c.text, m.matched));
-                }
-            }
-        }
-        pooled.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
-        for (_, score, text, matched) in pooled {
-            if !blocklist.blocks(&text)
-                && !append_after(found, k, text, score, Origin::Fuzzy { matched })
-            {
-                break;
-            }
-        }
-        Ok(())
     }
 
     /// [`Completer::complete_with_origin`] for many (previous query, prefix) pairs, in
@@ -1284,7 +1203,9 @@ impl Completer {
 
 /// Where candidate `c` comes from, as its answer says.
 fn origin_of(c: &Candidate) -> Origin {
-    if c.label.is_some() {
+    if c.edits > 0 {
+        Origin::Fuzzy { matched: c.matched }
+    } else if c.label.is_some() {
         Origin::Seen
     } else if c.live > 0.0 {
         Origin::Live
@@ -1293,24 +1214,30 @@ fn origin_of(c: &Candidate) -> Origin {
     }
 }
 
-/// Appends an answer after those of `found`, unless `found` already holds `k` (then false) or
-/// lists the same query: its score is capped by the last one's, so scores never rise down the
-/// list (answers after the exact ones come from other rankings).
-fn append_after(
-    found: &mut Vec<(String, f32, Origin)>,
-    k: usize,
-    text: String,
-    score: f32,
-    origin: Origin,
-) -> bool {
-    if found.len() >= k {
-        return false;
+/// `prefix` with one edit after its first character, drawn from `rng`: a letter substituted or
+/// inserted, two adjacent characters transposed, or one deleted (the result differs from
+/// `prefix`, of at least two characters, and is not blank).
+fn inject_typo(prefix: &str, rng: &mut SplitMix64) -> String {
+    let chars: Vec<char> = prefix.chars().collect();
+    let letter = |rng: &mut SplitMix64| char::from(b'a' + rng.below(26) as u8);
+    for _ in 0..64 {
+        let i = 1 + rng.below(chars.len() as u64 - 1) as usize;
+        let mut edited = chars.clone();
+        match rng.below(4) {
+            0 => edited[i] = letter(rng),
+            1 if i + 1 < chars.len() => edited.swap(i, i + 1),
+            2 => {
+                edited.remove(i);
+            }
+            3 => edited.insert(i, letter(rng)),
+            _ => continue,
+        }
+        if edited != chars && edited.iter().any(|c| !is_py_space(*c)) {
+            return edited.into_iter().collect();
+        }
     }
-    if !found.iter().any(|f| f.0 == text) {
-        let last = found.last().map_or(f32::INFINITY, |f| f.1);
-        found.push((text, score.min(last), origin));
-    }
-    true
+    // Only with prefixes like "aa" the edits above keep alike: one more letter.
+    format!("{prefix}q")
 }
 
 /// The fixed rule as a ranker.
@@ -1463,8 +1390,16 @@ impl Persist for Completer {
             false => 0.0,
         };
         let rank = RankParams { follow, ..rank };
-        let ranker: AdditiveRanker = r.nested("ranker")?;
-        if ranker.n_features() == N_FEATURES - 2 {
+        let mut ranker: AdditiveRanker = r.nested("ranker")?;
+        // Files saved before typos were ranking features: their answers of corrected prefixes
+        // after those of the typed one, as they were served.
+        let before_typos = N_FEATURES - candidates::TYPO_FEATURES;
+        if ranker.n_features() == before_typos {
+            let w = candidates::fixed_weights();
+            ranker = ranker
+                .with_fixed(&w[before_typos..])?
+                .with_segments_repeated(N_SEGMENTS / candidates::CASE_SEGMENTS)?;
+        } else if ranker.n_features() == before_typos - 2 {
             return Err(crate::persist::format_err(
                 "a completer saved before live counts were ranking features (xrcomplete < 0.3): \
                  train it again",
@@ -1699,6 +1634,15 @@ pub(crate) mod tests {
             panic!("{got:?}")
         };
         assert!(matched >= 5 && "weather".starts_with(&got[0].0[..matched]));
+        // Every score finite, also when the typed words are all the previous query's (none
+        // rarest) and corrections fill the list.
+        let got = c
+            .complete_with_origin("wetaher channel", "wetaher", 10, &d, &mut s)
+            .unwrap();
+        assert!(
+            got.len() > 1 && got.iter().all(|g| g.1.is_finite()),
+            "{got:?}"
+        );
         // Typed right, or too short to correct, or fuzzy off: no fuzzy answer.
         let off = RankParams {
             fuzzy_one: 0,
@@ -1738,6 +1682,97 @@ pub(crate) mod tests {
             ),
             (6, 0)
         );
+    }
+
+    #[test]
+    fn a_ranker_saved_before_typo_features_ranks_corrections_after_the_typed_answers() {
+        const OLD: usize = N_FEATURES - candidates::TYPO_FEATURES;
+        let c = trained(&trees()[1]);
+        let mut s = CompleteScratch::default();
+        let d = RankParams::default();
+        // That file's ranker: the learned one without the last two features.
+        let (ranker, _) = c.ranker();
+        let old = AdditiveRanker::fixed(&candidates::fixed_weights()[..OLD], 6).unwrap();
+        assert_eq!(ranker.n_features(), N_FEATURES);
+        let padded = old.with_fixed(&candidates::fixed_weights()[OLD..]).unwrap();
+        let mut x = [0.5f32; N_FEATURES];
+        x[OLD..].fill(0.0);
+        x[OLD] = 1.0;
+        assert_eq!(padded.score(1, &x), old.score(1, &x[..OLD]) - 200.0);
+        let mut file = c.to_bytes();
+        let loaded = Completer::from_bytes(&file).unwrap();
+        assert_eq!(
+            loaded
+                .complete_with_origin("", "wetaher", 5, &d, &mut s)
+                .unwrap(),
+            c.complete_with_origin("", "wetaher", 5, &d, &mut s)
+                .unwrap()
+        );
+        // Written again with a ranker of two features fewer, it loads, and a prefix typed
+        // right but for one letter of a seen query's gets the typed answers first.
+        let mut legacy = Completer::from_bytes(&file).unwrap();
+        legacy.ranker = old;
+        file = legacy.to_bytes();
+        let loaded = Completer::from_bytes(&file).unwrap();
+        assert_eq!(loaded.ranker().0.n_features(), N_FEATURES);
+        let got = loaded
+            .complete_with_origin("", "weathr", 10, &d, &mut s)
+            .unwrap();
+        let first_fuzzy = got.iter().position(|g| matches!(g.2, Origin::Fuzzy { .. }));
+        let last_typed = got
+            .iter()
+            .rposition(|g| !matches!(g.2, Origin::Fuzzy { .. }));
+        assert!(first_fuzzy.is_some(), "{got:?}");
+        assert!(
+            last_typed.is_none_or(|l| l < first_fuzzy.unwrap()),
+            "{got:?}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn injected_typos_are_one_edit_after_the_first_character(
+            prefix in "[a-z][a-z ]{1,20}",
+            seed in any::<u64>(),
+        ) {
+            let typed = inject_typo(&prefix, &mut SplitMix64(seed));
+            let (a, b): (Vec<char>, Vec<char>) = (prefix.chars().collect(), typed.chars().collect());
+            prop_assert_eq!(crate::trie::tests::osa(&a, &b), 1);
+            prop_assert_eq!(a[0], b[0]);
+            prop_assert!(!typed.trim().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_learned_ranker_weighs_corrections_and_is_deterministic() {
+        // rank_typos teaches the ranker from prefixes with a slip: fit twice, the same ranker;
+        // with it off, a different one.
+        let (queries, counts, pairs) = combination_log(3000);
+        let fit = |rank_typos: f64| {
+            let p = FitParams {
+                rank_typos,
+                ..params(TreeSpec::Trie { depth: 2 })
+            };
+            Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default())
+        };
+        let (a, b, off) = (fit(0.5).unwrap(), fit(0.5).unwrap(), fit(0.0).unwrap());
+        assert!(a.ranker().1);
+        assert_eq!(a.ranker().0, b.ranker().0);
+        assert_ne!(a.ranker().0, off.ranker().0);
+        // A slip in the last word: the query meant, found under the corrected prefix, first.
+        let mut s = CompleteScratch::default();
+        let got = a
+            .complete_with_origin(
+                "a thing5",
+                "colour7 thinf",
+                3,
+                &RankParams::default(),
+                &mut s,
+            )
+            .unwrap();
+        assert_eq!(got[0].0, "colour7 thing5", "{got:?}");
+        assert!(matches!(got[0].2, Origin::Fuzzy { .. }), "{got:?}");
+        assert!(matches!(fit(1.5), Err(Error::InvalidInput(_))));
     }
 
     #[test]

@@ -198,6 +198,46 @@ impl AdditiveRanker {
         })
     }
 
+    /// The same ranker with more features after its own, each with a fixed weight on its raw
+    /// value (no bins) in every segment.
+    pub fn with_fixed(&self, weights: &[f32]) -> Result<Self> {
+        let (d, nb, e) = (self.n_features, self.n_bins, self.n_bins - 1);
+        let add = weights.len();
+        let mut edges = self.edges.to_vec();
+        edges.extend(std::iter::repeat_n(f32::INFINITY, add * e));
+        let (mut w, mut offsets) = (Vec::new(), Vec::new());
+        for seg in 0..self.n_segments {
+            w.extend_from_slice(self.weights(seg));
+            w.extend_from_slice(weights);
+            offsets.extend_from_slice(&self.offsets[seg * d * nb..(seg + 1) * d * nb]);
+            offsets.extend(std::iter::repeat_n(0.0, add * nb));
+        }
+        let (mut mean, mut inv_std) = (self.mean.to_vec(), self.inv_std.to_vec());
+        mean.extend(std::iter::repeat_n(0.0, add));
+        inv_std.extend(std::iter::repeat_n(1.0, add));
+        Self::from_parts(
+            [d + add, self.n_segments, nb],
+            mean.into(),
+            inv_std.into(),
+            edges.into(),
+            w.into(),
+            offsets.into(),
+        )
+    }
+
+    /// The same ranker with its segments repeated `times` times (segment `s + i * n` scores
+    /// as segment `s` did).
+    pub fn with_segments_repeated(&self, times: usize) -> Result<Self> {
+        Self::from_parts(
+            [self.n_features, self.n_segments * times, self.n_bins],
+            self.mean.clone(),
+            self.inv_std.clone(),
+            self.edges.clone(),
+            self.weights.repeat(times).into(),
+            self.offsets.repeat(times).into(),
+        )
+    }
+
     /// Number of features.
     pub fn n_features(&self) -> usize {
         self.n_features
@@ -253,6 +293,19 @@ impl AdditiveRanker {
         mask: Option<&[bool]>,
         params: &RankerTrainParams,
     ) -> Result<Self> {
+        Self::train_scaled(lists, n_segments, mask, params, n_segments)
+    }
+
+    /// [`AdditiveRanker::train`], the standardisation and the bins of the features placed by
+    /// the candidates of the segments below `scaled_by` only (all, when none is there): lists
+    /// of further segments then change nothing the others are scored with but their weights.
+    pub fn train_scaled(
+        lists: &RankLists,
+        n_segments: usize,
+        mask: Option<&[bool]>,
+        params: &RankerTrainParams,
+        scaled_by: usize,
+    ) -> Result<Self> {
         if lists.is_empty() {
             return Err(Error::InvalidInput("no list to learn a ranker from".into()));
         }
@@ -274,16 +327,22 @@ impl AdditiveRanker {
         if mask.is_some_and(|m| m.len() != d) {
             return Err(Error::InvalidInput("one mask entry per feature".into()));
         }
-        let rows = lists.n_candidates();
+        let mut scaling: Vec<usize> = (0..lists.n_candidates())
+            .filter(|&r| (lists.segment[r] as usize) < scaled_by)
+            .collect();
+        if scaling.is_empty() {
+            scaling = (0..lists.n_candidates()).collect();
+        }
+        let rows = scaling.len();
         let (mut mean, mut inv_std) = (vec![0f64; d], vec![0f64; d]);
-        for row in lists.x.chunks_exact(d) {
-            for (j, &v) in row.iter().enumerate() {
+        for &r in &scaling {
+            for (j, &v) in lists.x[r * d..(r + 1) * d].iter().enumerate() {
                 mean[j] += f64::from(v);
             }
         }
         mean.iter_mut().for_each(|m| *m /= rows as f64);
-        for row in lists.x.chunks_exact(d) {
-            for (j, &v) in row.iter().enumerate() {
+        for &r in &scaling {
+            for (j, &v) in lists.x[r * d..(r + 1) * d].iter().enumerate() {
                 inv_std[j] += (f64::from(v) - mean[j]).powi(2);
             }
         }
@@ -292,7 +351,7 @@ impl AdditiveRanker {
             *s = if std > 1e-9 { 1.0 / std } else { 1.0 };
         }
         let nb = params.bins;
-        let edges = quantile_edges(lists, nb);
+        let edges = quantile_edges(lists, &scaling, nb);
         let active: Vec<bool> = (0..d).map(|j| mask.is_none_or(|m| m[j])).collect();
         let mut model = Self::from_parts(
             [d, n_segments, nb],
@@ -374,15 +433,14 @@ impl AdditiveRanker {
 
 /// `nb - 1` edges per feature at its quantiles (over a regular sample of the candidates),
 /// duplicates pushed to +inf so that equal values share a bin.
-fn quantile_edges(lists: &RankLists, nb: usize) -> Vec<f32> {
+fn quantile_edges(lists: &RankLists, rows: &[usize], nb: usize) -> Vec<f32> {
     let d = lists.n_features;
-    let rows = lists.n_candidates();
-    let step = rows.div_ceil(EDGE_SAMPLE).max(1);
+    let step = rows.len().div_ceil(EDGE_SAMPLE).max(1);
     let mut edges = Vec::with_capacity(d * (nb - 1));
     let mut values = Vec::new();
     for j in 0..d {
         values.clear();
-        values.extend((0..rows).step_by(step).map(|r| lists.x[r * d + j]));
+        values.extend(rows.iter().step_by(step).map(|&r| lists.x[r * d + j]));
         values.sort_unstable_by(f32::total_cmp);
         let mut mine: Vec<f32> = (1..nb)
             .map(|q| values[(q * values.len() / nb).min(values.len() - 1)])
