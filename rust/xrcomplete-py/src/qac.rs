@@ -427,10 +427,10 @@ impl CompleterModel {
         .map_err(to_py_err)
     }
 
-    /// Every candidate of `prefix` after `prev` that may be suggested (blocklist and privacy
-    /// floor applied; no typo fallback), ranked: [(query, score, source, segment, features)],
-    /// the features named by `ranking_features()`. Options as for `complete`; `candidates` is
-    /// per source.
+    /// Every candidate `complete(prev, prefix, k)` ranks that may be suggested (blocklist and
+    /// privacy floor applied; the corrections of a prefix that looks mistyped included),
+    /// ranked: [(query, score, source, segment, features)], the features named by
+    /// `ranking_features()`. Options as for `complete`; `candidates` is per source.
     #[pyo3(signature = (
         prev, prefix, k = 10, *, beam_size = None, candidates = None, model_floor = None,
         generate = None, use_model = None, use_popular = None, use_transitions = None,

@@ -64,9 +64,10 @@ const FEATURE_MODEL_GAP: usize = 18;
 const FEATURE_POPULARITY_GAP: usize = 19;
 const FEATURE_LM_GAP: usize = 20;
 const FEATURE_EDITS: usize = 23;
+const FEATURE_TYPED_RAREST: usize = 25;
+
 /// The last features, of typos: rankers saved before them have none.
 pub(crate) const TYPO_FEATURES: usize = 3;
-const FEATURE_TYPED_RAREST: usize = 25;
 
 /// Number of ranking features.
 pub const N_FEATURES: usize = FEATURES.len();
@@ -620,6 +621,7 @@ mod tests {
             (FEATURE_POPULARITY_GAP, "popularity_gap"),
             (FEATURE_LM_GAP, "lm_gap"),
             (FEATURE_EDITS, "edits"),
+            (FEATURE_TYPED_RAREST, "typed_rarest"),
         ] {
             assert_eq!(FEATURES[i], name);
         }

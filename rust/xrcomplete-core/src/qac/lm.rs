@@ -635,21 +635,14 @@ impl QueryLm {
         self.words.contains(word)
     }
 
-    /// True when some word of the model starts with `start`.
-    pub fn knows_start(&self, start: &str) -> bool {
-        self.words.prefix_range(start).is_some()
-    }
-
     /// How common `word` (`whole`) is: the distinct words it was seen after, plus the searches
     /// that open with it (as the model counts searches); for what is typed of a word, the
     /// largest of the word itself and the one of most distinct words before it among those it
     /// starts. 0 for none.
     pub fn word_weight(&self, word: &str, whole: bool) -> f64 {
+        let opening = self.bigrams.row(u64::from(self.start_token()));
         let of = |id: u32| {
-            let opened = self
-                .bigrams
-                .row(u64::from(self.start_token()))
-                .map_or(0.0, |r| f64::from(r.count_of(id)));
+            let opened = opening.map_or(0.0, |r| f64::from(r.count_of(id)));
             // The start of a query counts by its searches, not as one more word before.
             let before = self.words.weights()[id as usize] - f64::from(u8::from(opened > 0.0));
             before.max(0.0) + opened
@@ -691,12 +684,13 @@ impl QueryLm {
         for (i, w) in words.iter().enumerate() {
             let whole = i + 1 < words.len() || ends_word;
             // Words of fewer than four characters are too short to tell a typo from a word.
-            if self.knows_well(w, whole) || left == 0 || w.chars().count() < 4 {
+            let weight = self.word_weight(w, whole);
+            if weight >= COMMON_WORD || left == 0 || w.chars().count() < 4 {
                 out.push((*w).to_owned());
                 continue;
             }
             // A rare word is corrected only to one seen after COMMON_WORD distinct words.
-            let least = match self.word_weight(w, whole) > 0.0 {
+            let least = match weight > 0.0 {
                 true => COMMON_WORD,
                 false => 0.0,
             };

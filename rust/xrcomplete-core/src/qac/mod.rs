@@ -1068,14 +1068,8 @@ impl Completer {
         scratch: &mut CompleteScratch,
     ) -> Result<Vec<Explained>> {
         params.check()?;
-        let params = params.for_k(k);
-        let params = &params;
-        let prev = normalize_query(prev);
-        let prefix = normalize_prefix(prefix);
-        let blocklist = self.blocklist();
         let g = &mut scratch.gather;
-        self.sources.gather(&prev, &prefix, params, k, live, g)?;
-        self.rank(&mut g.candidates);
+        let blocklist = self.gather_ranked(prev, prefix, k, params, live, g)?;
         Ok(g.candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))
@@ -1089,16 +1083,31 @@ impl Completer {
             .collect())
     }
 
-    /// Scores gathered candidates by the ranker and sorts them, best first (ties by query).
-    fn rank(&self, candidates: &mut [Candidate]) {
-        for c in candidates.iter_mut() {
+    /// Gathers into `g.candidates` the candidates of `prefix` after `prev` (both normalised
+    /// here) for `k` answers, scored by the ranker and sorted, best first (ties by query); and
+    /// returns the blocklist that [`Completer::may_suggest`] filters them with.
+    fn gather_ranked(
+        &self,
+        prev: &str,
+        prefix: &str,
+        k: usize,
+        params: &RankParams,
+        live: Option<&LiveCounts>,
+        g: &mut GatherScratch,
+    ) -> Result<Arc<Blocklist>> {
+        let (prev, prefix) = (normalize_query(prev), normalize_prefix(prefix));
+        let blocklist = self.blocklist();
+        self.sources
+            .gather(&prev, &prefix, &params.for_k(k), k, live, g)?;
+        for c in g.candidates.iter_mut() {
             c.score = self.ranker.score(c.segment as usize, &c.x);
         }
-        candidates.sort_unstable_by(|a, b| {
+        g.candidates.sort_unstable_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
                 .then_with(|| a.text.cmp(&b.text))
         });
+        Ok(blocklist)
     }
 
     /// [`Completer::complete_with_origin`], with the searches recorded since the model was built
@@ -1116,13 +1125,8 @@ impl Completer {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let prev = normalize_query(prev);
-        let prefix = normalize_prefix(prefix);
-        let params = params.for_k(k);
-        let blocklist = self.blocklist();
         let g = &mut scratch.gather;
-        self.sources.gather(&prev, &prefix, &params, k, live, g)?;
-        self.rank(&mut g.candidates);
+        let blocklist = self.gather_ranked(prev, prefix, k, params, live, g)?;
         Ok(g.candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))

@@ -327,21 +327,22 @@ impl AdditiveRanker {
         if mask.is_some_and(|m| m.len() != d) {
             return Err(Error::InvalidInput("one mask entry per feature".into()));
         }
-        let mut scaling: Vec<usize> = (0..lists.n_candidates())
-            .filter(|&r| (lists.segment[r] as usize) < scaled_by)
-            .collect();
-        if scaling.is_empty() {
-            scaling = (0..lists.n_candidates()).collect();
-        }
-        let rows = scaling.len();
+        // The rows that place the scales: those of the segments below `scaled_by`, or all
+        // when none is there.
+        let limit = match lists.segment.iter().any(|&g| (g as usize) < scaled_by) {
+            true => scaled_by,
+            false => usize::MAX,
+        };
+        let scaling = || (0..lists.n_candidates()).filter(|&r| (lists.segment[r] as usize) < limit);
+        let rows = scaling().count();
         let (mut mean, mut inv_std) = (vec![0f64; d], vec![0f64; d]);
-        for &r in &scaling {
+        for r in scaling() {
             for (j, &v) in lists.x[r * d..(r + 1) * d].iter().enumerate() {
                 mean[j] += f64::from(v);
             }
         }
         mean.iter_mut().for_each(|m| *m /= rows as f64);
-        for &r in &scaling {
+        for r in scaling() {
             for (j, &v) in lists.x[r * d..(r + 1) * d].iter().enumerate() {
                 inv_std[j] += (f64::from(v) - mean[j]).powi(2);
             }
@@ -351,7 +352,7 @@ impl AdditiveRanker {
             *s = if std > 1e-9 { 1.0 / std } else { 1.0 };
         }
         let nb = params.bins;
-        let edges = quantile_edges(lists, &scaling, nb);
+        let edges = quantile_edges(lists, scaling, rows, nb);
         let active: Vec<bool> = (0..d).map(|j| mask.is_none_or(|m| m[j])).collect();
         let mut model = Self::from_parts(
             [d, n_segments, nb],
@@ -433,14 +434,19 @@ impl AdditiveRanker {
 
 /// `nb - 1` edges per feature at its quantiles (over a regular sample of the candidates),
 /// duplicates pushed to +inf so that equal values share a bin.
-fn quantile_edges(lists: &RankLists, rows: &[usize], nb: usize) -> Vec<f32> {
+fn quantile_edges<I: Iterator<Item = usize>>(
+    lists: &RankLists,
+    rows: impl Fn() -> I,
+    n_rows: usize,
+    nb: usize,
+) -> Vec<f32> {
     let d = lists.n_features;
-    let step = rows.len().div_ceil(EDGE_SAMPLE).max(1);
+    let step = n_rows.div_ceil(EDGE_SAMPLE).max(1);
     let mut edges = Vec::with_capacity(d * (nb - 1));
     let mut values = Vec::new();
     for j in 0..d {
         values.clear();
-        values.extend(rows.iter().step_by(step).map(|&r| lists.x[r * d + j]));
+        values.extend(rows().step_by(step).map(|r| lists.x[r * d + j]));
         values.sort_unstable_by(f32::total_cmp);
         let mut mine: Vec<f32> = (1..nb)
             .map(|q| values[(q * values.len() / nb).min(values.len() - 1)])
