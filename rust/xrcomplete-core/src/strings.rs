@@ -45,8 +45,11 @@ impl Strings {
     #[inline]
     pub(crate) fn get(&self, i: usize) -> &str {
         let bytes = self.get_bytes(i);
-        // Checked when built (from &str, cut at string ends) or loaded (see `read`).
-        std::str::from_utf8(bytes).expect("strings are checked UTF-8")
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: the bytes are UTF-8 and every offset is a character boundary: built from
+        // `&str`s cut at their ends (`new`), or checked once when loaded (`read`); the fields
+        // are private and never changed after. Checking again here cost 4% of `complete()`.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// The bytes of string `i` (`i < len`).

@@ -195,7 +195,7 @@ impl Trie {
             let children = self.children(node);
             let child = &children[children.binary_search_by_key(&c, |n| n.first_char).ok()?];
             let end = (child.depth as usize).min(p.len());
-            let label = &self.key_unchecked(child.lo as usize).as_bytes()[depth..end];
+            let label = &self.keys.get_bytes(child.lo as usize)[depth..end];
             if label != &p[depth..end] {
                 return None;
             }
@@ -267,17 +267,24 @@ impl Trie {
     /// The places of the trie whose string is within `max_edits` edits of `prefix`
     /// (Damerau-Levenshtein in its optimal-string-alignment form: substitutions, insertions,
     /// deletions, and transpositions of two adjacent characters), the first `exact_chars`
-    /// characters unedited. Each match is the key range under the place, the corrected prefix
+    /// characters unedited, and at most one edit in the first `one_edit_chars` characters of
+    /// a place's string (every prefix of them that short is within one edit of a prefix of
+    /// `prefix`). Each match is the key range under the place, the corrected prefix
     /// (`matched` bytes of the range's first key) and its edits. Along one path a place is
     /// reported only when it is closer than every place before it on that path (so ranges
-    /// nest, closest innermost); `prefix` itself (0 edits) is not reported. A depth-first walk
-    /// that leaves a branch as soon as no extension can come within `max_edits`: its cost grows
-    /// with the typed prefix and the branching near it, not with the number of keys.
+    /// nest, closest innermost); `prefix` itself (0 edits) is not reported.
+    ///
+    /// A depth-first walk that leaves a branch as soon as no extension can come within the
+    /// edits: its cost grows with the typed prefix and the branching near it, not with the
+    /// number of keys. With an edit to spare, the walk goes through every place a few
+    /// characters deep, where the trie is bushiest: `one_edit_chars` keeps the second edit out
+    /// of there (over the AOL log's queries, a walk of two edits costs 2.5x less with 4).
     pub fn fuzzy_prefixes(
         &self,
         prefix: &str,
         max_edits: u32,
         exact_chars: usize,
+        one_edit_chars: usize,
         out: &mut Vec<FuzzyMatch>,
     ) {
         out.clear();
@@ -293,6 +300,7 @@ impl Trie {
             p: &p,
             max_edits,
             exact_chars,
+            one_edit_chars,
             width,
             out,
         };
@@ -307,42 +315,64 @@ impl Trie {
         best: u32,
         walk: &mut FuzzyWalk<'_>,
     ) {
-        for child in self.children(node) {
-            let key = self.key_unchecked(child.lo as usize);
-            let edge = &key[node.depth as usize..child.depth as usize];
-            let (rows_len, path_len) = (rows.len(), path.len());
-            let mut best_here = best;
-            let mut alive = true;
-            let mut offset = node.depth as usize;
-            for c in edge.chars() {
-                offset += c.len_utf8();
-                if !walk.step(c, rows, path) {
-                    alive = false;
-                    break;
-                }
-                let w = walk.width;
-                let last = rows[rows.len() - w..][w - 1];
-                if last == 0 {
-                    // The typed prefix itself: what follows is exact, not fuzzy.
-                    alive = false;
-                    break;
-                }
-                if last <= walk.max_edits && last < best_here {
-                    best_here = last;
-                    walk.out.push(FuzzyMatch {
-                        lo: child.lo,
-                        hi: child.hi,
-                        matched: offset,
-                        edits: last,
-                    });
+        let children = self.children(node);
+        // Where the path has spent its edits, only a character of the typed prefix can
+        // follow: at a bushy node those children are looked up, the others never visited
+        // (the same places are found, most of the walk's visits saved).
+        let mut few = [0u32; LOOKUPS];
+        let n = match children.len() > LOOKUPS {
+            true => walk.unedited_next(rows, path.len(), &mut few),
+            false => None,
+        };
+        match n {
+            Some(n) => {
+                for &c in &few[..n] {
+                    if let Ok(i) = children.binary_search_by_key(&c, |n| n.first_char) {
+                        self.fuzzy_child(node, &children[i], rows, path, best, walk);
+                    }
                 }
             }
-            if alive {
-                self.fuzzy_node(child, rows, path, best_here, walk);
+            None => {
+                for child in children {
+                    self.fuzzy_child(node, child, rows, path, best, walk);
+                }
             }
-            rows.truncate(rows_len);
-            path.truncate(path_len);
         }
+    }
+
+    fn fuzzy_child(
+        &self,
+        node: &Node,
+        child: &Node,
+        rows: &mut Vec<u32>,
+        path: &mut Vec<char>,
+        mut best: u32,
+        walk: &mut FuzzyWalk<'_>,
+    ) {
+        let (rows_len, path_len) = (rows.len(), path.len());
+        let mut offset = node.depth as usize;
+        // The edge's first character is in the node: most children are left there, before
+        // their key is read (a cache miss each).
+        let first = char::from_u32(child.first_char).unwrap_or(char::REPLACEMENT_CHARACTER);
+        let mut alive = walk.visit(first, child, &mut offset, &mut best, rows, path);
+        if alive {
+            // Loaded nodes are checked to cut keys at character boundaries, not to agree with
+            // their first character: a file that does not walks nowhere, never panics.
+            let key = self.key_unchecked(child.lo as usize);
+            let rest = key.get(offset..child.depth as usize);
+            alive &= rest.is_some();
+            for c in rest.unwrap_or_default().chars() {
+                if !walk.visit(c, child, &mut offset, &mut best, rows, path) {
+                    alive = false;
+                    break;
+                }
+            }
+        }
+        if alive {
+            self.fuzzy_node(child, rows, path, best, walk);
+        }
+        rows.truncate(rows_len);
+        path.truncate(path_len);
     }
 
     fn children(&self, node: &Node) -> &[Node] {
@@ -358,6 +388,35 @@ impl Trie {
         self.keys.get(id)
     }
 }
+
+/// The optimal-string-alignment distance of `a` and `b` (the edits of
+/// [`Trie::fuzzy_prefixes`]), by the textbook table: for short strings.
+pub(crate) fn osa(a: &[char], b: &[char]) -> u32 {
+    let (n, m) = (a.len(), b.len());
+    let mut d = vec![vec![0u32; m + 1]; n + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i as u32;
+    }
+    for (j, v) in d[0].iter_mut().enumerate() {
+        *v = j as u32;
+    }
+    for i in 1..=n {
+        for j in 1..=m {
+            let cost = u32::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[n][m]
+}
+
+/// At most this many children of a node are looked up by character in a fuzzy walk (more
+/// are all visited).
+const LOOKUPS: usize = 8;
 
 /// A place of the trie near a typed prefix ([`Trie::fuzzy_prefixes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,23 +436,118 @@ struct FuzzyWalk<'a> {
     p: &'a [char],
     max_edits: u32,
     exact_chars: usize,
+    one_edit_chars: usize,
     width: usize,
     out: &'a mut Vec<FuzzyMatch>,
 }
 
 impl FuzzyWalk<'_> {
+    /// Extends the path by `c`, the character of `node`'s edge that ends at byte `offset`
+    /// (moved past it), and reports `node` when the path is closer than `best` and within
+    /// `max_edits` (`best` then lowers). False when the walk leaves the branch: no extension can
+    /// come within `max_edits`, or the path is the typed prefix itself (what follows is exact,
+    /// not fuzzy).
+    fn visit(
+        &mut self,
+        c: char,
+        node: &Node,
+        offset: &mut usize,
+        best: &mut u32,
+        rows: &mut Vec<u32>,
+        path: &mut Vec<char>,
+    ) -> bool {
+        *offset += c.len_utf8();
+        let budget = self.budget(path.len());
+        if !self.step(c, budget, rows, path) {
+            return false;
+        }
+        let last = rows[rows.len() - 1];
+        if last == 0 {
+            return false;
+        }
+        if last <= budget && last < *best {
+            *best = last;
+            self.out.push(FuzzyMatch {
+                lo: node.lo,
+                hi: node.hi,
+                matched: *offset,
+                edits: last,
+            });
+        }
+        true
+    }
+
+    /// When only some characters can extend a path of `i` characters (ending in row `rows`)
+    /// within its edits (those of the typed prefix it must keep, or all its edits are spent),
+    /// writes them to `out`, sorted and distinct, and returns how many; `None` when any might,
+    /// or more than `out` holds.
+    fn unedited_next(&self, rows: &[u32], i: usize, out: &mut [u32; LOOKUPS]) -> Option<usize> {
+        let w = self.width;
+        let mut n = 0;
+        let mut add = |c: char| match n < LOOKUPS {
+            true => {
+                out[n] = c as u32;
+                n += 1;
+                true
+            }
+            false => false,
+        };
+        if i < self.exact_chars {
+            add(*self.p.get(i)?);
+        } else {
+            let budget = self.budget(i);
+            let row = &rows[rows.len() - w..];
+            if row.iter().any(|&v| v < budget) {
+                return None;
+            }
+            // An unedited step (the diagonal) from a cell within the edits. (The second
+            // character of a transposition, `p[j - 2]` after `p[j - 1]`, is one: the cell
+            // `j - 2` it steps from is within one edit of the one before the swap.)
+            for j in 1..w {
+                if row[j - 1] <= budget && !add(self.p[j - 1]) {
+                    return None;
+                }
+            }
+        }
+        let found = &mut out[..n];
+        found.sort_unstable();
+        let mut kept = 0;
+        for k in 0..found.len() {
+            if k == 0 || found[k] != found[kept - 1] {
+                found[kept] = found[k];
+                kept += 1;
+            }
+        }
+        Some(kept)
+    }
+
+    /// The edits a path may hold once its character `i` (from 0) is added.
+    fn budget(&self, i: usize) -> u32 {
+        match i < self.one_edit_chars {
+            true => self.max_edits.min(1),
+            false => self.max_edits,
+        }
+    }
+
     /// Extends the path by `c`: pushes the new row; false when no extension of the path can
-    /// come within `max_edits` (or `c` edits a character that must stay exact).
-    fn step(&mut self, c: char, rows: &mut Vec<u32>, path: &mut Vec<char>) -> bool {
+    /// come within `budget` edits (or `c` edits a character that must stay exact).
+    ///
+    /// Distances are kept capped at `max_edits + 1` (all that is asked is whether one is within
+    /// `max_edits`), so only the band of cells within `max_edits` of the diagonal is computed:
+    /// the others are farther apart in length alone.
+    fn step(&mut self, c: char, budget: u32, rows: &mut Vec<u32>, path: &mut Vec<char>) -> bool {
         let i = path.len(); // index of `c` in the path
         if i < self.exact_chars && self.p.get(i) != Some(&c) {
             return false;
         }
-        let w = self.width;
+        let (w, k) = (self.width, self.max_edits as usize);
+        let cap = self.max_edits + 1;
         let base = rows.len() - w;
-        rows.push(i as u32 + 1);
-        let mut min = i as u32 + 1;
-        for j in 1..w {
+        rows.push((i as u32 + 1).min(cap));
+        rows.resize(base + 2 * w, cap);
+        let mut min = rows[base + w];
+        let (lo, hi) = ((i + 1).saturating_sub(k).max(1), (i + 1 + k).min(w - 1));
+        for j in lo..=hi {
             let up = rows[base + j] + 1;
             let left = rows[base + w + j - 1] + 1;
             let diag = rows[base + j - 1] + u32::from(self.p[j - 1] != c);
@@ -401,11 +555,12 @@ impl FuzzyWalk<'_> {
             if i >= 1 && j >= 2 && self.p[j - 1] == path[i - 1] && self.p[j - 2] == c {
                 v = v.min(rows[base - w + j - 2] + 1);
             }
-            rows.push(v);
+            let v = v.min(cap);
+            rows[base + w + j] = v;
             min = min.min(v);
         }
         path.push(c);
-        min <= self.max_edits
+        min <= budget
     }
 }
 
@@ -577,7 +732,7 @@ fn build_nodes(keys: &[&str]) -> Vec<Node> {
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     /// The reference: a sorted map with weights summed in input order.
     fn reference(items: &[(String, f64)]) -> BTreeMap<String, f64> {
@@ -723,36 +878,12 @@ pub(crate) mod tests {
         assert!(file(&["a", "b"], nodes).is_err()); // keys nobody reaches... the root only
     }
 
-    /// Optimal-string-alignment distance, by the textbook table.
-    pub(crate) fn osa(a: &[char], b: &[char]) -> u32 {
-        let (n, m) = (a.len(), b.len());
-        let mut d = vec![vec![0u32; m + 1]; n + 1];
-        for (i, row) in d.iter_mut().enumerate() {
-            row[0] = i as u32;
-        }
-        for (j, v) in d[0].iter_mut().enumerate() {
-            *v = j as u32;
-        }
-        for i in 1..=n {
-            for j in 1..=m {
-                let cost = u32::from(a[i - 1] != b[j - 1]);
-                d[i][j] = (d[i - 1][j] + 1)
-                    .min(d[i][j - 1] + 1)
-                    .min(d[i - 1][j - 1] + cost);
-                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                    d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-                }
-            }
-        }
-        d[n][m]
-    }
-
     #[test]
     fn fuzzy_prefixes_find_typos() {
         let t = Trie::new([("weather", 5.0), ("wells fargo", 3.0), ("walmart", 9.0)]).unwrap();
         let mut out = Vec::new();
         let found = |t: &Trie, p: &str, d: u32, out: &mut Vec<FuzzyMatch>| -> Vec<(String, u32)> {
-            t.fuzzy_prefixes(p, d, 1, out);
+            t.fuzzy_prefixes(p, d, 1, 0, out);
             out.iter()
                 .map(|m| (t.key(m.lo).unwrap()[..m.matched].to_owned(), m.edits))
                 .collect()
@@ -778,50 +909,83 @@ pub(crate) mod tests {
         .is_empty());
     }
 
+    /// Checks [`Trie::fuzzy_prefixes`] against a brute force over the keys' prefixes.
+    fn check_fuzzy(
+        keys: &BTreeSet<String>,
+        prefix: &str,
+        max_edits: u32,
+        exact_chars: usize,
+        one_edit_chars: usize,
+    ) -> std::result::Result<(), TestCaseError> {
+        let t = Trie::new(keys.iter().map(|k| (k.as_str(), 1.0))).unwrap();
+        let mut out = Vec::new();
+        t.fuzzy_prefixes(prefix, max_edits, exact_chars, one_edit_chars, &mut out);
+        let p: Vec<char> = prefix.chars().collect();
+        // A corrected prefix may be reported: its first characters exact, and each of its
+        // prefixes of up to `one_edit_chars` characters within one edit of one of `p`'s.
+        let admissible = |q: &[char]| {
+            q.iter().zip(&p).take(exact_chars).all(|(a, b)| a == b)
+                && q.len() >= exact_chars.min(p.len())
+                && (1..=q.len().min(one_edit_chars))
+                    .all(|i| (0..=p.len()).any(|j| osa(&q[..i], &p[..j]) <= 1))
+                && (q.len() > one_edit_chars || osa(q, &p) <= 1)
+        };
+        // Sound: the corrected prefix is that many edits away, and the range is its keys.
+        for m in &out {
+            let matched = &t.key(m.lo).unwrap()[..m.matched];
+            let mc: Vec<char> = matched.chars().collect();
+            prop_assert_eq!(osa(&mc, &p), m.edits);
+            prop_assert!(m.edits >= 1 && m.edits <= max_edits);
+            prop_assert!(admissible(&mc), "{}", matched);
+            let (lo, hi) = t.prefix_range(matched).unwrap();
+            prop_assert_eq!((lo, hi), (m.lo, m.hi));
+        }
+        // Complete: a key not starting with the prefix but with an admissible prefix within
+        // the edits is in a reported range, at its best distance.
+        for (id, key) in t.keys().enumerate() {
+            if key.starts_with(prefix) {
+                continue;
+            }
+            let kc: Vec<char> = key.chars().collect();
+            let best = (1..=kc.len())
+                .filter(|&l| admissible(&kc[..l]))
+                .map(|l| osa(&kc[..l], &p))
+                .min();
+            let got = out
+                .iter()
+                .filter(|m| (m.lo..m.hi).contains(&(id as u32)))
+                .map(|m| m.edits)
+                .min();
+            match best {
+                Some(b) if b <= max_edits => prop_assert_eq!(got, Some(b), "{}", key),
+                _ => prop_assert_eq!(got, None, "{}", key),
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn fuzzy_prefixes_are_sound_and_complete(
-            keys in prop::collection::btree_set("[abcé]{1,6}", 1..12),
-            prefix in "[abcé]{1,5}",
+            keys in prop::collection::btree_set("[abcé]{1,8}", 1..12),
+            prefix in "[abcé]{1,7}",
+            max_edits in 1u32..4,
+            exact_chars in 0usize..2,
+            one_edit_chars in 0usize..5,
+        ) {
+            check_fuzzy(&keys, &prefix, max_edits, exact_chars, one_edit_chars)?;
+        }
+
+        /// Nodes of more children than are looked up by character: the lookups find the same.
+        #[test]
+        fn fuzzy_prefixes_are_sound_and_complete_where_the_trie_is_bushy(
+            keys in prop::collection::btree_set("[a-m]{1,6}", 20..80),
+            prefix in "[a-m]{1,6}",
             max_edits in 1u32..3,
             exact_chars in 0usize..2,
+            one_edit_chars in 0usize..4,
         ) {
-            let t = Trie::new(keys.iter().map(|k| (k.as_str(), 1.0))).unwrap();
-            let mut out = Vec::new();
-            t.fuzzy_prefixes(&prefix, max_edits, exact_chars, &mut out);
-            let p: Vec<char> = prefix.chars().collect();
-            // Sound: the corrected prefix is that many edits away, and the range is its keys.
-            for m in &out {
-                let matched = &t.key(m.lo).unwrap()[..m.matched];
-                let mc: Vec<char> = matched.chars().collect();
-                prop_assert_eq!(osa(&mc, &p), m.edits);
-                prop_assert!(m.edits >= 1 && m.edits <= max_edits);
-                prop_assert!(mc.iter().zip(&p).take(exact_chars).all(|(a, b)| a == b));
-                let (lo, hi) = t.prefix_range(matched).unwrap();
-                prop_assert_eq!((lo, hi), (m.lo, m.hi));
-            }
-            // Complete: a key not starting with the prefix but with a prefix within the edits
-            // is in a reported range, at its best distance.
-            for (id, key) in t.keys().enumerate() {
-                if key.starts_with(&prefix) {
-                    continue;
-                }
-                let kc: Vec<char> = key.chars().collect();
-                let best = (1..=kc.len())
-                    .filter(|&l| kc[..l].iter().zip(&p).take(exact_chars).all(|(a, b)| a == b))
-                    .filter(|&l| l >= exact_chars.min(p.len()))
-                    .map(|l| osa(&kc[..l], &p))
-                    .min();
-                let got = out
-                    .iter()
-                    .filter(|m| (m.lo..m.hi).contains(&(id as u32)))
-                    .map(|m| m.edits)
-                    .min();
-                match best {
-                    Some(b) if b <= max_edits => prop_assert_eq!(got, Some(b), "{}", key),
-                    _ => prop_assert_eq!(got, None, "{}", key),
-                }
-            }
+            check_fuzzy(&keys, &prefix, max_edits, exact_chars, one_edit_chars)?;
         }
 
         #[test]

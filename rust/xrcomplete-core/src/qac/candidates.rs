@@ -23,7 +23,7 @@ use crate::text::{is_py_space, ConcatScratch, FeatureConcat};
 use crate::xr::{PostProcessor, PredictParams, PredictScratch, XrLinear};
 use crate::{FuzzyMatch, Trie};
 
-use super::lm::{LmScratch, QueryLm};
+use super::lm::{LmScratch, QueryLm, ONE_EDIT_CHARS};
 use super::words::split_last_word;
 use super::{RankParams, Transitions};
 
@@ -53,7 +53,7 @@ pub const FEATURES: [&str; 26] = [
     "live",           // ln(1 + its decayed count among the searches recorded live)
     "live_after",     // ln(1 + its decayed count recorded live after the previous query)
     "edits",          // edits from the typed prefix to the corrected one it starts with
-    "rare_words",     // never searched whole: its words the language model barely knows
+    "rare_words",     // never searched whole: its words the language model does not know
     "typed_rarest",   // corrected: ln(1 + how common the rarest typed word is)
 ];
 
@@ -192,7 +192,9 @@ impl Sources {
     /// A prefix long enough for typos ([`RankParams::fuzzy_one`]) that looks mistyped to the
     /// language model, or has fewer than `k` candidates, also gets those of the prefixes a few
     /// edits away: of the closest places of the trie (the fewest edits, then the most searched
-    /// query; [`FUZZY_PREFIXES`] at most), and of its words corrected to the language model's.
+    /// query; [`FUZZY_PREFIXES`] at most; the words before the first one that looks mistyped
+    /// kept as typed; two edits only where one finds no place), and of its words corrected to
+    /// the language model's.
     /// Each says how many edits it took (`edits`), and one ranker weighs them against the
     /// candidates of the prefix as typed, all scored in the segments of such lists (the case's
     /// segment plus [`CASE_SEGMENTS`]).
@@ -207,14 +209,28 @@ impl Sources {
     ) -> Result<()> {
         self.gather_one(prev, prefix, params, live, s)?;
         let edits = params.fuzzy_edits(prefix.chars().count());
-        let mistyped = edits > 0 && self.lm.looks_mistyped(prev, prefix);
+        let suspect = match edits > 0 {
+            true => self.lm.first_suspect(prev, prefix),
+            false => None,
+        };
+        let mistyped = suspect.is_some();
         if mistyped || (edits > 0 && s.candidates.len() < k) {
             // Capped: a prefix whose words are all the previous query's has none.
             let rarest = self.lm.rarest_word(prev, prefix).min(RAREST_CAP);
             let mut pool = std::mem::take(&mut s.pool);
             pool.clear();
             pool.append(&mut s.candidates);
-            self.queries.fuzzy_prefixes(prefix, edits, 1, &mut s.fuzzy);
+            // The slip is looked for from the first word that looks mistyped on (the words
+            // before it are known well: kept as typed, they spare the walk the bushy top of
+            // the trie). Two edits only where one finds no place: the walk of two costs many
+            // times that of one, and where one edit finds places, those of two only crowd them.
+            let exact = suspect.map_or(1, |at| prefix[..at].chars().count().max(1));
+            self.queries
+                .fuzzy_prefixes(prefix, 1, exact, 0, &mut s.fuzzy);
+            if edits > 1 && s.fuzzy.is_empty() {
+                let q = &self.queries;
+                q.fuzzy_prefixes(prefix, edits, exact, ONE_EDIT_CHARS, &mut s.fuzzy);
+            }
             let mut places: Vec<(u32, f64, FuzzyMatch)> = s
                 .fuzzy
                 .iter()
@@ -270,7 +286,10 @@ impl Sources {
         let n = params.candidates;
         let cands = &mut s.candidates;
         cands.clear();
-        if let Some(range) = self.queries.prefix_range(prefix) {
+        let seen = self.queries.prefix_range(prefix);
+        // Every candidate starts with the prefix: where no seen query does, none is one.
+        let id = |text: &str| seen.and_then(|_| self.queries.id(text));
+        if let Some(range) = seen {
             if params.use_model {
                 self.features
                     .transform_one(&[prev, prefix], &mut s.concat, &mut s.row)?;
@@ -320,7 +339,7 @@ impl Sources {
                 .compose_prepared(prefix, wanted, &compose, &mut s.lm, &mut s.composed);
         }
         for (text, lm) in s.composed.drain(..) {
-            let label = self.queries.id(&text);
+            let label = id(&text);
             cands.push(Candidate {
                 label,
                 text,
@@ -336,7 +355,7 @@ impl Sources {
                 live.after(prev, prefix, &mut s.live);
             }
             for (text, _) in s.live.drain(..) {
-                let label = self.queries.id(&text);
+                let label = id(&text);
                 // Unseen ones are told apart by text (seen ones merge by label below).
                 if label.is_none() && cands.iter().any(|c| c.label.is_none() && c.text == text) {
                     continue;
@@ -355,7 +374,7 @@ impl Sources {
             && !partial.is_empty()
             && (self.lm.knows(partial) || head.split(is_py_space).any(|w| !w.is_empty()));
         if typed && !cands.iter().any(|c| c.text == prefix) {
-            let label = self.queries.id(prefix);
+            let label = id(prefix);
             if label.is_none() || !cands.iter().any(|c| c.label == label) {
                 cands.push(Candidate {
                     label,
@@ -390,6 +409,18 @@ impl Sources {
         s.prev_words.sort_unstable();
         s.prev_words.dedup();
         let head_len = head.len();
+        let rare = |text: &str| {
+            text.split(is_py_space)
+                .filter(|w| {
+                    !w.is_empty()
+                        && s.prev_words
+                            .binary_search_by(|p| p.as_str().cmp(w))
+                            .is_err()
+                        && !self.lm.knows_well(w, true)
+                })
+                .count()
+        };
+        let mut head_rare = None;
         let weights = self.queries.weights();
         let case = case_segment(prev, prefix);
         for c in cands.iter_mut() {
@@ -415,20 +446,14 @@ impl Sources {
             }
             let popularity = c.label.map_or(0.0, |l| weights[l as usize] as f32);
             // A query never searched whole may keep a word as typed that the language model
-            // does not know, or barely (a slip, likely): how many, outside the previous query.
+            // does not know (a slip, likely): how many, outside the previous query. The head's
+            // are counted once.
             let rare = match c.label {
                 Some(_) => 0,
-                None => c
-                    .text
-                    .split(is_py_space)
-                    .filter(|w| {
-                        !w.is_empty()
-                            && !self.lm.knows_well(w, true)
-                            && s.prev_words
-                                .binary_search_by(|p| p.as_str().cmp(w))
-                                .is_err()
-                    })
-                    .count(),
+                None => {
+                    let head_rare = *head_rare.get_or_insert_with(|| rare(head));
+                    head_rare + rare(c.text.get(head_len..).unwrap_or_default())
+                }
             };
             let of = Shape {
                 prev,

@@ -1741,7 +1741,7 @@ pub(crate) mod tests {
         ) {
             let typed = inject_typo(&prefix, &mut SplitMix64(seed));
             let (a, b): (Vec<char>, Vec<char>) = (prefix.chars().collect(), typed.chars().collect());
-            prop_assert_eq!(crate::trie::tests::osa(&a, &b), 1);
+            prop_assert_eq!(crate::trie::osa(&a, &b), 1);
             prop_assert_eq!(a[0], b[0]);
             prop_assert!(!typed.trim().is_empty());
         }
