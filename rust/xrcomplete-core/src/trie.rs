@@ -169,6 +169,22 @@ impl Trie {
         (self.key_unchecked(lo as usize) == key).then_some(lo)
     }
 
+    /// The id of `key`, if present, for a key known to be in the id range `lo..hi` if it is
+    /// present at all (that of a prefix of it): a binary search of the range, cheaper than
+    /// [`Trie::id`]'s walk from the root where the range is narrow.
+    pub fn id_within(&self, (lo, hi): (u32, u32), key: &str) -> Option<u32> {
+        let (mut a, mut b) = (lo as usize, (hi as usize).min(self.len()));
+        while a < b {
+            let m = a + (b - a) / 2;
+            match self.keys.get_bytes(m).cmp(key.as_bytes()) {
+                std::cmp::Ordering::Less => a = m + 1,
+                std::cmp::Ordering::Greater => b = m,
+                std::cmp::Ordering::Equal => return Some(m as u32),
+            }
+        }
+        None
+    }
+
     /// The weight of `key`, if present.
     pub fn get(&self, key: &str) -> Option<f64> {
         self.id(key).and_then(|id| self.weight(id))
@@ -1007,6 +1023,15 @@ pub(crate) mod tests {
                 prop_assert_eq!(t.id(key), Some(id as u32));
             }
             prop_assert_eq!(t.get(&probe), map.get(&probe).copied());
+            // Within the range of any prefix of a key, the search of the range finds it; a
+            // probe is found there exactly when it is a key.
+            for key in map.keys().chain([&probe]) {
+                for (cut, _) in key.char_indices().skip(1).chain([(key.len(), ' ')]) {
+                    if let Some(range) = t.prefix_range(&key[..cut]) {
+                        prop_assert_eq!(t.id_within(range, key), t.id(key), "{}", key);
+                    }
+                }
+            }
         }
 
         #[test]

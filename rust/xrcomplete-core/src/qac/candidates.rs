@@ -288,7 +288,7 @@ impl Sources {
         cands.clear();
         let seen = self.queries.prefix_range(prefix);
         // Every candidate starts with the prefix: where no seen query does, none is one.
-        let id = |text: &str| seen.and_then(|_| self.queries.id(text));
+        let id = |text: &str| seen.and_then(|range| self.queries.id_within(range, text));
         if let Some(range) = seen {
             if params.use_model {
                 self.features

@@ -1165,12 +1165,20 @@ impl QueryLm {
 
 /// Keeps the `n` most probable hypotheses, best first (ties by words, for determinism).
 fn keep_best(hyps: &mut Vec<Hypothesis>, n: usize) {
-    hyps.sort_by(|a, b| {
+    let order = |a: &Hypothesis, b: &Hypothesis| {
         b.logp
             .total_cmp(&a.logp)
             .then_with(|| a.words().cmp(b.words()))
-    });
-    hyps.truncate(n);
+    };
+    if n == 0 {
+        hyps.clear();
+        return;
+    }
+    if hyps.len() > n {
+        hyps.select_nth_unstable_by(n - 1, order);
+        hyps.truncate(n);
+    }
+    hyps.sort_unstable_by(order);
 }
 
 fn top_words(words: &Trie) -> Vec<u32> {

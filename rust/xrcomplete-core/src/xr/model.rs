@@ -694,8 +694,12 @@ impl XrLinear {
                 s.child_scores
                     .extend(biases[children.clone()].iter().map(|b| b * self.bias));
                 scorer.add_scores(parent as usize, indices, values, &mut s.child_scores);
+                // Under a node whose labels are all allowed, every child is.
+                let check = allowed.filter(|&(lo, hi)| {
+                    l == 0 || !self.labels_all_in(l - 1, parent as usize, lo, hi)
+                });
                 for (c, &z) in children.zip(&s.child_scores) {
-                    if let Some((lo, hi)) = allowed {
+                    if let Some((lo, hi)) = check {
                         if !self.holds_label_in(l, c, lo, hi) {
                             continue;
                         }
@@ -742,6 +746,18 @@ impl XrLinear {
         let labels = lists[l].of(c);
         let at = labels.partition_point(|&x| x < lo);
         at < labels.len() && labels[at] < hi
+    }
+
+    /// Whether every label under node `c` of level `l` (not the last) has an id in `lo..hi`.
+    fn labels_all_in(&self, l: usize, c: usize, lo: u32, hi: u32) -> bool {
+        let lists = self
+            .subtree_labels
+            .get_or_init(|| self.build_subtree_labels());
+        match lists[l].of(c) {
+            [first, .., last] => lo <= *first && *last < hi,
+            [only] => lo <= *only && *only < hi,
+            [] => false,
+        }
     }
 
     fn build_subtree_labels(&self) -> Vec<NodeLabels> {

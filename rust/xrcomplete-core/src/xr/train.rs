@@ -606,6 +606,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_wide_beam_within_a_label_range_equals_exhaustive_scoring_of_the_range() {
+        let (x, y) = identity_problem(30, 2);
+        let tree = kmeans_tree(&x, &y, 3);
+        let model = train(&x, &y, tree, &TrainParams::default(), &Progress::default()).unwrap();
+        let mut scratch = PredictScratch::default();
+        let wide = PredictParams {
+            beam_size: 10_000,
+            topk: 30,
+            ..Default::default()
+        };
+        // Ranges that hold whole subtrees, parts of them, one label, none.
+        for (lo, hi) in [
+            (0, 30),
+            (5, 25),
+            (0, 1),
+            (10, 11),
+            (29, 30),
+            (7, 19),
+            (3, 3),
+        ] {
+            for r in 0..x.n_rows() {
+                let (idx, val) = x.row(r);
+                let got = model
+                    .predict_one(idx, val, &wide, Some((lo, hi)), &mut scratch)
+                    .unwrap();
+                let mut got_labels: Vec<u32> = got.iter().map(|g| g.0).collect();
+                got_labels.sort_unstable();
+                assert_eq!(got_labels, (lo..hi).collect::<Vec<_>>(), "{lo}..{hi}");
+                for &(label, score) in &got {
+                    let want = path_score(&model, idx, val, label);
+                    assert!((score - want).abs() <= 1e-6 * want.abs().max(1.0));
+                }
+            }
+        }
+    }
+
     fn path_score(model: &XrLinear, idx: &[u32], val: &[f32], label: u32) -> f32 {
         let tree = &model.tree;
         let mut score = 1.0f32;
