@@ -28,7 +28,7 @@ use super::words::split_last_word;
 use super::{RankParams, Transitions};
 
 /// The names of the ranking features, in vector order.
-pub const FEATURES: [&str; 26] = [
+pub const FEATURES: [&str; 27] = [
     "model",          // ln max(XR-Linear score, model_floor)
     "in_beam",        // the XR beam returned it
     "popularity",     // ln(1 + searches of the query)
@@ -55,6 +55,7 @@ pub const FEATURES: [&str; 26] = [
     "edits",          // edits from the typed prefix to the corrected one it starts with
     "rare_words",     // never searched whole: its words the language model does not know
     "typed_rarest",   // corrected: ln(1 + how common the rarest typed word is)
+    "fixed_rarest",   // corrected: ln(1 + how common the rarest word of the corrected prefix is)
 ];
 
 const FEATURE_MODEL: usize = 0;
@@ -65,9 +66,13 @@ const FEATURE_POPULARITY_GAP: usize = 19;
 const FEATURE_LM_GAP: usize = 20;
 const FEATURE_EDITS: usize = 23;
 const FEATURE_TYPED_RAREST: usize = 25;
+const FEATURE_FIXED_RAREST: usize = 26;
 
 /// The last features, of typos: rankers saved before them have none.
-pub(crate) const TYPO_FEATURES: usize = 3;
+pub(crate) const TYPO_FEATURES: usize = 4;
+
+/// Of those, the ones rankers saved before them lack (`fixed_rarest`).
+pub(crate) const LATER_TYPO_FEATURES: usize = 1;
 
 /// Number of ranking features.
 pub const N_FEATURES: usize = FEATURES.len();
@@ -128,7 +133,10 @@ pub const FEATURE_GROUPS: [(&str, &[&str]); 8] = [
         &["chars_left", "words_left", "word_end", "as_typed"],
     ),
     ("live", &["live", "live_after"]),
-    ("typos", &["edits", "rare_words", "typed_rarest"]),
+    (
+        "typos",
+        &["edits", "rare_words", "typed_rarest", "fixed_rarest"],
+    ),
 ];
 
 /// One candidate: a query and what every source said of it.
@@ -244,14 +252,17 @@ impl Sources {
             places.truncate(FUZZY_PREFIXES);
             for (e, _, m) in places {
                 let key = self.queries.key(m.lo).unwrap_or_default();
-                self.gather_one(prev, &key[..m.matched], params, live, s)?;
+                let place = &key[..m.matched];
+                self.gather_one(prev, place, params, live, s)?;
                 let at = m.matched;
+                let rarest = (rarest, self.lm.rarest_word(prev, place).min(RAREST_CAP));
                 pool.extend(s.candidates.drain(..).map(|c| corrected(c, e, at, rarest)));
             }
             if mistyped {
                 if let Some((fixed, e)) = self.lm.correct(prefix, edits, &mut s.fuzzy) {
                     self.gather_one(prev, &fixed, params, live, s)?;
                     let matched = fixed.len();
+                    let rarest = (rarest, self.lm.rarest_word(prev, &fixed).min(RAREST_CAP));
                     pool.extend(
                         s.candidates
                             .drain(..)
@@ -531,12 +542,14 @@ impl Sources {
 }
 
 /// A candidate `c` found under a corrected prefix of `matched` bytes, `edits` edits from the
-/// typed one, whose rarest typed word is that common (`rarest`, [`QueryLm::word_weight`]).
-fn corrected(mut c: Candidate, edits: u32, matched: usize, rarest: f64) -> Candidate {
+/// typed one; how common the rarest typed word and the rarest word of the corrected prefix are
+/// (`rarest`, [`QueryLm::word_weight`]).
+fn corrected(mut c: Candidate, edits: u32, matched: usize, rarest: (f64, f64)) -> Candidate {
     c.edits = edits;
     c.matched = matched;
     c.x[FEATURE_EDITS] = edits as f32;
-    c.x[FEATURE_TYPED_RAREST] = rarest.ln_1p() as f32;
+    c.x[FEATURE_TYPED_RAREST] = rarest.0.ln_1p() as f32;
+    c.x[FEATURE_FIXED_RAREST] = rarest.1.ln_1p() as f32;
     c
 }
 
@@ -608,6 +621,7 @@ fn features(c: &mut Candidate, of: &Shape, params: &RankParams) {
         c.live_after.ln_1p(),
         c.edits as f32,
         rare as f32,
+        0.0,
         0.0,
     ];
 }

@@ -1398,11 +1398,15 @@ impl Persist for Completer {
         // Files saved before typos were ranking features: their answers of corrected prefixes
         // after those of the typed one, as they were served.
         let before_typos = N_FEATURES - candidates::TYPO_FEATURES;
+        let before_later = N_FEATURES - candidates::LATER_TYPO_FEATURES;
         if ranker.n_features() == before_typos {
             let w = candidates::fixed_weights();
             ranker = ranker
                 .with_fixed(&w[before_typos..])?
                 .with_segments_repeated(N_SEGMENTS / candidates::CASE_SEGMENTS)?;
+        } else if ranker.n_features() == before_later {
+            // Saved with the first typo features: the later ones weigh nothing, as then.
+            ranker = ranker.with_fixed(&[0.0; candidates::LATER_TYPO_FEATURES])?;
         } else if ranker.n_features() == before_typos - 2 {
             return Err(crate::persist::format_err(
                 "a completer saved before live counts were ranking features (xrcomplete < 0.3): \
@@ -1686,6 +1690,25 @@ pub(crate) mod tests {
             ),
             (6, 0)
         );
+    }
+
+    #[test]
+    fn a_ranker_saved_before_fixed_rarest_loads_with_it_weighing_nothing() {
+        const OLD: usize = N_FEATURES - candidates::LATER_TYPO_FEATURES;
+        let c = trained(&trees()[1]);
+        let old = AdditiveRanker::fixed(&candidates::fixed_weights()[..OLD], N_SEGMENTS).unwrap();
+        let mut legacy = Completer::from_bytes(&c.to_bytes()).unwrap();
+        legacy.ranker = old.clone();
+        let loaded = Completer::from_bytes(&legacy.to_bytes()).unwrap();
+        let (ranker, _) = loaded.ranker();
+        assert_eq!(ranker.n_features(), N_FEATURES);
+        let mut x = [0.5f32; N_FEATURES];
+        for v in [0.0, 3.0] {
+            x[OLD] = v;
+            for seg in 0..N_SEGMENTS {
+                assert_eq!(ranker.score(seg, &x), old.score(seg, &x[..OLD]));
+            }
+        }
     }
 
     #[test]
