@@ -569,17 +569,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_wide_beam_equals_exhaustive_scoring() {
+    /// 30 labels in a tree of 3-way splits, their features, and a beam wide enough to keep them
+    /// all: its answers are exhaustive scoring's.
+    fn wide_beam_problem() -> (CsrMatrix, XrLinear, PredictParams) {
         let (x, y) = identity_problem(30, 2);
         let tree = kmeans_tree(&x, &y, 3);
         let model = train(&x, &y, tree, &TrainParams::default(), &Progress::default()).unwrap();
-        let mut scratch = PredictScratch::default();
         let wide = PredictParams {
             beam_size: 10_000,
             topk: 30,
             ..Default::default()
         };
+        (x, model, wide)
+    }
+
+    #[test]
+    fn a_wide_beam_equals_exhaustive_scoring() {
+        let (x, model, wide) = wide_beam_problem();
+        let mut scratch = PredictScratch::default();
         for r in 0..x.n_rows() {
             let (idx, val) = x.row(r);
             let got = model
@@ -608,15 +615,8 @@ mod tests {
 
     #[test]
     fn a_wide_beam_within_a_label_range_equals_exhaustive_scoring_of_the_range() {
-        let (x, y) = identity_problem(30, 2);
-        let tree = kmeans_tree(&x, &y, 3);
-        let model = train(&x, &y, tree, &TrainParams::default(), &Progress::default()).unwrap();
+        let (x, model, wide) = wide_beam_problem();
         let mut scratch = PredictScratch::default();
-        let wide = PredictParams {
-            beam_size: 10_000,
-            topk: 30,
-            ..Default::default()
-        };
         // Ranges that hold whole subtrees, parts of them, one label, none.
         for (lo, hi) in [
             (0, 30),
