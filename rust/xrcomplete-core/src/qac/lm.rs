@@ -680,7 +680,8 @@ impl QueryLm {
         let followed = match whole {
             true => self.words.get(word),
             false => {
-                (self.words.prefix_range(word)).map(|(lo, hi)| self.words.heaviest_in_range(lo, hi))
+                let range = self.words.prefix_range(word);
+                range.map(|(lo, hi)| self.words.heaviest_in_range(lo, hi))
             }
         };
         followed.is_some_and(|w| w >= COMMON_WORD + 1.0)
