@@ -459,10 +459,10 @@ struct FuzzyWalk<'a> {
 
 impl FuzzyWalk<'_> {
     /// Extends the path by `c`, the character of `node`'s edge that ends at byte `offset`
-    /// (moved past it), and reports `node` when the path is closer than `best` and within
-    /// `max_edits` (`best` then lowers). False when the walk leaves the branch: no extension can
-    /// come within `max_edits`, or the path is the typed prefix itself (what follows is exact,
-    /// not fuzzy).
+    /// (moved past it), and reports `node` when the path is closer than `best` and within the
+    /// edits it may hold ([`FuzzyWalk::budget`]; `best` then lowers). False when the walk
+    /// leaves the branch: no extension can come within them, or the path is the typed prefix
+    /// itself (what follows is exact, not fuzzy).
     fn visit(
         &mut self,
         c: char,

@@ -250,24 +250,25 @@ impl Sources {
                     .then(a.2.lo.cmp(&b.2.lo))
             });
             places.truncate(FUZZY_PREFIXES);
+            // The candidates of a corrected prefix, `e` edits from the typed one, into the pool.
+            let add = |fixed: &str, e: u32, s: &mut GatherScratch, pool: &mut Vec<Candidate>| {
+                self.gather_one(prev, fixed, params, live, s)?;
+                let rarest = (rarest, self.lm.rarest_word(prev, fixed).min(RAREST_CAP));
+                let matched = fixed.len();
+                pool.extend(
+                    s.candidates
+                        .drain(..)
+                        .map(|c| corrected(c, e, matched, rarest)),
+                );
+                Ok::<(), crate::Error>(())
+            };
             for (e, _, m) in places {
                 let key = self.queries.key(m.lo).unwrap_or_default();
-                let place = &key[..m.matched];
-                self.gather_one(prev, place, params, live, s)?;
-                let at = m.matched;
-                let rarest = (rarest, self.lm.rarest_word(prev, place).min(RAREST_CAP));
-                pool.extend(s.candidates.drain(..).map(|c| corrected(c, e, at, rarest)));
+                add(&key[..m.matched], e, s, &mut pool)?;
             }
             if mistyped {
                 if let Some((fixed, e)) = self.lm.correct(prefix, edits, &mut s.fuzzy) {
-                    self.gather_one(prev, &fixed, params, live, s)?;
-                    let matched = fixed.len();
-                    let rarest = (rarest, self.lm.rarest_word(prev, &fixed).min(RAREST_CAP));
-                    pool.extend(
-                        s.candidates
-                            .drain(..)
-                            .map(|c| corrected(c, e, matched, rarest)),
-                    );
+                    add(&fixed, e, s, &mut pool)?;
                 }
             }
             // One candidate per query, the one found with the fewest edits.
@@ -563,7 +564,7 @@ struct Shape<'a> {
     /// The previous query's distinct words, sorted.
     prev_words: &'a [String],
     popularity: f32,
-    /// Its words the language model barely knows, outside the previous query.
+    /// Its words the language model does not know, outside the previous query.
     rare: usize,
 }
 
@@ -661,6 +662,7 @@ mod tests {
             (FEATURE_LM_GAP, "lm_gap"),
             (FEATURE_EDITS, "edits"),
             (FEATURE_TYPED_RAREST, "typed_rarest"),
+            (FEATURE_FIXED_RAREST, "fixed_rarest"),
         ] {
             assert_eq!(FEATURES[i], name);
         }

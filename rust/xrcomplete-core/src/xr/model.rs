@@ -730,8 +730,7 @@ impl XrLinear {
     /// Builds now what the first prediction with a label range would otherwise build (the labels
     /// under each node), so that no query pays for it. Idempotent.
     pub fn prepare_label_ranges(&self) {
-        self.subtree_labels
-            .get_or_init(|| self.build_subtree_labels());
+        self.subtree_labels();
     }
 
     /// Whether node `c` of level `l` has a label with id in `lo..hi` under it.
@@ -740,24 +739,25 @@ impl XrLinear {
             let label = self.tree.label_of_leaf(c);
             return lo <= label && label < hi;
         }
-        let lists = self
-            .subtree_labels
-            .get_or_init(|| self.build_subtree_labels());
-        let labels = lists[l].of(c);
+        let labels = self.subtree_labels()[l].of(c);
         let at = labels.partition_point(|&x| x < lo);
         at < labels.len() && labels[at] < hi
     }
 
     /// Whether every label under node `c` of level `l` (not the last) has an id in `lo..hi`.
     fn labels_all_in(&self, l: usize, c: usize, lo: u32, hi: u32) -> bool {
-        let lists = self
-            .subtree_labels
-            .get_or_init(|| self.build_subtree_labels());
-        match lists[l].of(c) {
-            [first, .., last] => lo <= *first && *last < hi,
-            [only] => lo <= *only && *only < hi,
-            [] => false,
+        // The labels under a node are sorted.
+        let labels = self.subtree_labels()[l].of(c);
+        match (labels.first(), labels.last()) {
+            (Some(&first), Some(&last)) => lo <= first && last < hi,
+            _ => false,
         }
+    }
+
+    /// Per level but the last, the labels under each node (built at the first need).
+    fn subtree_labels(&self) -> &[NodeLabels] {
+        self.subtree_labels
+            .get_or_init(|| self.build_subtree_labels())
     }
 
     fn build_subtree_labels(&self) -> Vec<NodeLabels> {
