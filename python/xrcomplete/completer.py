@@ -253,10 +253,11 @@ class Completer:
     """Query autocompletion from a search log, aware of the previous query of the session.
 
     ``index``: the label tree of the model, "trie" (the trie of the queries, up to
-    ``trie_depth`` levels, default 8), "hybrid" (``trie_depth`` trie levels, default 2, then
-    k-means) or "kmeans" (PECOS's default). Training samples ``prefixes_per_pair`` prefix lengths
-    of every (previous, next) pair; queries searched fewer than ``min_count`` times are never
-    suggested whole. ``prev_features`` and ``prefix_features`` are unfitted
+    ``trie_depth`` levels, default 8, and groups of at most ``max_leaf_size`` queries below
+    them), "hybrid" (``trie_depth`` trie levels, default 2, then k-means) or "kmeans" (PECOS's
+    default). Weights are stored as half floats. Training samples ``prefixes_per_pair`` prefix
+    lengths of every (previous, next) pair; queries searched fewer than ``min_count`` times are
+    never suggested whole. ``prev_features`` and ``prefix_features`` are unfitted
     ``TfidfVectorizer`` s giving the options of the two feature blocks. The candidate options
     (``beam_size``, ``candidates``, ``model_floor``, ``generate``: compose queries with the
     language model, ``compose_beam``, ``compose_words``, ``copy``: the share of the previous

@@ -50,9 +50,11 @@ class XRLinear:
     """XR-Linear (PECOS defaults): ``fit(X, Y)``, ``predict(X)``, ``predict_one(x)``.
 
     Tree: ``branching`` children per node (a power of two, PECOS's ``nr_splits``),
-    ``max_leaf_size`` labels per leaf cluster, ``kmeans_max_iter``. Matchers: ``Cp`` / ``Cn``
+    ``max_leaf_size`` labels per leaf cluster (for a trie tree: per group under a node of its last
+    level), ``kmeans_max_iter``. Matchers: ``Cp`` / ``Cn``
     (penalties of errors on positives / negatives), ``bias`` (constant feature), ``threshold``
-    (weights with a smaller magnitude are pruned), ``max_iter`` and ``eps`` of the solver,
+    (weights with a smaller magnitude are pruned; the rest are stored as half floats, 11
+    significant bits), ``max_iter`` and ``eps`` of the solver,
     ``loss``: "squared_hinge" (L2-loss SVM, PECOS's default) or "logistic".
     ``seed`` makes training deterministic. ``progress``: draw a progress bar on stderr (True),
     not (False), or only when stderr is a terminal ("auto").
@@ -101,8 +103,10 @@ class XRLinear:
 
         ``tree``: "kmeans" (hierarchical k-means on PIFA label embeddings, PECOS's default),
         "trie" (the trie of the label strings ``labels[j]`` of column ``j``, at most
-        ``trie_depth`` levels, default 8) or "hybrid" (``trie_depth`` trie levels, default 2,
-        then k-means inside every trie node of more than ``max_leaf_size`` labels).
+        ``trie_depth`` levels, default 8; a node of the last level with more than
+        ``max_leaf_size`` labels is cut into runs of consecutive labels) or "hybrid"
+        (``trie_depth`` trie levels, default 2, then k-means inside every trie node of more than
+        ``max_leaf_size`` labels).
         """
         if trie_depth is None:
             trie_depth = 8 if tree == "trie" else 2

@@ -80,7 +80,10 @@ pub(crate) fn tree_spec(
         seed,
     };
     match tree {
-        "trie" => Ok(TreeSpec::Trie { depth: trie_depth }),
+        "trie" => Ok(TreeSpec::Trie {
+            depth: trie_depth,
+            max_group: max_leaf_size,
+        }),
         "hybrid" => Ok(TreeSpec::Hybrid {
             depth: trie_depth,
             kmeans,

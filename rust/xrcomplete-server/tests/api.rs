@@ -41,7 +41,10 @@ fn train(extra_weight: f64) -> Completer {
         ]);
     }
     let params = FitParams {
-        tree: TreeSpec::Trie { depth: 2 },
+        tree: TreeSpec::Trie {
+            depth: 2,
+            max_group: 100,
+        },
         ..FitParams::default()
     };
     Completer::fit(

@@ -55,6 +55,8 @@ pub enum TreeSpec {
     Trie {
         /// Trie levels at most.
         depth: usize,
+        /// Labels under a node of the last level at most: larger groups are cut into runs.
+        max_group: usize,
     },
     /// `depth` trie levels, then k-means inside large trie nodes ([`hybrid`]).
     Hybrid {
@@ -83,7 +85,7 @@ pub fn build<S: AsRef<str> + Send + Sync>(
     }
     match spec {
         TreeSpec::KMeans(params) => kmeans::build(&kmeans::pifa(x, y)?, params),
-        TreeSpec::Trie { depth } => trie::build(labels, *depth),
+        TreeSpec::Trie { depth, max_group } => trie::build(labels, *depth, *max_group),
         TreeSpec::Hybrid {
             depth,
             kmeans: params,

@@ -237,7 +237,10 @@ impl Default for FitParams {
         FitParams {
             prev: TfidfConfig::default(),
             prefix: TfidfConfig::default(),
-            tree: TreeSpec::Trie { depth: 8 },
+            tree: TreeSpec::Trie {
+                depth: 8,
+                max_group: 100,
+            },
             train: TrainParams::default(),
             prefixes_per_pair: 3,
             min_count: 1.0,
@@ -625,7 +628,7 @@ impl Completer {
         let label_keys: Vec<&str> = labels.keys().collect();
         progress.set_stage(Stage::Clustering);
         let tree = index::build(&params.tree, &label_keys, &x, &y)?;
-        let model = xr::train_with(
+        let trained = xr::train_levels_with(
             &x,
             &y,
             tree,
@@ -634,6 +637,11 @@ impl Completer {
             params.offload.as_ref(),
             params.range_rows.then_some(&ranges[..]),
         )?;
+        // The rows are done with: freed before the model is assembled and the language model
+        // counted (the peak of a fit is here).
+        let n_features = x.n_cols;
+        drop((x, y, ranges, targets));
+        let model = trained.model(n_features, &params.train)?;
         let lm = match log.user_ids {
             // Under a floor, with who searched what: every query searched often enough
             // teaches the words and sequences that enough users searched.
@@ -1496,7 +1504,10 @@ pub(crate) mod tests {
         };
         vec![
             TreeSpec::KMeans(kmeans.clone()),
-            TreeSpec::Trie { depth: 2 },
+            TreeSpec::Trie {
+                depth: 2,
+                max_group: 100,
+            },
             TreeSpec::Hybrid { depth: 1, kmeans },
         ]
     }
@@ -1567,7 +1578,10 @@ pub(crate) mod tests {
 
     #[test]
     fn folded_searches_add_to_popularity_and_transitions() {
-        let c = trained(&TreeSpec::Trie { depth: 2 });
+        let c = trained(&TreeSpec::Trie {
+            depth: 2,
+            max_group: 100,
+        });
         let score_of = |c: &Completer, prev: &str, query: &str| {
             let mut scratch = CompleteScratch::default();
             c.complete(prev, "h", 10, &RankParams::default(), &mut scratch)
@@ -1778,7 +1792,10 @@ pub(crate) mod tests {
         let fit = |rank_typos: f64| {
             let p = FitParams {
                 rank_typos,
-                ..params(TreeSpec::Trie { depth: 2 })
+                ..params(TreeSpec::Trie {
+                    depth: 2,
+                    max_group: 100,
+                })
             };
             Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default())
         };
@@ -2009,7 +2026,10 @@ pub(crate) mod tests {
     #[test]
     fn a_learned_ranker_completes_unseen_combinations_of_seen_words() {
         let (queries, counts, pairs) = combination_log(3000);
-        let p = params(TreeSpec::Trie { depth: 2 });
+        let p = params(TreeSpec::Trie {
+            depth: 2,
+            max_group: 100,
+        });
         let c = Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default()).unwrap();
         assert!(c.ranker().1, "enough held-out pairs to learn a ranker");
         // Train without "colour7 thing5", then ask for it after "a thing5".
@@ -2086,7 +2106,10 @@ pub(crate) mod tests {
     #[test]
     fn bad_input_is_refused() {
         let (queries, counts, pairs) = log();
-        let p = params(TreeSpec::Trie { depth: 2 });
+        let p = params(TreeSpec::Trie {
+            depth: 2,
+            max_group: 100,
+        });
         let fit = |q: &[&str], c: &[f64], pairs: &[(Option<u32>, u32)], p: &FitParams| {
             Completer::fit(q, c, pairs, None, p, &Progress::default()).map(|_| ())
         };
@@ -2150,7 +2173,7 @@ pub(crate) mod tests {
         fn answers_start_with_the_prefix(prev in "\\PC{0,12}", prefix in "[hwc ]{0,2}\\PC{0,6}", k in 0usize..12) {
             thread_local! {
                 static C: Completer = {
-                    trained(&TreeSpec::Trie { depth: 2 })
+                    trained(&TreeSpec::Trie { depth: 2, max_group: 100 })
                 };
             }
             let got = C.with(|c| {

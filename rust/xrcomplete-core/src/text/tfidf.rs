@@ -574,8 +574,9 @@ pub(crate) fn concat_rows(n_cols: usize, parts: Vec<CsrMatrix>) -> CsrMatrix {
     out.indices.reserve_exact(nnz);
     out.data.reserve_exact(nnz);
     out.indptr.reserve_exact(rows);
-    for part in &parts {
-        out.append(part).expect("same number of columns");
+    // Each part is freed once copied: the rows are never held twice.
+    for part in parts {
+        out.append(&part).expect("same number of columns");
     }
     out
 }

@@ -15,4 +15,5 @@ mod train;
 
 pub use model::{LevelWeights, PostProcessor, PredictParams, PredictScratch, XrLinear};
 pub use subtree::{train_subtree, Offload, SubtreeJob, SubtreeRunner};
+pub(crate) use train::train_levels_with;
 pub use train::{train, train_with, Loss, Progress, Stage, TrainParams};

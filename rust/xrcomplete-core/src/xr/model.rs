@@ -7,6 +7,7 @@
 
 use std::sync::OnceLock;
 
+use half::f16;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -25,20 +26,40 @@ pub struct LevelWeights {
 }
 
 impl LevelWeights {
-    /// Stacks per-node weights (sorted features, values, bias weight), in node order.
-    pub(crate) fn from_columns(columns: Vec<(Vec<u32>, Vec<f32>, f32)>) -> Self {
+    /// Stacks per-node weights (sorted features, values, bias weight), in node order, each
+    /// node's freed as it is taken.
+    pub(crate) fn from_columns(
+        columns: impl IntoIterator<Item = (Vec<u32>, Vec<f32>, f32)>,
+    ) -> Self {
         let mut w = LevelWeights {
-            col_ptr: Vec::with_capacity(columns.len() + 1),
+            col_ptr: vec![0],
             ..LevelWeights::default()
         };
-        w.col_ptr.push(0);
         for (rows, vals, bias) in columns {
             w.rows.extend_from_slice(&rows);
             w.vals.extend_from_slice(&vals);
             w.col_ptr.push(w.rows.len());
             w.bias.push(bias);
         }
+        w.shrink_to_fit();
         w
+    }
+
+    /// Appends the nodes of `other` after these.
+    pub(crate) fn append(&mut self, other: &LevelWeights) {
+        let base = self.rows.len();
+        self.rows.extend_from_slice(&other.rows);
+        self.vals.extend_from_slice(&other.vals);
+        self.bias.extend_from_slice(&other.bias);
+        self.col_ptr
+            .extend(other.col_ptr[1..].iter().map(|&p| base + p));
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.col_ptr.shrink_to_fit();
+        self.rows.shrink_to_fit();
+        self.vals.shrink_to_fit();
+        self.bias.shrink_to_fit();
     }
 
     /// Number of stored weights (biases excluded).
@@ -53,21 +74,28 @@ impl LevelWeights {
 /// the input's features, not the children's weight vectors. A lookup is a bucket, then a short
 /// scan; each feature sits beside the end of its entries and each child beside its weight, so
 /// that a lookup costs about three cache misses on a model too large for the caches.
+///
+/// Weights are IEEE half floats (a relative error of at most 2^-11, far below what moves a
+/// ranking; rounded once, when the level is built, so a model answers the same before and after
+/// saving). An entry is 4 bytes ([`Entry`]) where no parent has more than 65,536 children, and
+/// 8 bytes ([`WideEntry`], in `wide`) on a level where one has.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct ChunkedLevel {
     /// Parent `p`'s features are `features[chunk_ptr[p]..chunk_ptr[p + 1]]`.
-    chunk_ptr: Array<u64>,
+    chunk_ptr: Array<u32>,
     /// (feature id, end of its entries counted from the chunk's first entry); its entries
     /// start where the previous feature's end (0 for the chunk's first feature).
     features: Array<[u32; 2]>,
-    /// Parent `p`'s entries start at `entries[entry_base[p]]`.
-    entry_base: Array<u64>,
-    /// (child counted from the parent's first child, weight).
+    /// Parent `p`'s entries start at `entries[entry_base[p]]` (or `wide`'s).
+    entry_base: Array<u32>,
+    /// (child counted from the parent's first child, weight); empty on a wide level.
     entries: Array<Entry>,
+    /// The entries of a wide level; empty otherwise.
+    wide: Array<WideEntry>,
     /// Feature `f` of parent `p` lies at chunk offsets from
     /// `buckets[bucket_ptr[p] + (f >> bucket_shift[p])]` to the next bucket's start (about four
     /// features per bucket).
-    bucket_ptr: Array<u64>,
+    bucket_ptr: Array<u32>,
     bucket_shift: Array<u8>,
     buckets: Array<u32>,
 }
@@ -77,20 +105,91 @@ struct ChunkedLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[repr(C)]
 struct Entry {
+    child: u16,
+    weight: f16,
+}
+
+/// An entry of a level where a parent has more than 65,536 children.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+struct WideEntry {
+    child: u32,
+    weight: f16,
+    _pad: u16,
+}
+
+/// The layout of format version 2 before half floats (read, then converted).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+struct FullEntry {
     child: u32,
     weight: f32,
 }
 
-// SAFETY: two 4-byte fields, repr(C): no padding, every bit pattern a valid value. Loaded entries
-// are checked (`ChunkedLevel::check`) before use.
+// SAFETY: repr(C) structs of 2- and 4-byte fields laid out without implicit padding (the wide
+// entry's is a named field), every bit pattern a valid value (f16 is a u16 underneath). Loaded
+// entries are used through non-panicking lookups (`ChunkedLevel::check`).
 unsafe impl bytemuck::Zeroable for Entry {}
 unsafe impl bytemuck::Pod for Entry {}
+unsafe impl bytemuck::Zeroable for WideEntry {}
+unsafe impl bytemuck::Pod for WideEntry {}
+unsafe impl bytemuck::Zeroable for FullEntry {}
+unsafe impl bytemuck::Pod for FullEntry {}
 
-/// One parent's chunk while building: (feature, entries end) pairs and entries.
-type Chunk = (Vec<[u32; 2]>, Vec<Entry>);
+/// The entries of either width.
+trait Weighted: Copy {
+    fn child(&self) -> usize;
+    fn weight(&self) -> f32;
+}
+
+impl Weighted for Entry {
+    #[inline]
+    fn child(&self) -> usize {
+        self.child as usize
+    }
+    #[inline]
+    fn weight(&self) -> f32 {
+        self.weight.to_f32()
+    }
+}
+
+impl Weighted for WideEntry {
+    #[inline]
+    fn child(&self) -> usize {
+        self.child as usize
+    }
+    #[inline]
+    fn weight(&self) -> f32 {
+        self.weight.to_f32()
+    }
+}
+
+/// A weight as stored: the nearest half float (finite: saturated at +-65504).
+pub(crate) fn half_weight(w: f32) -> f16 {
+    f16::from_f32(w.clamp(f16::MIN.to_f32(), f16::MAX.to_f32()))
+}
+
+/// The 4-byte pointers of section `new`, or those of section `old` (8 bytes each, as saved
+/// before) narrowed.
+fn read_pointers(r: &Reader, new: &str, old: &str) -> Result<Array<u32>> {
+    if r.has(new) {
+        return r.array(new);
+    }
+    let old_pointers: Array<u64> = r.array(old)?;
+    let narrow: Option<Vec<u32>> = old_pointers
+        .iter()
+        .map(|&p| u32::try_from(p).ok())
+        .collect();
+    narrow
+        .map(Array::from)
+        .ok_or_else(|| format_err(format!("XR-Linear model: {old:?}: a pointer past 2^32")))
+}
+
+/// One parent's chunk while building: (feature, entries end) pairs and (child, weight) entries.
+type Chunk = (Vec<[u32; 2]>, Vec<(u32, f16)>);
 
 impl ChunkedLevel {
-    fn build(w: &LevelWeights, child_ptr: &[u32], n_features: usize) -> Self {
+    fn build(w: &LevelWeights, child_ptr: &[u32], n_features: usize) -> Result<Self> {
         let parents: Vec<usize> = (0..child_ptr.len() - 1).collect();
         let chunks: Vec<Chunk> = parents
             .par_iter()
@@ -112,26 +211,37 @@ impl ChunkedLevel {
                 }
                 let entries = triples
                     .into_iter()
-                    .map(|t| Entry {
-                        child: t.1,
-                        weight: t.2,
-                    })
+                    .map(|t| (t.1, half_weight(t.2)))
                     .collect();
                 (features, entries)
             })
             .collect();
-        let (mut chunk_ptr, mut features, mut entry_base, mut entries) =
-            (vec![0u64], Vec::new(), Vec::new(), Vec::new());
+        let wide = child_ptr.windows(2).any(|p| p[1] - p[0] > 1 << 16);
+        let (mut chunk_ptr, mut features, mut entry_base) = (vec![0usize], Vec::new(), Vec::new());
+        let (mut narrow_entries, mut wide_entries) = (Vec::new(), Vec::new());
         for (f, e) in chunks {
             features.extend_from_slice(&f);
-            chunk_ptr.push(features.len() as u64);
-            entry_base.push(entries.len() as u64);
-            entries.extend_from_slice(&e);
+            chunk_ptr.push(features.len());
+            if wide {
+                entry_base.push(wide_entries.len());
+                wide_entries.extend(e.into_iter().map(|(child, weight)| WideEntry {
+                    child,
+                    weight,
+                    _pad: 0,
+                }));
+            } else {
+                entry_base.push(narrow_entries.len());
+                narrow_entries.extend(e.into_iter().map(|(child, weight)| Entry {
+                    child: child as u16,
+                    weight,
+                }));
+            }
         }
-        let (mut bucket_ptr, mut bucket_shift, mut buckets) = (vec![0u64], Vec::new(), Vec::new());
+        let (mut bucket_ptr, mut bucket_shift, mut buckets) =
+            (vec![0usize], Vec::new(), Vec::new());
         let bits = usize::BITS - n_features.saturating_sub(1).leading_zeros();
         for p in 0..chunk_ptr.len() - 1 {
-            let feats = &features[chunk_ptr[p] as usize..chunk_ptr[p + 1] as usize];
+            let feats = &features[chunk_ptr[p]..chunk_ptr[p + 1]];
             let wanted = (feats.len() / 4).max(1).next_power_of_two();
             let shift = bits.saturating_sub(wanted.trailing_zeros());
             let n_buckets = (n_features.saturating_sub(1) >> shift) + 1;
@@ -144,37 +254,88 @@ impl ChunkedLevel {
             }
             buckets.push(feats.len() as u32);
             bucket_shift.push(shift as u8);
-            bucket_ptr.push(buckets.len() as u64);
+            bucket_ptr.push(buckets.len());
         }
-        ChunkedLevel {
-            chunk_ptr: chunk_ptr.into(),
+        let n_entries = narrow_entries.len().max(wide_entries.len());
+        if [features.len(), n_entries, buckets.len()]
+            .iter()
+            .any(|&n| n > u32::MAX as usize)
+        {
+            return Err(Error::InvalidInput(format!(
+                "XR-Linear model: a level of {n_entries} weights over {} features is more than \
+                 one model file holds (2^32 - 1 of each): prune more (a larger threshold)",
+                features.len()
+            )));
+        }
+        let narrow = |v: Vec<usize>| -> Array<u32> {
+            v.into_iter().map(|x| x as u32).collect::<Vec<_>>().into()
+        };
+        Ok(ChunkedLevel {
+            chunk_ptr: narrow(chunk_ptr),
             features: features.into(),
-            entry_base: entry_base.into(),
-            entries: entries.into(),
-            bucket_ptr: bucket_ptr.into(),
+            entry_base: narrow(entry_base),
+            entries: narrow_entries.into(),
+            wide: wide_entries.into(),
+            bucket_ptr: narrow(bucket_ptr),
             bucket_shift: bucket_shift.into(),
             buckets: buckets.into(),
-        }
+        })
     }
 
-    /// Sections `{name}.cp`, `.f`, `.eb`, `.e`, `.bp`, `.bs`, `.b` (`name` at most 4 bytes).
+    fn is_wide(&self) -> bool {
+        !self.wide.is_empty()
+    }
+
+    /// Stored weights.
+    fn n_entries(&self) -> usize {
+        self.entries.len() + self.wide.len()
+    }
+
+    /// Sections `{name}.c4`, `.f`, `.e4`, `.h` (or `.hw` on a wide level), `.b4`, `.bs`, `.b`
+    /// (`name` at most 4 bytes).
     fn write(&self, w: &mut Writer, name: &str) {
-        w.array(&format!("{name}.cp"), &self.chunk_ptr)
+        w.array(&format!("{name}.c4"), &self.chunk_ptr)
             .array(&format!("{name}.f"), &self.features)
-            .array(&format!("{name}.eb"), &self.entry_base)
-            .array(&format!("{name}.e"), &self.entries)
-            .array(&format!("{name}.bp"), &self.bucket_ptr)
+            .array(&format!("{name}.e4"), &self.entry_base);
+        if self.is_wide() {
+            w.array(&format!("{name}.hw"), &self.wide);
+        } else {
+            w.array(&format!("{name}.h"), &self.entries);
+        }
+        w.array(&format!("{name}.b4"), &self.bucket_ptr)
             .array(&format!("{name}.bs"), &self.bucket_shift)
             .array(&format!("{name}.b"), &self.buckets);
     }
 
+    /// Reads a level. One saved before half floats and 4-byte pointers (`.e`: 4-byte child,
+    /// 4-byte weight; `.cp`, `.eb`, `.bp`: 8-byte pointers) is converted (into memory, even
+    /// from a mapped file), its weights rounded as [`ChunkedLevel::build`] rounds them.
     fn read(r: &Reader, name: &str) -> Result<Self> {
+        let pointers = |new: &str, old: &str| {
+            read_pointers(r, &format!("{name}.{new}"), &format!("{name}.{old}"))
+        };
+        let (mut entries, mut wide) = (Array::default(), Array::default());
+        let (narrow_name, wide_name) = (format!("{name}.h"), format!("{name}.hw"));
+        if r.has(&narrow_name) {
+            entries = r.array(&narrow_name)?;
+        } else if r.has(&wide_name) {
+            wide = r.array(&wide_name)?;
+        } else {
+            let full: Array<FullEntry> = r.array(&format!("{name}.e"))?;
+            let converted = full.iter().map(|e| WideEntry {
+                child: e.child,
+                weight: half_weight(e.weight),
+                _pad: 0,
+            });
+            wide = converted.collect::<Vec<_>>().into();
+        }
         Ok(ChunkedLevel {
-            chunk_ptr: r.array(&format!("{name}.cp"))?,
+            chunk_ptr: pointers("c4", "cp")?,
             features: r.array(&format!("{name}.f"))?,
-            entry_base: r.array(&format!("{name}.eb"))?,
-            entries: r.array(&format!("{name}.e"))?,
-            bucket_ptr: r.array(&format!("{name}.bp"))?,
+            entry_base: pointers("e4", "eb")?,
+            entries,
+            wide,
+            bucket_ptr: pointers("b4", "bp")?,
             bucket_shift: r.array(&format!("{name}.bs"))?,
             buckets: r.array(&format!("{name}.b"))?,
         })
@@ -197,7 +358,7 @@ impl ChunkedLevel {
             || self
                 .entry_base
                 .iter()
-                .any(|&b| b > self.entries.len() as u64)
+                .any(|&b| b as usize > self.n_entries())
         {
             return Err("pointers do not fit the tree");
         }
@@ -205,24 +366,24 @@ impl ChunkedLevel {
         for p in 0..n_parents {
             let shift = self.bucket_shift[p];
             let n_buckets = self.bucket_ptr[p + 1] - self.bucket_ptr[p];
-            if shift >= 32 || n_buckets < ((top >> shift) + 2) as u64 {
+            if shift >= 32 || (n_buckets as usize) < (top >> shift) + 2 {
                 return Err("buckets do not cover the features");
             }
         }
         Ok(())
     }
 
-    /// Parent `p`'s features and the entries from its first on.
+    /// Parent `p`'s features and its first entry's position.
     #[inline]
-    fn chunk(&self, p: usize) -> (&[[u32; 2]], &[Entry]) {
+    fn chunk(&self, p: usize) -> (&[[u32; 2]], usize) {
         let feats = &self.features[self.chunk_ptr[p] as usize..self.chunk_ptr[p + 1] as usize];
-        let entries = &self.entries[self.entry_base[p] as usize..];
-        (feats, entries)
+        (feats, self.entry_base[p] as usize)
     }
 
-    /// The entries of the `k`-th feature of a chunk (none where a loaded chunk is inconsistent).
+    /// The entries of the `k`-th feature of a chunk whose entries start at `entries[0]` (none
+    /// where a loaded chunk is inconsistent).
     #[inline]
-    fn entries_of<'a>(feats: &[[u32; 2]], entries: &'a [Entry], k: usize) -> &'a [Entry] {
+    fn entries_of<'a, E>(feats: &[[u32; 2]], entries: &'a [E], k: usize) -> &'a [E] {
         let from = if k == 0 { 0 } else { feats[k - 1][1] };
         entries
             .get(from as usize..feats[k][1] as usize)
@@ -232,7 +393,24 @@ impl ChunkedLevel {
     /// Adds `w_c . x` to `out[c - first child]` for every child `c` of `parent`.
     #[inline]
     fn add_scores(&self, parent: usize, indices: &[u32], values: &[f32], out: &mut [f32]) {
-        let (feats, entries) = self.chunk(parent);
+        if self.is_wide() {
+            self.add_scores_in(&self.wide, parent, indices, values, out);
+        } else {
+            self.add_scores_in(&self.entries, parent, indices, values, out);
+        }
+    }
+
+    #[inline]
+    fn add_scores_in<E: Weighted>(
+        &self,
+        all: &[E],
+        parent: usize,
+        indices: &[u32],
+        values: &[f32],
+        out: &mut [f32],
+    ) {
+        let (feats, base) = self.chunk(parent);
+        let entries = all.get(base..).unwrap_or_default();
         let buckets =
             &self.buckets[self.bucket_ptr[parent] as usize..self.bucket_ptr[parent + 1] as usize];
         let shift = self.bucket_shift[parent];
@@ -245,8 +423,8 @@ impl ChunkedLevel {
                 if g >= f {
                     if g == f {
                         for e in Self::entries_of(feats, entries, k) {
-                            if let Some(o) = out.get_mut(e.child as usize) {
-                                *o += v * e.weight;
+                            if let Some(o) = out.get_mut(e.child()) {
+                                *o += v * e.weight();
                             }
                         }
                     }
@@ -256,17 +434,35 @@ impl ChunkedLevel {
         }
     }
 
+    /// Every entry of parent `p` as (feature, child counted from the parent's first, weight).
+    fn for_each_entry(&self, p: usize, mut f: impl FnMut(u32, usize, f32)) {
+        fn walk<E: Weighted>(
+            feats: &[[u32; 2]],
+            entries: &[E],
+            f: &mut impl FnMut(u32, usize, f32),
+        ) {
+            for (k, &[feature, _]) in feats.iter().enumerate() {
+                for e in ChunkedLevel::entries_of(feats, entries, k) {
+                    f(feature, e.child(), e.weight());
+                }
+            }
+        }
+        let (feats, base) = self.chunk(p);
+        if self.is_wide() {
+            walk(feats, self.wide.get(base..).unwrap_or_default(), &mut f);
+        } else {
+            walk(feats, self.entries.get(base..).unwrap_or_default(), &mut f);
+        }
+    }
+
     /// The weights back in columns (node order; features sorted in each), with `bias`: the
     /// inverse of [`ChunkedLevel::build`].
     fn columns(&self, child_ptr: &[u32], bias: &[f32]) -> LevelWeights {
-        let mut triples: Vec<(u32, u32, f32)> = Vec::with_capacity(self.entries.len());
+        let mut triples: Vec<(u32, u32, f32)> = Vec::with_capacity(self.n_entries());
         for (p, &first) in child_ptr[..child_ptr.len() - 1].iter().enumerate() {
-            let (feats, entries) = self.chunk(p);
-            for (k, &[feature, _]) in feats.iter().enumerate() {
-                for e in Self::entries_of(feats, entries, k) {
-                    triples.push((first.saturating_add(e.child), feature, e.weight));
-                }
-            }
+            self.for_each_entry(p, |feature, child, weight| {
+                triples.push((first.saturating_add(child as u32), feature, weight));
+            });
         }
         triples.sort_unstable_by_key(|t| (t.0, t.1));
         let mut w = LevelWeights {
@@ -291,6 +487,7 @@ impl ChunkedLevel {
             + self.features.nbytes()
             + self.entry_base.nbytes()
             + self.entries.nbytes()
+            + self.wide.nbytes()
             + self.bucket_ptr.nbytes()
             + self.bucket_shift.nbytes()
             + self.buckets.nbytes()
@@ -376,29 +573,33 @@ impl Persist for XrLinear {
 }
 
 /// The sorted label ids under each node of one level: node `c`'s are
-/// `labels[ptr[c]..ptr[c + 1]]`.
+/// `labels[ptr[c]..ptr[c + 1]]`, or, where the labels are numbered in leaf order (a trie's
+/// tree over sorted labels) and `labels` is empty, the ids `ptr[c]..ptr[c + 1]` themselves.
 #[derive(Debug)]
 struct NodeLabels {
-    ptr: Array<u64>,
+    ptr: Array<u32>,
     labels: Array<u32>,
 }
 
 impl NodeLabels {
     /// The labels of a level from the ancestor (at that level) of every label.
     fn new(ancestors: &[u32], n_nodes: usize) -> Self {
-        let mut ptr = vec![0u64; n_nodes + 1];
+        let mut ptr = vec![0u32; n_nodes + 1];
         for &node in ancestors {
             ptr[node as usize + 1] += 1;
         }
         for c in 0..n_nodes {
             ptr[c + 1] += ptr[c];
         }
-        let mut fill: Vec<u64> = ptr[..n_nodes].to_vec();
+        let mut fill: Vec<u32> = ptr[..n_nodes].to_vec();
         let mut labels = vec![0u32; ancestors.len()];
         // Labels in increasing id order: each node's list comes out sorted.
         for (label, &node) in ancestors.iter().enumerate() {
             labels[fill[node as usize] as usize] = label as u32;
             fill[node as usize] += 1;
+        }
+        if labels.iter().enumerate().all(|(i, &l)| i == l as usize) {
+            labels.clear();
         }
         NodeLabels {
             ptr: ptr.into(),
@@ -406,25 +607,70 @@ impl NodeLabels {
         }
     }
 
-    fn of(&self, c: usize) -> &[u32] {
-        &self.labels[self.ptr[c] as usize..self.ptr[c + 1] as usize]
+    /// Whether the labels are numbered in leaf order (no list stored).
+    fn in_leaf_order(&self) -> bool {
+        self.labels.is_empty()
     }
 
+    /// The lowest and the highest label under node `c`, if it has any.
+    #[inline]
+    fn bounds(&self, c: usize) -> Option<(u32, u32)> {
+        let (from, to) = (self.ptr[c] as usize, self.ptr[c + 1] as usize);
+        if from >= to {
+            None
+        } else if self.in_leaf_order() {
+            Some((from as u32, (to - 1) as u32))
+        } else {
+            Some((self.labels[from], self.labels[to - 1]))
+        }
+    }
+
+    /// Whether node `c` has a label in `lo..hi`.
+    #[inline]
+    fn holds_in(&self, c: usize, lo: u32, hi: u32) -> bool {
+        let (from, to) = (self.ptr[c] as usize, self.ptr[c + 1] as usize);
+        if self.in_leaf_order() {
+            return from.max(lo as usize) < to.min(hi as usize);
+        }
+        let labels = &self.labels[from..to];
+        let at = labels.partition_point(|&x| x < lo);
+        at < labels.len() && labels[at] < hi
+    }
+
+    /// Whether every label under node `c` is in `lo..hi` (false for a node without labels).
+    #[inline]
+    fn all_in(&self, c: usize, lo: u32, hi: u32) -> bool {
+        self.bounds(c)
+            .is_some_and(|(first, last)| lo <= first && last < hi)
+    }
+
+    /// Sections `{name}.p4` and, unless the labels are in leaf order, `{name}.l`.
     fn write(&self, w: &mut Writer, name: &str) {
-        w.array(&format!("{name}.p"), &self.ptr)
-            .array(&format!("{name}.l"), &self.labels);
+        w.array(&format!("{name}.p4"), &self.ptr);
+        if !self.in_leaf_order() {
+            w.array(&format!("{name}.l"), &self.labels);
+        }
     }
 
     /// Reads a level of `n_nodes` nodes over `n_labels` labels: pointers rising from 0 to the
-    /// end, each list sorted, distinct and in range.
+    /// end, each list sorted, distinct and in range (8-byte pointers, `{name}.p`, as saved
+    /// before, are read too).
     fn read(r: &Reader, name: &str, n_nodes: usize, n_labels: usize) -> Result<Self> {
-        let ptr: Array<u64> = r.array(&format!("{name}.p"))?;
-        let labels: Array<u32> = r.array(&format!("{name}.l"))?;
+        let ptr = read_pointers(r, &format!("{name}.p4"), &format!("{name}.p"))?;
+        let list = format!("{name}.l");
+        let labels: Array<u32> = if r.has(&list) {
+            r.array(&list)?
+        } else {
+            Array::default()
+        };
         let ok = ptr.len() == n_nodes + 1
-            && rises_to(&ptr, labels.len())
+            && rises_to(&ptr, n_labels)
+            && (labels.is_empty() || labels.len() == n_labels)
             && labels.iter().all(|&l| (l as usize) < n_labels)
             && ptr.windows(2).all(|w| {
-                labels[w[0] as usize..w[1] as usize]
+                labels
+                    .get(w[0] as usize..w[1] as usize)
+                    .unwrap_or_default()
                     .windows(2)
                     .all(|p| p[0] < p[1])
             });
@@ -452,7 +698,7 @@ pub enum PostProcessor {
 
 impl PostProcessor {
     #[inline]
-    fn apply(self, z: f32) -> f32 {
+    pub(crate) fn apply(self, z: f32) -> f32 {
         match self {
             PostProcessor::L3Hinge => (-(1.0 - z).max(0.0).powi(3)).exp(),
             PostProcessor::Sigmoid => 1.0 / (1.0 + (-z).exp()),
@@ -555,12 +801,12 @@ impl XrLinear {
         if !bias.is_finite() {
             return bad("bias is not finite".into());
         }
-        let scorers = levels
-            .iter()
-            .enumerate()
-            .map(|(l, w)| ChunkedLevel::build(w, tree.child_ptr(l), n_features))
-            .collect();
-        let biases = levels.into_iter().map(|w| w.bias.into()).collect();
+        // Level by level, each level's columns freed once its scoring layout is built.
+        let (mut scorers, mut biases) = (Vec::new(), Vec::new());
+        for (l, w) in levels.into_iter().enumerate() {
+            scorers.push(ChunkedLevel::build(&w, tree.child_ptr(l), n_features)?);
+            biases.push(w.bias.into());
+        }
         Ok(XrLinear {
             tree,
             n_features,
@@ -595,7 +841,7 @@ impl XrLinear {
 
     /// Stored weights over all levels.
     pub fn nnz(&self) -> usize {
-        self.scorers.iter().map(|s| s.entries.len()).sum()
+        self.scorers.iter().map(ChunkedLevel::n_entries).sum()
     }
 
     /// Heap memory of the weights and the tree, in bytes (approximately, for the tree).
@@ -739,19 +985,12 @@ impl XrLinear {
             let label = self.tree.label_of_leaf(c);
             return lo <= label && label < hi;
         }
-        let labels = self.subtree_labels()[l].of(c);
-        let at = labels.partition_point(|&x| x < lo);
-        at < labels.len() && labels[at] < hi
+        self.subtree_labels()[l].holds_in(c, lo, hi)
     }
 
     /// Whether every label under node `c` of level `l` (not the last) has an id in `lo..hi`.
     fn labels_all_in(&self, l: usize, c: usize, lo: u32, hi: u32) -> bool {
-        // The labels under a node are sorted.
-        let labels = self.subtree_labels()[l].of(c);
-        match (labels.first(), labels.last()) {
-            (Some(&first), Some(&last)) => lo <= first && last < hi,
-            _ => false,
-        }
+        self.subtree_labels()[l].all_in(c, lo, hi)
     }
 
     /// Per level but the last, the labels under each node (built at the first need).

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::block::Column;
+use super::model::LevelWeights;
 use super::train::{node_seed, train_levels, Progress, Scope, TrainParams};
 use super::Loss;
 use crate::error::{Error, Result};
@@ -265,9 +265,9 @@ impl Persist for SubtreeJob {
     }
 }
 
-/// The trained columns of a subtree, level by level.
+/// The trained weights of a subtree, level by level.
 #[derive(Debug, Clone, PartialEq)]
-struct SubtreeColumns(Vec<Vec<Column>>);
+struct SubtreeColumns(Vec<LevelWeights>);
 
 impl Persist for SubtreeColumns {
     const KIND: Kind = Kind::SubtreeColumns;
@@ -275,19 +275,11 @@ impl Persist for SubtreeColumns {
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new(Kind::SubtreeColumns);
         w.u64s("meta", [self.0.len() as u64]);
-        for (k, columns) in self.0.iter().enumerate() {
-            let mut ptr = vec![0u64];
-            let (mut rows, mut vals, mut bias) = (Vec::new(), Vec::new(), Vec::new());
-            for (r, v, b) in columns {
-                rows.extend_from_slice(r);
-                vals.extend_from_slice(v);
-                bias.push(*b);
-                ptr.push(rows.len() as u64);
-            }
-            w.array(&format!("p{k}"), &ptr)
-                .array(&format!("r{k}"), &rows)
-                .array(&format!("v{k}"), &vals)
-                .array(&format!("b{k}"), &bias);
+        for (k, level) in self.0.iter().enumerate() {
+            w.u64s(&format!("p{k}"), level.col_ptr.iter().map(|&p| p as u64))
+                .array(&format!("r{k}"), &level.rows)
+                .array(&format!("v{k}"), &level.vals)
+                .array(&format!("b{k}"), &level.bias);
         }
         w.finish()
     }
@@ -316,15 +308,12 @@ impl Persist for SubtreeColumns {
                     "subtree columns: level {k} does not fit"
                 )));
             }
-            let columns = ptr
-                .windows(2)
-                .zip(bias.iter())
-                .map(|(w, &b)| {
-                    let span = w[0] as usize..w[1] as usize;
-                    (rows[span.clone()].to_vec(), vals[span].to_vec(), b)
-                })
-                .collect();
-            levels.push(columns);
+            levels.push(LevelWeights {
+                col_ptr: ptr.iter().map(|&p| p as usize).collect(),
+                rows: rows.to_vec(),
+                vals: vals.to_vec(),
+                bias: bias.to_vec(),
+            });
         }
         Ok(SubtreeColumns(levels))
     }
@@ -384,7 +373,7 @@ pub(crate) fn train_elsewhere(
     offload: &Offload,
     progress: &Progress,
     ranges: Option<&[(u32, u32)]>,
-) -> Result<Vec<Vec<Column>>> {
+) -> Result<Vec<LevelWeights>> {
     let roots = 0..tree.n_nodes(split - 1);
     // Each job goes to bytes as soon as it is cut: the rows are not held twice.
     let (sizes, bytes): (Vec<Vec<usize>>, Vec<Vec<u8>>) = roots
@@ -406,10 +395,11 @@ pub(crate) fn train_elsewhere(
             roots.len()
         )));
     }
-    let mut levels: Vec<Vec<Column>> = vec![Vec::new(); tree.depth() - split];
+    let empty = LevelWeights::from_columns([]);
+    let mut levels: Vec<LevelWeights> = vec![empty; tree.depth() - split];
     for (root, (answer, sizes)) in answers.iter().zip(&sizes).enumerate() {
         let SubtreeColumns(columns) = SubtreeColumns::from_bytes(answer)?;
-        let got: Vec<usize> = columns.iter().map(Vec::len).collect();
+        let got: Vec<usize> = columns.iter().map(|w| w.bias.len()).collect();
         if &got != sizes {
             return Err(Error::InvalidInput(format!(
                 "the subtree under node {root} of level {}: nodes per level {got:?}, expected \
@@ -417,9 +407,11 @@ pub(crate) fn train_elsewhere(
                 split - 1
             )));
         }
-        for (level, c) in levels.iter_mut().zip(columns) {
-            progress.done.fetch_add(c.len() as u64, Ordering::Relaxed);
-            level.extend(c);
+        for (level, c) in levels.iter_mut().zip(&columns) {
+            progress
+                .done
+                .fetch_add(c.bias.len() as u64, Ordering::Relaxed);
+            level.append(c);
         }
     }
     Ok(levels)

@@ -181,6 +181,34 @@ pub fn train_with(
     offload: Option<&Offload>,
     ranges: Option<&[(u32, u32)]>,
 ) -> Result<XrLinear> {
+    let n_features = x.n_cols;
+    train_levels_with(x, y, tree, params, progress, offload, ranges)?.model(n_features, params)
+}
+
+/// The weights [`train_with`] trains, before they are assembled into a model: the caller may
+/// free the rows first.
+pub(crate) struct Trained {
+    tree: LabelTree,
+    levels: Vec<LevelWeights>,
+}
+
+impl Trained {
+    /// The model of these weights, over `n_features` features.
+    pub(crate) fn model(self, n_features: usize, params: &TrainParams) -> Result<XrLinear> {
+        XrLinear::new(self.tree, self.levels, n_features, params.bias as f32)
+    }
+}
+
+/// [`train_with`] up to the weights.
+pub(crate) fn train_levels_with(
+    x: &CsrMatrix,
+    y: &CsrMatrix,
+    tree: LabelTree,
+    params: &TrainParams,
+    progress: &Progress,
+    offload: Option<&Offload>,
+    ranges: Option<&[(u32, u32)]>,
+) -> Result<Trained> {
     params.check()?;
     if let Some(ranges) = ranges {
         if ranges.len() != x.n_rows() {
@@ -244,12 +272,7 @@ pub fn train_with(
             x, y, &tree, split, &positives, params, offload, progress, ranges,
         )?);
     }
-    XrLinear::new(
-        tree,
-        levels.into_iter().map(LevelWeights::from_columns).collect(),
-        x.n_cols,
-        params.bias as f32,
-    )
+    Ok(Trained { tree, levels })
 }
 
 /// The seed of the problems of the children of node `p` of level `l - 1` (every block of a
@@ -315,7 +338,7 @@ pub(crate) fn train_levels(
     params: &TrainParams,
     progress: &Progress,
     scope: Option<Scope<'_>>,
-) -> (Vec<Vec<Column>>, Option<CsrMatrix>) {
+) -> (Vec<LevelWeights>, Option<CsrMatrix>) {
     let sq_norms: Vec<f32> = (0..x.n_rows())
         .map(|r| x.row(r).1.iter().map(|&v| v * v).sum())
         .collect();
@@ -386,7 +409,7 @@ pub(crate) fn train_levels(
                 },
             )
             .collect();
-        levels.push(blocks.into_iter().flatten().collect());
+        levels.push(LevelWeights::from_columns(blocks.into_iter().flatten()));
         parent_positives = Some(positives);
     }
     (levels, parent_positives)
@@ -750,10 +773,13 @@ mod tests {
             }
         };
         let broken = [
-            // Entries' children far past any parent's children.
+            // Entries' children far past any parent's children (a 2-byte child, then its
+            // 2-byte weight).
             rewrite(&|name, data| {
-                if name.ends_with(".e") {
-                    set_words(data, u32::MAX, 2, 0)
+                if name.ends_with(".h") {
+                    for entry in data.chunks_exact_mut(4) {
+                        entry[..2].copy_from_slice(&u16::MAX.to_le_bytes());
+                    }
                 }
             }),
             // Entry ends running backwards and past the entries.
@@ -779,6 +805,147 @@ mod tests {
                 .predict_one(idx, val, &params, Some((0, 5)), &mut scratch)
                 .is_ok());
             let _ = m.levels();
+        }
+    }
+
+    /// The scores of every label of a model whose tree is flat (root -> labels): `bias * b_c +
+    /// w_c . x`, exhaustively, from the columns.
+    fn flat_scores(levels: &[LevelWeights], bias: f32, idx: &[u32], val: &[f32]) -> Vec<f32> {
+        let w = &levels[0];
+        (0..w.bias.len())
+            .map(|c| {
+                let mut z = w.bias[c] * bias;
+                for k in w.col_ptr[c]..w.col_ptr[c + 1] {
+                    if let Some(at) = idx.iter().position(|&f| f == w.rows[k]) {
+                        z += w.vals[k] * val[at];
+                    }
+                }
+                z
+            })
+            .collect()
+    }
+
+    /// Weights are stored as half floats: what a model holds is the nearest half float of what
+    /// it was given, and giving it what it holds changes nothing.
+    #[test]
+    fn weights_are_rounded_to_half_floats_once() {
+        let tree = LabelTree::new(vec![vec![0, 3]], vec![0, 1, 2]).unwrap();
+        let given = LevelWeights::from_columns(vec![
+            (vec![0, 2], vec![0.1, 1e6], 0.5),
+            (vec![1], vec![-1.23456], -0.25),
+            (vec![], vec![], 1.0),
+        ]);
+        let model = XrLinear::new(tree.clone(), vec![given], 3, 1.0).unwrap();
+        let held = model.levels();
+        // 0.1 and -1.23456 to 11 significant bits; 1e6 saturates at the largest half float.
+        assert_eq!(held[0].vals, [0.099975586, 65504.0, -1.234375]);
+        let again = XrLinear::new(tree, held.clone(), 3, 1.0).unwrap();
+        assert_eq!(again.levels(), held);
+        assert_eq!(again, model);
+    }
+
+    /// A parent of more than 65,536 children keeps 4-byte children (a wide level): its scores
+    /// are those of the columns, and it saves and loads as it is.
+    #[test]
+    fn a_parent_of_more_than_65536_children_scores_every_child() {
+        let n = (1usize << 16) + 7;
+        let tree = LabelTree::new(vec![vec![0, n as u32]], (0..n as u32).collect()).unwrap();
+        let columns = (0..n).map(|c| {
+            let f = (c % 5) as u32;
+            (
+                vec![f, 5 + (c % 3) as u32],
+                vec![(c % 97) as f32 / 8.0, -0.5],
+                0.0f32,
+            )
+        });
+        let model = XrLinear::new(tree, vec![LevelWeights::from_columns(columns)], 8, 1.0).unwrap();
+        let (idx, val) = (vec![2, 4, 6], vec![1.0, 0.5, 2.0]);
+        let want = flat_scores(&model.levels(), 1.0, &idx, &val);
+        let params = PredictParams {
+            topk: n,
+            beam_size: n,
+            post_processor: crate::xr::PostProcessor::Sigmoid,
+        };
+        let mut scratch = PredictScratch::default();
+        let loaded = XrLinear::from_bytes(&model.to_bytes()).unwrap();
+        assert_eq!(loaded, model);
+        for m in [&model, &loaded] {
+            let mut got = m
+                .predict_one(&idx, &val, &params, None, &mut scratch)
+                .unwrap();
+            got.sort_by_key(|p| p.0);
+            assert_eq!(got.len(), n);
+            for (label, score) in got {
+                let z = want[label as usize];
+                assert_eq!(score, params.post_processor.apply(z), "label {label}");
+            }
+        }
+    }
+
+    /// Files saved before half floats (8-byte entries and pointers, and the label lists of a
+    /// level stored even in leaf order) load, with the weights rounded as a new model's are.
+    #[test]
+    fn models_saved_in_the_older_layout_load_with_the_same_answers() {
+        use crate::persist::{Buffer, Kind, Reader, Writer};
+        let (x, y) = identity_problem(40, 2);
+        let model = fit(&x, &y, 4, &TrainParams::default());
+        model.prepare_label_ranges();
+        let r = Reader::new(&Buffer::copy_from(&model.to_bytes()), Kind::XrLinear).unwrap();
+        let widen = |data: &[u8]| -> Vec<u8> {
+            let words: &[u32] = bytemuck::cast_slice(data);
+            words
+                .iter()
+                .flat_map(|&p| u64::from(p).to_le_bytes())
+                .collect()
+        };
+        let mut w = Writer::new(Kind::XrLinear);
+        for (name, data) in r.sections() {
+            let (stem, ext) = name.split_once('.').unwrap_or((&name, ""));
+            match ext {
+                "c4" | "e4" | "b4" | "p4" => {
+                    let old = match ext {
+                        "c4" => "cp",
+                        "e4" => "eb",
+                        "b4" => "bp",
+                        _ => "p",
+                    };
+                    w.bytes(&format!("{stem}.{old}"), widen(data));
+                }
+                "h" => {
+                    let entries: &[[u16; 2]] = bytemuck::cast_slice(data);
+                    let full: Vec<u8> = entries
+                        .iter()
+                        .flat_map(|&[child, weight]| {
+                            let weight = half::f16::from_bits(weight).to_f32();
+                            [u32::from(child).to_le_bytes(), weight.to_le_bytes()].concat()
+                        })
+                        .collect();
+                    w.bytes(&format!("{stem}.e"), full);
+                }
+                _ => {
+                    w.bytes(&name, data.to_vec());
+                }
+            }
+        }
+        let old = XrLinear::from_bytes(&w.finish()).unwrap();
+        assert_eq!(old.levels(), model.levels());
+        let params = PredictParams::default();
+        assert_eq!(
+            old.predict(&x, &params).unwrap(),
+            model.predict(&x, &params).unwrap()
+        );
+        let mut scratch = PredictScratch::default();
+        for r in 0..x.n_rows() {
+            let (idx, val) = x.row(r);
+            for range in [(0, 40), (3, 17), (20, 21)] {
+                assert_eq!(
+                    old.predict_one(idx, val, &params, Some(range), &mut scratch)
+                        .unwrap(),
+                    model
+                        .predict_one(idx, val, &params, Some(range), &mut scratch)
+                        .unwrap()
+                );
+            }
         }
     }
 
