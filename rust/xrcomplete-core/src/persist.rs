@@ -585,6 +585,11 @@ impl Reader {
         self.range(name).is_ok()
     }
 
+    /// The size of the file (or nested file) in bytes.
+    pub fn file_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The bytes of section `name`.
     pub fn bytes(&self, name: &str) -> Result<&[u8]> {
         Ok(&self.buf[self.range(name)?])

@@ -139,13 +139,24 @@ impl LabelTree {
         })
     }
 
-    /// Sections `tree{l}` per level, `leaves` and `leafof`.
+    /// Sections `tree{l}` per level, `leaves` and `leafof` (none where every leaf holds the
+    /// label of its own number, as in a trie's tree over sorted labels).
     pub(crate) fn write(&self, w: &mut Writer) {
         for (l, ptr) in self.child_ptr.iter().enumerate() {
             w.array(&format!("tree{l}"), ptr);
         }
-        w.array("leaves", &self.leaf_labels)
-            .array("leafof", &self.label_leaves);
+        if !self.in_label_order() {
+            w.array("leaves", &self.leaf_labels)
+                .array("leafof", &self.label_leaves);
+        }
+    }
+
+    /// Whether leaf `i` holds label `i` for every `i`.
+    fn in_label_order(&self) -> bool {
+        self.leaf_labels
+            .iter()
+            .enumerate()
+            .all(|(i, &l)| i == l as usize)
     }
 
     /// Reads the `depth` levels written by [`LabelTree::write`], checking them as [`LabelTree::new`]
@@ -154,8 +165,24 @@ impl LabelTree {
         let child_ptr = (0..depth)
             .map(|l| r.array(&format!("tree{l}")))
             .collect::<Result<Vec<Array<u32>>>>()?;
-        let leaf_labels: Array<u32> = r.array("leaves")?;
-        let label_leaves: Array<u32> = r.array("leafof")?;
+        let (leaf_labels, label_leaves): (Array<u32>, Array<u32>) = if r.has("leaves") {
+            (r.array("leaves")?, r.array("leafof")?)
+        } else {
+            // Leaves in label order: the identity, of as many labels as the last level's nodes.
+            let n = child_ptr
+                .last()
+                .and_then(|ptr| ptr.last())
+                .map_or(0, |&n| n);
+            // The file holds a bias per leaf at least: a count past that is not to be believed.
+            if n as usize > r.file_len() / 4 {
+                return Err(format_err(format!(
+                    "label tree: {n} leaves in a file of {} bytes",
+                    r.file_len()
+                )));
+            }
+            let identity: Vec<u32> = (0..n).collect();
+            (identity.clone().into(), identity.into())
+        };
         check_levels(&child_ptr, leaf_labels.len()).map_err(format_err)?;
         let inverse = label_leaves.len() == leaf_labels.len()
             && leaf_labels
@@ -245,6 +272,34 @@ impl LabelTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::persist::{Buffer, Kind};
+
+    /// A tree written alone (as an XR-Linear file's tree sections) and read back.
+    fn round_trip(tree: &LabelTree) -> (Result<LabelTree>, bool) {
+        let mut w = Writer::new(Kind::XrLinear);
+        tree.write(&mut w);
+        let r = Reader::new(&Buffer::copy_from(&w.finish()), Kind::XrLinear).unwrap();
+        (LabelTree::read(&r, tree.depth()), r.has("leaves"))
+    }
+
+    #[test]
+    fn leaves_in_label_order_are_not_written_and_read_back_the_same() {
+        let ordered = LabelTree::new(vec![vec![0, 2], vec![0, 2, 3]], vec![0, 1, 2]).unwrap();
+        let (back, stored) = round_trip(&ordered);
+        assert_eq!(back.unwrap(), ordered);
+        assert!(!stored);
+        let permuted = LabelTree::new(vec![vec![0, 2], vec![0, 2, 3]], vec![2, 0, 1]).unwrap();
+        let (back, stored) = round_trip(&permuted);
+        assert_eq!(back.unwrap(), permuted);
+        assert!(stored);
+        // Without the leaves, a leaf count the file cannot hold is an error, not an allocation.
+        let huge = LabelTree {
+            child_ptr: vec![Array::from(vec![0, u32::MAX])],
+            leaf_labels: Array::default(),
+            label_leaves: Array::default(),
+        };
+        assert!(round_trip(&huge).0.is_err());
+    }
 
     #[test]
     fn malformed_trees_are_rejected() {

@@ -1,8 +1,8 @@
 //! Several fitted vectorizers side by side: one text per block, one concatenated row.
 
-use rayon::prelude::*;
+use std::ops::Range;
 
-use super::tfidf::{concat_rows, Norm, RowScratch, TfidfConfig, TfidfVectorizer};
+use super::tfidf::{rows_in_parallel, Norm, RowScratch, TfidfConfig, TfidfVectorizer};
 use crate::error::{Error, Result};
 use crate::persist::{Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
@@ -129,19 +129,18 @@ impl FeatureConcat {
                 columns[bad].len()
             )));
         }
-        let row_ids: Vec<usize> = (0..n_rows).collect();
-        let parts: Vec<CsrMatrix> = row_ids
-            .par_chunks(1024)
-            .map_init(ConcatScratch::default, |scratch, rows| {
-                let mut m = CsrMatrix::new(self.n_features());
-                for &r in rows {
-                    self.fill_row(|b| columns[b][r].as_ref(), scratch);
-                    m.push_row(&scratch.columns, &scratch.values);
-                }
-                m
-            })
-            .collect();
-        Ok(concat_rows(self.n_features(), parts))
+        let fill = |scratch: &mut ConcatScratch, rows: Range<usize>, m: &mut CsrMatrix| {
+            for r in rows {
+                self.fill_row(|b| columns[b][r].as_ref(), scratch);
+                m.push_row(&scratch.columns, &scratch.values);
+            }
+        };
+        Ok(rows_in_parallel(
+            self.n_features(),
+            n_rows,
+            ConcatScratch::default,
+            fill,
+        ))
     }
 
     /// Vectorises one row (`texts[b]` for block `b`) into `out`: sorted columns, values.

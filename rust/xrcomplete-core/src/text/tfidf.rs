@@ -398,17 +398,16 @@ impl TfidfVectorizer {
 
     /// Vectorises `docs` in parallel, one row each.
     pub fn transform<S: AsRef<str> + Sync>(&self, docs: &[S]) -> CsrMatrix {
-        let parts: Vec<CsrMatrix> = docs
-            .par_chunks(1024)
-            .map_init(RowScratch::default, |scratch, chunk| {
-                let mut m = CsrMatrix::new(self.n_features());
-                for doc in chunk {
-                    self.push_row(doc.as_ref(), scratch, &mut m);
+        rows_in_parallel(
+            self.n_features(),
+            docs.len(),
+            RowScratch::default,
+            |scratch, rows, m| {
+                for doc in &docs[rows] {
+                    self.push_row(doc.as_ref(), scratch, m);
                 }
-                m
-            })
-            .collect();
-        concat_rows(self.n_features(), parts)
+            },
+        )
     }
 
     /// Vectorises one document into `out` (cleared first): sorted columns and their values.
@@ -567,16 +566,35 @@ impl TermCounter {
 }
 
 /// Stacks row blocks (all with `n_cols` columns) into one matrix.
-pub(crate) fn concat_rows(n_cols: usize, parts: Vec<CsrMatrix>) -> CsrMatrix {
-    let nnz: usize = parts.iter().map(|p| p.nnz()).sum();
-    let rows: usize = parts.iter().map(|p| p.n_rows()).sum();
+/// The matrix of `n_rows` rows over `n_cols` columns that `fill(scratch, rows, part)` pushes,
+/// `rows` at a time, into empty parts: filled in parallel, a block of rows at a time, each
+/// block's parts appended (and freed) before the next is filled, so that the rows are never
+/// held twice (the parts of a whole log would be a second copy of it).
+pub(crate) fn rows_in_parallel<T, F>(
+    n_cols: usize,
+    n_rows: usize,
+    scratch: impl Fn() -> T + Sync + Send,
+    fill: F,
+) -> CsrMatrix
+where
+    F: Fn(&mut T, std::ops::Range<usize>, &mut CsrMatrix) + Sync + Send,
+{
+    const PART: usize = 1024;
+    const BLOCK: usize = 64 * PART;
     let mut out = CsrMatrix::new(n_cols);
-    out.indices.reserve_exact(nnz);
-    out.data.reserve_exact(nnz);
-    out.indptr.reserve_exact(rows);
-    // Each part is freed once copied: the rows are never held twice.
-    for part in parts {
-        out.append(&part).expect("same number of columns");
+    for block in (0..n_rows).step_by(BLOCK) {
+        let starts: Vec<usize> = (block..n_rows.min(block + BLOCK)).step_by(PART).collect();
+        let parts: Vec<CsrMatrix> = starts
+            .par_iter()
+            .map_init(&scratch, |scratch, &start| {
+                let mut m = CsrMatrix::new(n_cols);
+                fill(scratch, start..n_rows.min(start + PART), &mut m);
+                m
+            })
+            .collect();
+        for part in parts {
+            out.append(&part).expect("same number of columns");
+        }
     }
     out
 }

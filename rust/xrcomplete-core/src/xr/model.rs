@@ -5,6 +5,7 @@
 //! its parent's, and the best `beam_size` nodes go on; at the last level the best `topk` labels
 //! are returned. The model is immutable: `&self` everywhere, scratch space per call or thread.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use half::f16;
@@ -72,20 +73,26 @@ impl LevelWeights {
 /// predict-only model): for the children of each parent, the sorted features that any of them
 /// weighs, and per feature its (child, weight) entries. Scoring the children of a parent walks
 /// the input's features, not the children's weight vectors. A lookup is a bucket, then a short
-/// scan; each feature sits beside the end of its entries and each child beside its weight, so
-/// that a lookup costs about three cache misses on a model too large for the caches.
+/// scan of feature ids, then the end of the feature's entries; each child sits beside its
+/// weight, so that a lookup costs a few cache misses on a model too large for the caches.
 ///
 /// Weights are IEEE half floats (a relative error of at most 2^-11, far below what moves a
 /// ranking; rounded once, when the level is built, so a model answers the same before and after
-/// saving). An entry is 4 bytes ([`Entry`]) where no parent has more than 65,536 children, and
-/// 8 bytes ([`WideEntry`], in `wide`) on a level where one has.
+/// saving). An entry is 4 bytes ([`Entry`]) and an end 2 where no parent has more than 65,536
+/// children nor 65,535 entries; on a level where one has (a wide level), 8 ([`WideEntry`], in
+/// `wide`) and 4 (in `ends_wide`).
 #[derive(Debug, Clone, PartialEq, Default)]
 struct ChunkedLevel {
     /// Parent `p`'s features are `features[chunk_ptr[p]..chunk_ptr[p + 1]]`.
     chunk_ptr: Array<u32>,
-    /// (feature id, end of its entries counted from the chunk's first entry); its entries
-    /// start where the previous feature's end (0 for the chunk's first feature).
-    features: Array<[u32; 2]>,
+    /// Feature ids, sorted within each chunk.
+    features: Array<u32>,
+    /// Beside each feature, the end of its entries counted from the chunk's first entry; its
+    /// entries start where the previous feature's end (0 for the chunk's first feature). Empty
+    /// on a wide level.
+    ends: Array<u16>,
+    /// The ends of a wide level; empty otherwise.
+    ends_wide: Array<u32>,
     /// Parent `p`'s entries start at `entries[entry_base[p]]` (or `wide`'s).
     entry_base: Array<u32>,
     /// (child counted from the parent's first child, weight); empty on a wide level.
@@ -186,7 +193,7 @@ fn read_pointers(r: &Reader, new: &str, old: &str) -> Result<Array<u32>> {
 }
 
 /// One parent's chunk while building: (feature, entries end) pairs and (child, weight) entries.
-type Chunk = (Vec<[u32; 2]>, Vec<(u32, f16)>);
+type Chunk = (Vec<(u32, u32)>, Vec<(u32, f16)>);
 
 impl ChunkedLevel {
     fn build(w: &LevelWeights, child_ptr: &[u32], n_features: usize) -> Result<Self> {
@@ -202,11 +209,11 @@ impl ChunkedLevel {
                     }
                 }
                 triples.sort_unstable_by_key(|t| (t.0, t.1));
-                let mut features: Vec<[u32; 2]> = Vec::new();
+                let mut features: Vec<(u32, u32)> = Vec::new();
                 for (n, t) in triples.iter().enumerate() {
                     match features.last_mut() {
-                        Some(last) if last[0] == t.0 => last[1] = n as u32 + 1,
-                        _ => features.push([t.0, n as u32 + 1]),
+                        Some(last) if last.0 == t.0 => last.1 = n as u32 + 1,
+                        _ => features.push((t.0, n as u32 + 1)),
                     }
                 }
                 let entries = triples
@@ -216,13 +223,16 @@ impl ChunkedLevel {
                 (features, entries)
             })
             .collect();
-        let wide = child_ptr.windows(2).any(|p| p[1] - p[0] > 1 << 16);
+        let wide = child_ptr.windows(2).any(|p| p[1] - p[0] > 1 << 16)
+            || chunks.iter().any(|c| c.1.len() > u16::MAX as usize);
         let (mut chunk_ptr, mut features, mut entry_base) = (vec![0usize], Vec::new(), Vec::new());
         let (mut narrow_entries, mut wide_entries) = (Vec::new(), Vec::new());
+        let (mut ends, mut ends_wide) = (Vec::new(), Vec::new());
         for (f, e) in chunks {
-            features.extend_from_slice(&f);
+            features.extend(f.iter().map(|t| t.0));
             chunk_ptr.push(features.len());
             if wide {
+                ends_wide.extend(f.iter().map(|t| t.1));
                 entry_base.push(wide_entries.len());
                 wide_entries.extend(e.into_iter().map(|(child, weight)| WideEntry {
                     child,
@@ -230,6 +240,7 @@ impl ChunkedLevel {
                     _pad: 0,
                 }));
             } else {
+                ends.extend(f.iter().map(|t| t.1 as u16));
                 entry_base.push(narrow_entries.len());
                 narrow_entries.extend(e.into_iter().map(|(child, weight)| Entry {
                     child: child as u16,
@@ -242,12 +253,19 @@ impl ChunkedLevel {
         let bits = usize::BITS - n_features.saturating_sub(1).leading_zeros();
         for p in 0..chunk_ptr.len() - 1 {
             let feats = &features[chunk_ptr[p]..chunk_ptr[p + 1]];
+            if feats.is_empty() {
+                // A parent without weights (one child, or none of its rows open) has no
+                // buckets: scoring it reads none.
+                bucket_shift.push(0);
+                bucket_ptr.push(buckets.len());
+                continue;
+            }
             let wanted = (feats.len() / 4).max(1).next_power_of_two();
             let shift = bits.saturating_sub(wanted.trailing_zeros());
             let n_buckets = (n_features.saturating_sub(1) >> shift) + 1;
             let mut at = 0usize;
             for bucket in 0..n_buckets {
-                while at < feats.len() && ((feats[at][0] as usize) >> shift) < bucket {
+                while at < feats.len() && ((feats[at] as usize) >> shift) < bucket {
                     at += 1;
                 }
                 buckets.push(at as u32);
@@ -273,6 +291,8 @@ impl ChunkedLevel {
         Ok(ChunkedLevel {
             chunk_ptr: narrow(chunk_ptr),
             features: features.into(),
+            ends: ends.into(),
+            ends_wide: ends_wide.into(),
             entry_base: narrow(entry_base),
             entries: narrow_entries.into(),
             wide: wide_entries.into(),
@@ -291,36 +311,48 @@ impl ChunkedLevel {
         self.entries.len() + self.wide.len()
     }
 
-    /// Sections `{name}.c4`, `.f`, `.e4`, `.h` (or `.hw` on a wide level), `.b4`, `.bs`, `.b`
-    /// (`name` at most 4 bytes).
+    /// Sections `{name}.c4`, `.fi`, `.fe`, `.e4`, `.h` (or `.fw` and `.hw` on a wide level),
+    /// `.b4`, `.bs`, `.b` (`name` at most 4 bytes).
     fn write(&self, w: &mut Writer, name: &str) {
         w.array(&format!("{name}.c4"), &self.chunk_ptr)
-            .array(&format!("{name}.f"), &self.features)
+            .array(&format!("{name}.fi"), &self.features)
             .array(&format!("{name}.e4"), &self.entry_base);
         if self.is_wide() {
-            w.array(&format!("{name}.hw"), &self.wide);
+            w.array(&format!("{name}.fw"), &self.ends_wide)
+                .array(&format!("{name}.hw"), &self.wide);
         } else {
-            w.array(&format!("{name}.h"), &self.entries);
+            w.array(&format!("{name}.fe"), &self.ends)
+                .array(&format!("{name}.h"), &self.entries);
         }
         w.array(&format!("{name}.b4"), &self.bucket_ptr)
             .array(&format!("{name}.bs"), &self.bucket_shift)
             .array(&format!("{name}.b"), &self.buckets);
     }
 
-    /// Reads a level. One saved before half floats and 4-byte pointers (`.e`: 4-byte child,
-    /// 4-byte weight; `.cp`, `.eb`, `.bp`: 8-byte pointers) is converted (into memory, even
-    /// from a mapped file), its weights rounded as [`ChunkedLevel::build`] rounds them.
+    /// Reads a level. One saved before half floats and 4-byte pointers (`.f`: feature id and
+    /// end side by side; `.e`: 4-byte child, 4-byte weight; `.cp`, `.eb`, `.bp`: 8-byte
+    /// pointers) is converted to a wide level (into memory, even from a mapped file), its
+    /// weights rounded as [`ChunkedLevel::build`] rounds them.
     fn read(r: &Reader, name: &str) -> Result<Self> {
         let pointers = |new: &str, old: &str| {
             read_pointers(r, &format!("{name}.{new}"), &format!("{name}.{old}"))
         };
         let (mut entries, mut wide) = (Array::default(), Array::default());
+        let (mut ends, mut ends_wide) = (Array::default(), Array::default());
+        let features: Array<u32>;
         let (narrow_name, wide_name) = (format!("{name}.h"), format!("{name}.hw"));
         if r.has(&narrow_name) {
             entries = r.array(&narrow_name)?;
+            ends = r.array(&format!("{name}.fe"))?;
+            features = r.array(&format!("{name}.fi"))?;
         } else if r.has(&wide_name) {
             wide = r.array(&wide_name)?;
+            ends_wide = r.array(&format!("{name}.fw"))?;
+            features = r.array(&format!("{name}.fi"))?;
         } else {
+            let pairs: Array<[u32; 2]> = r.array(&format!("{name}.f"))?;
+            features = pairs.iter().map(|p| p[0]).collect::<Vec<_>>().into();
+            ends_wide = pairs.iter().map(|p| p[1]).collect::<Vec<_>>().into();
             let full: Array<FullEntry> = r.array(&format!("{name}.e"))?;
             let converted = full.iter().map(|e| WideEntry {
                 child: e.child,
@@ -331,7 +363,9 @@ impl ChunkedLevel {
         }
         Ok(ChunkedLevel {
             chunk_ptr: pointers("c4", "cp")?,
-            features: r.array(&format!("{name}.f"))?,
+            features,
+            ends,
+            ends_wide,
             entry_base: pointers("e4", "eb")?,
             entries,
             wide,
@@ -343,7 +377,7 @@ impl ChunkedLevel {
 
     /// Checks a loaded level against its tree level (`child_ptr`) and feature count, in time
     /// linear in the number of parents: the pointers fit the tree and the arrays, and every
-    /// parent has a bucket for every feature id. What lies inside a chunk (feature order, entry
+    /// parent with weights has a bucket for every feature id. What lies inside a chunk (feature order, entry
     /// ends, children) is not scanned here: [`ChunkedLevel::add_scores`] reads it with
     /// non-panicking lookups (the bounds checks it makes anyway), so a corrupt chunk can only
     /// give wrong scores, and the checksum is what rules corruption out.
@@ -354,6 +388,8 @@ impl ChunkedLevel {
             || self.bucket_ptr.len() != n_parents + 1
             || !rises_to(&self.bucket_ptr, self.buckets.len())
             || self.entry_base.len() != n_parents
+            || self.ends.len() + self.ends_wide.len() != self.features.len()
+            || (self.is_wide() && !(self.ends.is_empty() && self.entries.is_empty()))
             || self.bucket_shift.len() != n_parents
             || self
                 .entry_base
@@ -366,69 +402,74 @@ impl ChunkedLevel {
         for p in 0..n_parents {
             let shift = self.bucket_shift[p];
             let n_buckets = self.bucket_ptr[p + 1] - self.bucket_ptr[p];
-            if shift >= 32 || (n_buckets as usize) < (top >> shift) + 2 {
+            let weightless = self.chunk_ptr[p] == self.chunk_ptr[p + 1];
+            if shift >= 32 || (!weightless && (n_buckets as usize) < (top >> shift) + 2) {
                 return Err("buckets do not cover the features");
             }
         }
         Ok(())
     }
 
-    /// Parent `p`'s features and its first entry's position.
+    /// Parent `p`'s features (ids) and the range of their ends.
     #[inline]
-    fn chunk(&self, p: usize) -> (&[[u32; 2]], usize) {
-        let feats = &self.features[self.chunk_ptr[p] as usize..self.chunk_ptr[p + 1] as usize];
-        (feats, self.entry_base[p] as usize)
+    fn chunk(&self, p: usize) -> (&[u32], Range<usize>) {
+        let span = self.chunk_ptr[p] as usize..self.chunk_ptr[p + 1] as usize;
+        (&self.features[span.clone()], span)
     }
 
-    /// The entries of the `k`-th feature of a chunk whose entries start at `entries[0]` (none
-    /// where a loaded chunk is inconsistent).
+    /// The entries of the `k`-th feature of a chunk whose ends are `ends` and whose entries
+    /// start at `entries[0]` (none where a loaded chunk is inconsistent).
     #[inline]
-    fn entries_of<'a, E>(feats: &[[u32; 2]], entries: &'a [E], k: usize) -> &'a [E] {
-        let from = if k == 0 { 0 } else { feats[k - 1][1] };
-        entries
-            .get(from as usize..feats[k][1] as usize)
-            .unwrap_or_default()
+    fn entries_of<'a, E, N: Copy + Into<u32>>(ends: &[N], entries: &'a [E], k: usize) -> &'a [E] {
+        let from = if k == 0 { 0 } else { ends[k - 1].into() };
+        let to = ends.get(k).map_or(0, |&e| e.into());
+        entries.get(from as usize..to as usize).unwrap_or_default()
     }
 
     /// Adds `w_c . x` to `out[c - first child]` for every child `c` of `parent`.
     #[inline]
     fn add_scores(&self, parent: usize, indices: &[u32], values: &[f32], out: &mut [f32]) {
         if self.is_wide() {
-            self.add_scores_in(&self.wide, parent, indices, values, out);
+            self.add_scores_in(&self.wide, &self.ends_wide, parent, indices, values, out);
         } else {
-            self.add_scores_in(&self.entries, parent, indices, values, out);
+            self.add_scores_in(&self.entries, &self.ends, parent, indices, values, out);
         }
     }
 
     #[inline]
-    fn add_scores_in<E: Weighted>(
+    fn add_scores_in<E: Weighted, N: Copy + Into<u32>>(
         &self,
         all: &[E],
+        all_ends: &[N],
         parent: usize,
         indices: &[u32],
         values: &[f32],
         out: &mut [f32],
     ) {
-        let (feats, base) = self.chunk(parent);
-        let entries = all.get(base..).unwrap_or_default();
+        let (feats, span) = self.chunk(parent);
+        let ends = all_ends.get(span).unwrap_or_default();
+        let entries = all
+            .get(self.entry_base[parent] as usize..)
+            .unwrap_or_default();
         let buckets =
             &self.buckets[self.bucket_ptr[parent] as usize..self.bucket_ptr[parent + 1] as usize];
         let shift = self.bucket_shift[parent];
+        if feats.is_empty() {
+            // No weights (and no buckets).
+            return;
+        }
         for (&f, &v) in indices.iter().zip(values) {
             let bucket = (f >> shift) as usize;
             let (start, end) = (buckets[bucket] as usize, buckets[bucket + 1] as usize);
             // A bucket holds a few sorted features: a short scan finds `f` or passes it.
-            for k in start..end.min(feats.len()) {
-                let g = feats[k][0];
-                if g >= f {
-                    if g == f {
-                        for e in Self::entries_of(feats, entries, k) {
-                            if let Some(o) = out.get_mut(e.child()) {
-                                *o += v * e.weight();
-                            }
+            let scan = feats.get(start..end.min(feats.len())).unwrap_or_default();
+            if let Some(at) = scan.iter().position(|&g| g >= f) {
+                if scan[at] == f {
+                    for e in Self::entries_of(ends, entries, start + at) {
+                        if let Some(o) = out.get_mut(e.child()) {
+                            *o += v * e.weight();
                         }
                     }
-                    break;
                 }
             }
         }
@@ -436,22 +477,36 @@ impl ChunkedLevel {
 
     /// Every entry of parent `p` as (feature, child counted from the parent's first, weight).
     fn for_each_entry(&self, p: usize, mut f: impl FnMut(u32, usize, f32)) {
-        fn walk<E: Weighted>(
-            feats: &[[u32; 2]],
+        fn walk<E: Weighted, N: Copy + Into<u32>>(
+            feats: &[u32],
+            ends: &[N],
             entries: &[E],
             f: &mut impl FnMut(u32, usize, f32),
         ) {
-            for (k, &[feature, _]) in feats.iter().enumerate() {
-                for e in ChunkedLevel::entries_of(feats, entries, k) {
+            for (k, &feature) in feats.iter().enumerate() {
+                for e in ChunkedLevel::entries_of(ends, entries, k) {
                     f(feature, e.child(), e.weight());
                 }
             }
         }
-        let (feats, base) = self.chunk(p);
+        let (feats, span) = self.chunk(p);
+        let base = self.entry_base[p] as usize;
         if self.is_wide() {
-            walk(feats, self.wide.get(base..).unwrap_or_default(), &mut f);
+            let ends = self.ends_wide.get(span).unwrap_or_default();
+            walk(
+                feats,
+                ends,
+                self.wide.get(base..).unwrap_or_default(),
+                &mut f,
+            );
         } else {
-            walk(feats, self.entries.get(base..).unwrap_or_default(), &mut f);
+            let ends = self.ends.get(span).unwrap_or_default();
+            walk(
+                feats,
+                ends,
+                self.entries.get(base..).unwrap_or_default(),
+                &mut f,
+            );
         }
     }
 
@@ -485,6 +540,8 @@ impl ChunkedLevel {
     fn memory_bytes(&self) -> usize {
         self.chunk_ptr.nbytes()
             + self.features.nbytes()
+            + self.ends.nbytes()
+            + self.ends_wide.nbytes()
             + self.entry_base.nbytes()
             + self.entries.nbytes()
             + self.wide.nbytes()

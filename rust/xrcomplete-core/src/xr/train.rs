@@ -784,9 +784,17 @@ mod tests {
             }),
             // Entry ends running backwards and past the entries.
             rewrite(&|name, data| {
-                if name.ends_with(".f") {
-                    set_words(data, u32::MAX, 4, 1);
-                    set_words(data, 0, 4, 3);
+                if name.ends_with(".fe") {
+                    for (i, end) in data.chunks_exact_mut(2).enumerate() {
+                        let value = if i % 2 == 0 { u16::MAX } else { 0 };
+                        end.copy_from_slice(&value.to_le_bytes());
+                    }
+                }
+            }),
+            // Feature ids out of order and out of range.
+            rewrite(&|name, data| {
+                if name.ends_with(".fi") {
+                    set_words(data, u32::MAX, 3, 1);
                 }
             }),
             // Bucket starts past the chunk's features.
@@ -825,6 +833,14 @@ mod tests {
             .collect()
     }
 
+    /// `w` with its weights rounded as a model stores them.
+    fn rounded(mut w: LevelWeights) -> LevelWeights {
+        for v in &mut w.vals {
+            *v = crate::xr::model::half_weight(*v).to_f32();
+        }
+        w
+    }
+
     /// Weights are stored as half floats: what a model holds is the nearest half float of what
     /// it was given, and giving it what it holds changes nothing.
     #[test]
@@ -844,13 +860,17 @@ mod tests {
         assert_eq!(again, model);
     }
 
-    /// A parent of more than 65,536 children keeps 4-byte children (a wide level): its scores
-    /// are those of the columns, and it saves and loads as it is.
+    /// A parent of more than 65,536 children (but fewer entries) keeps 4-byte children (a wide
+    /// level): its scores are those of the columns, and it saves and loads as it is.
     #[test]
     fn a_parent_of_more_than_65536_children_scores_every_child() {
         let n = (1usize << 16) + 7;
         let tree = LabelTree::new(vec![vec![0, n as u32]], (0..n as u32).collect()).unwrap();
+        // Few weights (fewer entries than 65,536), among them those of the last children.
         let columns = (0..n).map(|c| {
+            if c % 64 != 0 && c < n - 20 {
+                return (Vec::new(), Vec::new(), (c % 11) as f32 / 4.0);
+            }
             let f = (c % 5) as u32;
             (
                 vec![f, 5 + (c % 3) as u32],
@@ -858,9 +878,10 @@ mod tests {
                 0.0f32,
             )
         });
-        let model = XrLinear::new(tree, vec![LevelWeights::from_columns(columns)], 8, 1.0).unwrap();
+        let given = LevelWeights::from_columns(columns);
+        let model = XrLinear::new(tree, vec![given.clone()], 8, 1.0).unwrap();
         let (idx, val) = (vec![2, 4, 6], vec![1.0, 0.5, 2.0]);
-        let want = flat_scores(&model.levels(), 1.0, &idx, &val);
+        let want = flat_scores(&[rounded(given)], 1.0, &idx, &val);
         let params = PredictParams {
             topk: n,
             beam_size: n,
@@ -879,6 +900,45 @@ mod tests {
                 let z = want[label as usize];
                 assert_eq!(score, params.post_processor.apply(z), "label {label}");
             }
+        }
+    }
+
+    /// A parent of more than 65,535 entries (few children, many features each) has its ends
+    /// stored in 4 bytes: the last child's scores come out right.
+    #[test]
+    fn a_parent_of_more_than_65535_entries_scores_every_child() {
+        let (n, n_features) = (8usize, 10_000u32);
+        let tree = LabelTree::new(vec![vec![0, n as u32]], (0..n as u32).collect()).unwrap();
+        let columns = (0..n).map(|c| {
+            let vals = (0..n_features).map(|f| 0.25 + ((f as usize + c) % 7) as f32);
+            (
+                (0..n_features).collect::<Vec<_>>(),
+                vals.collect::<Vec<_>>(),
+                0.0f32,
+            )
+        });
+        let given = LevelWeights::from_columns(columns);
+        let model = XrLinear::new(tree, vec![given.clone()], n_features as usize, 1.0).unwrap();
+        let (idx, val) = (vec![0, 4_999, 9_999], vec![0.5, 1.0, 0.25]);
+        let want = flat_scores(&[rounded(given)], 1.0, &idx, &val);
+        let params = PredictParams {
+            topk: n,
+            beam_size: n,
+            post_processor: crate::xr::PostProcessor::Sigmoid,
+        };
+        let loaded = XrLinear::from_bytes(&model.to_bytes()).unwrap();
+        let mut scratch = PredictScratch::default();
+        for m in [&model, &loaded] {
+            let mut got = m
+                .predict_one(&idx, &val, &params, None, &mut scratch)
+                .unwrap();
+            got.sort_by_key(|p| p.0);
+            let scores: Vec<f32> = got.iter().map(|p| p.1).collect();
+            let expected: Vec<f32> = want
+                .iter()
+                .map(|&z| params.post_processor.apply(z))
+                .collect();
+            assert_eq!(scores, expected);
         }
     }
 
@@ -911,6 +971,20 @@ mod tests {
                     };
                     w.bytes(&format!("{stem}.{old}"), widen(data));
                 }
+                "fi" => {
+                    let ids: &[u32] = bytemuck::cast_slice(data);
+                    let ends: Vec<u16> =
+                        bytemuck::cast_slice(r.bytes(&format!("{stem}.fe")).unwrap()).to_vec();
+                    let pairs: Vec<u8> = ids
+                        .iter()
+                        .zip(&ends)
+                        .flat_map(|(&id, &end)| {
+                            [id.to_le_bytes(), u32::from(end).to_le_bytes()].concat()
+                        })
+                        .collect();
+                    w.bytes(&format!("{stem}.f"), pairs);
+                }
+                "fe" => {}
                 "h" => {
                     let entries: &[[u16; 2]] = bytemuck::cast_slice(data);
                     let full: Vec<u8> = entries
