@@ -149,27 +149,23 @@ trait Weighted: Copy {
     fn weight(&self) -> f32;
 }
 
-impl Weighted for Entry {
-    #[inline]
-    fn child(&self) -> usize {
-        self.child as usize
-    }
-    #[inline]
-    fn weight(&self) -> f32 {
-        self.weight.to_f32()
-    }
+/// Both widths read alike: a `child` field of their width, a half-float `weight`.
+macro_rules! weighted {
+    ($($entry:ty),*) => {$(
+        impl Weighted for $entry {
+            #[inline]
+            fn child(&self) -> usize {
+                self.child as usize
+            }
+            #[inline]
+            fn weight(&self) -> f32 {
+                self.weight.to_f32()
+            }
+        }
+    )*};
 }
 
-impl Weighted for WideEntry {
-    #[inline]
-    fn child(&self) -> usize {
-        self.child as usize
-    }
-    #[inline]
-    fn weight(&self) -> f32 {
-        self.weight.to_f32()
-    }
-}
+weighted!(Entry, WideEntry);
 
 /// A weight as stored: the nearest half float (finite: saturated at +-65504).
 pub(crate) fn half_weight(w: f32) -> f16 {
