@@ -41,10 +41,7 @@ fn train(extra_weight: f64) -> Completer {
         ]);
     }
     let params = FitParams {
-        tree: TreeSpec::Trie {
-            depth: 2,
-            max_group: 100,
-        },
+        tree: TreeSpec::trie(2),
         ..FitParams::default()
     };
     Completer::fit(

@@ -67,6 +67,17 @@ pub enum TreeSpec {
     },
 }
 
+impl TreeSpec {
+    /// The trie of `depth` levels at most, with groups of at most 100 labels below them (as
+    /// k-means leaves: PECOS's `max_leaf_size`).
+    pub fn trie(depth: usize) -> Self {
+        TreeSpec::Trie {
+            depth,
+            max_group: 100,
+        }
+    }
+}
+
 /// Builds the tree `spec` names over the labels (columns of `y`; `labels[j]` is the string of
 /// label `j`, needed by the trie and hybrid trees, ignored by k-means), from the instances `x`
 /// (rows x features) and their labels `y` (rows x labels).

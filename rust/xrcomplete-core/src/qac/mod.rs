@@ -237,10 +237,7 @@ impl Default for FitParams {
         FitParams {
             prev: TfidfConfig::default(),
             prefix: TfidfConfig::default(),
-            tree: TreeSpec::Trie {
-                depth: 8,
-                max_group: 100,
-            },
+            tree: TreeSpec::trie(8),
             train: TrainParams::default(),
             prefixes_per_pair: 3,
             min_count: 1.0,
@@ -1504,10 +1501,7 @@ pub(crate) mod tests {
         };
         vec![
             TreeSpec::KMeans(kmeans.clone()),
-            TreeSpec::Trie {
-                depth: 2,
-                max_group: 100,
-            },
+            TreeSpec::trie(2),
             TreeSpec::Hybrid { depth: 1, kmeans },
         ]
     }
@@ -1578,10 +1572,7 @@ pub(crate) mod tests {
 
     #[test]
     fn folded_searches_add_to_popularity_and_transitions() {
-        let c = trained(&TreeSpec::Trie {
-            depth: 2,
-            max_group: 100,
-        });
+        let c = trained(&TreeSpec::trie(2));
         let score_of = |c: &Completer, prev: &str, query: &str| {
             let mut scratch = CompleteScratch::default();
             c.complete(prev, "h", 10, &RankParams::default(), &mut scratch)
@@ -1792,10 +1783,7 @@ pub(crate) mod tests {
         let fit = |rank_typos: f64| {
             let p = FitParams {
                 rank_typos,
-                ..params(TreeSpec::Trie {
-                    depth: 2,
-                    max_group: 100,
-                })
+                ..params(TreeSpec::trie(2))
             };
             Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default())
         };
@@ -2026,10 +2014,7 @@ pub(crate) mod tests {
     #[test]
     fn a_learned_ranker_completes_unseen_combinations_of_seen_words() {
         let (queries, counts, pairs) = combination_log(3000);
-        let p = params(TreeSpec::Trie {
-            depth: 2,
-            max_group: 100,
-        });
+        let p = params(TreeSpec::trie(2));
         let c = Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default()).unwrap();
         assert!(c.ranker().1, "enough held-out pairs to learn a ranker");
         // Train without "colour7 thing5", then ask for it after "a thing5".
@@ -2106,10 +2091,7 @@ pub(crate) mod tests {
     #[test]
     fn bad_input_is_refused() {
         let (queries, counts, pairs) = log();
-        let p = params(TreeSpec::Trie {
-            depth: 2,
-            max_group: 100,
-        });
+        let p = params(TreeSpec::trie(2));
         let fit = |q: &[&str], c: &[f64], pairs: &[(Option<u32>, u32)], p: &FitParams| {
             Completer::fit(q, c, pairs, None, p, &Progress::default()).map(|_| ())
         };
@@ -2173,7 +2155,7 @@ pub(crate) mod tests {
         fn answers_start_with_the_prefix(prev in "\\PC{0,12}", prefix in "[hwc ]{0,2}\\PC{0,6}", k in 0usize..12) {
             thread_local! {
                 static C: Completer = {
-                    trained(&TreeSpec::Trie { depth: 2, max_group: 100 })
+                    trained(&TreeSpec::trie(2))
                 };
             }
             let got = C.with(|c| {
