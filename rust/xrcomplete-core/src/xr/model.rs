@@ -5,7 +5,6 @@
 //! its parent's, and the best `beam_size` nodes go on; at the last level the best `topk` labels
 //! are returned. The model is immutable: `&self` everywhere, scratch space per call or thread.
 
-use std::ops::Range;
 use std::sync::OnceLock;
 
 use half::f16;
@@ -406,11 +405,19 @@ impl ChunkedLevel {
         Ok(())
     }
 
-    /// Parent `p`'s features (ids) and the range of their ends.
+    /// Parent `p`'s feature ids, their ends and its entries (from its first on), in the layout
+    /// of `all_ends` and `all` (empty where a loaded chunk is inconsistent).
     #[inline]
-    fn chunk(&self, p: usize) -> (&[u32], Range<usize>) {
+    fn chunk<'a, E, N>(
+        &'a self,
+        all: &'a [E],
+        all_ends: &'a [N],
+        p: usize,
+    ) -> (&'a [u32], &'a [N], &'a [E]) {
         let span = self.chunk_ptr[p] as usize..self.chunk_ptr[p + 1] as usize;
-        (&self.features[span.clone()], span)
+        let ends = all_ends.get(span.clone()).unwrap_or_default();
+        let entries = all.get(self.entry_base[p] as usize..).unwrap_or_default();
+        (&self.features[span], ends, entries)
     }
 
     /// The entries of the `k`-th feature of a chunk whose ends are `ends` and whose entries
@@ -442,18 +449,14 @@ impl ChunkedLevel {
         values: &[f32],
         out: &mut [f32],
     ) {
-        let (feats, span) = self.chunk(parent);
-        let ends = all_ends.get(span).unwrap_or_default();
-        let entries = all
-            .get(self.entry_base[parent] as usize..)
-            .unwrap_or_default();
-        let buckets =
-            &self.buckets[self.bucket_ptr[parent] as usize..self.bucket_ptr[parent + 1] as usize];
-        let shift = self.bucket_shift[parent];
+        let (feats, ends, entries) = self.chunk(all, all_ends, parent);
         if feats.is_empty() {
             // No weights (and no buckets).
             return;
         }
+        let buckets =
+            &self.buckets[self.bucket_ptr[parent] as usize..self.bucket_ptr[parent + 1] as usize];
+        let shift = self.bucket_shift[parent];
         for (&f, &v) in indices.iter().zip(values) {
             let bucket = (f >> shift) as usize;
             let (start, end) = (buckets[bucket] as usize, buckets[bucket + 1] as usize);
@@ -473,36 +476,25 @@ impl ChunkedLevel {
 
     /// Every entry of parent `p` as (feature, child counted from the parent's first, weight).
     fn for_each_entry(&self, p: usize, mut f: impl FnMut(u32, usize, f32)) {
-        fn walk<E: Weighted, N: Copy + Into<u32>>(
-            feats: &[u32],
-            ends: &[N],
-            entries: &[E],
-            f: &mut impl FnMut(u32, usize, f32),
-        ) {
-            for (k, &feature) in feats.iter().enumerate() {
-                for e in ChunkedLevel::entries_of(ends, entries, k) {
-                    f(feature, e.child(), e.weight());
-                }
-            }
-        }
-        let (feats, span) = self.chunk(p);
-        let base = self.entry_base[p] as usize;
         if self.is_wide() {
-            let ends = self.ends_wide.get(span).unwrap_or_default();
-            walk(
-                feats,
-                ends,
-                self.wide.get(base..).unwrap_or_default(),
-                &mut f,
-            );
+            self.for_each_entry_in(&self.wide, &self.ends_wide, p, &mut f);
         } else {
-            let ends = self.ends.get(span).unwrap_or_default();
-            walk(
-                feats,
-                ends,
-                self.entries.get(base..).unwrap_or_default(),
-                &mut f,
-            );
+            self.for_each_entry_in(&self.entries, &self.ends, p, &mut f);
+        }
+    }
+
+    fn for_each_entry_in<E: Weighted, N: Copy + Into<u32>>(
+        &self,
+        all: &[E],
+        all_ends: &[N],
+        p: usize,
+        f: &mut impl FnMut(u32, usize, f32),
+    ) {
+        let (feats, ends, entries) = self.chunk(all, all_ends, p);
+        for (k, &feature) in feats.iter().enumerate() {
+            for e in Self::entries_of(ends, entries, k) {
+                f(feature, e.child(), e.weight());
+            }
         }
     }
 
