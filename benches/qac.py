@@ -18,8 +18,9 @@ first); success@10. Rows:
   prefix (the data README's setup; only when libpecos is installed);
 - xrcomplete: ``Completer(index=...).fit_log(aol_train.tsv)`` with its defaults, one row per
   label tree. For the first tree, ablations: each candidate source turned off when serving (the
-  ranker as learned), and each group of ranking features left out of the ranker (a new fit per
-  group; ``--no-feature-ablations`` skips them).
+  ranker as learned), the ranker learned as the additive model in place of the trees (a new
+  fit), and each group of ranking features left out of the ranker (a new fit per group;
+  ``--no-feature-ablations`` skips them).
 Then, per xrcomplete tree: training time (whole log, all cores), single-call latency of
 ``complete()`` from Python (p50 / p99 over 5,000 cases), throughput of 2 threads over 1 thread
 (the median ratio of 7 back-to-back pairs of runs of 10,000 calls),
@@ -289,8 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def ablations(
     completer: Completer, train_log: Path, seen: Pairs, unseen: Pairs, refit: bool
 ) -> list[str]:
-    """Rows of ``completer`` without each candidate source (when serving), and, with ``refit``,
-    refitted without each group of ranking features."""
+    """Rows of ``completer`` without each candidate source (when serving), refitted with the
+    additive ranker in place of the trees, and, with ``refit``, refitted without each group of
+    ranking features."""
     rows = []
     for name, off in (
         ("  no XR-Linear model", {"use_model": False}),
@@ -302,6 +304,12 @@ def ablations(
         complete = partial(completer.model.complete_batch, k=K, **off)
         rows.append(Scores(complete, seen, unseen).row(name))
         print(rows[-1], flush=True)
+    additive = Completer(index=completer.index, ranker="additive", progress=False)
+    additive.fit_log(train_log)
+    rows.append(
+        Scores(partial(additive.complete_batch, k=K), seen, unseen).row("  additive ranker")
+    )
+    print(rows[-1], flush=True)
     if refit:
         for group, features in completer.model.ranking_feature_groups().items():
             ablated = Completer(index=completer.index, features_off=features, progress=False)

@@ -268,9 +268,13 @@ class CompleterModel:
         lm_discount: float = 0.9,
         lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
-        rank_prefixes: int = 6,
+        rank_prefixes: int = 12,
         rank_typos: float = 0.1,
+        ranker: str = "trees",
         ranker_bins: int = 8,
+        ranker_trees: int = 100,
+        ranker_leaves: int = 31,
+        ranker_depth: int = 5,
         features_off: Sequence[str] = ...,
         live_half_life: float = 86400.0,
         blocklist: Sequence[str] = ...,
@@ -360,6 +364,8 @@ class CompleterModel:
     def blocked(self) -> list[str]: ...
     @property
     def ranker_learned(self) -> bool: ...
+    @property
+    def ranker_kind(self) -> str: ...
     @staticmethod
     def ranking_features() -> list[str]: ...
     @staticmethod

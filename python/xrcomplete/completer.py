@@ -266,7 +266,11 @@ class Completer:
     which may then go past ``compose_words``) are defaults that
     ``completer.model.complete`` may override; see the README. The ranking stage learns from
     the latest ``rank_holdout`` share of the pairs (``rank_prefixes`` prefixes each) ranked by
-    parts trained on the rest, with ``ranker_bins`` bins per feature; ``rank_typos`` of those
+    parts trained on the rest: ``ranker="trees"`` (LambdaMART: ``ranker_trees`` boosted trees of
+    at most ``ranker_leaves`` leaves and ``ranker_depth`` levels over the features, which can
+    learn how they interact; a log of fewer than 2,000 usable held-out lists learns the additive
+    ranker instead, and ``model.ranker_kind`` says which ranks) or
+    ``"additive"`` (a weight and ``ranker_bins`` bin offsets per feature); ``rank_typos`` of those
     prefixes long enough for typo tolerance get one random edit, so that it learns how far to
     trust a corrected prefix against the typed one; ``features_off`` leaves
     ranking features out (for ablations). ``range_rows``: each node of the matcher learns only from
@@ -314,9 +318,13 @@ class Completer:
         lm_discount: float = 0.9,
         lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
-        rank_prefixes: int = 6,
+        rank_prefixes: int = 12,
         rank_typos: float = 0.1,
+        ranker: str = "trees",
         ranker_bins: int = 8,
+        ranker_trees: int = 100,
+        ranker_leaves: int = 31,
+        ranker_depth: int = 5,
         features_off: Sequence[str] = (),
         range_rows: bool = False,
         live_half_life: float = 86_400.0,
@@ -328,6 +336,8 @@ class Completer:
             raise ValueError(f"index must be one of {_INDEXES}, got {index!r}")
         if trie_depth is not None and trie_depth < 0:
             raise ValueError(f"trie_depth must be >= 0, got {trie_depth}")
+        if ranker not in ("trees", "additive"):
+            raise ValueError(f"ranker must be 'trees' or 'additive', got {ranker!r}")
         self.index = index
         self.trie_depth = trie_depth
         self.prefixes_per_pair = prefixes_per_pair
@@ -356,7 +366,11 @@ class Completer:
         self.rank_holdout = rank_holdout
         self.rank_prefixes = rank_prefixes
         self.rank_typos = rank_typos
+        self.ranker = ranker
         self.ranker_bins = ranker_bins
+        self.ranker_trees = ranker_trees
+        self.ranker_leaves = ranker_leaves
+        self.ranker_depth = ranker_depth
         self.features_off = tuple(features_off)
         self.range_rows = range_rows
         self.live_half_life = live_half_life
@@ -500,7 +514,11 @@ class Completer:
                 rank_holdout=self.rank_holdout,
                 rank_prefixes=self.rank_prefixes,
                 rank_typos=self.rank_typos,
+                ranker=self.ranker,
                 ranker_bins=self.ranker_bins,
+                ranker_trees=self.ranker_trees,
+                ranker_leaves=self.ranker_leaves,
+                ranker_depth=self.ranker_depth,
                 features_off=list(self.features_off),
                 live_half_life=self.live_half_life,
                 blocklist=list(self.blocklist),

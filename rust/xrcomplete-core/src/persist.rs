@@ -105,10 +105,12 @@ pub enum Kind {
     SubtreeJob = 11,
     /// The trained columns of a subtree job, sent back.
     SubtreeColumns = 12,
+    /// A [`crate::rank::BoostedTrees`].
+    BoostedTrees = 13,
 }
 
 impl Kind {
-    const ALL: [Kind; 12] = [
+    const ALL: [Kind; 13] = [
         Kind::Trie,
         Kind::TfidfVectorizer,
         Kind::FeatureConcat,
@@ -121,6 +123,7 @@ impl Kind {
         Kind::AdditiveRanker,
         Kind::SubtreeJob,
         Kind::SubtreeColumns,
+        Kind::BoostedTrees,
     ];
 
     /// The kind with file code `code`.

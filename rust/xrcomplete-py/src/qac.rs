@@ -10,7 +10,7 @@ use pyo3::types::PyBytes;
 use xrcomplete_core::live::{wal, LiveCounts, LiveParams, Search};
 use xrcomplete_core::persist::Persist;
 use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
-use xrcomplete_core::rank::RankerTrainParams;
+use xrcomplete_core::rank::{Ranker, RankerTrainParams, TreeTrainParams};
 use xrcomplete_core::xr::{self, Progress};
 use xrcomplete_core::{Error as CoreError, Result as CoreResult};
 
@@ -202,8 +202,9 @@ impl CompleterModel {
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
         generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, follow = 0.3,
         lm_discount = 0.9, lm_count_power = 0.5,
-        rank_holdout = 0.1, rank_prefixes = 6, rank_typos = 0.1, ranker_bins = 8,
-        features_off = Vec::new(),
+        rank_holdout = 0.1, rank_prefixes = 12, rank_typos = 0.1, ranker = "trees",
+        ranker_bins = 8, ranker_trees = 100, ranker_leaves = 31,
+        ranker_depth = 5, features_off = Vec::new(),
         live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, subtrees = None,
         min_subtrees = 64, range_rows = false,
     ))]
@@ -251,7 +252,11 @@ impl CompleterModel {
         rank_holdout: f64,
         rank_prefixes: usize,
         rank_typos: f64,
+        ranker: &str,
         ranker_bins: usize,
+        ranker_trees: usize,
+        ranker_leaves: usize,
+        ranker_depth: usize,
         features_off: Vec<String>,
         live_half_life: f64,
         blocklist: Vec<String>,
@@ -280,6 +285,20 @@ impl CompleterModel {
             ..RankParams::default()
         };
         rank.check().map_err(to_py_err)?;
+        let trees = match ranker {
+            "trees" => Some(TreeTrainParams {
+                trees: ranker_trees,
+                leaves: ranker_leaves,
+                max_depth: ranker_depth,
+                ..TreeTrainParams::default()
+            }),
+            "additive" => None,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "ranker must be 'trees' or 'additive', got {other:?}"
+                )))
+            }
+        };
         let params = FitParams {
             prev: prev_features.config.clone(),
             prefix: prefix_features.config.clone(),
@@ -306,6 +325,7 @@ impl CompleterModel {
                 bins: ranker_bins,
                 ..RankerTrainParams::default()
             },
+            trees,
             features_off,
             live_half_life,
             blocklist,
@@ -735,6 +755,18 @@ impl CompleterModel {
     #[getter]
     fn ranker_learned(&self) -> bool {
         self.inner.ranker().1
+    }
+
+    /// Which ranking stage ranks: "trees", "additive" (learned), or "fixed" (the rule of a log
+    /// too small to learn from). A log of fewer than 2,000 usable held-out lists learns the
+    /// additive ranker even where trees were asked for.
+    #[getter]
+    fn ranker_kind(&self) -> &'static str {
+        match self.inner.ranker() {
+            (Ranker::Trees(_), _) => "trees",
+            (Ranker::Additive(_), true) => "additive",
+            (Ranker::Additive(_), false) => "fixed",
+        }
     }
 
     /// The names of the ranking features, in order.

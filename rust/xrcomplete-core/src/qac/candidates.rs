@@ -19,6 +19,7 @@
 use crate::error::Result;
 use crate::live::LiveCounts;
 use crate::persist::{Persist, Reader, Writer};
+use crate::rank::Scored;
 use crate::text::{is_py_space, ConcatScratch, FeatureConcat};
 use crate::xr::{PostProcessor, PredictParams, PredictScratch, XrLinear};
 use crate::{FuzzyMatch, Trie};
@@ -31,7 +32,7 @@ use super::{RankParams, Transitions};
 pub const FEATURES: [&str; 27] = [
     "model",          // ln max(XR-Linear score, model_floor)
     "in_beam",        // the XR beam returned it
-    "popularity",     // ln(1 + searches of the query)
+    "popularity",     // ln(1 + searches of the query, in the log and recorded live)
     "seen",           // searched whole: a query of the log, or searched live
     "transitions",    // ln(1 + times it followed the previous query)
     "after_prev",     // it followed the previous query at least once
@@ -164,6 +165,16 @@ pub(crate) struct Candidate {
     /// Its ranking segment.
     pub segment: u32,
     pub score: f32,
+}
+
+impl Scored for Candidate {
+    fn input(&self) -> (usize, &[f32]) {
+        (self.segment as usize, &self.x)
+    }
+
+    fn set_score(&mut self, score: f32) {
+        self.score = score;
+    }
 }
 
 /// Reusable buffers of [`Sources::gather`].
@@ -456,7 +467,10 @@ impl Sources {
             if !c.composed {
                 c.lm = self.lm.score_prepared(&c.text, &compose, &mut s.lm);
             }
-            let popularity = c.label.map_or(0.0, |l| weights[l as usize] as f32);
+            // Searches of the log and those recorded live: a query searched a hundred times in
+            // the last hour is popular, whatever the log says (a ranker learns a live count's
+            // worth from the counts it saw; popularity spans every count the log has).
+            let popularity = c.label.map_or(0.0, |l| weights[l as usize] as f32) + c.live;
             // A query never searched whole may keep a word as typed that the language model
             // does not know (a slip, likely): how many, outside the previous query. The head's
             // are counted once.
@@ -625,6 +639,26 @@ fn features(c: &mut Candidate, of: &Shape, params: &RankParams) {
         0.0,
         0.0,
     ];
+}
+
+/// How a learned ranker's score may move with each feature, all else equal (1: rise, -1: fall,
+/// 0: either way): more searches, transitions and live counts never lower a candidate. Trees
+/// learn a count's worth from the counts they saw; the constraint keeps that order past them
+/// (a query searched live far more than any count of training).
+pub(crate) fn monotone() -> [i8; N_FEATURES] {
+    let mut m = [0; N_FEATURES];
+    let at = |name: &str| FEATURES.iter().position(|f| *f == name).expect("a feature");
+    for name in [
+        "popularity",
+        "transitions",
+        "first_query",
+        "live",
+        "live_after",
+    ] {
+        m[at(name)] = 1;
+    }
+    m[at("popularity_gap")] = -1;
+    m
 }
 
 /// The weights of a ranker that reproduces the hand-set rule used before rankers were learned:

@@ -38,7 +38,9 @@ use crate::error::{Error, Result};
 use crate::index::{self, TreeSpec};
 use crate::live::{LiveCounts, LiveParams, Search};
 use crate::persist::{Fields, Kind, Persist, Reader, Writer};
-use crate::rank::{AdditiveRanker, RankLists, RankerTrainParams};
+use crate::rank::{
+    AdditiveRanker, BoostedTrees, RankLists, Ranker, RankerTrainParams, TreeTrainParams,
+};
 use crate::rng::SplitMix64;
 use crate::sparse::CsrMatrix;
 use crate::strings::Strings;
@@ -214,8 +216,10 @@ pub struct FitParams {
     /// (their next query still the right answer), in [0, 1]: how the ranker learns to weigh
     /// corrected prefixes against the typed one.
     pub rank_typos: f64,
-    /// Training of the ranker.
+    /// Training of the additive ranker (when `trees` is `None`).
     pub ranker: RankerTrainParams,
+    /// Training of the boosted trees that rank (`None`: the additive ranker).
+    pub trees: Option<TreeTrainParams>,
     /// Ranking features left out of the learned ranker (names of [`FEATURES`]).
     pub features_off: Vec<String>,
     /// Half-life (seconds) of the live counts recorded while the ranker learns, when the
@@ -247,9 +251,10 @@ impl Default for FitParams {
             lm_discount: 0.9,
             lm_count_power: 0.5,
             rank_holdout: 0.1,
-            rank_prefixes: 6,
+            rank_prefixes: 12,
             rank_typos: 0.1,
             ranker: RankerTrainParams::default(),
+            trees: Some(TreeTrainParams::default()),
             features_off: Vec::new(),
             live_half_life: LiveParams::default().half_life,
             blocklist: Vec::new(),
@@ -262,6 +267,11 @@ impl Default for FitParams {
 /// Fewer held-out lists than this (with the right query among the candidates) and the fixed
 /// rule ranks instead: too few to learn from.
 const MIN_RANK_LISTS: usize = 200;
+
+/// Fewer lists than this and the ranker is additive even where trees were asked for: trees of
+/// `min_leaf` candidates per leaf need more examples than a weight per feature does (on logs of
+/// a few hundred pairs they placed composed answers wherever their leaves fell).
+const MIN_TREE_LISTS: usize = 2_000;
 
 /// Held-out lists used at most to learn the ranker.
 const MAX_RANK_LISTS: usize = 100_000;
@@ -337,7 +347,7 @@ pub struct CompleteScratch {
 #[derive(Debug)]
 pub struct Completer {
     sources: Sources,
-    ranker: AdditiveRanker,
+    ranker: Ranker,
     /// True when the ranker was learned (false: the fixed rule, for a log too small).
     learned: bool,
     rank: RankParams,
@@ -413,6 +423,9 @@ impl Completer {
     ) -> Result<Self> {
         params.rank.check()?;
         params.train.check()?;
+        if let Some(trees) = &params.trees {
+            trees.check()?;
+        }
         let bad = |what: String| Err(Error::InvalidInput(what));
         if queries.len() != counts.len() {
             return bad(format!(
@@ -682,7 +695,7 @@ impl Completer {
         times: Option<&[f64]>,
         params: &FitParams,
         progress: &Progress,
-    ) -> Result<(AdditiveRanker, bool)> {
+    ) -> Result<(Ranker, bool)> {
         // What was known before the held-out pairs: their next queries' searches taken out of
         // the popularity in proportion.
         let mut as_next = vec![(0u32, 0u32); log.queries.len()];
@@ -830,19 +843,28 @@ impl Completer {
             .collect();
         // The typed prefixes' lists place the scales: the corrected ones' (and so the slips of
         // `rank_typos`) change only the weights of their own segments.
-        let ranker = AdditiveRanker::train_scaled(
-            &lists,
-            N_SEGMENTS,
-            Some(&mask),
-            &params.ranker,
-            candidates::CASE_SEGMENTS,
-        )?;
+        let ranker = match &params.trees {
+            Some(trees) if lists.len() >= MIN_TREE_LISTS => Ranker::Trees(BoostedTrees::train(
+                &lists,
+                N_SEGMENTS,
+                Some(&mask),
+                Some(&candidates::monotone()),
+                trees,
+            )?),
+            _ => Ranker::Additive(AdditiveRanker::train_scaled(
+                &lists,
+                N_SEGMENTS,
+                Some(&mask),
+                &params.ranker,
+                candidates::CASE_SEGMENTS,
+            )?),
+        };
         Ok((ranker, true))
     }
 
     fn from_parts(
         sources: Sources,
-        ranker: AdditiveRanker,
+        ranker: Ranker,
         learned: bool,
         rank: RankParams,
         (blocklist, min_users): (Blocklist, f64),
@@ -877,7 +899,13 @@ impl Completer {
         {
             return bad("transitions refer to an unknown query".into());
         }
-        if ranker.n_features() != N_FEATURES || ranker.n_segments() != N_SEGMENTS {
+        // Trees saved before later features never read them: the features are in the order
+        // they were added, and a tree's segment input follows its own features.
+        let features_ok = match &ranker {
+            Ranker::Trees(t) => t.n_features() <= N_FEATURES,
+            Ranker::Additive(a) => a.n_features() == N_FEATURES,
+        };
+        if !features_ok || ranker.n_segments() != N_SEGMENTS {
             return bad(format!(
                 "a ranker of {} features in {} segments; completions have {N_FEATURES} in \
                  {N_SEGMENTS}",
@@ -1021,7 +1049,7 @@ impl Completer {
     }
 
     /// The ranking stage, and whether it was learned (else: the fixed rule).
-    pub fn ranker(&self) -> (&AdditiveRanker, bool) {
+    pub fn ranker(&self) -> (&Ranker, bool) {
         (&self.ranker, self.learned)
     }
 
@@ -1104,9 +1132,7 @@ impl Completer {
         let blocklist = self.blocklist();
         self.sources
             .gather(&prev, &prefix, &params.for_k(k), k, live, g)?;
-        for c in g.candidates.iter_mut() {
-            c.score = self.ranker.score(c.segment as usize, &c.x);
-        }
+        self.ranker.score_all(&mut g.candidates);
         g.candidates.sort_unstable_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
@@ -1249,9 +1275,33 @@ fn inject_typo(prefix: &str, rng: &mut SplitMix64) -> String {
     format!("{prefix}q")
 }
 
+/// An additive ranker read from a file, given the features added since it was saved.
+fn upgrade_additive(mut ranker: AdditiveRanker) -> Result<AdditiveRanker> {
+    // Files saved before typos were ranking features: their answers of corrected prefixes
+    // after those of the typed one, as they were served.
+    let before_typos = N_FEATURES - candidates::TYPO_FEATURES;
+    let before_later = N_FEATURES - candidates::LATER_TYPO_FEATURES;
+    let n = ranker.n_features();
+    if n == before_typos {
+        let w = candidates::fixed_weights();
+        ranker = ranker
+            .with_fixed(&w[before_typos..])?
+            .with_segments_repeated(N_SEGMENTS / candidates::CASE_SEGMENTS)?;
+    } else if (before_later..N_FEATURES).contains(&n) {
+        // Saved before one of the later typo features: those weigh nothing, as then.
+        ranker = ranker.with_fixed(&vec![0.0; N_FEATURES - n])?;
+    } else if n == before_typos - 2 {
+        return Err(crate::persist::format_err(
+            "a completer saved before live counts were ranking features (xrcomplete < 0.3): \
+                 train it again",
+        ));
+    }
+    Ok(ranker)
+}
+
 /// The fixed rule as a ranker.
-fn fixed_ranker() -> Result<AdditiveRanker> {
-    AdditiveRanker::fixed(&candidates::fixed_weights(), N_SEGMENTS)
+fn fixed_ranker() -> Result<Ranker> {
+    AdditiveRanker::fixed(&candidates::fixed_weights(), N_SEGMENTS).map(Ranker::Additive)
 }
 
 /// Which pairs are held out for the ranker: the latest `share` of them by time (or by order
@@ -1330,7 +1380,7 @@ impl Persist for Completer {
             f64::from(r.follow).to_bits().to_le_bytes().to_vec(),
         );
         self.sources.write(&mut w);
-        w.bytes("ranker", self.ranker.to_bytes());
+        self.ranker.write(&mut w, "ranker", "trees");
         if self.min_users > 1.0 {
             w.bytes("floor", self.min_users.to_bits().to_le_bytes().to_vec());
         }
@@ -1399,25 +1449,10 @@ impl Persist for Completer {
             false => 0.0,
         };
         let rank = RankParams { follow, ..rank };
-        let mut ranker: AdditiveRanker = r.nested("ranker")?;
-        // Files saved before typos were ranking features: their answers of corrected prefixes
-        // after those of the typed one, as they were served.
-        let before_typos = N_FEATURES - candidates::TYPO_FEATURES;
-        let before_later = N_FEATURES - candidates::LATER_TYPO_FEATURES;
-        if ranker.n_features() == before_typos {
-            let w = candidates::fixed_weights();
-            ranker = ranker
-                .with_fixed(&w[before_typos..])?
-                .with_segments_repeated(N_SEGMENTS / candidates::CASE_SEGMENTS)?;
-        } else if ranker.n_features() == before_later {
-            // Saved with the first typo features: the later ones weigh nothing, as then.
-            ranker = ranker.with_fixed(&[0.0; candidates::LATER_TYPO_FEATURES])?;
-        } else if ranker.n_features() == before_typos - 2 {
-            return Err(crate::persist::format_err(
-                "a completer saved before live counts were ranking features (xrcomplete < 0.3): \
-                 train it again",
-            ));
-        }
+        let ranker = match Ranker::read(r, "ranker", "trees")? {
+            Ranker::Additive(additive) => Ranker::Additive(upgrade_additive(additive)?),
+            trees => trees,
+        };
         // Files without blocked terms (and those saved before blocklists) have no section.
         let blocklist = match r.has("block") {
             true => {
@@ -1698,20 +1733,23 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_ranker_saved_before_fixed_rarest_loads_with_it_weighing_nothing() {
-        const OLD: usize = N_FEATURES - candidates::LATER_TYPO_FEATURES;
+    fn a_ranker_saved_before_the_later_typo_features_loads_with_them_weighing_nothing() {
         let c = trained(&trees()[1]);
-        let old = AdditiveRanker::fixed(&candidates::fixed_weights()[..OLD], N_SEGMENTS).unwrap();
-        let mut legacy = Completer::from_bytes(&c.to_bytes()).unwrap();
-        legacy.ranker = old.clone();
-        let loaded = Completer::from_bytes(&legacy.to_bytes()).unwrap();
-        let (ranker, _) = loaded.ranker();
-        assert_eq!(ranker.n_features(), N_FEATURES);
-        let mut x = [0.5f32; N_FEATURES];
-        for v in [0.0, 3.0] {
-            x[OLD] = v;
-            for seg in 0..N_SEGMENTS {
-                assert_eq!(ranker.score(seg, &x), old.score(seg, &x[..OLD]));
+        // Saved before each of the later typo features (fixed_rarest).
+        for old_n in N_FEATURES - candidates::LATER_TYPO_FEATURES..N_FEATURES {
+            let old =
+                AdditiveRanker::fixed(&candidates::fixed_weights()[..old_n], N_SEGMENTS).unwrap();
+            let mut legacy = Completer::from_bytes(&c.to_bytes()).unwrap();
+            legacy.ranker = Ranker::Additive(old.clone());
+            let loaded = Completer::from_bytes(&legacy.to_bytes()).unwrap();
+            let (ranker, _) = loaded.ranker();
+            assert_eq!(ranker.n_features(), N_FEATURES);
+            let mut x = [0.5f32; N_FEATURES];
+            for v in [0.0, 3.0] {
+                x[old_n..].fill(v);
+                for seg in 0..N_SEGMENTS {
+                    assert_eq!(ranker.score(seg, &x), old.score(seg, &x[..old_n]));
+                }
             }
         }
     }
@@ -1743,7 +1781,7 @@ pub(crate) mod tests {
         // Written again with a ranker of two features fewer, it loads, and a prefix typed
         // right but for one letter of a seen query's gets the typed answers first.
         let mut legacy = Completer::from_bytes(&file).unwrap();
-        legacy.ranker = old;
+        legacy.ranker = Ranker::Additive(old);
         file = legacy.to_bytes();
         let loaded = Completer::from_bytes(&file).unwrap();
         assert_eq!(loaded.ranker().0.n_features(), N_FEATURES);
@@ -1759,6 +1797,35 @@ pub(crate) mod tests {
             last_typed.is_none_or(|l| l < first_fuzzy.unwrap()),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn trees_saved_before_a_later_feature_load_and_rank_as_they_did() {
+        let c = trained(&trees()[1]);
+        let mut lists = RankLists::new(N_FEATURES - 1);
+        for i in 0..300 {
+            for j in 0..4 {
+                let mut x = [0.0f32; N_FEATURES - 1];
+                x[0] = ((i * 7 + j * 3) % 11) as f32;
+                x[N_FEATURES - 2] = j as f32;
+                lists
+                    .push(&x, f32::from(u8::from(j == i % 4)), (i % N_SEGMENTS) as u32)
+                    .unwrap();
+            }
+            lists.finish();
+        }
+        let old = BoostedTrees::train(&lists, N_SEGMENTS, None, None, &TreeTrainParams::default())
+            .unwrap();
+        let mut legacy = Completer::from_bytes(&c.to_bytes()).unwrap();
+        legacy.ranker = Ranker::Trees(old.clone());
+        let loaded = Completer::from_bytes(&legacy.to_bytes()).unwrap();
+        let mut x = [0.25f32; N_FEATURES];
+        for (v, seg) in [(0.0, 0), (2.0, 7), (3.0, 11)] {
+            x[N_FEATURES - 2] = v;
+            x[N_FEATURES - 1] = 9.0 - v;
+            let expected = old.score(seg, &x[..N_FEATURES - 1]);
+            assert_eq!(loaded.ranker().0.score(seg, &x), expected);
+        }
     }
 
     proptest! {

@@ -14,6 +14,93 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::persist::{format_err, Array, Kind, Persist, Reader, Writer};
 
+mod trees;
+
+pub use trees::{BoostedTrees, TreeTrainParams};
+
+/// Something a ranker scores: a candidate.
+pub trait Scored {
+    /// Its segment and features.
+    fn input(&self) -> (usize, &[f32]);
+    /// Keeps its score.
+    fn set_score(&mut self, score: f32);
+}
+
+/// A learned ranking stage: additive, or boosted trees.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ranker {
+    /// Per segment, a weight and bin offsets per feature.
+    Additive(AdditiveRanker),
+    /// Trees over the features and the segment.
+    Trees(BoostedTrees),
+}
+
+impl Ranker {
+    /// The score of a candidate with features `x` in `segment`.
+    #[inline]
+    pub fn score(&self, segment: usize, x: &[f32]) -> f32 {
+        match self {
+            Ranker::Additive(r) => r.score(segment, x),
+            Ranker::Trees(r) => r.score(segment, x),
+        }
+    }
+
+    /// Scores every row, as [`Ranker::score`] does.
+    pub fn score_all<T: Scored>(&self, rows: &mut [T]) {
+        match self {
+            Ranker::Additive(r) => {
+                for row in rows {
+                    let (segment, x) = row.input();
+                    let s = r.score(segment, x);
+                    row.set_score(s);
+                }
+            }
+            Ranker::Trees(r) => r.score_all(rows),
+        }
+    }
+
+    /// Number of features.
+    pub fn n_features(&self) -> usize {
+        match self {
+            Ranker::Additive(r) => r.n_features(),
+            Ranker::Trees(r) => r.n_features(),
+        }
+    }
+
+    /// Number of segments.
+    pub fn n_segments(&self) -> usize {
+        match self {
+            Ranker::Additive(r) => r.n_segments(),
+            Ranker::Trees(r) => r.n_segments(),
+        }
+    }
+
+    /// Heap memory in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Ranker::Additive(r) => r.memory_bytes(),
+            Ranker::Trees(r) => r.memory_bytes(),
+        }
+    }
+
+    /// The ranker as a nested file (its kind says which) in section `additive` or `trees` of
+    /// `w`.
+    pub fn write(&self, w: &mut Writer, additive: &str, trees: &str) {
+        match self {
+            Ranker::Additive(r) => w.bytes(additive, r.to_bytes()),
+            Ranker::Trees(r) => w.bytes(trees, r.to_bytes()),
+        };
+    }
+
+    /// The ranker [`Ranker::write`] wrote: the trees when that section is there.
+    pub fn read(r: &Reader, additive: &str, trees: &str) -> Result<Self> {
+        match r.has(trees) {
+            true => Ok(Ranker::Trees(r.nested(trees)?)),
+            false => Ok(Ranker::Additive(r.nested(additive)?)),
+        }
+    }
+}
+
 /// Lists of candidates with their features and relevance: the training data of a ranker.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RankLists {
