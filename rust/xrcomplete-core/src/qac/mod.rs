@@ -841,8 +841,9 @@ impl Completer {
             .iter()
             .map(|f| !params.features_off.iter().any(|o| o == f))
             .collect();
-        // The typed prefixes' lists place the scales: the corrected ones' (and so the slips of
-        // `rank_typos`) change only the weights of their own segments.
+        // Trees see a list's segment as an input (corrections competing or not among it). The
+        // additive ranker's scales are placed by the typed prefixes' lists: the corrected ones'
+        // (and so the slips of `rank_typos`) change only the weights of their own segments.
         let ranker = match &params.trees {
             Some(trees) if lists.len() >= MIN_TREE_LISTS => Ranker::Trees(BoostedTrees::train(
                 &lists,
