@@ -641,13 +641,17 @@ fn features(c: &mut Candidate, of: &Shape, params: &RankParams) {
     ];
 }
 
+/// The position of feature `name` in [`FEATURES`] (a name of the list).
+fn feature(name: &str) -> usize {
+    FEATURES.iter().position(|f| *f == name).expect("a feature")
+}
+
 /// How a learned ranker's score may move with each feature, all else equal (1: rise, -1: fall,
 /// 0: either way): more searches, transitions and live counts never lower a candidate. Trees
 /// learn a count's worth from the counts they saw; the constraint keeps that order past them
 /// (a query searched live far more than any count of training).
 pub(crate) fn monotone() -> [i8; N_FEATURES] {
     let mut m = [0; N_FEATURES];
-    let at = |name: &str| FEATURES.iter().position(|f| *f == name).expect("a feature");
     for name in [
         "popularity",
         "transitions",
@@ -655,9 +659,9 @@ pub(crate) fn monotone() -> [i8; N_FEATURES] {
         "live",
         "live_after",
     ] {
-        m[at(name)] = 1;
+        m[feature(name)] = 1;
     }
-    m[at("popularity_gap")] = -1;
+    m[feature("popularity_gap")] = -1;
     m
 }
 
@@ -666,18 +670,17 @@ pub(crate) fn monotone() -> [i8; N_FEATURES] {
 /// ones, those by language model. Used when a log is too small to learn one.
 pub(crate) fn fixed_weights() -> [f32; N_FEATURES] {
     let mut w = [0.0; N_FEATURES];
-    let at = |name: &str| FEATURES.iter().position(|f| *f == name).expect("a feature");
-    w[at("model")] = 1.0;
-    w[at("popularity")] = 0.5;
-    w[at("transitions")] = 2.0;
-    w[at("first_query")] = 2.0;
-    w[at("seen")] = 100.0;
-    w[at("lm")] = 0.1;
-    w[at("is_prev")] = -1.0;
-    w[at("live")] = 0.5;
-    w[at("live_after")] = 2.0;
+    w[feature("model")] = 1.0;
+    w[feature("popularity")] = 0.5;
+    w[feature("transitions")] = 2.0;
+    w[feature("first_query")] = 2.0;
+    w[feature("seen")] = 100.0;
+    w[feature("lm")] = 0.1;
+    w[feature("is_prev")] = -1.0;
+    w[feature("live")] = 0.5;
+    w[feature("live_after")] = 2.0;
     // Answers of a corrected prefix after those of the typed one.
-    w[at("edits")] = -200.0;
+    w[feature("edits")] = -200.0;
     w
 }
 

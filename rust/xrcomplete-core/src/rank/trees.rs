@@ -101,8 +101,6 @@ pub struct BoostedTrees {
     right: Array<Link>,
     /// Leaf values, shrinkage applied.
     leaf: Array<f32>,
-    /// The nodes as one array, for scoring: a walk reads one cache line per node.
-    nodes: Vec<Node>,
     /// The trees laid out for scoring without branches, when none is deeper than
     /// [`DENSE_DEPTH`].
     dense: Option<Dense>,
@@ -135,8 +133,8 @@ impl Dense {
             while let Some((at, d)) = stack.pop() {
                 deepest = deepest.max(d);
                 if at >= 0 && d < DENSE_DEPTH {
-                    let n = &t.nodes[at as usize];
-                    stack.extend([(n.left, d + 1), (n.right, d + 1)]);
+                    let i = at as usize;
+                    stack.extend([(t.left[i], d + 1), (t.right[i], d + 1)]);
                 } else if at >= 0 {
                     deepest = DENSE_DEPTH + 1;
                 }
@@ -167,10 +165,10 @@ impl Dense {
                 }
                 let (left, right) = match at >= 0 {
                     true => {
-                        let n = &t.nodes[at as usize];
-                        dense.input[node_base + pos] = n.input;
-                        dense.threshold[node_base + pos] = n.threshold;
-                        (n.left, n.right)
+                        let i = at as usize;
+                        dense.input[node_base + pos] = t.split_on[i];
+                        dense.threshold[node_base + pos] = t.threshold[i];
+                        (t.left[i], t.right[i])
                     }
                     // A leaf before the last level: the same leaf on both sides.
                     false => (at, at),
@@ -209,15 +207,6 @@ impl Dense {
     }
 }
 
-/// A node as scoring reads it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Node {
-    input: u32,
-    threshold: f32,
-    left: Link,
-    right: Link,
-}
-
 impl BoostedTrees {
     fn from_parts(
         [n_features, n_segments]: [usize; 2],
@@ -254,17 +243,8 @@ impl BoostedTrees {
         {
             return bad("a split on no input, or a value that is not finite");
         }
-        let nodes = (0..nodes)
-            .map(|i| Node {
-                input: split_on[i],
-                threshold: threshold[i],
-                left: left[i],
-                right: right[i],
-            })
-            .collect();
         let mut trees = BoostedTrees {
             dense: None,
-            nodes,
             n_features,
             n_segments,
             roots,
@@ -301,31 +281,29 @@ impl BoostedTrees {
             + self.left.nbytes()
             + self.right.nbytes()
             + self.leaf.nbytes()
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.dense.as_ref().map_or(0, |d| {
                 (d.input.capacity() + d.threshold.capacity() + d.leaf.capacity()) * 4
             })
     }
 
     /// The score of a candidate with features `x` in `segment`.
-    #[inline]
     pub fn score(&self, segment: usize, x: &[f32]) -> f32 {
-        match &self.dense {
-            Some(dense) => {
-                let mut input = Vec::with_capacity(self.n_features + 1);
-                self.input(segment, x, &mut input);
-                dense.score(&input)
-            }
-            None => self.walk(segment, x),
-        }
+        let mut input = Vec::with_capacity(self.n_features + 1);
+        self.input(segment, x, &mut input);
+        self.score_input(&input)
     }
 
-    /// [`BoostedTrees::score`] by the links of the nodes.
-    fn walk(&self, segment: usize, x: &[f32]) -> f32 {
-        self.roots
-            .iter()
-            .map(|&root| self.leaf_value(root, segment as f32, x))
-            .sum()
+    /// The scores of many candidates: the same as [`BoostedTrees::score`] of each, with one
+    /// buffer of inputs for all.
+    pub fn score_all<T: Scored>(&self, rows: &mut [T]) {
+        let mut input = Vec::with_capacity(self.n_features + 1);
+        for row in rows {
+            input.clear();
+            let (segment, x) = row.input();
+            self.input(segment, x, &mut input);
+            let s = self.score_input(&input);
+            row.set_score(s);
+        }
     }
 
     /// Appends a candidate's inputs: its features (a short `x` padded with zeros), then its
@@ -337,54 +315,31 @@ impl BoostedTrees {
         to.push(segment as f32);
     }
 
-    /// The scores of many candidates, tree by tree (a tree's nodes stay in cache): the same
-    /// as [`BoostedTrees::score`] of each.
-    pub fn score_all<T: Scored>(&self, rows: &mut [T]) {
-        if let Some(dense) = &self.dense {
-            let mut input = Vec::with_capacity(self.n_features + 1);
-            for row in rows {
-                input.clear();
-                let (segment, x) = row.input();
-                self.input(segment, x, &mut input);
-                let s = dense.score(&input);
-                row.set_score(s);
-            }
-            return;
-        }
-        let mut totals = [0f32; 64];
-        for chunk in rows.chunks_mut(totals.len()) {
-            let totals = &mut totals[..chunk.len()];
-            totals.fill(0.0);
-            for &root in self.roots.iter() {
-                for (total, row) in totals.iter_mut().zip(chunk.iter()) {
-                    let (segment, x) = row.input();
-                    *total += self.leaf_value(root, segment as f32, x);
-                }
-            }
-            for (row, &total) in chunk.iter_mut().zip(totals.iter()) {
-                row.set_score(total);
-            }
+    /// The score of [`BoostedTrees::input`]'s inputs: by the perfect trees where there are
+    /// some, else by the links of the nodes.
+    fn score_input(&self, input: &[f32]) -> f32 {
+        match &self.dense {
+            Some(dense) => dense.score(input),
+            None => self.walk(input),
         }
     }
 
-    /// The value of the leaf a candidate reaches from `root`.
-    #[inline]
-    fn leaf_value(&self, root: Link, segment: f32, x: &[f32]) -> f32 {
-        let mut at = root;
-        while at >= 0 {
-            let node = &self.nodes[at as usize];
-            // Input `n_features` is the segment (and a short `x` reads as zeros).
-            let v = match node.input as usize {
-                j if j < self.n_features => x.get(j).copied().unwrap_or(0.0),
-                _ => segment,
-            };
-            at = if v <= node.threshold {
-                node.left
-            } else {
-                node.right
-            };
-        }
-        self.leaf[(!at) as usize]
+    /// [`BoostedTrees::score_input`] by the links of the nodes.
+    fn walk(&self, input: &[f32]) -> f32 {
+        self.roots
+            .iter()
+            .map(|&root| {
+                let mut at = root;
+                while at >= 0 {
+                    let i = at as usize;
+                    at = match input[self.split_on[i] as usize] <= self.threshold[i] {
+                        true => self.left[i],
+                        false => self.right[i],
+                    };
+                }
+                self.leaf[(!at) as usize]
+            })
+            .sum()
     }
 
     /// Learns trees from `lists`, whose candidates' segments are below `n_segments`.
@@ -417,10 +372,7 @@ impl BoostedTrees {
                 "candidate segments must be below n_segments ({n_segments})"
             )));
         }
-        let mut data = Binned::new(lists, mask);
-        if let Some(m) = monotone {
-            data.monotone[..d].copy_from_slice(m);
-        }
+        let data = Binned::new(lists, mask, monotone);
         let n = lists.n_candidates();
         let mut scores = vec![0f64; n];
         let (mut grad, mut hess) = (vec![0f64; n], vec![0f64; n]);
@@ -463,7 +415,7 @@ struct Binned {
 }
 
 impl Binned {
-    fn new(lists: &RankLists, mask: Option<&[bool]>) -> Self {
+    fn new(lists: &RankLists, mask: Option<&[bool]>, monotone: Option<&[i8]>) -> Self {
         let d = lists.n_features;
         let n = lists.n_candidates();
         let width = d + 1;
@@ -520,7 +472,10 @@ impl Binned {
             edges,
             offset,
             total,
-            monotone: vec![0; width],
+            // The segment is free.
+            monotone: (0..width)
+                .map(|j| monotone.and_then(|m| m.get(j)).copied().unwrap_or(0))
+                .collect(),
         }
     }
 }
@@ -676,7 +631,6 @@ struct Grown {
     nodes: Vec<(usize, usize, Link, Link)>,
     /// Per leaf: its rows in the order, and its value before shrinkage.
     leaves: Vec<((usize, usize), f64)>,
-    root_is_leaf: bool,
 }
 
 fn histogram(data: &Binned, grad: &[f64], hess: &[f64], rows: &[u32]) -> Vec<Stat> {
@@ -874,7 +828,6 @@ fn grow(
     }
     // Leaves in order of their rows, so the tree's layout does not depend on the growing order.
     open.sort_by_key(|o| o.rows.0);
-    grown.root_is_leaf = grown.nodes.is_empty();
     for (i, o) in open.iter().enumerate() {
         let value = o.stat.value(l2, o.bounds);
         grown.leaves.push((o.rows, value));
@@ -908,7 +861,8 @@ impl Forest {
             true => l + node_base,
             false => !((!l) + leaf_base),
         };
-        self.roots.push(match t.root_is_leaf {
+        // The first node split is the root; a tree of no split is one leaf.
+        self.roots.push(match t.nodes.is_empty() {
             true => !leaf_base,
             false => node_base,
         });
@@ -1281,7 +1235,9 @@ mod tests {
                 prop_assert_eq!(s, back.score(seg, x));
                 // The branch-free layout and the walk by links agree.
                 prop_assert!(trees.dense.is_some());
-                prop_assert_eq!(s, trees.walk(seg, x));
+                let mut input = Vec::new();
+                trees.input(seg, x, &mut input);
+                prop_assert_eq!(s, trees.walk(&input));
             }
             prop_assert!(trees.score(7, &[f32::NAN, f32::INFINITY]).is_finite());
             // Scored all at once (tree by tree, in pieces of 64), the same scores.

@@ -880,8 +880,19 @@ mod tests {
         });
         let given = LevelWeights::from_columns(columns);
         let model = XrLinear::new(tree, vec![given.clone()], 8, 1.0).unwrap();
-        let (idx, val) = (vec![2, 4, 6], vec![1.0, 0.5, 2.0]);
-        let want = flat_scores(&[rounded(given)], 1.0, &idx, &val);
+        assert_scores_every_child(&model, given, (&[2, 4, 6], &[1.0, 0.5, 2.0]));
+    }
+
+    /// Every child of a one-level `model` built from the columns `given` scores, in the model
+    /// and in the model saved and loaded, as the columns rounded to half floats do on the input
+    /// row `(idx, val)`.
+    fn assert_scores_every_child(
+        model: &XrLinear,
+        given: LevelWeights,
+        (idx, val): (&[u32], &[f32]),
+    ) {
+        let n = model.n_labels();
+        let want = flat_scores(&[rounded(given)], 1.0, idx, val);
         let params = PredictParams {
             topk: n,
             beam_size: n,
@@ -889,10 +900,10 @@ mod tests {
         };
         let mut scratch = PredictScratch::default();
         let loaded = XrLinear::from_bytes(&model.to_bytes()).unwrap();
-        assert_eq!(loaded, model);
-        for m in [&model, &loaded] {
+        assert_eq!(&loaded, model);
+        for m in [model, &loaded] {
             let mut got = m
-                .predict_one(&idx, &val, &params, None, &mut scratch)
+                .predict_one(idx, val, &params, None, &mut scratch)
                 .unwrap();
             got.sort_by_key(|p| p.0);
             assert_eq!(got.len(), n);
@@ -919,27 +930,7 @@ mod tests {
         });
         let given = LevelWeights::from_columns(columns);
         let model = XrLinear::new(tree, vec![given.clone()], n_features as usize, 1.0).unwrap();
-        let (idx, val) = (vec![0, 4_999, 9_999], vec![0.5, 1.0, 0.25]);
-        let want = flat_scores(&[rounded(given)], 1.0, &idx, &val);
-        let params = PredictParams {
-            topk: n,
-            beam_size: n,
-            post_processor: crate::xr::PostProcessor::Sigmoid,
-        };
-        let loaded = XrLinear::from_bytes(&model.to_bytes()).unwrap();
-        let mut scratch = PredictScratch::default();
-        for m in [&model, &loaded] {
-            let mut got = m
-                .predict_one(&idx, &val, &params, None, &mut scratch)
-                .unwrap();
-            got.sort_by_key(|p| p.0);
-            let scores: Vec<f32> = got.iter().map(|p| p.1).collect();
-            let expected: Vec<f32> = want
-                .iter()
-                .map(|&z| params.post_processor.apply(z))
-                .collect();
-            assert_eq!(scores, expected);
-        }
+        assert_scores_every_child(&model, given, (&[0, 4_999, 9_999], &[0.5, 1.0, 0.25]));
     }
 
     /// Files saved before half floats (8-byte entries and pointers, and the label lists of a
