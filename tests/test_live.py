@@ -41,8 +41,10 @@ def test_a_new_query_searched_a_few_times_tops_its_prefixes(completer: Completer
     assert completer.model.ranker_kind == "trees"
     assert all(c.query != NEW for c in completer.complete("", "iphone 17", 10))
     needed = {}
+    searched = 0
     for n in range(1, 151):
         completer.record(NEW, time=1000.0 + n)
+        searched = n
         for length in range(1, len(NEW) + 1):
             prefix = NEW[:length]
             if prefix not in needed and completer.complete("", prefix, 1)[0].query == NEW:
@@ -51,14 +53,15 @@ def test_a_new_query_searched_a_few_times_tops_its_prefixes(completer: Completer
             break
     # Searched a few times within a minute, it tops its prefixes of 2+ characters. The one
     # character prefix is the log's most popular session start's: the trees learned a live
-    # count's worth from the counts they saw (monotone: more never ranks lower), so a count
-    # past those brings it second, not first; the additive ranker's weights go on growing.
+    # count's worth from the counts they saw (monotone: more never ranks lower), so it takes
+    # many more searches there (it may top it within the 150 or not); the additive ranker's
+    # weights go on growing.
     assert max(needed[NEW[:n]] for n in range(2, len(NEW) + 1)) <= 5, needed
     assert NEW in [c.query for c in completer.complete("", NEW[:1], 2)]
     found = completer.complete("", "iphone 1", 3)
     assert found[0].query == NEW and found[0].source == "live"
     # Searched a second apart with a one-day half-life: nearly no decay yet.
-    assert completer.live_count(NEW) == pytest.approx(150, rel=1e-3)
+    assert completer.live_count(NEW) == pytest.approx(searched, rel=1e-3)
 
 
 def test_with_the_additive_ranker_a_new_query_searched_often_tops_one_character() -> None:

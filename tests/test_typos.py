@@ -59,6 +59,12 @@ def test_common_slips_are_fixed(sample_model: tuple[Completer, Path]) -> None:
     explained = c.explain("", "goolge")
     assert explained[0].source == "fuzzy" and explained[0].features["edits"] >= 1
     assert all((e.source == "fuzzy") == (e.features["edits"] > 0) for e in explained)
+    # The corrections say how word-like the typed word looks: one figure for the list; the
+    # typed prefix's own candidates, and lists nothing corrects, never see it.
+    shapes = {e.features["typed_shape"] for e in explained if e.source == "fuzzy"}
+    assert len(shapes) == 1 and shapes.pop() < 0
+    assert all(e.features["typed_shape"] == 0 for e in explained if e.source != "fuzzy")
+    assert all(e.features["typed_shape"] == 0 for e in c.explain("", "google"))
     # Typed right: the exact answers, unchanged; short prefixes are never corrected.
     assert all(f.source != "fuzzy" for f in c.complete("", "google", 10))
     assert all(f.source != "fuzzy" for f in c.complete("", "gogl", 10))

@@ -269,7 +269,7 @@ class CompleterModel:
         lm_count_power: float = 0.5,
         rank_holdout: float = 0.1,
         rank_prefixes: int = 12,
-        rank_typos: float = 0.1,
+        rank_typos: float = 0.08,
         ranker: str = "trees",
         ranker_bins: int = 8,
         ranker_trees: int = 100,

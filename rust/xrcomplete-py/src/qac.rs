@@ -202,7 +202,7 @@ impl CompleterModel {
         loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
         generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, follow = 0.3,
         lm_discount = 0.9, lm_count_power = 0.5,
-        rank_holdout = 0.1, rank_prefixes = 12, rank_typos = 0.1, ranker = "trees",
+        rank_holdout = 0.1, rank_prefixes = 12, rank_typos = 0.08, ranker = "trees",
         ranker_bins = 8, ranker_trees = 100, ranker_leaves = 31,
         ranker_depth = 5, features_off = Vec::new(),
         live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, subtrees = None,

@@ -29,7 +29,7 @@ use super::words::split_last_word;
 use super::{RankParams, Transitions};
 
 /// The names of the ranking features, in vector order.
-pub const FEATURES: [&str; 27] = [
+pub const FEATURES: [&str; 28] = [
     "model",          // ln max(XR-Linear score, model_floor)
     "in_beam",        // the XR beam returned it
     "popularity",     // ln(1 + searches of the query, in the log and recorded live)
@@ -57,6 +57,7 @@ pub const FEATURES: [&str; 27] = [
     "rare_words",     // never searched whole: its words the language model does not know
     "typed_rarest",   // corrected: ln(1 + how common the rarest typed word is)
     "fixed_rarest",   // corrected: ln(1 + how common the rarest word of the corrected prefix is)
+    "typed_shape",    // corrected: how word-like the typed word that looks mistyped is
 ];
 
 const FEATURE_MODEL: usize = 0;
@@ -68,12 +69,13 @@ const FEATURE_LM_GAP: usize = 20;
 const FEATURE_EDITS: usize = 23;
 const FEATURE_TYPED_RAREST: usize = 25;
 const FEATURE_FIXED_RAREST: usize = 26;
+const FEATURE_TYPED_SHAPE: usize = 27;
 
 /// The last features, of typos: rankers saved before them have none.
-pub(crate) const TYPO_FEATURES: usize = 4;
+pub(crate) const TYPO_FEATURES: usize = 5;
 
-/// Of those, the ones rankers saved before them lack (`fixed_rarest`).
-pub(crate) const LATER_TYPO_FEATURES: usize = 1;
+/// Of those, the ones rankers saved before them lack (`fixed_rarest`, `typed_shape`).
+pub(crate) const LATER_TYPO_FEATURES: usize = 2;
 
 /// Number of ranking features.
 pub const N_FEATURES: usize = FEATURES.len();
@@ -136,7 +138,13 @@ pub const FEATURE_GROUPS: [(&str, &[&str]); 8] = [
     ("live", &["live", "live_after"]),
     (
         "typos",
-        &["edits", "rare_words", "typed_rarest", "fixed_rarest"],
+        &[
+            "edits",
+            "rare_words",
+            "typed_rarest",
+            "fixed_rarest",
+            "typed_shape",
+        ],
     ),
 ];
 
@@ -236,6 +244,10 @@ impl Sources {
         if mistyped || (edits > 0 && s.candidates.len() < k) {
             // Capped: a prefix whose words are all the previous query's has none.
             let rarest = self.lm.rarest_word(prev, prefix).min(RAREST_CAP);
+            // A slip seldom looks like a word; a word the log never had, typed right, often
+            // does: how the typed word that looks mistyped (else the last one) runs.
+            let at = suspect.unwrap_or_else(|| split_last_word(prefix).0.len());
+            let shape = self.lm.shape_at(prefix, at);
             let mut pool = std::mem::take(&mut s.pool);
             pool.clear();
             pool.append(&mut s.candidates);
@@ -269,7 +281,7 @@ impl Sources {
                 pool.extend(
                     s.candidates
                         .drain(..)
-                        .map(|c| corrected(c, e, matched, rarest)),
+                        .map(|c| corrected(c, e, matched, rarest, shape)),
                 );
                 Ok::<(), crate::Error>(())
             };
@@ -558,9 +570,17 @@ impl Sources {
 
 /// A candidate `c` found under a corrected prefix of `matched` bytes, `edits` edits from the
 /// typed one; how common the rarest typed word and the rarest word of the corrected prefix are
-/// (`rarest`, [`QueryLm::word_weight`]).
-fn corrected(mut c: Candidate, edits: u32, matched: usize, rarest: (f64, f64)) -> Candidate {
+/// (`rarest`, [`QueryLm::word_weight`]) and how word-like the typed word that looks mistyped is
+/// (`shape`, [`QueryLm::shape_at`]).
+fn corrected(
+    mut c: Candidate,
+    edits: u32,
+    matched: usize,
+    rarest: (f64, f64),
+    shape: f32,
+) -> Candidate {
     c.edits = edits;
+    c.x[FEATURE_TYPED_SHAPE] = shape;
     c.matched = matched;
     c.x[FEATURE_EDITS] = edits as f32;
     c.x[FEATURE_TYPED_RAREST] = rarest.0.ln_1p() as f32;
@@ -638,6 +658,7 @@ fn features(c: &mut Candidate, of: &Shape, params: &RankParams) {
         rare as f32,
         0.0,
         0.0,
+        0.0,
     ];
 }
 
@@ -698,6 +719,7 @@ mod tests {
             (FEATURE_POPULARITY_GAP, "popularity_gap"),
             (FEATURE_LM_GAP, "lm_gap"),
             (FEATURE_EDITS, "edits"),
+            (FEATURE_TYPED_SHAPE, "typed_shape"),
             (FEATURE_TYPED_RAREST, "typed_rarest"),
             (FEATURE_FIXED_RAREST, "fixed_rarest"),
         ] {

@@ -31,6 +31,7 @@ use crate::text::is_py_space;
 use crate::trie::osa;
 use crate::Trie;
 
+use super::shape::CharShape;
 use super::words::split_last_word;
 
 /// The copy and run-following shares together stay below this: the model's own distribution
@@ -289,6 +290,8 @@ pub struct QueryLm {
     discount: f32,
     /// The [`TOP_WORDS`] words of largest continuation count (derived from `words`).
     top_words: Vec<u32>,
+    /// How word-like a typed word looks, by the characters of `words`.
+    shape: CharShape,
 }
 
 /// Words a composition adds at most: the completed partial word and [`ComposeParams::max_words`]
@@ -618,6 +621,7 @@ impl QueryLm {
         )?;
         let lm = QueryLm {
             top_words: top_words(&words),
+            shape: CharShape::new(words.keys()),
             words,
             end_continuation: continuation[n as usize],
             continuations: continuation.iter().sum::<f64>().max(1.0),
@@ -789,6 +793,20 @@ impl QueryLm {
         None
     }
 
+    /// How word-like ([`CharShape::score`]) the word of `prefix` that starts at byte `at` looks
+    /// (whole when a space follows it; else what is typed of it); 0 past the prefix's words.
+    pub fn shape_at(&self, prefix: &str, at: usize) -> f32 {
+        let rest = prefix.get(at..).unwrap_or("");
+        match split_words(rest).next() {
+            Some(w) => {
+                let end = w.as_ptr() as usize - rest.as_ptr() as usize + w.len();
+                let whole = rest[end..].starts_with(is_py_space);
+                self.shape.score(w, whole)
+            }
+            None => 0.0,
+        }
+    }
+
     /// How common ([`QueryLm::word_weight`]) the rarest of the words of `prefix` is (what
     /// is typed of the last one: of the words it starts) not in the previous query `prev`;
     /// infinite for none.
@@ -812,7 +830,10 @@ impl QueryLm {
 
     /// Heap memory in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.words.memory_bytes() + self.bigrams.memory_bytes() + self.trigrams.memory_bytes()
+        self.words.memory_bytes()
+            + self.bigrams.memory_bytes()
+            + self.trigrams.memory_bytes()
+            + self.shape.memory_bytes()
     }
 
     fn end_token(&self) -> u32 {
@@ -1231,6 +1252,7 @@ impl Persist for QueryLm {
             .bytes("fields", fields);
         self.bigrams.write(&mut w, "b");
         self.trigrams.write(&mut w, "t");
+        self.shape.write(&mut w, "cs");
         w.finish()
     }
 
@@ -1255,6 +1277,11 @@ impl Persist for QueryLm {
             bigrams: NgramRows::read(r, "b", 0)?,
             trigrams: NgramRows::read(r, "t", 32)?,
             top_words: top_words(&words),
+            // Files saved before it: built from the words, as a fit would.
+            shape: match CharShape::read(r, "cs")? {
+                Some(shape) => shape,
+                None => CharShape::new(words.keys()),
+            },
             words,
         };
         let tokens = lm.words.len() as u32 + 1; // words and </s>
@@ -1290,6 +1317,38 @@ mod tests {
             0.75,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_shape_of_a_word_is_scored_whole_before_a_space_and_as_typed_at_the_end() {
+        let m = lm();
+        let shape = CharShape::new(m.words.keys());
+        let prefix = "cheap fligths  bost";
+        assert_eq!(m.shape_at(prefix, 0), shape.score("cheap", true));
+        assert_eq!(m.shape_at(prefix, 6), shape.score("fligths", true));
+        // From the spaces before a word: that word.
+        assert_eq!(m.shape_at(prefix, 13), shape.score("bost", false));
+        assert_eq!(m.shape_at(prefix, 15), shape.score("bost", false));
+        assert_eq!(m.shape_at(prefix, prefix.len()), 0.0);
+        assert_eq!(m.shape_at(prefix, 99), 0.0);
+        // A slip of a known word looks less like one.
+        assert!(m.shape_at(prefix, 6) < m.shape_at("cheap flights ", 6));
+    }
+
+    #[test]
+    fn files_saved_before_the_shape_build_it_from_their_words() {
+        let m = lm();
+        let bytes = m.to_bytes();
+        let buf = crate::persist::Buffer::copy_from(&bytes);
+        let r = Reader::new(&buf, Kind::QueryLm).unwrap();
+        let mut w = Writer::new(Kind::QueryLm);
+        for (name, data) in r.sections() {
+            if !name.starts_with("cs") {
+                w.bytes(&name, data.to_vec());
+            }
+        }
+        let old = QueryLm::from_bytes(&w.finish()).unwrap();
+        assert_eq!(old, m);
     }
 
     /// Scoring options with the copy share `copy` and no run-following share.

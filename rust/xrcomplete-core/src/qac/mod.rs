@@ -26,6 +26,7 @@
 mod blocklist;
 mod candidates;
 mod lm;
+mod shape;
 mod transitions;
 mod words;
 
@@ -252,7 +253,7 @@ impl Default for FitParams {
             lm_count_power: 0.5,
             rank_holdout: 0.1,
             rank_prefixes: 12,
-            rank_typos: 0.1,
+            rank_typos: 0.08,
             ranker: RankerTrainParams::default(),
             trees: Some(TreeTrainParams::default()),
             features_off: Vec::new(),
@@ -2081,7 +2082,9 @@ pub(crate) mod tests {
 
     #[test]
     fn a_learned_ranker_completes_unseen_combinations_of_seen_words() {
-        let (queries, counts, pairs) = combination_log(3000);
+        // Enough users that the trees see unseen combinations among their held-out lists (with
+        // 3,000, the copy of the previous query's words "colour7 a thing5" came first).
+        let (queries, counts, pairs) = combination_log(6000);
         let p = params(TreeSpec::trie(2));
         let c = Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default()).unwrap();
         assert!(c.ranker().1, "enough held-out pairs to learn a ranker");
