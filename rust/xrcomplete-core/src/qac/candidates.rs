@@ -245,7 +245,7 @@ impl Sources {
             // Capped: a prefix whose words are all the previous query's has none.
             let rarest = self.lm.rarest_word(prev, prefix).min(RAREST_CAP);
             // A slip seldom looks like a word; a word the log never had, typed right, often
-            // does: how the typed word that looks mistyped (else the last one) runs.
+            // does: how the typed word that looks mistyped (else the one being typed) runs.
             let at = suspect.unwrap_or_else(|| split_last_word(prefix).0.len());
             let shape = self.lm.shape_at(prefix, at);
             let mut pool = std::mem::take(&mut s.pool);
@@ -580,11 +580,11 @@ fn corrected(
     shape: f32,
 ) -> Candidate {
     c.edits = edits;
-    c.x[FEATURE_TYPED_SHAPE] = shape;
     c.matched = matched;
     c.x[FEATURE_EDITS] = edits as f32;
     c.x[FEATURE_TYPED_RAREST] = rarest.0.ln_1p() as f32;
     c.x[FEATURE_FIXED_RAREST] = rarest.1.ln_1p() as f32;
+    c.x[FEATURE_TYPED_SHAPE] = shape;
     c
 }
 
