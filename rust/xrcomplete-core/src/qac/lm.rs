@@ -797,10 +797,9 @@ impl QueryLm {
     /// (whole when a space follows it; else what is typed of it); 0 past the prefix's words.
     pub fn shape_at(&self, prefix: &str, at: usize) -> f32 {
         let rest = prefix.get(at..).unwrap_or("");
-        match split_words(rest).next() {
-            Some(w) => {
-                let end = w.as_ptr() as usize - rest.as_ptr() as usize + w.len();
-                let whole = rest[end..].starts_with(is_py_space);
+        match word_starts(rest).next() {
+            Some((start, w)) => {
+                let whole = rest[start + w.len()..].starts_with(is_py_space);
                 self.shape.score(w, whole)
             }
             None => 0.0,

@@ -69,36 +69,25 @@ impl CharShape {
             }
         }
         all.sort_unstable();
-        let mut keys: Vec<u64> = Vec::new();
-        let mut counts: Vec<u32> = Vec::new();
-        for k in all {
-            match keys.last() {
-                Some(&last) if last == k => *counts.last_mut().expect("a count") += 1,
-                _ => {
-                    keys.push(k);
-                    counts.push(1);
-                }
+        let (mut keys, mut counts) = (Vec::new(), Vec::new());
+        // Within a context, its symbols sort first, then its distinct count, then its total:
+        // the distinct count (how many different symbols followed it) goes in before the total.
+        let mut followers = 0u32;
+        for run in all.chunk_by(|a, b| a == b) {
+            let k = run[0];
+            if k & MASK == TOTAL {
+                keys.push((k & !MASK) | DISTINCT);
+                counts.push(followers);
+                followers = 0;
+            } else {
+                followers += 1;
             }
+            keys.push(k);
+            counts.push(run.len() as u32);
         }
-        // The distinct next characters of each context: one per n-gram under it.
-        let mut distinct: Vec<u64> = keys
-            .iter()
-            .filter(|&&k| k & MASK < DISTINCT)
-            .map(|&k| (k & !MASK) | DISTINCT)
-            .collect();
-        distinct.sort_unstable();
-        let mut merged: Vec<(u64, u32)> = keys.into_iter().zip(counts).collect();
-        let mut at = 0;
-        while at < distinct.len() {
-            let k = distinct[at];
-            let end = at + distinct[at..].iter().take_while(|&&d| d == k).count();
-            merged.push((k, (end - at) as u32));
-            at = end;
-        }
-        merged.sort_unstable_by_key(|e| e.0);
         CharShape {
-            keys: merged.iter().map(|e| e.0).collect::<Vec<_>>().into(),
-            counts: merged.iter().map(|e| e.1).collect::<Vec<_>>().into(),
+            keys: keys.into(),
+            counts: counts.into(),
         }
     }
 
