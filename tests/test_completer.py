@@ -421,3 +421,29 @@ def test_follow_is_an_option_that_is_saved(tmp_path: Path) -> None:
         Completer(index="trie", copy=0.5, follow=0.5, progress=False).fit(pairs)
     with pytest.raises(ValueError, match="follow"):
         c.model.complete(*args, follow=-0.1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=12),
+            st.floats(allow_nan=False),
+            st.sampled_from(["seen", "composed", "live", "fuzzy"]),
+            st.integers(0, 14),
+        ),
+        max_size=12,
+    )
+)
+def test_answers_are_built_as_the_completion_constructor_builds_them(
+    found: list[tuple[str, float, str, int]],
+) -> None:
+    from xrcomplete.completer import Completion, _completions
+
+    fast = _completions(found)
+    made = [Completion(*f) for f in found]
+    assert fast == made
+    for a, b in zip(fast, made):
+        assert type(a) is Completion
+        assert (a.query, a.score, a.source, a.matched) == (b.query, b.score, b.source, b.matched)
+        assert pickle.loads(pickle.dumps(a)).matched == b.matched

@@ -84,8 +84,19 @@ class Candidate:
     features: dict[str, float]
 
 
+_new_tuple = tuple.__new__
+
+
 def _completions(found: list[tuple[str, float, str, int]]) -> list[Completion]:
-    return [Completion(q, s, src, n) for q, s, src, n in found]
+    # Completion(q, s, src, n), without the two Python calls of its __new__: this runs on every
+    # keystroke, and the calls cost more than the rest of the conversion (2 of 5 µs for ten).
+    out = []
+    for q, s, src, n in found:
+        made = _new_tuple(Completion, (q, s))
+        made.source = src
+        made.matched = q[:n]
+        out.append(made)
+    return out
 
 
 _DRAW_EVERY = 4096  # pairs read between looks at the progress line

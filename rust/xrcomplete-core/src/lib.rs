@@ -23,8 +23,10 @@
 //! - [`CsrMatrix`]: sparse rows laid out as scipy's CSR.
 //! - [`persist`]: the one on-disk format (versioned, checksummed sections) of every saved object.
 //! - [`Error`]: the one error type; no input reaching the core panics.
+//! - [`HugePageAlloc`]: the global allocator of the bindings: large arrays on huge pages.
 
 mod error;
+pub mod hugepages;
 pub mod index;
 pub mod live;
 #[cfg(test)]
@@ -42,6 +44,7 @@ mod trie;
 pub mod xr;
 
 pub use error::{Error, Result};
+pub use hugepages::HugePageAlloc;
 pub use sparse::CsrMatrix;
 pub use topk::RangeTopK;
 pub use trie::{FuzzyMatch, Trie};

@@ -14,6 +14,10 @@ mod text;
 mod trie;
 mod xr;
 
+/// Large arrays (a model's) on huge pages: fewer TLB misses on the hot path.
+#[global_allocator]
+static ALLOCATOR: xrcomplete_core::HugePageAlloc = xrcomplete_core::HugePageAlloc;
+
 /// The compiled core of xrcomplete.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
