@@ -322,6 +322,10 @@ impl Sources {
         let cands = &mut s.candidates;
         cands.clear();
         let seen = self.queries.prefix_range(prefix);
+        let followers = match params.use_transitions {
+            true => self.transitions.followers(prev),
+            false => None,
+        };
         // Every candidate starts with the prefix: where no seen query does, none is one.
         let id = |text: &str| seen.and_then(|range| self.queries.id_within(range, text));
         if let Some(range) = seen {
@@ -355,9 +359,9 @@ impl Sources {
                     });
                 }
             }
-            if params.use_transitions {
+            if let Some(f) = followers {
                 s.after.clear();
-                self.transitions.after(prev, range, n, &mut s.after);
+                f.top_in(range, n, &mut s.after);
                 cands.extend(s.after.iter().map(|&(label, c)| Candidate {
                     label: Some(label),
                     transitions: c,
@@ -466,8 +470,8 @@ impl Sources {
                         .push_str(self.queries.key(label).expect("labels are keys"));
                 }
                 // The transitions of a label the source did not list: one lookup.
-                if params.use_transitions && c.transitions == 0.0 {
-                    c.transitions = self.transitions.count(prev, label);
+                if let Some(f) = followers.filter(|_| c.transitions == 0.0) {
+                    c.transitions = f.count(label);
                 }
             }
             if let Some(live) = live {

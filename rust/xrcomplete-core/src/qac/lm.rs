@@ -349,8 +349,13 @@ pub struct LmScratch {
     head: Vec<u32>,
     /// Bytes of the prefix up to its partial word.
     head_len: usize,
-    /// The tokens of a completion scored so far.
+    /// The word tokens of the completion scored last (after the head).
     chosen: Vec<u32>,
+    /// What that completion adds after the head, and per word of it, where the word ends and
+    /// the log probability up to it: the next completion that starts with the same words
+    /// starts from there ([`QueryLm::score_prepared`]).
+    last_tail: String,
+    last_words: Vec<(usize, f32)>,
 }
 
 /// The next-token distribution after a context: its rows and the chance the query goes on.
@@ -957,6 +962,9 @@ impl QueryLm {
             .extend(s.prev_seq.iter().copied().filter(|&t| t != unknown));
         s.copy.sort_unstable();
         s.copy.dedup();
+        s.chosen.clear();
+        s.last_tail.clear();
+        s.last_words.clear();
     }
 
     /// Log probability, under the model with the copy share of `prev`'s words, of what
@@ -985,30 +993,52 @@ impl QueryLm {
         s: &mut LmScratch,
     ) -> f32 {
         let tail = completion.get(s.head_len..).unwrap_or("");
-        let mut logp = 0.0;
-        let (mut a, mut b) = last_two(&s.head);
+        // The words this completion shares with the one scored last (completions of a prefix
+        // come in key order, so neighbours share their start): their tokens and log
+        // probabilities are known. The same sums in the same order as scoring from the start.
+        let mut kept = 0;
+        for (start, w) in word_starts(tail) {
+            let end = start + w.len();
+            match s.last_words.get(kept) {
+                Some(&(e, _)) if e == end && s.last_tail.get(..end) == tail.get(..end) => kept += 1,
+                _ => break,
+            }
+        }
+        let mut logp = kept.checked_sub(1).map_or(0.0, |i| s.last_words[i].1);
+        s.chosen.truncate(kept);
+        s.last_words.truncate(kept);
         let mut chosen = std::mem::take(&mut s.chosen);
-        chosen.clear();
-        for token in split_words(tail)
-            .map(|w| self.session_token(&s.session, w))
-            .chain(std::iter::once(self.end_token()))
-        {
-            logp += if token == self.unknown_token() {
+        let (mut a, mut b) = match chosen[..] {
+            [.., x, y] => (x, y),
+            [y] => (*s.head.last().expect("starts with <s>"), y),
+            [] => last_two(&s.head),
+        };
+        let mut step = |token: u32, chosen: &[u32]| {
+            let p = if token == self.unknown_token() {
                 UNKNOWN_LOGP
             } else {
                 let share = CopyShare::new(
                     (&s.copy, &s.prev_seq),
                     &s.head,
-                    &chosen,
+                    chosen,
                     (params.copy, params.follow),
                     self.unknown_token(),
                 );
                 self.log_prob(&self.next(a, b), token, &share)
             };
-            chosen.push(token);
             (a, b) = (b, token);
+            p
+        };
+        for (start, w) in word_starts(tail).skip(kept) {
+            let token = self.session_token(&s.session, w);
+            logp += step(token, &chosen);
+            chosen.push(token);
+            s.last_words.push((start + w.len(), logp));
         }
+        logp += step(self.end_token(), &chosen);
         s.chosen = chosen;
+        s.last_tail.clear();
+        s.last_tail.push_str(tail);
         logp
     }
 
@@ -1770,6 +1800,30 @@ mod tests {
                 prop_assert!(got[..i].iter().all(|(p, _)| p != q));
             }
             prop_assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
+        }
+
+        /// Completions scored one after the other on one scratch (each reusing the words it
+        /// shares with the one before) score exactly as each scored alone.
+        #[test]
+        fn completions_scored_in_turn_score_as_each_alone(
+            prev in "(cheap |boston |zork |to |  ){0,3}",
+            prefix in "(cheap |flights |zork |to |bo|d|c| ){0,3}",
+            tails in proptest::collection::vec("(flights|to|boston|ma|zork|qq| ){0,5}", 1..12),
+            sorted in any::<bool>(),
+        ) {
+            let m = lm();
+            let params = ComposeParams::default();
+            let mut completions: Vec<String> = tails.iter().map(|t| format!("{prefix}{t}")).collect();
+            if sorted {
+                completions.sort();
+            }
+            let mut s = LmScratch::default();
+            m.prepare(&prev, &prefix, &mut s);
+            for c in &completions {
+                let in_turn = m.score_prepared(c, &params, &mut s);
+                let alone = m.score(&prev, &prefix, c, &params, &mut LmScratch::default());
+                prop_assert_eq!(Some(in_turn.to_bits()), alone.map(f32::to_bits), "{:?}", c);
+            }
         }
     }
 }

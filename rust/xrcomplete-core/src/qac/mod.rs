@@ -52,7 +52,7 @@ use crate::Trie;
 pub use blocklist::Blocklist;
 pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGMENTS};
 pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
-pub use transitions::Transitions;
+pub use transitions::{Followers, Transitions};
 
 use candidates::{Candidate, GatherScratch, Sources};
 

@@ -125,38 +125,57 @@ impl Transitions {
         self.prevs.memory_bytes() + self.ptr.nbytes() + self.next.nbytes() + self.count.nbytes()
     }
 
-    /// How often `label` followed `prev` (0 if never).
-    pub fn count(&self, prev: &str, label: u32) -> f32 {
+    /// The queries seen after `prev` (after none: the session starts, for ""), or `None`
+    /// when `prev` was never followed: one lookup of `prev` for any number of questions.
+    pub fn followers(&self, prev: &str) -> Option<Followers<'_>> {
         let row = if prev.is_empty() {
             self.prevs.len()
         } else {
-            match self.prevs.id(prev) {
-                Some(id) => id as usize,
-                None => return 0.0,
-            }
+            self.prevs.id(prev)? as usize
         };
         let (start, end) = (self.ptr[row] as usize, self.ptr[row + 1] as usize);
-        match self.next[start..end].binary_search(&label) {
-            Ok(i) => self.count[start + i],
-            Err(_) => 0.0,
-        }
+        Some(Followers {
+            next: &self.next[start..end],
+            count: &self.count[start..end],
+        })
+    }
+
+    /// How often `label` followed `prev` (0 if never).
+    pub fn count(&self, prev: &str, label: u32) -> f32 {
+        self.followers(prev).map_or(0.0, |f| f.count(label))
     }
 
     /// The labels in `lo..hi` seen after `prev`, with their counts: appends the `n` most
     /// frequent (ties by label id) to `out`.
-    pub fn after(&self, prev: &str, (lo, hi): (u32, u32), n: usize, out: &mut Vec<(u32, f32)>) {
-        let row = if prev.is_empty() {
-            self.prevs.len()
-        } else {
-            match self.prevs.id(prev) {
-                Some(id) => id as usize,
-                None => return,
-            }
-        };
-        let (start, end) = (self.ptr[row] as usize, self.ptr[row + 1] as usize);
-        let labels = &self.next[start..end];
-        let a = start + labels.partition_point(|&l| l < lo);
-        let b = start + labels.partition_point(|&l| l < hi);
+    pub fn after(&self, prev: &str, range: (u32, u32), n: usize, out: &mut Vec<(u32, f32)>) {
+        if let Some(f) = self.followers(prev) {
+            f.top_in(range, n, out);
+        }
+    }
+}
+
+/// The labels seen after one previous query, with their counts ([`Transitions::followers`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Followers<'a> {
+    /// Sorted.
+    next: &'a [u32],
+    count: &'a [f32],
+}
+
+impl Followers<'_> {
+    /// How often `label` followed (0 if never).
+    pub fn count(&self, label: u32) -> f32 {
+        match self.next.binary_search(&label) {
+            Ok(i) => self.count[i],
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Appends to `out` the `n` most frequent labels in `lo..hi` (ties by label id), with
+    /// their counts.
+    pub fn top_in(&self, (lo, hi): (u32, u32), n: usize, out: &mut Vec<(u32, f32)>) {
+        let a = self.next.partition_point(|&l| l < lo);
+        let b = self.next.partition_point(|&l| l < hi);
         let from = out.len();
         out.extend((a..b).map(|i| (self.next[i], self.count[i])));
         let found = &mut out[from..];
