@@ -200,23 +200,22 @@ impl Trie {
     pub fn prefix_range(&self, prefix: &str) -> Option<(u32, u32)> {
         let p = prefix.as_bytes();
         let mut node = &self.nodes[0];
-        loop {
-            let depth = node.depth as usize;
-            if depth >= p.len() {
-                return (node.lo < node.hi).then_some((node.lo, node.hi));
-            }
-            // `p[..depth]` equals the bytes of whole characters of a key, so `depth` is a
-            // character boundary of `prefix` too.
-            let c = prefix[depth..].chars().next()? as u32;
+        // Down by the character at each node's depth only; the bytes in between are compared
+        // once, at the end, with the first key under the node reached: the keys under a node
+        // share their bytes up to its depth, and a key that starts with `prefix` has its
+        // characters at every depth passed, so it is under that node if anywhere. (One read of
+        // a key instead of one per node: the walk's cost was those reads.)
+        while (node.depth as usize) < p.len() {
+            // Not a character boundary of `prefix`: no key's bytes (whole characters) match.
+            let c = prefix.get(node.depth as usize..)?.chars().next()? as u32;
             let children = self.children(node);
-            let child = &children[children.binary_search_by_key(&c, |n| n.first_char).ok()?];
-            let end = (child.depth as usize).min(p.len());
-            let label = &self.keys.get_bytes(child.lo as usize)[depth..end];
-            if label != &p[depth..end] {
-                return None;
-            }
-            node = child;
+            node = &children[children.binary_search_by_key(&c, |n| n.first_char).ok()?];
         }
+        if node.lo >= node.hi {
+            return None;
+        }
+        let first = self.keys.get_bytes(node.lo as usize);
+        (first.get(..p.len()) == Some(p)).then_some((node.lo, node.hi))
     }
 
     /// The ids of the `k` heaviest keys in the id range `lo..hi`, heaviest first, ties in key
