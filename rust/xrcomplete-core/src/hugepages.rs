@@ -1,5 +1,5 @@
 //! Large allocations on transparent huge pages: [`HugePageAlloc`], the global allocator of the
-//! Python extension and of the server.
+//! Python extension (and so of the server it starts).
 //!
 //! Answering a query reads a few bytes here and there across a model of hundreds of megabytes
 //! (trie nodes, n-gram rows, XR weights): with 4 KiB pages nearly every read misses the TLB as
