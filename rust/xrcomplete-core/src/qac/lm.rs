@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::persist::{Array, Fields, Kind, Persist, Reader, Writer};
-use crate::text::is_py_space;
+use crate::text::{is_py_space, HashSlots};
 use crate::trie::osa;
 use crate::Trie;
 
@@ -292,6 +292,9 @@ pub struct QueryLm {
     top_words: Vec<u32>,
     /// How word-like a typed word looks, by the characters of `words`.
     shape: CharShape,
+    /// A word's id by its hash: [`QueryLm::word_id`], a few reads where the trie's walk takes
+    /// one per character.
+    word_ids: HashSlots,
 }
 
 /// Words a composition adds at most: the completed partial word and [`ComposeParams::max_words`]
@@ -627,6 +630,7 @@ impl QueryLm {
         let lm = QueryLm {
             top_words: top_words(&words),
             shape: CharShape::new(words.keys()),
+            word_ids: word_table(&words),
             words,
             end_continuation: continuation[n as usize],
             continuations: continuation.iter().sum::<f64>().max(1.0),
@@ -652,8 +656,17 @@ impl QueryLm {
     }
 
     /// True when `word` is one of the model's words.
+    /// The id (token) of `word`, if the model knows it.
+    #[inline]
+    fn word_id(&self, word: &str) -> Option<u32> {
+        let words = &self.words;
+        self.word_ids.find(word.as_bytes(), |id| {
+            words.key(id as u32).map(str::as_bytes)
+        })
+    }
+
     pub fn knows(&self, word: &str) -> bool {
-        self.words.contains(word)
+        self.word_id(word).is_some()
     }
 
     /// How common `word` (`whole`) is: the distinct words it was seen after, plus the searches
@@ -668,7 +681,7 @@ impl QueryLm {
             let before = self.words.weights()[id as usize] - f64::from(u8::from(opened > 0.0));
             before.max(0.0) + opened
         };
-        let own = self.words.id(word).map_or(0.0, of);
+        let own = self.word_id(word).map_or(0.0, of);
         if whole {
             return own;
         }
@@ -687,7 +700,7 @@ impl QueryLm {
         // A word after COMMON_WORD + 1 distinct words is that common whatever the searches
         // that open with it (which cost a search of the longest row of the model).
         let followed = match whole {
-            true => self.words.get(word),
+            true => self.word_id(word).and_then(|id| self.words.weight(id)),
             false => {
                 let range = self.words.prefix_range(word);
                 range.map(|(lo, hi)| self.words.heaviest_in_range(lo, hi))
@@ -838,6 +851,7 @@ impl QueryLm {
             + self.bigrams.memory_bytes()
             + self.trigrams.memory_bytes()
             + self.shape.memory_bytes()
+            + self.word_ids.memory_bytes()
     }
 
     fn end_token(&self) -> u32 {
@@ -855,12 +869,12 @@ impl QueryLm {
 
     #[cfg(test)]
     fn token(&self, word: &str) -> u32 {
-        self.words.id(word).unwrap_or(self.unknown_token())
+        self.word_id(word).unwrap_or(self.unknown_token())
     }
 
     /// The token of `word`, a session word's among `session` when the model does not know it.
     fn session_token(&self, session: &[String], word: &str) -> u32 {
-        match self.words.id(word) {
+        match self.word_id(word) {
             Some(t) => t,
             None => match session.iter().position(|w| w == word) {
                 Some(i) => self.unknown_token() + 1 + i as u32,
@@ -943,7 +957,7 @@ impl QueryLm {
         s.session.clear();
         s.prev_seq.clear();
         for w in split_words(prev) {
-            let token = match self.words.id(w) {
+            let token = match self.word_id(w) {
                 Some(t) => t,
                 None => {
                     if s.session.len() < MAX_SESSION_WORDS && !s.session.iter().any(|x| x == w) {
@@ -1232,6 +1246,14 @@ fn keep_best(hyps: &mut Vec<Hypothesis>, n: usize) {
     hyps.sort_unstable_by(order);
 }
 
+/// The sections of the word table ([`QueryLm::word_id`]); files saved before it build it at
+/// load.
+const WORD_TABLE: [&str; 2] = ["wtags", "wslots"];
+
+fn word_table(words: &Trie) -> HashSlots {
+    HashSlots::new(words.keys().map(str::as_bytes))
+}
+
 fn top_words(words: &Trie) -> Vec<u32> {
     words.top_k_in_range(0, words.len() as u32, TOP_WORDS)
 }
@@ -1282,6 +1304,7 @@ impl Persist for QueryLm {
         self.bigrams.write(&mut w, "b");
         self.trigrams.write(&mut w, "t");
         self.shape.write(&mut w, "cs");
+        self.word_ids.write(&mut w, WORD_TABLE);
         w.finish()
     }
 
@@ -1310,6 +1333,10 @@ impl Persist for QueryLm {
             shape: match CharShape::read(r, "cs")? {
                 Some(shape) => shape,
                 None => CharShape::new(words.keys()),
+            },
+            word_ids: match HashSlots::read(r, WORD_TABLE, words.len(), "language model words")? {
+                Some(table) => table,
+                None => word_table(&words),
             },
             words,
         };
@@ -1364,20 +1391,69 @@ mod tests {
         assert!(m.shape_at(prefix, 6) < m.shape_at("cheap flights ", 6));
     }
 
-    #[test]
-    fn files_saved_before_the_shape_build_it_from_their_words() {
-        let m = lm();
+    /// The model's file with the sections `drop` says to leave out, and `change` applied to
+    /// the others.
+    fn rewritten(
+        m: &QueryLm,
+        drop: impl Fn(&str) -> bool,
+        change: impl Fn(&str, &mut Vec<u8>),
+    ) -> Vec<u8> {
         let bytes = m.to_bytes();
         let buf = crate::persist::Buffer::copy_from(&bytes);
         let r = Reader::new(&buf, Kind::QueryLm).unwrap();
         let mut w = Writer::new(Kind::QueryLm);
         for (name, data) in r.sections() {
-            if !name.starts_with("cs") {
-                w.bytes(&name, data.to_vec());
+            if !drop(&name) {
+                let mut data = data.to_vec();
+                change(&name, &mut data);
+                w.bytes(&name, data);
             }
         }
-        let old = QueryLm::from_bytes(&w.finish()).unwrap();
-        assert_eq!(old, m);
+        w.finish()
+    }
+
+    #[test]
+    fn files_saved_before_the_shape_or_the_word_table_build_them_from_their_words() {
+        let m = lm();
+        let keep = |_: &str, _: &mut Vec<u8>| {};
+        let shape = |name: &str| name.starts_with("cs");
+        let table = |name: &str| WORD_TABLE.contains(&name);
+        for bytes in [rewritten(&m, shape, keep), rewritten(&m, table, keep)] {
+            assert_eq!(QueryLm::from_bytes(&bytes).unwrap(), m);
+        }
+        // Half a table is a damaged file, not an old one.
+        assert!(QueryLm::from_bytes(&rewritten(&m, |name| name == "wtags", keep)).is_err());
+    }
+
+    #[test]
+    fn a_word_table_that_does_not_hold_each_word_once_is_refused() {
+        let m = lm();
+        let n = m.words.len() as u32;
+        // The first filled slot set to `value`, or to the second filled slot's id (`None`).
+        let set_slot = |value: Option<u32>| {
+            move |name: &str, data: &mut Vec<u8>| {
+                if name == "wslots" {
+                    let filled: Vec<usize> = (0..data.len() / 4)
+                        .filter(|&i| data[i * 4..i * 4 + 4] != [0; 4])
+                        .collect();
+                    let second = data[filled[1] * 4..filled[1] * 4 + 4].to_vec();
+                    let v = value.map_or(second, |v| v.to_le_bytes().to_vec());
+                    data[filled[0] * 4..filled[0] * 4 + 4].copy_from_slice(&v);
+                }
+            }
+        };
+        // An id past the words; an id twice.
+        for value in [Some(n + 1), None] {
+            let bytes = rewritten(&m, |_| false, set_slot(value));
+            assert!(
+                QueryLm::from_bytes(&bytes).is_err(),
+                "slot set to {value:?}"
+            );
+        }
+        assert_eq!(
+            QueryLm::from_bytes(&rewritten(&m, |_| false, |_, _| {})).unwrap(),
+            m
+        );
     }
 
     /// Scoring options with the copy share `copy` and no run-following share.
@@ -1800,6 +1876,20 @@ mod tests {
                 prop_assert!(got[..i].iter().all(|(p, _)| p != q));
             }
             prop_assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
+        }
+
+        /// The word table finds every word at its id, and nothing else.
+        #[test]
+        fn the_word_table_finds_the_words_of_the_trie(
+            queries in proptest::collection::vec("[a-cé]{1,4}( [a-cé]{1,4}){0,2}", 1..30),
+            probe in "[a-dé]{0,5}",
+        ) {
+            let m = QueryLm::new(queries.iter().map(|q| (q.as_str(), 1.0)), 0.75).unwrap();
+            for (id, w) in m.words.keys().enumerate() {
+                prop_assert_eq!(m.word_id(w), Some(id as u32));
+            }
+            prop_assert_eq!(m.word_id(&probe), m.words.id(&probe));
+            prop_assert_eq!(m.word_id(""), None);
         }
 
         /// Completions scored one after the other on one scratch (each reusing the words it

@@ -11,6 +11,7 @@ mod analyzer;
 mod concat;
 mod interner;
 mod terms;
+pub(crate) use terms::HashSlots;
 mod tfidf;
 
 pub use analyzer::{

@@ -15,10 +15,110 @@ use crate::strings::Strings;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TermIndex {
     terms: Strings,
+    table: HashSlots,
+}
+
+/// The lookup table from a key's bytes to its id, for keys stored elsewhere (by id): the
+/// vocabulary's terms, the language model's words.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HashSlots {
     /// `0x80 | hash >> 57` per slot, 0 for an empty one.
     tags: Array<u8>,
-    /// `column + 1` per slot, 0 for an empty one.
+    /// `id + 1` per slot, 0 for an empty one.
     slots: Array<u32>,
+}
+
+impl HashSlots {
+    /// The table of `keys`, each distinct, id = position.
+    pub(crate) fn new<'a>(keys: impl ExactSizeIterator<Item = &'a [u8]>) -> Self {
+        let n = keys.len();
+        let mask = (n + n / 3 + 1).next_power_of_two() - 1;
+        let (mut tags, mut slots) = (vec![0u8; mask + 1], vec![0u32; mask + 1]);
+        for (id, k) in keys.enumerate() {
+            let h = term_hash(k);
+            let mut at = h as usize & mask;
+            while tags[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            tags[at] = tag_of(h);
+            slots[at] = id as u32 + 1;
+        }
+        HashSlots {
+            tags: tags.into(),
+            slots: slots.into(),
+        }
+    }
+
+    /// The id of `key`, where `key_of(id)` gives the bytes of the key of each id (`None` past
+    /// the end).
+    #[inline]
+    pub(crate) fn find<'k>(
+        &self,
+        key: &[u8],
+        key_of: impl Fn(usize) -> Option<&'k [u8]>,
+    ) -> Option<u32> {
+        let mask = self.tags.len() - 1;
+        let h = term_hash(key);
+        let (mut at, tag) = (h as usize & mask, tag_of(h));
+        // At most every slot once: a loaded table is checked to have an empty one, but a bound
+        // costs nothing and rules out a hang whatever the table holds.
+        for _ in 0..self.tags.len() {
+            match self.tags[at] {
+                0 => return None,
+                t if t == tag => {
+                    let id = self.slots[at].wrapping_sub(1);
+                    if key_of(id as usize) == Some(key) {
+                        return Some(id);
+                    }
+                }
+                _ => {}
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
+
+    /// Bytes held.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.tags.nbytes() + self.slots.nbytes()
+    }
+
+    /// Sections `{tags}` and `{slots}`.
+    pub(crate) fn write(&self, w: &mut Writer, [tags, slots]: [&str; 2]) {
+        w.array(tags, &self.tags).array(slots, &self.slots);
+    }
+
+    /// Reads what [`HashSlots::write`] wrote, for `n` keys (`None` where the sections are
+    /// absent): checks that the table has a power-of-two size with an empty slot and holds
+    /// each id once. (A table that holds every id once but not where its key hashes only fails
+    /// to find keys: it cannot find a wrong one, every hit being compared with the key.)
+    pub(crate) fn read(
+        r: &Reader,
+        [tags, slots]: [&str; 2],
+        n: usize,
+        what: &str,
+    ) -> Result<Option<Self>> {
+        if !r.has(tags) && !r.has(slots) {
+            return Ok(None);
+        }
+        let tags: Array<u8> = r.array(tags)?;
+        let slots: Array<u32> = r.array(slots)?;
+        let mut seen = vec![false; n];
+        let mut filled = 0usize;
+        for &s in slots.iter().filter(|&&s| s != 0) {
+            match seen.get_mut(s as usize - 1) {
+                Some(slot) if !*slot => *slot = true,
+                _ => return Err(format_err(format!("{what}: table holds a bad id"))),
+            }
+            filled += 1;
+        }
+        let empty = tags.iter().filter(|&&t| t == 0).count();
+        if !slots.len().is_power_of_two() || tags.len() != slots.len() || filled != n || empty == 0
+        {
+            return Err(format_err(format!("{what}: table does not fit the keys")));
+        }
+        Ok(Some(HashSlots { tags, slots }))
+    }
 }
 
 #[inline]
@@ -67,22 +167,10 @@ impl TermIndex {
                 limit: u32::MAX as u64 / 2 - 1,
             });
         }
-        let terms = Strings::new(&list)?;
-        let mask = (list.len() + list.len() / 3 + 1).next_power_of_two() - 1;
-        let (mut tags, mut slots) = (vec![0u8; mask + 1], vec![0u32; mask + 1]);
-        for (col, t) in list.iter().enumerate() {
-            let h = term_hash(t.as_bytes());
-            let mut at = h as usize & mask;
-            while tags[at] != 0 {
-                at = (at + 1) & mask;
-            }
-            tags[at] = tag_of(h);
-            slots[at] = col as u32 + 1;
-        }
+        let table = HashSlots::new(list.iter().map(|t| t.as_bytes()));
         Ok(TermIndex {
-            terms,
-            tags: tags.into(),
-            slots: slots.into(),
+            terms: Strings::new(&list)?,
+            table,
         })
     }
 
@@ -94,27 +182,10 @@ impl TermIndex {
     /// The column of `term`, if present.
     #[inline]
     pub(crate) fn id(&self, term: &str) -> Option<u32> {
-        let mask = self.tags.len() - 1;
-        let h = term_hash(term.as_bytes());
-        let (mut at, tag) = (h as usize & mask, tag_of(h));
-        // At most every slot once: a loaded table is checked to have an empty one, but a bound
-        // costs nothing and rules out a hang whatever the table holds.
-        for _ in 0..self.tags.len() {
-            match self.tags[at] {
-                0 => return None,
-                t if t == tag => {
-                    let col = self.slots[at].wrapping_sub(1);
-                    let found = (col as usize) < self.terms.len()
-                        && self.terms.get_bytes(col as usize) == term.as_bytes();
-                    if found {
-                        return Some(col);
-                    }
-                }
-                _ => {}
-            }
-            at = (at + 1) & mask;
-        }
-        None
+        let terms = &self.terms;
+        self.table.find(term.as_bytes(), |col| {
+            (col < terms.len()).then(|| terms.get_bytes(col))
+        })
     }
 
     /// The terms, in column order.
@@ -124,40 +195,26 @@ impl TermIndex {
 
     /// Bytes held.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.terms.nbytes() + self.tags.nbytes() + self.slots.nbytes()
+        self.terms.nbytes() + self.table.memory_bytes()
     }
 
     /// Sections `terms`, `terms.o`, `tags` and `slots`.
     pub(crate) fn write(&self, w: &mut Writer) {
         self.terms.write(w, "terms");
-        w.array("tags", &self.tags).array("slots", &self.slots);
+        self.table.write(w, ["tags", "slots"]);
     }
 
     /// Reads what [`TermIndex::write`] wrote. Checks the terms (sorted, distinct) and that the
     /// table has a power-of-two size with an empty slot and holds each column once.
     pub(crate) fn read(r: &Reader) -> Result<Self> {
         let terms = Strings::read(r, "terms", "terms")?;
-        let tags: Array<u8> = r.array("tags")?;
-        let slots: Array<u32> = r.array("slots")?;
         if !terms.is_sorted_distinct() {
             return Err(format_err("vectorizer: terms not sorted and distinct"));
         }
-        let n = terms.len();
-        let mut seen = vec![false; n];
-        let mut filled = 0usize;
-        for &s in slots.iter().filter(|&&s| s != 0) {
-            match seen.get_mut(s as usize - 1) {
-                Some(slot) if !*slot => *slot = true,
-                _ => return Err(format_err("vectorizer: term table holds a bad column")),
-            }
-            filled += 1;
+        match HashSlots::read(r, ["tags", "slots"], terms.len(), "vectorizer: the term")? {
+            Some(table) => Ok(TermIndex { terms, table }),
+            None => Err(format_err("vectorizer: no term table")),
         }
-        let empty = tags.iter().filter(|&&t| t == 0).count();
-        if !slots.len().is_power_of_two() || tags.len() != slots.len() || filled != n || empty == 0
-        {
-            return Err(format_err("vectorizer: term table does not fit the terms"));
-        }
-        Ok(TermIndex { terms, tags, slots })
     }
 }
 
