@@ -655,7 +655,6 @@ impl QueryLm {
         Ok(lm)
     }
 
-    /// True when `word` is one of the model's words.
     /// The id (token) of `word`, if the model knows it.
     #[inline]
     fn word_id(&self, word: &str) -> Option<u32> {
@@ -665,6 +664,7 @@ impl QueryLm {
         })
     }
 
+    /// True when `word` is one of the model's words.
     pub fn knows(&self, word: &str) -> bool {
         self.word_id(word).is_some()
     }
