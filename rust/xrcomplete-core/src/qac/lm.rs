@@ -1022,11 +1022,7 @@ impl QueryLm {
         s.chosen.truncate(kept);
         s.last_words.truncate(kept);
         let mut chosen = std::mem::take(&mut s.chosen);
-        let (mut a, mut b) = match chosen[..] {
-            [.., x, y] => (x, y),
-            [y] => (*s.head.last().expect("starts with <s>"), y),
-            [] => last_two(&s.head),
-        };
+        let (mut a, mut b) = context(&s.head, &chosen);
         let mut step = |token: u32, chosen: &[u32]| {
             let p = if token == self.unknown_token() {
                 UNKNOWN_LOGP
@@ -1129,11 +1125,7 @@ impl QueryLm {
             }
             s.grown.clear();
             for h in &s.beam {
-                let (a, b) = match h.words() {
-                    [.., x, y] => (*x, *y),
-                    [y] => (*s.head.last().expect("starts with <s>"), *y),
-                    [] => unreachable!("a hypothesis has a word"),
-                };
+                let (a, b) = context(&s.head, h.words());
                 let next = self.next(a, b);
                 let share =
                     CopyShare::new((&s.copy, &s.prev_seq), &s.head, h.words(), shares, unknown);
@@ -1282,6 +1274,16 @@ fn pair_key(a: u32, b: u32) -> u64 {
 
 fn last_two(tokens: &[u32]) -> (u32, u32) {
     (tokens[tokens.len() - 2], tokens[tokens.len() - 1])
+}
+
+/// The last two tokens of `head` (which starts with `<s> <s>`) then `chosen`: the context of
+/// the next word.
+fn context(head: &[u32], chosen: &[u32]) -> (u32, u32) {
+    match chosen {
+        [.., x, y] => (*x, *y),
+        [y] => (head[head.len() - 1], *y),
+        [] => last_two(head),
+    }
 }
 
 impl Persist for QueryLm {

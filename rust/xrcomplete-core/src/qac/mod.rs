@@ -1645,7 +1645,12 @@ pub(crate) mod tests {
         );
         assert_eq!(c.queries().get("hot dogs").unwrap(), before + 130.0);
         let label = c.queries().id("hot dogs").unwrap();
-        assert_eq!(c.sources.transitions.count("weather", label), 30.0);
+        let after_weather_count = c
+            .sources
+            .transitions
+            .followers("weather")
+            .map(|f| f.count(label));
+        assert_eq!(after_weather_count, Some(30.0));
         // More popular, and more often after "weather": ranked higher in both cases.
         assert!(score_of(&c, "", "hot dogs") > alone);
         assert!(score_of(&c, "weather", "hot dogs") > after_weather);

@@ -139,19 +139,6 @@ impl Transitions {
             count: &self.count[start..end],
         })
     }
-
-    /// How often `label` followed `prev` (0 if never).
-    pub fn count(&self, prev: &str, label: u32) -> f32 {
-        self.followers(prev).map_or(0.0, |f| f.count(label))
-    }
-
-    /// The labels in `lo..hi` seen after `prev`, with their counts: appends the `n` most
-    /// frequent (ties by label id) to `out`.
-    pub fn after(&self, prev: &str, range: (u32, u32), n: usize, out: &mut Vec<(u32, f32)>) {
-        if let Some(f) = self.followers(prev) {
-            f.top_in(range, n, out);
-        }
-    }
 }
 
 /// The labels seen after one previous query, with their counts ([`Transitions::followers`]).
@@ -224,9 +211,9 @@ mod tests {
         assert_eq!(again, t);
         let more =
             Transitions::from_counts(t.entries().chain([("a", 1, 2.5), ("c", 4, 1.0)])).unwrap();
-        assert_eq!(more.count("a", 1), 4.5);
-        assert_eq!(more.count("c", 4), 1.0);
-        assert_eq!(more.count("", 2), 2.0);
+        assert_eq!(count_of(&more, "a", 1), 4.5);
+        assert_eq!(count_of(&more, "c", 4), 1.0);
+        assert_eq!(count_of(&more, "", 2), 2.0);
         assert!(Transitions::from_counts([("a", 1, 0.0)].into_iter()).is_err());
     }
 
@@ -245,29 +232,33 @@ mod tests {
             .into_iter(),
         )
         .unwrap();
-        let after = |prev: &str, range, n| {
-            let mut out = Vec::new();
-            t.after(prev, range, n, &mut out);
-            out
-        };
+        let after = |prev: &str, range, n| after_in(&t, prev, range, n);
         assert_eq!(after("a", (0, 10), 10), [(1, 1.0), (3, 2.0)]);
         assert_eq!(after("a", (0, 10), 1), [(3, 2.0)]);
         assert_eq!(after("a", (2, 3), 10), []);
         assert_eq!(after("b", (0, 10), 10), [(2, 1.0)]);
         assert_eq!(after("", (0, 10), 10), [(0, 2.0), (5, 1.0)]);
         assert_eq!(after("zzz", (0, 10), 10), []);
-        assert_eq!(t.count("a", 3), 2.0);
-        assert_eq!(t.count("a", 2), 0.0);
-        assert_eq!(t.count("", 5), 1.0);
-        assert_eq!(t.count("zzz", 5), 0.0);
+        assert_eq!(count_of(&t, "a", 3), 2.0);
+        assert_eq!(count_of(&t, "a", 2), 0.0);
+        assert_eq!(count_of(&t, "", 5), 1.0);
+        assert_eq!(count_of(&t, "zzz", 5), 0.0);
         assert_eq!(Transitions::from_bytes(&t.to_bytes()).unwrap(), t);
         let empty = Transitions::new(std::iter::empty()).unwrap();
-        assert_eq!(after_of(&empty, "a"), []);
+        assert_eq!(after_in(&empty, "a", (0, u32::MAX), 10), []);
     }
 
-    fn after_of(t: &Transitions, prev: &str) -> Vec<(u32, f32)> {
+    /// How often `label` followed `prev` (0 if never).
+    fn count_of(t: &Transitions, prev: &str, label: u32) -> f32 {
+        t.followers(prev).map_or(0.0, |f| f.count(label))
+    }
+
+    /// The `n` labels of `range` seen most after `prev` (none for a `prev` never followed).
+    fn after_in(t: &Transitions, prev: &str, range: (u32, u32), n: usize) -> Vec<(u32, f32)> {
         let mut out = Vec::new();
-        t.after(prev, (0, u32::MAX), 10, &mut out);
+        if let Some(f) = t.followers(prev) {
+            f.top_in(range, n, &mut out);
+        }
         out
     }
 }
