@@ -13,8 +13,10 @@ byte-identical to the baseline's (it must be).
 ``--range-rows``, three million about nine; ``--range-rows``
 trains both tables with ``range_rows=True``): synthetic logs of
 that many distinct queries (``benches/load.py``'s: sessions of 5 made-up queries of 2-4 AOL
-words), trained in a fresh process each: fit time, peak memory, bytes per query on disk, and
-``complete()`` p50 / p99 over 2,000 prefixes of the log's queries.
+words), each written to a file of pairs first and trained in a fresh process that streams the
+file into ``fit`` (as a log too large to hold as a list would be; the fit time includes reading
+it): fit time, peak memory, bytes per query on disk, and ``complete()`` p50 / p99 over 2,000
+prefixes of the log's queries.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchdata import add_data_option, require
-
-ROOT = Path(__file__).resolve().parent.parent
+from load import synthetic_pairs
 
 # Run in a fresh interpreter: train on the files given, print time, peak memory, model hash.
 TRAIN = r"""
@@ -52,24 +53,29 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak, "sha1": digest,
                   "queries": completer.n_queries_}))
 """
 
-# Run in a fresh interpreter: train on a synthetic log of N queries; time, memory, size, latency.
+# Run in a fresh interpreter: train on a synthetic log of N queries (a file of pairs, streamed
+# into fit: the process never holds the list); time, memory, size, latency.
 SIZE = r"""
 import json, random, resource, sys, time
-sys.path.insert(0, sys.argv[3])
-from load import synthetic_pairs
-from pathlib import Path
 from xrcomplete import Completer
-n, out = int(sys.argv[1]), sys.argv[2]
-aol = Path(sys.argv[4])
-range_rows = sys.argv[5] == "1"
-pairs = list(synthetic_pairs(aol, n))
+pairs_file, out, range_rows = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+rng = random.Random(0)
+cases = []
+def pairs():
+    # Reservoir-samples 2,000 pairs for the latency cases as it reads.
+    with open(pairs_file, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            pair = tuple(line.rstrip("\n").split("\t"))
+            if len(cases) < 2000:
+                cases.append(pair)
+            elif (j := rng.randrange(i + 1)) < 2000:
+                cases[j] = pair
+            yield pair
 start = time.perf_counter()
-completer = Completer(progress=False, range_rows=range_rows).fit(pairs)
+completer = Completer(progress=False, range_rows=range_rows).fit(pairs())
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 path = completer.save(out)
-rng = random.Random(0)
-cases = [rng.choice(pairs) for _ in range(2000)]
 cases = [(p, q[: rng.randint(1, len(q))]) for p, q in cases]
 times = []
 for prev, prefix in cases:
@@ -150,14 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print("|---:|---:|---:|---:|---:|---:|")
         for n in sizes:
-            got = run(
-                SIZE,
-                str(n),
-                str(folder / f"size-{n}.xrc"),
-                str(ROOT / "benches"),
-                str(aol),
-                "1" if args.range_rows else "0",
-            )
+            pairs_file = folder / f"size-{n}.tsv"
+            with pairs_file.open("w", encoding="utf-8") as f:
+                f.writelines(f"{prev}\t{nxt}\n" for prev, nxt in synthetic_pairs(aol, n))
+            rows = "1" if args.range_rows else "0"
+            got = run(SIZE, str(pairs_file), str(folder / f"size-{n}.xrc"), rows)
+            pairs_file.unlink()
             queries = float(got["queries"])
             print(
                 f"| {int(queries):,} | {float(got['seconds']):.0f} s "

@@ -487,15 +487,20 @@ class Completer:
             trie_depth = 8 if self.index == "trie" else 2
         prev_opts = self.prev_features.options()
         prefix_opts = self.prefix_features.options()
+        queries, times = list(ids), table.time_array()
+        # The table is spent: its dict (a large hash table, and an int per query) goes before
+        # the fit's peak rather than beside it.
+        del ids
+        table.ids = {}
         self._model = with_progress(
             lambda counter: _core.CompleterModel.fit(
-                list(ids),
+                queries,
                 popularity,
                 prev_ids,
                 next_ids,
                 prev_opts,
                 prefix_opts,
-                times=table.time_array(),
+                times=times,
                 users=users_of,
                 user_offsets=user_offsets,
                 user_ids=user_ids,

@@ -97,6 +97,23 @@ mod imp {
     }
 }
 
+/// Hands the pages the system allocator holds free back to the operating system, where it keeps
+/// them (glibc's `malloc_trim`; elsewhere nothing).
+///
+/// A fit frees millions of small blocks between its stages (each node's weights until the
+/// model is assembled, the ranker's lists of candidates): glibc keeps them in its arenas, whose
+/// memory goes back to the system only from the top of each heap, so the next stage's large
+/// blocks (mapped on their own) came on top of them. Measured on a fit of a million synthetic
+/// queries: the final fit started from 0.52 GiB more than the ranker's fit had, which this
+/// call gives back.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and may be called at any time, from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 // SAFETY: every block is either the system allocator's (small or over-aligned layouts, which
 // always go there, in all four calls) or a private map of exactly the layout's size, which is
 // zeroed, page-aligned (so aligned as asked), and freed or resized only through the same test

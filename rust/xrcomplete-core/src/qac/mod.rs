@@ -556,6 +556,8 @@ impl Completer {
             Some(late) => Self::learn_ranker(&log, &late, times, params, progress)?,
             None => (fixed_ranker()?, false),
         };
+        // The ranker's own parts are gone: their small blocks go back before the rows come.
+        crate::hugepages::release_free_memory();
         let sources = Self::fit_sources(&log, params, progress)?;
         progress.set_stage(Stage::Finishing);
         Self::from_parts(
@@ -591,12 +593,6 @@ impl Completer {
         }
         let label_of: Vec<Option<u32>> = queries.iter().map(|q| labels.id(q.as_ref())).collect();
         let prev_text = |p: Option<u32>| p.map_or("", |p| queries[p as usize].as_ref());
-
-        let transitions = Transitions::new(
-            log.pairs
-                .iter()
-                .filter_map(|&(p, q)| label_of[q as usize].map(|label| (prev_text(p), label))),
-        )?;
 
         // Training examples: (previous query, prefix of the next query) -> next query.
         let mut rng = SplitMix64(params.seed);
@@ -634,7 +630,7 @@ impl Completer {
         drop((prevs, prefixes));
         let y = CsrMatrix::from_rows(
             labels.len(),
-            targets.iter().map(|&t| (vec![t], vec![1.0f32])),
+            targets.into_iter().map(|t| (vec![t], vec![1.0f32])),
         );
         let label_keys: Vec<&str> = labels.keys().collect();
         progress.set_stage(Stage::Clustering);
@@ -651,8 +647,16 @@ impl Completer {
         // The rows are done with: freed before the model is assembled and the language model
         // counted (the peak of a fit is here).
         let n_features = x.n_cols;
-        drop((x, y, ranges, targets));
+        drop((x, y, ranges));
         let model = trained.model(n_features, &params.train)?;
+        // Each node's weights, freed as the model was assembled.
+        crate::hugepages::release_free_memory();
+        // Counted once the rows are gone: they are not needed beside them.
+        let transitions = Transitions::new(
+            log.pairs
+                .iter()
+                .filter_map(|&(p, q)| label_of[q as usize].map(|label| (prev_text(p), label))),
+        )?;
         let lm = match log.user_ids {
             // Under a floor, with who searched what: every query searched often enough
             // teaches the words and sequences that enough users searched.

@@ -31,18 +31,32 @@ impl LevelWeights {
     pub(crate) fn from_columns(
         columns: impl IntoIterator<Item = (Vec<u32>, Vec<f32>, f32)>,
     ) -> Self {
-        let mut w = LevelWeights {
-            col_ptr: vec![0],
-            ..LevelWeights::default()
-        };
-        for (rows, vals, bias) in columns {
-            w.rows.extend_from_slice(&rows);
-            w.vals.extend_from_slice(&vals);
-            w.col_ptr.push(w.rows.len());
-            w.bias.push(bias);
-        }
+        let mut w = LevelWeights::empty();
+        w.push_columns(columns);
         w.shrink_to_fit();
         w
+    }
+
+    /// No node yet.
+    pub(crate) fn empty() -> Self {
+        LevelWeights {
+            col_ptr: vec![0],
+            ..LevelWeights::default()
+        }
+    }
+
+    /// Appends per-node weights (sorted features, values, bias weight) after these, in node
+    /// order, each node's freed as it is taken.
+    pub(crate) fn push_columns(
+        &mut self,
+        columns: impl IntoIterator<Item = (Vec<u32>, Vec<f32>, f32)>,
+    ) {
+        for (rows, vals, bias) in columns {
+            self.rows.extend_from_slice(&rows);
+            self.vals.extend_from_slice(&vals);
+            self.col_ptr.push(self.rows.len());
+            self.bias.push(bias);
+        }
     }
 
     /// Appends the nodes of `other` after these.
@@ -55,7 +69,7 @@ impl LevelWeights {
             .extend(other.col_ptr[1..].iter().map(|&p| base + p));
     }
 
-    fn shrink_to_fit(&mut self) {
+    pub(crate) fn shrink_to_fit(&mut self) {
         self.col_ptr.shrink_to_fit();
         self.rows.shrink_to_fit();
         self.vals.shrink_to_fit();

@@ -9,6 +9,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
@@ -349,6 +350,7 @@ pub(crate) fn train_levels(
     } else {
         0.0
     };
+    let solvers = Solvers::new(x.n_cols);
     let mut parent_positives: Option<CsrMatrix> = None;
     let mut levels = Vec::with_capacity(n_levels);
     for l in 0..n_levels {
@@ -388,11 +390,15 @@ pub(crate) fn train_levels(
                 .map(|p| open_rows(rows_of(p), s.ranges, &bounds, children(ptr, p)))
                 .collect()
         });
-        let blocks: Vec<Vec<Column>> = jobs
-            .par_iter()
-            .map_init(
-                || BlockSolver::new(x.n_cols),
-                |solver, &(p, first, width)| {
+        // The jobs in chunks, each chunk's columns packed into the level before the next is
+        // trained: a node's column as vectors of its own costs its headers, the allocator's
+        // and the doubling's slack (more than the weights, for the small nodes of the lower
+        // levels), and the lowest level of a large log has millions of nodes.
+        let mut level = LevelWeights::empty();
+        for chunk in jobs.chunks(JOB_CHUNK) {
+            let blocks: Vec<Vec<Column>> = chunk
+                .par_iter()
+                .map(|&(p, first, width)| {
                     let rows: &[u32] = open.as_ref().map_or_else(|| rows_of(p), |o| &o[p]);
                     if open.is_some() && rows.is_empty() {
                         // No prefix leaves this choice open: the children are never compared
@@ -403,16 +409,48 @@ pub(crate) fn train_levels(
                     }
                     let pos: Vec<&[u32]> =
                         (first..first + width).map(|c| positives.row(c).0).collect();
-                    let columns = solver.solve(x, &sq_norms, rows, &pos, params, seed_of(l, p));
+                    let columns = solvers.with(|solver| {
+                        solver.solve(x, &sq_norms, rows, &pos, params, seed_of(l, p))
+                    });
                     progress.done.fetch_add(width as u64, Ordering::Relaxed);
                     columns
-                },
-            )
-            .collect();
-        levels.push(LevelWeights::from_columns(blocks.into_iter().flatten()));
+                })
+                .collect();
+            level.push_columns(blocks.into_iter().flatten());
+        }
+        level.shrink_to_fit();
+        levels.push(level);
         parent_positives = Some(positives);
     }
     (levels, parent_positives)
+}
+
+/// Jobs (blocks of sibling nodes) trained before their columns are packed into their level.
+const JOB_CHUNK: usize = 4096;
+
+/// One [`BlockSolver`] per thread of the pool, made on the thread's first job and kept for the
+/// fit (its dense weights are as long as the features).
+struct Solvers {
+    n_features: usize,
+    slots: Vec<Mutex<Option<BlockSolver>>>,
+}
+
+impl Solvers {
+    fn new(n_features: usize) -> Self {
+        Solvers {
+            n_features,
+            slots: (0..rayon::current_num_threads().max(1))
+                .map(|_| Mutex::new(None))
+                .collect(),
+        }
+    }
+
+    /// Runs `f` with this thread's solver (a thread outside the pool shares the first one).
+    fn with<T>(&self, f: impl FnOnce(&mut BlockSolver) -> T) -> T {
+        let i = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+        let mut slot = self.slots[i].lock().unwrap_or_else(PoisonError::into_inner);
+        f(slot.get_or_insert_with(|| BlockSolver::new(self.n_features)))
+    }
 }
 
 /// The children of parent `p` in the child pointers `ptr` of a level.
