@@ -447,3 +447,37 @@ def test_answers_are_built_as_the_completion_constructor_builds_them(
         assert type(a) is Completion
         assert (a.query, a.score, a.source, a.matched) == (b.query, b.score, b.source, b.matched)
         assert pickle.loads(pickle.dumps(a)).matched == b.matched
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(st.characters(exclude_categories=["Cs"]), max_size=6), max_size=40))
+def test_the_query_table_numbers_queries_as_a_dict_does(queries: list[str]) -> None:
+    from xrcomplete import _core
+
+    table, expected = _core.QueryIds(), {}
+    for q in queries:
+        assert table.id_of(q) == expected.setdefault(q, len(expected))
+    assert len(table) == len(expected)
+    for q in [*queries, "never added \u2603"]:
+        assert table.get(q) == expected.get(q)
+
+
+def test_the_fit_takes_the_queries_out_of_the_table_with_their_ids() -> None:
+    import numpy as np
+
+    from xrcomplete import _core
+
+    pairs = synthetic_pairs()
+    table = _core.QueryIds()
+    prev = np.array([table.id_of(p) if p else -1 for p, _ in pairs], dtype=np.int64)
+    nxt = np.array([table.id_of(n) for _, n in pairs], dtype=np.int64)
+    by_id = {table.get(q): q for p in pairs for q in p if q}
+    listed = [by_id[i] for i in range(len(table))]
+    counts = np.ones(len(table))
+    options = (Completer().prev_features.options(), Completer().prefix_features.options())
+    kw = {"tree": "trie", "max_leaf_size": 4, "rank_holdout": 0.0}
+    from_table = _core.CompleterModel.fit(table, counts, prev, nxt, *options, **kw)
+    assert len(table) == 0  # taken out, not copied
+    from_list = _core.CompleterModel.fit(listed, counts, prev, nxt, *options, **kw)
+    for prefix in ("b", "ba", "c", "a"):
+        assert from_table.complete("amazon", prefix, 5) == from_list.complete("amazon", prefix, 5)

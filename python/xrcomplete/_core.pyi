@@ -11,6 +11,7 @@ __all__ = [
     "ModelFormatError",
     "ProductRetrieverModel",
     "ProgressCounter",
+    "QueryIds",
     "Server",
     "TfidfModel",
     "TfidfOptions",
@@ -223,12 +224,22 @@ class XRLinearModel:
 _Suggestion = tuple[str, float, str, int]
 
 @final
+class QueryIds:
+    """The distinct queries of a fit, numbered in order of first use
+    (``CompleterModel.fit`` takes them out)."""
+
+    def __init__(self) -> None: ...
+    def __len__(self) -> int: ...
+    def id_of(self, query: str) -> int: ...
+    def get(self, query: str) -> int | None: ...
+
+@final
 class CompleterModel:
     """A trained session-aware completer (see xrcomplete.completer.Completer)."""
 
     @staticmethod
     def fit(
-        queries: Iterable[str],
+        queries: Iterable[str] | QueryIds,
         counts: npt.NDArray[np.float64],
         prev_ids: npt.NDArray[np.int64],
         next_ids: npt.NDArray[np.int64],

@@ -112,7 +112,7 @@ class _UserSets:
     def __init__(self, sets: Mapping[str, Iterable[str]]) -> None:
         self._sets = sets
 
-    def csr(self, ids: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    def csr(self, ids: _core.QueryIds) -> tuple[np.ndarray, np.ndarray]:
         """The sets' members as integers, per query id of ``ids``: (offsets, members)."""
         number: dict[str, int] = {}
         per_query: list[list[int]] = [[] for _ in range(len(ids))]
@@ -133,7 +133,7 @@ class _PairTable:
     previous), and per pair the two ids (-1: no previous query) and, when known, a time."""
 
     def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
+        self.ids = _core.QueryIds()
         self._prev: list[np.ndarray] = []
         self._next: list[np.ndarray] = []
         self._times: list[np.ndarray] = []
@@ -145,10 +145,7 @@ class _PairTable:
         return self._n
 
     def id_of(self, query: str) -> int:
-        found = self.ids.get(query)
-        if found is None:
-            found = self.ids[query] = len(self.ids)
-        return found
+        return self.ids.id_of(query)
 
     def add(self, prev: str, nxt: str, time: float | None = None) -> None:
         """One pair of queries as given (normalised here; a blank next query is skipped)."""
@@ -487,14 +484,10 @@ class Completer:
             trie_depth = 8 if self.index == "trie" else 2
         prev_opts = self.prev_features.options()
         prefix_opts = self.prefix_features.options()
-        queries, times = list(ids), table.time_array()
-        # The table is spent: its dict (a large hash table, and an int per query) goes before
-        # the fit's peak rather than beside it.
-        del ids
-        table.ids = {}
+        times = table.time_array()
         self._model = with_progress(
             lambda counter: _core.CompleterModel.fit(
-                queries,
+                ids,  # taken out by the fit: no copy of the queries is left here
                 popularity,
                 prev_ids,
                 next_ids,

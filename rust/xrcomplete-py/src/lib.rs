@@ -33,6 +33,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<xr::XRLinearModel>()?;
     m.add_class::<xr::ProgressCounter>()?;
     m.add_class::<qac::CompleterModel>()?;
+    m.add_class::<qac::QueryIds>()?;
     m.add_class::<retrieval::ProductRetrieverModel>()?;
     m.add_class::<server::Server>()?;
     m.add_function(wrap_pyfunction!(qac::normalize_query, m)?)?;

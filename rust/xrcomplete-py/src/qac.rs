@@ -19,6 +19,55 @@ use crate::persist;
 use crate::text::{extract_texts, TfidfOptions};
 use crate::xr::{train_params, tree_spec, ProgressCounter};
 
+/// The distinct queries of a fit, numbered in order of first use: the query table of
+/// `Completer.fit`, held here rather than as a Python dict (at ten million queries, the dict,
+/// its strings and an int per query took about 3 GB of the fit's peak). `CompleterModel.fit`
+/// takes the queries out of it (it is empty after).
+#[pyclass(module = "xrcomplete._core")]
+#[derive(Debug, Default)]
+pub struct QueryIds {
+    ids: std::collections::HashMap<Box<str>, u32>,
+}
+
+#[pymethods]
+impl QueryIds {
+    #[new]
+    fn new() -> Self {
+        QueryIds::default()
+    }
+
+    fn __len__(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The id of `query` (as given), numbered next if it is new.
+    fn id_of(&mut self, query: &str) -> PyResult<u32> {
+        if let Some(&id) = self.ids.get(query) {
+            return Ok(id);
+        }
+        let id = u32::try_from(self.ids.len())
+            .map_err(|_| PyValueError::new_err("more than 2^32 distinct queries"))?;
+        self.ids.insert(query.into(), id);
+        Ok(id)
+    }
+
+    /// The id of `query`, or None when it has none.
+    fn get(&self, query: &str) -> Option<u32> {
+        self.ids.get(query).copied()
+    }
+}
+
+impl QueryIds {
+    /// The queries in id order, taken out (the table is empty after).
+    fn take(&mut self) -> Vec<String> {
+        let mut queries = vec![String::new(); self.ids.len()];
+        for (query, id) in std::mem::take(&mut self.ids) {
+            queries[id as usize] = query.into_string();
+        }
+        queries
+    }
+}
+
 /// Trains the subtrees of a fit by calling a Python function (`list[bytes]` of jobs ->
 /// `list[bytes]` of answers, in order): the distributed engine's entry into the core's fit.
 #[derive(Debug)]
@@ -188,7 +237,8 @@ fn suggestions(found: Vec<(String, f32, Origin)>, prefix: &str) -> Vec<Suggestio
 
 #[pymethods]
 impl CompleterModel {
-    /// Trains on a log: `queries` (distinct, normalised) searched `counts` times, and the
+    /// Trains on a log: `queries` (distinct, normalised; a list, or a `QueryIds` whose queries
+    /// are taken out rather than copied) searched `counts` times, and the
     /// (previous, next) pairs as indices into `queries` (`prev_ids` -1 for a session's first
     /// query), with their `times` (or None: the pairs are in time order).
     #[staticmethod]
@@ -340,7 +390,10 @@ impl CompleterModel {
             }),
             ..params
         };
-        let queries = extract_texts(queries, "queries")?;
+        let queries = match queries.cast::<QueryIds>() {
+            Ok(table) => table.borrow_mut().take(),
+            Err(_) => extract_texts(queries, "queries")?,
+        };
         let (prev_ids, next_ids) = (prev_ids.as_slice()?, next_ids.as_slice()?);
         if prev_ids.len() != next_ids.len() {
             return Err(PyValueError::new_err(format!(

@@ -395,7 +395,7 @@ pub(crate) fn train_levels(
         // and the doubling's slack (more than the weights, for the small nodes of the lower
         // levels), and the lowest level of a large log has millions of nodes.
         let mut level = LevelWeights::empty();
-        for chunk in jobs.chunks(JOB_CHUNK) {
+        for chunk in jobs.chunks(job_chunk()) {
             let blocks: Vec<Vec<Column>> = chunk
                 .par_iter()
                 .map(|&(p, first, width)| {
@@ -427,6 +427,20 @@ pub(crate) fn train_levels(
 
 /// Jobs (blocks of sibling nodes) trained before their columns are packed into their level.
 const JOB_CHUNK: usize = 4096;
+
+#[cfg(test)]
+thread_local! {
+    /// [`JOB_CHUNK`] for the fits this thread runs: a test sets it (the chunks are cut on the
+    /// thread that calls the fit).
+    static JOB_CHUNK_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(JOB_CHUNK) };
+}
+
+fn job_chunk() -> usize {
+    #[cfg(test)]
+    return JOB_CHUNK_HERE.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    JOB_CHUNK
+}
 
 /// One [`BlockSolver`] per thread of the pool, made on the thread's first job and kept for the
 /// fit (its dense weights are as long as the features).
@@ -742,6 +756,32 @@ mod tests {
             .predict_one(&[7], &[1.0], &params, Some((5, 5)), &mut scratch)
             .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_jobs_chunks_do_not_change_the_model() {
+        let (x, y) = identity_problem(50, 2);
+        let ranges: Vec<(u32, u32)> = (0..x.n_rows())
+            .map(|r| {
+                let label = y.row(r).0[0];
+                (label.saturating_sub(3), (label + 3).min(50))
+            })
+            .collect();
+        let tree = kmeans_tree(&x, &y, 4);
+        let fit_in = |chunk: usize, ranges: Option<&[(u32, u32)]>| {
+            JOB_CHUNK_HERE.with(|c| c.set(chunk));
+            let p = TrainParams::default();
+            let model = train_with(&x, &y, tree.clone(), &p, &Progress::default(), None, ranges);
+            JOB_CHUNK_HERE.with(|c| c.set(JOB_CHUNK));
+            model.unwrap()
+        };
+        for ranges in [None, Some(&ranges[..])] {
+            let whole = fit_in(JOB_CHUNK, ranges);
+            assert!(whole.nnz() > 0);
+            for chunk in [1, 2, 3] {
+                assert_eq!(fit_in(chunk, ranges), whole, "chunks of {chunk} jobs");
+            }
+        }
     }
 
     #[test]
