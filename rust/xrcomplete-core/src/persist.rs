@@ -43,8 +43,13 @@ pub trait Persist: Sized {
     /// What the files of this type hold.
     const KIND: Kind;
 
+    /// The object's model file, its arrays borrowed until it is written.
+    fn writer(&self) -> Writer<'_>;
+
     /// The object as the bytes of a model file.
-    fn to_bytes(&self) -> Vec<u8>;
+    fn to_bytes(&self) -> Vec<u8> {
+        self.writer().finish()
+    }
 
     /// Builds the object from a checked file, its arrays borrowed from the file's buffer.
     fn from_reader(r: &Reader) -> Result<Self>;
@@ -60,8 +65,9 @@ pub trait Persist: Sized {
     }
 
     /// Saves to `path` atomically (see [`write_atomic`]).
+    /// The file is streamed to disk from the object's arrays: saving does not hold a copy of it.
     fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.to_bytes())
+        write_atomic_with(path, |f| self.writer().write_to(f))
     }
 
     /// Loads from `path`, reading the file into memory.
@@ -410,14 +416,31 @@ impl<T: Pod> Array<T> {
     }
 }
 
-/// Assembles a file from named sections.
+/// Assembles a file from named sections. A section either owns its bytes or borrows them
+/// from the object being saved (its arrays), and a part saved as a file of its own is kept as
+/// its writer: [`Writer::write_to`] streams the file without ever holding it whole.
 #[derive(Debug)]
-pub struct Writer {
+pub struct Writer<'a> {
     kind: Kind,
-    sections: Vec<([u8; 8], Vec<u8>)>,
+    sections: Vec<([u8; 8], Section<'a>)>,
 }
 
-impl Writer {
+#[derive(Debug)]
+enum Section<'a> {
+    Bytes(std::borrow::Cow<'a, [u8]>),
+    File(Writer<'a>),
+}
+
+impl Section<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Section::Bytes(b) => b.len(),
+            Section::File(w) => w.len(),
+        }
+    }
+}
+
+impl<'a> Writer<'a> {
     /// A file of `kind` with no section yet.
     pub fn new(kind: Kind) -> Self {
         Writer {
@@ -426,19 +449,33 @@ impl Writer {
         }
     }
 
-    /// Adds a section of raw bytes. Names are at most 8 bytes.
-    pub fn bytes(&mut self, name: &str, data: Vec<u8>) -> &mut Self {
+    fn push(&mut self, name: &str, section: Section<'a>) -> &mut Self {
         assert!(name.len() <= 8, "section names have at most 8 bytes");
         let mut tag = [0u8; 8];
         tag[..name.len()].copy_from_slice(name.as_bytes());
-        self.sections.push((tag, data));
+        self.sections.push((tag, section));
         self
     }
 
+    /// Adds a section of raw bytes. Names are at most 8 bytes.
+    pub fn bytes(&mut self, name: &str, data: Vec<u8>) -> &mut Self {
+        self.push(name, Section::Bytes(data.into()))
+    }
+
     /// Adds an array in its in-memory layout (little-endian), to be read back by
-    /// [`Reader::array`].
-    pub fn array<T: Pod>(&mut self, name: &str, values: &[T]) -> &mut Self {
+    /// [`Reader::array`]; borrowed until the file is written.
+    pub fn array<T: Pod>(&mut self, name: &str, values: &'a [T]) -> &mut Self {
+        self.push(name, Section::Bytes(bytemuck::cast_slice(values).into()))
+    }
+
+    /// [`Writer::array`] of values that do not outlive the writer (copied).
+    pub fn array_copy<T: Pod>(&mut self, name: &str, values: &[T]) -> &mut Self {
         self.bytes(name, bytemuck::cast_slice(values).to_vec())
+    }
+
+    /// Adds a section that is a complete file of its own (a part's [`Persist::writer`]).
+    pub fn file(&mut self, name: &str, file: Writer<'a>) -> &mut Self {
+        self.push(name, Section::File(file))
     }
 
     /// Adds a section of u64 values.
@@ -447,38 +484,70 @@ impl Writer {
         self.bytes(name, data)
     }
 
+    /// Length of the file in bytes.
+    pub fn len(&self) -> usize {
+        let table_end = HEADER + ENTRY * self.sections.len();
+        let body = self
+            .sections
+            .iter()
+            .fold(table_end, |at, (_, s)| at.next_multiple_of(ALIGN) + s.len());
+        body + TRAILER
+    }
+
+    /// Always false: a file has at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Hands the file's bytes to `sink` in order, the checksum last.
+    fn emit(&self, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+        let mut crc = crc32fast::Hasher::new();
+        let mut put = |bytes: &[u8]| {
+            crc.update(bytes);
+            sink(bytes)
+        };
+        put(MAGIC)?;
+        put(&FORMAT_VERSION.to_le_bytes())?;
+        put(&(self.kind as u32).to_le_bytes())?;
+        put(&(self.sections.len() as u32).to_le_bytes())?;
+        put(&0u32.to_le_bytes())?;
+        let mut offset = HEADER + ENTRY * self.sections.len();
+        for (name, section) in &self.sections {
+            offset = offset.next_multiple_of(ALIGN);
+            put(name)?;
+            put(&(offset as u64).to_le_bytes())?;
+            put(&(section.len() as u64).to_le_bytes())?;
+            offset += section.len();
+        }
+        let mut at = HEADER + ENTRY * self.sections.len();
+        for (_, section) in &self.sections {
+            let padded = at.next_multiple_of(ALIGN);
+            put(&[0u8; ALIGN][..padded - at])?;
+            match section {
+                Section::Bytes(b) => put(b)?,
+                Section::File(w) => w.emit(&mut put)?,
+            }
+            at = padded + section.len();
+        }
+        sink(&crc.finalize().to_le_bytes())
+    }
+
     /// The bytes of the file.
     pub fn finish(&self) -> Vec<u8> {
-        let table_end = HEADER + ENTRY * self.sections.len();
-        let mut out = Vec::with_capacity(
-            table_end
-                + self
-                    .sections
-                    .iter()
-                    .map(|s| s.1.len() + ALIGN)
-                    .sum::<usize>()
-                + TRAILER,
-        );
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(self.kind as u32).to_le_bytes());
-        out.extend_from_slice(&(self.sections.len() as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        let mut offset = table_end;
-        for (name, data) in &self.sections {
-            offset = offset.next_multiple_of(ALIGN);
-            out.extend_from_slice(name);
-            out.extend_from_slice(&(offset as u64).to_le_bytes());
-            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-            offset += data.len();
-        }
-        for (_, data) in &self.sections {
-            out.resize(out.len().next_multiple_of(ALIGN), 0);
-            out.extend_from_slice(data);
-        }
-        let crc = checksum(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        let mut out = Vec::with_capacity(self.len());
+        self.emit(&mut |bytes| {
+            out.extend_from_slice(bytes);
+            Ok(())
+        })
+        .expect("writing to memory does not fail");
         out
+    }
+
+    /// Writes the file to `out`, section by section (nothing is assembled in memory).
+    pub fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+        self.emit(&mut |bytes| out.write_all(bytes))?;
+        out.flush()
     }
 }
 
@@ -700,6 +769,14 @@ impl<'a> Fields<'a> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
 /// then renamed over `path`. A crash mid-save never leaves a half-written file at `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` writes to the temporary file.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let io = |e: std::io::Error| io_err(path, &e);
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -715,7 +792,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -745,6 +822,53 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xrc-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    proptest::proptest! {
+        /// A file streamed section by section is, byte for byte, the file assembled in memory
+        /// with every part copied in (as files were built before): owned, borrowed and nested
+        /// sections of any length, padding included; and it reads back.
+        #[test]
+        fn a_streamed_file_is_the_assembled_file(
+            sections in proptest::collection::vec(
+                (0u8..3, proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+                0..6,
+            ),
+        ) {
+            let nested = |data: &[u8]| {
+                let mut inner = Writer::new(Kind::Trie);
+                inner.bytes("x", data.to_vec()).u64s("n", [data.len() as u64]);
+                inner
+            };
+            let (mut streamed, mut assembled) =
+                (Writer::new(Kind::Completer), Writer::new(Kind::Completer));
+            for (i, (how, data)) in sections.iter().enumerate() {
+                let name = format!("s{i}");
+                match how {
+                    0 => streamed.bytes(&name, data.clone()),
+                    1 => streamed.array(&name, &data[..]),
+                    _ => streamed.file(&name, nested(data)),
+                };
+                let copy = if *how == 2 { nested(data).finish() } else { data.clone() };
+                assembled.bytes(&name, copy);
+            }
+            let want = assembled.finish();
+            proptest::prop_assert_eq!(streamed.len(), want.len());
+            proptest::prop_assert_eq!(&streamed.finish(), &want);
+            let mut out = Vec::new();
+            streamed.write_to(&mut out).unwrap();
+            proptest::prop_assert_eq!(&out, &want);
+            let r = open(&out, Kind::Completer).unwrap();
+            for (i, (how, data)) in sections.iter().enumerate() {
+                let section = r.bytes(&format!("s{i}")).unwrap();
+                if *how == 2 {
+                    let inner = open(section, Kind::Trie).unwrap();
+                    proptest::prop_assert_eq!(inner.bytes("x").unwrap(), &data[..]);
+                } else {
+                    proptest::prop_assert_eq!(section, &data[..]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl CsrArrays {
     }
 
     /// Sections `{name}.p`, `{name}.i`, `{name}.v` (`name` at most 6 bytes).
-    pub(crate) fn write(&self, w: &mut Writer, name: &str) {
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>, name: &str) {
         w.array(&format!("{name}.p"), &self.indptr)
             .array(&format!("{name}.i"), &self.indices)
             .array(&format!("{name}.v"), &self.data);
@@ -145,6 +145,43 @@ pub struct CsrMatrix {
     pub indices: Vec<u32>,
     /// Values, aligned with `indices`.
     pub data: Vec<f32>,
+}
+
+/// Rows of a sparse matrix read one at a time: a [`CsrMatrix`], or rows stored in parts that
+/// many rows share ([`crate::text::FactoredRows`]). What training reads its instances through.
+pub trait SparseRows: Sync {
+    /// Number of rows.
+    fn n_rows(&self) -> usize;
+
+    /// Number of columns.
+    fn n_cols(&self) -> usize;
+
+    /// Row `r` as `(sorted column ids, values)`: borrowed from `self`, or written into `buf`
+    /// when the row is not stored whole.
+    fn row_in<'a>(&'a self, r: usize, buf: &'a mut RowBuf) -> (&'a [u32], &'a [f32]);
+}
+
+/// Where [`SparseRows::row_in`] writes a row that is not stored whole.
+#[derive(Debug, Clone, Default)]
+pub struct RowBuf {
+    /// Column ids.
+    pub cols: Vec<u32>,
+    /// Values.
+    pub vals: Vec<f32>,
+}
+
+impl SparseRows for CsrMatrix {
+    fn n_rows(&self) -> usize {
+        CsrMatrix::n_rows(self)
+    }
+
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    fn row_in<'a>(&'a self, r: usize, _: &'a mut RowBuf) -> (&'a [u32], &'a [f32]) {
+        self.row(r)
+    }
 }
 
 impl CsrMatrix {
@@ -199,6 +236,15 @@ impl CsrMatrix {
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.indptr.len() - 1
+    }
+
+    /// The sections of [`CsrArrays::write`] (the pointers copied as u64s), read back by
+    /// [`CsrArrays::read`].
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>, name: &str) {
+        let indptr: Vec<u64> = self.indptr.iter().map(|&p| p as u64).collect();
+        w.array_copy(&format!("{name}.p"), &indptr)
+            .array(&format!("{name}.i"), &self.indices)
+            .array(&format!("{name}.v"), &self.data);
     }
 
     /// Number of stored values.

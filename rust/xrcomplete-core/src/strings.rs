@@ -74,9 +74,15 @@ impl Strings {
     }
 
     /// Adds the two sections `{name}` (bytes) and `{name}.o` (offsets); `name` has at most 6 bytes.
-    pub(crate) fn write(&self, w: &mut Writer, name: &str) {
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>, name: &str) {
         w.array(name, &self.bytes)
             .array(&format!("{name}.o"), &self.offsets);
+    }
+
+    /// [`Strings::write`] of strings that do not outlive the writer (copied).
+    pub(crate) fn write_copy(&self, w: &mut Writer<'_>, name: &str) {
+        w.array_copy(name, &self.bytes)
+            .array_copy(&format!("{name}.o"), &self.offsets);
     }
 
     /// Reads the sections written by [`Strings::write`], checking them.

@@ -73,7 +73,7 @@ impl RangeTopK {
     }
 
     /// Writes the weights and the table as sections `{name}.w` and `{name}.t`.
-    pub(crate) fn write(&self, w: &mut Writer, name: &str) {
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>, name: &str) {
         w.array(&format!("{name}.w"), &self.weights)
             .array(&format!("{name}.t"), &self.table);
     }

@@ -583,12 +583,12 @@ impl Persist for Trie {
     const KIND: Kind = Kind::Trie;
 
     /// The trie in the [`persist`](crate::persist) format: keys, weights, top-k table, nodes.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut w = Writer::new(Kind::Trie);
         self.keys.write(&mut w, "keys");
         self.weights.write(&mut w, "top");
         w.array("nodes", &self.nodes);
-        w.finish()
+        w
     }
 
     /// Reads a trie written by [`Trie::to_bytes`], its arrays used in place. Checks the keys
@@ -854,9 +854,13 @@ pub(crate) mod tests {
         // Files that pass the envelope checks but hold unsorted keys, or nodes that would walk
         // out of bounds.
         let file = |keys: &[&str], nodes: &[Node]| {
+            let (strings, top) = (
+                Strings::new(keys).unwrap(),
+                RangeTopK::new(vec![1.0; keys.len()]),
+            );
             let mut w = Writer::new(Kind::Trie);
-            Strings::new(keys).unwrap().write(&mut w, "keys");
-            RangeTopK::new(vec![1.0; keys.len()]).write(&mut w, "top");
+            strings.write(&mut w, "keys");
+            top.write(&mut w, "top");
             w.array("nodes", nodes);
             Trie::from_bytes(&w.finish())
         };

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::LabelTree;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
-use crate::sparse::CsrMatrix;
+use crate::sparse::{CsrMatrix, RowBuf, SparseRows};
 
 /// Options of [`build`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl Default for KMeansParams {
 
 /// PIFA label embeddings: row `j` is the l2-normalised sum of the rows of `x` whose row of `y`
 /// holds label `j` (a label without positives gets an empty row). Parallel over labels.
-pub fn pifa(x: &CsrMatrix, y: &CsrMatrix) -> Result<CsrMatrix> {
+pub fn pifa(x: &dyn SparseRows, y: &CsrMatrix) -> Result<CsrMatrix> {
     if x.n_rows() != y.n_rows() {
         return Err(Error::InvalidInput(format!(
             "X has {} rows but Y has {}",
@@ -52,10 +52,10 @@ pub fn pifa(x: &CsrMatrix, y: &CsrMatrix) -> Result<CsrMatrix> {
     let rows: Vec<(Vec<u32>, Vec<f32>)> = labels
         .par_iter()
         .map_init(
-            || (vec![0f64; x.n_cols], Vec::<u32>::new()),
-            |(dense, touched), &j| {
+            || (vec![0f64; x.n_cols()], Vec::<u32>::new(), RowBuf::default()),
+            |(dense, touched, buf), &j| {
                 for &i in yt.row(j).0 {
-                    let (cols, vals) = x.row(i as usize);
+                    let (cols, vals) = x.row_in(i as usize, buf);
                     for (&c, &v) in cols.iter().zip(vals) {
                         if dense[c as usize] == 0.0 {
                             touched.push(c);
@@ -84,7 +84,7 @@ pub fn pifa(x: &CsrMatrix, y: &CsrMatrix) -> Result<CsrMatrix> {
             },
         )
         .collect();
-    Ok(CsrMatrix::from_rows(x.n_cols, rows))
+    Ok(CsrMatrix::from_rows(x.n_cols(), rows))
 }
 
 /// Builds the tree over the labels whose embeddings are the rows of `embeddings`.

@@ -14,7 +14,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::persist::{format_err, Array, Reader, Writer};
-use crate::sparse::CsrMatrix;
+use crate::sparse::{CsrMatrix, SparseRows};
 
 /// Checks the child pointers of a tree with `n_leaves` leaves: one level at least, each level
 /// one pointer per parent plus one, from 0, strictly rising (every node has a child), the last
@@ -84,7 +84,7 @@ impl TreeSpec {
 pub fn build<S: AsRef<str> + Send + Sync>(
     spec: &TreeSpec,
     labels: &[S],
-    x: &CsrMatrix,
+    x: &dyn SparseRows,
     y: &CsrMatrix,
 ) -> Result<LabelTree> {
     if !matches!(spec, TreeSpec::KMeans(_)) && labels.len() != y.n_cols {
@@ -152,7 +152,7 @@ impl LabelTree {
 
     /// Sections `tree{l}` per level, `leaves` and `leafof` (none where every leaf holds the
     /// label of its own number, as in a trie's tree over sorted labels).
-    pub(crate) fn write(&self, w: &mut Writer) {
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>) {
         for (l, ptr) in self.child_ptr.iter().enumerate() {
             w.array(&format!("tree{l}"), ptr);
         }

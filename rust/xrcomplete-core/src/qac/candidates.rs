@@ -537,12 +537,12 @@ impl Sources {
     }
 
     /// Writes the parts as sections of `w`.
-    pub fn write(&self, w: &mut Writer) {
-        w.bytes("features", self.features.to_bytes())
-            .bytes("model", self.model.to_bytes())
-            .bytes("queries", self.queries.to_bytes())
-            .bytes("trans", self.transitions.to_bytes())
-            .bytes("lm", self.lm.to_bytes());
+    pub fn write<'a>(&'a self, w: &mut Writer<'a>) {
+        w.file("features", self.features.writer())
+            .file("model", self.model.writer())
+            .file("queries", self.queries.writer())
+            .file("trans", self.transitions.writer())
+            .file("lm", self.lm.writer());
     }
 
     /// Reads the parts written by [`Sources::write`], each checked, in parallel.

@@ -251,7 +251,7 @@ impl NgramRows {
             + self.by_count.nbytes()
     }
 
-    fn write(&self, w: &mut Writer, order: &str) {
+    fn write<'a>(&'a self, w: &mut Writer<'a>, order: &str) {
         w.array(&format!("{order}sta"), &self.starts)
             .array(&format!("{order}ctx"), &self.contexts)
             .array(&format!("{order}tot"), &self.totals)
@@ -1291,7 +1291,7 @@ impl Persist for QueryLm {
 
     /// Sections: the words (a trie file), the counts of `</s>`, the discount, then each order's
     /// rows.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut fields = Vec::new();
         for v in [
             self.end_continuation,
@@ -1301,13 +1301,12 @@ impl Persist for QueryLm {
             fields.extend_from_slice(&v.to_bits().to_le_bytes());
         }
         let mut w = Writer::new(Kind::QueryLm);
-        w.bytes("words", self.words.to_bytes())
-            .bytes("fields", fields);
+        w.file("words", self.words.writer()).bytes("fields", fields);
         self.bigrams.write(&mut w, "b");
         self.trigrams.write(&mut w, "t");
         self.shape.write(&mut w, "cs");
         self.word_ids.write(&mut w, WORD_TABLE);
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {

@@ -43,7 +43,7 @@ use crate::rank::{
     AdditiveRanker, BoostedTrees, RankLists, Ranker, RankerTrainParams, TreeTrainParams,
 };
 use crate::rng::SplitMix64;
-use crate::sparse::CsrMatrix;
+use crate::sparse::{CsrMatrix, SparseRows};
 use crate::strings::Strings;
 use crate::text::{is_py_space, FeatureConcat, TfidfConfig};
 use crate::xr::{self, Progress, Stage, TrainParams, XrLinear};
@@ -626,7 +626,8 @@ impl Completer {
             &[params.prev.clone(), params.prefix.clone()],
             &[&prevs, &prefixes],
         )?;
-        let x = features.transform(&[&prevs, &prefixes])?;
+        // In parts: a prefix or a previous query is vectorised once however many rows have it.
+        let x = features.transform_factored(&[&prevs, &prefixes])?;
         drop((prevs, prefixes));
         let y = CsrMatrix::from_rows(
             labels.len(),
@@ -635,6 +636,7 @@ impl Completer {
         let label_keys: Vec<&str> = labels.keys().collect();
         progress.set_stage(Stage::Clustering);
         let tree = index::build(&params.tree, &label_keys, &x, &y)?;
+        drop(label_keys);
         let trained = xr::train_levels_with(
             &x,
             &y,
@@ -646,7 +648,7 @@ impl Completer {
         )?;
         // The rows are done with: freed before the model is assembled and the language model
         // counted (the peak of a fit is here).
-        let n_features = x.n_cols;
+        let n_features = x.n_cols();
         drop((x, y, ranges));
         let model = trained.model(n_features, &params.train)?;
         // Each node's weights, freed as the model was assembled.
@@ -1355,7 +1357,7 @@ impl Persist for Completer {
 
     /// Sections: the ranking defaults, each part as a complete file of its own kind, the
     /// ranker.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let r = &self.rank;
         let mut fields = Vec::new();
         for v in [
@@ -1395,9 +1397,9 @@ impl Persist for Completer {
             // At most MAX_TERMS of MAX_TERM_BYTES: within the 4 GiB of string offsets.
             Strings::new(blocklist.terms())
                 .expect("blocked terms are bounded")
-                .write(&mut w, "block");
+                .write_copy(&mut w, "block");
         }
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {

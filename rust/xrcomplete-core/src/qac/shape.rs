@@ -132,7 +132,7 @@ impl CharShape {
     }
 
     /// Writes its sections, named from `prefix`.
-    pub(crate) fn write(&self, w: &mut Writer, prefix: &str) {
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>, prefix: &str) {
         w.array(&format!("{prefix}keys"), &self.keys)
             .array(&format!("{prefix}counts"), &self.counts);
     }

@@ -177,13 +177,13 @@ impl Persist for Transitions {
     const KIND: Kind = Kind::Transitions;
 
     /// Sections: the previous queries (a trie file), row pointers, labels, counts.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut w = Writer::new(Kind::Transitions);
-        w.bytes("prevs", self.prevs.to_bytes())
+        w.file("prevs", self.prevs.writer())
             .array("ptr", &self.ptr)
             .array("next", &self.next)
             .array("count", &self.count);
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {

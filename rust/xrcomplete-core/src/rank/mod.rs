@@ -85,10 +85,10 @@ impl Ranker {
 
     /// The ranker as a nested file (its kind says which) in section `additive` or `trees` of
     /// `w`.
-    pub fn write(&self, w: &mut Writer, additive: &str, trees: &str) {
+    pub fn write<'a>(&'a self, w: &mut Writer<'a>, additive: &str, trees: &str) {
         match self {
-            Ranker::Additive(r) => w.bytes(additive, r.to_bytes()),
-            Ranker::Trees(r) => w.bytes(trees, r.to_bytes()),
+            Ranker::Additive(r) => w.file(additive, r.writer()),
+            Ranker::Trees(r) => w.file(trees, r.writer()),
         };
     }
 
@@ -611,7 +611,7 @@ impl Persist for AdditiveRanker {
     const KIND: Kind = Kind::AdditiveRanker;
 
     /// Sections: the sizes, then the mean, scale, bin edges, weights and offsets.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut w = Writer::new(Kind::AdditiveRanker);
         w.u64s(
             "sizes",
@@ -626,7 +626,7 @@ impl Persist for AdditiveRanker {
         .array("edges", &self.edges)
         .array("weights", &self.weights)
         .array("offsets", &self.offsets);
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {

@@ -935,7 +935,7 @@ impl Persist for BoostedTrees {
 
     /// Sections: the sizes, then the roots, and per node its input, threshold and links, then
     /// the leaf values.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut w = Writer::new(Kind::BoostedTrees);
         w.u64s("sizes", [self.n_features as u64, self.n_segments as u64])
             .array("roots", &self.roots)
@@ -944,7 +944,7 @@ impl Persist for BoostedTrees {
             .array("left", &self.left)
             .array("right", &self.right)
             .array("leaf", &self.leaf);
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {

@@ -181,7 +181,7 @@ impl Bm25 {
     }
 
     /// Sections `bm25`, `bm25w`(`.o`), `bm25p`(`.p/.i/.v`) and `bm25l`.
-    pub(crate) fn write(&self, w: &mut Writer) {
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>) {
         let mut fields = Vec::new();
         for v in [self.params.k1, self.params.b] {
             fields.extend_from_slice(&f64::from(v).to_bits().to_le_bytes());

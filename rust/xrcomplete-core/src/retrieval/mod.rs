@@ -909,7 +909,7 @@ impl Persist for ProductRetriever {
     /// Sections: the candidate options and flags, the features, the model and the ranker
     /// (complete files of their own), the product ids, the title index, the BM25 index, the
     /// product statistics.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let r = &self.rank;
         let mut fields = Vec::new();
         for v in [
@@ -923,9 +923,9 @@ impl Persist for ProductRetriever {
         }
         let mut w = Writer::new(Kind::ProductRetriever);
         w.bytes("rank2", fields)
-            .bytes("features", self.features.to_bytes())
-            .bytes("model", self.model.to_bytes())
-            .bytes("ranker", self.ranker.to_bytes());
+            .file("features", self.features.writer())
+            .file("model", self.model.writer())
+            .file("ranker", self.ranker.writer());
         self.products.write(&mut w, "ids");
         if self.integer_ids {
             w.u64s("int_ids", [1]);
@@ -934,7 +934,7 @@ impl Persist for ProductRetriever {
         self.title_rows.write(&mut w, "tr");
         self.bm25.write(&mut w);
         w.array("stats", &self.stats);
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {

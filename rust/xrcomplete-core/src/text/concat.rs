@@ -5,7 +5,10 @@ use std::ops::Range;
 use super::tfidf::{rows_in_parallel, Norm, RowScratch, TfidfConfig, TfidfVectorizer};
 use crate::error::{Error, Result};
 use crate::persist::{Kind, Persist, Reader, Writer};
-use crate::sparse::CsrMatrix;
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::sparse::{CsrMatrix, RowBuf, SparseRows};
 
 /// Blocks of features in one row, as PECOS builds its QAC input: e.g. the previous query's
 /// word TF-IDF, then the prefix's prefix-weighted char TF-IDF. Each block is normalised as its
@@ -115,6 +118,78 @@ impl FeatureConcat {
 
     /// Vectorises rows given as one column of texts per block (all columns equally long).
     pub fn transform<S: AsRef<str> + Sync>(&self, columns: &[&[S]]) -> Result<CsrMatrix> {
+        let n_rows = self.check_columns(columns)?;
+        let fill = |scratch: &mut ConcatScratch, rows: Range<usize>, m: &mut CsrMatrix| {
+            for r in rows {
+                self.fill_row(|b| columns[b][r].as_ref(), scratch);
+                m.push_row(&scratch.columns, &scratch.values);
+            }
+        };
+        Ok(rows_in_parallel(
+            self.n_features(),
+            n_rows,
+            ConcatScratch::default,
+            fill,
+        ))
+    }
+
+    /// The rows of [`FeatureConcat::transform`], stored in parts: each block's distinct texts
+    /// vectorised once, and per row which of them it joins and what it is divided by. The rows
+    /// read back are the same to the bit; where texts repeat (the prefixes of a log's queries,
+    /// the previous queries) they take a fraction of the memory.
+    pub fn transform_factored<S: AsRef<str> + Sync>(
+        &self,
+        columns: &[&[S]],
+    ) -> Result<FactoredRows> {
+        let n_rows = self.check_columns(columns)?;
+        if n_rows > u32::MAX as usize {
+            return Err(Error::TooLarge {
+                what: "number of rows",
+                got: n_rows as u64,
+                limit: u32::MAX as u64,
+            });
+        }
+        let n_blocks = self.blocks.len();
+        let mut parts = vec![0u32; n_rows * n_blocks];
+        let mut blocks = Vec::with_capacity(n_blocks);
+        for (b, (vectorizer, column)) in self.blocks.iter().zip(columns).enumerate() {
+            let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+            let mut distinct: Vec<&str> = Vec::new();
+            for (r, text) in column.iter().enumerate() {
+                let text = text.as_ref();
+                parts[r * n_blocks + b] = *ids.entry(text).or_insert_with(|| {
+                    distinct.push(text);
+                    (distinct.len() - 1) as u32
+                });
+            }
+            drop(ids);
+            let mut m = vectorizer.transform(&distinct);
+            let offset = self.offsets[b] as u32;
+            m.indices.iter_mut().for_each(|c| *c += offset);
+            m.n_cols = self.n_features();
+            blocks.push(m);
+        }
+        // Summed in the order of the joined row, as `fill_row` sums it.
+        let divisors = (0..n_rows)
+            .into_par_iter()
+            .map(|r| {
+                let values = blocks.iter().enumerate().flat_map(|(b, m)| {
+                    let (_, vals) = m.row(parts[r * n_blocks + b] as usize);
+                    vals.iter().map(|&v| f64::from(v))
+                });
+                self.norm.divisor(values).unwrap_or(0.0)
+            })
+            .collect();
+        Ok(FactoredRows {
+            n_cols: self.n_features(),
+            blocks,
+            parts,
+            divisors,
+        })
+    }
+
+    /// The number of rows of `columns`, one column of texts per block, all equally long.
+    fn check_columns<S>(&self, columns: &[&[S]]) -> Result<usize> {
         if columns.len() != self.blocks.len() {
             return Err(Error::InvalidInput(format!(
                 "expected {} columns of texts (one per block), got {}",
@@ -129,18 +204,7 @@ impl FeatureConcat {
                 columns[bad].len()
             )));
         }
-        let fill = |scratch: &mut ConcatScratch, rows: Range<usize>, m: &mut CsrMatrix| {
-            for r in rows {
-                self.fill_row(|b| columns[b][r].as_ref(), scratch);
-                m.push_row(&scratch.columns, &scratch.values);
-            }
-        };
-        Ok(rows_in_parallel(
-            self.n_features(),
-            n_rows,
-            ConcatScratch::default,
-            fill,
-        ))
+        Ok(n_rows)
     }
 
     /// Vectorises one row (`texts[b]` for block `b`) into `out`: sorted columns, values.
@@ -185,19 +249,68 @@ impl FeatureConcat {
     }
 }
 
+/// Rows of a [`FeatureConcat`] in parts ([`FeatureConcat::transform_factored`]): row `r` is
+/// the rows of its blocks' texts side by side, each value divided by the row's divisor in f64
+/// and then rounded to f32, as [`FeatureConcat::transform`] computes it.
+#[derive(Debug, Clone)]
+pub struct FactoredRows {
+    n_cols: usize,
+    /// Per block, the rows of its distinct texts, columns already placed in the joined row.
+    blocks: Vec<CsrMatrix>,
+    /// Row `r`'s text in block `b`: `parts[r * blocks.len() + b]`.
+    parts: Vec<u32>,
+    /// Per row, what its values are divided by (0: they are kept as they are).
+    divisors: Vec<f64>,
+}
+
+impl FactoredRows {
+    /// Number of values stored (the distinct texts' rows), against the joined rows' total.
+    pub fn nnz(&self) -> usize {
+        self.blocks.iter().map(CsrMatrix::nnz).sum()
+    }
+}
+
+impl SparseRows for FactoredRows {
+    fn n_rows(&self) -> usize {
+        self.divisors.len()
+    }
+
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    fn row_in<'a>(&'a self, r: usize, buf: &'a mut RowBuf) -> (&'a [u32], &'a [f32]) {
+        buf.cols.clear();
+        buf.vals.clear();
+        let divisor = self.divisors[r];
+        let parts = &self.parts[r * self.blocks.len()..(r + 1) * self.blocks.len()];
+        for (m, &part) in self.blocks.iter().zip(parts) {
+            let (cols, vals) = m.row(part as usize);
+            buf.cols.extend_from_slice(cols);
+            if divisor > 0.0 {
+                buf.vals
+                    .extend(vals.iter().map(|&v| (f64::from(v) / divisor) as f32));
+            } else {
+                buf.vals.extend_from_slice(vals);
+            }
+        }
+        (&buf.cols, &buf.vals)
+    }
+}
+
 impl Persist for FeatureConcat {
     const KIND: Kind = Kind::FeatureConcat;
 
     /// The concatenation in the [`crate::persist`] format: its norm, then each block as a
     /// complete vectorizer file of its own.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut w = Writer::new(Kind::FeatureConcat);
         w.u64s("norm", [u64::from(self.norm.code())])
             .u64s("blocks", [self.blocks.len() as u64]);
         for (i, b) in self.blocks.iter().enumerate() {
-            w.bytes(&format!("block{i}"), b.to_bytes());
+            w.file(&format!("block{i}"), b.writer());
         }
-        w.finish()
+        w
     }
 
     /// Reads what [`FeatureConcat::to_bytes`] wrote.
@@ -329,5 +442,75 @@ mod tests {
             )
             .is_err());
         assert!(FeatureConcat::new(vec![], Norm::L2).is_err());
+    }
+
+    fn word_block(docs: &[&str]) -> Arc<TfidfVectorizer> {
+        let config = TfidfConfig {
+            analyzer: crate::text::AnalyzerConfig {
+                analyzer: crate::text::Analyzer::Word,
+                ngram_range: (1, 2),
+                ..crate::text::AnalyzerConfig::default()
+            },
+            ..TfidfConfig::default()
+        };
+        Arc::new(TfidfVectorizer::fit(config, docs).unwrap())
+    }
+
+    proptest::proptest! {
+        /// The factored rows read back as `transform`'s rows to the bit, whatever the norm,
+        /// the repeats, and the texts with no feature (blank, or unseen words).
+        #[test]
+        fn factored_rows_are_the_rows_to_the_bit(
+            rows in proptest::collection::vec((0usize..6, 0usize..9), 1..40),
+            norm in 0usize..3,
+        ) {
+            let words = ["", "cheap flights", "flights to paris", "paris", "hotels paris cheap",
+                "zzz unseen", "cheap", "cheap cheap hotels", "to"];
+            let prev = word_block(&words[1..5]);
+            let next = Arc::new(TfidfVectorizer::fit(TfidfConfig::default(), &words[2..]).unwrap());
+            let norm = [Norm::L2, Norm::L1, Norm::None][norm];
+            let c = FeatureConcat::new(vec![prev, next], norm).unwrap();
+            let a: Vec<&str> = rows.iter().map(|&(p, _)| words[p]).collect();
+            let b: Vec<&str> = rows.iter().map(|&(_, q)| words[q]).collect();
+            let whole = c.transform(&[&a, &b]).unwrap();
+            let parts = c.transform_factored(&[&a, &b]).unwrap();
+            proptest::prop_assert_eq!(SparseRows::n_rows(&parts), whole.n_rows());
+            proptest::prop_assert_eq!(parts.n_cols(), whole.n_cols);
+            let mut buf = RowBuf::default();
+            for r in 0..whole.n_rows() {
+                let (cols, vals) = parts.row_in(r, &mut buf);
+                let (want_cols, want_vals) = whole.row(r);
+                proptest::prop_assert_eq!(cols, want_cols);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(bits(vals), bits(want_vals));
+            }
+            // Each distinct text's row is stored once.
+            let distinct = |col: &[&'static str]| {
+                let mut d = col.to_vec();
+                d.sort_unstable();
+                d.dedup();
+                d
+            };
+            let once: usize = [(&a, 0), (&b, 1)]
+                .iter()
+                .map(|(col, k)| {
+                    distinct(col)
+                        .iter()
+                        .map(|t| c.blocks()[*k].transform(&[*t]).nnz())
+                        .sum::<usize>()
+                })
+                .sum();
+            proptest::prop_assert_eq!(parts.nnz(), once);
+        }
+    }
+
+    #[test]
+    fn factored_rows_check_their_columns() {
+        let blocks = vec![word_block(&["aa bb"]), word_block(&["cc"])];
+        let c = FeatureConcat::new(blocks, Norm::L2).unwrap();
+        assert!(c.transform_factored(&[&["aa"][..]]).is_err());
+        assert!(c
+            .transform_factored(&[&["aa"][..], &["cc", "cc"][..]])
+            .is_err());
     }
 }

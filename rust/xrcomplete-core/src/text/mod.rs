@@ -18,5 +18,5 @@ pub use analyzer::{
     is_py_space, is_py_word, word_runs, Analyzer, AnalyzerConfig, PositionScope, PositionWeight,
     Scratch, MAX_NGRAM,
 };
-pub use concat::{ConcatScratch, FeatureConcat};
+pub use concat::{ConcatScratch, FactoredRows, FeatureConcat};
 pub use tfidf::{DocFreq, Norm, RowScratch, TfidfConfig, TfidfVectorizer};

@@ -84,7 +84,7 @@ impl HashSlots {
     }
 
     /// Sections `{tags}` and `{slots}`.
-    pub(crate) fn write(&self, w: &mut Writer, [tags, slots]: [&str; 2]) {
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>, [tags, slots]: [&str; 2]) {
         w.array(tags, &self.tags).array(slots, &self.slots);
     }
 
@@ -199,7 +199,7 @@ impl TermIndex {
     }
 
     /// Sections `terms`, `terms.o`, `tags` and `slots`.
-    pub(crate) fn write(&self, w: &mut Writer) {
+    pub(crate) fn write<'a>(&'a self, w: &mut Writer<'a>) {
         self.terms.write(w, "terms");
         self.table.write(w, ["tags", "slots"]);
     }

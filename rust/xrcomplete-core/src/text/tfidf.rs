@@ -67,16 +67,22 @@ impl Norm {
             .find(|n| n.code() == code)
     }
 
-    /// Scales `values` in place.
+    /// Scales `values` in place: each divided by [`Norm::divisor`].
     pub fn apply(&self, values: &mut [f64]) {
-        let total = match self {
-            Norm::L2 => values.iter().map(|v| v * v).sum::<f64>().sqrt(),
-            Norm::L1 => values.iter().map(|v| v.abs()).sum::<f64>(),
-            Norm::None => return,
-        };
-        if total > 0.0 {
+        if let Some(total) = self.divisor(values.iter().copied()) {
             values.iter_mut().for_each(|v| *v /= total);
         }
+    }
+
+    /// What [`Norm::apply`] divides `values` by, summed in their order; `None` when they are
+    /// left as they are (no norm, or a norm of 0).
+    pub fn divisor(&self, values: impl Iterator<Item = f64>) -> Option<f64> {
+        let total = match self {
+            Norm::L2 => values.map(|v| v * v).sum::<f64>().sqrt(),
+            Norm::L1 => values.map(|v| v.abs()).sum::<f64>(),
+            Norm::None => return None,
+        };
+        (total > 0.0).then_some(total)
     }
 }
 
@@ -472,12 +478,12 @@ impl Persist for TfidfVectorizer {
     const KIND: Kind = Kind::TfidfVectorizer;
 
     /// The vectorizer in the [`persist`](crate::persist) format: options, term table, idf.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut w = Writer::new(Kind::TfidfVectorizer);
         w.bytes("config", self.config.encode());
         self.vocabulary.write(&mut w);
         w.array("idf", &self.idf);
-        w.finish()
+        w
     }
 
     /// Reads a vectorizer written by [`TfidfVectorizer::to_bytes`], checking its content.

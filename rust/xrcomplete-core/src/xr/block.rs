@@ -8,7 +8,7 @@
 //! `max PG - min PG <= eps`) or `L2R_LR_DUAL` (stop at `max |gradient| <= eps`).
 
 use super::train::{Loss, TrainParams};
-use crate::sparse::CsrMatrix;
+use crate::sparse::{RowBuf, SparseRows};
 
 /// Problems solved together.
 pub(crate) const LANES: usize = 8;
@@ -27,6 +27,8 @@ pub(crate) struct BlockSolver {
     alpha: Vec<[f64; LANES]>,
     sign: Vec<[f32; LANES]>,
     order: Vec<u32>,
+    /// Where a row not stored whole is read into.
+    row: RowBuf,
 }
 
 impl BlockSolver {
@@ -39,6 +41,7 @@ impl BlockSolver {
             alpha: Vec::new(),
             sign: Vec::new(),
             order: Vec::new(),
+            row: RowBuf::default(),
         }
     }
 
@@ -46,7 +49,7 @@ impl BlockSolver {
     /// `k < positives.len() <= LANES`, on the sorted `rows`.
     pub(crate) fn solve(
         &mut self,
-        x: &CsrMatrix,
+        x: &dyn SparseRows,
         sq_norms: &[f32],
         rows: &[u32],
         positives: &[&[u32]],
@@ -77,7 +80,7 @@ impl BlockSolver {
                 let positive = cursor[k] < pos.len() && pos[cursor[k]] == r;
                 self.sign[i][k] = if positive { 1.0 } else { -1.0 };
             }
-            for &f in x.row(r as usize).0 {
+            for &f in x.row_in(r as usize, &mut self.row).0 {
                 if self.stamp[f as usize] != self.round {
                     self.stamp[f as usize] = self.round;
                     self.touched.push(f);
@@ -104,7 +107,7 @@ impl BlockSolver {
                     *alpha = (0.001 * c).min(1e-8);
                     *step = (y as f64 * *alpha) as f32;
                 }
-                let (cols, vals) = x.row(r as usize);
+                let (cols, vals) = x.row_in(r as usize, &mut self.row);
                 add_step(&mut self.w, &mut wb, cols, vals, &step, bias);
             }
         }
@@ -127,7 +130,7 @@ impl BlockSolver {
             for &i in &self.order {
                 let i = i as usize;
                 let r = rows[i] as usize;
-                let (cols, vals) = x.row(r);
+                let (cols, vals) = x.row_in(r, &mut self.row);
                 let mut wx = [0f32; LANES];
                 for k in 0..LANES {
                     wx[k] = wb[k] * bias;

@@ -21,7 +21,9 @@ use crate::sparse::CsrMatrix;
 pub struct LevelWeights {
     pub(crate) col_ptr: Vec<usize>,
     pub(crate) rows: Vec<u32>,
-    pub(crate) vals: Vec<f32>,
+    /// As a model stores them: the nearest half floats ([`half_weight`]), 2 bytes a weight
+    /// while the levels below train.
+    pub(crate) vals: Vec<f16>,
     pub(crate) bias: Vec<f32>,
 }
 
@@ -53,7 +55,7 @@ impl LevelWeights {
     ) {
         for (rows, vals, bias) in columns {
             self.rows.extend_from_slice(&rows);
-            self.vals.extend_from_slice(&vals);
+            self.vals.extend(vals.iter().map(|&v| half_weight(v)));
             self.col_ptr.push(self.rows.len());
             self.bias.push(bias);
         }
@@ -211,7 +213,7 @@ impl ChunkedLevel {
             .par_iter()
             .map(|&p| {
                 let (first, end) = (child_ptr[p] as usize, child_ptr[p + 1] as usize);
-                let mut triples: Vec<(u32, u32, f32)> = Vec::new();
+                let mut triples: Vec<(u32, u32, f16)> = Vec::new();
                 for c in first..end {
                     for k in w.col_ptr[c]..w.col_ptr[c + 1] {
                         triples.push((w.rows[k], (c - first) as u32, w.vals[k]));
@@ -225,10 +227,7 @@ impl ChunkedLevel {
                         _ => features.push((t.0, n as u32 + 1)),
                     }
                 }
-                let entries = triples
-                    .into_iter()
-                    .map(|t| (t.1, half_weight(t.2)))
-                    .collect();
+                let entries = triples.into_iter().map(|t| (t.1, t.2)).collect();
                 (features, entries)
             })
             .collect();
@@ -322,7 +321,7 @@ impl ChunkedLevel {
 
     /// Sections `{name}.c4`, `.fi`, `.fe`, `.e4`, `.h` (or `.fw` and `.hw` on a wide level),
     /// `.b4`, `.bs`, `.b` (`name` at most 4 bytes).
-    fn write(&self, w: &mut Writer, name: &str) {
+    fn write<'a>(&'a self, w: &mut Writer<'a>, name: &str) {
         w.array(&format!("{name}.c4"), &self.chunk_ptr)
             .array(&format!("{name}.fi"), &self.features)
             .array(&format!("{name}.e4"), &self.entry_base);
@@ -525,7 +524,7 @@ impl ChunkedLevel {
         let mut w = LevelWeights {
             col_ptr: Vec::with_capacity(bias.len() + 1),
             rows: triples.iter().map(|t| t.1).collect(),
-            vals: triples.iter().map(|t| t.2).collect(),
+            vals: triples.iter().map(|t| half_weight(t.2)).collect(),
             bias: bias.to_vec(),
         };
         w.col_ptr.push(0);
@@ -558,7 +557,7 @@ impl Persist for XrLinear {
 
     /// Sections: meta (depth, feature count, bias), the tree, then per level the scoring layout
     /// and the biases, and the label lists under each node when they were prepared.
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut w = Writer::new(Kind::XrLinear);
         let depth = self.tree.depth();
         let prepared = self.subtree_labels.get();
@@ -579,7 +578,7 @@ impl Persist for XrLinear {
         for (l, lists) in prepared.into_iter().flatten().enumerate() {
             lists.write(&mut w, &format!("sub{l}"));
         }
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {
@@ -704,7 +703,7 @@ impl NodeLabels {
     }
 
     /// Sections `{name}.p4` and, unless the labels are in leaf order, `{name}.l`.
-    fn write(&self, w: &mut Writer, name: &str) {
+    fn write<'a>(&'a self, w: &mut Writer<'a>, name: &str) {
         w.array(&format!("{name}.p4"), &self.ptr);
         if !self.in_leaf_order() {
             w.array(&format!("{name}.l"), &self.labels);
@@ -853,7 +852,7 @@ impl XrLinear {
             if w.rows.iter().any(|&f| f as usize >= n_features) {
                 return bad(format!("level {l}: a feature id is out of range"));
             }
-            if !w.vals.iter().chain(&w.bias).all(|v| v.is_finite()) {
+            if !(w.vals.iter().all(|v| v.is_finite()) && w.bias.iter().all(|v| v.is_finite())) {
                 return bad(format!("level {l}: a weight is not finite"));
             }
         }

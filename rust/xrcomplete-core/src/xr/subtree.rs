@@ -24,7 +24,7 @@ use super::Loss;
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
 use crate::persist::{format_err, Array, Kind, Persist, Reader, Writer};
-use crate::sparse::{CsrArrays, CsrMatrix};
+use crate::sparse::{CsrArrays, CsrMatrix, RowBuf, SparseRows};
 
 /// What trains the subtrees: runs [`train_subtree`] on each job, anywhere (other processes,
 /// other machines), in any order, retrying as it sees fit.
@@ -91,7 +91,7 @@ impl SubtreeJob {
     /// `rows` (the root's positive rows of `x`, sorted), served in `ranges` if given.
     #[allow(clippy::too_many_arguments)]
     fn cut(
-        x: &CsrMatrix,
+        x: &dyn SparseRows,
         y: &CsrMatrix,
         tree: &LabelTree,
         split: usize,
@@ -117,10 +117,11 @@ impl SubtreeJob {
         }
         let leaves = spans.last().cloned().unwrap_or(root..root + 1);
         let local = LabelTree::new(child_ptr, (0..leaves.len() as u32).collect())?;
+        let mut buf = RowBuf::default();
         let x_rows = CsrMatrix::from_rows(
-            x.n_cols,
+            x.n_cols(),
             rows.iter().map(|&r| {
-                let (i, v) = x.row(r as usize);
+                let (i, v) = x.row_in(r as usize, &mut buf);
                 (i.to_vec(), v.to_vec())
             }),
         );
@@ -172,7 +173,7 @@ const LOSSES: [Loss; 2] = [Loss::SquaredHinge, Loss::Logistic];
 impl Persist for SubtreeJob {
     const KIND: Kind = Kind::SubtreeJob;
 
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let p = &self.params;
         let loss = LOSSES.iter().position(|&l| l == p.loss).unwrap_or(0) as u64;
         let mut w = Writer::new(Kind::SubtreeJob);
@@ -187,16 +188,16 @@ impl Persist for SubtreeJob {
                 loss,
             ],
         )
-        .array("params", &[p.cp, p.cn, p.bias, p.threshold, p.eps])
+        .array_copy("params", &[p.cp, p.cn, p.bias, p.threshold, p.eps])
         .array("base", &self.parent_base);
         self.tree.write(&mut w);
-        CsrArrays::from(self.x.clone()).write(&mut w, "x");
-        CsrArrays::from(self.y.clone()).write(&mut w, "y");
+        self.x.write(&mut w, "x");
+        self.y.write(&mut w, "y");
         if let Some((ranges, ids)) = &self.scope {
             let flat: Vec<u32> = ranges.iter().flat_map(|&(lo, hi)| [lo, hi]).collect();
-            w.array("ranges", &flat).array("ids", ids);
+            w.array_copy("ranges", &flat).array("ids", ids);
         }
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {
@@ -272,16 +273,17 @@ struct SubtreeColumns(Vec<LevelWeights>);
 impl Persist for SubtreeColumns {
     const KIND: Kind = Kind::SubtreeColumns;
 
-    fn to_bytes(&self) -> Vec<u8> {
+    fn writer(&self) -> Writer<'_> {
         let mut w = Writer::new(Kind::SubtreeColumns);
         w.u64s("meta", [self.0.len() as u64]);
         for (k, level) in self.0.iter().enumerate() {
+            let vals: Vec<u16> = level.vals.iter().map(|v| v.to_bits()).collect();
             w.u64s(&format!("p{k}"), level.col_ptr.iter().map(|&p| p as u64))
                 .array(&format!("r{k}"), &level.rows)
-                .array(&format!("v{k}"), &level.vals)
+                .array_copy(&format!("h{k}"), &vals)
                 .array(&format!("b{k}"), &level.bias);
         }
-        w.finish()
+        w
     }
 
     fn from_reader(r: &Reader) -> Result<Self> {
@@ -296,7 +298,7 @@ impl Persist for SubtreeColumns {
         for k in 0..depth {
             let ptr: Array<u64> = r.array(&format!("p{k}"))?;
             let rows: Array<u32> = r.array(&format!("r{k}"))?;
-            let vals: Array<f32> = r.array(&format!("v{k}"))?;
+            let vals: Array<u16> = r.array(&format!("h{k}"))?;
             let bias: Array<f32> = r.array(&format!("b{k}"))?;
             let fits = ptr.first() == Some(&0)
                 && ptr.last() == Some(&(rows.len() as u64))
@@ -311,7 +313,7 @@ impl Persist for SubtreeColumns {
             levels.push(LevelWeights {
                 col_ptr: ptr.iter().map(|&p| p as usize).collect(),
                 rows: rows.to_vec(),
-                vals: vals.to_vec(),
+                vals: vals.iter().map(|&v| half::f16::from_bits(v)).collect(),
                 bias: bias.to_vec(),
             });
         }
@@ -364,7 +366,7 @@ pub fn train_subtree(job: &[u8]) -> Result<Vec<u8>> {
 /// level `split - 1`, whose positive rows are `positives.row(node)`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_elsewhere(
-    x: &CsrMatrix,
+    x: &dyn SparseRows,
     y: &CsrMatrix,
     tree: &LabelTree,
     split: usize,

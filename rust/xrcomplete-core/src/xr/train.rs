@@ -18,7 +18,7 @@ use super::model::{LevelWeights, XrLinear};
 use super::subtree::Offload;
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
-use crate::sparse::CsrMatrix;
+use crate::sparse::{CsrMatrix, RowBuf, SparseRows};
 
 /// The loss of the per-node linear models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,7 +202,7 @@ impl Trained {
 
 /// [`train_with`] up to the weights.
 pub(crate) fn train_levels_with(
-    x: &CsrMatrix,
+    x: &dyn SparseRows,
     y: &CsrMatrix,
     tree: LabelTree,
     params: &TrainParams,
@@ -331,7 +331,7 @@ fn open_rows(
 /// trained (the rows of the level below).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_levels(
-    x: &CsrMatrix,
+    x: &dyn SparseRows,
     y: &CsrMatrix,
     tree: &LabelTree,
     n_levels: usize,
@@ -340,8 +340,9 @@ pub(crate) fn train_levels(
     progress: &Progress,
     scope: Option<Scope<'_>>,
 ) -> (Vec<LevelWeights>, Option<CsrMatrix>) {
+    let mut buf = RowBuf::default();
     let sq_norms: Vec<f32> = (0..x.n_rows())
-        .map(|r| x.row(r).1.iter().map(|&v| v * v).sum())
+        .map(|r| x.row_in(r, &mut buf).1.iter().map(|&v| v * v).sum())
         .collect();
     let all_rows: Vec<u32> = (0..x.n_rows() as u32).collect();
     // The bias weight that makes a node's raw score 1 whatever the input (none without a bias).
@@ -350,7 +351,7 @@ pub(crate) fn train_levels(
     } else {
         0.0
     };
-    let solvers = Solvers::new(x.n_cols);
+    let solvers = Solvers::new(x.n_cols());
     let mut parent_positives: Option<CsrMatrix> = None;
     let mut levels = Vec::with_capacity(n_levels);
     for l in 0..n_levels {
@@ -728,7 +729,7 @@ mod tests {
             let mut z = w.bias[node] * model.bias;
             for k in w.col_ptr[node]..w.col_ptr[node + 1] {
                 if let Ok(at) = idx.binary_search(&w.rows[k]) {
-                    z += w.vals[k] * val[at];
+                    z += w.vals[k].to_f32() * val[at];
                 }
             }
             score *= (-(1.0 - z).max(0.0).powi(3)).exp();
@@ -903,20 +904,12 @@ mod tests {
                 let mut z = w.bias[c] * bias;
                 for k in w.col_ptr[c]..w.col_ptr[c + 1] {
                     if let Some(at) = idx.iter().position(|&f| f == w.rows[k]) {
-                        z += w.vals[k] * val[at];
+                        z += w.vals[k].to_f32() * val[at];
                     }
                 }
                 z
             })
             .collect()
-    }
-
-    /// `w` with its weights rounded as a model stores them.
-    fn rounded(mut w: LevelWeights) -> LevelWeights {
-        for v in &mut w.vals {
-            *v = crate::xr::model::half_weight(*v).to_f32();
-        }
-        w
     }
 
     /// Weights are stored as half floats: what a model holds is the nearest half float of what
@@ -932,7 +925,8 @@ mod tests {
         let model = XrLinear::new(tree.clone(), vec![given], 3, 1.0).unwrap();
         let held = model.levels();
         // 0.1 and -1.23456 to 11 significant bits; 1e6 saturates at the largest half float.
-        assert_eq!(held[0].vals, [0.099975586, 65504.0, -1.234375]);
+        let vals: Vec<f32> = held[0].vals.iter().map(|v| v.to_f32()).collect();
+        assert_eq!(vals, [0.099975586, 65504.0, -1.234375]);
         let again = XrLinear::new(tree, held.clone(), 3, 1.0).unwrap();
         assert_eq!(again.levels(), held);
         assert_eq!(again, model);
@@ -970,7 +964,7 @@ mod tests {
         (idx, val): (&[u32], &[f32]),
     ) {
         let n = model.n_labels();
-        let want = flat_scores(&[rounded(given)], 1.0, idx, val);
+        let want = flat_scores(&[given], 1.0, idx, val);
         let params = PredictParams {
             topk: n,
             beam_size: n,
@@ -1149,7 +1143,7 @@ mod tests {
         assert!(pruned
             .levels()
             .iter()
-            .all(|w| w.vals.iter().all(|v| v.abs() >= 0.5)));
+            .all(|w| w.vals.iter().all(|v| v.to_f32().abs() >= 0.5)));
     }
 
     #[test]
