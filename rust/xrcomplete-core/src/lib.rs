@@ -45,6 +45,6 @@ pub mod xr;
 
 pub use error::{Error, Result};
 pub use hugepages::HugePageAlloc;
-pub use sparse::CsrMatrix;
+pub use sparse::{CsrMatrix, OneLabelRows, RowBuf, SparseRows};
 pub use topk::RangeTopK;
 pub use trie::{FuzzyMatch, Trie};

@@ -280,32 +280,113 @@ impl CsrMatrix {
 
     /// The transpose (`n_cols` rows of `n_rows` columns), rows sorted.
     pub fn transpose(&self) -> CsrMatrix {
-        let mut counts = vec![0usize; self.n_cols + 1];
-        for &c in &self.indices {
+        transpose(self)
+    }
+}
+
+/// The transpose of `m` (`n_cols` rows of `n_rows` columns), rows sorted.
+pub(crate) fn transpose(m: &dyn SparseRows) -> CsrMatrix {
+    let mut buf = RowBuf::default();
+    let mut counts = vec![0usize; m.n_cols() + 1];
+    for r in 0..m.n_rows() {
+        for &c in m.row_in(r, &mut buf).0 {
             counts[c as usize + 1] += 1;
         }
-        for i in 1..counts.len() {
-            counts[i] += counts[i - 1];
+    }
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
+    let indptr = counts.clone();
+    let mut next = counts;
+    let nnz = indptr[indptr.len() - 1];
+    let mut indices = vec![0u32; nnz];
+    let mut data = vec![0f32; nnz];
+    for r in 0..m.n_rows() {
+        let (cols, vals) = m.row_in(r, &mut buf);
+        for (&c, &v) in cols.iter().zip(vals) {
+            let at = next[c as usize];
+            indices[at] = r as u32;
+            data[at] = v;
+            next[c as usize] += 1;
         }
-        let indptr = counts.clone();
-        let mut next = counts;
-        let mut indices = vec![0u32; self.nnz()];
-        let mut data = vec![0f32; self.nnz()];
-        for r in 0..self.n_rows() {
-            let (cols, vals) = self.row(r);
-            for (&c, &v) in cols.iter().zip(vals) {
-                let at = next[c as usize];
-                indices[at] = r as u32;
-                data[at] = v;
-                next[c as usize] += 1;
-            }
+    }
+    CsrMatrix {
+        n_cols: m.n_rows(),
+        indptr,
+        indices,
+        data,
+    }
+}
+
+/// Rows that each hold one column of value 1: the labels of rows that have exactly one (a
+/// completer's training rows, each labelled with its next query), 4 bytes a row where a
+/// [`CsrMatrix`] takes 16.
+///
+/// ```
+/// use xrcomplete_core::{OneLabelRows, RowBuf, SparseRows};
+/// let y = OneLabelRows::new(5, vec![3, 0, 3])?;
+/// assert_eq!(y.row_in(2, &mut RowBuf::default()), (&[3u32][..], &[1.0f32][..]));
+/// assert!(OneLabelRows::new(3, vec![3]).is_err());
+/// # Ok::<(), xrcomplete_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneLabelRows {
+    n_cols: usize,
+    labels: Vec<u32>,
+}
+
+impl OneLabelRows {
+    /// Row `r` holds column `labels[r]`; every label must be `< n_cols`.
+    pub fn new(n_cols: usize, labels: Vec<u32>) -> Result<Self> {
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= n_cols) {
+            return Err(Error::InvalidInput(format!(
+                "label {bad} is out of range for {n_cols} labels"
+            )));
         }
-        CsrMatrix {
-            n_cols: self.n_rows(),
-            indptr,
-            indices,
-            data,
+        Ok(OneLabelRows { n_cols, labels })
+    }
+}
+
+impl SparseRows for OneLabelRows {
+    fn n_rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    fn row_in<'a>(&'a self, r: usize, _: &'a mut RowBuf) -> (&'a [u32], &'a [f32]) {
+        (std::slice::from_ref(&self.labels[r]), &[1.0])
+    }
+}
+
+/// Rows of sorted ids without values (a matrix whose values are all 1): the positive rows of
+/// each node of a level, 4 bytes an id.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pattern {
+    ptr: Vec<usize>,
+    ids: Vec<u32>,
+}
+
+impl Pattern {
+    /// No row yet, room for `n_ids` ids.
+    pub(crate) fn with_capacity(n_ids: usize) -> Self {
+        Pattern {
+            ptr: vec![0],
+            ids: Vec::with_capacity(n_ids),
         }
+    }
+
+    /// Appends a row of sorted ids.
+    pub(crate) fn push_row(&mut self, ids: impl IntoIterator<Item = u32>) {
+        self.ids.extend(ids);
+        self.ptr.push(self.ids.len());
+    }
+
+    /// Row `i`.
+    pub(crate) fn row(&self, i: usize) -> &[u32] {
+        &self.ids[self.ptr[i]..self.ptr[i + 1]]
     }
 }
 

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::LabelTree;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
-use crate::sparse::{CsrMatrix, RowBuf, SparseRows};
+use crate::sparse::{transpose, CsrMatrix, RowBuf, SparseRows};
 
 /// Options of [`build`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl Default for KMeansParams {
 
 /// PIFA label embeddings: row `j` is the l2-normalised sum of the rows of `x` whose row of `y`
 /// holds label `j` (a label without positives gets an empty row). Parallel over labels.
-pub fn pifa(x: &dyn SparseRows, y: &CsrMatrix) -> Result<CsrMatrix> {
+pub fn pifa(x: &dyn SparseRows, y: &dyn SparseRows) -> Result<CsrMatrix> {
     if x.n_rows() != y.n_rows() {
         return Err(Error::InvalidInput(format!(
             "X has {} rows but Y has {}",
@@ -47,7 +47,7 @@ pub fn pifa(x: &dyn SparseRows, y: &CsrMatrix) -> Result<CsrMatrix> {
             y.n_rows()
         )));
     }
-    let yt = y.transpose();
+    let yt = transpose(y);
     let labels: Vec<usize> = (0..yt.n_rows()).collect();
     let rows: Vec<(Vec<u32>, Vec<f32>)> = labels
         .par_iter()

@@ -14,7 +14,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::persist::{format_err, Array, Reader, Writer};
-use crate::sparse::{CsrMatrix, SparseRows};
+use crate::sparse::SparseRows;
 
 /// Checks the child pointers of a tree with `n_leaves` leaves: one level at least, each level
 /// one pointer per parent plus one, from 0, strictly rising (every node has a child), the last
@@ -85,13 +85,13 @@ pub fn build<S: AsRef<str> + Send + Sync>(
     spec: &TreeSpec,
     labels: &[S],
     x: &dyn SparseRows,
-    y: &CsrMatrix,
+    y: &dyn SparseRows,
 ) -> Result<LabelTree> {
-    if !matches!(spec, TreeSpec::KMeans(_)) && labels.len() != y.n_cols {
+    if !matches!(spec, TreeSpec::KMeans(_)) && labels.len() != y.n_cols() {
         return Err(Error::InvalidInput(format!(
             "{} label strings for {} label columns",
             labels.len(),
-            y.n_cols
+            y.n_cols()
         )));
     }
     match spec {

@@ -43,7 +43,7 @@ use crate::rank::{
     AdditiveRanker, BoostedTrees, RankLists, Ranker, RankerTrainParams, TreeTrainParams,
 };
 use crate::rng::SplitMix64;
-use crate::sparse::{CsrMatrix, SparseRows};
+use crate::sparse::{OneLabelRows, SparseRows};
 use crate::strings::Strings;
 use crate::text::{is_py_space, FeatureConcat, TfidfConfig};
 use crate::xr::{self, Progress, Stage, TrainParams, XrLinear};
@@ -629,10 +629,7 @@ impl Completer {
         // In parts: a prefix or a previous query is vectorised once however many rows have it.
         let x = features.transform_factored(&[&prevs, &prefixes])?;
         drop((prevs, prefixes));
-        let y = CsrMatrix::from_rows(
-            labels.len(),
-            targets.into_iter().map(|t| (vec![t], vec![1.0f32])),
-        );
+        let y = OneLabelRows::new(labels.len(), targets)?;
         let label_keys: Vec<&str> = labels.keys().collect();
         progress.set_stage(Stage::Clustering);
         let tree = index::build(&params.tree, &label_keys, &x, &y)?;

@@ -24,7 +24,7 @@ use super::Loss;
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
 use crate::persist::{format_err, Array, Kind, Persist, Reader, Writer};
-use crate::sparse::{CsrArrays, CsrMatrix, RowBuf, SparseRows};
+use crate::sparse::{CsrArrays, CsrMatrix, Pattern, RowBuf, SparseRows};
 
 /// What trains the subtrees: runs [`train_subtree`] on each job, anywhere (other processes,
 /// other machines), in any order, retrying as it sees fit.
@@ -92,7 +92,7 @@ impl SubtreeJob {
     #[allow(clippy::too_many_arguments)]
     fn cut(
         x: &dyn SparseRows,
-        y: &CsrMatrix,
+        y: &dyn SparseRows,
         tree: &LabelTree,
         split: usize,
         root: usize,
@@ -128,7 +128,7 @@ impl SubtreeJob {
         let y_rows = CsrMatrix::from_rows(
             leaves.len(),
             rows.iter().map(|&r| {
-                let (labels, values) = y.row(r as usize);
+                let (labels, values) = y.row_in(r as usize, &mut buf);
                 let mut under: Vec<u32> = labels
                     .iter()
                     .zip(values)
@@ -367,10 +367,10 @@ pub fn train_subtree(job: &[u8]) -> Result<Vec<u8>> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_elsewhere(
     x: &dyn SparseRows,
-    y: &CsrMatrix,
+    y: &dyn SparseRows,
     tree: &LabelTree,
     split: usize,
-    positives: &CsrMatrix,
+    positives: &Pattern,
     params: &TrainParams,
     offload: &Offload,
     progress: &Progress,
@@ -382,7 +382,7 @@ pub(crate) fn train_elsewhere(
         .clone()
         .into_par_iter()
         .map(|root| {
-            let rows = positives.row(root).0;
+            let rows = positives.row(root);
             let job = SubtreeJob::cut(x, y, tree, split, root, rows, params, ranges)?;
             Ok((job.level_sizes(), job.to_bytes()))
         })

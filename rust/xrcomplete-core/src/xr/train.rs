@@ -18,7 +18,7 @@ use super::model::{LevelWeights, XrLinear};
 use super::subtree::Offload;
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
-use crate::sparse::{CsrMatrix, RowBuf, SparseRows};
+use crate::sparse::{CsrMatrix, Pattern, RowBuf, SparseRows};
 
 /// The loss of the per-node linear models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -203,7 +203,7 @@ impl Trained {
 /// [`train_with`] up to the weights.
 pub(crate) fn train_levels_with(
     x: &dyn SparseRows,
-    y: &CsrMatrix,
+    y: &dyn SparseRows,
     tree: LabelTree,
     params: &TrainParams,
     progress: &Progress,
@@ -227,10 +227,10 @@ pub(crate) fn train_levels_with(
             y.n_rows()
         )));
     }
-    if y.n_cols != tree.n_labels() {
+    if y.n_cols() != tree.n_labels() {
         return Err(Error::InvalidInput(format!(
             "Y has {} columns but the tree has {} labels",
-            y.n_cols,
+            y.n_cols(),
             tree.n_labels()
         )));
     }
@@ -332,14 +332,14 @@ fn open_rows(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_levels(
     x: &dyn SparseRows,
-    y: &CsrMatrix,
+    y: &dyn SparseRows,
     tree: &LabelTree,
     n_levels: usize,
     seed_of: &(dyn Fn(usize, usize) -> u64 + Sync),
     params: &TrainParams,
     progress: &Progress,
     scope: Option<Scope<'_>>,
-) -> (Vec<LevelWeights>, Option<CsrMatrix>) {
+) -> (Vec<LevelWeights>, Option<Pattern>) {
     let mut buf = RowBuf::default();
     let sq_norms: Vec<f32> = (0..x.n_rows())
         .map(|r| x.row_in(r, &mut buf).1.iter().map(|&v| v * v).sum())
@@ -352,7 +352,7 @@ pub(crate) fn train_levels(
         0.0
     };
     let solvers = Solvers::new(x.n_cols());
-    let mut parent_positives: Option<CsrMatrix> = None;
+    let mut parent_positives: Option<Pattern> = None;
     let mut levels = Vec::with_capacity(n_levels);
     for l in 0..n_levels {
         let positives = positives_at(tree, y, l);
@@ -381,7 +381,7 @@ pub(crate) fn train_levels(
         let rows_of = |p: usize| -> &[u32] {
             match &parent_positives {
                 None => &all_rows,
-                Some(pp) => pp.row(p).0,
+                Some(pp) => pp.row(p),
             }
         };
         let open: Option<Vec<Vec<u32>>> = scope.map(|s| {
@@ -409,7 +409,7 @@ pub(crate) fn train_levels(
                         return vec![(Vec::new(), Vec::new(), neutral_bias); width];
                     }
                     let pos: Vec<&[u32]> =
-                        (first..first + width).map(|c| positives.row(c).0).collect();
+                        (first..first + width).map(|c| positives.row(c)).collect();
                     let columns = solvers.with(|solver| {
                         solver.solve(x, &sq_norms, rows, &pos, params, seed_of(l, p))
                     });
@@ -475,11 +475,13 @@ fn children(ptr: &[u32], p: usize) -> Range<usize> {
 
 /// For every node of level `l`, the sorted instances with a label under it (rows of a matrix
 /// nodes x instances).
-pub(crate) fn positives_at(tree: &LabelTree, y: &CsrMatrix, l: usize) -> CsrMatrix {
+pub(crate) fn positives_at(tree: &LabelTree, y: &dyn SparseRows, l: usize) -> Pattern {
     let ancestors = tree.ancestors_at(l);
-    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(y.nnz());
+    let mut buf = RowBuf::default();
+    let nnz = (0..y.n_rows()).map(|r| y.row_in(r, &mut buf).0.len()).sum();
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(nnz);
     for r in 0..y.n_rows() {
-        let (labels, values) = y.row(r);
+        let (labels, values) = y.row_in(r, &mut buf);
         for (&label, &v) in labels.iter().zip(values) {
             if v > 0.0 {
                 pairs.push((ancestors[label as usize], r as u32));
@@ -488,16 +490,14 @@ pub(crate) fn positives_at(tree: &LabelTree, y: &CsrMatrix, l: usize) -> CsrMatr
     }
     pairs.par_sort_unstable();
     pairs.dedup();
-    let mut m = CsrMatrix::new(y.n_rows());
+    let mut m = Pattern::with_capacity(pairs.len());
     let mut at = 0;
     for node in 0..tree.n_nodes(l) as u32 {
         let start = at;
         while at < pairs.len() && pairs[at].0 == node {
             at += 1;
         }
-        m.indices.extend(pairs[start..at].iter().map(|p| p.1));
-        m.data.extend(std::iter::repeat_n(1.0, at - start));
-        m.indptr.push(m.indices.len());
+        m.push_row(pairs[start..at].iter().map(|p| p.1));
     }
     m
 }
@@ -542,6 +542,84 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    /// A completer's rows in parts (each text's features once) and its labels one per row
+    /// train the model, to the byte, that the same rows whole and the labels in CSR train: with
+    /// label ranges and without, over k-means and trie trees.
+    #[test]
+    fn rows_in_parts_and_labels_one_per_row_train_the_same_model() {
+        use crate::sparse::OneLabelRows;
+        use crate::text::{FeatureConcat, TfidfConfig};
+        let prevs = [
+            "",
+            "cheap flights",
+            "",
+            "hotel deals",
+            "cheap flights",
+            "",
+            "car hire",
+        ];
+        let nexts = [
+            "cheap",
+            "cheap hotels",
+            "chea",
+            "hotel",
+            "hotels paris",
+            "car",
+            "car hire uk",
+        ];
+        let (mut a, mut b, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        for copy in 0..4usize {
+            for (i, (&p, &n)) in prevs.iter().zip(&nexts).enumerate() {
+                a.push(p);
+                b.push(&n[..n.len() - copy.min(n.len() - 1)]);
+                labels.push(((i + copy) % 5) as u32);
+            }
+        }
+        let config = TfidfConfig::default();
+        let features = FeatureConcat::fit_columns(&[config.clone(), config], &[&a, &b]).unwrap();
+        let whole = features.transform(&[&a, &b]).unwrap();
+        let parts = features.transform_factored(&[&a, &b]).unwrap();
+        let csr = CsrMatrix::from_rows(5, labels.iter().map(|&l| (vec![l], vec![1.0])));
+        let one = OneLabelRows::new(5, labels.clone()).unwrap();
+        assert_eq!(
+            kmeans::pifa(&whole, &csr).unwrap(),
+            kmeans::pifa(&parts, &one).unwrap()
+        );
+        let ranges: Vec<(u32, u32)> = labels
+            .iter()
+            .map(|&l| (l.saturating_sub(1), (l + 2).min(5)))
+            .collect();
+        let names = ["a", "b", "c", "d", "e"];
+        let trie = crate::index::TreeSpec::Trie {
+            depth: 2,
+            max_group: 2,
+        };
+        for tree in [
+            kmeans_tree(&whole, &csr, 2),
+            crate::index::build(&trie, &names, &whole, &csr).unwrap(),
+        ] {
+            for scope in [None, Some(&ranges[..])] {
+                let params = TrainParams::default();
+                let fit = |x: &dyn SparseRows, y: &dyn SparseRows| {
+                    train_levels_with(
+                        x,
+                        y,
+                        tree.clone(),
+                        &params,
+                        &Progress::default(),
+                        None,
+                        scope,
+                    )
+                    .unwrap()
+                    .model(whole.n_cols, &params)
+                    .unwrap()
+                    .to_bytes()
+                };
+                assert_eq!(fit(&whole, &csr), fit(&parts, &one));
+            }
+        }
     }
 
     #[test]
