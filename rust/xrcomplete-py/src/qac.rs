@@ -11,6 +11,7 @@ use xrcomplete_core::live::{wal, LiveCounts, LiveParams, Search};
 use xrcomplete_core::persist::Persist;
 use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
 use xrcomplete_core::rank::{Ranker, RankerTrainParams, TreeTrainParams};
+use xrcomplete_core::text::Interner;
 use xrcomplete_core::xr::{self, Progress};
 use xrcomplete_core::{Error as CoreError, Result as CoreResult};
 
@@ -21,12 +22,13 @@ use crate::xr::{train_params, tree_spec, ProgressCounter};
 
 /// The distinct queries of a fit, numbered in order of first use: the query table of
 /// `Completer.fit`, held here rather than as a Python dict of strings and ints (at ten million
-/// queries, 1.0 GiB less RSS at the same point of the fit, measured). `CompleterModel.fit` takes
-/// the queries out of it (it is empty after).
+/// queries, 1.0 GiB less RSS at the same point of the fit, measured), in the core's `Interner`
+/// (the strings back to back in one buffer). `CompleterModel.fit` takes the queries out of it
+/// (it is empty after) and reads them in place.
 #[pyclass(module = "xrcomplete._core")]
 #[derive(Debug, Default)]
 pub struct QueryIds {
-    ids: std::collections::HashMap<Box<str>, u32>,
+    ids: Interner,
 }
 
 #[pymethods]
@@ -42,29 +44,24 @@ impl QueryIds {
 
     /// The id of `query` (as given), numbered next if it is new.
     fn id_of(&mut self, query: &str) -> PyResult<u32> {
-        if let Some(&id) = self.ids.get(query) {
+        if let Some(id) = self.ids.id(query) {
             return Ok(id);
         }
-        let id = u32::try_from(self.ids.len())
+        u32::try_from(self.ids.len())
             .map_err(|_| PyValueError::new_err("more than 2^32 distinct queries"))?;
-        self.ids.insert(query.into(), id);
-        Ok(id)
+        Ok(self.ids.insert(query).0)
     }
 
     /// The id of `query`, or None when it has none.
     fn get(&self, query: &str) -> Option<u32> {
-        self.ids.get(query).copied()
+        self.ids.id(query)
     }
 }
 
 impl QueryIds {
-    /// The queries in id order, taken out (the table is empty after).
-    fn take(&mut self) -> Vec<String> {
-        let mut queries = vec![String::new(); self.ids.len()];
-        for (query, id) in std::mem::take(&mut self.ids) {
-            queries[id as usize] = query.into_string();
-        }
-        queries
+    /// The queries, taken out (the table is empty after).
+    fn take(&mut self) -> Interner {
+        std::mem::take(&mut self.ids)
     }
 }
 
@@ -390,9 +387,17 @@ impl CompleterModel {
             }),
             ..params
         };
-        let queries = match queries.cast::<QueryIds>() {
-            Ok(table) => table.borrow_mut().take(),
-            Err(_) => extract_texts(queries, "queries")?,
+        // The strings stay where they are (the table's buffer, or the list's copies).
+        let (table, listed);
+        let queries: Vec<&str> = match queries.cast::<QueryIds>() {
+            Ok(ids) => {
+                table = ids.borrow_mut().take();
+                table.iter().collect()
+            }
+            Err(_) => {
+                listed = extract_texts(queries, "queries")?;
+                listed.iter().map(String::as_str).collect()
+            }
         };
         let (prev_ids, next_ids) = (prev_ids.as_slice()?, next_ids.as_slice()?);
         if prev_ids.len() != next_ids.len() {

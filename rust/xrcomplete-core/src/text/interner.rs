@@ -10,8 +10,18 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 /// A set of distinct strings with ids `0..len` in insertion order.
+///
+/// ```
+/// use xrcomplete_core::text::Interner;
+/// let mut queries = Interner::default();
+/// assert_eq!(queries.insert("cheap flights"), (0, true));
+/// assert_eq!(queries.insert("hotels"), (1, true));
+/// assert_eq!(queries.insert("cheap flights"), (0, false));
+/// assert_eq!(queries.id("hotels"), Some(1));
+/// assert_eq!(queries.iter().collect::<Vec<_>>(), ["cheap flights", "hotels"]);
+/// ```
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Interner {
+pub struct Interner {
     buf: String,
     /// String `i` is `buf[ends[i - 1]..ends[i]]` (from 0 for `i = 0`).
     ends: Vec<usize>,
@@ -32,28 +42,33 @@ fn hash(s: &str) -> u64 {
 
 impl Interner {
     /// Number of strings.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.ends.len()
+    }
+
+    /// True when there is no string.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
     }
 
     /// The string with id `id` (`id < len`).
     #[inline]
-    pub(crate) fn get_str(&self, id: u32) -> &str {
+    pub fn get_str(&self, id: u32) -> &str {
         let id = id as usize;
         let start = if id == 0 { 0 } else { self.ends[id - 1] };
         &self.buf[start..self.ends[id]]
     }
 
     /// The id of `s`, if present.
-    #[cfg(test)]
-    pub(crate) fn id(&self, s: &str) -> Option<u32> {
+    pub fn id(&self, s: &str) -> Option<u32> {
         self.table
             .find(hash(s), |&id| self.get_str(id) == s)
             .copied()
     }
 
-    /// The id of `s`, inserting it if new; `true` when it was inserted.
-    pub(crate) fn insert(&mut self, s: &str) -> (u32, bool) {
+    /// The id of `s`, inserting it if new; `true` when it was inserted. Ids are `u32`: the
+    /// caller keeps to 2^32 strings.
+    pub fn insert(&mut self, s: &str) -> (u32, bool) {
         let h = hash(s);
         let Interner { buf, ends, table } = self;
         let get = |id: u32| {
@@ -72,7 +87,7 @@ impl Interner {
     }
 
     /// All strings, by id.
-    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.len() as u32).map(|id| self.get_str(id))
     }
 }

@@ -19,4 +19,5 @@ pub use analyzer::{
     Scratch, MAX_NGRAM,
 };
 pub use concat::{ConcatScratch, FactoredRows, FeatureConcat};
+pub use interner::Interner;
 pub use tfidf::{DocFreq, Norm, RowScratch, TfidfConfig, TfidfVectorizer};
