@@ -10,13 +10,13 @@ process; the table gives the wall time, the driver's peak memory, and whether th
 byte-identical to the baseline's (it must be).
 
 **Sizes** (``--sizes``, none by default: a million takes about two minutes with
-``--range-rows``, three million about nine, ten million about 48 and 17.4 GiB; ``--range-rows``
+``--range-rows``, three million about nine, ten million about 51 and 14.2 GiB; ``--range-rows``
 trains both tables with ``range_rows=True``): synthetic logs of
 that many distinct queries (``benches/load.py``'s: sessions of 5 made-up queries of 2-4 AOL
 words), each written to a file of pairs first and trained in a fresh process that streams the
 file into ``fit`` (as a log too large to hold as a list would be; the fit time includes reading
-it): fit time, peak memory, bytes per query on disk, and ``complete()`` p50 / p99 over 2,000
-prefixes of the log's queries.
+it): fit time, peak memory (through ``fit``, then through ``save`` as well), bytes per query on
+disk, and ``complete()`` p50 / p99 over 2,000 prefixes of the log's queries.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ completer = Completer(progress=False, range_rows=range_rows).fit(pairs())
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 path = completer.save(out)
+peak_saved = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 cases = [(p, q[: rng.randint(1, len(q))]) for p, q in cases]
 times = []
 for prev, prefix in cases:
@@ -83,7 +84,8 @@ for prev, prefix in cases:
     completer.complete(prev, prefix, 10)
     times.append(time.perf_counter() - t)
 times.sort()
-print(json.dumps({"seconds": seconds, "peak_mib": peak, "bytes": path.stat().st_size,
+print(json.dumps({"seconds": seconds, "peak_mib": peak, "peak_saved_mib": peak_saved,
+                  "bytes": path.stat().st_size,
                   "queries": completer.n_queries_, "p50": times[len(times) // 2],
                   "p99": times[int(len(times) * 0.99)]}))
 """
@@ -151,10 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         if sizes:
             print(
-                "\n| distinct queries | fit | peak memory | model file | bytes per query "
-                "| complete p50 / p99 |"
+                "\n| distinct queries | fit | peak memory | with save | model file "
+                "| bytes per query | complete p50 / p99 |"
             )
-            print("|---:|---:|---:|---:|---:|---:|")
+            print("|---:|---:|---:|---:|---:|---:|---:|")
         for n in sizes:
             pairs_file = folder / f"size-{n}.tsv"
             with pairs_file.open("w", encoding="utf-8") as f:
@@ -166,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"| {int(queries):,} | {float(got['seconds']):.0f} s "
                 f"| {float(got['peak_mib']) / 1024:.2f} GiB "
+                f"| {float(got['peak_saved_mib']) / 1024:.2f} GiB "
                 f"| {float(got['bytes']) / 1e6:.0f} MB | {float(got['bytes']) / queries:,.0f} "
                 f"| {float(got['p50']) * 1e6:.0f} / {float(got['p99']) * 1e6:.0f} µs |",
                 flush=True,
