@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import ray
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +27,7 @@ from xrcomplete.data import (
     sample_path,
     session_pairs,
 )
-from xrcomplete.distributed import RayEngine
+from xrcomplete.distributed import RayEngine, RayShards
 
 HEADER = "AnonID\tQuery\tQueryTime\n"
 
@@ -40,13 +43,35 @@ def cluster() -> Iterator[None]:
 
 
 class CountingEngine(RayEngine):
-    """A RayEngine that counts the subtree jobs it ran on the cluster."""
+    """A RayEngine that keeps count of the tasks it ran on the cluster, and of the bytes the
+    driver got back from them."""
 
-    jobs = 0
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.tasks: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
 
-    def run_subtrees(self, jobs: list[bytes]) -> list[bytes]:
-        self.jobs += len(jobs)
-        return super().run_subtrees(jobs)
+    def shards(
+        self, prev_ids: np.ndarray, next_ids: np.ndarray, times: np.ndarray | None
+    ) -> RayShards:
+        engine = self
+
+        class Counting(RayShards):
+            def map(self, task: bytes) -> list[bytes]:
+                answers = super().map(task)
+                engine.received["map"] += sum(len(a) for a in answers)
+                return answers
+
+            def shuffle(self, task: bytes, n_parts: int) -> list[bytes]:
+                answers = super().shuffle(task, n_parts)
+                engine.received["shuffle"] += sum(len(a) for a in answers)
+                return answers
+
+            def close(self) -> None:
+                engine.tasks.update(self.tasks)
+                super().close()
+
+        return Counting(self, prev_ids, next_ids, times)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +124,14 @@ def test_ray_trains_the_model_of_one_machine(
         here = Completer(**options).fit_log(whole)
         engine = CountingEngine(min_subtrees=8)
         there = Completer(**options).fit_log(parts, engine=engine)
-        assert engine.jobs >= 8  # the subtrees were trained on the cluster: twice (ranker, model)
+        # Twice (the ranker's parts, then the model's), every shard: counted its rows and
+        # terms, then cut its rows into pieces, trained in parts on the cluster.
+        assert engine.tasks["answer"] == 2 * 2 * 4  # 4 shards on 2 CPUs
+        assert engine.tasks["pieces"] == 2 * 4
+        assert engine.tasks["part"] >= 2 * 2
+        # What the training sends back to the driver is trained columns, not rows: no more
+        # than the model holds (twice: the ranker's parts, then the model's).
+        assert engine.received["shuffle"] <= 2 * len(model_bytes(here, tmp_path, "here"))
         assert model_bytes(here, tmp_path, "here") == model_bytes(there, tmp_path, "there")
         assert there.read_report_ is not None and here.read_report_ is not None
         assert there.read_report_.rows == here.read_report_.rows == 6000

@@ -1,6 +1,6 @@
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, final, overload
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, final, overload, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -20,8 +20,10 @@ __all__ = [
     "XRLinearModel",
     "normalize_prefix",
     "normalize_query",
+    "part_answer",
     "read_event_log",
-    "train_subtree",
+    "shard_answer",
+    "shard_pieces",
 ]
 
 _CsrParts = tuple[npt.NDArray[np.float32], npt.NDArray[Any], npt.NDArray[Any], tuple[int, int]]
@@ -33,6 +35,16 @@ class ModelFormatError(ValueError):
     """A model file (or bytes) that is not a valid xrcomplete model of the expected kind."""
 
 _T = TypeVar("_T")
+
+@type_check_only
+class _PairShards(Protocol):
+    """What ``CompleterModel.fit(shards=...)`` calls: the shards of the fit's pairs, elsewhere
+    (``xrcomplete.distributed``)."""
+
+    def sizes(self) -> list[int]: ...
+    def map(self, task: bytes) -> list[bytes]: ...
+    def shuffle(self, task: bytes, n_parts: int) -> list[bytes]: ...
+    def n_parts(self) -> int: ...
 
 @final
 class Trie:
@@ -290,7 +302,7 @@ class CompleterModel:
         live_half_life: float = 86400.0,
         blocklist: Sequence[str] = ...,
         progress: ProgressCounter | None = None,
-        subtrees: Callable[[list[bytes]], list[bytes]] | None = None,
+        shards: _PairShards | None = None,
         min_subtrees: int = 64,
         range_rows: bool = False,
     ) -> CompleterModel: ...
@@ -519,6 +531,20 @@ class Server:
     def __exit__(self, *_exc: object) -> bool: ...
 
 def read_event_log(path: _Path) -> tuple[list[tuple[str, str, float, float]], int]: ...
-def train_subtree(job: bytes) -> bytes: ...
+def shard_answer(
+    task: bytes,
+    shard: int,
+    prev_ids: npt.NDArray[np.int64],
+    next_ids: npt.NDArray[np.int64],
+    times: npt.NDArray[np.float64] | None = None,
+) -> bytes: ...
+def shard_pieces(
+    task: bytes,
+    shard: int,
+    prev_ids: npt.NDArray[np.int64],
+    next_ids: npt.NDArray[np.int64],
+    times: npt.NDArray[np.float64] | None = None,
+) -> list[list[bytes]]: ...
+def part_answer(pieces: list[list[bytes]]) -> list[bytes]: ...
 def normalize_query(query: str) -> str: ...
 def normalize_prefix(prefix: str) -> str: ...

@@ -35,7 +35,7 @@ from xrcomplete.data import (
     check_gap,
     read_log_shard,
 )
-from xrcomplete.distributed import Engine, RayEngine
+from xrcomplete.distributed import Engine, PairShards, RayEngine
 from xrcomplete.progress import ProgressLine, bar, with_progress
 from xrcomplete.text import NotFittedError, TfidfVectorizer
 
@@ -482,10 +482,48 @@ class Completer:
         trie_depth = self.trie_depth
         if trie_depth is None:
             trie_depth = 8 if self.index == "trie" else 2
+        times = table.time_array()
+        shards = None if engine is None else engine.shards(prev_ids, next_ids, times)
+        try:
+            self._model = self._fit_model(
+                ids,
+                popularity,
+                prev_ids,
+                next_ids,
+                times,
+                users_of,
+                user_offsets,
+                user_ids,
+                trie_depth,
+                line,
+                shards,
+                Engine.min_subtrees if engine is None else engine.min_subtrees,
+            )
+        finally:
+            if shards is not None:
+                shards.close()
+        self._model.reset_live(self.live_half_life, self.live_cap)
+        return self
+
+    def _fit_model(
+        self,
+        ids: _core.QueryIds,
+        popularity: np.ndarray,
+        prev_ids: np.ndarray,
+        next_ids: np.ndarray,
+        times: np.ndarray | None,
+        users_of: np.ndarray | None,
+        user_offsets: np.ndarray | None,
+        user_ids: np.ndarray | None,
+        trie_depth: int,
+        line: ProgressLine,
+        shards: PairShards | None,
+        min_subtrees: int,
+    ) -> _core.CompleterModel:
+        """``_core.CompleterModel.fit`` with this completer's options."""
         prev_opts = self.prev_features.options()
         prefix_opts = self.prefix_features.options()
-        times = table.time_array()
-        self._model = with_progress(
+        return with_progress(
             lambda counter: _core.CompleterModel.fit(
                 ids,  # taken out by the fit: no copy of the queries is left here
                 popularity,
@@ -532,15 +570,13 @@ class Completer:
                 live_half_life=self.live_half_life,
                 blocklist=list(self.blocklist),
                 progress=counter,
-                subtrees=None if engine is None else engine.run_subtrees,
-                min_subtrees=Engine.min_subtrees if engine is None else engine.min_subtrees,
+                shards=shards,
+                min_subtrees=min_subtrees,
                 range_rows=self.range_rows,
             ),
             self.progress,
             line,
         )
-        self._model.reset_live(self.live_half_life, self.live_cap)
-        return self
 
     def fit_log(
         self,
@@ -566,7 +602,7 @@ class Completer:
         pair, its count added to the query's popularity.
 
         ``engine``: ``"local"`` (this process), or ``"ray"`` / an ``xrcomplete.distributed.
-        RayEngine``: the files are read and the matcher's subtrees trained on a Ray cluster
+        RayEngine``: the files are read and the matcher trained on a Ray cluster
         (``pip install 'xrcomplete[ray]'``), giving the same model."""
         check_gap(gap_minutes)
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)

@@ -11,12 +11,17 @@ What runs where (the math stays in the core; this module only moves work and byt
   pairs, query counts and users. The driver merges the files' summaries in order: query ids,
   counts and users as reading the files in a row gives, and a session that runs on from one
   file into the next joined, so the pairs are those of one machine.
-- **Training the matcher.** The core trains the top levels of the label tree on the driver, cuts
-  the tree below them into subtrees (the subtrees of the shallowest level with at least
-  ``min_subtrees`` nodes) and hands their jobs here: the tasks run ``_core.train_subtree`` on
-  workers, and the core puts the answers back in place. Each node's problem only reads its
-  parent's rows and is seeded by its place in the whole tree, so the model is the one trained on
-  one machine, byte for byte.
+- **Training the matcher.** The pairs are cut into shards (runs of consecutive pairs, one or
+  more per CPU of the cluster) put in the cluster's object store. The core's fit sends each of
+  its stages as a task to every shard (``_core.shard_answer`` / ``_core.shard_pieces`` on a
+  worker): the shards count their training rows, then the terms of those rows (the driver
+  merges the counts into the vectorizers), then vectorise their rows and cut them into pieces
+  of the training jobs (the top levels of the label tree, and groups of its subtrees). The
+  pieces of each job go from the shards' workers to the worker that trains it
+  (``_core.part_answer``); only the trained columns come back. So the driver never builds a
+  feature row. Each node's problem only reads its parent's rows, in their order, and is seeded
+  by its place in the whole tree, so the model is the one trained on one machine, byte for
+  byte.
 - **Failures.** A task whose worker dies is run again (``max_retries``, Ray's task retries);
   its answer does not depend on where or how often it ran. An error of the input (a bad row
   with ``errors="strict"``) is raised on the driver as it would be locally.
@@ -32,19 +37,21 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from xrcomplete import _core
 from xrcomplete.data import LogShard, PathLike, ReadReport, SkippedRowsWarning, read_log_shard
 from xrcomplete.progress import ProgressLine
 
-__all__ = ["Engine", "RayEngine"]
+__all__ = ["Engine", "PairShards", "RayEngine", "RayShards"]
 
 
 class Engine:
-    """Where ``Completer.fit_log`` reads the files of a log and trains the matcher's subtrees.
+    """Where ``Completer.fit_log`` reads the files of a log and trains the matcher.
     ``RayEngine`` is the one there is; the base class says what an engine does."""
 
-    #: The subtrees given to ``run_subtrees`` are those under the shallowest tree level with at
-    #: least this many nodes.
+    #: The subtrees trained apart are those under the shallowest tree level with at least this
+    #: many nodes.
     min_subtrees = 64
 
     def read_shards(
@@ -58,9 +65,37 @@ class Engine:
         """``read_log_shard`` of every file, yielded in the files' order."""
         raise NotImplementedError
 
-    def run_subtrees(self, jobs: list[bytes]) -> list[bytes]:
-        """``_core.train_subtree`` of every job, in the jobs' order."""
+    def shards(
+        self,
+        prev_ids: np.ndarray,
+        next_ids: np.ndarray,
+        times: np.ndarray | None,
+    ) -> PairShards:
+        """The pairs of a fit (query ids; -1: no previous query), held in shards where the
+        engine runs the fit's tasks."""
         raise NotImplementedError
+
+
+class PairShards:
+    """The shards of a fit's pairs, as ``_core.CompleterModel.fit(shards=...)`` calls them:
+    ``sizes()`` (pairs per shard, in order), ``map(task)`` (``_core.shard_answer`` of every
+    shard), ``shuffle(task, n_parts)`` (``_core.shard_pieces`` of every shard, then
+    ``_core.part_answer`` of each part's pieces) and ``n_parts()``. ``close()`` lets them go."""
+
+    def sizes(self) -> list[int]:
+        raise NotImplementedError
+
+    def map(self, task: bytes) -> list[bytes]:
+        raise NotImplementedError
+
+    def shuffle(self, task: bytes, n_parts: int) -> list[bytes]:
+        raise NotImplementedError
+
+    def n_parts(self) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Frees the shards (after the fit)."""
 
 
 def _import_ray() -> Any:
@@ -89,35 +124,38 @@ def _read_shard(path: str, gap_minutes: float, errors: str, floor: int) -> LogSh
         return read_log_shard(path, gap_minutes, errors=errors, floor=floor, report=ReadReport())
 
 
-def _train_subtrees(jobs: list[bytes], marker: str | None) -> list[bytes]:
-    """A task: subtree jobs trained on a worker."""
+_Pairs = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def _shard_answer(task: bytes, shard: int, pairs: _Pairs) -> bytes:
+    """A task: a stage of the fit that a shard answers with one file."""
+    return _core.shard_answer(task, shard, *pairs)
+
+
+def _shard_pieces(task: bytes, shard: int, pairs: _Pairs, n_parts: int) -> Any:
+    """A task: a shard's rows cut into pieces, one return per part of the work."""
+    parts = _core.shard_pieces(task, shard, *pairs)
+    if len(parts) != n_parts:
+        raise ValueError(f"shard {shard} cut {len(parts)} parts, not {n_parts}")
+    return parts if n_parts > 1 else parts[0]
+
+
+def _part_answer(marker: str | None, *pieces: list[bytes]) -> list[bytes]:
+    """A task: the pieces of one part of the work (from every shard, in order) trained."""
     _die_once(marker)
-    return [_core.train_subtree(job) for job in jobs]
-
-
-def _chunks(jobs: list[bytes], n: int) -> list[list[bytes]]:
-    """``jobs`` cut into at most ``n`` runs of consecutive jobs of about equal bytes."""
-    total = sum(len(j) for j in jobs)
-    out: list[list[bytes]] = [[]]
-    size = 0
-    for job in jobs:
-        if out[-1] and size + len(job) / 2 > total * len(out) / n:
-            out.append([])
-        out[-1].append(job)
-        size += len(job)
-    return out
+    return _core.part_answer(list(pieces))
 
 
 class RayEngine(Engine):
-    """Reads the files of a log and trains the matcher's subtrees on a Ray cluster.
+    """Reads the files of a log and trains the matcher on a Ray cluster.
 
     ``address``: the cluster (``ray.init``'s: ``"auto"``, ``"ray://head:10001"``; None: the
     ``RAY_ADDRESS`` environment variable, else a local cluster of ``num_cpus`` CPUs started for
     this process). A connection already made with ``ray.init`` is used as it is.
-    ``max_retries``: runs of a task whose worker died. ``min_subtrees``: the subtrees trained on
-    workers are those under the shallowest tree level with at least this many nodes.
-    ``tasks_per_cpu``: subtree jobs are grouped into about this many tasks per CPU of the
-    cluster."""
+    ``max_retries``: runs of a task whose worker died. ``min_subtrees``: the subtrees trained
+    apart are those under the shallowest tree level with at least this many nodes.
+    ``tasks_per_cpu``: the pairs are cut into about this many shards per CPU of the cluster,
+    and the training into about this many parts."""
 
     def __init__(
         self,
@@ -182,12 +220,70 @@ class RayEngine(Engine):
                 warnings.warn(shard.report.summary(), SkippedRowsWarning, stacklevel=3)
             yield shard
 
-    def run_subtrees(self, jobs: list[bytes]) -> list[bytes]:
-        ray = self._ray()
+    def shards(
+        self,
+        prev_ids: np.ndarray,
+        next_ids: np.ndarray,
+        times: np.ndarray | None,
+    ) -> RayShards:
+        return RayShards(self, prev_ids, next_ids, times)
+
+
+class RayShards(PairShards):
+    """A fit's pairs in shards in a Ray cluster's object store (about ``tasks_per_cpu`` per CPU
+    of the cluster), and the fit's stages run on them as tasks."""
+
+    def __init__(
+        self,
+        engine: RayEngine,
+        prev_ids: np.ndarray,
+        next_ids: np.ndarray,
+        times: np.ndarray | None,
+    ) -> None:
+        self._engine = engine
+        self._ray = ray = engine._ray()
         cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
-        task = ray.remote(max_retries=self.max_retries)(_train_subtrees)
-        refs = [
-            task.remote(chunk, self._marker)
-            for chunk in _chunks(jobs, max(1, cpus * self.tasks_per_cpu))
+        self._parts = max(1, cpus * engine.tasks_per_cpu)
+        n = len(next_ids)
+        bounds = np.linspace(0, n, min(self._parts, max(n, 1)) + 1).astype(np.int64)
+        self._sizes = [int(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._refs = [
+            ray.put((prev_ids[a:b], next_ids[a:b], None if times is None else times[a:b]))
+            for a, b in zip(bounds[:-1], bounds[1:])
         ]
-        return [answer for answers in self._get(ray, refs) for answer in answers]
+        options = {"max_retries": engine.max_retries}
+        self._answer = ray.remote(**options)(_shard_answer)
+        self._pieces = ray.remote(**options)(_shard_pieces)
+        self._part = ray.remote(**options)(_part_answer)
+        #: Tasks run on the cluster, by kind (what the tests look at).
+        self.tasks = {"answer": 0, "pieces": 0, "part": 0}
+
+    def sizes(self) -> list[int]:
+        return list(self._sizes)
+
+    def n_parts(self) -> int:
+        return self._parts
+
+    def map(self, task: bytes) -> list[bytes]:
+        ref = self._ray.put(task)
+        refs = [self._answer.remote(ref, s, pairs) for s, pairs in enumerate(self._refs)]
+        self.tasks["answer"] += len(refs)
+        answers: list[bytes] = self._engine._get(self._ray, refs)
+        return answers
+
+    def shuffle(self, task: bytes, n_parts: int) -> list[bytes]:
+        ref = self._ray.put(task)
+        cut = []
+        for s, pairs in enumerate(self._refs):
+            pieces = self._pieces.options(num_returns=n_parts).remote(ref, s, pairs, n_parts)
+            # The pieces stay in the cluster: each part's task gets them from the shards' workers.
+            cut.append(pieces if n_parts > 1 else [pieces])
+        marker = self._engine._marker
+        refs = [self._part.remote(marker, *[pieces[p] for pieces in cut]) for p in range(n_parts)]
+        self.tasks["pieces"] += len(cut)
+        self.tasks["part"] += len(refs)
+        answers: list[list[bytes]] = self._engine._get(self._ray, refs)
+        return [answer for part in answers for answer in part]
+
+    def close(self) -> None:
+        self._refs = []

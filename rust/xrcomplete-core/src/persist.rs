@@ -113,10 +113,19 @@ pub enum Kind {
     SubtreeColumns = 12,
     /// A [`crate::rank::BoostedTrees`].
     BoostedTrees = 13,
+    /// A [`crate::text::TermCounts`]: the term statistics of a shard of a log, sent back.
+    TermCounts = 14,
+    /// A stage of a fit run on every shard of its pairs ([`crate::qac::shards`]).
+    ShardTask = 15,
+    /// What a shard answers to a [`Kind::ShardTask`].
+    ShardAnswer = 16,
+    /// The rows of some labels, cut from a shard (for their PIFA embeddings), or those
+    /// embeddings.
+    LabelRows = 17,
 }
 
 impl Kind {
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 17] = [
         Kind::Trie,
         Kind::TfidfVectorizer,
         Kind::FeatureConcat,
@@ -130,6 +139,10 @@ impl Kind {
         Kind::SubtreeJob,
         Kind::SubtreeColumns,
         Kind::BoostedTrees,
+        Kind::TermCounts,
+        Kind::ShardTask,
+        Kind::ShardAnswer,
+        Kind::LabelRows,
     ];
 
     /// The kind with file code `code`.
@@ -164,6 +177,13 @@ fn checksum(bytes: &[u8]) -> u32 {
         all.combine(piece);
     }
     all.finalize()
+}
+
+/// The kind of the file `bytes` claims to be (its header only; nothing is checked).
+pub(crate) fn kind_of(bytes: &[u8]) -> Option<Kind> {
+    let code = bytes.get(12..16)?;
+    (bytes.starts_with(MAGIC)).then_some(())?;
+    Kind::from_code(u32::from_le_bytes(code.try_into().ok()?))
 }
 
 pub(crate) fn format_err(what: impl Into<String>) -> Error {

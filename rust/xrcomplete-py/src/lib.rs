@@ -39,6 +39,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(qac::normalize_query, m)?)?;
     m.add_function(wrap_pyfunction!(qac::normalize_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(qac::read_event_log, m)?)?;
-    m.add_function(wrap_pyfunction!(qac::train_subtree, m)?)?;
+    m.add_function(wrap_pyfunction!(qac::shard_answer, m)?)?;
+    m.add_function(wrap_pyfunction!(qac::shard_pieces, m)?)?;
+    m.add_function(wrap_pyfunction!(qac::part_answer, m)?)?;
     Ok(())
 }

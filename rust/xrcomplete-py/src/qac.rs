@@ -12,7 +12,7 @@ use xrcomplete_core::persist::Persist;
 use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
 use xrcomplete_core::rank::{Ranker, RankerTrainParams, TreeTrainParams};
 use xrcomplete_core::text::Interner;
-use xrcomplete_core::xr::{self, Progress};
+use xrcomplete_core::xr::Progress;
 use xrcomplete_core::{Error as CoreError, Result as CoreResult};
 
 use crate::errors::{check_k, count, to_py_err};
@@ -65,19 +65,20 @@ impl QueryIds {
     }
 }
 
-/// Trains the subtrees of a fit by calling a Python function (`list[bytes]` of jobs ->
-/// `list[bytes]` of answers, in order): the distributed engine's entry into the core's fit.
+/// The shards of a fit's pairs, held by a Python object (the distributed engine): `sizes()`,
+/// `map(task)`, `shuffle(task, n_parts)` and `n_parts()` as the core's `PairShards` says. The
+/// engine's entry into the core's fit.
 #[derive(Debug)]
-struct PySubtreeRunner {
-    run: Py<PyAny>,
-    /// What the function raised, re-raised once the fit has stopped.
+struct PyPairShards {
+    engine: Py<PyAny>,
+    /// What the engine raised, re-raised once the fit has stopped.
     error: Mutex<Option<PyErr>>,
 }
 
-impl PySubtreeRunner {
-    fn new(run: Py<PyAny>) -> Self {
-        PySubtreeRunner {
-            run,
+impl PyPairShards {
+    fn new(engine: Py<PyAny>) -> Self {
+        PyPairShards {
+            engine,
             error: Mutex::new(None),
         }
     }
@@ -88,20 +89,26 @@ impl PySubtreeRunner {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
     }
-}
 
-impl xr::SubtreeRunner for PySubtreeRunner {
-    fn run(&self, jobs: Vec<Vec<u8>>) -> CoreResult<Vec<Vec<u8>>> {
+    /// `engine.method(*args)` extracted as `T`; what it raised is kept for the fit to re-raise.
+    fn call<T>(
+        &self,
+        method: &str,
+        args: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>>,
+    ) -> CoreResult<T>
+    where
+        T: for<'a, 'py> FromPyObject<'a, 'py>,
+    {
         Python::attach(|py| {
-            // Each job is dropped here once Python holds its copy.
-            let jobs: Vec<Bound<'_, PyBytes>> =
-                jobs.into_iter().map(|j| PyBytes::new(py, &j)).collect();
-            let answers = self.run.call1(py, (jobs,)).and_then(|answers| {
-                let answers: Vec<Bound<'_, PyBytes>> = answers.extract(py)?;
-                Ok(answers.iter().map(|a| a.as_bytes().to_vec()).collect())
+            let got = args(py).and_then(|args| {
+                self.engine
+                    .bind(py)
+                    .call_method1(method, args)?
+                    .extract::<T>()
+                    .map_err(Into::into)
             });
-            answers.map_err(|e| {
-                let message = format!("the subtree runner raised {e}");
+            got.map_err(|e| {
+                let message = format!("the engine's {method} raised {e}");
                 *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
                 CoreError::InvalidInput(message)
             })
@@ -109,12 +116,109 @@ impl xr::SubtreeRunner for PySubtreeRunner {
     }
 }
 
-/// Trains one subtree job of a distributed fit (the bytes a fit's `subtrees` function is
-/// given) and returns its answer; the GIL is released meanwhile.
+impl qac::PairShards for PyPairShards {
+    fn sizes(&self) -> CoreResult<Vec<u64>> {
+        self.call("sizes", |py| Ok(pyo3::types::PyTuple::empty(py)))
+    }
+
+    fn map(&self, task: Vec<u8>) -> CoreResult<Vec<Vec<u8>>> {
+        self.call("map", |py| (PyBytes::new(py, &task),).into_pyobject(py))
+    }
+
+    fn shuffle(&self, task: Vec<u8>, n_parts: usize) -> CoreResult<Vec<Vec<u8>>> {
+        self.call("shuffle", |py| {
+            (PyBytes::new(py, &task), n_parts).into_pyobject(py)
+        })
+    }
+
+    fn n_parts(&self) -> CoreResult<usize> {
+        self.call("n_parts", |py| Ok(pyo3::types::PyTuple::empty(py)))
+    }
+}
+
+/// The pairs of a shard from numpy arrays of query ids (-1: no previous query).
+fn shard_pairs(
+    prev_ids: &PyReadonlyArray1<'_, i64>,
+    next_ids: &PyReadonlyArray1<'_, i64>,
+) -> PyResult<Vec<(Option<u32>, u32)>> {
+    let (prev_ids, next_ids) = (prev_ids.as_slice()?, next_ids.as_slice()?);
+    if prev_ids.len() != next_ids.len() {
+        return Err(PyValueError::new_err(format!(
+            "{} previous ids but {} next ids",
+            prev_ids.len(),
+            next_ids.len()
+        )));
+    }
+    let id = |v: i64| {
+        u32::try_from(v).map_err(|_| PyValueError::new_err(format!("query id {v} is out of range")))
+    };
+    prev_ids
+        .iter()
+        .zip(next_ids)
+        .map(|(&p, &n)| Ok((if p == -1 { None } else { Some(id(p)?) }, id(n)?)))
+        .collect()
+}
+
+/// What shard `shard` of a distributed fit (its pairs as query ids, with their times when the
+/// log has them) answers to a task of the draws or the terms stage; the GIL is released.
 #[pyfunction]
-pub(crate) fn train_subtree(py: Python<'_>, job: &[u8]) -> PyResult<Py<PyBytes>> {
-    let answer = py.detach(|| xr::train_subtree(job)).map_err(to_py_err)?;
+#[pyo3(signature = (task, shard, prev_ids, next_ids, times = None))]
+pub(crate) fn shard_answer(
+    py: Python<'_>,
+    task: &[u8],
+    shard: usize,
+    prev_ids: PyReadonlyArray1<'_, i64>,
+    next_ids: PyReadonlyArray1<'_, i64>,
+    times: Option<PyReadonlyArray1<'_, f64>>,
+) -> PyResult<Py<PyBytes>> {
+    let pairs = shard_pairs(&prev_ids, &next_ids)?;
+    let times = times.as_ref().map(|t| t.as_slice()).transpose()?;
+    let answer = py
+        .detach(|| qac::shard_answer(task, shard, &pairs, times))
+        .map_err(to_py_err)?;
     Ok(PyBytes::new(py, &answer).unbind())
+}
+
+/// What shard `shard` answers to a task of the pifa or the pieces stage: for each part of the
+/// work, the pieces of its rows (files of jobs); the GIL is released.
+#[pyfunction]
+#[pyo3(signature = (task, shard, prev_ids, next_ids, times = None))]
+pub(crate) fn shard_pieces(
+    py: Python<'_>,
+    task: &[u8],
+    shard: usize,
+    prev_ids: PyReadonlyArray1<'_, i64>,
+    next_ids: PyReadonlyArray1<'_, i64>,
+    times: Option<PyReadonlyArray1<'_, f64>>,
+) -> PyResult<Vec<Vec<Py<PyBytes>>>> {
+    let pairs = shard_pairs(&prev_ids, &next_ids)?;
+    let times = times.as_ref().map(|t| t.as_slice()).transpose()?;
+    let parts = py
+        .detach(|| qac::shard_pieces(task, shard, &pairs, times))
+        .map_err(to_py_err)?;
+    Ok(parts
+        .iter()
+        .map(|jobs| jobs.iter().map(|j| PyBytes::new(py, j).unbind()).collect())
+        .collect())
+}
+
+/// The answers of one part of a distributed fit's work from its pieces (`pieces[s]`: the
+/// pieces shard `s` cut, shards in order): trained columns, or label embeddings; the GIL is
+/// released.
+#[pyfunction]
+pub(crate) fn part_answer(
+    py: Python<'_>,
+    pieces: Vec<Vec<Bound<'_, PyBytes>>>,
+) -> PyResult<Vec<Py<PyBytes>>> {
+    let views: Vec<Vec<&[u8]>> = pieces
+        .iter()
+        .map(|shard| shard.iter().map(|p| p.as_bytes()).collect())
+        .collect();
+    let answers = py.detach(|| qac::part_answer(&views)).map_err(to_py_err)?;
+    Ok(answers
+        .iter()
+        .map(|a| PyBytes::new(py, a).unbind())
+        .collect())
 }
 
 /// A trained completer. Immutable; `complete` releases the GIL and may run from many threads.
@@ -252,7 +356,7 @@ impl CompleterModel {
         rank_holdout = 0.1, rank_prefixes = 12, rank_typos = 0.08, ranker = "trees",
         ranker_bins = 8, ranker_trees = 100, ranker_leaves = 31,
         ranker_depth = 5, features_off = Vec::new(),
-        live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, subtrees = None,
+        live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, shards = None,
         min_subtrees = 64, range_rows = false,
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -308,7 +412,7 @@ impl CompleterModel {
         live_half_life: f64,
         blocklist: Vec<String>,
         progress: Option<PyRef<'_, ProgressCounter>>,
-        subtrees: Option<Py<PyAny>>,
+        shards: Option<Py<PyAny>>,
         min_subtrees: usize,
         range_rows: bool,
     ) -> PyResult<Self> {
@@ -376,13 +480,13 @@ impl CompleterModel {
             features_off,
             live_half_life,
             blocklist,
-            offload: None,
+            shards: None,
             range_rows,
         };
-        let runner = subtrees.map(|run| Arc::new(PySubtreeRunner::new(run)));
+        let engine = shards.map(|engine| Arc::new(PyPairShards::new(engine)));
         let params = FitParams {
-            offload: runner.clone().map(|runner| xr::Offload {
-                runner,
+            shards: engine.clone().map(|shards| qac::Sharding {
+                shards,
                 min_subtrees: min_subtrees.max(1),
             }),
             ..params
@@ -437,8 +541,8 @@ impl CompleterModel {
                     &queries, counts, users, &pairs, times, &params, &progress,
                 )
             })
-            .map_err(|e| match runner.and_then(|r| r.take_error()) {
-                // The runner's own exception (a Ray task that failed for good, say).
+            .map_err(|e| match engine.and_then(|r| r.take_error()) {
+                // The engine's own exception (a Ray task that failed for good, say).
                 Some(raised) => raised,
                 None => to_py_err(e),
             })?;

@@ -94,13 +94,23 @@ pub fn build<S: AsRef<str> + Send + Sync>(
             y.n_cols()
         )));
     }
+    build_with(spec, labels, &|| kmeans::pifa(x, y))
+}
+
+/// [`build`], with the PIFA embeddings of the labels from `pifa` (called when the tree needs
+/// them: not for a trie).
+pub fn build_with<S: AsRef<str> + Send + Sync>(
+    spec: &TreeSpec,
+    labels: &[S],
+    pifa: &dyn Fn() -> Result<crate::sparse::CsrMatrix>,
+) -> Result<LabelTree> {
     match spec {
-        TreeSpec::KMeans(params) => kmeans::build(&kmeans::pifa(x, y)?, params),
+        TreeSpec::KMeans(params) => kmeans::build(&pifa()?, params),
         TreeSpec::Trie { depth, max_group } => trie::build(labels, *depth, *max_group),
         TreeSpec::Hybrid {
             depth,
             kmeans: params,
-        } => hybrid::build(labels, &kmeans::pifa(x, y)?, *depth, params),
+        } => hybrid::build(labels, &pifa()?, *depth, params),
     }
 }
 

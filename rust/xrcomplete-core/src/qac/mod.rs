@@ -27,6 +27,7 @@ mod blocklist;
 mod candidates;
 mod lm;
 mod shape;
+pub mod shards;
 mod transitions;
 mod words;
 
@@ -52,9 +53,11 @@ use crate::Trie;
 pub use blocklist::Blocklist;
 pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGMENTS};
 pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
+pub use shards::{part_answer, shard_answer, shard_pieces, PairShards, Sharding};
 pub use transitions::{Followers, Transitions};
 
 use candidates::{Candidate, GatherScratch, Sources};
+use shards::{HeldOut, Rows, Sampler};
 
 /// A query as the log and the evaluation protocol see it: lower-cased (as Python's
 /// `str.lower`), surrounding whitespace (Python's `str.isspace`) removed.
@@ -228,9 +231,10 @@ pub struct FitParams {
     pub live_half_life: f64,
     /// Words and phrases no suggestion may contain ([`Blocklist`]); more can be added later.
     pub blocklist: Vec<String>,
-    /// Where the subtrees of the matcher are trained, when not here ([`xr::train_with`]):
-    /// the same completer either way.
-    pub offload: Option<xr::Offload>,
+    /// Where the pairs are, when not here: the matcher's training rows are then built and
+    /// trained on by the shards ([`shards`]), which hold the pairs given to the fit. The same
+    /// completer either way.
+    pub shards: Option<Sharding>,
     /// Train each node of the matcher only on the prefixes whose label range leaves its
     /// choice open ([`xr::train_with`]'s `ranges`): the beam is always restricted to the
     /// prefix's range, so the other rows teach it nothing it uses.
@@ -259,7 +263,7 @@ impl Default for FitParams {
             features_off: Vec::new(),
             live_half_life: LiveParams::default().half_life,
             blocklist: Vec::new(),
-            offload: None,
+            shards: None,
             range_rows: false,
         }
     }
@@ -372,7 +376,7 @@ pub struct QueryUsers<'a> {
 }
 
 /// (queries, counts, users, pairs) of a log, checked.
-struct Log<'a, S> {
+pub(crate) struct Log<'a, S> {
     queries: &'a [S],
     counts: &'a [f64],
     /// Distinct users of each query (None: not known, the floor is 1).
@@ -380,6 +384,9 @@ struct Log<'a, S> {
     /// Their ids (checked CSR), when known.
     user_ids: Option<(&'a [u64], &'a [u32])>,
     pairs: &'a [(Option<u32>, u32)],
+    /// When `pairs` are the pairs of a larger log that a rule held out some of: the rule, and
+    /// the number of pairs of that log (which the shards hold).
+    held_out: Option<(HeldOut, usize)>,
 }
 
 impl<S: AsRef<str>> Log<'_, S> {
@@ -551,9 +558,10 @@ impl Completer {
             users,
             user_ids,
             pairs,
+            held_out: None,
         };
-        let (ranker, learned) = match held_out(pairs, times, params.rank_holdout) {
-            Some(late) => Self::learn_ranker(&log, &late, times, params, progress)?,
+        let (ranker, learned) = match HeldOut::new(pairs.len(), times, params.rank_holdout) {
+            Some(rule) => Self::learn_ranker(&log, rule, times, params, progress)?,
             None => (fixed_ranker()?, false),
         };
         // The ranker's own parts are gone: their small blocks go back before the rows come.
@@ -593,63 +601,10 @@ impl Completer {
         }
         let label_of: Vec<Option<u32>> = queries.iter().map(|q| labels.id(q.as_ref())).collect();
         let prev_text = |p: Option<u32>| p.map_or("", |p| queries[p as usize].as_ref());
-
-        // Training examples: (previous query, prefix of the next query) -> next query.
-        let mut rng = SplitMix64(params.seed);
-        let (mut prevs, mut prefixes, mut targets) = (Vec::new(), Vec::new(), Vec::new());
-        // The label range each training prefix will be served in (for `range_rows`).
-        let mut ranges: Vec<(u32, u32)> = Vec::new();
-        let mut ends: Vec<usize> = Vec::new();
-        for &(p, q) in log.pairs {
-            let Some(label) = label_of[q as usize] else {
-                continue;
-            };
-            let next = queries[q as usize].as_ref();
-            for &end in sample_prefix_ends(next, params.prefixes_per_pair, &mut rng, &mut ends) {
-                prevs.push(prev_text(p));
-                prefixes.push(&next[..end]);
-                targets.push(label);
-                if params.range_rows {
-                    ranges.push(
-                        labels
-                            .prefix_range(&next[..end])
-                            .unwrap_or((label, label + 1)),
-                    );
-                }
-            }
-        }
-        if targets.is_empty() {
-            return bad("no training pair has a next query that is kept".into());
-        }
-        progress.set_stage(Stage::Vectorizing);
-        let features = FeatureConcat::fit_columns(
-            &[params.prev.clone(), params.prefix.clone()],
-            &[&prevs, &prefixes],
-        )?;
-        // In parts: a prefix or a previous query is vectorised once however many rows have it.
-        let x = features.transform_factored(&[&prevs, &prefixes])?;
-        drop((prevs, prefixes));
-        let y = OneLabelRows::new(labels.len(), targets)?;
-        let label_keys: Vec<&str> = labels.keys().collect();
-        progress.set_stage(Stage::Clustering);
-        let tree = index::build(&params.tree, &label_keys, &x, &y)?;
-        drop(label_keys);
-        let trained = xr::train_levels_with(
-            &x,
-            &y,
-            tree,
-            &params.train,
-            progress,
-            params.offload.as_ref(),
-            params.range_rows.then_some(&ranges[..]),
-        )?;
-        // The rows are done with: freed before the model is assembled and the language model
-        // counted (the peak of a fit is here).
-        let n_features = x.n_cols();
-        drop((x, y, ranges));
-        let model = trained.model(n_features, &params.train)?;
-        // Each node's weights, freed as the model was assembled.
-        crate::hugepages::release_free_memory();
+        let (features, model) = match &params.shards {
+            Some(sharding) => shards::train_matcher(sharding, log, &labels, params, progress)?,
+            None => Self::train_matcher(log, &labels, &label_of, params, progress)?,
+        };
         // Counted once the rows are gone: they are not needed beside them.
         let transitions = Transitions::new(
             log.pairs
@@ -687,6 +642,66 @@ impl Completer {
         })
     }
 
+    /// Trains the matcher of `log` (and its vectorizers) here.
+    fn train_matcher<S: AsRef<str> + Sync>(
+        log: &Log<S>,
+        labels: &Trie,
+        label_of: &[Option<u32>],
+        params: &FitParams,
+        progress: &Progress,
+    ) -> Result<(FeatureConcat, XrLinear)> {
+        // Training examples: (previous query, prefix of the next query) -> next query, with
+        // the label range each prefix will be served in (for `range_rows`).
+        let sampler = Sampler {
+            labels,
+            label_of: &|q| label_of[q as usize],
+            prefixes_per_pair: params.prefixes_per_pair,
+            range_rows: params.range_rows,
+        };
+        let rows = sampler.rows(
+            log.pairs.iter().copied(),
+            &|q| log.queries[q as usize].as_ref(),
+            &mut SplitMix64(params.seed),
+        );
+        if rows.targets.is_empty() {
+            return Err(Error::InvalidInput(
+                "no training pair has a next query that is kept".into(),
+            ));
+        }
+        progress.set_stage(Stage::Vectorizing);
+        let features = FeatureConcat::fit_columns(
+            &[params.prev.clone(), params.prefix.clone()],
+            &[&rows.prevs, &rows.prefixes],
+        )?;
+        // In parts: a prefix or a previous query is vectorised once however many rows have it.
+        let x = features.transform_factored(&[&rows.prevs, &rows.prefixes])?;
+        let Rows {
+            targets, ranges, ..
+        } = rows;
+        let y = OneLabelRows::new(labels.len(), targets)?;
+        let label_keys: Vec<&str> = labels.keys().collect();
+        progress.set_stage(Stage::Clustering);
+        let tree = index::build(&params.tree, &label_keys, &x, &y)?;
+        drop(label_keys);
+        let trained = xr::train_levels_with(
+            &x,
+            &y,
+            tree,
+            &params.train,
+            progress,
+            None,
+            params.range_rows.then_some(&ranges[..]),
+        )?;
+        // The rows are done with: freed before the model is assembled and the language model
+        // counted (the peak of a fit is here).
+        let n_features = x.n_cols();
+        drop((x, y, ranges));
+        let model = trained.model(n_features, &params.train)?;
+        // Each node's weights, freed as the model was assembled.
+        crate::hugepages::release_free_memory();
+        Ok((features, model))
+    }
+
     /// Learns the ranker: parts trained on the pairs not in `late`, candidates of prefixes of
     /// the `late` pairs' next queries, the one really searched relevant. The `late` searches
     /// are recorded as live counts as they happen (in time order, 64 steps), so that the live
@@ -695,15 +710,18 @@ impl Completer {
     /// too few lists have the right query among their candidates.
     fn learn_ranker<S: AsRef<str> + Sync>(
         log: &Log<S>,
-        late: &[bool],
+        rule: HeldOut,
         times: Option<&[f64]>,
         params: &FitParams,
         progress: &Progress,
     ) -> Result<(Ranker, bool)> {
+        let late: Vec<bool> = (0..log.pairs.len())
+            .map(|i| rule.is_late(i as u64, times.map(|t| t[i])))
+            .collect();
         // What was known before the held-out pairs: their next queries' searches taken out of
         // the popularity in proportion.
         let mut as_next = vec![(0u32, 0u32); log.queries.len()];
-        for (&(_, q), &is_late) in log.pairs.iter().zip(late) {
+        for (&(_, q), &is_late) in log.pairs.iter().zip(&late) {
             let e = &mut as_next[q as usize];
             e.0 += 1;
             e.1 += u32::from(!is_late);
@@ -723,7 +741,7 @@ impl Completer {
         let early_pairs: Vec<(Option<u32>, u32)> = log
             .pairs
             .iter()
-            .zip(late)
+            .zip(&late)
             .filter(|(_, &l)| !l)
             .map(|(p, _)| *p)
             .collect();
@@ -733,6 +751,7 @@ impl Completer {
             users: log.users,
             user_ids: log.user_ids,
             pairs: &early_pairs,
+            held_out: Some((rule, log.pairs.len())),
         };
         let sources = match Self::fit_sources(&early, params, progress) {
             Ok(s) => s,
@@ -1311,26 +1330,9 @@ fn fixed_ranker() -> Result<Ranker> {
 
 /// Which pairs are held out for the ranker: the latest `share` of them by time (or by order
 /// without times). `None` when there would be none.
-fn held_out(pairs: &[(Option<u32>, u32)], times: Option<&[f64]>, share: f64) -> Option<Vec<bool>> {
-    let n_late = (pairs.len() as f64 * share).floor() as usize;
-    if n_late == 0 || n_late == pairs.len() {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    if let Some(times) = times {
-        // Stable: equal times keep their order.
-        order.sort_by(|&a, &b| times[a].total_cmp(&times[b]));
-    }
-    let mut late = vec![false; pairs.len()];
-    for &i in &order[pairs.len() - n_late..] {
-        late[i] = true;
-    }
-    Some(late)
-}
-
 /// `take` distinct prefix ends (byte offsets after 1.. characters) of `text`, drawn uniformly
 /// (all of them for shorter texts), in increasing order.
-fn sample_prefix_ends<'e>(
+pub(crate) fn sample_prefix_ends<'e>(
     text: &str,
     take: usize,
     rng: &mut SplitMix64,
@@ -1560,45 +1562,165 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    /// Trains each subtree job here, through its bytes, counting them.
-    #[derive(Debug, Default)]
-    struct HereRunner(std::sync::atomic::AtomicUsize);
+    /// Holds the pairs of a fit in shards cut at `cuts` and runs every stage here, through the
+    /// bytes, each shard on its own; counts the pieces that went from the shards to the parts.
+    #[derive(Debug)]
+    struct HereShards {
+        pairs: Vec<(Option<u32>, u32)>,
+        times: Option<Vec<f64>>,
+        bounds: Vec<usize>,
+        parts: usize,
+        pieces: std::sync::atomic::AtomicUsize,
+    }
 
-    impl xr::SubtreeRunner for HereRunner {
-        fn run(&self, jobs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
-            self.0
-                .fetch_add(jobs.len(), std::sync::atomic::Ordering::Relaxed);
-            jobs.iter().map(|j| xr::train_subtree(j)).collect()
+    impl HereShards {
+        fn new(
+            pairs: &[(Option<u32>, u32)],
+            times: Option<&[f64]>,
+            cuts: &[usize],
+            parts: usize,
+        ) -> Self {
+            let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(pairs.len())).collect();
+            bounds.push(0);
+            bounds.push(pairs.len());
+            bounds.sort_unstable();
+            HereShards {
+                pairs: pairs.to_vec(),
+                times: times.map(<[f64]>::to_vec),
+                bounds,
+                parts,
+                pieces: Default::default(),
+            }
+        }
+
+        #[allow(clippy::type_complexity)]
+        fn shard(&self, s: usize) -> (&[(Option<u32>, u32)], Option<&[f64]>) {
+            let run = self.bounds[s]..self.bounds[s + 1];
+            let times = self.times.as_ref().map(|t| &t[run.clone()]);
+            (&self.pairs[run], times)
+        }
+    }
+
+    impl PairShards for HereShards {
+        fn sizes(&self) -> Result<Vec<u64>> {
+            Ok(self
+                .bounds
+                .windows(2)
+                .map(|w| (w[1] - w[0]) as u64)
+                .collect())
+        }
+
+        fn map(&self, task: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+            (0..self.bounds.len() - 1)
+                .map(|s| {
+                    let (pairs, times) = self.shard(s);
+                    shard_answer(&task, s, pairs, times)
+                })
+                .collect()
+        }
+
+        fn shuffle(&self, task: Vec<u8>, n_parts: usize) -> Result<Vec<Vec<u8>>> {
+            let cut: Vec<Vec<Vec<Vec<u8>>>> = (0..self.bounds.len() - 1)
+                .map(|s| {
+                    let (pairs, times) = self.shard(s);
+                    shard_pieces(&task, s, pairs, times)
+                })
+                .collect::<Result<_>>()?;
+            assert!(cut.iter().all(|parts| parts.len() == n_parts));
+            let mut answers = Vec::new();
+            for p in 0..n_parts {
+                let pieces: Vec<Vec<&[u8]>> = cut
+                    .iter()
+                    .map(|parts| parts[p].iter().map(Vec::as_slice).collect())
+                    .collect();
+                self.pieces.fetch_add(
+                    pieces.iter().map(Vec::len).sum(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                answers.extend(part_answer(&pieces)?);
+            }
+            Ok(answers)
+        }
+
+        fn n_parts(&self) -> Result<usize> {
+            Ok(self.parts)
         }
     }
 
     #[test]
-    fn a_completer_whose_subtrees_train_elsewhere_is_the_same() {
-        let (queries, counts, pairs) = log();
+    fn a_completer_trained_on_shards_is_the_same() {
+        // Enough pairs that the ranker is learned: the parts trained on the earlier pairs (the
+        // held-out ones left out by each shard) count in the completer.
+        let (queries, counts, pairs) = combination_log(600);
+        // Times with ties, not in the pairs' order: the held-out pairs are not the last ones.
+        let times: Vec<f64> = (0..pairs.len()).map(|i| ((i * 7) % 11) as f64).collect();
+        let n = pairs.len();
         for tree in trees() {
-            let runner = Arc::new(HereRunner::default());
-            let offloaded = FitParams {
-                offload: Some(xr::Offload {
-                    runner: runner.clone(),
-                    min_subtrees: 2,
-                }),
-                ..params(tree.clone())
-            };
-            let fit = |params: &FitParams| {
-                Completer::fit(
-                    &queries,
-                    &counts,
-                    &pairs,
-                    None,
-                    params,
-                    &Progress::default(),
-                )
-                .unwrap()
-                .to_bytes()
-            };
-            assert_eq!(fit(&params(tree.clone())), fit(&offloaded), "{tree:?}");
-            assert!(runner.0.load(std::sync::atomic::Ordering::Relaxed) > 0);
+            for (cuts, timed, range_rows, parts) in [
+                (vec![n / 3, 2 * n / 3], false, false, 3),
+                (vec![1, n / 2, n / 2], true, true, 2),
+                (vec![], true, false, 1),
+            ] {
+                let times = timed.then_some(&times[..]);
+                let shards = Arc::new(HereShards::new(&pairs, times, &cuts, parts));
+                let here = FitParams {
+                    range_rows,
+                    ..params(tree.clone())
+                };
+                let there = FitParams {
+                    shards: Some(Sharding {
+                        shards: shards.clone(),
+                        min_subtrees: 2,
+                    }),
+                    ..here.clone()
+                };
+                let fit = |params: &FitParams| {
+                    Completer::fit(
+                        &queries,
+                        &counts,
+                        &pairs,
+                        times,
+                        params,
+                        &Progress::default(),
+                    )
+                    .unwrap()
+                };
+                let (here, there) = (fit(&here), fit(&there));
+                assert!(here.learned);
+                assert_eq!(
+                    here.to_bytes(),
+                    there.to_bytes(),
+                    "{tree:?} {cuts:?} {timed}"
+                );
+                assert!(shards.pieces.load(std::sync::atomic::Ordering::Relaxed) > 0);
+            }
         }
+    }
+
+    #[test]
+    fn shards_that_do_not_hold_the_pairs_of_the_fit_are_an_error() {
+        let (queries, counts, pairs) = log();
+        let tree = trees().remove(0);
+        let fewer = Arc::new(HereShards::new(&pairs[1..], None, &[], 1));
+        let params = FitParams {
+            shards: Some(Sharding {
+                shards: fewer,
+                min_subtrees: 2,
+            }),
+            ..params(tree)
+        };
+        let got = Completer::fit(
+            &queries,
+            &counts,
+            &pairs,
+            None,
+            &params,
+            &Progress::default(),
+        );
+        assert!(matches!(got, Err(Error::InvalidInput(m)) if m.contains("the shards hold")));
+        // A damaged task, or one answered by the wrong function, is an error too.
+        assert!(shard_answer(b"not a task", 0, &pairs, None).is_err());
+        assert!(part_answer(&[vec![b"not a piece".as_slice()]]).is_err());
     }
 
     fn top(c: &Completer, prev: &str, prefix: &str, k: usize) -> Vec<String> {

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::tfidf::{rows_in_parallel, Norm, RowScratch, TfidfConfig, TfidfVectorizer};
+use super::tfidf::{rows_in_parallel, Norm, RowScratch, TermCounts, TfidfConfig, TfidfVectorizer};
 use crate::error::{Error, Result};
 use crate::persist::{Kind, Persist, Reader, Writer};
 use rayon::prelude::*;
@@ -76,10 +76,28 @@ impl FeatureConcat {
                 columns.len()
             )));
         }
+        let counts = configs
+            .iter()
+            .zip(columns)
+            .map(|(config, docs)| TermCounts::count(&config.analyzer, docs))
+            .collect();
+        Self::fit_counts(configs, counts)
+    }
+
+    /// [`FeatureConcat::fit_columns`] from the term statistics of each column
+    /// ([`TermCounts::count`] with `configs[b]`'s analyzer, merged over parts of the columns).
+    pub fn fit_counts(configs: &[TfidfConfig], counts: Vec<TermCounts>) -> Result<Self> {
+        if configs.len() != counts.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} vectorizer configurations for {} columns",
+                configs.len(),
+                counts.len()
+            )));
+        }
         let mut first_empty = None;
         let mut blocks = Vec::with_capacity(configs.len());
-        for (config, docs) in configs.iter().zip(columns) {
-            let block = match TfidfVectorizer::fit(config.clone(), docs) {
+        for (config, counts) in configs.iter().zip(counts) {
+            let block = match TfidfVectorizer::fit_counts(config.clone(), counts) {
                 Err(err @ Error::EmptyVocabulary { .. }) => {
                     first_empty.get_or_insert(err);
                     TfidfVectorizer::from_parts(config.clone(), [], Vec::new())?

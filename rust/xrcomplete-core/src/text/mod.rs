@@ -20,4 +20,4 @@ pub use analyzer::{
 };
 pub use concat::{ConcatScratch, FactoredRows, FeatureConcat};
 pub use interner::Interner;
-pub use tfidf::{DocFreq, Norm, RowScratch, TfidfConfig, TfidfVectorizer};
+pub use tfidf::{DocFreq, Norm, RowScratch, TermCounts, TfidfConfig, TfidfVectorizer};

@@ -9,7 +9,7 @@ use super::analyzer::{Analyzer, AnalyzerConfig, PositionScope, PositionWeight, S
 use super::interner::Interner;
 use super::terms::TermIndex;
 use crate::error::{Error, Result};
-use crate::persist::{Array, Fields, Kind, Persist, Reader, Writer};
+use crate::persist::{format_err, rises_to, Array, Fields, Kind, Persist, Reader, Writer};
 use crate::sparse::CsrMatrix;
 
 /// A document-frequency bound: an absolute number of documents, or a proportion of them.
@@ -291,18 +291,27 @@ impl TfidfVectorizer {
     /// Learns the vocabulary and idf from `docs` (in parallel).
     pub fn fit<S: AsRef<str> + Sync>(config: TfidfConfig, docs: &[S]) -> Result<Self> {
         config.check()?;
-        if docs.is_empty() {
+        let counts = TermCounts::count(&config.analyzer, docs);
+        Self::fit_counts(config, counts)
+    }
+
+    /// Learns the vocabulary and idf from the term statistics of the documents, counted with
+    /// `config`'s analyzer ([`TermCounts::count`], merged over parts of the documents): the
+    /// vectorizer [`TfidfVectorizer::fit`] learns from the documents themselves.
+    pub fn fit_counts(config: TfidfConfig, counts: TermCounts) -> Result<Self> {
+        config.check()?;
+        if counts.n_docs == 0 {
             return Err(Error::InvalidInput(
                 "fit needs at least one document".into(),
             ));
         }
-        let TermCounter { terms, stats, .. } = count_terms(&config.analyzer, docs);
+        let TermCounter { terms, stats, .. } = counts.counter;
         if stats.is_empty() {
             return Err(Error::EmptyVocabulary {
                 why: "the documents yield no terms",
             });
         }
-        let n_docs = docs.len();
+        let n_docs = usize::try_from(counts.n_docs).unwrap_or(usize::MAX);
         let (high, low) = (config.max_df.resolve(n_docs), config.min_df.resolve(n_docs));
         if high < low {
             return Err(Error::InvalidInput(
@@ -516,6 +525,119 @@ fn count_terms<S: AsRef<str> + Sync>(config: &AnalyzerConfig, docs: &[S]) -> Ter
             counter
         })
         .reduce(TermCounter::default, TermCounter::merge)
+}
+
+/// The term statistics of a set of documents that fitting a vectorizer needs: per term, the
+/// documents it occurs in and its occurrences. The counts of parts of the documents (the shards
+/// of a log, counted on other machines) merge into the counts of the whole, exactly.
+///
+/// ```
+/// use xrcomplete_core::text::{AnalyzerConfig, TermCounts, TfidfConfig, TfidfVectorizer};
+///
+/// let config = TfidfConfig::default();
+/// let docs = ["cheap flights", "cheap hotels", "flights to rome"];
+/// let parts = TermCounts::count(&config.analyzer, &docs[..1])
+///     .merge(TermCounts::count(&config.analyzer, &docs[1..]));
+/// let whole = TfidfVectorizer::fit(config.clone(), &docs).unwrap();
+/// assert_eq!(TfidfVectorizer::fit_counts(config, parts).unwrap(), whole);
+/// ```
+#[derive(Default)]
+pub struct TermCounts {
+    counter: TermCounter,
+    n_docs: u64,
+}
+
+impl std::fmt::Debug for TermCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TermCounts")
+            .field("terms", &self.counter.stats.len())
+            .field("n_docs", &self.n_docs)
+            .finish()
+    }
+}
+
+impl TermCounts {
+    /// The statistics of `docs` analysed by `analyzer` (in parallel).
+    pub fn count<S: AsRef<str> + Sync>(analyzer: &AnalyzerConfig, docs: &[S]) -> Self {
+        TermCounts {
+            counter: count_terms(analyzer, docs),
+            n_docs: docs.len() as u64,
+        }
+    }
+
+    /// The statistics of the documents of both.
+    pub fn merge(self, other: TermCounts) -> TermCounts {
+        TermCounts {
+            n_docs: self.n_docs + other.n_docs,
+            counter: self.counter.merge(other.counter),
+        }
+    }
+
+    /// The number of documents counted.
+    pub fn n_docs(&self) -> u64 {
+        self.n_docs
+    }
+
+    /// The number of distinct terms.
+    pub fn n_terms(&self) -> usize {
+        self.counter.stats.len()
+    }
+}
+
+impl Persist for TermCounts {
+    const KIND: Kind = Kind::TermCounts;
+
+    fn writer(&self) -> Writer<'_> {
+        let c = &self.counter;
+        let mut offsets = Vec::with_capacity(c.stats.len() + 1);
+        let mut bytes = Vec::new();
+        offsets.push(0u64);
+        for term in c.terms.iter() {
+            bytes.extend_from_slice(term.as_bytes());
+            offsets.push(bytes.len() as u64);
+        }
+        let docs: Vec<u64> = c.stats.iter().map(|s| s.docs).collect();
+        let count: Vec<f64> = c.stats.iter().map(|s| s.count).collect();
+        let mut w = Writer::new(Kind::TermCounts);
+        w.u64s("meta", [self.n_docs])
+            .bytes("terms", bytes)
+            .array_copy("offsets", &offsets)
+            .array_copy("docs", &docs)
+            .array_copy("count", &count);
+        w
+    }
+
+    fn from_reader(r: &Reader) -> Result<Self> {
+        let bad = |what: &str| format_err(format!("term counts: {what}"));
+        let [n_docs] = r.u64s("meta")?[..] else {
+            return Err(bad("bad meta"));
+        };
+        let bytes = r.bytes("terms")?;
+        let offsets: Array<u64> = r.array("offsets")?;
+        let docs: Array<u64> = r.array("docs")?;
+        let count: Array<f64> = r.array("count")?;
+        let n = docs.len();
+        if offsets.len() != n + 1 || count.len() != n || !rises_to(&offsets, bytes.len()) {
+            return Err(bad("one offset, document count and count per term"));
+        }
+        let mut counter = TermCounter::default();
+        for (i, w) in offsets.windows(2).enumerate() {
+            let term = std::str::from_utf8(&bytes[w[0] as usize..w[1] as usize])
+                .map_err(|_| bad("a term is not UTF-8"))?;
+            let (_, inserted) = counter.terms.insert(term);
+            if !inserted || docs[i] > n_docs || !(count[i].is_finite() && count[i] >= 0.0) {
+                return Err(bad(
+                    "terms must be distinct, with counts within the documents",
+                ));
+            }
+            counter.stats.push(TermStats {
+                docs: docs[i],
+                count: count[i],
+                last_doc: 0,
+            });
+        }
+        Ok(TermCounts { counter, n_docs })
+    }
 }
 
 /// Term statistics of the documents seen by one worker; `stats[id]` for term `id`.

@@ -14,6 +14,7 @@ mod subtree;
 mod train;
 
 pub use model::{LevelWeights, PostProcessor, PredictParams, PredictScratch, XrLinear};
-pub use subtree::{train_subtree, Offload, SubtreeJob, SubtreeRunner};
+pub(crate) use subtree::{read_train_params, write_train_params, JobPlan};
+pub use subtree::{train_pieces, train_subtree, Offload, SubtreeJob, SubtreeRunner};
 pub(crate) use train::train_levels_with;
 pub use train::{train, train_with, Loss, Progress, Stage, TrainParams};

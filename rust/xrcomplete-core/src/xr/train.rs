@@ -256,7 +256,7 @@ pub(crate) fn train_levels_with(
     let seed = params.seed;
     let scope = ranges.map(|ranges| Scope {
         ranges,
-        label_ids: None,
+        label_bounds: None,
     });
     let (mut levels, parent_positives) = train_levels(
         x,
@@ -288,24 +288,30 @@ pub(crate) fn node_seed(seed: u64, l: usize, p: usize) -> u64 {
 pub(crate) struct Scope<'a> {
     /// Per row, the range of label ids its answers are restricted to.
     pub ranges: &'a [(u32, u32)],
-    /// The label id of each label of the tree (None: the label itself).
-    pub label_ids: Option<&'a [u32]>,
+    /// The smallest and the largest label id each label of the tree stands for (None: the
+    /// label itself): a subtree's labels are the whole tree's labels under it, the top levels'
+    /// are the nodes of their last level.
+    pub label_bounds: Option<&'a [(u32, u32)]>,
 }
 
 /// For each node of level `l`, the smallest and the largest label id under it.
-fn id_bounds(tree: &LabelTree, l: usize, label_ids: Option<&[u32]>) -> Vec<(u32, u32)> {
+pub(crate) fn id_bounds(
+    tree: &LabelTree,
+    l: usize,
+    label_bounds: Option<&[(u32, u32)]>,
+) -> Vec<(u32, u32)> {
     let mut bounds = vec![(u32::MAX, 0u32); tree.n_nodes(l)];
     for (label, &node) in tree.ancestors_at(l).iter().enumerate() {
-        let id = label_ids.map_or(label as u32, |ids| ids[label]);
+        let (lo, hi) = label_bounds.map_or((label as u32, label as u32), |b| b[label]);
         let b = &mut bounds[node as usize];
-        *b = (b.0.min(id), b.1.max(id));
+        *b = (b.0.min(lo), b.1.max(hi));
     }
     bounds
 }
 
 /// The rows of `rows` whose range meets at least two of `children` (by their id bounds): the
 /// rows for which the choice among the children is still open when serving.
-fn open_rows(
+pub(crate) fn open_rows(
     rows: &[u32],
     ranges: &[(u32, u32)],
     bounds: &[(u32, u32)],
@@ -385,7 +391,7 @@ pub(crate) fn train_levels(
             }
         };
         let open: Option<Vec<Vec<u32>>> = scope.map(|s| {
-            let bounds = id_bounds(tree, l, s.label_ids);
+            let bounds = id_bounds(tree, l, s.label_bounds);
             (0..ptr.len() - 1)
                 .into_par_iter()
                 .map(|p| open_rows(rows_of(p), s.ranges, &bounds, children(ptr, p)))
@@ -469,7 +475,7 @@ impl Solvers {
 }
 
 /// The children of parent `p` in the child pointers `ptr` of a level.
-fn children(ptr: &[u32], p: usize) -> Range<usize> {
+pub(crate) fn children(ptr: &[u32], p: usize) -> Range<usize> {
     ptr[p] as usize..ptr[p + 1] as usize
 }
 

@@ -1,0 +1,828 @@
+//! A fit whose pairs are held elsewhere: in shards (runs of consecutive pairs of the log) on the
+//! workers of a cluster (Ray: `xrcomplete.distributed`). The matcher's training rows are built
+//! where the pairs are, and never reach the driver.
+//!
+//! The driver sends each stage as a task file ([`Kind::ShardTask`]: the queries, the labels and
+//! what the stage needs); the [`PairShards`] run it on every shard:
+//! 1. *draws*: each shard counts its rows, which are the draws of the seeded prefix sampling,
+//!    so that each shard can start the sampling where the shard before it ends;
+//! 2. *terms*: each shard counts the terms of its rows' previous queries and prefixes; the
+//!    driver merges the counts and fits the vectorizers ([`FeatureConcat::fit_counts`]);
+//! 3. *pifa* (k-means and hybrid trees only): each shard cuts its rows by label; the rows of each
+//!    group of labels meet where their embeddings are computed ([`part_answer`]);
+//! 4. *pieces*: each shard vectorises its rows and cuts them into pieces of the jobs of the
+//!    matcher's training (the top levels, and groups of subtrees); the pieces of each job meet
+//!    where it is trained ([`part_answer`]), and the driver puts the columns in place.
+//!
+//! Each step does what the fit does with all the pairs in one place (the sampling's draws, the
+//! counts, the rows in their order), so the completer is the same, byte for byte.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::{sample_prefix_ends, FitParams, Log};
+use crate::error::{Error, Result};
+use crate::index::{self, kmeans, LabelTree};
+use crate::persist::{format_err, kind_of, Array, Kind, Persist, Reader, Writer};
+use crate::rng::SplitMix64;
+use crate::sparse::{CsrArrays, CsrMatrix, OneLabelRows, RowBuf, SparseRows};
+use crate::strings::Strings;
+use crate::text::{FactoredRows, FeatureConcat, TermCounts, TfidfConfig};
+use crate::xr::{self, JobPlan, Progress, Stage, TrainParams, XrLinear};
+use crate::Trie;
+
+/// Where the pairs of a fit are when they are not here: shards of consecutive pairs, in the
+/// log's order, each on some worker that runs this module's functions on it.
+pub trait PairShards: Send + Sync + fmt::Debug {
+    /// The number of pairs of each shard, in order.
+    fn sizes(&self) -> Result<Vec<u64>>;
+
+    /// [`shard_answer`]`(task, s, ...)` of every shard `s`, in order.
+    fn map(&self, task: Vec<u8>) -> Result<Vec<Vec<u8>>>;
+
+    /// [`shard_pieces`]`(task, s, ...)` of every shard `s` (each `n_parts` parts of pieces), then
+    /// [`part_answer`] of each part's pieces (in shard order): the answers of all parts, in
+    /// order.
+    fn shuffle(&self, task: Vec<u8>, n_parts: usize) -> Result<Vec<Vec<u8>>>;
+
+    /// About how many parts the work of a shuffle should be cut into (to keep every worker
+    /// busy).
+    fn n_parts(&self) -> Result<usize>;
+}
+
+/// A fit's shards, and the subtrees of its matcher trained apart: those of the shallowest tree
+/// level with at least `min_subtrees` nodes.
+#[derive(Debug, Clone)]
+pub struct Sharding {
+    /// The shards.
+    pub shards: Arc<dyn PairShards>,
+    /// See [`crate::xr::Offload::min_subtrees`].
+    pub min_subtrees: usize,
+}
+
+impl PartialEq for Sharding {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shards, &other.shards) && self.min_subtrees == other.min_subtrees
+    }
+}
+
+/// The pairs the ranker learns from (the latest, `rank_holdout`): pair `i`, searched at
+/// `time`, is held out when `(time, i)` comes at or after `(self.time, self.from)`: the
+/// latest pairs by time, ties in the log's order (the pairs' order without times).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HeldOut {
+    time: Option<f64>,
+    from: u64,
+}
+
+impl HeldOut {
+    /// The latest `share` of `n` pairs (none when that is none or all of them).
+    pub(crate) fn new(n: usize, times: Option<&[f64]>, share: f64) -> Option<Self> {
+        let n_late = (n as f64 * share).floor() as usize;
+        if n_late == 0 || n_late >= n {
+            return None;
+        }
+        let first = n - n_late;
+        Some(match times {
+            None => HeldOut {
+                time: None,
+                from: first as u64,
+            },
+            Some(times) => {
+                let mut order: Vec<usize> = (0..n).collect();
+                // Stable: equal times keep their order.
+                order.sort_by(|&a, &b| times[a].total_cmp(&times[b]));
+                let at = order[first];
+                HeldOut {
+                    time: Some(times[at]),
+                    from: at as u64,
+                }
+            }
+        })
+    }
+
+    /// Whether pair `i`, searched at `time`, is held out.
+    pub(crate) fn is_late(&self, i: u64, time: Option<f64>) -> bool {
+        match (self.time, time) {
+            (Some(t), Some(u)) => match u.total_cmp(&t) {
+                Ordering::Greater => true,
+                Ordering::Equal => i >= self.from,
+                Ordering::Less => false,
+            },
+            _ => i >= self.from,
+        }
+    }
+}
+
+/// The matcher's training rows: per sampled prefix of a pair's next query (when it is a
+/// label), the previous query, the prefix, the label and (for range rows) the prefix's range.
+#[derive(Debug, Default)]
+pub(crate) struct Rows<'q> {
+    pub prevs: Vec<&'q str>,
+    pub prefixes: Vec<&'q str>,
+    pub targets: Vec<u32>,
+    pub ranges: Vec<(u32, u32)>,
+}
+
+/// Samples the training rows of pairs.
+pub(crate) struct Sampler<'a> {
+    pub labels: &'a Trie,
+    /// The label of a query id, if it is one.
+    pub label_of: &'a (dyn Fn(u32) -> Option<u32> + Sync),
+    pub prefixes_per_pair: usize,
+    pub range_rows: bool,
+}
+
+impl Sampler<'_> {
+    /// The rows of `pairs` (ids of the texts `text` gives), the prefixes drawn from `rng`.
+    pub(crate) fn rows<'q>(
+        &self,
+        pairs: impl IntoIterator<Item = (Option<u32>, u32)>,
+        text: &dyn Fn(u32) -> &'q str,
+        rng: &mut SplitMix64,
+    ) -> Rows<'q> {
+        let mut rows = Rows::default();
+        let mut ends = Vec::new();
+        for (p, q) in pairs {
+            let Some(label) = (self.label_of)(q) else {
+                continue;
+            };
+            let next = text(q);
+            let prev = p.map_or("", text);
+            for &end in sample_prefix_ends(next, self.prefixes_per_pair, rng, &mut ends) {
+                rows.prevs.push(prev);
+                rows.prefixes.push(&next[..end]);
+                rows.targets.push(label);
+                if self.range_rows {
+                    rows.ranges.push(
+                        self.labels
+                            .prefix_range(&next[..end])
+                            .unwrap_or((label, label + 1)),
+                    );
+                }
+            }
+        }
+        rows
+    }
+
+    /// The number of rows of `pairs`, which is the number of draws sampling them takes.
+    fn draws<'q>(
+        &self,
+        pairs: impl IntoIterator<Item = (Option<u32>, u32)>,
+        text: &dyn Fn(u32) -> &'q str,
+    ) -> u64 {
+        pairs
+            .into_iter()
+            .filter(|&(_, q)| (self.label_of)(q).is_some())
+            .map(|(_, q)| text(q).chars().count().min(self.prefixes_per_pair) as u64)
+            .sum()
+    }
+}
+
+/// The stages of a sharded fit.
+const DRAWS: u64 = 0;
+const TERMS: u64 = 1;
+const PIFA: u64 = 2;
+const PIECES: u64 = 3;
+
+/// What a stage's task says beyond the common part.
+enum StageTask<'a> {
+    Draws,
+    Terms {
+        draws: &'a [u64],
+        configs: &'a [TfidfConfig],
+    },
+    Pifa {
+        draws: &'a [u64],
+        features: &'a FeatureConcat,
+        groups: &'a [Range<u32>],
+    },
+    Pieces {
+        draws: &'a [u64],
+        features: &'a FeatureConcat,
+        tree: &'a LabelTree,
+        plan: &'a JobPlan,
+        train: &'a TrainParams,
+    },
+}
+
+/// What every task of a fit holds: the queries (by id), the labels, how rows are sampled, which
+/// pairs are held out, and where each shard starts in the log.
+struct Context<'a> {
+    queries: Strings,
+    labels: &'a Trie,
+    prefixes_per_pair: usize,
+    seed: u64,
+    range_rows: bool,
+    held_out: Option<HeldOut>,
+    /// The first pair of each shard, and the number of pairs.
+    starts: Vec<u64>,
+}
+
+impl Context<'_> {
+    fn task(&self, stage: StageTask<'_>) -> Vec<u8> {
+        let mut w = Writer::new(Kind::ShardTask);
+        let code = match stage {
+            StageTask::Draws => DRAWS,
+            StageTask::Terms { .. } => TERMS,
+            StageTask::Pifa { .. } => PIFA,
+            StageTask::Pieces { .. } => PIECES,
+        };
+        let held = self.held_out;
+        w.u64s(
+            "meta",
+            [
+                code,
+                self.prefixes_per_pair as u64,
+                self.seed,
+                u64::from(self.range_rows),
+                u64::from(held.is_some()),
+                held.map_or(0, |h| h.from),
+                u64::from(held.and_then(|h| h.time).is_some()),
+            ],
+        )
+        .array_copy("heldt", &[held.and_then(|h| h.time).unwrap_or(0.0)])
+        .array("starts", &self.starts)
+        .file("labels", self.labels.writer());
+        self.queries.write(&mut w, "q");
+        let draws = match &stage {
+            StageTask::Draws => None,
+            StageTask::Terms { draws, .. }
+            | StageTask::Pifa { draws, .. }
+            | StageTask::Pieces { draws, .. } => Some(*draws),
+        };
+        if let Some(draws) = draws {
+            w.array_copy("draws", draws);
+        }
+        match stage {
+            StageTask::Draws => {}
+            StageTask::Terms { configs, .. } => {
+                w.u64s("ncfg", [configs.len() as u64]);
+                for (i, c) in configs.iter().enumerate() {
+                    w.bytes(&format!("cfg{i}"), c.encode());
+                }
+            }
+            StageTask::Pifa {
+                features, groups, ..
+            } => {
+                w.file("features", features.writer()).u64s(
+                    "groups",
+                    groups.iter().flat_map(|g| [g.start.into(), g.end.into()]),
+                );
+            }
+            StageTask::Pieces {
+                features,
+                tree,
+                plan,
+                train,
+                ..
+            } => {
+                w.file("features", features.writer())
+                    .u64s("tdepth", [tree.depth() as u64, plan.top as u64])
+                    .u64s(
+                        "groups",
+                        plan.groups
+                            .iter()
+                            .flat_map(|g| [g.start as u64, g.end as u64]),
+                    );
+                tree.write(&mut w);
+                xr::write_train_params(&mut w, train);
+            }
+        }
+        w.finish()
+    }
+}
+
+/// A shard's rows vectorised: features, labels, label ranges (for range rows).
+type Vectorised = (FactoredRows, OneLabelRows, Vec<(u32, u32)>);
+
+/// A task as a shard reads it.
+struct Task {
+    queries: Strings,
+    labels: Trie,
+    prefixes_per_pair: usize,
+    seed: u64,
+    range_rows: bool,
+    held_out: Option<HeldOut>,
+    starts: Vec<u64>,
+    draws: Vec<u64>,
+    reader_parts: Parts,
+}
+
+/// The stage's own part of a task.
+enum Parts {
+    None,
+    Terms(Vec<TfidfConfig>),
+    Pifa(FeatureConcat, Vec<Range<u32>>),
+    Pieces(Box<(FeatureConcat, LabelTree, JobPlan, TrainParams)>),
+}
+
+fn ranges_of(flat: &[u64], what: &str) -> Result<Vec<Range<u64>>> {
+    if flat.len() % 2 != 0 || flat.chunks_exact(2).any(|c| c[0] >= c[1]) {
+        return Err(format_err(format!("shard task: bad {what}")));
+    }
+    Ok(flat.chunks_exact(2).map(|c| c[0]..c[1]).collect())
+}
+
+impl Task {
+    fn read(bytes: &[u8]) -> Result<Self> {
+        let buf = crate::persist::Buffer::copy_from(bytes);
+        let r = Reader::new(&buf, Kind::ShardTask)?;
+        let bad = |what: &str| format_err(format!("shard task: {what}"));
+        let [stage, ppp, seed, range_rows, held, from, timed] = r.u64s("meta")?[..] else {
+            return Err(bad("bad meta"));
+        };
+        let heldt: Array<f64> = r.array("heldt")?;
+        let held_out = (held == 1).then(|| HeldOut {
+            time: (timed == 1).then(|| heldt.first().copied().unwrap_or(0.0)),
+            from,
+        });
+        let starts = r.array::<u64>("starts")?.to_vec();
+        if starts.is_empty() || starts.windows(2).any(|w| w[0] > w[1]) {
+            return Err(bad("shard starts out of order"));
+        }
+        let labels: Trie = r.nested("labels")?;
+        let queries = Strings::read(&r, "q", "shard task queries")?;
+        let draws = if r.has("draws") {
+            r.array::<u64>("draws")?.to_vec()
+        } else {
+            Vec::new()
+        };
+        let features = || r.nested::<FeatureConcat>("features");
+        let reader_parts = match stage {
+            DRAWS => Parts::None,
+            TERMS => {
+                let [n] = r.u64s("ncfg")?[..] else {
+                    return Err(bad("bad configurations"));
+                };
+                let configs = (0..n.min(16))
+                    .map(|i| TfidfConfig::decode(r.bytes(&format!("cfg{i}"))?))
+                    .collect::<Result<Vec<_>>>()?;
+                Parts::Terms(configs)
+            }
+            PIFA => {
+                let groups = ranges_of(&r.u64s("groups")?, "label groups")?;
+                let n = labels.len() as u64;
+                if groups.iter().any(|g| g.end > n) {
+                    return Err(bad("a label group past the labels"));
+                }
+                let groups = groups.iter().map(|g| g.start as u32..g.end as u32);
+                Parts::Pifa(features()?, groups.collect())
+            }
+            PIECES => {
+                let [depth, top] = r.u64s("tdepth")?[..] else {
+                    return Err(bad("bad tree"));
+                };
+                if depth == 0 || depth > 64 || top == 0 || top > depth {
+                    return Err(bad("bad tree depth"));
+                }
+                let tree = LabelTree::read(&r, depth as usize)?;
+                let top = top as usize;
+                let n_roots = tree.n_nodes(top - 1) as u64;
+                let groups = ranges_of(&r.u64s("groups")?, "subtree groups")?;
+                if groups.iter().any(|g| g.end > n_roots) {
+                    return Err(bad("a subtree group past the nodes"));
+                }
+                if tree.n_labels() != labels.len() {
+                    return Err(bad("a tree of other labels"));
+                }
+                let groups = groups.iter().map(|g| g.start as usize..g.end as usize);
+                let plan = JobPlan {
+                    top,
+                    groups: groups.collect(),
+                };
+                let train = xr::read_train_params(&r)?;
+                Parts::Pieces(Box::new((features()?, tree, plan, train)))
+            }
+            other => return Err(bad(&format!("unknown stage {other}"))),
+        };
+        if stage != DRAWS && draws.len() + 1 != starts.len() {
+            return Err(bad("one first draw per shard"));
+        }
+        Ok(Task {
+            queries,
+            labels,
+            prefixes_per_pair: usize::try_from(ppp).unwrap_or(usize::MAX).max(1),
+            seed,
+            range_rows: range_rows == 1,
+            held_out,
+            starts,
+            draws,
+            reader_parts,
+        })
+    }
+
+    /// The pairs of shard `shard` the fit trains on (the held-out ones left out), checked.
+    fn pairs_of(
+        &self,
+        shard: usize,
+        pairs: &[(Option<u32>, u32)],
+        times: Option<&[f64]>,
+    ) -> Result<Vec<(Option<u32>, u32)>> {
+        let bad = |what: String| Err(Error::InvalidInput(what));
+        let n_shards = self.starts.len() - 1;
+        if shard >= n_shards {
+            return bad(format!("shard {shard} of {n_shards}"));
+        }
+        let (start, end) = (self.starts[shard], self.starts[shard + 1]);
+        if pairs.len() as u64 != end - start {
+            return bad(format!(
+                "shard {shard} has {} pairs, the task expects {}",
+                pairs.len(),
+                end - start
+            ));
+        }
+        if times.is_some_and(|t| t.len() != pairs.len()) {
+            return bad(format!("shard {shard}: one time per pair"));
+        }
+        let n = self.queries.len() as u64;
+        if pairs
+            .iter()
+            .any(|&(p, q)| p.is_some_and(|p| u64::from(p) >= n) || u64::from(q) >= n)
+        {
+            return bad(format!("shard {shard}: a query id out of range ({n})"));
+        }
+        let Some(held) = self.held_out else {
+            return Ok(pairs.to_vec());
+        };
+        if held.time.is_some() && times.is_none() {
+            return bad(format!("shard {shard}: the pairs' times are needed"));
+        }
+        Ok(pairs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !held.is_late(start + i as u64, times.map(|t| t[i])))
+            .map(|(_, &pair)| pair)
+            .collect())
+    }
+
+    /// The training rows of `pairs`, the pairs of shard `shard`.
+    fn rows<'q>(&'q self, shard: usize, pairs: &[(Option<u32>, u32)]) -> Rows<'q> {
+        let label_of = |q: u32| self.labels.id(self.queries.get(q as usize));
+        let sampler = Sampler {
+            labels: &self.labels,
+            label_of: &label_of,
+            prefixes_per_pair: self.prefixes_per_pair,
+            range_rows: self.range_rows,
+        };
+        let text = |q: u32| self.queries.get(q as usize);
+        let mut rng = SplitMix64(self.seed);
+        rng.skip(self.draws.get(shard).copied().unwrap_or(0));
+        sampler.rows(pairs.iter().copied(), &text, &mut rng)
+    }
+
+    /// The rows' features, labels and ranges.
+    fn vectorised(
+        &self,
+        features: &FeatureConcat,
+        rows: Rows<'_>,
+    ) -> Result<Vectorised> {
+        let x = features.transform_factored(&[&rows.prevs, &rows.prefixes])?;
+        let y = OneLabelRows::new(self.labels.len(), rows.targets)?;
+        Ok((x, y, rows.ranges))
+    }
+}
+
+/// What shard `shard` answers to a task of the draws or the terms stage: `pairs` are its pairs
+/// (query ids of the task's queries), `times` their times when the log has them.
+pub fn shard_answer(
+    task: &[u8],
+    shard: usize,
+    pairs: &[(Option<u32>, u32)],
+    times: Option<&[f64]>,
+) -> Result<Vec<u8>> {
+    let task = Task::read(task)?;
+    let pairs = task.pairs_of(shard, pairs, times)?;
+    let mut w = Writer::new(Kind::ShardAnswer);
+    match &task.reader_parts {
+        Parts::None => {
+            let label_of = |q: u32| task.labels.id(task.queries.get(q as usize));
+            let sampler = Sampler {
+                labels: &task.labels,
+                label_of: &label_of,
+                prefixes_per_pair: task.prefixes_per_pair,
+                range_rows: false,
+            };
+            let draws = sampler.draws(pairs, &|q| task.queries.get(q as usize));
+            w.u64s("draws", [draws]);
+            Ok(w.finish())
+        }
+        Parts::Terms(configs) => {
+            let rows = task.rows(shard, &pairs);
+            let columns = [&rows.prevs, &rows.prefixes];
+            let counts: Vec<TermCounts> = configs
+                .iter()
+                .zip(columns)
+                .map(|(config, docs)| TermCounts::count(&config.analyzer, docs))
+                .collect();
+            w.u64s("ncounts", [counts.len() as u64]);
+            for (i, c) in counts.iter().enumerate() {
+                w.file(&format!("c{i}"), c.writer());
+            }
+            Ok(w.finish())
+        }
+        _ => Err(Error::InvalidInput(
+            "this stage answers with pieces (shard_pieces)".into(),
+        )),
+    }
+}
+
+/// What shard `shard` answers to a task of the pifa or the pieces stage: the pieces of its rows
+/// for each part of the work (`pieces[part]`, the files of its jobs).
+pub fn shard_pieces(
+    task: &[u8],
+    shard: usize,
+    pairs: &[(Option<u32>, u32)],
+    times: Option<&[f64]>,
+) -> Result<Vec<Vec<Vec<u8>>>> {
+    let task = Task::read(task)?;
+    let pairs = task.pairs_of(shard, pairs, times)?;
+    match &task.reader_parts {
+        Parts::Pifa(features, groups) => {
+            let rows = task.rows(shard, &pairs);
+            let (x, y, _) = task.vectorised(features, rows)?;
+            Ok(groups
+                .iter()
+                .map(|g| vec![label_rows(&x, &y, g.clone()).to_bytes()])
+                .collect())
+        }
+        Parts::Pieces(parts) => {
+            let (features, tree, plan, train) = &**parts;
+            let rows = task.rows(shard, &pairs);
+            let (x, y, ranges) = task.vectorised(features, rows)?;
+            let ranges = task.range_rows.then_some(&ranges[..]);
+            plan.cut(&x, &y, tree, train, ranges)
+        }
+        _ => Err(Error::InvalidInput(
+            "this stage answers with one file (shard_answer)".into(),
+        )),
+    }
+}
+
+/// The rows of the labels `labels` (in order), with their labels counted from its start; or
+/// (`y` empty) the PIFA embeddings of those labels.
+struct LabelRows {
+    labels: Range<u32>,
+    x: CsrMatrix,
+    y: Vec<u32>,
+}
+
+fn label_rows(x: &FactoredRows, y: &OneLabelRows, labels: Range<u32>) -> LabelRows {
+    let mut buf = RowBuf::default();
+    let mut out = LabelRows {
+        labels: labels.clone(),
+        x: CsrMatrix::new(x.n_cols()),
+        y: Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for r in 0..y.n_rows() {
+        let label = y.row_in(r, &mut buf).0[0];
+        if labels.contains(&label) {
+            rows.push(r);
+            out.y.push(label - labels.start);
+        }
+    }
+    out.x = CsrMatrix::from_rows(
+        x.n_cols(),
+        rows.iter().map(|&r| {
+            let (i, v) = x.row_in(r, &mut buf);
+            (i.to_vec(), v.to_vec())
+        }),
+    );
+    out
+}
+
+impl Persist for LabelRows {
+    const KIND: Kind = Kind::LabelRows;
+
+    fn writer(&self) -> Writer<'_> {
+        let mut w = Writer::new(Kind::LabelRows);
+        w.u64s(
+            "meta",
+            [
+                self.labels.start.into(),
+                self.labels.end.into(),
+                self.x.n_cols as u64,
+            ],
+        )
+        .array("y", &self.y);
+        self.x.write(&mut w, "x");
+        w
+    }
+
+    fn from_reader(r: &Reader) -> Result<Self> {
+        let [start, end, n_cols] = r.u64s("meta")?[..] else {
+            return Err(format_err("label rows: bad meta"));
+        };
+        let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(end)) else {
+            return Err(format_err("label rows: labels out of range"));
+        };
+        let x = CsrArrays::read(r, "x", n_cols as usize)?.to_matrix();
+        let y = r.array::<u32>("y")?.to_vec();
+        let n = end.saturating_sub(start);
+        let fits = start <= end
+            && (y.is_empty() && x.n_rows() == n as usize || y.len() == x.n_rows())
+            && y.iter().all(|&l| l < n);
+        if !fits {
+            return Err(format_err("label rows: rows and labels do not fit"));
+        }
+        Ok(LabelRows {
+            labels: start..end,
+            x,
+            y,
+        })
+    }
+}
+
+/// What a part of the work of a pifa or a pieces task gives: from `pieces[s][j]`, the piece of
+/// job `j` cut from shard `s` (shards in order), the answer of each job: its columns, or the
+/// embeddings of its labels.
+pub fn part_answer(pieces: &[Vec<&[u8]>]) -> Result<Vec<Vec<u8>>> {
+    let kinds: Vec<Option<Kind>> = pieces.iter().flatten().map(|p| kind_of(p)).collect();
+    match kinds.first() {
+        Some(Some(Kind::SubtreeJob)) if kinds.iter().all(|k| *k == Some(Kind::SubtreeJob)) => {
+            xr::train_pieces(pieces)
+        }
+        Some(Some(Kind::LabelRows)) if kinds.iter().all(|k| *k == Some(Kind::LabelRows)) => {
+            if pieces.iter().any(|p| p.len() != 1) {
+                return Err(Error::InvalidInput(
+                    "each shard gives one piece of label rows".into(),
+                ));
+            }
+            let mut parts = pieces.iter().map(|p| LabelRows::from_bytes(p[0]));
+            let mut all = parts
+                .next()
+                .ok_or_else(|| Error::InvalidInput("no piece".into()))??;
+            for part in parts {
+                let part = part?;
+                if part.labels != all.labels || part.x.n_cols != all.x.n_cols {
+                    return Err(Error::InvalidInput(
+                        "the pieces are rows of other labels".into(),
+                    ));
+                }
+                all.x.append(&part.x)?;
+                all.y.extend(part.y);
+            }
+            let n = (all.labels.end - all.labels.start) as usize;
+            let z = kmeans::pifa(&all.x, &OneLabelRows::new(n, all.y)?)?;
+            let answer = LabelRows {
+                labels: all.labels,
+                x: z,
+                y: Vec::new(),
+            };
+            Ok(vec![answer.to_bytes()])
+        }
+        _ => Err(Error::InvalidInput(
+            "the pieces of a part are jobs of a subtree or rows of labels, all of one kind".into(),
+        )),
+    }
+}
+
+/// Trains the matcher of `log` (and its vectorizers) on `sharding`'s shards, which hold the
+/// whole log's pairs: the features and the model [`super::Completer::fit`] trains here.
+/// An [`Error::InvalidInput`].
+fn invalid<T>(what: String) -> Result<T> {
+    Err(Error::InvalidInput(what))
+}
+
+pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
+    sharding: &Sharding,
+    log: &Log<'_, S>,
+    labels: &Trie,
+    params: &FitParams,
+    progress: &Progress,
+) -> Result<(FeatureConcat, XrLinear)> {
+    let shards = &sharding.shards;
+    let sizes = shards.sizes()?;
+    let whole = log.held_out.map_or(log.pairs.len(), |(_, whole)| whole) as u64;
+    let mut starts = vec![0u64];
+    for &n in &sizes {
+        starts.push(starts.last().copied().unwrap_or(0).saturating_add(n));
+    }
+    if starts.last() != Some(&whole) {
+        return invalid(format!(
+            "the shards hold {} pairs, the fit has {whole}",
+            starts.last().copied().unwrap_or(0)
+        ));
+    }
+    let context = Context {
+        queries: Strings::new(log.queries.iter().map(AsRef::as_ref))?,
+        labels,
+        prefixes_per_pair: params.prefixes_per_pair,
+        seed: params.seed,
+        range_rows: params.range_rows,
+        held_out: log.held_out.map(|(rule, _)| rule),
+        starts,
+    };
+    let n_shards = sizes.len();
+    let answers = |got: Vec<Vec<u8>>, stage: &str| {
+        if got.len() == n_shards {
+            Ok(got)
+        } else {
+            invalid(format!(
+                "{} answers of {n_shards} shards to the {stage} task",
+                got.len()
+            ))
+        }
+    };
+    progress.set_stage(Stage::Vectorizing);
+    let mut draws = Vec::with_capacity(n_shards);
+    let mut total = 0u64;
+    for answer in answers(shards.map(context.task(StageTask::Draws))?, "draws")? {
+        let buf = crate::persist::Buffer::copy_from(&answer);
+        let [n] = Reader::new(&buf, Kind::ShardAnswer)?.u64s("draws")?[..] else {
+            return Err(format_err("shard answer: bad draws"));
+        };
+        draws.push(total);
+        total += n;
+    }
+    if total == 0 {
+        return invalid("no training pair has a next query that is kept".into());
+    }
+    let configs = [params.prev.clone(), params.prefix.clone()];
+    let terms = StageTask::Terms {
+        draws: &draws,
+        configs: &configs,
+    };
+    let mut counts: Vec<TermCounts> = configs.iter().map(|_| TermCounts::default()).collect();
+    for answer in answers(shards.map(context.task(terms))?, "terms")? {
+        let buf = crate::persist::Buffer::copy_from(&answer);
+        let r = Reader::new(&buf, Kind::ShardAnswer)?;
+        counts = counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, all)| Ok(all.merge(r.nested::<TermCounts>(&format!("c{i}"))?)))
+            .collect::<Result<_>>()?;
+    }
+    let features = FeatureConcat::fit_counts(&configs, counts)?;
+
+    progress.set_stage(Stage::Clustering);
+    let label_keys: Vec<&str> = labels.keys().collect();
+    let n_parts = shards.n_parts()?.max(1);
+    let pifa = || {
+        let groups = label_groups(labels.len(), n_parts);
+        let task = context.task(StageTask::Pifa {
+            draws: &draws,
+            features: &features,
+            groups: &groups,
+        });
+        let mut z = CsrMatrix::new(features.n_features());
+        let found = shards.shuffle(task, groups.len())?;
+        if found.len() != groups.len() {
+            return invalid(format!(
+                "{} answers for {} label groups",
+                found.len(),
+                groups.len()
+            ));
+        }
+        for (answer, group) in found.iter().zip(&groups) {
+            let part = LabelRows::from_bytes(answer)?;
+            if part.labels != *group || !part.y.is_empty() {
+                return invalid("an answer of other labels".into());
+            }
+            z.append(&part.x)?;
+        }
+        Ok(z)
+    };
+    let tree = index::build_with(&params.tree, &label_keys, &pifa)?;
+    drop(label_keys);
+
+    let weights: Vec<f64> = labels.iter().map(|(_, count)| count).collect();
+    let plan = JobPlan::new(&tree, sharding.min_subtrees, n_parts, &weights);
+    drop(weights);
+    let total: usize = (0..tree.depth()).map(|l| tree.n_nodes(l)).sum();
+    progress
+        .total
+        .store(total as u64, std::sync::atomic::Ordering::Relaxed);
+    progress.done.store(0, std::sync::atomic::Ordering::Relaxed);
+    progress.set_stage(Stage::Training);
+    let task = context.task(StageTask::Pieces {
+        draws: &draws,
+        features: &features,
+        tree: &tree,
+        plan: &plan,
+        train: &params.train,
+    });
+    drop(context);
+    let answers = shards.shuffle(task, 1 + plan.groups.len())?;
+    let levels = plan.levels(&tree, &answers, progress)?;
+    drop(answers);
+    let model = XrLinear::new(
+        tree,
+        levels,
+        features.n_features(),
+        params.train.bias as f32,
+    )?;
+    Ok((features, model))
+}
+
+/// `n_labels` label ids in about `n_groups` runs of about equal length.
+fn label_groups(n_labels: usize, n_groups: usize) -> Vec<Range<u32>> {
+    let n_groups = n_groups.clamp(1, n_labels.max(1));
+    (0..n_groups)
+        .map(|g| (g * n_labels / n_groups) as u32..((g + 1) * n_labels / n_groups) as u32)
+        .filter(|g| !g.is_empty())
+        .collect()
+}
