@@ -9,6 +9,10 @@ with ``engine="ray"`` on a local Ray cluster of 1 and of 2 worker CPUs (each wor
 process; the table gives the wall time, the driver's peak memory, and whether the model file is
 byte-identical to the baseline's (it must be).
 
+``--ray-log N``: the same table on a synthetic log of N distinct queries (the sizes' below,
+written in AOL's layout: one user per session, a search a minute) instead of aol_train: how
+the driver's memory grows with the log.
+
 **Sizes** (``--sizes``, none by default: a million takes about two minutes with
 ``--range-rows``, three million about nine, ten million about 51 and 14.2 GiB; ``--range-rows``
 trains both tables with ``range_rows=True``): synthetic logs of
@@ -26,7 +30,8 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from benchdata import add_data_option, require
@@ -110,6 +115,21 @@ def split_by_user(log: Path, shards: int, folder: Path) -> list[Path]:
     return parts
 
 
+def write_log(pairs: Iterator[tuple[str, str]], path: Path) -> None:
+    """``pairs`` (a session's first query paired with "") as a log in AOL's layout: one user
+    per session, a search a minute, sessions ten minutes apart."""
+    start = datetime(2006, 3, 1)
+    with path.open("w", encoding="utf-8") as f:
+        f.write("AnonID\tQuery\tQueryTime\n")
+        user, step = 0, 0
+        for prev, nxt in pairs:
+            if not prev:
+                user, step = user + 1, 0
+            when = start + timedelta(seconds=600 * user + 60 * step)
+            f.write(f"{user}\t{nxt}\t{when:%Y-%m-%d %H:%M:%S}\n")
+            step += 1
+
+
 def run(script: str, *args: str) -> dict[str, float | str]:
     out = subprocess.run(
         [sys.executable, "-c", script, *args], check=True, capture_output=True, text=True
@@ -124,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sizes", default="", help="distinct queries of the synthetic logs, comma-separated"
     )
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument(
+        "--ray-log", type=int, default=0, help="Ray on a synthetic log of N distinct queries"
+    )
     parser.add_argument("--range-rows", action="store_true", help="train with range_rows=True")
     add_data_option(parser)
     args = parser.parse_args(argv)
@@ -131,8 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if not args.skip_ray:
-            parts = [str(p) for p in split_by_user(aol, args.shards, folder)]
-            print(f"aol_train.tsv in {len(parts)} files; each run a fresh process\n")
+            log, name = aol, "aol_train.tsv"
+            if args.ray_log:
+                log, name = folder / "synthetic.tsv", f"a synthetic log of {args.ray_log:,} queries"
+                write_log(synthetic_pairs(aol, args.ray_log), log)
+            parts = [str(p) for p in split_by_user(log, args.shards, folder)]
+            print(f"{name} in {len(parts)} files; each run a fresh process\n")
             print("| engine | fit | vs one process | driver peak memory | same model file |")
             print("|---|---:|---:|---:|---|")
             base: dict[str, float | str] = {}

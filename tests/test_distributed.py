@@ -118,16 +118,20 @@ def test_ray_trains_the_model_of_one_machine(
 ) -> None:
     whole, parts = log_files
     # min_users 2: who searched what is merged across files too; range_rows: the jobs carry the
-    # label range of each row.
-    for min_users, range_rows in [(1, False), (2, True)]:
-        options = {"min_users": min_users, "range_rows": range_rows, "progress": False}
-        here = Completer(**options).fit_log(whole)
+    # label range of each row; a hybrid tree: the labels' rows meet for their PIFA embeddings.
+    for min_users, range_rows, index in [(1, False, "trie"), (2, True, "hybrid")]:
+        here, there = (
+            Completer(min_users=min_users, range_rows=range_rows, index=index, progress=False)
+            for _ in range(2)
+        )
+        here.fit_log(whole)
         engine = CountingEngine(min_subtrees=8)
-        there = Completer(**options).fit_log(parts, engine=engine)
-        # Twice (the ranker's parts, then the model's), every shard: counted its rows and
-        # terms, then cut its rows into pieces, trained in parts on the cluster.
-        assert engine.tasks["answer"] == 2 * 2 * 4  # 4 shards on 2 CPUs
-        assert engine.tasks["pieces"] == 2 * 4
+        there.fit_log(parts, engine=engine)
+        # Every shard (4 on 2 CPUs) answered each stage: which pairs are held out for the
+        # ranker, their counts, transitions, then twice (the ranker's parts, then the model's)
+        # counted its rows and terms, and cut its rows into pieces, trained in parts.
+        assert engine.tasks["answer"] % 4 == 0 and engine.tasks["answer"] > 2 * 2 * 4
+        assert engine.tasks["pieces"] == 2 * 4 * (2 if index == "hybrid" else 1)
         assert engine.tasks["part"] >= 2 * 2
         # What the training sends back to the driver is trained columns, not rows: no more
         # than the model holds (twice: the ranker's parts, then the model's).

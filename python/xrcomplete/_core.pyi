@@ -42,6 +42,7 @@ class _PairShards(Protocol):
     (``xrcomplete.distributed``)."""
 
     def sizes(self) -> list[int]: ...
+    def timed(self) -> bool: ...
     def map(self, task: bytes) -> list[bytes]: ...
     def shuffle(self, task: bytes, n_parts: int) -> list[bytes]: ...
     def n_parts(self) -> int: ...
@@ -253,8 +254,8 @@ class CompleterModel:
     def fit(
         queries: Iterable[str] | QueryIds,
         counts: npt.NDArray[np.float64],
-        prev_ids: npt.NDArray[np.int64],
-        next_ids: npt.NDArray[np.int64],
+        prev_ids: npt.NDArray[np.int64] | None,
+        next_ids: npt.NDArray[np.int64] | None,
         prev_features: TfidfOptions,
         prefix_features: TfidfOptions,
         *,

@@ -523,15 +523,17 @@ class Completer:
         """``_core.CompleterModel.fit`` with this completer's options."""
         prev_opts = self.prev_features.options()
         prefix_opts = self.prefix_features.options()
+        # With shards, they hold the pairs: the fit reads them there.
+        here = shards is None
         return with_progress(
             lambda counter: _core.CompleterModel.fit(
                 ids,  # taken out by the fit: no copy of the queries is left here
                 popularity,
-                prev_ids,
-                next_ids,
+                prev_ids if here else None,
+                next_ids if here else None,
                 prev_opts,
                 prefix_opts,
-                times=times,
+                times=times if here else None,
                 users=users_of,
                 user_offsets=user_offsets,
                 user_ids=user_ids,

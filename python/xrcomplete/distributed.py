@@ -78,11 +78,15 @@ class Engine:
 
 class PairShards:
     """The shards of a fit's pairs, as ``_core.CompleterModel.fit(shards=...)`` calls them:
-    ``sizes()`` (pairs per shard, in order), ``map(task)`` (``_core.shard_answer`` of every
+    ``sizes()`` (pairs per shard, in order), ``timed()`` (whether the pairs have times),
+    ``map(task)`` (``_core.shard_answer`` of every
     shard), ``shuffle(task, n_parts)`` (``_core.shard_pieces`` of every shard, then
     ``_core.part_answer`` of each part's pieces) and ``n_parts()``. ``close()`` lets them go."""
 
     def sizes(self) -> list[int]:
+        raise NotImplementedError
+
+    def timed(self) -> bool:
         raise NotImplementedError
 
     def map(self, task: bytes) -> list[bytes]:
@@ -245,6 +249,7 @@ class RayShards(PairShards):
         cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
         self._parts = max(1, cpus * engine.tasks_per_cpu)
         n = len(next_ids)
+        self._timed = times is not None
         bounds = np.linspace(0, n, min(self._parts, max(n, 1)) + 1).astype(np.int64)
         self._sizes = [int(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
         self._refs = [
@@ -260,6 +265,9 @@ class RayShards(PairShards):
 
     def sizes(self) -> list[int]:
         return list(self._sizes)
+
+    def timed(self) -> bool:
+        return self._timed
 
     def n_parts(self) -> int:
         return self._parts

@@ -121,6 +121,10 @@ impl qac::PairShards for PyPairShards {
         self.call("sizes", |py| Ok(pyo3::types::PyTuple::empty(py)))
     }
 
+    fn timed(&self) -> CoreResult<bool> {
+        self.call("timed", |py| Ok(pyo3::types::PyTuple::empty(py)))
+    }
+
     fn map(&self, task: Vec<u8>) -> CoreResult<Vec<Vec<u8>>> {
         self.call("map", |py| (PyBytes::new(py, &task),).into_pyobject(py))
     }
@@ -341,7 +345,9 @@ impl CompleterModel {
     /// Trains on a log: `queries` (distinct, normalised; a list, or a `QueryIds` whose queries
     /// are taken out rather than copied) searched `counts` times, and the
     /// (previous, next) pairs as indices into `queries` (`prev_ids` -1 for a session's first
-    /// query), with their `times` (or None: the pairs are in time order).
+    /// query), with their `times` (or None: the pairs are in time order). Or, instead of the
+    /// pairs (None), the `shards` that hold them (`xrcomplete.distributed.PairShards`): the
+    /// same model, trained where the pairs are.
     #[staticmethod]
     #[pyo3(signature = (
         queries, counts, prev_ids, next_ids, prev_features, prefix_features, *, times = None,
@@ -364,8 +370,8 @@ impl CompleterModel {
         py: Python<'_>,
         queries: &Bound<'_, PyAny>,
         counts: PyReadonlyArray1<'_, f64>,
-        prev_ids: PyReadonlyArray1<'_, i64>,
-        next_ids: PyReadonlyArray1<'_, i64>,
+        prev_ids: Option<PyReadonlyArray1<'_, i64>>,
+        next_ids: Option<PyReadonlyArray1<'_, i64>>,
         prev_features: &TfidfOptions,
         prefix_features: &TfidfOptions,
         times: Option<PyReadonlyArray1<'_, f64>>,
@@ -480,17 +486,13 @@ impl CompleterModel {
             features_off,
             live_half_life,
             blocklist,
-            shards: None,
             range_rows,
         };
         let engine = shards.map(|engine| Arc::new(PyPairShards::new(engine)));
-        let params = FitParams {
-            shards: engine.clone().map(|shards| qac::Sharding {
-                shards,
-                min_subtrees: min_subtrees.max(1),
-            }),
-            ..params
-        };
+        let sharding = engine.clone().map(|shards| qac::Sharding {
+            shards,
+            min_subtrees: min_subtrees.max(1),
+        });
         // The strings stay where they are (the table's buffer, or the list's copies).
         let (table, listed);
         let queries: Vec<&str> = match queries.cast::<QueryIds>() {
@@ -503,23 +505,16 @@ impl CompleterModel {
                 listed.iter().map(String::as_str).collect()
             }
         };
-        let (prev_ids, next_ids) = (prev_ids.as_slice()?, next_ids.as_slice()?);
-        if prev_ids.len() != next_ids.len() {
-            return Err(PyValueError::new_err(format!(
-                "{} previous ids but {} next ids",
-                prev_ids.len(),
-                next_ids.len()
-            )));
-        }
-        let id = |v: i64| {
-            u32::try_from(v)
-                .map_err(|_| PyValueError::new_err(format!("query id {v} is out of range")))
+        let pairs = match (&prev_ids, &next_ids, &sharding) {
+            (Some(prev_ids), Some(next_ids), None) => shard_pairs(prev_ids, next_ids)?,
+            (None, None, Some(_)) if times.is_none() => Vec::new(),
+            _ => {
+                return Err(PyValueError::new_err(
+                    "the pairs (prev_ids, next_ids and their times) are given, or the shards \
+                     that hold them: one of the two",
+                ))
+            }
         };
-        let pairs = prev_ids
-            .iter()
-            .zip(next_ids)
-            .map(|(&p, &n)| Ok((if p == -1 { None } else { Some(id(p)?) }, id(n)?)))
-            .collect::<PyResult<Vec<_>>>()?;
         let counts = counts.as_slice()?;
         let times = times.as_ref().map(|t| t.as_slice()).transpose()?;
         let users = users.as_ref().map(|u| u.as_slice()).transpose()?;
@@ -536,10 +531,13 @@ impl CompleterModel {
         let progress =
             progress.map_or_else(|| Arc::new(Progress::default()), |p| Arc::clone(&p.inner));
         let model = py
-            .detach(|| {
-                Completer::fit_with_users(
+            .detach(|| match &sharding {
+                Some(sharding) => {
+                    Completer::fit_on_shards(&queries, counts, users, sharding, &params, &progress)
+                }
+                None => Completer::fit_with_users(
                     &queries, counts, users, &pairs, times, &params, &progress,
-                )
+                ),
             })
             .map_err(|e| match engine.and_then(|r| r.take_error()) {
                 // The engine's own exception (a Ray task that failed for good, say).

@@ -57,7 +57,7 @@ pub use shards::{part_answer, shard_answer, shard_pieces, PairShards, Sharding};
 pub use transitions::{Followers, Transitions};
 
 use candidates::{Candidate, GatherScratch, Sources};
-use shards::{HeldOut, Rows, Sampler};
+use shards::{HeldOut, Pairs, Rows, Sampler, ShardedPairs};
 
 /// A query as the log and the evaluation protocol see it: lower-cased (as Python's
 /// `str.lower`), surrounding whitespace (Python's `str.isspace`) removed.
@@ -231,10 +231,6 @@ pub struct FitParams {
     pub live_half_life: f64,
     /// Words and phrases no suggestion may contain ([`Blocklist`]); more can be added later.
     pub blocklist: Vec<String>,
-    /// Where the pairs are, when not here: the matcher's training rows are then built and
-    /// trained on by the shards ([`shards`]), which hold the pairs given to the fit. The same
-    /// completer either way.
-    pub shards: Option<Sharding>,
     /// Train each node of the matcher only on the prefixes whose label range leaves its
     /// choice open ([`xr::train_with`]'s `ranges`): the beam is always restricted to the
     /// prefix's range, so the other rows teach it nothing it uses.
@@ -263,7 +259,6 @@ impl Default for FitParams {
             features_off: Vec::new(),
             live_half_life: LiveParams::default().half_life,
             blocklist: Vec::new(),
-            shards: None,
             range_rows: false,
         }
     }
@@ -383,10 +378,9 @@ pub(crate) struct Log<'a, S> {
     users: Option<&'a [f64]>,
     /// Their ids (checked CSR), when known.
     user_ids: Option<(&'a [u64], &'a [u32])>,
-    pairs: &'a [(Option<u32>, u32)],
-    /// When `pairs` are the pairs of a larger log that a rule held out some of: the rule, and
-    /// the number of pairs of that log (which the shards hold).
-    held_out: Option<(HeldOut, usize)>,
+    pairs: Pairs<'a>,
+    /// The pairs held out of this fit (for the ranker to learn from), if any.
+    held_out: Option<HeldOut>,
 }
 
 impl<S: AsRef<str>> Log<'_, S> {
@@ -429,6 +423,45 @@ impl Completer {
         params: &FitParams,
         progress: &Progress,
     ) -> Result<Self> {
+        let (users, user_ids, blocklist) = Self::check_fit(queries, counts, users, params)?;
+        let bad = |what: String| Err(Error::InvalidInput(what));
+        let n = queries.len() as u64;
+        if let Some(&(p, q)) = pairs
+            .iter()
+            .find(|&&(p, q)| p.is_some_and(|p| u64::from(p) >= n) || u64::from(q) >= n)
+        {
+            return bad(format!(
+                "pair ({p:?}, {q}) refers to a query out of range (there are {n})"
+            ));
+        }
+        if let Some(times) = times {
+            if times.len() != pairs.len() {
+                return bad(format!("{} times for {} pairs", times.len(), pairs.len()));
+            }
+            if times.iter().any(|t| !t.is_finite()) {
+                return bad("times must be finite numbers".into());
+            }
+        }
+        let log = Log {
+            queries,
+            counts,
+            users,
+            user_ids,
+            pairs: Pairs::Here { pairs, times },
+            held_out: None,
+        };
+        Self::fit_log(&log, blocklist, params, progress)
+    }
+
+    /// Checks the options and everything a fit is given but the pairs: the user counts and
+    /// ids to use, and the blocklist.
+    #[allow(clippy::type_complexity)]
+    fn check_fit<'u, S: AsRef<str>>(
+        queries: &[S],
+        counts: &[f64],
+        users: Option<QueryUsers<'u>>,
+        params: &FitParams,
+    ) -> Result<(Option<&'u [f64]>, Option<(&'u [u64], &'u [u32])>, Blocklist)> {
         params.rank.check()?;
         params.train.check()?;
         if let Some(trees) = &params.trees {
@@ -496,23 +529,6 @@ impl Completer {
         if let Some(c) = counts.iter().find(|c| !(c.is_finite() && **c >= 0.0)) {
             return bad(format!("counts must be finite numbers >= 0, got {c}"));
         }
-        let n = queries.len() as u64;
-        if let Some(&(p, q)) = pairs
-            .iter()
-            .find(|&&(p, q)| p.is_some_and(|p| u64::from(p) >= n) || u64::from(q) >= n)
-        {
-            return bad(format!(
-                "pair ({p:?}, {q}) refers to a query out of range (there are {n})"
-            ));
-        }
-        if let Some(times) = times {
-            if times.len() != pairs.len() {
-                return bad(format!("{} times for {} pairs", times.len(), pairs.len()));
-            }
-            if times.iter().any(|t| !t.is_finite()) {
-                return bad("times must be finite numbers".into());
-            }
-        }
         if !(params.min_users.is_finite() && params.min_users >= 1.0) {
             return bad(format!(
                 "min_users must be a finite number >= 1, got {}",
@@ -551,22 +567,47 @@ impl Completer {
             }
             _ => {}
         }
-        let blocklist = Blocklist::new(&params.blocklist)?;
+        Ok((users, user_ids, Blocklist::new(&params.blocklist)?))
+    }
+
+    /// [`Completer::fit_with_users`] of the pairs that `sharding`'s shards hold (ids of
+    /// `queries`; the shards check them): what needs the pairs is computed in the shards
+    /// ([`shards`]), and the same completer is trained.
+    pub fn fit_on_shards<S: AsRef<str> + Sync>(
+        queries: &[S],
+        counts: &[f64],
+        users: Option<QueryUsers<'_>>,
+        sharding: &Sharding,
+        params: &FitParams,
+        progress: &Progress,
+    ) -> Result<Self> {
+        let (users, user_ids, blocklist) = Self::check_fit(queries, counts, users, params)?;
+        let pairs = ShardedPairs::new(sharding, queries.len())?;
         let log = Log {
             queries,
             counts,
             users,
             user_ids,
-            pairs,
+            pairs: Pairs::Shards(&pairs),
             held_out: None,
         };
-        let (ranker, learned) = match HeldOut::new(pairs.len(), times, params.rank_holdout) {
-            Some(rule) => Self::learn_ranker(&log, rule, times, params, progress)?,
+        Self::fit_log(&log, blocklist, params, progress)
+    }
+
+    /// Trains every part of a completer on `log`.
+    fn fit_log<S: AsRef<str> + Sync>(
+        log: &Log<S>,
+        blocklist: Blocklist,
+        params: &FitParams,
+        progress: &Progress,
+    ) -> Result<Self> {
+        let (ranker, learned) = match log.pairs.held_out(params.rank_holdout)? {
+            Some(rule) => Self::learn_ranker(log, rule, params, progress)?,
             None => (fixed_ranker()?, false),
         };
         // The ranker's own parts are gone: their small blocks go back before the rows come.
         crate::hugepages::release_free_memory();
-        let sources = Self::fit_sources(&log, params, progress)?;
+        let sources = Self::fit_sources(log, params, progress)?;
         progress.set_stage(Stage::Finishing);
         Self::from_parts(
             sources,
@@ -601,15 +642,17 @@ impl Completer {
         }
         let label_of: Vec<Option<u32>> = queries.iter().map(|q| labels.id(q.as_ref())).collect();
         let prev_text = |p: Option<u32>| p.map_or("", |p| queries[p as usize].as_ref());
-        let (features, model) = match &params.shards {
-            Some(sharding) => shards::train_matcher(sharding, log, &labels, params, progress)?,
-            None => Self::train_matcher(log, &labels, &label_of, params, progress)?,
+        let (features, model) = match log.pairs {
+            Pairs::Shards(pairs) => shards::train_matcher(pairs, log, &labels, params, progress)?,
+            Pairs::Here { .. } => Self::train_matcher(log, &labels, &label_of, params, progress)?,
         };
-        // Counted once the rows are gone: they are not needed beside them.
-        let transitions = Transitions::new(
+        // Counted once the rows are gone: they are not needed beside them. A count per
+        // (previous query, label), as counting each pair's 1 would give (to 2^24 a count).
+        let transitions = Transitions::from_counts(
             log.pairs
-                .iter()
-                .filter_map(|&(p, q)| label_of[q as usize].map(|label| (prev_text(p), label))),
+                .transition_counts(&label_of, log.held_out)?
+                .into_iter()
+                .map(|(p, label, n)| (prev_text(p), label, n as f32)),
         )?;
         let lm = match log.user_ids {
             // Under a floor, with who searched what: every query searched often enough
@@ -659,7 +702,7 @@ impl Completer {
             range_rows: params.range_rows,
         };
         let rows = sampler.rows(
-            log.pairs.iter().copied(),
+            log.pairs.kept(log.held_out),
             &|q| log.queries[q as usize].as_ref(),
             &mut SplitMix64(params.seed),
         );
@@ -711,21 +754,12 @@ impl Completer {
     fn learn_ranker<S: AsRef<str> + Sync>(
         log: &Log<S>,
         rule: HeldOut,
-        times: Option<&[f64]>,
         params: &FitParams,
         progress: &Progress,
     ) -> Result<(Ranker, bool)> {
-        let late: Vec<bool> = (0..log.pairs.len())
-            .map(|i| rule.is_late(i as u64, times.map(|t| t[i])))
-            .collect();
         // What was known before the held-out pairs: their next queries' searches taken out of
         // the popularity in proportion.
-        let mut as_next = vec![(0u32, 0u32); log.queries.len()];
-        for (&(_, q), &is_late) in log.pairs.iter().zip(&late) {
-            let e = &mut as_next[q as usize];
-            e.0 += 1;
-            e.1 += u32::from(!is_late);
-        }
+        let as_next = log.pairs.next_counts(log.queries.len(), rule)?;
         let early_counts: Vec<f64> = log
             .counts
             .iter()
@@ -738,20 +772,13 @@ impl Completer {
                 }
             })
             .collect();
-        let early_pairs: Vec<(Option<u32>, u32)> = log
-            .pairs
-            .iter()
-            .zip(&late)
-            .filter(|(_, &l)| !l)
-            .map(|(p, _)| *p)
-            .collect();
         let early = Log {
             queries: log.queries,
             counts: &early_counts,
             users: log.users,
             user_ids: log.user_ids,
-            pairs: &early_pairs,
-            held_out: Some((rule, log.pairs.len())),
+            pairs: log.pairs,
+            held_out: Some(rule),
         };
         let sources = match Self::fit_sources(&early, params, progress) {
             Ok(s) => s,
@@ -766,12 +793,10 @@ impl Completer {
         // The held-out searches in time order: (previous query, query, time).
         let mut searches: Vec<(&str, &str, f64)> = log
             .pairs
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| late[i])
-            .map(|(i, &(p, q))| {
+            .late(rule)?
+            .into_iter()
+            .map(|(p, q, time)| {
                 let prev = p.map_or("", |p| log.queries[p as usize].as_ref());
-                let time = times.map_or(i as f64, |t| t[i]);
                 (prev, log.queries[q as usize].as_ref(), time)
             })
             .collect();
@@ -779,22 +804,30 @@ impl Completer {
         // Cases: (search, previous query, prefix, next query). A share of the prefixes long
         // enough for typo tolerance get one edit, so that the ranker learns how far to trust
         // a corrected prefix against the typed one.
-        let mut cases: Vec<(usize, &str, Cow<str>, &str)> = Vec::new();
+        // Held as the search, the prefix's end and where the slip generator was before its
+        // edit (the edited prefix is made again from there when the case is gathered): a few
+        // bytes a case, and there are `rank_prefixes` per held-out search before the sample.
+        let mut cases: Vec<Case> = Vec::new();
         let mut ends = Vec::new();
         let fuzzy_from = params.rank.fuzzy_one.max(2);
         // Their own generator: the prefixes sampled are the same whatever the share.
         let mut slips = SplitMix64(params.seed ^ 0x7e1f_0a5e);
-        for (i, &(prev, next, _)) in searches.iter().enumerate() {
+        for (i, &(_, next, _)) in searches.iter().enumerate() {
             for &end in sample_prefix_ends(next, params.rank_prefixes, &mut rng, &mut ends) {
                 let typed = &next[..end];
                 let slip = params.rank.fuzzy_one != 0
                     && typed.chars().count() >= fuzzy_from
                     && (slips.next() as f64 / u64::MAX as f64) < params.rank_typos;
-                let prefix = match slip {
-                    true => Cow::Owned(inject_typo(typed, &mut slips)),
-                    false => Cow::Borrowed(typed),
-                };
-                cases.push((i, prev, prefix, next));
+                let slip = slip.then(|| {
+                    let before = slips.0;
+                    inject_typo(typed, &mut slips);
+                    before
+                });
+                cases.push(Case {
+                    search: i,
+                    end: end as u32,
+                    slip,
+                });
             }
         }
         // A fixed sample when there are too many, chosen by the seeded generator.
@@ -804,11 +837,11 @@ impl Completer {
                 cases.swap(i, j);
             }
             cases.truncate(MAX_RANK_LISTS * 2);
-            cases.sort_by_key(|c| c.0);
+            cases.sort_by_key(|c| c.search);
         }
         let rank = params.rank;
         let live = LiveCounts::new(LiveParams {
-            half_life: if times.is_some() {
+            half_life: if log.pairs.timed() {
                 params.live_half_life
             } else {
                 f64::INFINITY
@@ -821,19 +854,25 @@ impl Completer {
         for start in (0..searches.len()).step_by(step) {
             let end = (start + step).min(searches.len());
             // The cases of this step's searches see the searches of the steps before.
-            let lo = cases.partition_point(|c| c.0 < start);
-            let hi = cases.partition_point(|c| c.0 < end);
+            let lo = cases.partition_point(|c| c.search < start);
+            let hi = cases.partition_point(|c| c.search < end);
             let rows: Vec<Vec<Row>> = cases[lo..hi]
                 .par_iter()
                 .enumerate()
-                .map_init(GatherScratch::default, |s, (i, (_, prev, prefix, next))| {
+                .map_init(GatherScratch::default, |s, (i, case)| {
+                    let (prev, next, _) = searches[case.search];
+                    let typed = &next[..case.end as usize];
+                    let prefix = match case.slip {
+                        Some(state) => Cow::Owned(inject_typo(typed, &mut SplitMix64(state))),
+                        None => Cow::Borrowed(typed),
+                    };
                     // Half the lists see the live counts, half do not: the ranker must rank
                     // well from the log alone too (a completer nobody records searches into).
                     let seen_live = ((lo + i) % 2 == 0).then_some(&live);
-                    sources.gather(prev, prefix, &rank, rank.candidates, seen_live, s)?;
+                    sources.gather(prev, &prefix, &rank, rank.candidates, seen_live, s)?;
                     Ok(s.candidates
                         .iter()
-                        .map(|c| (c.x, f32::from(u8::from(c.text == *next)), c.segment))
+                        .map(|c| (c.x, f32::from(u8::from(c.text == next)), c.segment))
                         .collect())
                 })
                 .collect::<Result<_>>()?;
@@ -1299,6 +1338,14 @@ fn inject_typo(prefix: &str, rng: &mut SplitMix64) -> String {
     format!("{prefix}q")
 }
 
+/// A prefix of a held-out search the ranker learns from: `search`'s next query up to `end`,
+/// edited by [`inject_typo`] from the generator state `slip` if it slipped.
+struct Case {
+    search: usize,
+    end: u32,
+    slip: Option<u64>,
+}
+
 /// An additive ranker read from a file, given the features added since it was saved.
 fn upgrade_additive(mut ranker: AdditiveRanker) -> Result<AdditiveRanker> {
     // Files saved before typos were ranking features: their answers of corrected prefixes
@@ -1610,6 +1657,10 @@ pub(crate) mod tests {
                 .collect())
         }
 
+        fn timed(&self) -> Result<bool> {
+            Ok(self.times.is_some())
+        }
+
         fn map(&self, task: Vec<u8>) -> Result<Vec<Vec<u8>>> {
             (0..self.bounds.len() - 1)
                 .map(|s| {
@@ -1663,29 +1714,21 @@ pub(crate) mod tests {
             ] {
                 let times = timed.then_some(&times[..]);
                 let shards = Arc::new(HereShards::new(&pairs, times, &cuts, parts));
-                let here = FitParams {
+                let params = FitParams {
                     range_rows,
                     ..params(tree.clone())
                 };
-                let there = FitParams {
-                    shards: Some(Sharding {
-                        shards: shards.clone(),
-                        min_subtrees: 2,
-                    }),
-                    ..here.clone()
+                let sharding = Sharding {
+                    shards: shards.clone(),
+                    min_subtrees: 2,
                 };
-                let fit = |params: &FitParams| {
-                    Completer::fit(
-                        &queries,
-                        &counts,
-                        &pairs,
-                        times,
-                        params,
-                        &Progress::default(),
-                    )
-                    .unwrap()
-                };
-                let (here, there) = (fit(&here), fit(&there));
+                let progress = Progress::default();
+                let here =
+                    Completer::fit(&queries, &counts, &pairs, times, &params, &progress).unwrap();
+                let there = Completer::fit_on_shards(
+                    &queries, &counts, None, &sharding, &params, &progress,
+                )
+                .unwrap();
                 assert!(here.learned);
                 assert_eq!(
                     here.to_bytes(),
@@ -1698,29 +1741,69 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn shards_that_do_not_hold_the_pairs_of_the_fit_are_an_error() {
-        let (queries, counts, pairs) = log();
+    fn shards_of_bad_pairs_and_bad_tasks_are_errors() {
+        let (queries, counts, mut pairs) = log();
         let tree = trees().remove(0);
-        let fewer = Arc::new(HereShards::new(&pairs[1..], None, &[], 1));
-        let params = FitParams {
-            shards: Some(Sharding {
-                shards: fewer,
-                min_subtrees: 2,
-            }),
-            ..params(tree)
+        pairs.push((None, queries.len() as u32));
+        let sharding = Sharding {
+            shards: Arc::new(HereShards::new(&pairs, None, &[5], 1)),
+            min_subtrees: 2,
         };
-        let got = Completer::fit(
+        let got = Completer::fit_on_shards(
             &queries,
             &counts,
-            &pairs,
             None,
-            &params,
+            &sharding,
+            &params(tree),
             &Progress::default(),
         );
-        assert!(matches!(got, Err(Error::InvalidInput(m)) if m.contains("the shards hold")));
+        assert!(matches!(got, Err(Error::InvalidInput(m)) if m.contains("out of range")));
         // A damaged task, or one answered by the wrong function, is an error too.
         assert!(shard_answer(b"not a task", 0, &pairs, None).is_err());
         assert!(part_answer(&[vec![b"not a piece".as_slice()]]).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The pairs held out for the ranker, found by counting in the shards, are those of
+        /// one machine (times with ties, of any sign and size, pairs cut anywhere), and so are
+        /// the counts of next queries and transitions.
+        #[test]
+        fn shards_hold_out_the_pairs_one_machine_holds_out(
+            times in proptest::collection::vec(-3i32..4, 1..60),
+            scale in prop_oneof![Just(1.0f64), Just(1e-300), Just(1e300)],
+            cuts in proptest::collection::vec(0usize..60, 0..4),
+            share in 0.0f64..1.0,
+            timed in any::<bool>(),
+        ) {
+            let times: Vec<f64> = times.iter().map(|&t| f64::from(t) * scale).collect();
+            let pairs: Vec<(Option<u32>, u32)> = (0..times.len() as u32)
+                .map(|i| ((i % 2 == 0).then_some(i % 3), i % 3))
+                .collect();
+            let times = timed.then_some(&times[..]);
+            let sharding = Sharding {
+                shards: Arc::new(HereShards::new(&pairs, times, &cuts, 1)),
+                min_subtrees: 2,
+            };
+            let sharded = ShardedPairs::new(&sharding, 3).unwrap();
+            let here = Pairs::Here { pairs: &pairs, times };
+            let there = Pairs::Shards(&sharded);
+            let rule = here.held_out(share).unwrap();
+            prop_assert_eq!(rule, there.held_out(share).unwrap());
+            if let Some(rule) = rule {
+                prop_assert_eq!(here.late(rule).unwrap(), there.late(rule).unwrap());
+                prop_assert_eq!(
+                    here.next_counts(3, rule).unwrap(),
+                    there.next_counts(3, rule).unwrap()
+                );
+            }
+            let label_of = [Some(0), None, Some(1)];
+            prop_assert_eq!(
+                here.transition_counts(&label_of, rule).unwrap(),
+                there.transition_counts(&label_of, rule).unwrap()
+            );
+        }
     }
 
     fn top(c: &Completer, prev: &str, prefix: &str, k: usize) -> Vec<String> {

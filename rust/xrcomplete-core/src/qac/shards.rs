@@ -39,6 +39,9 @@ pub trait PairShards: Send + Sync + fmt::Debug {
     /// The number of pairs of each shard, in order.
     fn sizes(&self) -> Result<Vec<u64>>;
 
+    /// Whether the pairs have times (all of them; without, they are in time order).
+    fn timed(&self) -> Result<bool>;
+
     /// [`shard_answer`]`(task, s, ...)` of every shard `s`, in order.
     fn map(&self, task: Vec<u8>) -> Result<Vec<Vec<u8>>>;
 
@@ -181,11 +184,18 @@ impl Sampler<'_> {
     }
 }
 
-/// The stages of a sharded fit.
+/// The stages of a sharded fit: on the training rows (the queries and labels in the task),
 const DRAWS: u64 = 0;
 const TERMS: u64 = 1;
 const PIFA: u64 = 2;
 const PIECES: u64 = 3;
+/// and on the pairs alone.
+const COUNTS: u64 = 4;
+const TRANSITIONS: u64 = 5;
+const LATE: u64 = 6;
+const SELECT: u64 = 7;
+const TIES: u64 = 8;
+const TIE_AT: u64 = 9;
 
 /// What a stage's task says beyond the common part.
 enum StageTask<'a> {
@@ -206,13 +216,40 @@ enum StageTask<'a> {
         plan: &'a JobPlan,
         train: &'a TrainParams,
     },
+    /// Per query, the pairs it is the next query of: all, and those kept.
+    Counts,
+    /// The kept pairs whose next query is a label, counted by (previous query, label).
+    Transitions {
+        label_of: &'a [u32],
+    },
+    /// The held-out pairs.
+    Late,
+    /// Per pivot, the pairs whose time's key is at most it.
+    Select {
+        pivots: &'a [u64],
+    },
+    /// The pairs whose time's key is `key`.
+    Ties {
+        key: u64,
+    },
+    /// The index (in its shard) of the pair of shard `shard` that is its `rank`-th whose time's
+    /// key is `key`.
+    TieAt {
+        key: u64,
+        shard: u64,
+        rank: u64,
+    },
 }
+
+/// No label (in a task's `label_of`).
+const NO_LABEL: u32 = u32::MAX;
 
 /// What every task of a fit holds: the queries (by id), the labels, how rows are sampled, which
 /// pairs are held out, and where each shard starts in the log.
 struct Context<'a> {
-    queries: Strings,
-    labels: &'a Trie,
+    /// The queries and the labels: only the stages on training rows need them.
+    text: Option<(Strings, &'a Trie)>,
+    n_queries: usize,
     prefixes_per_pair: usize,
     seed: u64,
     range_rows: bool,
@@ -229,6 +266,12 @@ impl Context<'_> {
             StageTask::Terms { .. } => TERMS,
             StageTask::Pifa { .. } => PIFA,
             StageTask::Pieces { .. } => PIECES,
+            StageTask::Counts => COUNTS,
+            StageTask::Transitions { .. } => TRANSITIONS,
+            StageTask::Late => LATE,
+            StageTask::Select { .. } => SELECT,
+            StageTask::Ties { .. } => TIES,
+            StageTask::TieAt { .. } => TIE_AT,
         };
         let held = self.held_out;
         w.u64s(
@@ -241,23 +284,38 @@ impl Context<'_> {
                 u64::from(held.is_some()),
                 held.map_or(0, |h| h.from),
                 u64::from(held.and_then(|h| h.time).is_some()),
+                self.n_queries as u64,
             ],
         )
         .array_copy("heldt", &[held.and_then(|h| h.time).unwrap_or(0.0)])
-        .array("starts", &self.starts)
-        .file("labels", self.labels.writer());
-        self.queries.write(&mut w, "q");
+        .array("starts", &self.starts);
+        if let Some((queries, labels)) = &self.text {
+            w.file("labels", labels.writer());
+            queries.write(&mut w, "q");
+        }
         let draws = match &stage {
-            StageTask::Draws => None,
             StageTask::Terms { draws, .. }
             | StageTask::Pifa { draws, .. }
             | StageTask::Pieces { draws, .. } => Some(*draws),
+            _ => None,
         };
         if let Some(draws) = draws {
             w.array_copy("draws", draws);
         }
         match stage {
-            StageTask::Draws => {}
+            StageTask::Draws | StageTask::Counts | StageTask::Late => {}
+            StageTask::Transitions { label_of } => {
+                w.array("labelof", label_of);
+            }
+            StageTask::Select { pivots } => {
+                w.array("pivots", pivots);
+            }
+            StageTask::Ties { key } => {
+                w.u64s("key", [key, 0, 0]);
+            }
+            StageTask::TieAt { key, shard, rank } => {
+                w.u64s("key", [key, shard, rank]);
+            }
             StageTask::Terms { configs, .. } => {
                 w.u64s("ncfg", [configs.len() as u64]);
                 for (i, c) in configs.iter().enumerate() {
@@ -300,8 +358,9 @@ type Vectorised = (FactoredRows, OneLabelRows, Vec<(u32, u32)>);
 
 /// A task as a shard reads it.
 struct Task {
-    queries: Strings,
-    labels: Trie,
+    /// The queries and the labels (the stages on rows).
+    text: Option<(Strings, Trie)>,
+    n_queries: u64,
     prefixes_per_pair: usize,
     seed: u64,
     range_rows: bool,
@@ -313,10 +372,16 @@ struct Task {
 
 /// The stage's own part of a task.
 enum Parts {
-    None,
+    Draws,
     Terms(Vec<TfidfConfig>),
     Pifa(FeatureConcat, Vec<Range<u32>>),
     Pieces(Box<(FeatureConcat, LabelTree, JobPlan, TrainParams)>),
+    Counts,
+    Transitions(Vec<u32>),
+    Late,
+    Select(Vec<u64>),
+    Ties(u64),
+    TieAt([u64; 3]),
 }
 
 fn ranges_of(flat: &[u64], what: &str) -> Result<Vec<Range<u64>>> {
@@ -331,7 +396,8 @@ impl Task {
         let buf = crate::persist::Buffer::copy_from(bytes);
         let r = Reader::new(&buf, Kind::ShardTask)?;
         let bad = |what: &str| format_err(format!("shard task: {what}"));
-        let [stage, ppp, seed, range_rows, held, from, timed] = r.u64s("meta")?[..] else {
+        let [stage, ppp, seed, range_rows, held, from, timed, n_queries] = r.u64s("meta")?[..]
+        else {
             return Err(bad("bad meta"));
         };
         let heldt: Array<f64> = r.array("heldt")?;
@@ -343,16 +409,35 @@ impl Task {
         if starts.is_empty() || starts.windows(2).any(|w| w[0] > w[1]) {
             return Err(bad("shard starts out of order"));
         }
-        let labels: Trie = r.nested("labels")?;
-        let queries = Strings::read(&r, "q", "shard task queries")?;
+        let text = if r.has("labels") {
+            let labels: Trie = r.nested("labels")?;
+            let queries = Strings::read(&r, "q", "shard task queries")?;
+            if queries.len() as u64 != n_queries {
+                return Err(bad("a query table of another size"));
+            }
+            Some((queries, labels))
+        } else {
+            None
+        };
+        let n_labels = text.as_ref().map(|(_, labels)| labels.len());
+        let rows = stage <= PIECES;
+        if rows && text.is_none() {
+            return Err(bad("a stage on rows without the queries"));
+        }
         let draws = if r.has("draws") {
             r.array::<u64>("draws")?.to_vec()
         } else {
             Vec::new()
         };
         let features = || r.nested::<FeatureConcat>("features");
+        let key = || -> Result<[u64; 3]> {
+            let [key, shard, rank] = r.u64s("key")?[..] else {
+                return Err(bad("bad key"));
+            };
+            Ok([key, shard, rank])
+        };
         let reader_parts = match stage {
-            DRAWS => Parts::None,
+            DRAWS => Parts::Draws,
             TERMS => {
                 let [n] = r.u64s("ncfg")?[..] else {
                     return Err(bad("bad configurations"));
@@ -364,7 +449,7 @@ impl Task {
             }
             PIFA => {
                 let groups = ranges_of(&r.u64s("groups")?, "label groups")?;
-                let n = labels.len() as u64;
+                let n = n_labels.unwrap_or(0) as u64;
                 if groups.iter().any(|g| g.end > n) {
                     return Err(bad("a label group past the labels"));
                 }
@@ -385,7 +470,7 @@ impl Task {
                 if groups.iter().any(|g| g.end > n_roots) {
                     return Err(bad("a subtree group past the nodes"));
                 }
-                if tree.n_labels() != labels.len() {
+                if Some(tree.n_labels()) != n_labels {
                     return Err(bad("a tree of other labels"));
                 }
                 let groups = groups.iter().map(|g| g.start as usize..g.end as usize);
@@ -396,14 +481,26 @@ impl Task {
                 let train = xr::read_train_params(&r)?;
                 Parts::Pieces(Box::new((features()?, tree, plan, train)))
             }
+            COUNTS => Parts::Counts,
+            TRANSITIONS => {
+                let label_of = r.array::<u32>("labelof")?.to_vec();
+                if label_of.len() as u64 != n_queries {
+                    return Err(bad("one label (or none) per query"));
+                }
+                Parts::Transitions(label_of)
+            }
+            LATE => Parts::Late,
+            SELECT => Parts::Select(r.array::<u64>("pivots")?.to_vec()),
+            TIES => Parts::Ties(key()?[0]),
+            TIE_AT => Parts::TieAt(key()?),
             other => return Err(bad(&format!("unknown stage {other}"))),
         };
-        if stage != DRAWS && draws.len() + 1 != starts.len() {
+        if rows && stage != DRAWS && draws.len() + 1 != starts.len() {
             return Err(bad("one first draw per shard"));
         }
         Ok(Task {
-            queries,
-            labels,
+            text,
+            n_queries,
             prefixes_per_pair: usize::try_from(ppp).unwrap_or(usize::MAX).max(1),
             seed,
             range_rows: range_rows == 1,
@@ -414,13 +511,13 @@ impl Task {
         })
     }
 
-    /// The pairs of shard `shard` the fit trains on (the held-out ones left out), checked.
-    fn pairs_of(
+    /// The pairs of shard `shard`, checked: their first index in the log.
+    fn check(
         &self,
         shard: usize,
         pairs: &[(Option<u32>, u32)],
         times: Option<&[f64]>,
-    ) -> Result<Vec<(Option<u32>, u32)>> {
+    ) -> Result<u64> {
         let bad = |what: String| Err(Error::InvalidInput(what));
         let n_shards = self.starts.len() - 1;
         if shard >= n_shards {
@@ -434,59 +531,204 @@ impl Task {
                 end - start
             ));
         }
-        if times.is_some_and(|t| t.len() != pairs.len()) {
-            return bad(format!("shard {shard}: one time per pair"));
+        if let Some(times) = times {
+            if times.len() != pairs.len() {
+                return bad(format!("shard {shard}: one time per pair"));
+            }
+            if times.iter().any(|t| !t.is_finite()) {
+                return bad(format!("shard {shard}: times must be finite numbers"));
+            }
         }
-        let n = self.queries.len() as u64;
+        let n = self.n_queries;
         if pairs
             .iter()
             .any(|&(p, q)| p.is_some_and(|p| u64::from(p) >= n) || u64::from(q) >= n)
         {
             return bad(format!("shard {shard}: a query id out of range ({n})"));
         }
-        let Some(held) = self.held_out else {
-            return Ok(pairs.to_vec());
-        };
-        if held.time.is_some() && times.is_none() {
+        if self.held_out.is_some_and(|h| h.time.is_some()) && times.is_none() {
             return bad(format!("shard {shard}: the pairs' times are needed"));
         }
+        Ok(start)
+    }
+
+    /// Whether pair `i` of a shard starting at `start` is held out.
+    fn late(&self, start: u64, i: usize, times: Option<&[f64]>) -> bool {
+        self.held_out
+            .is_some_and(|h| h.is_late(start + i as u64, times.map(|t| t[i])))
+    }
+
+    /// The pairs of shard `shard` the fit trains on (the held-out ones left out), checked.
+    fn pairs_of(
+        &self,
+        shard: usize,
+        pairs: &[(Option<u32>, u32)],
+        times: Option<&[f64]>,
+    ) -> Result<Vec<(Option<u32>, u32)>> {
+        let start = self.check(shard, pairs, times)?;
         Ok(pairs
             .iter()
             .enumerate()
-            .filter(|&(i, _)| !held.is_late(start + i as u64, times.map(|t| t[i])))
+            .filter(|&(i, _)| !self.late(start, i, times))
             .map(|(_, &pair)| pair)
             .collect())
     }
 
+    /// The queries and the labels (checked present when the task was read).
+    fn text(&self) -> (&Strings, &Trie) {
+        let (queries, labels) = self.text.as_ref().expect("a stage on rows has the queries");
+        (queries, labels)
+    }
+
     /// The training rows of `pairs`, the pairs of shard `shard`.
     fn rows<'q>(&'q self, shard: usize, pairs: &[(Option<u32>, u32)]) -> Rows<'q> {
-        let label_of = |q: u32| self.labels.id(self.queries.get(q as usize));
+        let (queries, labels) = self.text();
+        let label_of = |q: u32| labels.id(queries.get(q as usize));
         let sampler = Sampler {
-            labels: &self.labels,
+            labels,
             label_of: &label_of,
             prefixes_per_pair: self.prefixes_per_pair,
             range_rows: self.range_rows,
         };
-        let text = |q: u32| self.queries.get(q as usize);
+        let text = |q: u32| queries.get(q as usize);
         let mut rng = SplitMix64(self.seed);
         rng.skip(self.draws.get(shard).copied().unwrap_or(0));
         sampler.rows(pairs.iter().copied(), &text, &mut rng)
     }
 
     /// The rows' features, labels and ranges.
-    fn vectorised(
-        &self,
-        features: &FeatureConcat,
-        rows: Rows<'_>,
-    ) -> Result<Vectorised> {
+    fn vectorised(&self, features: &FeatureConcat, rows: Rows<'_>) -> Result<Vectorised> {
         let x = features.transform_factored(&[&rows.prevs, &rows.prefixes])?;
-        let y = OneLabelRows::new(self.labels.len(), rows.targets)?;
+        let y = OneLabelRows::new(self.text().1.len(), rows.targets)?;
         Ok((x, y, rows.ranges))
     }
 }
 
-/// What shard `shard` answers to a task of the draws or the terms stage: `pairs` are its pairs
-/// (query ids of the task's queries), `times` their times when the log has them.
+/// The key of a time in the order of `f64::total_cmp`.
+fn time_key(t: f64) -> u64 {
+    let bits = t.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// The time of a key of [`time_key`].
+fn key_time(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 {
+        key & !(1 << 63)
+    } else {
+        !key
+    })
+}
+
+/// Runs of equal values of `items` (sorted) with their counts.
+fn counted<T: PartialEq + Copy>(items: &[T]) -> impl Iterator<Item = (T, u64)> + '_ {
+    items
+        .chunk_by(|a, b| a == b)
+        .map(|run| (run[0], run.len() as u64))
+}
+
+/// What a shard answers to a stage on the pairs alone.
+fn pairs_answer(
+    task: &Task,
+    shard: usize,
+    pairs: &[(Option<u32>, u32)],
+    times: Option<&[f64]>,
+) -> Result<Writer<'static>> {
+    let start = task.check(shard, pairs, times)?;
+    let mut w = Writer::new(Kind::ShardAnswer);
+    let keys = || -> Result<Vec<u64>> {
+        let times = times.ok_or_else(|| {
+            Error::InvalidInput(format!("shard {shard}: the pairs have no times"))
+        })?;
+        Ok(times.iter().map(|&t| time_key(t)).collect())
+    };
+    match &task.reader_parts {
+        Parts::Counts => {
+            let mut next: Vec<(u32, bool)> = pairs
+                .iter()
+                .enumerate()
+                .map(|(i, &(_, q))| (q, task.late(start, i, times)))
+                .collect();
+            next.sort_unstable();
+            let (mut ids, mut all, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+            for run in next.chunk_by(|a, b| a.0 == b.0) {
+                ids.push(run[0].0);
+                all.push(run.len() as u64);
+                kept.push(run.iter().filter(|(_, late)| !late).count() as u64);
+            }
+            w.array_copy("ids", &ids)
+                .array_copy("all", &all)
+                .array_copy("kept", &kept);
+        }
+        Parts::Transitions(label_of) => {
+            let mut found: Vec<(u32, u32)> = pairs
+                .iter()
+                .enumerate()
+                .filter(|&(i, &(_, q))| {
+                    label_of[q as usize] != NO_LABEL && !task.late(start, i, times)
+                })
+                .map(|(_, &(p, q))| (p.unwrap_or(NO_LABEL), label_of[q as usize]))
+                .collect();
+            found.sort_unstable();
+            let (mut prev, mut label, mut count) = (Vec::new(), Vec::new(), Vec::new());
+            for ((p, l), n) in counted(&found) {
+                prev.push(p);
+                label.push(l);
+                count.push(n);
+            }
+            w.array_copy("prev", &prev)
+                .array_copy("label", &label)
+                .array_copy("count", &count);
+        }
+        Parts::Late => {
+            let (mut prev, mut next, mut time) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, &(p, q)) in pairs.iter().enumerate() {
+                if task.late(start, i, times) {
+                    prev.push(p.unwrap_or(NO_LABEL));
+                    next.push(q);
+                    time.push(times.map_or((start + i as u64) as f64, |t| t[i]));
+                }
+            }
+            w.array_copy("prev", &prev)
+                .array_copy("next", &next)
+                .array_copy("time", &time);
+        }
+        Parts::Select(pivots) => {
+            let mut keys = keys()?;
+            keys.sort_unstable();
+            let below: Vec<u64> = pivots
+                .iter()
+                .map(|&p| keys.partition_point(|&k| k <= p) as u64)
+                .collect();
+            w.array_copy("below", &below);
+        }
+        Parts::Ties(key) => {
+            let ties = keys()?.iter().filter(|&&k| k == *key).count() as u64;
+            w.u64s("ties", [ties]);
+        }
+        Parts::TieAt([key, at, rank]) => {
+            let index = if *at == shard as u64 {
+                keys()?
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &k)| k == *key)
+                    .nth(*rank as usize)
+                    .map_or(u64::MAX, |(i, _)| i as u64)
+            } else {
+                u64::MAX
+            };
+            w.u64s("index", [index]);
+        }
+        _ => unreachable!("a stage on rows"),
+    }
+    Ok(w)
+}
+
+/// What shard `shard` answers to a task of a stage but the pifa and the pieces ones: `pairs`
+/// are its pairs (query ids of the task's queries), `times` their times when the log has them.
 pub fn shard_answer(
     task: &[u8],
     shard: usize,
@@ -494,20 +736,28 @@ pub fn shard_answer(
     times: Option<&[f64]>,
 ) -> Result<Vec<u8>> {
     let task = Task::read(task)?;
+    if !matches!(task.reader_parts, Parts::Draws | Parts::Terms(_)) {
+        if matches!(task.reader_parts, Parts::Pifa(..) | Parts::Pieces(_)) {
+            return Err(Error::InvalidInput(
+                "this stage answers with pieces (shard_pieces)".into(),
+            ));
+        }
+        return Ok(pairs_answer(&task, shard, pairs, times)?.finish());
+    }
     let pairs = task.pairs_of(shard, pairs, times)?;
     let mut w = Writer::new(Kind::ShardAnswer);
     match &task.reader_parts {
-        Parts::None => {
-            let label_of = |q: u32| task.labels.id(task.queries.get(q as usize));
+        Parts::Draws => {
+            let (queries, labels) = task.text();
+            let label_of = |q: u32| labels.id(queries.get(q as usize));
             let sampler = Sampler {
-                labels: &task.labels,
+                labels,
                 label_of: &label_of,
                 prefixes_per_pair: task.prefixes_per_pair,
                 range_rows: false,
             };
-            let draws = sampler.draws(pairs, &|q| task.queries.get(q as usize));
+            let draws = sampler.draws(pairs, &|q| queries.get(q as usize));
             w.u64s("draws", [draws]);
-            Ok(w.finish())
         }
         Parts::Terms(configs) => {
             let rows = task.rows(shard, &pairs);
@@ -521,12 +771,11 @@ pub fn shard_answer(
             for (i, c) in counts.iter().enumerate() {
                 w.file(&format!("c{i}"), c.writer());
             }
-            Ok(w.finish())
+            return Ok(w.finish());
         }
-        _ => Err(Error::InvalidInput(
-            "this stage answers with pieces (shard_pieces)".into(),
-        )),
+        _ => unreachable!("checked above"),
     }
+    Ok(w.finish())
 }
 
 /// What shard `shard` answers to a task of the pifa or the pieces stage: the pieces of its rows
@@ -680,43 +929,338 @@ pub fn part_answer(pieces: &[Vec<&[u8]>]) -> Result<Vec<Vec<u8>>> {
     }
 }
 
-/// Trains the matcher of `log` (and its vectorizers) on `sharding`'s shards, which hold the
-/// whole log's pairs: the features and the model [`super::Completer::fit`] trains here.
-/// An [`Error::InvalidInput`].
-fn invalid<T>(what: String) -> Result<T> {
-    Err(Error::InvalidInput(what))
+/// Where the pairs of a fit are: here (with their times, if they have them), or in shards.
+#[derive(Clone, Copy)]
+pub(crate) enum Pairs<'a> {
+    Here {
+        pairs: &'a [(Option<u32>, u32)],
+        times: Option<&'a [f64]>,
+    },
+    Shards(&'a ShardedPairs<'a>),
 }
 
+impl Pairs<'_> {
+    /// Whether the pairs have times.
+    pub(crate) fn timed(&self) -> bool {
+        match self {
+            Pairs::Here { times, .. } => times.is_some(),
+            Pairs::Shards(s) => s.timed,
+        }
+    }
+
+    /// The pairs the ranker learns from: the latest `share`.
+    pub(crate) fn held_out(&self, share: f64) -> Result<Option<HeldOut>> {
+        match self {
+            Pairs::Here { pairs, times } => Ok(HeldOut::new(pairs.len(), *times, share)),
+            Pairs::Shards(s) => s.held_out(share),
+        }
+    }
+
+    /// The pairs (here) that `held_out` does not hold out, in order.
+    pub(crate) fn kept(
+        &self,
+        held_out: Option<HeldOut>,
+    ) -> impl Iterator<Item = (Option<u32>, u32)> + '_ {
+        let (pairs, times) = match self {
+            Pairs::Here { pairs, times } => (*pairs, *times),
+            Pairs::Shards(_) => (&[][..], None),
+        };
+        pairs
+            .iter()
+            .enumerate()
+            .filter(move |&(i, _)| {
+                !held_out.is_some_and(|h| h.is_late(i as u64, times.map(|t| t[i])))
+            })
+            .map(|(_, &pair)| pair)
+    }
+
+    /// Per query of `n_queries`: the pairs it is the next query of, all and those `rule` does
+    /// not hold out.
+    pub(crate) fn next_counts(&self, n_queries: usize, rule: HeldOut) -> Result<Vec<(u32, u32)>> {
+        let mut counts = vec![(0u32, 0u32); n_queries];
+        match self {
+            Pairs::Here { pairs, times } => {
+                for (i, &(_, q)) in pairs.iter().enumerate() {
+                    let e = &mut counts[q as usize];
+                    e.0 += 1;
+                    e.1 += u32::from(!rule.is_late(i as u64, times.map(|t| t[i])));
+                }
+            }
+            Pairs::Shards(s) => {
+                let context = s.context(Some(rule));
+                for answer in s.map(context.task(StageTask::Counts), "counts")? {
+                    let (buf, kind) = (
+                        crate::persist::Buffer::copy_from(&answer),
+                        Kind::ShardAnswer,
+                    );
+                    let r = Reader::new(&buf, kind)?;
+                    let ids: Array<u32> = r.array("ids")?;
+                    let (all, kept): (Array<u64>, Array<u64>) = (r.array("all")?, r.array("kept")?);
+                    if all.len() != ids.len() || kept.len() != ids.len() {
+                        return Err(format_err("shard answer: bad counts"));
+                    }
+                    for ((&q, &a), &k) in ids.iter().zip(all.iter()).zip(kept.iter()) {
+                        let e = counts
+                            .get_mut(q as usize)
+                            .ok_or_else(|| format_err("shard answer: a query out of range"))?;
+                        e.0 = e.0.saturating_add(a as u32);
+                        e.1 = e.1.saturating_add(k as u32);
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// How often each query (by id; None: no previous query) was followed by each label, over
+    /// the pairs `held_out` does not hold out whose next query is a label (`label_of`).
+    pub(crate) fn transition_counts(
+        &self,
+        label_of: &[Option<u32>],
+        held_out: Option<HeldOut>,
+    ) -> Result<Vec<(Option<u32>, u32, u64)>> {
+        match self {
+            Pairs::Here { .. } => {
+                let mut found: Vec<(Option<u32>, u32)> = self
+                    .kept(held_out)
+                    .filter_map(|(p, q)| label_of[q as usize].map(|label| (p, label)))
+                    .collect();
+                found.sort_unstable();
+                Ok(counted(&found).map(|((p, l), n)| (p, l, n)).collect())
+            }
+            Pairs::Shards(s) => {
+                let label_of: Vec<u32> = label_of.iter().map(|l| l.unwrap_or(NO_LABEL)).collect();
+                let context = s.context(held_out);
+                let task = context.task(StageTask::Transitions {
+                    label_of: &label_of,
+                });
+                let mut all = Vec::new();
+                for answer in s.map(task, "transitions")? {
+                    let buf = crate::persist::Buffer::copy_from(&answer);
+                    let r = Reader::new(&buf, Kind::ShardAnswer)?;
+                    let prev: Array<u32> = r.array("prev")?;
+                    let label: Array<u32> = r.array("label")?;
+                    let count: Array<u64> = r.array("count")?;
+                    if label.len() != prev.len() || count.len() != prev.len() {
+                        return Err(format_err("shard answer: bad transitions"));
+                    }
+                    for ((&p, &l), &n) in prev.iter().zip(label.iter()).zip(count.iter()) {
+                        all.push(((p != NO_LABEL).then_some(p), l, n));
+                    }
+                }
+                all.sort_unstable();
+                let mut merged: Vec<(Option<u32>, u32, u64)> = Vec::new();
+                for (p, l, n) in all {
+                    match merged.last_mut() {
+                        Some(last) if last.0 == p && last.1 == l => last.2 += n,
+                        _ => merged.push((p, l, n)),
+                    }
+                }
+                Ok(merged)
+            }
+        }
+    }
+
+    /// The pairs `rule` holds out, in order: (previous query, next query, time; without
+    /// times, the pair's index).
+    pub(crate) fn late(&self, rule: HeldOut) -> Result<Vec<(Option<u32>, u32, f64)>> {
+        match self {
+            Pairs::Here { pairs, times } => Ok(pairs
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| rule.is_late(i as u64, times.map(|t| t[i])))
+                .map(|(i, &(p, q))| (p, q, times.map_or(i as f64, |t| t[i])))
+                .collect()),
+            Pairs::Shards(s) => {
+                let context = s.context(Some(rule));
+                let mut late = Vec::new();
+                for answer in s.map(context.task(StageTask::Late), "held-out pairs")? {
+                    let buf = crate::persist::Buffer::copy_from(&answer);
+                    let r = Reader::new(&buf, Kind::ShardAnswer)?;
+                    let prev: Array<u32> = r.array("prev")?;
+                    let next: Array<u32> = r.array("next")?;
+                    let time: Array<f64> = r.array("time")?;
+                    if next.len() != prev.len() || time.len() != prev.len() {
+                        return Err(format_err("shard answer: bad held-out pairs"));
+                    }
+                    for ((&p, &q), &t) in prev.iter().zip(next.iter()).zip(time.iter()) {
+                        late.push(((p != NO_LABEL).then_some(p), q, t));
+                    }
+                }
+                Ok(late)
+            }
+        }
+    }
+}
+
+/// Pairs held in shards: where they are, and what the fit needs of them is computed there.
+pub(crate) struct ShardedPairs<'a> {
+    pub(crate) sharding: &'a Sharding,
+    /// The first pair of each shard, and the number of pairs.
+    starts: Vec<u64>,
+    timed: bool,
+    n_queries: usize,
+}
+
+impl<'a> ShardedPairs<'a> {
+    /// The shards of `sharding`, whose pairs are ids of `n_queries` queries.
+    pub(crate) fn new(sharding: &'a Sharding, n_queries: usize) -> Result<Self> {
+        let sizes = sharding.shards.sizes()?;
+        if sizes.is_empty() {
+            return invalid("no shard of pairs".into());
+        }
+        let mut starts = vec![0u64];
+        for &n in &sizes {
+            starts.push(starts.last().copied().unwrap_or(0).saturating_add(n));
+        }
+        Ok(ShardedPairs {
+            sharding,
+            starts,
+            timed: sharding.shards.timed()?,
+            n_queries,
+        })
+    }
+
+    /// The number of pairs.
+    pub(crate) fn len(&self) -> usize {
+        self.starts.last().copied().unwrap_or(0) as usize
+    }
+
+    /// A context for the stages on pairs alone, the pairs `held_out` holds out left out.
+    fn context(&self, held_out: Option<HeldOut>) -> Context<'static> {
+        Context {
+            text: None,
+            n_queries: self.n_queries,
+            prefixes_per_pair: 1,
+            seed: 0,
+            range_rows: false,
+            held_out,
+            starts: self.starts.clone(),
+        }
+    }
+
+    /// The answers of every shard to `task`, checked to be one per shard.
+    fn map(&self, task: Vec<u8>, stage: &str) -> Result<Vec<Vec<u8>>> {
+        let got = self.sharding.shards.map(task)?;
+        let n_shards = self.starts.len() - 1;
+        if got.len() != n_shards {
+            return invalid(format!(
+                "{} answers of {n_shards} shards to the {stage} task",
+                got.len()
+            ));
+        }
+        Ok(got)
+    }
+
+    /// The u64 values of section `name` of every shard's answer to `task`.
+    fn values(&self, task: Vec<u8>, stage: &str, name: &str) -> Result<Vec<Vec<u64>>> {
+        self.map(task, stage)?
+            .iter()
+            .map(|answer| {
+                let buf = crate::persist::Buffer::copy_from(answer);
+                Ok(Reader::new(&buf, Kind::ShardAnswer)?
+                    .array::<u64>(name)?
+                    .to_vec())
+            })
+            .collect()
+    }
+
+    /// [`HeldOut::new`] of the pairs in the shards: the pair at its place in the order of
+    /// (time, index) is found by narrowing down its time's key, 256 ways at a time (eight
+    /// rounds of counts at most), then its index among the pairs of that time.
+    fn held_out(&self, share: f64) -> Result<Option<HeldOut>> {
+        let n = self.len();
+        let n_late = (n as f64 * share).floor() as usize;
+        if n_late == 0 || n_late >= n {
+            return Ok(None);
+        }
+        let first = (n - n_late) as u64;
+        if !self.timed {
+            return Ok(Some(HeldOut {
+                time: None,
+                from: first,
+            }));
+        }
+        let context = self.context(None);
+        // The key is in lo..=hi, and `before` pairs have keys below lo.
+        let (mut lo, mut hi, mut before) = (0u64, u64::MAX, 0u64);
+        while lo < hi {
+            let mut pivots: Vec<u64> = (0..255u128)
+                .map(|j| lo + ((u128::from(hi - lo) * j) / 255) as u64)
+                .filter(|&p| p < hi)
+                .collect();
+            pivots.dedup();
+            let task = context.task(StageTask::Select { pivots: &pivots });
+            let mut below = vec![0u64; pivots.len()];
+            for counts in self.values(task, "selection", "below")? {
+                if counts.len() != below.len() {
+                    return Err(format_err("shard answer: bad selection"));
+                }
+                for (b, c) in below.iter_mut().zip(counts) {
+                    *b += c;
+                }
+            }
+            match below.iter().position(|&b| b > first) {
+                Some(j) => {
+                    hi = pivots[j];
+                    if j > 0 {
+                        (lo, before) = (pivots[j - 1] + 1, below[j - 1]);
+                    }
+                }
+                None => {
+                    let last = pivots.len() - 1;
+                    (lo, before) = (pivots[last] + 1, below[last]);
+                }
+            }
+        }
+        // The pairs of that time, in order: which one is at the place.
+        let ties = self.values(context.task(StageTask::Ties { key: lo }), "ties", "ties")?;
+        let mut rank = first - before;
+        for (shard, ties) in ties.iter().enumerate() {
+            let here = ties.first().copied().unwrap_or(0);
+            if rank < here {
+                let task = context.task(StageTask::TieAt {
+                    key: lo,
+                    shard: shard as u64,
+                    rank,
+                });
+                let index = self.values(task, "tie", "index")?[shard]
+                    .first()
+                    .copied()
+                    .filter(|&i| i != u64::MAX)
+                    .ok_or_else(|| format_err("shard answer: no such tie"))?;
+                return Ok(Some(HeldOut {
+                    time: Some(key_time(lo)),
+                    from: self.starts[shard] + index,
+                }));
+            }
+            rank -= here;
+        }
+        Err(format_err("shard answers: the pairs' times do not add up"))
+    }
+}
+
+/// Trains the matcher of `log` (and its vectorizers) on the shards that hold its pairs: the
+/// features and the model [`super::Completer::fit`] trains with the pairs here.
 pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
-    sharding: &Sharding,
+    pairs: &ShardedPairs<'_>,
     log: &Log<'_, S>,
     labels: &Trie,
     params: &FitParams,
     progress: &Progress,
 ) -> Result<(FeatureConcat, XrLinear)> {
+    let sharding = pairs.sharding;
     let shards = &sharding.shards;
-    let sizes = shards.sizes()?;
-    let whole = log.held_out.map_or(log.pairs.len(), |(_, whole)| whole) as u64;
-    let mut starts = vec![0u64];
-    for &n in &sizes {
-        starts.push(starts.last().copied().unwrap_or(0).saturating_add(n));
-    }
-    if starts.last() != Some(&whole) {
-        return invalid(format!(
-            "the shards hold {} pairs, the fit has {whole}",
-            starts.last().copied().unwrap_or(0)
-        ));
-    }
     let context = Context {
-        queries: Strings::new(log.queries.iter().map(AsRef::as_ref))?,
-        labels,
+        text: Some((Strings::new(log.queries.iter().map(AsRef::as_ref))?, labels)),
+        n_queries: log.queries.len(),
         prefixes_per_pair: params.prefixes_per_pair,
         seed: params.seed,
         range_rows: params.range_rows,
-        held_out: log.held_out.map(|(rule, _)| rule),
-        starts,
+        held_out: log.held_out,
+        starts: pairs.starts.clone(),
     };
-    let n_shards = sizes.len();
+    let n_shards = pairs.starts.len() - 1;
     let answers = |got: Vec<Vec<u8>>, stage: &str| {
         if got.len() == n_shards {
             Ok(got)
@@ -816,6 +1360,11 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
         params.train.bias as f32,
     )?;
     Ok((features, model))
+}
+
+/// An [`Error::InvalidInput`].
+fn invalid<T>(what: String) -> Result<T> {
+    Err(Error::InvalidInput(what))
 }
 
 /// `n_labels` label ids in about `n_groups` runs of about equal length.
