@@ -51,9 +51,7 @@ class CountingEngine(RayEngine):
         self.tasks: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
 
-    def shards(
-        self, prev_ids: np.ndarray, next_ids: np.ndarray, times: np.ndarray | None
-    ) -> RayShards:
+    def shards(self, held: list[tuple[object, np.ndarray, int]], rest: Any) -> RayShards:
         engine = self
 
         class Counting(RayShards):
@@ -71,7 +69,7 @@ class CountingEngine(RayEngine):
                 engine.tasks.update(self.tasks)
                 super().close()
 
-        return Counting(self, prev_ids, next_ids, times)
+        return Counting(self, held, rest)
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +125,12 @@ def test_ray_trains_the_model_of_one_machine(
         here.fit_log(whole)
         engine = CountingEngine(min_subtrees=8)
         there.fit_log(parts, engine=engine)
-        # Every shard (4 on 2 CPUs) answered each stage: which pairs are held out for the
-        # ranker, their counts, transitions, then twice (the ranker's parts, then the model's)
-        # counted its rows and terms, and cut its rows into pieces, trained in parts.
-        assert engine.tasks["answer"] % 4 == 0 and engine.tasks["answer"] > 2 * 2 * 4
-        assert engine.tasks["pieces"] == 2 * 4 * (2 if index == "hybrid" else 1)
+        # Every shard (a file's pairs, where it was read) answered each stage: which pairs are
+        # held out for the ranker, their counts, transitions, then twice (the ranker's parts,
+        # then the model's) counted its rows and terms, and cut its rows into pieces, trained
+        # in parts.
+        assert engine.tasks["answer"] % 3 == 0 and engine.tasks["answer"] > 2 * 2 * 3
+        assert engine.tasks["pieces"] == 2 * 3 * (2 if index == "hybrid" else 1)
         assert engine.tasks["part"] >= 2 * 2
         # What the training sends back to the driver is trained columns, not rows: no more
         # than the model holds (twice: the ranker's parts, then the model's).
@@ -140,6 +139,23 @@ def test_ray_trains_the_model_of_one_machine(
         assert there.read_report_ is not None and here.read_report_ is not None
         assert there.read_report_.rows == here.read_report_.rows == 6000
         assert there.complete("", "goo") == here.complete("", "goo")
+
+
+@pytest.mark.usefixtures("cluster")
+def test_searches_after_the_log_train_on_ray_as_here(
+    log_files: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    whole, parts = log_files
+    # Searches a server recorded after the log (pairs given here, not read on the cluster),
+    # one with a previous query the log never counted.
+    searches = [
+        ("goo maps", "", 1.0, 1_200_000_000.0),
+        ("goo maps", "never searched", 2.0, 1_200_000_060.0),
+        ("hotels", "goo maps", 1.0, 1_200_000_120.0),
+    ]
+    here = Completer(progress=False).fit_log(whole, searches=searches)
+    there = Completer(progress=False).fit_log(parts, searches=searches, engine="ray")
+    assert model_bytes(here, tmp_path, "here") == model_bytes(there, tmp_path, "there")
 
 
 @pytest.mark.usefixtures("cluster")

@@ -33,6 +33,7 @@ from xrcomplete.data import (
     ReadReport,
     admit_users,
     check_gap,
+    global_pairs,
     read_log_shard,
 )
 from xrcomplete.distributed import Engine, PairShards, RayEngine
@@ -140,6 +141,10 @@ class _PairTable:
         self._timed = True
         self._row_prev, self._row_next, self._row_times = array("q"), array("q"), array("d")
         self._n = 0
+        #: The pairs of files read elsewhere, left where they were read (before the pairs
+        #: here): (the engine's handle, the id of each of the file's queries, the previous
+        #: query of its first pair or -1).
+        self.held: list[tuple[object, np.ndarray, int]] = []
 
     def __len__(self) -> int:
         return self._n
@@ -166,23 +171,30 @@ class _PairTable:
         when its session runs on from the file before (the pair is dropped when that is the
         same query)."""
         self._flush()
-        local = np.fromiter(
-            (self.id_of(q) for q in shard.queries), dtype=np.int64, count=len(shard.queries)
+        local = self._ids_of(shard)
+        before = -1 if joined is None else self.id_of(joined)
+        if shard.held is not None:
+            if self._n:
+                raise ValueError("pairs held elsewhere come before any pair given here")
+            self.held.append((shard.held, local, before))
+            return
+        prev, nxt, times = global_pairs(
+            local,
+            np.frombuffer(shard.prev_ids, dtype=np.int64),
+            np.frombuffer(shard.next_ids, dtype=np.int64),
+            np.frombuffer(shard.times, dtype=np.float64),
+            before,
         )
-        nxt = local[np.frombuffer(shard.next_ids, dtype=np.int64)]
-        prev_local = np.frombuffer(shard.prev_ids, dtype=np.int64)
-        prev = np.where(prev_local >= 0, local[np.maximum(prev_local, 0)], -1)
-        times = np.frombuffer(shard.times, dtype=np.float64)
-        if joined is not None and len(nxt):
-            before = self.id_of(joined)
-            if nxt[0] == before:
-                nxt, prev, times = nxt[1:], prev[1:], times[1:]
-            else:
-                prev[0] = before
         self._next.append(nxt)
         self._prev.append(prev)
         self._times.append(times)
         self._n += len(nxt)
+
+    def _ids_of(self, shard: LogShard) -> np.ndarray:
+        """The id of each query of ``shard`` (numbered here if new)."""
+        return np.fromiter(
+            (self.id_of(q) for q in shard.queries), dtype=np.int64, count=len(shard.queries)
+        )
 
     def _flush(self) -> None:
         if self._row_next:
@@ -441,22 +453,44 @@ class Completer:
         users: Mapping[str, float] | _UserSets | None = None,
         engine: Engine | None = None,
     ) -> Completer:
-        """Trains the core model on the pairs of ``table``; ``engine``, if given, trains the
-        subtrees of the matcher (``xrcomplete.distributed``)."""
-        if not len(table):
+        """Trains the core model on the pairs of ``table``; ``engine``, if given, holds them
+        and runs the fit's work on them where they are (``xrcomplete.distributed``)."""
+        shards = None
+        if engine is not None:
+            shards = engine.shards(table.held, (*table.arrays(), table.time_array()))
+        try:
+            return self._train_on(table, counts, line, users, shards, engine)
+        finally:
+            if shards is not None:
+                shards.close()
+
+    def _train_on(
+        self,
+        table: _PairTable,
+        counts: Mapping[str, float] | None,
+        line: ProgressLine,
+        users: Mapping[str, float] | _UserSets | None,
+        shards: PairShards | None,
+        engine: Engine | None,
+    ) -> Completer:
+        n_pairs = len(table) if shards is None else sum(shards.sizes())
+        if not n_pairs:
             raise ValueError("no training pair: pairs is empty or every next query is blank")
         normalize = _core.normalize_query
         ids = table.ids
         prev_ids, next_ids = table.arrays()
-        # Searched at least once: a query seen only as a previous query counts 1.
-        as_next = np.bincount(next_ids, minlength=len(ids))
+        times = table.time_array()
         given: dict[int, float] = {}
         for query, n in (counts or {}).items():
             query = normalize(query)
             if query:
                 given[table.id_of(query)] = float(n)
+        # Searched at least once: a query seen only as a previous query counts 1. (In a log
+        # read elsewhere every next query was searched, and counted: the pairs are not needed.)
         popularity = np.ones(len(ids), dtype=np.float64)
-        popularity[: len(as_next)] = np.where(as_next > 0, as_next, 1.0)
+        if shards is None:
+            as_next = np.bincount(next_ids, minlength=len(ids))
+            popularity[: len(as_next)] = np.where(as_next > 0, as_next, 1.0)
         if given:
             popularity[np.fromiter(given, dtype=np.int64)] = np.fromiter(
                 given.values(), dtype=np.float64
@@ -482,26 +516,20 @@ class Completer:
         trie_depth = self.trie_depth
         if trie_depth is None:
             trie_depth = 8 if self.index == "trie" else 2
-        times = table.time_array()
-        shards = None if engine is None else engine.shards(prev_ids, next_ids, times)
-        try:
-            self._model = self._fit_model(
-                ids,
-                popularity,
-                prev_ids,
-                next_ids,
-                times,
-                users_of,
-                user_offsets,
-                user_ids,
-                trie_depth,
-                line,
-                shards,
-                Engine.min_subtrees if engine is None else engine.min_subtrees,
-            )
-        finally:
-            if shards is not None:
-                shards.close()
+        self._model = self._fit_model(
+            ids,
+            popularity,
+            prev_ids,
+            next_ids,
+            times,
+            users_of,
+            user_offsets,
+            user_ids,
+            trie_depth,
+            line,
+            shards,
+            Engine.min_subtrees if engine is None else engine.min_subtrees,
+        )
         self._model.reset_live(self.live_half_life, self.live_cap)
         return self
 

@@ -25,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import BinaryIO, TypeVar, Union
 
+import numpy as np
+
 from xrcomplete import _core
 
 PathLike = Union[str, Path]
@@ -311,6 +313,9 @@ class LogShard:
     first: Event | None = None
     last: Event | None = None
     report: ReadReport = field(default_factory=ReadReport)
+    #: When the pairs stay where the file was read (``xrcomplete.distributed``): the engine's
+    #: handle to them (``prev_ids``, ``next_ids`` and ``times`` are then empty).
+    held: object | None = None
 
     def first_pair_joins(self, before: Event | None, gap_minutes: float) -> bool:
         """Whether this file's first event continues the session of ``before`` (the last event
@@ -321,6 +326,26 @@ class LogShard:
             and before[0] == self.first[0]
             and self.first[2] - before[2] <= gap_minutes * 60
         )
+
+
+def global_pairs(
+    ids: np.ndarray,
+    prev_local: np.ndarray,
+    next_local: np.ndarray,
+    times: np.ndarray,
+    before: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A shard's pairs (ids into its ``queries``, -1: none) as ids of the whole log (``ids``:
+    the id of each of its queries); ``before`` (>= 0): the previous query of its first pair,
+    when its session runs on from the file before (the pair is dropped when it is the same
+    query)."""
+    nxt = ids[next_local]
+    prev = np.where(prev_local >= 0, ids[np.maximum(prev_local, 0)], -1)
+    if before >= 0 and len(nxt):
+        if nxt[0] == before:
+            return prev[1:], nxt[1:], times[1:]
+        prev[0] = before
+    return prev, nxt, times
 
 
 def admit_users(seen: list[str], users: Iterable[str], floor: int) -> None:

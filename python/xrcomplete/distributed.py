@@ -8,20 +8,26 @@
 What runs where (the math stays in the core; this module only moves work and bytes):
 
 - **Reading.** Each file of the log is one task (``read_log_shard`` on a worker): its sessions,
-  pairs, query counts and users. The driver merges the files' summaries in order: query ids,
-  counts and users as reading the files in a row gives, and a session that runs on from one
-  file into the next joined, so the pairs are those of one machine.
-- **Training the matcher.** The pairs are cut into shards (runs of consecutive pairs, one or
-  more per CPU of the cluster) put in the cluster's object store. The core's fit sends each of
-  its stages as a task to every shard (``_core.shard_answer`` / ``_core.shard_pieces`` on a
-  worker): the shards count their training rows, then the terms of those rows (the driver
-  merges the counts into the vectorizers), then vectorise their rows and cut them into pieces
-  of the training jobs (the top levels of the label tree, and groups of its subtrees). The
-  pieces of each job go from the shards' workers to the worker that trains it
-  (``_core.part_answer``); only the trained columns come back. So the driver never builds a
-  feature row. Each node's problem only reads its parent's rows, in their order, and is seeded
-  by its place in the whole tree, so the model is the one trained on one machine, byte for
-  byte.
+  pairs, query counts and users. The driver merges what the files say of their queries, in
+  order: query ids, counts and users as reading the files in a row gives. The pairs stay in the
+  cluster: a task per file maps them to the whole log's query ids and joins a session that
+  runs on from the file before, so they are the pairs of one machine. Each file's pairs are a
+  shard.
+- **Training.** The core's fit sends each of its stages as a task to every shard
+  (``_core.shard_answer`` / ``_core.shard_pieces`` on a worker), and gets back counts, never
+  rows:
+  - which pairs are held out for the ranker (the latest, found by counting keys of their times
+    under pivots, a few rounds), how often each query was a next query, and the transitions
+    between queries; the held-out pairs themselves (at most a million) come to the driver,
+    where the ranker learns from them;
+  - the matcher: the shards count their training rows, then the terms of those rows (the
+    driver merges the counts into the vectorizers), then vectorise their rows and cut them
+    into pieces of the training jobs (the top levels of the label tree, and groups of its
+    subtrees). The pieces of each job go from the shards' workers to the worker that trains
+    it (``_core.part_answer``); only the trained columns come back.
+
+  Each node's problem only reads its parent's rows, in their order, and is seeded by its place
+  in the whole tree, so the model is the one trained on one machine, byte for byte.
 - **Failures.** A task whose worker dies is run again (``max_retries``, Ray's task retries);
   its answer does not depend on where or how often it ran. An error of the input (a bad row
   with ``errors="strict"``) is raised on the driver as it would be locally.
@@ -34,16 +40,27 @@ from __future__ import annotations
 
 import os
 import warnings
+from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from xrcomplete import _core
-from xrcomplete.data import LogShard, PathLike, ReadReport, SkippedRowsWarning, read_log_shard
+from xrcomplete.data import (
+    LogShard,
+    PathLike,
+    ReadReport,
+    SkippedRowsWarning,
+    global_pairs,
+    read_log_shard,
+)
 from xrcomplete.progress import ProgressLine
 
 __all__ = ["Engine", "PairShards", "RayEngine", "RayShards"]
+
+#: Pairs: the ids of their previous queries (-1: none) and next queries, and their times.
+_Pairs = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 
 
 class Engine:
@@ -65,14 +82,12 @@ class Engine:
         """``read_log_shard`` of every file, yielded in the files' order."""
         raise NotImplementedError
 
-    def shards(
-        self,
-        prev_ids: np.ndarray,
-        next_ids: np.ndarray,
-        times: np.ndarray | None,
-    ) -> PairShards:
-        """The pairs of a fit (query ids; -1: no previous query), held in shards where the
-        engine runs the fit's tasks."""
+    def shards(self, held: list[tuple[object, np.ndarray, int]], rest: _Pairs) -> PairShards:
+        """The pairs of a fit as shards where the engine runs the fit's work: ``held``, the
+        pairs of files the engine read and left where they were read (its handle, the id in
+        the whole log of each of the file's queries, and the previous query of the file's
+        first pair, or -1), then ``rest``, pairs given here (query ids, -1: no previous query;
+        their times, or None)."""
         raise NotImplementedError
 
 
@@ -121,14 +136,27 @@ def _die_once(marker: str | None) -> None:
     os._exit(1)
 
 
-def _read_shard(path: str, gap_minutes: float, errors: str, floor: int) -> LogShard:
-    """A task: one file of the log, read on a worker (its warnings are the driver's to give)."""
+def _read_shard(path: str, gap_minutes: float, errors: str, floor: int) -> tuple[LogShard, _Pairs]:
+    """A task: one file of the log, read on a worker (its warnings are the driver's to give):
+    what the driver merges, and the pairs, which stay in the cluster."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedRowsWarning)
-        return read_log_shard(path, gap_minutes, errors=errors, floor=floor, report=ReadReport())
+        shard = read_log_shard(path, gap_minutes, errors=errors, floor=floor, report=ReadReport())
+    pairs = (
+        np.frombuffer(shard.prev_ids, dtype=np.int64),
+        np.frombuffer(shard.next_ids, dtype=np.int64),
+        np.frombuffer(shard.times, dtype=np.float64),
+    )
+    shard.prev_ids, shard.next_ids, shard.times = array("q"), array("q"), array("d")
+    return shard, pairs
 
 
-_Pairs = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+def _remap(pairs: _Pairs, ids: np.ndarray, before: int) -> tuple[_Pairs, int]:
+    """A task: a file's pairs as ids of the whole log (``global_pairs``), and their number."""
+    prev, nxt, times = pairs
+    assert times is not None
+    found = global_pairs(ids, prev, nxt, times, before)
+    return found, len(found[1])
 
 
 def _shard_answer(task: bytes, shard: int, pairs: _Pairs) -> bytes:
@@ -215,48 +243,50 @@ class RayEngine(Engine):
         line: ProgressLine,
     ) -> Iterator[LogShard]:
         ray = self._ray()
-        task = ray.remote(max_retries=self.max_retries)(_read_shard)
+        task = ray.remote(max_retries=self.max_retries, num_returns=2)(_read_shard)
         refs = [task.remote(os.path.abspath(p), gap_minutes, errors, floor) for p in paths]
-        for i, ref in enumerate(refs):
+        for i, (summary, pairs) in enumerate(refs):
             line.update(f"reading {len(paths)} files on Ray: {i} merged", force=True)
-            shard: LogShard = self._get(ray, ref)
+            shard: LogShard = self._get(ray, summary)
+            # The pairs stay in the cluster, where the fit's tasks read them.
+            shard.held = pairs
             if shard.report.skipped:
                 warnings.warn(shard.report.summary(), SkippedRowsWarning, stacklevel=3)
             yield shard
 
-    def shards(
-        self,
-        prev_ids: np.ndarray,
-        next_ids: np.ndarray,
-        times: np.ndarray | None,
-    ) -> RayShards:
-        return RayShards(self, prev_ids, next_ids, times)
+    def shards(self, held: list[tuple[object, np.ndarray, int]], rest: _Pairs) -> RayShards:
+        return RayShards(self, held, rest)
 
 
 class RayShards(PairShards):
-    """A fit's pairs in shards in a Ray cluster's object store (about ``tasks_per_cpu`` per CPU
-    of the cluster), and the fit's stages run on them as tasks."""
+    """A fit's pairs in shards in a Ray cluster's object store, and the fit's work run on them
+    as tasks: each file read on the cluster is a shard (its pairs never leave the cluster),
+    and pairs given here are cut into about ``tasks_per_cpu`` shards per CPU."""
 
     def __init__(
         self,
         engine: RayEngine,
-        prev_ids: np.ndarray,
-        next_ids: np.ndarray,
-        times: np.ndarray | None,
+        held: list[tuple[object, np.ndarray, int]],
+        rest: _Pairs,
     ) -> None:
         self._engine = engine
         self._ray = ray = engine._ray()
         cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
         self._parts = max(1, cpus * engine.tasks_per_cpu)
-        n = len(next_ids)
-        self._timed = times is not None
-        bounds = np.linspace(0, n, min(self._parts, max(n, 1)) + 1).astype(np.int64)
-        self._sizes = [int(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
-        self._refs = [
-            ray.put((prev_ids[a:b], next_ids[a:b], None if times is None else times[a:b]))
-            for a, b in zip(bounds[:-1], bounds[1:])
-        ]
         options = {"max_retries": engine.max_retries}
+        remap = ray.remote(num_returns=2, **options)(_remap)
+        found = [remap.remote(handle, ids, before) for handle, ids, before in held]
+        self._refs = [pairs for pairs, _ in found]
+        self._sizes = [int(n) for n in engine._get(ray, [n for _, n in found])]
+        prev_ids, next_ids, times = rest
+        n = len(next_ids)
+        if n:
+            bounds = np.linspace(0, n, min(self._parts, n) + 1).astype(np.int64)
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                part = (prev_ids[a:b], next_ids[a:b], None if times is None else times[a:b])
+                self._refs.append(ray.put(part))
+                self._sizes.append(int(b - a))
+        self._timed = times is not None or not n
         self._answer = ray.remote(**options)(_shard_answer)
         self._pieces = ray.remote(**options)(_shard_pieces)
         self._part = ray.remote(**options)(_part_answer)

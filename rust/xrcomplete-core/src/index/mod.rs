@@ -183,6 +183,13 @@ impl LabelTree {
     /// Reads the `depth` levels written by [`LabelTree::write`], checking them as [`LabelTree::new`]
     /// does; the two permutations are checked to be inverse without building either.
     pub(crate) fn read(r: &Reader, depth: usize) -> Result<Self> {
+        // A model file holds a bias per leaf at least: a count past that is not to be believed.
+        Self::read_bounded(r, depth, r.file_len() / 4)
+    }
+
+    /// [`LabelTree::read`] of a tree of at most `max_leaves` leaves in label order (a file
+    /// that holds no array per leaf, like a training job of a few rows, says how many).
+    pub(crate) fn read_bounded(r: &Reader, depth: usize, max_leaves: usize) -> Result<Self> {
         let child_ptr = (0..depth)
             .map(|l| r.array(&format!("tree{l}")))
             .collect::<Result<Vec<Array<u32>>>>()?;
@@ -194,8 +201,7 @@ impl LabelTree {
                 .last()
                 .and_then(|ptr| ptr.last())
                 .map_or(0, |&n| n);
-            // The file holds a bias per leaf at least: a count past that is not to be believed.
-            if n as usize > r.file_len() / 4 {
+            if n as usize > max_leaves {
                 return Err(format_err(format!(
                     "label tree: {n} leaves in a file of {} bytes",
                     r.file_len()

@@ -212,7 +212,8 @@ pub struct FitParams {
     /// The language model counts a query `searches ^ lm_count_power` times (1: every search,
     /// 0: once per distinct query), in [0, 1].
     pub lm_count_power: f64,
-    /// Share of the pairs, the latest, whose candidates teach the ranker (0: the fixed rule).
+    /// Share of the pairs, the latest, whose candidates teach the ranker (0: the fixed rule);
+    /// at most [`shards::MAX_HELD_OUT`] pairs.
     pub rank_holdout: f64,
     /// Prefix lengths sampled per held-out pair for the ranker.
     pub rank_prefixes: usize,
@@ -1738,6 +1739,15 @@ pub(crate) mod tests {
                 assert!(shards.pieces.load(std::sync::atomic::Ordering::Relaxed) > 0);
             }
         }
+    }
+
+    #[test]
+    fn at_most_a_million_pairs_are_held_out_for_the_ranker() {
+        let rule = |n: usize| HeldOut::new(n, None, 0.1).map(|h| n as u64 - h.from);
+        assert_eq!(rule(9), None);
+        assert_eq!(rule(1_000), Some(100));
+        assert_eq!(rule(10_000_000), Some(shards::MAX_HELD_OUT as u64));
+        assert_eq!(rule(50_000_000), Some(shards::MAX_HELD_OUT as u64));
     }
 
     #[test]

@@ -76,17 +76,15 @@ impl PartialEq for Sharding {
 /// latest pairs by time, ties in the log's order (the pairs' order without times).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct HeldOut {
-    time: Option<f64>,
-    from: u64,
+    pub(crate) time: Option<f64>,
+    pub(crate) from: u64,
 }
 
 impl HeldOut {
-    /// The latest `share` of `n` pairs (none when that is none or all of them).
+    /// The latest `share` of `n` pairs, at most [`MAX_HELD_OUT`] (none when that is none or
+    /// all of them).
     pub(crate) fn new(n: usize, times: Option<&[f64]>, share: f64) -> Option<Self> {
-        let n_late = (n as f64 * share).floor() as usize;
-        if n_late == 0 || n_late >= n {
-            return None;
-        }
+        let n_late = n_held_out(n, share)?;
         let first = n - n_late;
         Some(match times {
             None => HeldOut {
@@ -117,6 +115,19 @@ impl HeldOut {
             _ => i >= self.from,
         }
     }
+}
+
+/// Pairs held out for the ranker at most: it learns from 200,000 lists of their prefixes at
+/// most, and their searches make the live counts it learns with, whose half-life is a day; all
+/// of them are held where the ranker learns (the driver of a distributed fit), so a log of a
+/// billion searches must not make them a hundred million.
+pub const MAX_HELD_OUT: usize = 1_000_000;
+
+/// The number of pairs of `n` held out for the ranker: the latest `share`, at most
+/// [`MAX_HELD_OUT`]; None when that is none or all of them.
+fn n_held_out(n: usize, share: f64) -> Option<usize> {
+    let n_late = ((n as f64 * share).floor() as usize).min(MAX_HELD_OUT);
+    (n_late > 0 && n_late < n).then_some(n_late)
 }
 
 /// The matcher's training rows: per sampled prefix of a pair's next query (when it is a
@@ -1170,10 +1181,9 @@ impl<'a> ShardedPairs<'a> {
     /// rounds of counts at most), then its index among the pairs of that time.
     fn held_out(&self, share: f64) -> Result<Option<HeldOut>> {
         let n = self.len();
-        let n_late = (n as f64 * share).floor() as usize;
-        if n_late == 0 || n_late >= n {
+        let Some(n_late) = n_held_out(n, share) else {
             return Ok(None);
-        }
+        };
         let first = (n - n_late) as u64;
         if !self.timed {
             return Ok(Some(HeldOut {

@@ -358,7 +358,10 @@ impl Persist for SubtreeJob {
         if depth == 0 || depth > 64 {
             return Err(format_err(format!("subtree job: depth {depth}")));
         }
-        let tree = LabelTree::read(r, depth)?;
+        // A job holds no array per leaf (a run of rows may have none under many leaves): it is
+        // a message between the processes of one fit, its checksum checked, so its count of
+        // leaves is taken as the ids allow.
+        let tree = LabelTree::read_bounded(r, depth, u32::MAX as usize)?;
         let parent_base = r.array::<u64>("base")?.to_vec();
         if parent_base.len() != depth {
             return Err(format_err("subtree job: one parent base per level"));
@@ -969,6 +972,24 @@ mod tests {
             .collect();
         let levels = plan.levels(tree, &answers, &Progress::default()).unwrap();
         XrLinear::new(tree.clone(), levels, x.n_cols, params.bias as f32).unwrap()
+    }
+
+    #[test]
+    fn runs_of_no_rows_under_many_leaves_are_cut_and_trained() {
+        // A wide first level whose nodes are the top job's leaves: a run of no rows cuts a
+        // job file of fewer than four bytes a leaf (which a model file never is).
+        let n = 300u32;
+        let tree = LabelTree::new(vec![vec![0, n], (0..=n).collect()], (0..n).collect()).unwrap();
+        let (x, y) = problem(50, n as usize, 20, 3);
+        let params = TrainParams {
+            max_iter: 5,
+            ..TrainParams::default()
+        };
+        let plan = JobPlan::new(&tree, 1, 2, &[]);
+        assert_eq!(plan.top, 1);
+        let here = train(&x, &y, tree.clone(), &params, &Progress::default()).unwrap();
+        let there = train_in_runs(&x, &y, &tree, &params, None, &[0, 0, 50], &plan);
+        assert_eq!(here.to_bytes(), there.to_bytes());
     }
 
     proptest! {
