@@ -11,7 +11,8 @@ byte-identical to the baseline's (it must be).
 
 ``--ray-log N``: the same table on a synthetic log of N distinct queries (the sizes' below,
 written in AOL's layout: one user per session, a search a minute) instead of aol_train: how
-the driver's memory grows with the log.
+the driver's memory grows with the log. ``--repeat K``: each session searched by K users (K
+times the searches and the training rows, the same distinct queries).
 
 **Sizes** (``--sizes``, none by default: a million takes about two minutes with
 ``--range-rows``, three million about nine, ten million about 51 and 14.2 GiB; ``--range-rows``
@@ -115,19 +116,31 @@ def split_by_user(log: Path, shards: int, folder: Path) -> list[Path]:
     return parts
 
 
-def write_log(pairs: Iterator[tuple[str, str]], path: Path) -> None:
+def write_log(pairs: Iterator[tuple[str, str]], path: Path, repeat: int = 1) -> None:
     """``pairs`` (a session's first query paired with "") as a log in AOL's layout: one user
-    per session, a search a minute, sessions ten minutes apart."""
+    per session (``repeat`` users, one after the other), a search a minute, sessions ten
+    minutes apart."""
     start = datetime(2006, 3, 1)
+    user = 0
+
+    def write(session: list[str]) -> None:
+        nonlocal user
+        for _ in range(repeat):
+            user += 1
+            for step, query in enumerate(session):
+                when = start + timedelta(seconds=600 * user + 60 * step)
+                f.write(f"{user}\t{query}\t{when:%Y-%m-%d %H:%M:%S}\n")
+
     with path.open("w", encoding="utf-8") as f:
         f.write("AnonID\tQuery\tQueryTime\n")
-        user, step = 0, 0
+        session: list[str] = []
         for prev, nxt in pairs:
-            if not prev:
-                user, step = user + 1, 0
-            when = start + timedelta(seconds=600 * user + 60 * step)
-            f.write(f"{user}\t{nxt}\t{when:%Y-%m-%d %H:%M:%S}\n")
-            step += 1
+            if not prev and session:
+                write(session)
+                session = []
+            session.append(nxt)
+        if session:
+            write(session)
 
 
 def run(script: str, *args: str) -> dict[str, float | str]:
@@ -147,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--ray-log", type=int, default=0, help="Ray on a synthetic log of N distinct queries"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="users per synthetic session")
     parser.add_argument("--range-rows", action="store_true", help="train with range_rows=True")
     add_data_option(parser)
     args = parser.parse_args(argv)
@@ -156,8 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.skip_ray:
             log, name = aol, "aol_train.tsv"
             if args.ray_log:
-                log, name = folder / "synthetic.tsv", f"a synthetic log of {args.ray_log:,} queries"
-                write_log(synthetic_pairs(aol, args.ray_log), log)
+                log = folder / "synthetic.tsv"
+                name = f"a synthetic log of {args.ray_log:,} queries, {args.repeat} users a session"
+                write_log(synthetic_pairs(aol, args.ray_log), log, args.repeat)
             parts = [str(p) for p in split_by_user(log, args.shards, folder)]
             print(f"{name} in {len(parts)} files; each run a fresh process\n")
             print("| engine | fit | vs one process | driver peak memory | same model file |")

@@ -94,9 +94,9 @@ class Engine:
 class PairShards:
     """The shards of a fit's pairs, as ``_core.CompleterModel.fit(shards=...)`` calls them:
     ``sizes()`` (pairs per shard, in order), ``timed()`` (whether the pairs have times),
-    ``map(task)`` (``_core.shard_answer`` of every
-    shard), ``shuffle(task, n_parts)`` (``_core.shard_pieces`` of every shard, then
-    ``_core.part_answer`` of each part's pieces) and ``n_parts()``. ``close()`` lets them go."""
+    ``map(task)`` (``_core.shard_answer`` of every shard), ``shuffle(task, n_parts)``
+    (``_core.shard_pieces`` of every shard, then ``_core.part_answer`` of each part's pieces)
+    and ``n_parts()``. ``close()`` lets them go."""
 
     def sizes(self) -> list[int]:
         raise NotImplementedError

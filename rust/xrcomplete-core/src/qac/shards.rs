@@ -1,9 +1,16 @@
 //! A fit whose pairs are held elsewhere: in shards (runs of consecutive pairs of the log) on the
-//! workers of a cluster (Ray: `xrcomplete.distributed`). The matcher's training rows are built
-//! where the pairs are, and never reach the driver.
+//! workers of a cluster (Ray: `xrcomplete.distributed`). Neither the pairs nor the matcher's
+//! training rows reach the driver: [`super::Completer::fit_on_shards`].
 //!
-//! The driver sends each stage as a task file ([`Kind::ShardTask`]: the queries, the labels and
-//! what the stage needs); the [`PairShards`] run it on every shard:
+//! The driver sends each stage as a task file ([`Kind::ShardTask`]); the [`PairShards`] run it
+//! on every shard. On the pairs alone (the task holds no query):
+//! - *select*, *ties*: the pairs held out for the ranker are the latest (by time, then index):
+//!   the pair at that place is found by counting the pairs whose time's key is under 255
+//!   pivots a round, then its index among the pairs of its time;
+//! - *counts*, *transitions*, *late*: per query, the pairs it is the next query of; the
+//!   pairs per (previous query, label); the held-out pairs themselves (for the ranker).
+//!
+//! On the training rows (the task holds the queries and the labels):
 //! 1. *draws*: each shard counts its rows, which are the draws of the seeded prefix sampling,
 //!    so that each shard can start the sampling where the shard before it ends;
 //! 2. *terms*: each shard counts the terms of its rows' previous queries and prefixes; the

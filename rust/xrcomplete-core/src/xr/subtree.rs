@@ -700,7 +700,7 @@ fn top_rows(
 
 /// Trains the jobs of `pieces` (`pieces[s][j]`: the piece of job `j` cut from run `s` of the
 /// rows, runs in order) and answers with their columns, job by job: what the pieces of one part
-/// of a [`JobPlan`] are trained into, on whatever machine runs it.
+/// of a training plan are trained into, on whatever machine runs it.
 pub fn train_pieces(pieces: &[Vec<&[u8]>]) -> Result<Vec<Vec<u8>>> {
     let n_jobs = pieces.first().map_or(0, Vec::len);
     if pieces.iter().any(|p| p.len() != n_jobs) {
