@@ -171,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log, name = aol, "aol_train.tsv"
             if args.ray_log:
                 log = folder / "synthetic.tsv"
-                name = f"a synthetic log of {args.ray_log:,} queries, {args.repeat} users a session"
+                users = f"{args.repeat} user" + "s" * (args.repeat > 1)
+                name = f"a synthetic log of {args.ray_log:,} queries, {users} a session"
                 write_log(synthetic_pairs(aol, args.ray_log), log, args.repeat)
             parts = [str(p) for p in split_by_user(log, args.shards, folder)]
             print(f"{name} in {len(parts)} files; each run a fresh process\n")

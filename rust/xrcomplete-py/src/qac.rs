@@ -164,7 +164,8 @@ fn shard_pairs(
 }
 
 /// What shard `shard` of a distributed fit (its pairs as query ids, with their times when the
-/// log has them) answers to a task of the draws or the terms stage; the GIL is released.
+/// log has them) answers to a task of any stage but the pifa and the pieces ones; the GIL is
+/// released.
 #[pyfunction]
 #[pyo3(signature = (task, shard, prev_ids, next_ids, times = None))]
 pub(crate) fn shard_answer(

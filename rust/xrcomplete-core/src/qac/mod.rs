@@ -720,8 +720,13 @@ impl Completer {
         // In parts: a prefix or a previous query is vectorised once however many rows have it.
         let x = features.transform_factored(&[&rows.prevs, &rows.prefixes])?;
         let Rows {
-            targets, ranges, ..
+            prevs,
+            prefixes,
+            targets,
+            ranges,
         } = rows;
+        // The texts of the rows are done with (32 bytes a row): freed before the training.
+        drop((prevs, prefixes));
         let y = OneLabelRows::new(labels.len(), targets)?;
         let label_keys: Vec<&str> = labels.keys().collect();
         progress.set_stage(Stage::Clustering);
