@@ -92,6 +92,11 @@ pub enum Error {
     /// Any other argument out of its domain.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+
+    /// Work run elsewhere failed (the shards of a distributed fit): what the engine said. Never
+    /// taken for a fit with nothing to learn from, as an invalid input can be.
+    #[error("the engine failed: {0}")]
+    Engine(String),
 }
 
 impl Error {

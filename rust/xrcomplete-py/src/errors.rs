@@ -1,7 +1,9 @@
 //! Core errors to Python exceptions, and checks of Python arguments.
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyOverflowError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyOSError, PyOverflowError, PyRuntimeError, PyValueError,
+};
 use pyo3::prelude::*;
 
 use xrcomplete_core as core;
@@ -32,6 +34,7 @@ pub(crate) fn to_py_err(err: core::Error) -> PyErr {
             not_found: true, ..
         } => PyFileNotFoundError::new_err(message),
         core::Error::Io { .. } => PyOSError::new_err(message),
+        core::Error::Engine(_) => PyRuntimeError::new_err(message),
     }
 }
 

@@ -110,7 +110,7 @@ impl PyPairShards {
             got.map_err(|e| {
                 let message = format!("the engine's {method} raised {e}");
                 *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                CoreError::InvalidInput(message)
+                CoreError::Engine(message)
             })
         })
     }

@@ -1755,6 +1755,62 @@ pub(crate) mod tests {
         assert_eq!(rule(50_000_000), Some(shards::MAX_HELD_OUT as u64));
     }
 
+    /// Shards whose first shuffle fails (a worker lost for good), as an invalid input would.
+    #[derive(Debug)]
+    struct FailOnce {
+        shards: HereShards,
+        failed: std::sync::atomic::AtomicBool,
+    }
+
+    impl PairShards for FailOnce {
+        fn sizes(&self) -> Result<Vec<u64>> {
+            self.shards.sizes()
+        }
+
+        fn timed(&self) -> Result<bool> {
+            self.shards.timed()
+        }
+
+        fn map(&self, task: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+            self.shards.map(task)
+        }
+
+        fn shuffle(&self, task: Vec<u8>, n_parts: usize) -> Result<Vec<Vec<u8>>> {
+            if !self.failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                return Err(Error::InvalidInput("a worker was lost".into()));
+            }
+            self.shards.shuffle(task, n_parts)
+        }
+
+        fn n_parts(&self) -> Result<usize> {
+            self.shards.n_parts()
+        }
+    }
+
+    #[test]
+    fn shards_that_fail_while_the_ranker_learns_fail_the_fit() {
+        // The first shuffle trains the parts the ranker learns with: its failure must not be
+        // taken for a log with nothing to learn from (a fixed ranker, silently).
+        let (queries, counts, pairs) = combination_log(600);
+        let sharding = Sharding {
+            shards: Arc::new(FailOnce {
+                shards: HereShards::new(&pairs, None, &[300], 2),
+                failed: Default::default(),
+            }),
+            min_subtrees: 2,
+        };
+        let params = params(TreeSpec::trie(2));
+        let got = Completer::fit_on_shards(
+            &queries,
+            &counts,
+            None,
+            &sharding,
+            &params,
+            &Progress::default(),
+        );
+        assert!(matches!(got, Err(Error::Engine(m)) if m.contains("a worker was lost")));
+    }
+
     #[test]
     fn shards_of_bad_pairs_and_bad_tasks_are_errors() {
         let (queries, counts, mut pairs) = log();
@@ -1772,7 +1828,7 @@ pub(crate) mod tests {
             &params(tree),
             &Progress::default(),
         );
-        assert!(matches!(got, Err(Error::InvalidInput(m)) if m.contains("out of range")));
+        assert!(matches!(got, Err(Error::Engine(m)) if m.contains("out of range")));
         // A damaged task, or one answered by the wrong function, is an error too.
         assert!(shard_answer(b"not a task", 0, &pairs, None).is_err());
         assert!(part_answer(&[vec![b"not a piece".as_slice()]]).is_err());

@@ -1123,7 +1123,7 @@ pub(crate) struct ShardedPairs<'a> {
 impl<'a> ShardedPairs<'a> {
     /// The shards of `sharding`, whose pairs are ids of `n_queries` queries.
     pub(crate) fn new(sharding: &'a Sharding, n_queries: usize) -> Result<Self> {
-        let sizes = sharding.shards.sizes()?;
+        let sizes = elsewhere(sharding.shards.sizes())?;
         if sizes.is_empty() {
             return invalid("no shard of pairs".into());
         }
@@ -1134,7 +1134,7 @@ impl<'a> ShardedPairs<'a> {
         Ok(ShardedPairs {
             sharding,
             starts,
-            timed: sharding.shards.timed()?,
+            timed: elsewhere(sharding.shards.timed())?,
             n_queries,
         })
     }
@@ -1159,7 +1159,7 @@ impl<'a> ShardedPairs<'a> {
 
     /// The answers of every shard to `task`, checked to be one per shard.
     fn map(&self, task: Vec<u8>, stage: &str) -> Result<Vec<Vec<u8>>> {
-        let got = self.sharding.shards.map(task)?;
+        let got = elsewhere(self.sharding.shards.map(task))?;
         let n_shards = self.starts.len() - 1;
         if got.len() != n_shards {
             return invalid(format!(
@@ -1291,7 +1291,10 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
     progress.set_stage(Stage::Vectorizing);
     let mut draws = Vec::with_capacity(n_shards);
     let mut total = 0u64;
-    for answer in answers(shards.map(context.task(StageTask::Draws))?, "draws")? {
+    for answer in answers(
+        elsewhere(shards.map(context.task(StageTask::Draws)))?,
+        "draws",
+    )? {
         let buf = crate::persist::Buffer::copy_from(&answer);
         let [n] = Reader::new(&buf, Kind::ShardAnswer)?.u64s("draws")?[..] else {
             return Err(format_err("shard answer: bad draws"));
@@ -1308,7 +1311,7 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
         configs: &configs,
     };
     let mut counts: Vec<TermCounts> = configs.iter().map(|_| TermCounts::default()).collect();
-    for answer in answers(shards.map(context.task(terms))?, "terms")? {
+    for answer in answers(elsewhere(shards.map(context.task(terms)))?, "terms")? {
         let buf = crate::persist::Buffer::copy_from(&answer);
         let r = Reader::new(&buf, Kind::ShardAnswer)?;
         counts = counts
@@ -1321,7 +1324,7 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
 
     progress.set_stage(Stage::Clustering);
     let label_keys: Vec<&str> = labels.keys().collect();
-    let n_parts = shards.n_parts()?.max(1);
+    let n_parts = elsewhere(shards.n_parts())?.max(1);
     let pifa = || {
         let groups = label_groups(labels.len(), n_parts);
         let task = context.task(StageTask::Pifa {
@@ -1330,7 +1333,7 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
             groups: &groups,
         });
         let mut z = CsrMatrix::new(features.n_features());
-        let found = shards.shuffle(task, groups.len())?;
+        let found = elsewhere(shards.shuffle(task, groups.len()))?;
         if found.len() != groups.len() {
             return invalid(format!(
                 "{} answers for {} label groups",
@@ -1367,7 +1370,7 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
         train: &params.train,
     });
     drop(context);
-    let answers = shards.shuffle(task, 1 + plan.groups.len())?;
+    let answers = elsewhere(shards.shuffle(task, 1 + plan.groups.len()))?;
     let levels = plan.levels(&tree, &answers, progress)?;
     drop(answers);
     let model = XrLinear::new(
@@ -1377,6 +1380,15 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
         params.train.bias as f32,
     )?;
     Ok((features, model))
+}
+
+/// What the shards answered: their failure is the engine's ([`Error::Engine`]), whatever it
+/// was, so that it is never taken for a log with nothing to learn from.
+fn elsewhere<T>(found: Result<T>) -> Result<T> {
+    found.map_err(|e| match e {
+        Error::Engine(_) => e,
+        other => Error::Engine(other.to_string()),
+    })
 }
 
 /// An [`Error::InvalidInput`].
