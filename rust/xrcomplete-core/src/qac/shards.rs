@@ -1277,26 +1277,11 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
         held_out: log.held_out,
         starts: pairs.starts.clone(),
     };
-    let n_shards = pairs.starts.len() - 1;
-    let answers = |got: Vec<Vec<u8>>, stage: &str| {
-        if got.len() == n_shards {
-            Ok(got)
-        } else {
-            invalid(format!(
-                "{} answers of {n_shards} shards to the {stage} task",
-                got.len()
-            ))
-        }
-    };
     progress.set_stage(Stage::Vectorizing);
-    let mut draws = Vec::with_capacity(n_shards);
+    let mut draws = Vec::with_capacity(pairs.starts.len() - 1);
     let mut total = 0u64;
-    for answer in answers(
-        elsewhere(shards.map(context.task(StageTask::Draws)))?,
-        "draws",
-    )? {
-        let buf = crate::persist::Buffer::copy_from(&answer);
-        let [n] = Reader::new(&buf, Kind::ShardAnswer)?.u64s("draws")?[..] else {
+    for found in pairs.values(context.task(StageTask::Draws), "draws", "draws")? {
+        let [n] = found[..] else {
             return Err(format_err("shard answer: bad draws"));
         };
         draws.push(total);
@@ -1311,7 +1296,7 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
         configs: &configs,
     };
     let mut counts: Vec<TermCounts> = configs.iter().map(|_| TermCounts::default()).collect();
-    for answer in answers(elsewhere(shards.map(context.task(terms)))?, "terms")? {
+    for answer in pairs.map(context.task(terms), "terms")? {
         let buf = crate::persist::Buffer::copy_from(&answer);
         let r = Reader::new(&buf, Kind::ShardAnswer)?;
         counts = counts
