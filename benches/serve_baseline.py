@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from xrcomplete import Completer
-from xrcomplete._core import normalize_prefix, normalize_query
+from xrcomplete._core import normalize_query
 
 completer = Completer.load(os.environ["XRCOMPLETE_MODEL"], mmap=True)
 
@@ -37,11 +37,17 @@ async def complete(request: Request) -> JSONResponse:
     start = time.perf_counter()
     found = completer.complete(prev, prefix, k)
     took_us = int((time.perf_counter() - start) * 1e6)
-    typed = len(normalize_prefix(prefix))
     return JSONResponse(
         {
             "suggestions": [
-                {"text": c.query, "score": c.score, "highlight": [0, typed], "source": c.source}
+                # The part of the suggestion the typed prefix (for a fuzzy one, the corrected
+                # prefix) covers, in code points: what xrcomplete serve highlights.
+                {
+                    "text": c.query,
+                    "score": c.score,
+                    "highlight": [0, len(c.matched)],
+                    "source": c.source,
+                }
                 for c in found
             ],
             "prev": normalize_query(prev),

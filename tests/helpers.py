@@ -11,6 +11,15 @@ from typing import TypeVar, cast
 
 T = TypeVar("T")
 
+# The keys of the servers that tests start with keys (at least 16 characters).
+ADMIN_KEY = "admin-key-of-the-tests"
+RECORD_KEY = "record-key-of-the-tests"
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The header that sends ``key``."""
+    return {"Authorization": f"Bearer {key}"}
+
 
 def run_in_threads(work: Callable[[], T], n: int = 8, timeout: float = 120.0) -> list[T]:
     """Runs ``work`` on ``n`` threads released together; returns each thread's result.

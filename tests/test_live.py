@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_in_threads, serve_cli
-from hypothesis import given, settings
+from helpers import ADMIN_KEY, RECORD_KEY, bearer, run_in_threads, serve_cli
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xrcomplete import Completer
@@ -142,10 +142,17 @@ def test_eight_threads_record_while_eight_complete(completer: Completer) -> None
     assert sum(completer.live_count(w, prev="dessert") for w in words) == recorded
 
 
-def request(port: int, method: str, target: str, body: object = None) -> tuple[int, dict]:
+def request(
+    port: int, method: str, target: str, body: object = None, key: str | None = RECORD_KEY
+) -> tuple[int, dict]:
+    """One request, by default with the record key (the site's backend, trusted with counts
+    and times)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request(method, target, body=None if body is None else json.dumps(body))
+        headers = bearer(key) if key else {}
+        conn.request(
+            method, target, body=None if body is None else json.dumps(body), headers=headers
+        )
         response = conn.getresponse()
         return response.status, json.loads(response.read())
     finally:
@@ -159,7 +166,7 @@ def test_the_server_and_the_library_answer_alike_with_the_same_searches(
     searches += [{"query": "hotels in paris", "prev": "cheap flights", "time": 110.0}]
     for s in searches:
         completer.record(s["query"], prev=str(s.get("prev", "")), time=float(s["time"]))
-    with start(sample_model[1], port=0) as server:
+    with start(sample_model[1], port=0, record_keys=[RECORD_KEY]) as server:
         status, got = request(server.port, "POST", "/v1/searches", searches)
         assert (status, got) == (200, {"recorded": 7})
         for prev, prefix in [("", "iph"), ("", "iphone 17"), ("cheap flights", "ho"), ("", "h")]:
@@ -186,7 +193,7 @@ def test_kill_9_loses_no_acknowledged_search(
     events = tmp_path / "events.log"
     acked = sent = 0
     for round_, run_for in enumerate([0.6, 1.1, 0.4]):
-        proc, port = serve_cli(sample_model[1], "--events", str(events))
+        proc, port = serve_cli(sample_model[1], "--events", str(events), "--record-key", RECORD_KEY)
         try:
             assert replayed(port) >= acked, "an acknowledged search was lost"
             assert replayed(port) <= sent
@@ -196,7 +203,7 @@ def test_kill_9_loses_no_acknowledged_search(
             try:
                 while True:
                     body = json.dumps({"query": f"search {round_} {sent}", "time": float(sent)})
-                    conn.request("POST", "/v1/searches", body=body)
+                    conn.request("POST", "/v1/searches", body=body, headers=bearer(RECORD_KEY))
                     sent += 1
                     response = conn.getresponse()
                     response.read()
@@ -224,7 +231,7 @@ def test_a_damaged_event_log_is_replayed_up_to_the_damage_with_a_warning(
     sample_model: tuple[Completer, Path], tmp_path: Path
 ) -> None:
     events = tmp_path / "events.log"
-    with start(sample_model[1], port=0, events=events) as server:
+    with start(sample_model[1], port=0, events=events, record_keys=[RECORD_KEY]) as server:
         batch = [{"query": f"q{i}", "time": float(i)} for i in range(50)]
         assert request(server.port, "POST", "/v1/searches", batch)[0] == 200
     with events.open("ab") as f:
@@ -261,7 +268,8 @@ def test_compact_folds_the_log_and_the_reload_drops_what_was_folded(
         return next(c.score for c in found if c.query == known)
 
     before = score_after_weather(served)
-    with start(served, port=0, events=events) as server:
+    keys = {"record_keys": [RECORD_KEY], "admin_key": ADMIN_KEY}
+    with start(served, port=0, events=events, **keys) as server:
         first = [{"query": known, "prev": "weather", "time": 1.0}] * 40 + [{"query": NEW}]
         assert request(server.port, "POST", "/v1/searches", first)[1] == {"recorded": 41}
         # Compact what the log holds now (41 searches) ...
@@ -271,16 +279,20 @@ def test_compact_folds_the_log_and_the_reload_drops_what_was_folded(
         # ... while another search arrives, then serve the compacted model.
         assert request(server.port, "POST", "/v1/searches", {"query": known})[0] == 200
         (tmp_path / "new.xrc").replace(served)
-        status, got = request(server.port, "POST", "/admin/reload", {"events_folded": 41})
+        status, got = request(
+            server.port, "POST", "/admin/reload", {"events_folded": 41}, key=ADMIN_KEY
+        )
         assert status == 200 and (got["events_dropped"], got["events_kept"]) == (40, 2), got
         stats = server.live_stats()
         assert stats["queries"] == 2  # NEW and the late search of the known query
-        status, got = request(server.port, "POST", "/admin/reload", {"events_folded": "x"})
+        status, got = request(
+            server.port, "POST", "/admin/reload", {"events_folded": "x"}, key=ADMIN_KEY
+        )
         assert status == 400 and got["error"]["code"] == "bad_json"
     # The folded counts are in the new model: the known query after "weather" scores higher.
     assert score_after_weather(served) > before
     # The log kept the 2 searches not folded: a restart replays them.
-    with start(served, port=0, events=events) as again:
+    with start(served, port=0, events=events, **keys) as again:
         assert again.live_stats()["events"] == 2
 
 
@@ -288,7 +300,7 @@ def test_compact_with_retrain_makes_new_queries_suggestable(
     sample_model: tuple[Completer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     events = tmp_path / "events.log"
-    with start(sample_model[1], port=0, events=events) as server:
+    with start(sample_model[1], port=0, events=events, record_keys=[RECORD_KEY]) as server:
         batch = [{"query": NEW, "prev": "apple", "time": 1.2e9 + i} for i in range(3)]
         assert request(server.port, "POST", "/v1/searches", batch)[0] == 200
     new = tmp_path / "new.xrc"
@@ -297,3 +309,35 @@ def test_compact_with_retrain_makes_new_queries_suggestable(
     assert "trained on the log and 3 of 3 searches" in capsys.readouterr().out
     found = Completer.load(new).complete("apple", "iphone 17", 3)
     assert (found[0].query, found[0].source) == (NEW, "seen")
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    searches=st.lists(
+        st.tuples(st.integers(0, 4), st.sampled_from(["zorblax one", "zorblax two", "hotmail"])),
+        max_size=40,
+    ),
+    min_clients=st.integers(1, 4),
+)
+def test_searches_with_a_client_count_once_each_and_show_past_the_floor(
+    completer: Completer, searches: list[tuple[int, str]], min_clients: int
+) -> None:
+    """The rules the server applies to strangers, through the library: each client counts a
+    query once (no decay here), and a query's count is seen only from ``min_clients`` distinct
+    clients on; a search without a client is trusted at once."""
+    completer.reset_live(half_life=math.inf, min_clients=min_clients)
+    who: dict[str, set[int]] = {}
+    for i, (client, query) in enumerate(searches):
+        first = client not in who.setdefault(query, set())
+        who[query].add(client)
+        assert completer.record(query, client=f"203.0.113.{client}", time=float(i)) == first
+    for query, clients in who.items():
+        seen = len(clients) >= min_clients
+        assert completer.live_count(query) == (len(clients) if seen else 0)
+        shown = [c.query for c in completer.complete("", query[:4], 10) if c.source == "live"]
+        assert (query in shown) <= seen
+    assert completer.live_stats()["waiting"] == sum(len(c) < min_clients for c in who.values())
+    assert completer.record("zorblax three", count=2.0) is True
+    assert completer.live_count("zorblax three") == 2.0

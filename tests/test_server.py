@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import serve_cli
+from helpers import ADMIN_KEY, bearer, serve_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,13 +33,19 @@ QUERIES = sorted(set(read_queries(sample_path())))[:2000]
 
 
 def request(
-    server: Server, method: str, target: str, body: object = None, raw: bytes | None = None
+    server: Server,
+    method: str,
+    target: str,
+    body: object = None,
+    raw: bytes | None = None,
+    key: str | None = None,
 ) -> tuple[int, Any]:
-    """One request on a fresh connection: (status, decoded JSON body)."""
+    """One request on a fresh connection (with ``key``, if any): (status, decoded JSON body)."""
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     try:
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        conn.request(method, target, body=data, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **(bearer(key) if key else {})}
+        conn.request(method, target, body=data, headers=headers)
         response = conn.getresponse()
         payload = response.read()
         return response.status, json.loads(payload) if payload else None
@@ -163,7 +169,7 @@ def two_models(tmp_path: Path, sample_model: tuple[Completer, Path]) -> Iterator
 
 
 def replace_file(path: Path, data: bytes) -> None:
-    """Writes a new file and renames it over ``path`` (a mapped model is never changed in place)."""
+    """Writes a new file and renames it over ``path`` (the way ``Completer.save`` replaces one)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -192,7 +198,7 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, two_models: list[byt
         finally:
             conn.close()
 
-    with start(path, port=0, workers=2) as server:
+    with start(path, port=0, workers=2, admin_key=ADMIN_KEY) as server:
         ids = {server.model_id}
         threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
         for t in threads:
@@ -200,7 +206,7 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, two_models: list[byt
         try:
             for round_ in range(8):
                 replace_file(path, two_models[(round_ + 1) % 2])
-                status, got = request(server, "POST", "/admin/reload")
+                status, got = request(server, "POST", "/admin/reload", key=ADMIN_KEY)
                 assert status == 200, got
                 ids.add(got["model"])
                 time.sleep(0.05)
@@ -210,6 +216,74 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, two_models: list[byt
                 t.join(60)
     assert not failures, failures[:3]
     assert len(ids) == 2 and answered[0] > 50
+
+
+def test_cp_over_the_served_file_fails_no_request_and_is_served_once_whole(
+    tmp_path: Path, two_models: list[bytes]
+) -> None:
+    """What an operator does by routine: ``cp new.xrc live.xrc`` (the same file truncated and
+    written in place), truncation and deletion, while 4 clients hammer the server. It once
+    died of SIGBUS here (the file was mapped); now it serves on, and the watch loads the new
+    file once its copy is whole."""
+    path = tmp_path / "served.xrc"
+    path.write_bytes(two_models[0])
+    new = tmp_path / "new.xrc"
+    new.write_bytes(two_models[1])
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        try:
+            while not stop.is_set():
+                conn.request("GET", complete_url(rng.choice(QUERIES)[:3]))
+                response = conn.getresponse()
+                body = response.read()
+                if response.status != 200:
+                    failures.append(f"{response.status}: {body[:200]!r}")
+                answered[0] += 1
+        except Exception as err:
+            failures.append(repr(err))
+        finally:
+            conn.close()
+
+    with start(path, port=0, workers=2, watch=0.1) as server:
+        first = server.model_id
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(3):
+                with path.open("r+b") as f:
+                    f.truncate(100)  # cut short under the server
+                time.sleep(0.15)
+                path.unlink()
+                time.sleep(0.15)
+                shutil.copyfile(new, path)  # cp: created, written in place
+                with path.open("r+b") as f:
+                    f.truncate(0)  # cp over an existing file truncates it first
+                    f.write(two_models[0][: len(two_models[0]) // 2])
+                time.sleep(0.15)
+                with path.open("r+b") as f:
+                    f.truncate(0)
+                    f.write(two_models[0])
+            shutil.copyfile(new, path)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                status, got = request(server, "GET", complete_url("ho"))
+                if status == 200 and got["model"] != first:
+                    break
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        assert server.model_id != first
+        assert Completer.load(new).complete("", "ho") == Completer.load(path).complete("", "ho")
+    assert not failures, failures[:3]
+    assert answered[0] > 50
 
 
 def test_a_watched_model_is_served_anew_once_saved_over(
@@ -234,7 +308,7 @@ def test_a_bad_file_is_refused_and_the_old_model_serves_on(
 ) -> None:
     path = tmp_path / "served.xrc"
     replace_file(path, two_models[0])
-    with start(path, port=0) as server:
+    with start(path, port=0, admin_key=ADMIN_KEY) as server:
         before = server.model_id
         corrupt = bytearray(two_models[1])
         corrupt[len(corrupt) // 3] ^= 0x55
@@ -242,7 +316,7 @@ def test_a_bad_file_is_refused_and_the_old_model_serves_on(
             replace_file(path, bad)
             with pytest.raises(ModelFormatError):
                 server.reload()
-            status, got = request(server, "POST", "/admin/reload")
+            status, got = request(server, "POST", "/admin/reload", key=ADMIN_KEY)
             assert status == 422 and got["error"]["code"] == "model_refused"
             assert server.model_id == before
             assert request(server, "GET", complete_url("ho"))[0] == 200
@@ -356,10 +430,11 @@ def test_blocked_terms_never_come_back_through_the_server_nor_after_a_restart(
             for s in got["suggestions"]:
                 assert not set(re.findall(r"\w+", s["text"])) & set(blocked), (s, blocked)
 
-    with start(sample_model[1], port=0, workers=2, blocklist=file) as server:
-        status, got = request(server, "POST", "/admin/blocklist", {"block": blocked})
+    with start(sample_model[1], port=0, workers=2, blocklist=file, admin_key=ADMIN_KEY) as server:
+        status, got = request(server, "POST", "/admin/blocklist", {"block": blocked}, key=ADMIN_KEY)
         assert status == 200 and set(blocked) <= set(got["blocked"]), got
         check(server)
-    with start(sample_model[1], port=0, workers=2, blocklist=file) as server:
-        assert request(server, "GET", "/admin/blocklist")[1]["blocked"] == sorted(set(blocked))
+    with start(sample_model[1], port=0, workers=2, blocklist=file, admin_key=ADMIN_KEY) as server:
+        answer = request(server, "GET", "/admin/blocklist", key=ADMIN_KEY)[1]
+        assert answer["blocked"] == sorted(set(blocked))
         check(server)

@@ -368,20 +368,30 @@ class CompleterModel:
         fuzzy_two: int | None = None,
     ) -> list[tuple[str, float, str, int, list[float]]]: ...
     def record(
-        self, query: str, prev: str = "", count: float = 1.0, time: float | None = None
-    ) -> None: ...
+        self,
+        query: str,
+        prev: str = "",
+        count: float = 1.0,
+        time: float | None = None,
+        client: str | None = None,
+    ) -> bool: ...
     def record_batch(
         self,
         queries: Iterable[str],
         prevs: Iterable[str] | None = None,
         counts: Sequence[float] | None = None,
         times: Sequence[float] | None = None,
+        clients: Iterable[str] | None = None,
     ) -> int: ...
-    def reset_live(self, half_life: float = 86400.0, cap: int = 100000) -> None: ...
+    def reset_live(
+        self, half_life: float = 86400.0, cap: int = 100000, min_clients: int = 3
+    ) -> None: ...
     def live_stats(self) -> dict[str, float]: ...
     def live_count(self, query: str, prev: str = "") -> float: ...
     @staticmethod
-    def compact(model: _Path, events: _Path) -> tuple[CompleterModel, dict[str, int]]: ...
+    def compact(
+        model: _Path, events: _Path, min_clients: int = 3
+    ) -> tuple[CompleterModel, dict[str, int]]: ...
     def rank_params(self) -> dict[str, float]: ...
     def block(self, terms: Iterable[str]) -> int: ...
     def unblock(self, terms: Iterable[str]) -> int: ...
@@ -513,6 +523,18 @@ class Server:
         live_cap: int = 100000,
         signals: bool = False,
         blocklist: _Path | None = None,
+        admin_key: str | None = None,
+        record_keys: list[str] = ...,
+        search_keys: list[str] = ...,
+        trusted_proxies: list[str] = ...,
+        cors_origins: list[str] = ...,
+        live_min_clients: int = 3,
+        record_rate: float | None = ...,
+        record_burst: int = 10,
+        complete_rate: float | None = None,
+        complete_burst: int = 10,
+        header_timeout: float = 30.0,
+        max_connections: int = 10000,
     ) -> Server: ...
     @property
     def host(self) -> str: ...
@@ -531,7 +553,9 @@ class Server:
     def __enter__(self) -> Server: ...
     def __exit__(self, *_exc: object) -> bool: ...
 
-def read_event_log(path: _Path) -> tuple[list[tuple[str, str, float, float]], int]: ...
+def read_event_log(
+    path: _Path, min_clients: int = 3
+) -> tuple[list[tuple[str, str, float, float]], int, int]: ...
 def shard_answer(
     task: bytes,
     shard: int,

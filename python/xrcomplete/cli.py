@@ -21,6 +21,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from xrcomplete import Completer, ProductRetriever, Trie, __version__
@@ -245,10 +246,18 @@ def _serve(args: argparse.Namespace) -> int:
         ) from None
     if not loopback:
         print(
-            f"xrcomplete: warning: listening on {host}: other machines can reach this server "
-            "(/admin routes still answer only this machine)",
+            f"xrcomplete: warning: listening on {host}: other machines can reach this server",
             file=sys.stderr,
         )
+    admin_key = args.admin_key or os.environ.get("XRCOMPLETE_ADMIN_KEY") or None
+    record_keys = list(args.record_key) + _env_keys("XRCOMPLETE_RECORD_KEYS")
+    if args.record_key_file:
+        try:
+            text = Path(args.record_key_file).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"--record-key-file: {e.strerror}: {args.record_key_file}") from None
+        record_keys += [k.strip() for k in text.splitlines() if k.strip()]
+    search_keys = list(args.search_key) + _env_keys("XRCOMPLETE_SEARCH_KEYS")
 
     def started(server: Server) -> None:
         print(
@@ -272,19 +281,48 @@ def _serve(args: argparse.Namespace) -> int:
         live_cap=args.live_cap,
         blocklist=args.blocklist,
         on_start=started,
+        admin_key=admin_key,
+        record_keys=record_keys,
+        search_keys=search_keys,
+        trusted_proxies=args.trusted_proxy,
+        cors_origins=args.cors_origin,
+        live_min_clients=args.live_min_clients,
+        record_rate=args.record_rate or None,
+        record_burst=args.record_burst,
+        complete_rate=args.complete_rate or None,
+        complete_burst=args.complete_burst,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
     )
     print("xrcomplete: stopped", flush=True)
     return 0
 
 
+def _env_keys(name: str) -> list[str]:
+    """Keys from an environment variable, separated by commas."""
+    return [k.strip() for k in os.environ.get(name, "").split(",") if k.strip()]
+
+
 def _compact(args: argparse.Namespace) -> int:
     target = _writable_target(args.output, MODEL_FILE)
-    report = compact(args.model, args.events, target, retrain=args.retrain)
+    report = compact(
+        args.model,
+        args.events,
+        target,
+        retrain=args.retrain,
+        min_clients=args.live_min_clients,
+    )
     what = "trained on the log and" if args.retrain else "folded"
     print(
         f"{what} {report['folded']:,} of {report['searches']:,} searches into {target}; "
         f"{report['unknown']:,} of queries the model does not know were left out"
         + (" (--retrain LOG adds them)" if report["unknown"] else "")
+        + (
+            f"; {report['below_floor']:,} of queries fewer than {args.live_min_clients} "
+            "clients searched were left out"
+            if report["below_floor"]
+            else ""
+        )
         + (
             f"; {report['damaged']} damaged stretch(es) of the log skipped"
             if report["damaged"]
@@ -533,6 +571,77 @@ def build_parser() -> argparse.ArgumentParser:
         "--blocklist",
         help="file of terms blocked at run time (POST /admin/blocklist): kept across restarts",
     )
+    keys = serve_.add_argument_group(
+        "facing the internet (README § Deploying)",
+        "keys are at least 16 characters; prefer the environment or a file to the command "
+        "line, which other users of the machine can read",
+    )
+    keys.add_argument(
+        "--admin-key",
+        metavar="KEY",
+        help="needed (Authorization: Bearer KEY) by /admin/*, which are off without one "
+        "(default: $XRCOMPLETE_ADMIN_KEY)",
+    )
+    keys.add_argument(
+        "--record-key",
+        metavar="KEY",
+        action="append",
+        default=[],
+        help="lets the site's backend record searches with count, time and user (repeatable; "
+        "also $XRCOMPLETE_RECORD_KEYS, comma-separated)",
+    )
+    keys.add_argument("--record-key-file", metavar="FILE", help="record keys, one a line")
+    keys.add_argument(
+        "--search-key",
+        metavar="KEY",
+        action="append",
+        default=[],
+        help="when given, completions and searches need a key (repeatable; also "
+        "$XRCOMPLETE_SEARCH_KEYS)",
+    )
+    keys.add_argument(
+        "--trusted-proxy",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="a reverse proxy whose X-Forwarded-For names the client (repeatable)",
+    )
+    keys.add_argument(
+        "--cors-origin",
+        metavar="ORIGIN",
+        action="append",
+        default=[],
+        help="a site (scheme://host[:port], or *) whose pages may call /v1/* (repeatable)",
+    )
+    keys.add_argument(
+        "--live-min-clients",
+        type=_whole(1, 100),
+        default=3,
+        help="a query searched only by strangers is suggested once this many clients searched it",
+    )
+    keys.add_argument(
+        "--record-rate",
+        type=_number(lambda v: v >= 0, "a number >= 0"),
+        default=60.0,
+        help="searches a client may record a minute without a record key (0: no limit)",
+    )
+    keys.add_argument("--record-burst", type=_whole(1, 10_000), default=10, help="... at once")
+    keys.add_argument(
+        "--complete-rate",
+        type=_number(lambda v: v >= 0, "a number >= 0"),
+        default=0.0,
+        help="completions a client may ask a minute without a record key (0: no limit)",
+    )
+    keys.add_argument("--complete-burst", type=_whole(1, 10_000), default=10, help="... at once")
+    keys.add_argument(
+        "--header-timeout",
+        type=_number(lambda v: v > 0, "a positive number of seconds"),
+        default=30.0,
+        help="seconds a client has to send a whole request (also idle kept-alive connections)",
+    )
+    keys.add_argument(
+        "--max-connections", type=_positive, default=10_000, help="connections open at most"
+    )
     serve_.set_defaults(run=_serve)
 
     compact_ = sub.add_parser(
@@ -547,6 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--retrain",
         metavar="LOG",
         help="train a new completer (default options) on this log and the searches instead",
+    )
+    compact_.add_argument(
+        "--live-min-clients",
+        type=_whole(1, 100),
+        default=3,
+        help="leave out searches of queries fewer clients searched (as the server's floor)",
     )
     compact_.set_defaults(run=_compact)
     return parser

@@ -395,6 +395,8 @@ class Completer:
         self.range_rows = range_rows
         self.live_half_life = live_half_life
         self.live_cap = live_cap
+        # Set by reset_live(min_clients=...): the floor of searches recorded with a client.
+        self.live_min_clients = 3
         if isinstance(blocklist, str):
             raise TypeError("blocklist must be an iterable of str, not a single str")
         self.blocklist = tuple(blocklist)
@@ -530,7 +532,7 @@ class Completer:
             shards,
             Engine.min_subtrees if engine is None else engine.min_subtrees,
         )
-        self._model.reset_live(self.live_half_life, self.live_cap)
+        self._model.reset_live(self.live_half_life, self.live_cap, self.live_min_clients)
         return self
 
     def _fit_model(
@@ -719,12 +721,23 @@ class Completer:
         ]
 
     def record(
-        self, query: str, prev: str = "", count: float = 1.0, time: float | None = None
-    ) -> None:
+        self,
+        query: str,
+        prev: str = "",
+        count: float = 1.0,
+        time: float | None = None,
+        client: str | None = None,
+    ) -> bool:
         """Records that ``query`` was searched (after ``prev``; ``count`` times; at ``time``, in
         seconds, default now). It completes at once; counts decay relative to the latest time
-        recorded. A query empty once normalised raises ``ValueError``."""
-        self.model.record(query, prev, count, time)
+        recorded. A query empty once normalised raises ``ValueError``.
+
+        Without ``client`` the search is trusted (counted as given). With ``client`` (who
+        searched: an address, a user id) the rules that ``xrcomplete serve`` applies to
+        strangers hold: the client adds at most one count to a query per half-life (a repeat
+        is not counted and this returns False), and a query stays unseen until
+        ``live_min_clients`` distinct clients searched it (``reset_live(min_clients=...)``)."""
+        return self.model.record(query, prev, count, time, client)
 
     def record_batch(
         self,
@@ -732,13 +745,16 @@ class Completer:
         prevs: Sequence[str] | None = None,
         counts: Sequence[float] | None = None,
         times: Sequence[float] | None = None,
+        clients: Sequence[str] | None = None,
     ) -> int:
-        """``record`` for each search (all checked before any is recorded); returns how many."""
+        """``record`` for each search (all checked before any is recorded); returns how many
+        were counted."""
         return self.model.record_batch(
             queries,
             prevs,
             None if counts is None else [float(c) for c in counts],
             None if times is None else [float(t) for t in times],
+            clients,
         )
 
     def live_stats(self) -> dict[str, float]:
@@ -752,14 +768,22 @@ class Completer:
         ``prev``, when given)."""
         return self.model.live_count(query, prev)
 
-    def reset_live(self, half_life: float | None = None, cap: int | None = None) -> None:
+    def reset_live(
+        self,
+        half_life: float | None = None,
+        cap: int | None = None,
+        min_clients: int | None = None,
+    ) -> None:
         """Forgets what was recorded; optionally sets a new ``half_life`` (seconds; ``inf``:
-        no decay) and ``cap``."""
+        no decay), ``cap`` and ``min_clients`` (the distinct clients a query recorded with
+        ``client=`` needs before it is seen)."""
         if half_life is not None:
             self.live_half_life = half_life
         if cap is not None:
             self.live_cap = cap
-        self.model.reset_live(self.live_half_life, self.live_cap)
+        if min_clients is not None:
+            self.live_min_clients = min_clients
+        self.model.reset_live(self.live_half_life, self.live_cap, self.live_min_clients)
 
     def block(self, terms: Iterable[str]) -> int:
         """Blocks ``terms`` (words or phrases) from every later answer, at once, also in
@@ -835,9 +859,10 @@ class Completer:
         data = state.pop("_model")
         self.read_report_ = None  # absent from pickles made before it existed
         self.live_half_life, self.live_cap = 86_400.0, 100_000  # likewise
+        self.live_min_clients = 3
         self.range_rows = False  # likewise
         vars(self).update(state)
         self._model = None if not isinstance(data, bytes) else _core.CompleterModel.from_bytes(data)
         if self._model is not None:
             # Live counts are not pickled (nor saved): they stay with the running object.
-            self._model.reset_live(self.live_half_life, self.live_cap)
+            self._model.reset_live(self.live_half_life, self.live_cap, self.live_min_clients)

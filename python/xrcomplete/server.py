@@ -2,12 +2,13 @@
 
 ``start`` returns a running :class:`Server` (stop it with ``shutdown()`` or ``with``);
 ``serve`` serves until SIGTERM or Ctrl-C, as ``xrcomplete serve`` does. Requests never enter
-Python: they are answered by the server's own Rust threads, the model mapped read-only.
+Python: they are answered by the server's own Rust threads, the model read into
+the server's own memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from xrcomplete._core import CompleterModel, Server, read_event_log
 from xrcomplete.completer import Completer, _model_path
@@ -35,6 +36,18 @@ def start(
     live_cap: int = 100_000,
     signals: bool = False,
     blocklist: PathLike | None = None,
+    admin_key: str | None = None,
+    record_keys: Sequence[str] = (),
+    search_keys: Sequence[str] = (),
+    trusted_proxies: Sequence[str] = (),
+    cors_origins: Sequence[str] = (),
+    live_min_clients: int = 3,
+    record_rate: float | None = 60.0,
+    record_burst: int = 10,
+    complete_rate: float | None = None,
+    complete_burst: int = 10,
+    header_timeout: float = 30.0,
+    max_connections: int = 10_000,
 ) -> Server:
     """Starts serving the completer saved at ``model`` (a file, or a folder holding
     ``completer.xrc``) on ``host:port`` (port 0: a free one, see ``Server.port``) and returns
@@ -54,6 +67,21 @@ def start(
     model served, also after a reload or a restart; one term per line, ``!term`` unblocks a
     term the model file blocks.
     ``signals=True`` handles SIGTERM (drain, then stop) and SIGHUP (reload) for the process.
+
+    Facing strangers (README § Deploying): ``admin_key`` is needed (``Authorization: Bearer
+    KEY``) by every ``/admin/*`` route, which are off without one; ``record_keys`` let the
+    site's backend record searches with ``count``, ``time`` and ``user``; with
+    ``search_keys`` completions and searches need a key too. Keys are at least 16
+    characters. A client is its address, or behind ``trusted_proxies`` (addresses or CIDR
+    blocks) the rightmost address of ``X-Forwarded-For`` that is no proxy. A client's search
+    without a record key counts once, now; it adds at most one count to a query per
+    half-life, and a query only strangers searched is suggested once ``live_min_clients``
+    distinct clients searched it. Each client may record ``record_rate`` searches a minute
+    (bursts of ``record_burst``; ``None``: no limit) and ask ``complete_rate`` completions a
+    minute (default ``None``: no limit); past it, 429 with ``Retry-After``.
+    ``cors_origins`` (``scheme://host[:port]``, or ``"*"``) may call ``/v1/*`` from a
+    browser. A client that has not sent a whole request ``header_timeout`` seconds after
+    connecting (or after its last answer) is dropped; ``max_connections`` are open at most.
 
     >>> import xrcomplete.server
     >>> with xrcomplete.server.start("model.xrc", port=0) as server:  # doctest: +SKIP
@@ -77,6 +105,18 @@ def start(
         live_cap=live_cap,
         signals=signals,
         blocklist=blocklist,
+        admin_key=admin_key,
+        record_keys=list(record_keys),
+        search_keys=list(search_keys),
+        trusted_proxies=list(trusted_proxies),
+        cors_origins=list(cors_origins),
+        live_min_clients=live_min_clients,
+        record_rate=record_rate,
+        record_burst=record_burst,
+        complete_rate=complete_rate,
+        complete_burst=complete_burst,
+        header_timeout=header_timeout,
+        max_connections=max_connections,
     )
 
 
@@ -96,6 +136,18 @@ def serve(
     live_cap: int = 100_000,
     blocklist: PathLike | None = None,
     on_start: Callable[[Server], object] | None = None,
+    admin_key: str | None = None,
+    record_keys: Sequence[str] = (),
+    search_keys: Sequence[str] = (),
+    trusted_proxies: Sequence[str] = (),
+    cors_origins: Sequence[str] = (),
+    live_min_clients: int = 3,
+    record_rate: float | None = 60.0,
+    record_burst: int = 10,
+    complete_rate: float | None = None,
+    complete_burst: int = 10,
+    header_timeout: float = 30.0,
+    max_connections: int = 10_000,
 ) -> None:
     """Serves the completer saved at ``model`` until SIGTERM or Ctrl-C, then lets requests in
     flight finish and returns. SIGHUP reloads the model file. ``on_start`` is called with the
@@ -115,6 +167,18 @@ def serve(
         live_cap=live_cap,
         signals=True,
         blocklist=blocklist,
+        admin_key=admin_key,
+        record_keys=record_keys,
+        search_keys=search_keys,
+        trusted_proxies=trusted_proxies,
+        cors_origins=cors_origins,
+        live_min_clients=live_min_clients,
+        record_rate=record_rate,
+        record_burst=record_burst,
+        complete_rate=complete_rate,
+        complete_burst=complete_burst,
+        header_timeout=header_timeout,
+        max_connections=max_connections,
     )
     try:
         if on_start is not None:
@@ -128,7 +192,12 @@ def serve(
 
 
 def compact(
-    model: PathLike, events: PathLike, output: PathLike, *, retrain: PathLike | None = None
+    model: PathLike,
+    events: PathLike,
+    output: PathLike,
+    *,
+    retrain: PathLike | None = None,
+    min_clients: int = 3,
 ) -> dict[str, int]:
     """Folds the searches of a server's event log (``--events``) into the completer saved at
     ``model`` and saves the result to ``output``: each search of a query the completer can
@@ -136,16 +205,27 @@ def compact(
     of queries it does not know are left out (they need training) and counted. Returns
     ``{"searches", "folded", "unknown", "damaged"}``. A server serving ``output`` then reloads
     it with ``{"events_folded": searches}``, which drops the folded searches from its log.
+    Searches of queries that fewer than ``min_clients`` distinct clients searched (the
+    server's floor, ``--live-min-clients``) are left out too (``below_floor``): what one
+    stranger searched must not become everybody's suggestion through compaction.
 
     ``retrain``: a log in AOL's layout; a new completer (default options: a model file does not
     keep its training options) is trained on it and the searches instead, so that every query
     becomes one it can suggest (``unknown`` is then 0)."""
     if retrain is None:
-        folded, report = CompleterModel.compact(_model_path(model, saving=False), events)
+        folded, report = CompleterModel.compact(
+            _model_path(model, saving=False), events, min_clients
+        )
         folded.save(_model_path(output, saving=True))
         return report
-    searches, damaged = read_event_log(events)
+    searches, damaged, below = read_event_log(events, min_clients)
     Completer.load(model, mmap=True)  # the model must be one, as without retrain
     completer = Completer(progress="auto").fit_log(retrain, searches=searches)
     completer.save(output)
-    return {"searches": len(searches), "folded": len(searches), "unknown": 0, "damaged": damaged}
+    return {
+        "searches": len(searches) + below,
+        "folded": len(searches),
+        "unknown": 0,
+        "below_floor": below,
+        "damaged": damaged,
+    }

@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use xrcomplete_core::live::{wal, LiveCounts, LiveParams, Search};
+use xrcomplete_core::live::{self, wal, LiveCounts, LiveParams, Search};
 use xrcomplete_core::persist::Persist;
 use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
 use xrcomplete_core::rank::{Ranker, RankerTrainParams, TreeTrainParams};
@@ -253,7 +253,13 @@ fn unix_now() -> f64 {
 
 /// A search to record, checked: the query normalised and not empty, the count positive, the
 /// time finite.
-fn search(query: &str, prev: &str, count: f64, time: Option<f64>) -> PyResult<Search> {
+fn search(
+    query: &str,
+    prev: &str,
+    count: f64,
+    time: Option<f64>,
+    client: Option<&str>,
+) -> PyResult<Search> {
     let normalised = qac::normalize_query(query);
     if normalised.is_empty() {
         return Err(PyValueError::new_err(format!(
@@ -265,9 +271,19 @@ fn search(query: &str, prev: &str, count: f64, time: Option<f64>) -> PyResult<Se
         prev: qac::normalize_query(prev),
         count,
         time: time.unwrap_or_else(unix_now),
+        client: client.map(live::client_id),
     };
     s.check().map_err(to_py_err)?;
     Ok(s)
+}
+
+fn check_min_clients(min_clients: u32) -> PyResult<()> {
+    LiveParams {
+        min_clients,
+        ..LiveParams::default()
+    }
+    .check()
+    .map_err(to_py_err)
 }
 
 impl CompleterModel {
@@ -332,10 +348,7 @@ fn suggestions(found: Vec<(String, f32, Origin)>, prefix: &str) -> Vec<Suggestio
     found
         .into_iter()
         .map(|(q, s, o)| {
-            let matched = match o {
-                Origin::Fuzzy { matched } => q.get(..matched).map_or(0, |m| m.chars().count()),
-                _ => typed,
-            };
+            let matched = o.highlight(&q, typed);
             (q, s, o.name(), matched)
         })
         .collect()
@@ -735,8 +748,10 @@ impl CompleterModel {
     }
 
     /// Records one search (the query and previous query normalised first) into the live
-    /// counts; `time` in seconds (default: now, Unix time).
-    #[pyo3(signature = (query, prev = "", count = 1.0, time = None))]
+    /// counts; `time` in seconds (default: now, Unix time). With `client` (who searched), the
+    /// per-client rules apply; returns False when the search was not counted (its client had
+    /// counted the query within a half-life).
+    #[pyo3(signature = (query, prev = "", count = 1.0, time = None, client = None))]
     fn record(
         &self,
         py: Python<'_>,
@@ -744,14 +759,18 @@ impl CompleterModel {
         prev: &str,
         count: f64,
         time: Option<f64>,
-    ) -> PyResult<()> {
-        let s = search(query, prev, count, time)?;
+        client: Option<&str>,
+    ) -> PyResult<bool> {
+        let s = search(query, prev, count, time, client)?;
         let live = self.live();
-        py.detach(|| live.record(&s)).map_err(to_py_err)
+        py.detach(|| live.record(&s))
+            .map(|r| r == live::Recorded::Counted)
+            .map_err(to_py_err)
     }
 
-    /// Records many searches: all are checked before any is recorded.
-    #[pyo3(signature = (queries, prevs = None, counts = None, times = None))]
+    /// Records many searches: all are checked before any is recorded. Returns how many were
+    /// counted.
+    #[pyo3(signature = (queries, prevs = None, counts = None, times = None, clients = None))]
     fn record_batch(
         &self,
         py: Python<'_>,
@@ -759,15 +778,18 @@ impl CompleterModel {
         prevs: Option<&Bound<'_, PyAny>>,
         counts: Option<Vec<f64>>,
         times: Option<Vec<f64>>,
+        clients: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
         let queries = extract_texts(queries, "queries")?;
         let prevs = prevs
             .map(|p| extract_texts(p, "prevs"))
             .transpose()?
             .unwrap_or_else(|| vec![String::new(); queries.len()]);
+        let clients = clients.map(|c| extract_texts(c, "clients")).transpose()?;
         let n = queries.len();
         for (name, len) in [
             ("prevs", prevs.len()),
+            ("clients", clients.as_ref().map_or(n, Vec::len)),
             ("counts", counts.as_ref().map_or(n, Vec::len)),
             ("times", times.as_ref().map_or(n, Vec::len)),
         ] {
@@ -782,36 +804,60 @@ impl CompleterModel {
             .map(|i| {
                 let count = counts.as_ref().map_or(1.0, |c| c[i]);
                 let time = times.as_ref().map_or(now, |t| t[i]);
-                search(&queries[i], &prevs[i], count, Some(time))
+                let client = clients.as_ref().map(|c| c[i].as_str());
+                search(&queries[i], &prevs[i], count, Some(time), client)
             })
             .collect::<PyResult<Vec<Search>>>()?;
         let live = self.live();
-        py.detach(|| searches.iter().try_for_each(|s| live.record(s)))
+        let counted = py
+            .detach(|| {
+                searches
+                    .iter()
+                    .map(|s| live.record(s))
+                    .collect::<xrcomplete_core::Result<Vec<_>>>()
+            })
             .map_err(to_py_err)?;
-        Ok(n)
+        Ok(counted
+            .iter()
+            .filter(|&&r| r == live::Recorded::Counted)
+            .count())
     }
 
     /// The completer saved at `model` with the searches of the event log `events` folded into
     /// its counts (see `xrcomplete compact`), and what was done: searches (in the log), folded,
-    /// unknown (of queries the model cannot suggest, left out), damaged (stretches skipped).
+    /// unknown (of queries the model cannot suggest, left out), below_floor (of queries fewer
+    /// than `min_clients` clients searched, left out), damaged (stretches skipped).
     #[staticmethod]
+    #[pyo3(signature = (model, events, min_clients = 3))]
     fn compact(
         py: Python<'_>,
         model: std::path::PathBuf,
         events: std::path::PathBuf,
+        min_clients: u32,
     ) -> PyResult<(Self, std::collections::BTreeMap<&'static str, u64>)> {
-        let (completer, folded, replay) = py
+        check_min_clients(min_clients)?;
+        let (completer, folded, replay, below) = py
             .detach(|| -> xrcomplete_core::Result<_> {
                 let completer = Completer::load(&model)?;
                 let replay = wal::read_log(&events)?;
-                let (completer, folded) = completer.fold(&replay.searches)?;
-                Ok((completer, folded, replay))
+                let past = live::past_the_floor(&replay.searches, min_clients);
+                let kept: Vec<Search> = replay
+                    .searches
+                    .iter()
+                    .zip(&past)
+                    .filter(|(_, &p)| p)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                let below = replay.searches.len() - kept.len();
+                let (completer, folded) = completer.fold(&kept)?;
+                Ok((completer, folded, replay, below))
             })
             .map_err(to_py_err)?;
         let report = [
             ("searches", replay.searches.len() as u64),
             ("folded", folded.folded as u64),
             ("unknown", folded.unknown as u64),
+            ("below_floor", below as u64),
             (
                 "damaged",
                 replay.skipped + u64::from(replay.truncated_bytes > 0),
@@ -840,9 +886,14 @@ impl CompleterModel {
 
     /// Forgets the live counts and sets their options: a count halves every `half_life`
     /// seconds (inf: never), at most `cap` distinct queries are held.
-    #[pyo3(signature = (half_life = 86_400.0, cap = 100_000))]
-    fn reset_live(&self, half_life: f64, cap: usize) -> PyResult<()> {
-        let fresh = LiveCounts::new(LiveParams { half_life, cap }).map_err(to_py_err)?;
+    #[pyo3(signature = (half_life = 86_400.0, cap = 100_000, min_clients = 3))]
+    fn reset_live(&self, half_life: f64, cap: usize, min_clients: u32) -> PyResult<()> {
+        let fresh = LiveCounts::new(LiveParams {
+            half_life,
+            cap,
+            min_clients,
+        })
+        .map_err(to_py_err)?;
         *self
             .live
             .write()
@@ -862,9 +913,12 @@ impl CompleterModel {
             ("events", s.events as f64),
             ("evicted", s.evicted as f64),
             ("memory_bytes", s.memory_bytes as f64),
+            ("waiting", s.waiting as f64),
+            ("capped", s.capped as f64),
             ("clock", s.clock),
             ("half_life", p.half_life),
             ("cap", p.cap as f64),
+            ("min_clients", f64::from(p.min_clients)),
         ]
         .into_iter()
         .collect()
@@ -973,21 +1027,30 @@ impl CompleterModel {
 /// A search of an event log for Python: (query, previous query, count, time).
 type LoggedSearch = (String, String, f64, f64);
 
-/// The searches of an event log (`xrcomplete serve --events`): ([(query, prev, count, time)],
-/// damaged stretches skipped). ModelFormatError for a file that is not an event log.
+/// The searches of an event log (`xrcomplete serve --events`) of queries past the floor
+/// (searched by `min_clients` distinct clients, or trusted): ([(query, prev, count, time)],
+/// damaged stretches skipped, searches left out below the floor). ModelFormatError for a file
+/// that is not an event log.
 #[pyfunction]
+#[pyo3(signature = (path, min_clients = 3))]
 pub(crate) fn read_event_log(
     py: Python<'_>,
     path: std::path::PathBuf,
-) -> PyResult<(Vec<LoggedSearch>, u64)> {
+    min_clients: u32,
+) -> PyResult<(Vec<LoggedSearch>, u64, usize)> {
+    check_min_clients(min_clients)?;
     let replay = py.detach(|| wal::read_log(&path)).map_err(to_py_err)?;
     let damaged = replay.skipped + u64::from(replay.truncated_bytes > 0);
+    let past = live::past_the_floor(&replay.searches, min_clients);
+    let below = past.iter().filter(|&&p| !p).count();
     let searches = replay
         .searches
         .into_iter()
-        .map(|s| (s.query, s.prev, s.count, s.time))
+        .zip(past)
+        .filter(|(_, p)| *p)
+        .map(|(s, _)| (s.query, s.prev, s.count, s.time))
         .collect();
-    Ok((searches, damaged))
+    Ok((searches, damaged, below))
 }
 
 /// How the completer normalises a query (lower-case, surrounding whitespace removed).

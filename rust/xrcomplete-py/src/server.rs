@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 
 use xrcomplete_core::live::wal::SyncPolicy;
 use xrcomplete_core::live::LiveParams;
-use xrcomplete_server::{Config, ServeError};
+use xrcomplete_server::{Config, Key, Rate, ServeError};
 
 use crate::errors::to_py_err;
 
@@ -50,9 +50,29 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
         })
 }
 
+fn keys(name: &str, secrets: Vec<String>) -> PyResult<Vec<Key>> {
+    secrets
+        .iter()
+        .map(|k| Key::new(k).map_err(|why| PyValueError::new_err(format!("{name}: {why}"))))
+        .collect()
+}
+
+/// A per-minute rate (None or 0: no limit).
+fn rate(name: &str, per_minute: Option<f64>, burst: u32) -> PyResult<Option<Rate>> {
+    match per_minute {
+        None => Ok(None),
+        Some(0.0) => Ok(None),
+        Some(per_minute) => {
+            let rate = Rate { per_minute, burst };
+            rate.check(name).map_err(PyValueError::new_err)?;
+            Ok(Some(rate))
+        }
+    }
+}
+
 #[pymethods]
 impl Server {
-    /// Loads the completer at `path` (mapped), binds `host:port` (port 0: a free one) and
+    /// Loads the completer at `path` (read into memory), binds `host:port` (port 0: a free one) and
     /// starts serving; returns once requests are accepted.
     #[new]
     #[pyo3(signature = (
@@ -60,7 +80,10 @@ impl Server {
         max_text_bytes = 1024, max_body_bytes = 65536, session_ttl = 1800.0,
         max_sessions = 100_000, drain_timeout = 10.0, watch = None, events = None,
         fsync = "always", live_half_life = 86_400.0, live_cap = 100_000, signals = false,
-        blocklist = None,
+        blocklist = None, admin_key = None, record_keys = Vec::new(), search_keys = Vec::new(),
+        trusted_proxies = Vec::new(), cors_origins = Vec::new(), live_min_clients = 3,
+        record_rate = Some(60.0), record_burst = 10, complete_rate = None, complete_burst = 10,
+        header_timeout = 30.0, max_connections = 10_000,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -82,6 +105,18 @@ impl Server {
         live_cap: usize,
         signals: bool,
         blocklist: Option<PathBuf>,
+        admin_key: Option<String>,
+        record_keys: Vec<String>,
+        search_keys: Vec<String>,
+        trusted_proxies: Vec<String>,
+        cors_origins: Vec<String>,
+        live_min_clients: u32,
+        record_rate: Option<f64>,
+        record_burst: u32,
+        complete_rate: Option<f64>,
+        complete_burst: u32,
+        header_timeout: f64,
+        max_connections: usize,
     ) -> PyResult<Self> {
         let mut config = Config::new(path);
         config.host = host_addr(host)?;
@@ -107,10 +142,23 @@ impl Server {
         config.live = LiveParams {
             half_life: live_half_life,
             cap: live_cap,
+            min_clients: live_min_clients,
         };
         config.live.check().map_err(to_py_err)?;
         config.signals = signals;
         config.blocklist = blocklist;
+        config.access.keys.admin = keys("admin_key", admin_key.into_iter().collect())?.pop();
+        config.access.keys.record = keys("record_keys", record_keys)?;
+        config.access.keys.search = keys("search_keys", search_keys)?;
+        config.access.trusted_proxies = trusted_proxies
+            .iter()
+            .map(|p| xrcomplete_server::trusted_proxy(p).map_err(PyValueError::new_err))
+            .collect::<PyResult<_>>()?;
+        config.access.cors_origins = cors_origins;
+        config.access.record_rate = rate("record_rate", record_rate, record_burst)?;
+        config.access.complete_rate = rate("complete_rate", complete_rate, complete_burst)?;
+        config.header_timeout = seconds("header_timeout", header_timeout)?;
+        config.max_connections = max_connections;
         let inner = py
             .detach(|| xrcomplete_server::Server::start(config))
             .map_err(serve_err)?;
@@ -149,7 +197,8 @@ impl Server {
             .map_err(to_py_err)
     }
 
-    /// What the live counts hold: queries, prevs, events, evicted, memory_bytes.
+    /// What the live counts hold: queries, prevs, events, evicted, memory_bytes, waiting
+    /// (queries below the floor), capped (searches not counted: a client's repeat).
     fn live_stats(&self) -> std::collections::BTreeMap<&'static str, f64> {
         let s = self.inner.live_stats();
         [
@@ -158,6 +207,8 @@ impl Server {
             ("events", s.events as f64),
             ("evicted", s.evicted as f64),
             ("memory_bytes", s.memory_bytes as f64),
+            ("waiting", s.waiting as f64),
+            ("capped", s.capped as f64),
         ]
         .into_iter()
         .collect()

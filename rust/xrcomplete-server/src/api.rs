@@ -2,24 +2,27 @@
 //! refusal of a bad request is a 4xx with `{"error": {"code": ..., "message": ...}}`.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, RawQuery, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, Extension, MatchedPath, RawQuery, Request, State,
+};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use xrcomplete_core::live::wal::EventLog;
-use xrcomplete_core::live::{LiveCounts, Search};
-use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch, Origin};
+use xrcomplete_core::live::{client_id, LiveCounts, Recorded, Search};
+use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch};
 
+use crate::access::{client_of, KeyError, Keys, Limiter, Role};
 use crate::metrics::Metrics;
 use crate::model::{BlocklistError, ModelSlot};
 use crate::query;
@@ -56,7 +59,20 @@ pub struct AppState {
     pub live: Arc<LiveCounts>,
     /// Where every accepted search is written before it is acknowledged (`--events`).
     pub events: Option<EventLog>,
+    /// The keys accepted.
+    pub keys: Keys,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Per-client budget of searches recorded without a record key.
+    pub record_limit: Option<Limiter>,
+    /// Per-client budget of completions without a record key (off by default).
+    pub complete_limit: Option<Limiter>,
 }
+
+/// Who sent a request: its address, or the client a trusted proxy forwards
+/// ([`crate::access::client_of`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub IpAddr);
 
 impl AppState {
     /// The session table (a poisoned lock is still a valid table: every update is one call).
@@ -73,15 +89,59 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// A header the refusal carries (`Retry-After`, `WWW-Authenticate`).
+    header: Option<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
+            status,
             code,
             message: message.into(),
+            header: None,
         }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 429, with the seconds to wait in `Retry-After` (whole, rounded up).
+    fn rate_limited(wait: Duration, what: &str) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError {
+            header: Some((header::RETRY_AFTER, HeaderValue::from(seconds.max(1)))),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many {what} from this client; retry in {} s",
+                    seconds.max(1)
+                ),
+            )
+        }
+    }
+
+    /// 401: a key is needed and none was given.
+    fn key_required(what: &str) -> Self {
+        ApiError {
+            header: Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "key_required",
+                format!("{what} needs a key: send Authorization: Bearer KEY"),
+            )
+        }
+    }
+
+    /// 403: the key given is no key of this server (or not one for this route).
+    fn wrong_key(what: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_key",
+            format!("the key given does not allow {what}"),
+        )
     }
 }
 
@@ -104,7 +164,11 @@ impl IntoResponse for ApiError {
                 message: &self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 
@@ -112,14 +176,25 @@ thread_local! {
     static SCRATCH: RefCell<CompleteScratch> = RefCell::default();
 }
 
-/// The router of every route, with its metrics and body limit.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The router of every route, with its metrics, body limit and timeout; `cors` applies to the
+/// public API (`/v1/*`) only, never to the admin routes.
+pub fn router(
+    state: Arc<AppState>,
+    cors: Option<tower_http::cors::CorsLayer>,
+    body_timeout: Duration,
+) -> Router {
+    let mut public = Router::new()
+        .route("/v1/complete", get(complete))
+        .route("/v1/searches", post(record_search))
+        .method_not_allowed_fallback(method_not_allowed);
+    if let Some(cors) = cors {
+        public = public.layer(cors);
+    }
     Router::new()
         .route("/", get(page_index))
         .route("/app.js", get(page_script))
         .route("/style.css", get(page_style))
-        .route("/v1/complete", get(complete))
-        .route("/v1/searches", post(record_search))
+        .merge(public)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -128,8 +203,58 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        // A client holding half a body is dropped like one holding half a head.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), identify))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Finds who sent the request ([`Client`]). A request that did not come over the network (as
+/// in tests of the router alone) is this machine.
+async fn identify(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+    let client = client_of(peer, req.headers(), &st.trusted_proxies);
+    req.extensions_mut().insert(Client(client));
+    next.run(req).await
+}
+
+impl AppState {
+    /// The role of a request to a public route: its key's, or None without one (then a
+    /// configured search key makes it a 401).
+    fn public_role(&self, headers: &HeaderMap, what: &str) -> Result<Option<Role>, ApiError> {
+        let role = self
+            .keys
+            .role(headers)
+            .map_err(|KeyError::Wrong| ApiError::wrong_key(what))?;
+        if role.is_none() && !self.keys.search.is_empty() {
+            return Err(ApiError::key_required(what));
+        }
+        Ok(role)
+    }
+
+    /// Admin routes need the admin key, whoever asks (a proxy on this machine makes every
+    /// request look local); without one configured they are off.
+    fn check_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.keys.admin.is_none() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_off",
+                "the admin routes are off: start the server with --admin-key (or \
+                 XRCOMPLETE_ADMIN_KEY) to use them; SIGHUP and --watch still reload",
+            ));
+        }
+        match self.keys.role(headers) {
+            Ok(Some(Role::Admin)) => Ok(()),
+            Ok(None) => Err(ApiError::key_required("the admin routes")),
+            Ok(Some(_)) | Err(KeyError::Wrong) => Err(ApiError::wrong_key("the admin routes")),
+        }
+    }
 }
 
 /// Counts every request by route and status, and times it.
@@ -150,19 +275,19 @@ async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        message: format!("no route {}", req.uri().path()),
-    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {}", req.uri().path()),
+    )
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        message: format!("{} is not allowed on {}", req.method(), req.uri().path()),
-    }
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
 }
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
@@ -315,8 +440,17 @@ struct CompleteAnswer {
 
 async fn complete(
     State(st): State<Arc<AppState>>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<CompleteAnswer>, ApiError> {
+    let role = st.public_role(&headers, "completions")?;
+    if let (Some(limit), true) = (&st.complete_limit, role < Some(Role::Record)) {
+        limit.check(client.0).map_err(|wait| {
+            st.metrics.completion_limited();
+            ApiError::rate_limited(wait, "completions")
+        })?;
+    }
     let p = CompleteParams::parse(raw.as_deref(), &st.limits)?;
     let prefix = p.prefix.unwrap_or_default();
     let prev = match (&p.prev, &p.session) {
@@ -338,13 +472,7 @@ async fn complete(
         suggestions: found
             .into_iter()
             .map(|(text, score, origin)| {
-                // A fuzzy answer's highlight is the corrected prefix it matched.
-                let matched = match origin {
-                    Origin::Fuzzy { matched } => {
-                        text.get(..matched).map_or(0, |m| m.chars().count())
-                    }
-                    _ => typed,
-                };
+                let matched = origin.highlight(&text, typed);
                 Suggestion {
                     text,
                     score: f64::from(score),
@@ -368,9 +496,14 @@ struct SearchBody {
     prev: Option<String>,
     #[serde(default)]
     session: Option<String>,
-    /// Seconds (Unix time); default: now.
+    /// Who searched, as the site knows them (record key only): the per-client rules count
+    /// per user.
+    #[serde(default)]
+    user: Option<String>,
+    /// Seconds (Unix time); default: now. Record key only.
     #[serde(default)]
     time: Option<f64>,
+    /// Record key only.
     #[serde(default)]
     count: Option<f64>,
 }
@@ -412,6 +545,14 @@ fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<Str
     if let Some(id) = &b.session {
         check_session(id).map_err(|e| ApiError::bad(e.code, at(e.message)))?;
     }
+    if let Some(user) = &b.user {
+        check_session(user).map_err(|_| {
+            ApiError::bad(
+                "bad_user",
+                at(format!("user must be 1 to {MAX_SESSION_BYTES} bytes")),
+            )
+        })?;
+    }
     if b.prev.is_some() && b.session.is_some() {
         return Err(ApiError::bad(
             "prev_and_session",
@@ -442,16 +583,23 @@ fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<Str
 
 async fn record_search(
     State(st): State<Arc<AppState>>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SearchAnswer>, ApiError> {
-    let body = body.map_err(|r| ApiError {
-        status: r.status(),
-        code: if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    let role = st
+        .public_role(&headers, "recording searches")
+        .inspect_err(|e| {
+            st.metrics.refused(e.code, 1);
+        })?;
+    let trusted = role >= Some(Role::Record);
+    let body = body.map_err(|r| {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             "body_too_large"
         } else {
             "bad_body"
-        },
-        message: r.body_text(),
+        };
+        ApiError::new(r.status(), code, r.body_text())
     })?;
     let shape = "the body must be {\"query\": string, \"prev\" or \"session\": string, \
                  \"time\": seconds, \"count\": number} (all but query optional), or a list of them";
@@ -482,6 +630,48 @@ async fn record_search(
         .enumerate()
         .map(|(i, b)| check_search(b, (!single).then_some(i), &st.limits))
         .collect::<Result<Vec<String>, ApiError>>()?;
+    if !trusted {
+        if let Some(i) = bodies
+            .iter()
+            .position(|b| b.count.is_some() || b.time.is_some() || b.user.is_some())
+        {
+            st.metrics.refused("needs_record_key", bodies.len() as u64);
+            let at = if single {
+                String::new()
+            } else {
+                format!("search {i}: ")
+            };
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "needs_record_key",
+                format!(
+                    "{at}count, time and user need a record key (Authorization: Bearer KEY); \
+                     a search without one counts once, now, for the client that sent it"
+                ),
+            ));
+        }
+        if let Some(limit) = &st.record_limit {
+            if bodies.len() > limit.burst() as usize {
+                st.metrics.refused("rate_limited", bodies.len() as u64);
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "batch_too_large",
+                    format!(
+                        "{} searches in one request without a record key; the limit is {}",
+                        bodies.len(),
+                        limit.burst()
+                    ),
+                ));
+            }
+            limit.check_n(client.0, bodies.len()).map_err(|wait| {
+                st.metrics.refused("rate_limited", bodies.len() as u64);
+                ApiError::rate_limited(wait, "searches")
+            })?;
+        }
+    }
+    // Whom the per-client rules count: the address of a stranger; for the site's backend
+    // (a record key), the user or session it names, or nobody (trusted as given).
+    let anonymous = client_id(&format!("ip:{}", client.0));
     let now = unix_now();
     // Sessions are resolved in order (a batch may chain one session's searches).
     let mut sessions = st.sessions();
@@ -500,18 +690,30 @@ async fn record_search(
         if let Some(id) = &b.session {
             chained.insert(id, query.clone());
         }
+        let who = match (trusted, &b.user, &b.session) {
+            (false, _, _) => Some(anonymous),
+            (true, Some(user), _) => Some(client_id(&format!("user:{user}"))),
+            (true, None, Some(session)) => Some(client_id(&format!("session:{session}"))),
+            (true, None, None) => None,
+        };
         searches.push(Search {
             query,
             prev,
             count: b.count.unwrap_or(1.0),
             time: b.time.unwrap_or(now),
+            client: who,
         });
     }
     drop(sessions);
+    let accepted = searches.len();
+    // Only what counts is written and counted: a repeat of a client within a half-life is
+    // accepted (its session moves on) but counts nothing, now or when the log is replayed.
+    searches.retain(|s| st.live.claim(s) == Recorded::Counted);
+    st.metrics.capped((accepted - searches.len()) as u64);
     // Checked above: recording into the live counts cannot fail.
     let record = || {
         for s in &searches {
-            let _ = st.live.record(s);
+            let _ = st.live.record_claimed(s);
         }
     };
     if let Some(log) = &st.events {
@@ -520,11 +722,11 @@ async fn record_search(
         let log_result = tokio::task::block_in_place(|| log.append(&searches, record));
         if let Err(e) = log_result {
             eprintln!("xrcomplete serve: cannot write the event log: {e}");
-            return Err(ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "events_unavailable",
-                message: format!("the searches were not recorded: the event log failed: {e}"),
-            });
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "events_unavailable",
+                format!("the searches were not recorded: the event log failed: {e}"),
+            ));
         }
     } else {
         record();
@@ -538,11 +740,11 @@ async fn record_search(
     st.metrics.searches(searches.len() as u64);
     // One search with a session: say what the session's previous query is now.
     let (session, prev) = match (single, bodies.first().and_then(|b| b.session.as_ref())) {
-        (true, Some(id)) => (Some(id.clone()), searches.first().map(|s| s.query.clone())),
+        (true, Some(id)) => (Some(id.clone()), chained.get(id.as_str()).cloned()),
         _ => (None, None),
     };
     Ok(Json(SearchAnswer {
-        recorded: searches.len(),
+        recorded: accepted,
         session,
         prev,
     }))
@@ -579,7 +781,8 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.sessions(st.sessions().len());
-    st.metrics.live_queries(st.live.stats().queries);
+    let live = st.live.stats();
+    st.metrics.live(live.queries, live.waiting);
     (
         [(
             header::CONTENT_TYPE,
@@ -614,22 +817,9 @@ struct ReloadBody {
     events_folded: Option<usize>,
 }
 
-/// Admin routes answer only clients on this machine (a request that did not come over the
-/// network, as in tests, is local).
-fn check_local(req: &Request) -> Result<(), ApiError> {
-    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(peer)) if !peer.ip().is_loopback() => Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message: "admin routes answer only clients on the server's own machine".into(),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// The body of an admin request, from a client on this machine ([`check_local`]).
+/// The body of an admin request, with the admin key ([`AppState::check_admin`]).
 async fn admin_body(st: &AppState, req: Request) -> Result<axum::body::Bytes, ApiError> {
-    check_local(&req)?;
+    st.check_admin(req.headers())?;
     axum::body::to_bytes(req.into_body(), st.limits.max_body_bytes)
         .await
         .map_err(|e| ApiError::bad("bad_body", e.to_string()))
@@ -640,13 +830,13 @@ async fn off_workers<T: Send + 'static>(
     what: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: format!("the {what} task failed: {e}"),
-        })
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the {what} task failed: {e}"),
+        )
+    })
 }
 
 async fn reload(
@@ -698,7 +888,7 @@ async fn blocklist(
     State(st): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<BlocklistAnswer>, ApiError> {
-    check_local(&req)?;
+    st.check_admin(req.headers())?;
     Ok(Json(BlocklistAnswer {
         blocked: st.model.blocked(),
         added: None,
@@ -728,21 +918,20 @@ async fn edit_blocklist(
             added: Some(done.added),
             removed: Some(done.removed),
         })),
-        Err(BlocklistError::NoFile) => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            code: "no_blocklist_file",
-            message: "start the server with --blocklist FILE to change the blocklist at run \
-                      time (the file keeps the changes across reloads and restarts)"
-                .into(),
-        }),
+        Err(BlocklistError::NoFile) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_blocklist_file",
+            "start the server with --blocklist FILE to change the blocklist at run \
+                      time (the file keeps the changes across reloads and restarts)",
+        )),
         Err(BlocklistError::BadTerm(why)) => Err(ApiError::bad("bad_term", why)),
         Err(BlocklistError::Io(e)) => {
             eprintln!("xrcomplete serve: the blocklist file was not written: {e}");
-            Err(ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "blocklist_unavailable",
-                message: format!("the blocklist file was not written, nothing changed: {e}"),
-            })
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "blocklist_unavailable",
+                format!("the blocklist file was not written, nothing changed: {e}"),
+            ))
         }
     }
 }
@@ -752,11 +941,11 @@ async fn edit_blocklist(
 fn reload_now(st: &AppState, events_folded: Option<usize>) -> Result<ReloadAnswer, ApiError> {
     let r = st.model.reload(&st.metrics).map_err(|err| {
         eprintln!("xrcomplete serve: reload refused, the old model serves on: {err}");
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "model_refused",
-            message: format!("the model file was refused; the old model serves on: {err}"),
-        }
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "model_refused",
+            format!("the model file was refused; the old model serves on: {err}"),
+        )
     })?;
     let mut answer = ReloadAnswer {
         model: r.id,
@@ -778,14 +967,16 @@ fn reload_now(st: &AppState, events_folded: Option<usize>) -> Result<ReloadAnswe
             // Under the log's lock: no search is recorded meanwhile.
             st.live.clear();
             for s in kept {
-                let _ = st.live.record(s);
+                let _ = st.live.record_replayed(s);
             }
             kept_n = kept.len();
         })
-        .map_err(|e| ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "events_unavailable",
-            message: format!("the new model serves, but the event log was not rewritten: {e}"),
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "events_unavailable",
+                format!("the new model serves, but the event log was not rewritten: {e}"),
+            )
         })?;
         answer.events_dropped = Some(dropped.get());
         answer.events_kept = Some(kept_n);

@@ -1,8 +1,9 @@
 //! # xrcomplete-server
 //!
 //! The typeahead service of xrcomplete: a saved completer served over HTTP by axum on tokio.
-//! The request path is Rust only (no Python, no GIL), the model is mapped read-only and shared
-//! by every worker, and a reload swaps a new model in without failing a request.
+//! The request path is Rust only (no Python, no GIL), the model is read into the server's own
+//! memory (a file changed under it changes nothing) and shared by every worker, and a reload
+//! swaps a new model in without failing a request.
 //!
 //! Routes (JSON unless said otherwise):
 //! - `GET /v1/complete?prefix=..&prev=..&k=10` (or `session=..` instead of `prev`): the
@@ -10,8 +11,15 @@
 //! - `POST /v1/searches` `{"query": .., "prev" or "session": .., "time": ..}` (or a list): recorded
 //!   into the live counts (and the event log, before the answer); the session's previous query.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (OpenMetrics text).
-//! - `POST /admin/reload` (from this machine only): load the model file again, serve it if good.
+//! - `POST /admin/reload`, `GET|POST /admin/blocklist` (the admin key only): load the model
+//!   file again and serve it if good; the run-time blocklist.
 //! - `GET /`: the demo page (HTML, CSS and JS compiled into the binary).
+//!
+//! Facing strangers ([`Access`]): admin routes need the admin key whoever asks; searches
+//! without a record key count once, now, per client (its address, or the client a trusted
+//! proxy forwards), at most once per query per half-life, within a per-client rate, and a
+//! query only strangers searched is suggested once enough distinct clients searched it; CORS
+//! for the allowed origins on `/v1/*` only; a client holding half a request is dropped.
 //!
 //! ```no_run
 //! use xrcomplete_server::{Config, Server};
@@ -29,17 +37,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use tokio::sync::watch;
 use xrcomplete_core::live::wal::{EventLog, SyncPolicy};
 use xrcomplete_core::live::{LiveCounts, LiveParams};
 
+mod access;
 mod api;
 mod metrics;
 mod model;
 pub mod query;
 mod sessions;
 
+pub use access::{trusted_proxy, Key, Keys, Rate, MIN_KEY_BYTES};
 pub use api::{Limits, MAX_SESSION_BYTES};
 pub use model::Reloaded;
 pub use sessions::Sessions;
@@ -102,6 +111,92 @@ pub struct Config {
     /// The run-time blocklist: terms blocked (or unblocked) through `POST /admin/blocklist`,
     /// kept in this file and applied to every model served, also after a reload or a restart.
     pub blocklist: Option<PathBuf>,
+    /// Keys, trusted proxies, CORS origins and per-client rates.
+    pub access: Access,
+    /// A client that has not sent a whole request head this long after connecting (or after
+    /// its last answer, on a kept-alive connection), or a whole body this long after its head,
+    /// is dropped (default 30 s).
+    pub header_timeout: Duration,
+    /// Connections open at most; more wait to be accepted (default 10,000).
+    pub max_connections: usize,
+}
+
+/// Who may do what ([`Config::access`]).
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The admin, record and search keys.
+    pub keys: Keys,
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` says who the client is.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins whose pages may call `/v1/*` from a browser (`*`: any).
+    pub cors_origins: Vec<String>,
+    /// Searches a client may record without a record key (None: no limit; default 60 a
+    /// minute, bursts of 10).
+    pub record_rate: Option<Rate>,
+    /// Completions a client may ask without a record key (default None: no limit).
+    pub complete_rate: Option<Rate>,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            keys: Keys::default(),
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            record_rate: Some(Rate {
+                per_minute: 60.0,
+                burst: 10,
+            }),
+            complete_rate: None,
+        }
+    }
+}
+
+impl Access {
+    /// The CORS layer of the allowed origins (None when there are none).
+    fn cors(&self) -> Result<Option<tower_http::cors::CorsLayer>, ServeError> {
+        use axum::http::{header, HeaderValue, Method};
+        use tower_http::cors::{AllowOrigin, CorsLayer};
+        if self.cors_origins.is_empty() {
+            return Ok(None);
+        }
+        let origins = if self.cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            let list = self
+                .cors_origins
+                .iter()
+                .map(|o| check_origin(o))
+                .collect::<Result<Vec<HeaderValue>, ServeError>>()?;
+            AllowOrigin::list(list)
+        };
+        Ok(Some(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .expose_headers([header::RETRY_AFTER])
+                .max_age(Duration::from_secs(600)),
+        ))
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn check_origin(origin: &str) -> Result<axum::http::HeaderValue, ServeError> {
+    let bad = || {
+        ServeError::Config(format!(
+            "a CORS origin is scheme://host[:port] (as browsers send it, no path, no trailing \
+             slash) or *, got {origin:?}"
+        ))
+    };
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
+        return Err(bad());
+    }
+    axum::http::HeaderValue::from_str(origin).map_err(|_| bad())
 }
 
 impl Config {
@@ -126,6 +221,9 @@ impl Config {
             watch: None,
             signals: false,
             blocklist: None,
+            access: Access::default(),
+            header_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 
@@ -149,6 +247,19 @@ impl Config {
         if self.workers > 1024 {
             return bad("workers must be at most 1024");
         }
+        if self.header_timeout.is_zero() {
+            return bad("header_timeout must be positive");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if let Some(r) = &self.access.record_rate {
+            r.check("record_rate").map_err(ServeError::Config)?;
+        }
+        if let Some(r) = &self.access.complete_rate {
+            r.check("complete_rate").map_err(ServeError::Config)?;
+        }
+        self.access.cors()?;
         Ok(())
     }
 }
@@ -181,7 +292,7 @@ impl Server {
             Some(path) => {
                 let (log, replay) = EventLog::open(path, config.fsync)?;
                 for s in &replay.searches {
-                    live.record(s)?;
+                    live.record_replayed(s)?;
                 }
                 if replay.skipped > 0 || replay.truncated_bytes > 0 {
                     eprintln!(
@@ -209,6 +320,10 @@ impl Server {
             draining: AtomicBool::new(false),
             live,
             events,
+            keys: config.access.keys.clone(),
+            trusted_proxies: config.access.trusted_proxies.clone(),
+            record_limit: config.access.record_rate.map(access::Limiter::new),
+            complete_limit: config.access.complete_rate.map(access::Limiter::new),
         });
         let workers = match config.workers {
             0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
@@ -219,6 +334,7 @@ impl Server {
             .thread_name("xrcomplete-serve")
             .enable_all()
             .build()?;
+        raise_open_files(config.max_connections);
         let addr = SocketAddr::new(config.host, config.port);
         let listener = std::net::TcpListener::bind(addr).map_err(|e| ServeError::Bind {
             addr,
@@ -333,33 +449,109 @@ async fn run(
             stamp,
         ));
     }
-    let app = api::router(state.clone());
-    // Small answers on kept-alive connections: no Nagle delay.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let cors = config.access.cors()?;
+    let app = api::router(state.clone(), cors, config.header_timeout);
     let mut on_stop = stopped.clone();
     let draining = state.clone();
-    let server = axum::serve(
+    let server = serve_connections(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = on_stop.wait_for(|s| *s).await;
-        draining.draining.store(true, Ordering::Relaxed);
-    });
+        app,
+        config.header_timeout,
+        config.max_connections,
+        async move {
+            let _ = on_stop.wait_for(|s| *s).await;
+            draining.draining.store(true, Ordering::Relaxed);
+        },
+    );
     let drain_bound = async {
         let _ = stopped.wait_for(|s| *s).await;
         tokio::time::sleep(config.drain_timeout).await;
     };
     tokio::select! {
-        served = server => served.map_err(ServeError::Io),
+        () = server => Ok(()),
         () = drain_bound => {
             eprintln!(
                 "xrcomplete serve: requests still open {:?} after shutdown; stopping anyway",
                 config.drain_timeout
             );
             Ok(())
+        }
+    }
+}
+
+/// Accepts connections until `stop` completes, then lets those open finish their requests.
+/// Each connection is served by hyper's HTTP/1 server with a timer: a client that has not sent
+/// a whole request head within `header_timeout` (from its connection, or from its last answer
+/// on a kept-alive connection) is dropped. At most `max_connections` are open; more wait in
+/// the listen queue. (axum::serve sets no timer, so half-sent requests were held forever.)
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    max_connections: usize,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            p = open.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = &mut stop => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before it was accepted: the
+                    // listener is fine; pause so that a full table can drain.
+                    eprintln!("xrcomplete serve: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        // Small answers on kept-alive connections: no Nagle delay.
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            // A connection's errors (a reset, a timeout) end that connection only.
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Raises the soft limit of open files towards what `connections` need (as Go's runtime does
+/// at start): the usual soft limit, 1,024, is below the default cap of connections. The hard
+/// limit is the operator's, and stays.
+fn raise_open_files(connections: usize) {
+    let want = (connections as u64).saturating_add(256);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct given, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < want {
+            limit.rlim_cur = want.min(limit.rlim_max);
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }
@@ -394,20 +586,30 @@ fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
     Some((meta.ino(), meta.len(), meta.modified().ok()?))
 }
 
-/// Reloads the model whenever its file changes (polling: portable, and a model changes rarely).
+/// Reloads the model whenever its file changes (polling: portable, and a model changes rarely),
+/// once the change is over: the file's stamp (inode, size, modification time) must hold still
+/// for one more interval, so that a copy still being written is not read. A file read while
+/// it changed fails its checksum; its stamp then moves on, and it is read again.
 async fn watch_model(
     state: Arc<api::AppState>,
     path: PathBuf,
     every: Duration,
     mut seen: Option<FileStamp>,
 ) {
+    let mut pending: Option<FileStamp> = None;
     loop {
         tokio::time::sleep(every).await;
         let now = file_stamp(&path);
         if now.is_none() || now == seen {
+            pending = None;
+            continue;
+        }
+        if pending != now {
+            pending = now;
             continue;
         }
         seen = now;
+        pending = None;
         reload_logged(&state, "the model file changed").await;
     }
 }
@@ -433,5 +635,12 @@ async fn sweep_sessions(state: Arc<api::AppState>, ttl: Duration) {
         let mut sessions = state.sessions();
         sessions.sweep(Instant::now());
         state.metrics.sessions(sessions.len());
+        drop(sessions);
+        for limit in [&state.record_limit, &state.complete_limit]
+            .into_iter()
+            .flatten()
+        {
+            limit.sweep();
+        }
     }
 }

@@ -28,6 +28,19 @@ struct ModelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
+}
+
+/// Why searches were refused, each a label of `searches_refused_total` from the start.
+pub const REFUSALS: [&str; 4] = [
+    "rate_limited",
+    "needs_record_key",
+    "wrong_key",
+    "key_required",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: &'static str,
 }
@@ -51,6 +64,10 @@ pub struct Metrics {
     replayed: Counter,
     damaged: Counter,
     live_queries: Gauge,
+    refused: Family<RefusedLabels, Counter>,
+    capped: Counter,
+    live_waiting: Gauge,
+    completions_limited: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -130,6 +147,36 @@ impl Default for Metrics {
             "Distinct queries held in the live counts",
             live_queries.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "searches_refused",
+            "Searches refused (POST /v1/searches), by reason: rate_limited (the client's \
+             budget), needs_record_key (count, time or user without a record key), wrong_key, \
+             key_required (a search key is configured)",
+            refused.clone(),
+        );
+        for reason in REFUSALS {
+            let _ = refused.get_or_create(&RefusedLabels { reason });
+        }
+        let capped = Counter::default();
+        registry.register(
+            "searches_capped",
+            "Searches accepted but not counted: their client had counted the query within a \
+             half-life",
+            capped.clone(),
+        );
+        let live_waiting = Gauge::default();
+        registry.register(
+            "live_waiting",
+            "Queries searched live by fewer distinct clients than the floor: held, not shown",
+            live_waiting.clone(),
+        );
+        let completions_limited = Counter::default();
+        registry.register(
+            "completions_rate_limited",
+            "Completions refused by the per-client rate limit (--complete-rate)",
+            completions_limited.clone(),
+        );
         // Both results are shown from the start, at 0.
         for result in ["ok", "refused"] {
             let _ = reloads.get_or_create(&ReloadLabels { result });
@@ -147,6 +194,10 @@ impl Default for Metrics {
             replayed,
             damaged,
             live_queries,
+            refused,
+            capped,
+            live_waiting,
+            completions_limited,
         }
     }
 }
@@ -194,9 +245,29 @@ impl Metrics {
         self.damaged.inc_by(damaged);
     }
 
-    /// Sets the number of live queries held.
-    pub fn live_queries(&self, n: usize) {
-        self.live_queries.set(i64::try_from(n).unwrap_or(i64::MAX));
+    /// Sets what the live counts hold: queries, and those below the floor.
+    pub fn live(&self, queries: usize, waiting: usize) {
+        self.live_queries
+            .set(i64::try_from(queries).unwrap_or(i64::MAX));
+        self.live_waiting
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    /// Counts `n` searches refused for `reason` (one of [`REFUSALS`]).
+    pub fn refused(&self, reason: &'static str, n: u64) {
+        self.refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc_by(n);
+    }
+
+    /// Counts searches accepted but not counted (the per-client cap).
+    pub fn capped(&self, n: u64) {
+        self.capped.inc_by(n);
+    }
+
+    /// Counts a completion refused by the rate limit.
+    pub fn completion_limited(&self) {
+        self.completions_limited.inc();
     }
 
     /// Sets the number of sessions held.

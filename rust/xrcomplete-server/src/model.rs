@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 /// A loaded completer and what the server reports about it.
 #[derive(Debug)]
 pub struct Served {
-    /// The completer, mapped from its file.
+    /// The completer, read from its file into the server's own memory.
     pub completer: Completer,
     /// A fingerprint of its file in hex: the same content always has the same id.
     pub id: String,
@@ -22,10 +22,14 @@ pub struct Served {
 }
 
 impl Served {
-    /// Maps the completer saved at `path` and checks it (checksum, kind, bounds).
+    /// Reads the completer saved at `path` and checks it (checksum, kind, bounds). Read, not
+    /// mapped: a map shares the file's pages, so a file overwritten in place (`cp`, `rsync
+    /// --inplace`) would change under the served model and a truncated one would kill the
+    /// process (SIGBUS) at the next request; a copy of its own cannot be changed by anyone.
+    /// A file changed while it is read fails its checksum and is refused.
     pub fn load(path: &Path) -> xrcomplete_core::Result<Self> {
         let start = Instant::now();
-        let buf = Buffer::map(path)?;
+        let buf = Buffer::read(path)?;
         let completer = Completer::from_buffer(&buf).map_err(|e| e.in_file(path))?;
         let id = format!("{:016x}", buf.fingerprint());
         Ok(Served {

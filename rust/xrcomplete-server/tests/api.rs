@@ -13,7 +13,7 @@ use xrcomplete_core::index::TreeSpec;
 use xrcomplete_core::persist::Persist;
 use xrcomplete_core::qac::{CompleteScratch, Completer, FitParams};
 use xrcomplete_core::xr::Progress;
-use xrcomplete_server::{Config, Server};
+use xrcomplete_server::{Config, Key, Server};
 
 /// After "cheap flights" users search "hotels in boston"; "home depot" is the popular h-query.
 fn train(extra_weight: f64) -> Completer {
@@ -76,10 +76,17 @@ impl Drop for Dir {
     }
 }
 
+/// The admin key of the servers of these tests.
+const ADMIN: &str = "admin-key-of-the-tests";
+/// Their record key.
+const RECORD: &str = "record-key-of-the-tests";
+
 fn start(path: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::new(path);
     config.port = 0;
     config.workers = 2;
+    config.access.keys.admin = Some(Key::new(ADMIN).unwrap());
+    config.access.keys.record = vec![Key::new(RECORD).unwrap()];
     tweak(&mut config);
     Server::start(config).unwrap()
 }
@@ -128,6 +135,43 @@ fn post(addr: SocketAddr, target: &str, body: &str) -> (u16, String) {
     let req = format!(
         "POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
+    );
+    exchange(addr, req.as_bytes())
+}
+
+/// A request with these extra header lines (each ending in \r\n).
+fn send(addr: SocketAddr, method: &str, target: &str, headers: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(addr, req.as_bytes())
+}
+
+/// A POST with the record key (the site's backend).
+fn record_post(addr: SocketAddr, target: &str, body: &str) -> (u16, String) {
+    send(
+        addr,
+        "POST",
+        target,
+        &format!("Authorization: Bearer {RECORD}\r\n"),
+        body,
+    )
+}
+
+/// A POST with the admin key.
+fn admin_post(addr: SocketAddr, target: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(addr, req.as_bytes())
+}
+
+/// A GET with the admin key.
+fn admin_get(addr: SocketAddr, target: &str) -> (u16, String) {
+    let req = format!(
+        "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
     );
     exchange(addr, req.as_bytes())
 }
@@ -431,16 +475,16 @@ fn recorded_searches_complete_at_once_and_survive_a_restart_through_the_event_lo
         assert_ne!(top(addr, "hol")["text"], "holiday inn express");
         let one = r#"{"query": "Holiday Inn Express", "time": 1000}"#;
         assert_eq!(
-            json_of(&post(addr, "/v1/searches", one).1),
+            json_of(&record_post(addr, "/v1/searches", one).1),
             json!({"recorded": 1})
         );
         let batch: Vec<Value> = (0..29)
             .map(|i| json!({"query": "holiday inn express", "prev": "weather", "time": 1001 + i}))
             .collect();
-        let (status, body) = post(addr, "/v1/searches", &Value::from(batch).to_string());
+        let (status, body) = record_post(addr, "/v1/searches", &Value::from(batch).to_string());
         assert_eq!((status, json_of(&body)), (200, json!({"recorded": 29})));
         // An empty batch records nothing (it used to index its first search and panic).
-        let (status, body) = post(addr, "/v1/searches", "[]");
+        let (status, body) = record_post(addr, "/v1/searches", "[]");
         assert_eq!((status, json_of(&body)), (200, json!({"recorded": 0})));
         // The log is too small to learn a ranker from (the fixed rule ranks): the recorded
         // query is a candidate, marked live. (The learned ranker's use of live counts is tested
@@ -529,7 +573,7 @@ fn reload_serves_a_good_file_and_refuses_a_bad_one() {
     let addr = server.addr();
     let old = server.model_id();
     replace(&path, &train(100.0));
-    let (status, body) = post(addr, "/admin/reload", "");
+    let (status, body) = admin_post(addr, "/admin/reload", "");
     assert_eq!(status, 200, "{body}");
     let new = json_of(&body)["model"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
@@ -547,14 +591,14 @@ fn reload_serves_a_good_file_and_refuses_a_bad_one() {
     }] {
         std::fs::write(&tmp, &bad).unwrap();
         std::fs::rename(&tmp, &path).unwrap();
-        let (status, body) = post(addr, "/admin/reload", "");
+        let (status, body) = admin_post(addr, "/admin/reload", "");
         assert_eq!(status, 422, "{body}");
         assert_eq!(json_of(&body)["error"]["code"], "model_refused");
         assert_eq!(server.model_id(), new);
         assert_eq!(get(addr, "/v1/complete?prefix=h").0, 200);
     }
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(post(addr, "/admin/reload", "").0, 422);
+    assert_eq!(admin_post(addr, "/admin/reload", "").0, 422);
     let (_, metrics) = get(addr, "/metrics");
     assert!(metrics.contains(r#"xrcomplete_model_reloads_total{result="refused"} 4"#));
     assert!(metrics.contains(r#"xrcomplete_model_reloads_total{result="ok"} 1"#));
@@ -612,7 +656,7 @@ fn reloads_under_load_fail_no_request() {
         .collect();
     for round in 0..10 {
         replace(&path, &models[(round + 1) % 2]);
-        let (status, body) = post(addr, "/admin/reload", "");
+        let (status, body) = admin_post(addr, "/admin/reload", "");
         assert_eq!(status, 200, "{body}");
     }
     stop.store(true, Ordering::Relaxed);
@@ -674,7 +718,7 @@ fn blocked_terms_are_kept_in_their_file_across_reloads_and_restarts() {
     };
     // Without --blocklist, run-time edits are refused: they could not be kept.
     let server = start(&path, |_| {});
-    let (status, body) = post(server.addr(), "/admin/blocklist", r#"{"block": ["hot"]}"#);
+    let (status, body) = admin_post(server.addr(), "/admin/blocklist", r#"{"block": ["hot"]}"#);
     assert_eq!(status, 409, "{body}");
     assert_eq!(json_of(&body)["error"]["code"], "no_blocklist_file");
     server.shutdown();
@@ -684,7 +728,7 @@ fn blocked_terms_are_kept_in_their_file_across_reloads_and_restarts() {
     let server = start(&path, |c| c.blocklist = Some(file.clone()));
     let addr = server.addr();
     assert!(texts(addr, "prefix=ho").contains(&"hotels in boston".to_string()));
-    let (status, body) = post(addr, "/admin/blocklist", r#"{"block": ["BOSTON", "hot"]}"#);
+    let (status, body) = admin_post(addr, "/admin/blocklist", r#"{"block": ["BOSTON", "hot"]}"#);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["added"], 2);
     assert_eq!(json_of(&body)["blocked"], json!(["boston", "hot"]));
@@ -703,20 +747,20 @@ fn blocked_terms_are_kept_in_their_file_across_reloads_and_restarts() {
         r#"{"nope": []}"#,
         "not json",
     ] {
-        let (status, body) = post(addr, "/admin/blocklist", bad);
+        let (status, body) = admin_post(addr, "/admin/blocklist", bad);
         assert_eq!(status, 400, "{bad}: {body}");
     }
     assert_eq!(
-        json_of(&get(addr, "/admin/blocklist").1)["blocked"],
+        json_of(&admin_get(addr, "/admin/blocklist").1)["blocked"],
         json!(["boston", "hot"])
     );
     // A reload of a new model file: the blocked terms still apply.
     replace(&path, &train(100.0));
-    assert_eq!(post(addr, "/admin/reload", "").0, 200);
+    assert_eq!(admin_post(addr, "/admin/reload", "").0, 200);
     assert!(texts(addr, "prefix=ho")
         .iter()
         .all(|t| !t.contains("boston")));
-    let (status, body) = post(addr, "/admin/blocklist", r#"{"unblock": ["hot"]}"#);
+    let (status, body) = admin_post(addr, "/admin/blocklist", r#"{"unblock": ["hot"]}"#);
     assert_eq!(
         (status, json_of(&body)["removed"].clone()),
         (200, json!(1)),
@@ -728,7 +772,7 @@ fn blocked_terms_are_kept_in_their_file_across_reloads_and_restarts() {
     let server = start(&path, |c| c.blocklist = Some(file.clone()));
     let addr = server.addr();
     assert_eq!(
-        json_of(&get(addr, "/admin/blocklist").1)["blocked"],
+        json_of(&admin_get(addr, "/admin/blocklist").1)["blocked"],
         json!(["boston"])
     );
     assert!(texts(addr, "prefix=ho")
@@ -744,4 +788,328 @@ fn blocked_terms_are_kept_in_their_file_across_reloads_and_restarts() {
     config.blocklist = Some(file.clone());
     let err = Server::start(config).unwrap_err().to_string();
     assert!(err.contains("blocked.txt:4"), "{err}");
+}
+
+/// The (lower-cased) head and the body of one exchange with these header lines.
+fn head_and_body(addr: SocketAddr, method: &str, target: &str, headers: &str) -> (String, String) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}Content-Length: 0\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn admin_routes_need_the_admin_key_from_loopback_too() {
+    let dir = Dir::new("admin");
+    let path = dir.model(&train(0.0));
+    let server = start(&path, |_| {});
+    let addr = server.addr();
+    let code = |r: (u16, String)| (r.0, json_of(&r.1)["error"]["code"].clone());
+    assert_eq!(
+        code(post(addr, "/admin/reload", "")),
+        (401, json!("key_required"))
+    );
+    assert_eq!(
+        code(get(addr, "/admin/blocklist")),
+        (401, json!("key_required"))
+    );
+    for wrong in [RECORD, "admin-key-of-the-test", "admin-key-of-the-testss"] {
+        let auth = format!("Authorization: Bearer {wrong}\r\n");
+        let got = send(addr, "POST", "/admin/reload", &auth, "");
+        assert_eq!(code(got), (403, json!("wrong_key")), "{wrong}");
+    }
+    assert_eq!(admin_post(addr, "/admin/reload", "").0, 200);
+    drop(server);
+    // Without an admin key the admin routes are off, whoever asks.
+    let server = start(&path, |c| c.access.keys.admin = None);
+    let got = admin_post(server.addr(), "/admin/reload", "");
+    assert_eq!(code(got.clone()), (403, json!("admin_off")), "{}", got.1);
+    assert!(got.1.contains("--admin-key"), "{}", got.1);
+}
+
+#[test]
+fn strangers_cannot_move_what_others_see() {
+    let dir = Dir::new("floor");
+    let server = start(&dir.model(&train(0.0)), |c| {
+        c.access.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.access.record_rate = None;
+    });
+    let addr = server.addr();
+    let from = |ip: &str, body: &str| {
+        send(
+            addr,
+            "POST",
+            "/v1/searches",
+            &format!("X-Forwarded-For: {ip}\r\n"),
+            body,
+        )
+    };
+    let shown = |prefix: &str| -> Vec<String> {
+        let (_, body) = get(addr, &format!("/v1/complete?prefix={}&k=10", enc(prefix)));
+        json_of(&body)["suggestions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let evil = "walmart scam evil example";
+    // Count and time need a record key.
+    for body in [
+        format!(r#"{{"query": "{evil}", "count": 1000000}}"#),
+        format!(r#"{{"query": "{evil}", "time": 1}}"#),
+        format!(r#"[{{"query": "x"}}, {{"query": "{evil}", "user": "u"}}]"#),
+    ] {
+        let (status, got) = from("203.0.113.1", &body);
+        assert_eq!(
+            (status, json_of(&got)["error"]["code"].clone()),
+            (403, json!("needs_record_key"))
+        );
+    }
+    // A flood from one client, under any session ids: one count, below the floor.
+    for i in 0..300 {
+        let body = format!(r#"{{"query": "{evil}", "session": "s{i}"}}"#);
+        assert_eq!(from("203.0.113.1", &body).0, 200);
+    }
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(
+        metrics.contains("xrcomplete_searches_capped_total 299"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("xrcomplete_live_waiting 1"), "{metrics}");
+    // A second client: still not shown; a third: shown.
+    assert_eq!(
+        from("203.0.113.2", &format!(r#"{{"query": "{evil}"}}"#)).0,
+        200
+    );
+    // (Typed whole, any text is echoed back as a candidate: strict prefixes only.)
+    for n in 1..evil.len() {
+        assert!(!shown(&evil[..n]).iter().any(|s| s == evil), "{n}");
+    }
+    // A header from an untrusted peer names nobody: not a third client (tested through a
+    // second server that trusts no proxy, sharing nothing, below).
+    assert_eq!(
+        from("203.0.113.3", &format!(r#"{{"query": "{evil}"}}"#)).0,
+        200
+    );
+    assert!(shown("walmart s").iter().any(|s| s == evil));
+    drop(server);
+    let server = start(&dir.model(&train(0.0)), |c| c.access.record_rate = None);
+    let addr = server.addr();
+    for ip in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        let body = format!(r#"{{"query": "{evil}"}}"#);
+        send(
+            addr,
+            "POST",
+            "/v1/searches",
+            &format!("X-Forwarded-For: {ip}\r\n"),
+            &body,
+        );
+    }
+    let (_, body) = get(addr, "/v1/complete?prefix=walmart+s&k=10");
+    assert!(!body.contains(evil), "{body}");
+    // The site's backend, with a record key, is trusted with counts.
+    let keyed = format!(r#"{{"query": "{evil}", "count": 50}}"#);
+    assert_eq!(record_post(addr, "/v1/searches", &keyed).0, 200);
+    let (_, body) = get(addr, "/v1/complete?prefix=walmart+s&k=10");
+    assert!(body.contains(evil), "{body}");
+}
+
+#[test]
+fn a_client_past_its_rate_waits_and_others_do_not() {
+    let dir = Dir::new("rate");
+    let server = start(&dir.model(&train(0.0)), |c| {
+        c.access.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.access.record_rate = Some(xrcomplete_server::Rate {
+            per_minute: 2.0,
+            burst: 2,
+        });
+    });
+    let addr = server.addr();
+    let from = |ip: &str| {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        let body = r#"{"query": "weather"}"#;
+        let req = format!(
+            "POST /v1/searches HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Forwarded-For: {ip}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(req.as_bytes()).unwrap();
+        let mut raw = String::new();
+        conn.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        (head.to_ascii_lowercase(), body.to_owned())
+    };
+    let status = |head: &str| head.split(' ').nth(1).unwrap().to_owned();
+    assert_eq!(status(&from("203.0.113.1").0), "200");
+    assert_eq!(status(&from("203.0.113.1").0), "200");
+    let (head, body) = from("203.0.113.1");
+    assert_eq!(status(&head), "429", "{body}");
+    let wait: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(json_of(&body)["error"]["code"], "rate_limited");
+    assert_eq!(status(&from("203.0.113.2").0), "200");
+    // The record key is not limited.
+    let one = r#"{"query": "weather"}"#;
+    let keyed = |_| record_post(addr, "/v1/searches", one).0;
+    assert!((0..5).map(keyed).all(|s| s == 200));
+}
+
+#[test]
+fn cors_answers_allowed_origins_on_the_public_routes_only() {
+    let dir = Dir::new("cors");
+    let server = start(&dir.model(&train(0.0)), |c| {
+        c.access.cors_origins = vec!["https://shop.example.com".into()];
+    });
+    let addr = server.addr();
+    let preflight = |origin: &str, target: &str| {
+        head_and_body(addr, "OPTIONS", target, &format!(
+            "Origin: {origin}\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: content-type\r\n"
+        ))
+        .0
+    };
+    let head = preflight("https://shop.example.com", "/v1/complete?prefix=h");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: https://shop.example.com"),
+        "{head}"
+    );
+    assert!(head.contains("access-control-allow-methods"), "{head}");
+    let head = head_and_body(
+        addr,
+        "GET",
+        "/v1/complete?prefix=h",
+        "Origin: https://shop.example.com\r\n",
+    )
+    .0;
+    assert!(
+        head.contains("access-control-allow-origin: https://shop.example.com"),
+        "{head}"
+    );
+    for (origin, target) in [
+        ("https://evil.example.com", "/v1/complete?prefix=h"),
+        ("https://shop.example.com", "/admin/reload"),
+        ("https://shop.example.com", "/metrics"),
+    ] {
+        let head = preflight(origin, target);
+        assert!(
+            !head.contains("access-control-allow-origin"),
+            "{origin} {target}: {head}"
+        );
+    }
+    let auth = format!("Origin: https://shop.example.com\r\nAuthorization: Bearer {ADMIN}\r\n");
+    let head = head_and_body(addr, "POST", "/admin/reload", &auth).0;
+    assert!(
+        head.starts_with("http/1.1 200") && !head.contains("access-control"),
+        "{head}"
+    );
+    // A bad origin is refused at start.
+    let mut config = Config::new(dir.0.join("model.xrc"));
+    config.access.cors_origins = vec!["https://shop.example.com/".into()];
+    assert!(Server::start(config)
+        .unwrap_err()
+        .to_string()
+        .contains("CORS origin"));
+}
+
+#[test]
+fn clients_holding_half_a_request_are_dropped_and_delay_nobody() {
+    let dir = Dir::new("slow");
+    let server = start(&dir.model(&train(0.0)), |c| {
+        c.header_timeout = Duration::from_millis(800);
+    });
+    let addr = server.addr();
+    let mut held: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /v1/complete?prefix=h HTTP/1.1\r\nHost: t\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let start_at = std::time::Instant::now();
+    assert_eq!(get(addr, "/v1/complete?prefix=h").0, 200);
+    assert!(start_at.elapsed() < Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(2500));
+    for c in &mut held {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 256];
+        // Closed by the server: end of stream (or a reset), and no answer to half a request.
+        match c.read(&mut buf) {
+            Ok(n) => assert!(n == 0 || buf.starts_with(b"HTTP/1.1 408"), "{n}"),
+            Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "still open"),
+        }
+    }
+    assert_eq!(get(addr, "/v1/complete?prefix=h").0, 200);
+}
+
+#[test]
+fn a_model_file_copied_over_while_served_crashes_nothing() {
+    let dir = Dir::new("cp");
+    let path = dir.model(&train(0.0));
+    let other = dir.0.join("other.xrc");
+    train(100.0).save(&other).unwrap();
+    let other_bytes = std::fs::read(&other).unwrap();
+    let server = start(&path, |_| {});
+    let addr = server.addr();
+    let first = server.model_id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let hammers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, failed, done) = (stop.clone(), failed.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if get(addr, "/v1/complete?prefix=h").0 != 200 {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // As `cp` does: the same file truncated, then written in pieces; then truncated short,
+    // then removed, then written whole again.
+    for _ in 0..3 {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        for piece in other_bytes.chunks(4096) {
+            f.write_all(piece).unwrap();
+        }
+        drop(f);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_file(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::write(&path, &other_bytes).unwrap();
+    let (status, body) = admin_post(addr, "/admin/reload", "");
+    stop.store(true, Ordering::Relaxed);
+    for h in hammers {
+        h.join().unwrap();
+    }
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(server.model_id(), first);
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(done.load(Ordering::Relaxed) > 20);
 }

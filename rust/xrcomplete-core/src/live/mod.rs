@@ -16,6 +16,14 @@
 //! shards' write locks in turn. Memory: at most `cap` queries and `cap` previous queries are
 //! held; past that, the lowest counts are evicted (down to 90% of the cap, so that eviction is
 //! amortised).
+//!
+//! Searches from strangers: a search may name its client ([`Search::client`], e.g. a hash of
+//! the searcher's address, see [`client_id`]). Such a search adds at most one count to a query
+//! per half-life per client (a repeat is *capped*: not counted), and a query's counts stay
+//! invisible (not suggested, not a feature) until `min_clients` distinct clients searched it
+//! (the floor): no single client can move what others see. A search without a client is
+//! trusted (the site's own backend, the library's `record`): counted as given, and it admits
+//! its query at once.
 
 pub mod wal;
 
@@ -41,13 +49,20 @@ pub struct LiveParams {
     pub half_life: f64,
     /// Distinct queries (and distinct previous queries) held at most.
     pub cap: usize,
+    /// Distinct clients that must have searched a query before its counts are seen (searches
+    /// without a client count as enough).
+    pub min_clients: u32,
 }
+
+/// The most `min_clients` may be (each client of a query below the floor is held).
+pub const MAX_MIN_CLIENTS: u32 = 100;
 
 impl Default for LiveParams {
     fn default() -> Self {
         LiveParams {
             half_life: 86_400.0,
             cap: 100_000,
+            min_clients: 3,
         }
     }
 }
@@ -64,6 +79,12 @@ impl LiveParams {
         if self.cap == 0 {
             return Err(Error::InvalidInput("cap must be at least 1".into()));
         }
+        if !(1..=MAX_MIN_CLIENTS).contains(&self.min_clients) {
+            return Err(Error::InvalidInput(format!(
+                "min_clients must be from 1 to {MAX_MIN_CLIENTS}, got {}",
+                self.min_clients
+            )));
+        }
         Ok(())
     }
 }
@@ -79,6 +100,53 @@ pub struct Search {
     pub count: f64,
     /// When, in seconds on any increasing scale (e.g. Unix time).
     pub time: f64,
+    /// Who searched ([`client_id`]), for the per-client rules; `None`: trusted.
+    pub client: Option<u64>,
+}
+
+/// The id of a client named `name` (an address, a user): FNV-1a, 64 bits, never 0. Stable
+/// across versions and runs (the event log keeps it).
+pub fn client_id(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+/// Which of `searches` are of queries past the floor: searched by at least `min_clients`
+/// distinct clients, or by a trusted search (as [`LiveCounts`] sees them, decay aside). What
+/// may be folded into a model or trained on: a query only one client searched must not become
+/// one that everybody is offered.
+pub fn past_the_floor(searches: &[Search], min_clients: u32) -> Vec<bool> {
+    let mut clients: HashMap<&str, Option<Vec<u64>>> = HashMap::new();
+    for s in searches {
+        let entry = clients.entry(s.query.as_str()).or_insert(Some(Vec::new()));
+        match (s.client, entry.as_mut()) {
+            (None, _) => *entry = None,
+            (Some(c), Some(who)) if !who.contains(&c) => {
+                who.push(c);
+                if who.len() >= min_clients as usize {
+                    *entry = None;
+                }
+            }
+            _ => {}
+        }
+    }
+    searches
+        .iter()
+        .map(|s| clients[s.query.as_str()].is_none())
+        .collect()
+}
+
+/// What [`LiveCounts::record`] did with a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Counted.
+    Counted,
+    /// Not counted: its client had counted the query less than a half-life before.
+    Capped,
 }
 
 impl Search {
@@ -120,6 +188,10 @@ pub struct LiveStats {
     pub evicted: u64,
     /// Approximate heap bytes.
     pub memory_bytes: usize,
+    /// Queries held below the floor (searched by fewer than `min_clients` clients).
+    pub waiting: usize,
+    /// Searches not counted since their client had counted the query within a half-life.
+    pub capped: u64,
     /// The latest time recorded (counts are decayed to it).
     pub clock: f64,
 }
@@ -127,11 +199,29 @@ pub struct LiveStats {
 /// Half-lives between the reference time and a search past which the reference moves.
 const REBASE: f64 = 256.0;
 
+/// A query's count, and who searched it while it is below the floor.
+#[derive(Debug)]
+struct Level {
+    weight: f64,
+    /// The distinct clients that searched it, while fewer than `min_clients`; empty once
+    /// admitted (a level is made by its first search, so empty means admitted).
+    waiting: Vec<u64>,
+}
+
+impl Level {
+    fn admitted(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
 #[derive(Debug, Default)]
 struct QueryShard {
-    /// Query -> weight, ordered for prefix scans.
-    levels: BTreeMap<Arc<str>, f64>,
+    /// Query -> count, ordered for prefix scans.
+    levels: BTreeMap<Arc<str>, Level>,
 }
+
+/// Hash of (client, query) -> the time the client's search of the query was last counted.
+type RecentShard = HashMap<u64, f64>;
 
 /// Top lists of the short prefixes: prefix -> (weight, query), best first.
 type ShortShard = HashMap<String, Vec<(f64, Arc<str>)>>;
@@ -227,6 +317,10 @@ pub struct LiveCounts {
     reference: AtomicU64,
     /// One eviction at a time.
     evicting: Mutex<()>,
+    /// When each (client, query) was last counted, for the one-count-per-half-life rule.
+    recent: Vec<Mutex<RecentShard>>,
+    n_waiting: AtomicUsize,
+    capped: AtomicU64,
 }
 
 impl LiveCounts {
@@ -246,6 +340,9 @@ impl LiveCounts {
             clock: AtomicU64::new(f64::NEG_INFINITY.to_bits()),
             reference: AtomicU64::new(f64::NAN.to_bits()),
             evicting: Mutex::new(()),
+            recent: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            n_waiting: AtomicUsize::new(0),
+            capped: AtomicU64::new(0),
         })
     }
 
@@ -293,7 +390,10 @@ impl LiveCounts {
         }
         let factor = (-self.half_lives(from, to)).exp2();
         for shard in &self.queries {
-            write(shard).levels.values_mut().for_each(|w| *w *= factor);
+            write(shard)
+                .levels
+                .values_mut()
+                .for_each(|l| l.weight *= factor);
         }
         for shard in &self.short {
             for list in write(shard).values_mut() {
@@ -309,9 +409,89 @@ impl LiveCounts {
     }
 
     /// Records one search. The query must be non-empty, the count positive and finite, the
-    /// time finite.
-    pub fn record(&self, s: &Search) -> Result<()> {
+    /// time finite. A search with a client counts at most once (and at most 1) per half-life
+    /// per (client, query): a repeat is [`Recorded::Capped`]. The same as [`LiveCounts::claim`]
+    /// then [`LiveCounts::record_claimed`].
+    pub fn record(&self, s: &Search) -> Result<Recorded> {
         s.check()?;
+        let claimed = self.claim(s);
+        if claimed == Recorded::Counted {
+            self.count_search(s);
+        }
+        Ok(claimed)
+    }
+
+    /// Whether search `s` may be counted under the per-client rule, remembered as counted if
+    /// so (a trusted search always may). A server claims its searches first, writes those that
+    /// count to its event log, then records them with [`LiveCounts::record_claimed`].
+    pub fn claim(&self, s: &Search) -> Recorded {
+        match s.client {
+            Some(client) if !self.first_in_half_life(client, &s.query, s.time) => {
+                self.capped.fetch_add(1, Ordering::Relaxed);
+                Recorded::Capped
+            }
+            _ => Recorded::Counted,
+        }
+    }
+
+    /// Counts a search that was claimed ([`LiveCounts::claim`]).
+    pub fn record_claimed(&self, s: &Search) -> Result<()> {
+        s.check()?;
+        self.count_search(s);
+        Ok(())
+    }
+
+    /// Records a search counted before (e.g. replayed from the event log): as `record`, but
+    /// the per-client cap, which it passed then, is only remembered (so that it holds across a
+    /// restart), not applied.
+    pub fn record_replayed(&self, s: &Search) -> Result<()> {
+        s.check()?;
+        if let Some(client) = s.client {
+            let _ = self.first_in_half_life(client, &s.query, s.time);
+        }
+        self.count_search(s);
+        Ok(())
+    }
+
+    /// True when `client` had not counted `query` within a half-life of `time`; it is then
+    /// remembered as counted at `time`.
+    fn first_in_half_life(&self, client: u64, query: &str, time: f64) -> bool {
+        let mut h = rustc_hash::FxHasher::default();
+        query.hash(&mut h);
+        client.hash(&mut h);
+        let key = h.finish();
+        let half_life = self.params.half_life;
+        let shard = &self.recent[(key % SHARDS as u64) as usize];
+        let mut recent = shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent
+            .get(&key)
+            .is_some_and(|&t| (time - t).abs() < half_life)
+        {
+            return false;
+        }
+        recent.insert(key, time);
+        // Bounded: entries a half-life old can go; past the bound, the oldest half goes too.
+        let bound = (self.params.cap * 4 / SHARDS).max(1024);
+        if recent.len() > bound {
+            recent.retain(|_, t| (time - *t).abs() < half_life);
+            if recent.len() > bound / 2 {
+                let mut times: Vec<f64> = recent.values().copied().collect();
+                let mid = times.len() / 2;
+                let cut = *times.select_nth_unstable_by(mid, f64::total_cmp).1;
+                recent.retain(|_, t| *t > cut);
+            }
+        }
+        true
+    }
+
+    /// Adds search `s` (checked) to the counts: its count, at most 1 from a client.
+    fn count_search(&self, s: &Search) {
+        let count = match s.client {
+            Some(_) => s.count.min(1.0),
+            None => s.count,
+        };
         if self.reference().is_nan() {
             let _ = self.reference.compare_exchange(
                 f64::NAN.to_bits(),
@@ -323,28 +503,59 @@ impl LiveCounts {
         if self.half_lives(self.reference(), s.time) > REBASE {
             self.rebase(s.time);
         }
-        let add = s.count * self.half_lives(self.reference(), s.time).exp2();
+        let add = count * self.half_lives(self.reference(), s.time).exp2();
+        let min_clients = self.params.min_clients as usize;
         let key: Arc<str> = {
             let mut shard = write(&self.queries[shard_of(head(&s.query, SHORT))]);
-            match shard.levels.get_key_value(s.query.as_str()) {
+            let (k, level, admitted) = match shard.levels.get_key_value(s.query.as_str()) {
                 Some((k, _)) => {
                     let k = k.clone();
                     let level = shard.levels.get_mut(&k).expect("present");
-                    *level += add;
-                    let level = *level;
-                    drop(shard);
-                    self.raise_short(&k, level);
-                    k
+                    level.weight += add;
+                    let was_admitted = level.admitted();
+                    if !was_admitted {
+                        match s.client {
+                            None => level.waiting = Vec::new(),
+                            Some(c) if !level.waiting.contains(&c) => {
+                                level.waiting.push(c);
+                                if level.waiting.len() >= min_clients {
+                                    level.waiting = Vec::new();
+                                }
+                            }
+                            Some(_) => {}
+                        }
+                        if level.admitted() {
+                            self.n_waiting.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    (k, level.weight, level.admitted())
                 }
                 None => {
                     let k: Arc<str> = Arc::from(s.query.as_str());
-                    shard.levels.insert(k.clone(), add);
-                    drop(shard);
+                    let waiting = match s.client {
+                        Some(c) if min_clients > 1 => vec![c],
+                        _ => Vec::new(),
+                    };
+                    let admitted = waiting.is_empty();
+                    shard.levels.insert(
+                        k.clone(),
+                        Level {
+                            weight: add,
+                            waiting,
+                        },
+                    );
                     self.n_queries.fetch_add(1, Ordering::Relaxed);
-                    self.raise_short(&k, add);
-                    k
+                    if !admitted {
+                        self.n_waiting.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (k, add, admitted)
                 }
+            };
+            drop(shard);
+            if admitted {
+                self.raise_short(&k, level);
             }
+            k
         };
         if !s.prev.is_empty() {
             let mut after = write(&self.after[shard_of(&s.prev)]);
@@ -376,7 +587,12 @@ impl LiveCounts {
         {
             self.evict();
         }
-        Ok(())
+    }
+
+    /// True when `query` is held and past the floor.
+    fn visible(&self, query: &str) -> bool {
+        let shard = read(&self.queries[shard_of(head(query, SHORT))]);
+        shard.levels.get(query).is_some_and(Level::admitted)
     }
 
     fn raise_short(&self, query: &Arc<str>, level: f64) {
@@ -411,13 +627,25 @@ impl LiveCounts {
             let weights = self
                 .queries
                 .iter()
-                .flat_map(|s| read(s).levels.values().copied().collect::<Vec<_>>())
+                .flat_map(|s| {
+                    read(s)
+                        .levels
+                        .values()
+                        .map(|l| l.weight)
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             let mut keep = Cutoff::new(weights, target);
             for shard in &self.queries {
                 let mut shard = write(shard);
                 let before = shard.levels.len();
-                shard.levels.retain(|_, w| keep.keeps(*w));
+                let mut waiting_gone = 0;
+                shard.levels.retain(|_, l| {
+                    let kept = keep.keeps(l.weight);
+                    waiting_gone += usize::from(!kept && !l.admitted());
+                    kept
+                });
+                self.n_waiting.fetch_sub(waiting_gone, Ordering::Relaxed);
                 let gone = before - shard.levels.len();
                 self.n_queries.fetch_sub(gone, Ordering::Relaxed);
                 self.evicted.fetch_add(gone as u64, Ordering::Relaxed);
@@ -429,7 +657,8 @@ impl LiveCounts {
                 let entries: Vec<(Arc<str>, f64)> = read(shard)
                     .levels
                     .iter()
-                    .map(|(k, &w)| (k.clone(), w))
+                    .filter(|(_, l)| l.admitted())
+                    .map(|(k, l)| (k.clone(), l.weight))
                     .collect();
                 for (k, w) in entries {
                     self.raise_short(&k, w);
@@ -455,22 +684,33 @@ impl LiveCounts {
         }
     }
 
-    /// The decayed count of `query` (0 when not held).
+    /// The decayed count of `query` (0 when not held, or below the floor).
     pub fn count(&self, query: &str) -> f64 {
         let shard = read(&self.queries[shard_of(head(query, SHORT))]);
-        shard.levels.get(query).map_or(0.0, |&l| self.value(l))
+        shard
+            .levels
+            .get(query)
+            .filter(|l| l.admitted())
+            .map_or(0.0, |l| self.value(l.weight))
     }
 
-    /// The decayed count of `query` searched right after `prev` (0 when not held).
+    /// The decayed count of `query` searched right after `prev` (0 when not held, or when
+    /// `query` is below the floor).
     pub fn transition(&self, prev: &str, query: &str) -> f64 {
         if prev.is_empty() {
             return 0.0;
         }
-        let after = read(&self.after[shard_of(prev)]);
-        after
-            .get(prev)
-            .and_then(|f| f.iter().find(|e| &*e.1 == query))
-            .map_or(0.0, |e| self.value(e.0))
+        let weight = {
+            let after = read(&self.after[shard_of(prev)]);
+            after
+                .get(prev)
+                .and_then(|f| f.iter().find(|e| &*e.1 == query))
+                .map(|e| e.0)
+        };
+        match weight {
+            Some(w) if self.visible(query) => self.value(w),
+            _ => 0.0,
+        }
     }
 
     /// Appends the `k` queries starting with `prefix` of highest decayed count to `out`, as
@@ -495,7 +735,8 @@ impl LiveCounts {
             .levels
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(q, _)| q.starts_with(prefix))
-            .map(|(q, &l)| (l, q))
+            .filter(|(_, l)| l.admitted())
+            .map(|(q, l)| (l.weight, q))
             .collect();
         found.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
         out.extend(
@@ -507,18 +748,31 @@ impl LiveCounts {
     }
 
     /// Appends the queries searched after `prev` that start with `prefix` to `out`, as
-    /// (query, decayed count), best first (at most 16 are kept per previous query).
+    /// (query, decayed count), best first (at most 16 are kept per previous query; those below
+    /// the floor are left out).
     pub fn after(&self, prev: &str, prefix: &str, out: &mut Vec<(String, f64)>) {
         if prev.is_empty() {
             return;
         }
-        let after = read(&self.after[shard_of(prev)]);
-        if let Some(f) = after.get(prev) {
-            out.extend(
-                f.iter()
-                    .filter(|e| e.1.starts_with(prefix))
-                    .map(|e| (e.1.to_string(), self.value(e.0))),
-            );
+        let start = out.len();
+        {
+            let after = read(&self.after[shard_of(prev)]);
+            if let Some(f) = after.get(prev) {
+                out.extend(
+                    f.iter()
+                        .filter(|e| e.1.starts_with(prefix))
+                        .map(|e| (e.1.to_string(), self.value(e.0))),
+                );
+            }
+        }
+        // Looked up once the followers' lock is let go (one lock at a time).
+        let mut i = start;
+        while i < out.len() {
+            if self.visible(&out[i].0) {
+                i += 1;
+            } else {
+                out.remove(i);
+            }
         }
     }
 
@@ -533,8 +787,14 @@ impl LiveCounts {
         for s in &self.after {
             write(s).clear();
         }
+        for s in &self.recent {
+            s.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
+        }
         self.n_queries.store(0, Ordering::Relaxed);
         self.n_prevs.store(0, Ordering::Relaxed);
+        self.n_waiting.store(0, Ordering::Relaxed);
     }
 
     /// What the overlay holds.
@@ -544,8 +804,8 @@ impl LiveCounts {
             // Per entry: the key's heap copy and Arc header, the tree's slot.
             bytes += read(s)
                 .levels
-                .keys()
-                .map(|k| k.len() + 16 + 40)
+                .iter()
+                .map(|(k, l)| k.len() + 16 + 64 + l.waiting.capacity() * 8)
                 .sum::<usize>();
         }
         for s in &self.short {
@@ -560,12 +820,18 @@ impl LiveCounts {
                 .map(|(p, f)| p.len() + 16 + 48 + f.capacity() * 24)
                 .sum::<usize>();
         }
+        for s in &self.recent {
+            let recent = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            bytes += recent.capacity() * 17;
+        }
         LiveStats {
             queries: self.n_queries.load(Ordering::Relaxed),
             prevs: self.n_prevs.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
             memory_bytes: bytes,
+            waiting: self.n_waiting.load(Ordering::Relaxed),
+            capped: self.capped.load(Ordering::Relaxed),
             clock: self.clock(),
         }
     }
@@ -582,6 +848,14 @@ mod tests {
             prev: prev.into(),
             count,
             time,
+            client: None,
+        }
+    }
+
+    fn from(client: &str, query: &str, prev: &str, time: f64) -> Search {
+        Search {
+            client: Some(client_id(client)),
+            ..search(query, prev, 1.0, time)
         }
     }
 
@@ -589,8 +863,94 @@ mod tests {
         LiveCounts::new(LiveParams {
             half_life: f64::INFINITY,
             cap,
+            ..LiveParams::default()
         })
         .unwrap()
+    }
+
+    fn tops(live: &LiveCounts, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        live.top(prefix, 16, &mut out);
+        out.into_iter().map(|e| e.0).collect()
+    }
+
+    #[test]
+    fn a_query_is_seen_once_enough_clients_searched_it() {
+        let live = LiveCounts::new(LiveParams {
+            half_life: 100.0,
+            ..LiveParams::default()
+        })
+        .unwrap();
+        for (i, client) in ["203.0.113.1", "203.0.113.2"].iter().enumerate() {
+            let s = from(client, "evil example", "walmart", i as f64);
+            assert_eq!(live.record(&s).unwrap(), Recorded::Counted);
+            assert_eq!(live.count("evil example"), 0.0);
+            assert_eq!(live.transition("walmart", "evil example"), 0.0);
+            assert!(tops(&live, "e").is_empty() && tops(&live, "evil ex").is_empty());
+            let mut after = Vec::new();
+            live.after("walmart", "", &mut after);
+            assert!(after.is_empty());
+        }
+        assert_eq!(live.stats().waiting, 1);
+        // The same two again: capped, still below the floor.
+        for client in ["203.0.113.1", "203.0.113.2"] {
+            let s = from(client, "evil example", "", 50.0);
+            assert_eq!(live.record(&s).unwrap(), Recorded::Capped);
+        }
+        assert_eq!(live.count("evil example"), 0.0);
+        assert_eq!(live.stats().capped, 2);
+        // A third client: admitted with every count it had.
+        live.record(&from("203.0.113.3", "evil example", "walmart", 60.0))
+            .unwrap();
+        assert_eq!(live.stats().waiting, 0);
+        assert!(live.count("evil example") > 2.0);
+        assert!(live.transition("walmart", "evil example") > 2.0);
+        assert_eq!(tops(&live, "e"), ["evil example"]);
+        assert_eq!(tops(&live, "evil ex"), ["evil example"]);
+        // A half-life later the first client counts again.
+        let again = from("203.0.113.1", "evil example", "", 160.0);
+        assert_eq!(live.record(&again).unwrap(), Recorded::Counted);
+        // A trusted search admits its query at once, with its whole count.
+        live.record(&search("trusted", "", 5.0, 160.0)).unwrap();
+        assert_eq!(live.count("trusted"), 5.0);
+        // A client's count is at most 1.
+        let mut big = from("203.0.113.9", "big", "", 160.0);
+        big.count = 1e6;
+        live.record(&big).unwrap();
+        live.record(&search("big", "", 1.0, 160.0)).unwrap();
+        assert_eq!(live.count("big"), 2.0);
+    }
+
+    #[test]
+    fn past_the_floor_is_what_the_counts_show() {
+        let all = [
+            from("a", "x", "", 0.0),
+            from("b", "x", "", 1.0),
+            from("a", "y", "", 2.0),
+            search("z", "", 1.0, 3.0),
+            from("c", "x", "", 4.0),
+        ];
+        assert_eq!(past_the_floor(&all, 3), [true, true, false, true, true]);
+        assert_eq!(past_the_floor(&all, 1), [true; 5]);
+    }
+
+    #[test]
+    fn replayed_searches_keep_the_floor_and_the_cap() {
+        let live = no_decay(100);
+        let s = from("a", "q", "", 0.0);
+        live.record_replayed(&s).unwrap();
+        assert_eq!(live.count("q"), 0.0);
+        assert_eq!(live.record(&s).unwrap(), Recorded::Capped);
+        live.record_replayed(&from("b", "q", "", 0.0)).unwrap();
+        live.record_replayed(&from("c", "q", "", 0.0)).unwrap();
+        assert_eq!(live.count("q"), 3.0);
+        assert!(LiveCounts::new(LiveParams {
+            min_clients: 0,
+            ..LiveParams::default()
+        })
+        .is_err());
+        assert_eq!(client_id(""), 0xcbf2_9ce4_8422_2325);
+        assert_ne!(client_id("203.0.113.1"), client_id("203.0.113.2"));
     }
 
     #[test]
@@ -598,6 +958,7 @@ mod tests {
         let live = LiveCounts::new(LiveParams {
             half_life: 100.0,
             cap: 10,
+            ..LiveParams::default()
         })
         .unwrap();
         live.record(&search("iphone", "", 8.0, 1_000.0)).unwrap();
@@ -629,12 +990,14 @@ mod tests {
         assert!(live.record(&search("q", "", 1.0, f64::NAN)).is_err());
         assert!(LiveCounts::new(LiveParams {
             half_life: 0.0,
-            cap: 1
+            cap: 1,
+            ..LiveParams::default()
         })
         .is_err());
         assert!(LiveCounts::new(LiveParams {
             half_life: 1.0,
-            cap: 0
+            cap: 0,
+            ..LiveParams::default()
         })
         .is_err());
         assert_eq!(live.stats().events, 0);
@@ -653,6 +1016,47 @@ mod tests {
     }
 
     proptest! {
+        /// Without decay, a query's count is its number of distinct clients (each counts once),
+        /// seen only from `min_clients` of them on; no list shows a query below the floor.
+        #[test]
+        fn clients_count_once_and_the_floor_hides_the_rest(
+            searches in prop::collection::vec((0u8..5, "[ab]{1,3}", prop::option::of("[ab]{1,2}")), 1..80),
+            min_clients in 1u32..5,
+        ) {
+            let live = LiveCounts::new(LiveParams {
+                half_life: f64::INFINITY,
+                cap: 1000,
+                min_clients,
+            }).unwrap();
+            let mut clients: HashMap<String, std::collections::HashSet<u8>> = HashMap::new();
+            for (i, (c, q, prev)) in searches.iter().enumerate() {
+                let prev = prev.clone().unwrap_or_default();
+                let first = clients.entry(q.clone()).or_default().insert(*c);
+                let got = live.record(&from(&format!("client {c}"), q, &prev, i as f64)).unwrap();
+                prop_assert_eq!(got == Recorded::Counted, first);
+            }
+            let mut waiting = 0;
+            for (q, who) in &clients {
+                let n = who.len();
+                let seen = n >= min_clients as usize;
+                waiting += usize::from(!seen);
+                prop_assert_eq!(live.count(q), if seen { n as f64 } else { 0.0 });
+            }
+            prop_assert_eq!(live.stats().waiting, waiting);
+            for prefix in ["", "a", "b", "ab", "aba", "abab"] {
+                for q in tops(&live, prefix) {
+                    prop_assert!(clients[&q].len() >= min_clients as usize);
+                }
+                for prev in ["a", "b", "ab", "ba"] {
+                    let mut after = Vec::new();
+                    live.after(prev, prefix, &mut after);
+                    for (q, _) in after {
+                        prop_assert!(clients[&q].len() >= min_clients as usize);
+                    }
+                }
+            }
+        }
+
         /// Without decay and under the cap, counts, top lists and transitions are exact.
         #[test]
         fn counts_and_tops_equal_brute_force(

@@ -4,8 +4,11 @@
 //! ```text
 //! 0   magic b"XRCEVENT"   8  version (u32 LE)   12  reserved, 0
 //! 16  records: payload length (u32 LE) | CRC-32 of the length and payload (u32 LE) | payload
-//!     payload: time (f64 LE) | count (f64 LE) | query length (u32 LE) | query | previous query
+//!     payload: time (f64 LE) | count (f64 LE) | client (u64 LE, 0: trusted) |
+//!              query length (u32 LE) | query | previous query
 //! ```
+//! Version 1 (no client) is read as trusted searches; a log of version 1 opened for appending
+//! is first rewritten as version 2.
 //! Replay reads records until the end. A record that fails its checksum (a flipped byte, a
 //! torn write) is skipped and counted: the reader scans forward byte by byte for the next
 //! record whose length and checksum hold, so no good record after it is lost. Bytes at the end
@@ -21,7 +24,9 @@ use super::Search;
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"XRCEVENT";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Bytes of a payload before the query.
+const FIXED: usize = 28;
 const HEADER: usize = 16;
 /// Length and checksum before each payload.
 const RECORD_HEAD: usize = 8;
@@ -75,7 +80,7 @@ fn header() -> [u8; HEADER] {
 
 /// The bytes of one record.
 pub fn encode(s: &Search, out: &mut Vec<u8>) -> Result<()> {
-    let payload_len = 8 + 8 + 4 + s.query.len() + s.prev.len();
+    let payload_len = FIXED + s.query.len() + s.prev.len();
     if payload_len > MAX_PAYLOAD {
         return Err(Error::TooLarge {
             what: "an event record",
@@ -88,6 +93,7 @@ pub fn encode(s: &Search, out: &mut Vec<u8>) -> Result<()> {
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&s.time.to_le_bytes());
     out.extend_from_slice(&s.count.to_le_bytes());
+    out.extend_from_slice(&s.client.unwrap_or(0).to_le_bytes());
     out.extend_from_slice(&(s.query.len() as u32).to_le_bytes());
     out.extend_from_slice(s.query.as_bytes());
     out.extend_from_slice(s.prev.as_bytes());
@@ -98,10 +104,12 @@ pub fn encode(s: &Search, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// The record at the start of `bytes` and its size, if it is whole and good.
-fn decode(bytes: &[u8]) -> Option<(Search, usize)> {
+/// The record (of a log of `version`) at the start of `bytes` and its size, if it is whole
+/// and good.
+fn decode(bytes: &[u8], version: u32) -> Option<(Search, usize)> {
+    let fixed = if version == 1 { 20 } else { FIXED };
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    if !(20..=MAX_PAYLOAD).contains(&len) {
+    if !(fixed..=MAX_PAYLOAD).contains(&len) {
         return None;
     }
     let stored = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
@@ -114,20 +122,29 @@ fn decode(bytes: &[u8]) -> Option<(Search, usize)> {
     }
     let f64_at = |i: usize| f64::from_le_bytes(payload[i..i + 8].try_into().expect("8 bytes"));
     let (time, count) = (f64_at(0), f64_at(8));
-    let qlen = u32::from_le_bytes(payload[16..20].try_into().expect("4 bytes")) as usize;
-    let query = std::str::from_utf8(payload.get(20..20 + qlen)?).ok()?;
-    let prev = std::str::from_utf8(&payload[20 + qlen..]).ok()?;
+    let client = match version {
+        1 => None,
+        _ => Some(u64::from_le_bytes(
+            payload[16..24].try_into().expect("8 bytes"),
+        ))
+        .filter(|&c| c != 0),
+    };
+    let qlen = u32::from_le_bytes(payload[fixed - 4..fixed].try_into().expect("4 bytes")) as usize;
+    let query = std::str::from_utf8(payload.get(fixed..fixed + qlen)?).ok()?;
+    let prev = std::str::from_utf8(payload.get(fixed + qlen..)?).ok()?;
     let search = Search {
         query: query.to_owned(),
         prev: prev.to_owned(),
         count,
         time,
+        client,
     };
     Some((search, RECORD_HEAD + len))
 }
 
 /// Reads the records of a log's bytes (after the header): see the module documentation.
-fn replay_bytes(body: &[u8]) -> (Replay, usize) {
+fn replay_bytes(body: &[u8], version: u32) -> (Replay, usize) {
+    let decode = |bytes: &[u8]| decode(bytes, version);
     let mut replay = Replay::default();
     let mut at = 0;
     let mut good_end = 0;
@@ -182,16 +199,22 @@ impl EventLog {
                         .into(),
                 }),
             });
-        } else if bytes[8..12] != head[8..12] {
-            let got = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-            return Err(Error::Version {
-                expected: VERSION,
-                got,
-            }
-            .in_file(path));
         } else {
-            let (replay, good_end) = replay_bytes(&bytes[HEADER..]);
-            if replay.truncated_bytes > 0 {
+            let version = file_version(&bytes).map_err(|e| e.in_file(path))?;
+            let (replay, good_end) = replay_bytes(&bytes[HEADER..], version);
+            if version != VERSION {
+                // Rewritten whole in this version, so that appends follow records alike.
+                let mut fresh = head.to_vec();
+                for s in &replay.searches {
+                    encode(s, &mut fresh)?;
+                }
+                crate::persist::write_atomic(path, &fresh)?;
+                file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| io_err(path, &e))?;
+            } else if replay.truncated_bytes > 0 {
                 file.set_len((HEADER + good_end) as u64)
                     .map_err(|e| io_err(path, &e))?;
                 file.sync_all().map_err(|e| io_err(path, &e))?;
@@ -276,6 +299,18 @@ impl EventLog {
     }
 }
 
+/// The version of a log's bytes (with a whole header and the magic bytes): 1 or 2.
+fn file_version(bytes: &[u8]) -> Result<u32> {
+    let got = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    match got {
+        1 | VERSION => Ok(got),
+        _ => Err(Error::Version {
+            expected: VERSION,
+            got,
+        }),
+    }
+}
+
 /// Reads the searches of the log at `path` without changing it (for folding into a model).
 pub fn read_log(path: &Path) -> Result<Replay> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, &e))?;
@@ -285,12 +320,14 @@ pub fn read_log(path: &Path) -> Result<Replay> {
         }
         .in_file(path));
     }
-    Ok(replay_bytes(&bytes[HEADER..]).0)
+    let version = file_version(&bytes).map_err(|e| e.in_file(path))?;
+    Ok(replay_bytes(&bytes[HEADER..], version).0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::client_id;
     use proptest::prelude::*;
 
     fn dir(name: &str) -> PathBuf {
@@ -311,6 +348,7 @@ mod tests {
                 },
                 count: 1.0 + (i % 4) as f64,
                 time: 1e9 + i as f64,
+                client: (i % 2 == 0).then_some(client_id(&format!("c{i}"))),
             })
             .collect()
     }
@@ -432,6 +470,46 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_log_of_version_1_replays_as_trusted_and_is_rewritten() {
+        let d = dir("v1");
+        let path = d.join("events.log");
+        let mut bytes = header().to_vec();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let old: Vec<Search> = searches(5)
+            .into_iter()
+            .map(|s| Search { client: None, ..s })
+            .collect();
+        for s in &old {
+            // Version 1's payload: no client.
+            let mut payload = Vec::new();
+            payload.extend_from_slice(&s.time.to_le_bytes());
+            payload.extend_from_slice(&s.count.to_le_bytes());
+            payload.extend_from_slice(&(s.query.len() as u32).to_le_bytes());
+            payload.extend_from_slice(s.query.as_bytes());
+            payload.extend_from_slice(s.prev.as_bytes());
+            let len = (payload.len() as u32).to_le_bytes();
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&len);
+            crc.update(&payload);
+            bytes.extend_from_slice(&len);
+            bytes.extend_from_slice(&crc.finalize().to_le_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read_log(&path).unwrap().searches, old);
+        let (log, replay) = EventLog::open(&path, SyncPolicy::Never).unwrap();
+        assert_eq!(replay.searches, old);
+        let new = searches(2);
+        log.append(&new, || ()).unwrap();
+        drop(log);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes[8..12], VERSION.to_le_bytes());
+        let all: Vec<Search> = old.into_iter().chain(new).collect();
+        assert_eq!(read_log(&path).unwrap().searches, all);
+        assert!(all.iter().any(|s| s.client == Some(client_id("c0"))));
+    }
+
     proptest! {
         /// Any damage to any bytes after the header: replay never panics, and returns the
         /// records in order, every one an original (a subsequence of what was written).
@@ -450,7 +528,7 @@ mod tests {
                 bytes[i] ^= x;
             }
             let bytes = &bytes[..cut.index(bytes.len() + 1)];
-            let (replay, good_end) = replay_bytes(bytes);
+            let (replay, good_end) = replay_bytes(bytes, VERSION);
             prop_assert!(good_end <= bytes.len());
             let mut rest = all.iter();
             for s in &replay.searches {

@@ -323,6 +323,17 @@ impl Origin {
             Origin::Fuzzy { .. } => "fuzzy",
         }
     }
+
+    /// The part of suggestion `text` that the typer covered, in Unicode code points from its
+    /// start: the normalised typed prefix (`typed` code points), or for a fuzzy answer the
+    /// corrected prefix it matched. What a search box shows plain (the rest bold); the server's
+    /// `highlight` and the bindings' `Completion.matched` both read it here.
+    pub fn highlight(self, text: &str, typed: usize) -> usize {
+        match self {
+            Origin::Fuzzy { matched } => text.get(..matched).map_or(0, |m| m.chars().count()),
+            _ => typed,
+        }
+    }
 }
 
 /// What [`Completer::fold`] did with the searches it was given.
@@ -889,6 +900,7 @@ impl Completer {
                     prev: prev.to_owned(),
                     count: 1.0,
                     time,
+                    client: None,
                 })?;
             }
         }
@@ -1907,6 +1919,7 @@ pub(crate) mod tests {
             prev: prev.into(),
             count,
             time: 0.0,
+            client: None,
         };
         let searches = [
             search("hot dogs", "", 100.0),
@@ -2215,6 +2228,7 @@ pub(crate) mod tests {
             prev: String::new(),
             count: 5.0,
             time: 0.0,
+            client: None,
         };
         live.record(&search).unwrap();
         let with_live = |c: &Completer| -> Vec<String> {
