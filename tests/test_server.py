@@ -175,47 +175,58 @@ def replace_file(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def test_reload_under_load_fails_no_request(tmp_path: Path, two_models: list[bytes]) -> None:
-    path = tmp_path / "served.xrc"
-    replace_file(path, two_models[0])
-    failures: list[str] = []
-    answered = [0]
-    stop = threading.Event()
+class Hammer:
+    """Clients that ask completions of ``server`` on threads of their own until stopped,
+    counting answers and keeping what failed (a status other than 200, or an error)."""
 
-    def client(seed: int) -> None:
+    def __init__(self, server: Server, clients: int = 4) -> None:
+        self.server = server
+        self.failures: list[str] = []
+        self.answered = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i,)) for i in range(clients)]
+
+    def _client(self, seed: int) -> None:
         rng = random.Random(seed)
-        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=30)
         try:
-            while not stop.is_set():
+            while not self._stop.is_set():
                 conn.request("GET", complete_url(rng.choice(QUERIES)[:3]))
                 response = conn.getresponse()
                 body = response.read()
                 if response.status != 200:
-                    failures.append(f"{response.status}: {body[:200]!r}")
-                answered[0] += 1
+                    self.failures.append(f"{response.status}: {body[:200]!r}")
+                self.answered += 1
         except Exception as err:
-            failures.append(repr(err))
+            self.failures.append(repr(err))
         finally:
             conn.close()
 
+    def __enter__(self) -> Hammer:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+
+def test_reload_under_load_fails_no_request(tmp_path: Path, two_models: list[bytes]) -> None:
+    path = tmp_path / "served.xrc"
+    replace_file(path, two_models[0])
     with start(path, port=0, workers=2, admin_key=ADMIN_KEY) as server:
         ids = {server.model_id}
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        try:
+        with Hammer(server) as load:
             for round_ in range(8):
                 replace_file(path, two_models[(round_ + 1) % 2])
                 status, got = request(server, "POST", "/admin/reload", key=ADMIN_KEY)
                 assert status == 200, got
                 ids.add(got["model"])
                 time.sleep(0.05)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(60)
-    assert not failures, failures[:3]
-    assert len(ids) == 2 and answered[0] > 50
+    assert not load.failures, load.failures[:3]
+    assert len(ids) == 2 and load.answered > 50
 
 
 def test_cp_over_the_served_file_fails_no_request_and_is_served_once_whole(
@@ -229,61 +240,33 @@ def test_cp_over_the_served_file_fails_no_request_and_is_served_once_whole(
     path.write_bytes(two_models[0])
     new = tmp_path / "new.xrc"
     new.write_bytes(two_models[1])
-    failures: list[str] = []
-    answered = [0]
-    stop = threading.Event()
-
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
-        try:
-            while not stop.is_set():
-                conn.request("GET", complete_url(rng.choice(QUERIES)[:3]))
-                response = conn.getresponse()
-                body = response.read()
-                if response.status != 200:
-                    failures.append(f"{response.status}: {body[:200]!r}")
-                answered[0] += 1
-        except Exception as err:
-            failures.append(repr(err))
-        finally:
-            conn.close()
-
-    with start(path, port=0, workers=2, watch=0.1) as server:
+    with start(path, port=0, workers=2, watch=0.1) as server, Hammer(server) as load:
         first = server.model_id
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        try:
-            for _ in range(3):
-                with path.open("r+b") as f:
-                    f.truncate(100)  # cut short under the server
-                time.sleep(0.15)
-                path.unlink()
-                time.sleep(0.15)
-                shutil.copyfile(new, path)  # cp: created, written in place
-                with path.open("r+b") as f:
-                    f.truncate(0)  # cp over an existing file truncates it first
-                    f.write(two_models[0][: len(two_models[0]) // 2])
-                time.sleep(0.15)
-                with path.open("r+b") as f:
-                    f.truncate(0)
-                    f.write(two_models[0])
-            shutil.copyfile(new, path)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                status, got = request(server, "GET", complete_url("ho"))
-                if status == 200 and got["model"] != first:
-                    break
-                time.sleep(0.05)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(60)
+        for _ in range(3):
+            with path.open("r+b") as f:
+                f.truncate(100)  # cut short under the server
+            time.sleep(0.15)
+            path.unlink()
+            time.sleep(0.15)
+            shutil.copyfile(new, path)  # cp: created, written in place
+            with path.open("r+b") as f:
+                f.truncate(0)  # cp over an existing file truncates it first
+                f.write(two_models[0][: len(two_models[0]) // 2])
+            time.sleep(0.15)
+            with path.open("r+b") as f:
+                f.truncate(0)
+                f.write(two_models[0])
+        shutil.copyfile(new, path)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status, got = request(server, "GET", complete_url("ho"))
+            if status == 200 and got["model"] != first:
+                break
+            time.sleep(0.05)
         assert server.model_id != first
-        assert Completer.load(new).complete("", "ho") == Completer.load(path).complete("", "ho")
-    assert not failures, failures[:3]
-    assert answered[0] > 50
+    assert Completer.load(new).complete("", "ho") == Completer.load(path).complete("", "ho")
+    assert not load.failures, load.failures[:3]
+    assert load.answered > 50
 
 
 def test_a_watched_model_is_served_anew_once_saved_over(

@@ -129,14 +129,14 @@ pub fn client_of(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     let mut client = peer.to_canonical();
     if is_trusted(&client) {
-        // Hops are appended left to right, each header after the one before.
-        let hops: Vec<&str> = headers
+        // Hops are appended left to right, each header after the one before: read from the
+        // right (no allocation: this runs on every request).
+        let hops = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .collect();
-        for hop in hops.iter().rev() {
+            .rev()
+            .flat_map(|v| v.to_str().map_or("", |s| s).rsplit(','));
+        for hop in hops {
             match parse_hop(hop) {
                 Some(ip) => client = ip,
                 // Garbage: the last good hop stands (a client cannot hide behind the proxy).
