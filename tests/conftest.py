@@ -3,6 +3,8 @@ servers on free loopback ports that are always stopped."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,21 @@ import pytest
 from xrcomplete import Completer
 from xrcomplete.data import sample_path
 from xrcomplete.server import Server, start
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With XRCOMPLETE_TEST_INSTALLED set (CI's run against the built wheel), the tests must
+    import the installed package, not the checkout's python/ folder."""
+    if not os.environ.get("XRCOMPLETE_TEST_INSTALLED"):
+        return
+    import xrcomplete
+    from xrcomplete import _core
+
+    prefix = Path(sys.prefix).resolve()
+    for module in (xrcomplete, _core):
+        where = Path(str(module.__file__)).resolve()
+        if not where.is_relative_to(prefix):
+            raise pytest.UsageError(f"{module.__name__} was imported from {where}, not {prefix}")
 
 
 @pytest.fixture(scope="session")
