@@ -22,6 +22,7 @@
 //! - [`retrieval`]: product retrieval on the same engine ([`retrieval::ProductRetriever`]).
 //! - [`CsrMatrix`]: sparse rows laid out as scipy's CSR.
 //! - [`persist`]: the one on-disk format (versioned, checksummed sections) of every saved object.
+//! - [`progress`]: how far a fit has come ([`progress::Progress`]), for a progress line.
 //! - [`Error`]: the one error type; no input reaching the core panics.
 //! - [`HugePageAlloc`]: the global allocator of the bindings: large arrays on huge pages.
 
@@ -32,6 +33,7 @@ pub mod live;
 #[cfg(test)]
 mod loader_fuzz;
 pub mod persist;
+pub mod progress;
 pub mod qac;
 pub mod rank;
 pub mod retrieval;

@@ -749,7 +749,6 @@ impl Completer {
             tree,
             &params.train,
             progress,
-            None,
             params.range_rows.then_some(&ranges[..]),
         )?;
         // The rows are done with: freed before the model is assembled and the language model

@@ -68,7 +68,8 @@ pub trait PairShards: Send + Sync + fmt::Debug {
 pub struct Sharding {
     /// The shards.
     pub shards: Arc<dyn PairShards>,
-    /// See [`crate::xr::Offload::min_subtrees`].
+    /// The subtrees trained apart are those under the nodes of the shallowest level that has
+    /// at least this many nodes (the deepest level but the leaves when none has).
     pub min_subtrees: usize,
 }
 

@@ -7,7 +7,7 @@
 //! frozen once met: LIBLINEAR's `L2R_L2LOSS_SVC_DUAL` (without shrinking; stop at
 //! `max PG - min PG <= eps`) or `L2R_LR_DUAL` (stop at `max |gradient| <= eps`).
 
-use super::train::{Loss, TrainParams};
+use super::params::{Loss, TrainParams};
 use crate::sparse::{RowBuf, SparseRows};
 
 /// Problems solved together.

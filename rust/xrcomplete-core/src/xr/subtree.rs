@@ -1,65 +1,34 @@
-//! Training the subtrees of a label tree elsewhere: on other processes or machines (Ray).
+//! Training a label tree in jobs, on other processes or machines (Ray).
 //!
 //! Below the top levels, the problems of a node's subtree only read the rows positive for that
 //! node, and each problem is seeded by its parent's place in the whole tree
-//! ([`super::train::node_seed`]). So the driver trains the top levels, cuts the tree under the
-//! nodes of one level into subtrees, and ships each as a [`SubtreeJob`]: its rows (renumbered,
-//! in their order), their labels under it, its shape and where it sits. [`train_subtree`] trains
-//! a job anywhere and answers with its columns, which the driver puts back in node order. The
-//! model is the one [`super::train()`] trains on one machine, bit for bit.
+//! ([`super::train::node_seed`]). So a [`JobPlan`] cuts the training into the top levels and
+//! groups of the subtrees under the nodes of one level; each is a [`SubtreeJob`]: its rows
+//! (renumbered, in their order), their labels under it, its shape and where it sits. Each run of
+//! rows is cut into pieces of every job, [`train_pieces`] trains a job's pieces together
+//! anywhere and answers with its columns, which [`JobPlan::levels`] puts back in node order.
+//! The model is the one [`super::train()`] trains on one machine, bit for bit.
 //!
 //! Jobs and answers travel in the model-file format (versioned, checksummed), so a job from
 //! another build or a damaged one is refused with a typed error, not trained on.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::model::LevelWeights;
-use super::train::{
-    children, id_bounds, node_seed, positives_at, train_levels, Progress, Scope, TrainParams,
-};
-use super::Loss;
+use super::params::{Loss, TrainParams};
+use super::train::{children, id_bounds, node_seed, positives_at, train_levels, Scope};
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
 use crate::persist::{format_err, Array, Kind, Persist, Reader, Writer};
-use crate::sparse::{CsrArrays, CsrMatrix, Pattern, RowBuf, SparseRows};
+use crate::progress::Progress;
+use crate::sparse::{CsrArrays, CsrMatrix, RowBuf, SparseRows};
 
-/// What trains the subtrees: runs [`train_subtree`] on each job, anywhere (other processes,
-/// other machines), in any order, retrying as it sees fit.
-pub trait SubtreeRunner: Send + Sync + fmt::Debug {
-    /// The answers of [`train_subtree`] to `jobs`, in the jobs' order.
-    fn run(&self, jobs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>>;
-}
-
-/// Where the subtrees of a training go.
-#[derive(Debug, Clone)]
-pub struct Offload {
-    /// Trains them.
-    pub runner: Arc<dyn SubtreeRunner>,
-    /// The subtrees are those under the nodes of the shallowest level that has at least this
-    /// many nodes (the deepest level but the leaves when none has).
-    pub min_subtrees: usize,
-}
-
-impl PartialEq for Offload {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.runner, &other.runner) && self.min_subtrees == other.min_subtrees
-    }
-}
-
-impl Offload {
-    /// The first level trained by the runner (its subtrees hang under the nodes of the level
-    /// above), or `None` for a tree of one level: it is all top.
-    pub fn split_level(&self, tree: &LabelTree) -> Option<usize> {
-        split_level(tree, self.min_subtrees)
-    }
-}
-
-/// [`Offload::split_level`].
+/// The first level trained apart from the top (its subtrees hang under the nodes of the level
+/// above): the shallowest level under at least `min_subtrees` nodes (the deepest level but the
+/// leaves when none is), or `None` for a tree of one level: it is all top.
 fn split_level(tree: &LabelTree, min_subtrees: usize) -> Option<usize> {
     if tree.depth() < 2 {
         return None;
@@ -468,48 +437,6 @@ fn spans(tree: &LabelTree, split: usize, root: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// Trains the job `job` (the bytes of a [`SubtreeJob`]) and answers with its columns: the work
-/// of one subtree, on whatever machine runs it.
-pub fn train_subtree(job: &[u8]) -> Result<Vec<u8>> {
-    Ok(SubtreeJob::from_bytes(job)?.train())
-}
-
-/// The columns of levels `split..` of `tree`, trained by `offload`'s runner: one job per node of
-/// level `split - 1`, whose positive rows are `positives.row(node)`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn train_elsewhere(
-    x: &dyn SparseRows,
-    y: &dyn SparseRows,
-    tree: &LabelTree,
-    split: usize,
-    positives: &Pattern,
-    params: &TrainParams,
-    offload: &Offload,
-    progress: &Progress,
-    ranges: Option<&[(u32, u32)]>,
-) -> Result<Vec<LevelWeights>> {
-    let roots = 0..tree.n_nodes(split - 1);
-    // Each job goes to bytes as soon as it is cut: the rows are not held twice.
-    let bytes: Vec<Vec<u8>> = roots
-        .clone()
-        .into_par_iter()
-        .map(|root| {
-            let rows = positives.row(root);
-            let job = SubtreeJob::cut(x, y, tree, split, root, rows, params, ranges)?;
-            Ok(job.to_bytes())
-        })
-        .collect::<Result<_>>()?;
-    let answers = offload.runner.run(bytes)?;
-    if answers.len() != roots.len() {
-        return Err(Error::InvalidInput(format!(
-            "the subtree runner answered {} of {} jobs",
-            answers.len(),
-            roots.len()
-        )));
-    }
-    put_back(tree, split, &answers, progress)
-}
-
 /// The columns of levels `split..` of `tree` from `answers`, the columns of the subtree under
 /// each node of level `split - 1`, in node order.
 fn put_back(
@@ -721,43 +648,12 @@ pub fn train_pieces(pieces: &[Vec<&[u8]>]) -> Result<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-
     use proptest::prelude::*;
 
     use super::*;
     use crate::index::kmeans::{self, KMeansParams};
     use crate::xr::train::{train, train_with};
     use crate::xr::XrLinear;
-
-    /// Runs each job here, through its bytes, last job first.
-    #[derive(Debug, Default)]
-    struct Here {
-        jobs: AtomicUsize,
-    }
-
-    impl SubtreeRunner for Here {
-        fn run(&self, jobs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
-            self.jobs.fetch_add(jobs.len(), Ordering::Relaxed);
-            let mut answers: Vec<Vec<u8>> = jobs
-                .iter()
-                .rev()
-                .map(|j| train_subtree(j))
-                .collect::<Result<_>>()?;
-            answers.reverse();
-            Ok(answers)
-        }
-    }
-
-    /// Answers one job too few.
-    #[derive(Debug)]
-    struct Short;
-
-    impl SubtreeRunner for Short {
-        fn run(&self, jobs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
-            jobs[1..].iter().map(|j| train_subtree(j)).collect()
-        }
-    }
 
     /// `n` rows over `n_labels` labels, each row a few features drawn from `seed` and one or two
     /// labels tied to its features.
@@ -803,71 +699,16 @@ mod tests {
     }
 
     #[test]
-    fn subtrees_trained_elsewhere_give_the_same_model() {
-        let (x, y) = problem(600, 80, 50, 7);
-        let tree = tree_of(&x, &y, 2, 4);
-        assert!(tree.depth() >= 4);
-        let params = TrainParams {
-            seed: 11,
-            ..TrainParams::default()
-        };
-        let here = train(&x, &y, tree.clone(), &params, &Progress::default()).unwrap();
-        for min_subtrees in [1, 2, 3, 5, 1000] {
-            let runner = Arc::new(Here::default());
-            let offload = Offload {
-                runner: runner.clone(),
-                min_subtrees,
-            };
-            let split = offload.split_level(&tree).unwrap();
-            let progress = Progress::default();
-            let there = train_with(
-                &x,
-                &y,
-                tree.clone(),
-                &params,
-                &progress,
-                Some(&offload),
-                None,
-            )
-            .unwrap();
-            assert_eq!(
-                here.to_bytes(),
-                there.to_bytes(),
-                "min_subtrees {min_subtrees}"
-            );
-            assert_eq!(runner.jobs.load(Ordering::Relaxed), tree.n_nodes(split - 1));
-            assert_eq!(
-                progress.done.load(Ordering::Relaxed),
-                progress.total.load(Ordering::Relaxed)
-            );
-        }
-    }
-
-    #[test]
     fn the_split_level_is_the_first_with_enough_subtrees() {
         let (x, y) = problem(300, 40, 30, 3);
         let tree = tree_of(&x, &y, 2, 2);
-        let at = |min_subtrees| {
-            Offload {
-                runner: Arc::new(Short),
-                min_subtrees,
-            }
-            .split_level(&tree)
-        };
+        let at = |min_subtrees| split_level(&tree, min_subtrees);
         assert_eq!(at(1), Some(1));
         assert_eq!(at(2), Some(1)); // the first level of a binary tree has 2 nodes
         assert_eq!(at(3), Some(2));
         assert_eq!(at(usize::MAX), Some(tree.depth() - 1));
         let flat = LabelTree::flat(5).unwrap();
-        assert_eq!(at(1).map(|_| ()), Some(()));
-        assert_eq!(
-            Offload {
-                runner: Arc::new(Short),
-                min_subtrees: 1
-            }
-            .split_level(&flat),
-            None
-        );
+        assert_eq!(split_level(&flat, 1), None);
         // Every subtree's spans cover the level below the split once, in order.
         for split in 1..tree.depth() {
             let mut next = vec![0usize; tree.depth() - split];
@@ -884,24 +725,8 @@ mod tests {
     }
 
     #[test]
-    fn a_runner_that_answers_too_few_or_damaged_jobs_are_errors() {
+    fn damaged_jobs_are_errors() {
         let (x, y) = problem(200, 20, 20, 5);
-        let tree = tree_of(&x, &y, 2, 2);
-        let offload = Offload {
-            runner: Arc::new(Short),
-            min_subtrees: 2,
-        };
-        let err = train_with(
-            &x,
-            &y,
-            tree,
-            &TrainParams::default(),
-            &Progress::default(),
-            Some(&offload),
-            None,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("answered"), "{err}");
         let job = SubtreeJob::cut(
             &x,
             &y,
@@ -917,12 +742,14 @@ mod tests {
         let mut bad = job.clone();
         let mid = bad.len() / 2;
         bad[mid] ^= 0xff;
+        let train = |job: &[u8]| train_pieces(&[vec![job]]);
+        assert!(train(&job).is_ok());
         assert!(matches!(
-            train_subtree(&bad).unwrap_err().cause(),
+            train(&bad).unwrap_err().cause(),
             Error::Format { .. }
         ));
-        assert!(train_subtree(&job[..job.len() - 1]).is_err());
-        assert!(train_subtree(b"not a job").is_err());
+        assert!(train(&job[..job.len() - 1]).is_err());
+        assert!(train(b"not a job").is_err());
         // A job is not an answer, nor a model.
         assert!(SubtreeColumns::from_bytes(&job).is_err());
     }
@@ -1017,7 +844,7 @@ mod tests {
                 })
                 .collect();
             let ranges = with_ranges.then_some(&ranges[..]);
-            let here = train_with(&x, &y, tree.clone(), &params, &Progress::default(), None, ranges).unwrap();
+            let here = train_with(&x, &y, tree.clone(), &params, &Progress::default(), ranges).unwrap();
             let weight: Vec<f64> = (0..n_labels).map(|l| (l % 3) as f64 + 1.0).collect();
             let plan = JobPlan::new(&tree, min_subtrees, n_groups, &weight);
             prop_assert!(plan.groups.len() <= n_groups);
@@ -1048,8 +875,8 @@ mod tests {
                 ..TrainParams::default()
             };
             let here = train(&x, &y, tree.clone(), &params, &Progress::default()).unwrap();
-            let offload = Offload { runner: Arc::new(Here::default()), min_subtrees };
-            let there = train_with(&x, &y, tree.clone(), &params, &Progress::default(), Some(&offload), None).unwrap();
+            let plan = JobPlan::new(&tree, min_subtrees, 1, &[]);
+            let there = train_in_runs(&x, &y, &tree, &params, None, &[], &plan);
             prop_assert_eq!(here.to_bytes(), there.to_bytes());
             // Served in label ranges (around each row's first label), the same.
             let ranges: Vec<(u32, u32)> = (0..y.n_rows())
@@ -1059,9 +886,8 @@ mod tests {
                     (label.saturating_sub(width as u32 / 2), (label + 1 + width as u32).min(n_labels as u32))
                 })
                 .collect();
-            let progress = Progress::default();
-            let here = train_with(&x, &y, tree.clone(), &params, &progress, None, Some(&ranges)).unwrap();
-            let there = train_with(&x, &y, tree, &params, &progress, Some(&offload), Some(&ranges)).unwrap();
+            let here = train_with(&x, &y, tree.clone(), &params, &Progress::default(), Some(&ranges)).unwrap();
+            let there = train_in_runs(&x, &y, &tree, &params, Some(&ranges), &[], &plan);
             prop_assert_eq!(here.to_bytes(), there.to_bytes());
         }
     }

@@ -8,149 +8,18 @@
 //! are trained in parallel; [`Progress`] counts the nodes done.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
 use super::block::{BlockSolver, Column, LANES};
 use super::model::{LevelWeights, XrLinear};
-use super::subtree::Offload;
+use super::params::TrainParams;
 use crate::error::{Error, Result};
 use crate::index::LabelTree;
+use crate::progress::{Progress, Stage};
 use crate::sparse::{CsrMatrix, Pattern, RowBuf, SparseRows};
-
-/// The loss of the per-node linear models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Loss {
-    /// L2-loss (squared hinge) SVM: LIBLINEAR's `L2R_L2LOSS_SVC_DUAL`, PECOS's default.
-    SquaredHinge,
-    /// Logistic regression: LIBLINEAR's `L2R_LR_DUAL`.
-    Logistic,
-}
-
-/// Options of [`train`], PECOS's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainParams {
-    /// Penalty of errors on positives.
-    pub cp: f64,
-    /// Penalty of errors on negatives.
-    pub cn: f64,
-    /// Value of the constant feature appended to every row (0 for none).
-    pub bias: f64,
-    /// Weights with a smaller magnitude are dropped.
-    pub threshold: f64,
-    /// Passes over each problem at most.
-    pub max_iter: usize,
-    /// Stopping tolerance on the projected gradient.
-    pub eps: f64,
-    /// Seed of the visiting order.
-    pub seed: u64,
-    /// Loss of the node models.
-    pub loss: Loss,
-}
-
-impl Default for TrainParams {
-    fn default() -> Self {
-        TrainParams {
-            cp: 1.0,
-            cn: 1.0,
-            bias: 1.0,
-            threshold: 0.1,
-            max_iter: 100,
-            eps: 0.1,
-            seed: 0,
-            loss: Loss::SquaredHinge,
-        }
-    }
-}
-
-impl TrainParams {
-    /// Checks every option.
-    pub fn check(&self) -> Result<()> {
-        let positive = |v: f64| v.is_finite() && v > 0.0;
-        if !positive(self.cp) || !positive(self.cn) || !positive(self.eps) {
-            return Err(Error::InvalidInput(format!(
-                "Cp, Cn and eps must be finite and > 0, got {}, {}, {}",
-                self.cp, self.cn, self.eps
-            )));
-        }
-        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if !non_negative(self.bias) || !non_negative(self.threshold) {
-            return Err(Error::InvalidInput(format!(
-                "bias and threshold must be finite and >= 0, got {}, {}",
-                self.bias, self.threshold
-            )));
-        }
-        if self.max_iter == 0 {
-            return Err(Error::InvalidInput("max_iter must be >= 1".into()));
-        }
-        Ok(())
-    }
-}
-
-/// The steps of a fit, in order, as [`Progress::stage`] reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Stage {
-    /// Not started, or checking and indexing the input.
-    Preparing = 0,
-    /// Fitting the vectorizers and vectorising the training rows.
-    Vectorizing = 1,
-    /// Building the label tree (trie, k-means).
-    Clustering = 2,
-    /// Training the per-node linear models ([`Progress::done`] of [`Progress::total`]).
-    Training = 3,
-    /// Building the serving structures around the trained model.
-    Finishing = 4,
-    /// Learning the ranking stage from the candidates of later searches (a completer trains
-    /// its parts on the earlier searches first, then again on all of them).
-    Ranking = 5,
-}
-
-impl Stage {
-    /// A few words for a progress line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Preparing => "preparing",
-            Stage::Vectorizing => "vectorising",
-            Stage::Clustering => "building the label tree",
-            Stage::Training => "training",
-            Stage::Finishing => "finishing",
-            Stage::Ranking => "learning the ranker",
-        }
-    }
-}
-
-/// The stage of a fit and the nodes trained so far and in all, readable from another thread
-/// while a fit runs.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Nodes done.
-    pub done: AtomicU64,
-    /// Nodes in all (set when training starts).
-    pub total: AtomicU64,
-    stage: AtomicU8,
-}
-
-impl Progress {
-    /// Enters `stage`.
-    pub fn set_stage(&self, stage: Stage) {
-        self.stage.store(stage as u8, Ordering::Relaxed);
-    }
-
-    /// The stage entered last.
-    pub fn stage(&self) -> Stage {
-        match self.stage.load(Ordering::Relaxed) {
-            1 => Stage::Vectorizing,
-            2 => Stage::Clustering,
-            3 => Stage::Training,
-            4 => Stage::Finishing,
-            5 => Stage::Ranking,
-            _ => Stage::Preparing,
-        }
-    }
-}
 
 /// Trains a model on rows `x` (instances x features) with labels `y` (instances x labels; a
 /// stored value > 0 is a positive) over `tree`.
@@ -161,14 +30,11 @@ pub fn train(
     params: &TrainParams,
     progress: &Progress,
 ) -> Result<XrLinear> {
-    train_with(x, y, tree, params, progress, None, None)
+    train_with(x, y, tree, params, progress, None)
 }
 
-/// [`train`], with two options:
-/// - `offload`: the subtrees below the top levels are trained by its runner (on other
-///   machines): the same model either way;
-/// - `ranges`: per row, the range of label ids its answers will be restricted to when serving
-///   (a completer's prefix range). A row then trains the children of a node only where its
+/// [`train`], with `ranges`: per row, the range of label ids its answers will be restricted to
+/// when serving (a completer's prefix range). A row then trains the children of a node only where its
 ///   range meets two of them or more: where the range leaves one child, the model never has to
 ///   choose, and the siblings it would be a negative for are never its competitors. Children
 ///   that no row's range leaves open score 1 (neutral), so paths through them do not lose to
@@ -179,11 +45,10 @@ pub fn train_with(
     tree: LabelTree,
     params: &TrainParams,
     progress: &Progress,
-    offload: Option<&Offload>,
     ranges: Option<&[(u32, u32)]>,
 ) -> Result<XrLinear> {
     let n_features = x.n_cols;
-    train_levels_with(x, y, tree, params, progress, offload, ranges)?.model(n_features, params)
+    train_levels_with(x, y, tree, params, progress, ranges)?.model(n_features, params)
 }
 
 /// The weights [`train_with`] trains, before they are assembled into a model: the caller may
@@ -207,7 +72,6 @@ pub(crate) fn train_levels_with(
     tree: LabelTree,
     params: &TrainParams,
     progress: &Progress,
-    offload: Option<&Offload>,
     ranges: Option<&[(u32, u32)]>,
 ) -> Result<Trained> {
     params.check()?;
@@ -250,15 +114,13 @@ pub(crate) fn train_levels_with(
     progress.total.store(total as u64, Ordering::Relaxed);
     progress.done.store(0, Ordering::Relaxed);
     progress.set_stage(Stage::Training);
-    // Where the subtrees go elsewhere: the levels above them here, then theirs by the runner.
-    let split = offload.and_then(|o| o.split_level(&tree));
-    let top = split.unwrap_or(tree.depth());
+    let top = tree.depth();
     let seed = params.seed;
     let scope = ranges.map(|ranges| Scope {
         ranges,
         label_bounds: None,
     });
-    let (mut levels, parent_positives) = train_levels(
+    let (levels, _) = train_levels(
         x,
         y,
         &tree,
@@ -268,11 +130,6 @@ pub(crate) fn train_levels_with(
         progress,
         scope,
     );
-    if let (Some(split), Some(offload), Some(positives)) = (split, offload, parent_positives) {
-        levels.extend(super::subtree::train_elsewhere(
-            x, y, &tree, split, &positives, params, offload, progress, ranges,
-        )?);
-    }
     Ok(Trained { tree, levels })
 }
 
@@ -609,19 +466,11 @@ mod tests {
             for scope in [None, Some(&ranges[..])] {
                 let params = TrainParams::default();
                 let fit = |x: &dyn SparseRows, y: &dyn SparseRows| {
-                    train_levels_with(
-                        x,
-                        y,
-                        tree.clone(),
-                        &params,
-                        &Progress::default(),
-                        None,
-                        scope,
-                    )
-                    .unwrap()
-                    .model(whole.n_cols, &params)
-                    .unwrap()
-                    .to_bytes()
+                    train_levels_with(x, y, tree.clone(), &params, &Progress::default(), scope)
+                        .unwrap()
+                        .model(whole.n_cols, &params)
+                        .unwrap()
+                        .to_bytes()
                 };
                 assert_eq!(fit(&whole, &csr), fit(&parts, &one));
             }
@@ -676,7 +525,6 @@ mod tests {
                 tree.clone(),
                 &params,
                 &Progress::default(),
-                None,
                 Some(ranges),
             )
             .unwrap()
@@ -856,7 +704,7 @@ mod tests {
         let fit_in = |chunk: usize, ranges: Option<&[(u32, u32)]>| {
             JOB_CHUNK_HERE.with(|c| c.set(chunk));
             let p = TrainParams::default();
-            let model = train_with(&x, &y, tree.clone(), &p, &Progress::default(), None, ranges);
+            let model = train_with(&x, &y, tree.clone(), &p, &Progress::default(), ranges);
             JOB_CHUNK_HERE.with(|c| c.set(JOB_CHUNK));
             model.unwrap()
         };
@@ -1190,7 +1038,7 @@ mod tests {
     fn logistic_loss_learns_the_known_answer_too() {
         let (x, y) = identity_problem(40, 3);
         let params = TrainParams {
-            loss: Loss::Logistic,
+            loss: crate::xr::Loss::Logistic,
             ..Default::default()
         };
         let model = fit(&x, &y, 4, &params);
