@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from typing import TypeVar, cast
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -73,3 +76,30 @@ def serve_cli(model: object, *options: str) -> tuple[subprocess.Popen[str], int]
         proc.kill()
         raise AssertionError(f"no address in {line!r}: {proc.communicate()}")
     return proc, int(found.group(1))
+
+
+@contextmanager
+def headless_chromium(*flags: str) -> Iterator[Any]:
+    """Debian's Chromium (chromium and chromium-driver), headless, driven by selenium, with
+    ``flags`` added; quit when the block ends. Without it the test is skipped, or fails when
+    XRCOMPLETE_REQUIRE_BROWSER is set (as in CI)."""
+    import pytest
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        message = "needs Debian's chromium and chromium-driver (apt-get install -y ...)"
+        if os.environ.get("XRCOMPLETE_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", *flags]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(driver_path))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()

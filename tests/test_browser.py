@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import headless_chromium
 
 from xrcomplete import Completer
 from xrcomplete.server import Server
@@ -24,32 +25,11 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    if CHROMIUM is None or DRIVER is None:
-        message = "needs Debian's chromium and chromium-driver (apt-get install -y ...)"
-        if os.environ.get("XRCOMPLETE_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=900,700",
-    ]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium("--window-size=900,700") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def shown(driver: webdriver.Chrome) -> list[str]:

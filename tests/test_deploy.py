@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import resource
 import selectors
-import shutil
 import socket
 import threading
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+from helpers import headless_chromium
 from nginx import nginx_in_front
 
 from xrcomplete import Completer
@@ -502,24 +501,8 @@ def page_origin() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
     """Headless Chromium, as in test_browser.py."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        message = "needs Debian's chromium and chromium-driver (apt-get install -y ...)"
-        if os.environ.get("XRCOMPLETE_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(driver_path))
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def open_page(driver: webdriver.Chrome, origin: str, **params: str) -> tuple[str, list[str]]:
