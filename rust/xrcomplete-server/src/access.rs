@@ -197,11 +197,22 @@ impl Rate {
     }
 }
 
+/// Why a [`Limiter`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Over the client's budget now: this long until it may go on (for `Retry-After`).
+    Wait(Duration),
+    /// More at once than a burst allows: never fits, however long the client waits.
+    TooMany {
+        /// The most a client may make at once.
+        burst: u32,
+    },
+}
+
 /// Per-client token buckets (GCRA, from the governor crate).
 pub struct Limiter {
     inner: DefaultKeyedRateLimiter<IpAddr>,
     burst: u32,
-    period: Duration,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -220,31 +231,25 @@ impl Limiter {
         Limiter {
             inner: RateLimiter::keyed(quota),
             burst: rate.burst,
-            period,
         }
     }
 
-    /// The most requests a client may make at once.
-    pub fn burst(&self) -> u32 {
-        self.burst
-    }
-
-    /// Ok when `client` may go on; else how long until it may (for `Retry-After`).
-    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
+    /// Ok when `client` may go on; else why not.
+    pub fn check(&self, client: IpAddr) -> Result<(), Refused> {
         self.check_n(client, 1)
     }
 
-    /// As [`Limiter::check`] for `n` requests at once (`n` at most [`Limiter::burst`]; more
-    /// never fit, and wait a whole burst's time).
-    pub fn check_n(&self, client: IpAddr, n: usize) -> Result<(), Duration> {
-        let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
-        match self
-            .inner
-            .check_key_n(&client, NonZeroU32::new(n).expect("at least 1"))
-        {
+    /// As [`Limiter::check`] for `n` requests at once.
+    pub fn check_n(&self, client: IpAddr, n: usize) -> Result<(), Refused> {
+        let too_many = Refused::TooMany { burst: self.burst };
+        let n =
+            NonZeroU32::new(u32::try_from(n.max(1)).map_err(|_| too_many)?).expect("at least 1");
+        match self.inner.check_key_n(&client, n) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
-            Err(_too_many) => Err(self.period * self.burst),
+            Ok(Err(not_until)) => Err(Refused::Wait(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )),
+            Err(_) => Err(too_many),
         }
     }
 
@@ -344,12 +349,18 @@ mod tests {
         for _ in 0..3 {
             assert!(limiter.check(ip("203.0.113.1")).is_ok());
         }
-        let wait = limiter.check(ip("203.0.113.1")).unwrap_err();
+        let Err(Refused::Wait(wait)) = limiter.check(ip("203.0.113.1")) else {
+            panic!("a fourth request at once is not told to wait");
+        };
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(1),
             "{wait:?}"
         );
         assert!(limiter.check(ip("203.0.113.2")).is_ok());
+        // More at once than a burst never fits, and costs nothing.
+        let too_many = Refused::TooMany { burst: 3 };
+        assert_eq!(limiter.check_n(ip("203.0.113.3"), 4), Err(too_many));
+        assert_eq!(limiter.check_n(ip("203.0.113.3"), 3), Ok(()));
     }
 
     proptest! {

@@ -22,7 +22,7 @@ use xrcomplete_core::live::wal::EventLog;
 use xrcomplete_core::live::{client_id, LiveCounts, Recorded, Search};
 use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch};
 
-use crate::access::{client_of, KeyError, Keys, Limiter, Role};
+use crate::access::{client_of, KeyError, Keys, Limiter, Refused, Role};
 use crate::metrics::Metrics;
 use crate::model::{BlocklistError, ModelSlot};
 use crate::query;
@@ -446,9 +446,13 @@ async fn complete(
 ) -> Result<Json<CompleteAnswer>, ApiError> {
     let role = st.public_role(&headers, "completions")?;
     if let (Some(limit), true) = (&st.complete_limit, role < Some(Role::Record)) {
-        limit.check(client.0).map_err(|wait| {
+        limit.check(client.0).map_err(|refused| {
             st.metrics.completion_limited();
-            ApiError::rate_limited(wait, "completions")
+            match refused {
+                Refused::Wait(wait) => ApiError::rate_limited(wait, "completions"),
+                // One request never exceeds a burst of at least 1.
+                Refused::TooMany { .. } => ApiError::rate_limited(Duration::ZERO, "completions"),
+            }
         })?;
     }
     let p = CompleteParams::parse(raw.as_deref(), &st.limits)?;
@@ -651,21 +655,20 @@ async fn record_search(
             ));
         }
         if let Some(limit) = &st.record_limit {
-            if bodies.len() > limit.burst() as usize {
+            limit.check_n(client.0, bodies.len()).map_err(|refused| {
                 st.metrics.refused("rate_limited", bodies.len() as u64);
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "batch_too_large",
-                    format!(
-                        "{} searches in one request without a record key; the limit is {}",
-                        bodies.len(),
-                        limit.burst()
+                match refused {
+                    Refused::Wait(wait) => ApiError::rate_limited(wait, "searches"),
+                    Refused::TooMany { burst } => ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "batch_too_large",
+                        format!(
+                            "{} searches in one request without a record key; the limit is \
+                             {burst}",
+                            bodies.len()
+                        ),
                     ),
-                ));
-            }
-            limit.check_n(client.0, bodies.len()).map_err(|wait| {
-                st.metrics.refused("rate_limited", bodies.len() as u64);
-                ApiError::rate_limited(wait, "searches")
+                }
             })?;
         }
     }

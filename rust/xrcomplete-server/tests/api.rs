@@ -91,8 +91,8 @@ fn start(path: &Path, tweak: impl FnOnce(&mut Config)) -> Server {
     Server::start(config).unwrap()
 }
 
-/// One HTTP/1.1 exchange: (status, body).
-fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+/// One HTTP/1.1 exchange: the response's head, lower-cased, and its body (de-chunked).
+fn head_and_body_of(addr: SocketAddr, request: &[u8]) -> (String, String) {
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -101,16 +101,19 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     conn.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_owned()
     };
-    (status, body)
+    (head, body)
+}
+
+/// One HTTP/1.1 exchange: (status, body).
+fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let (head, body) = head_and_body_of(addr, request);
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), body)
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -132,20 +135,31 @@ fn get(addr: SocketAddr, target: &str) -> (u16, String) {
 }
 
 fn post(addr: SocketAddr, target: &str, body: &str) -> (u16, String) {
-    let req = format!(
-        "POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    exchange(addr, req.as_bytes())
+    send(addr, "POST", target, "", body)
 }
 
 /// A request with these extra header lines (each ending in \r\n).
-fn send(addr: SocketAddr, method: &str, target: &str, headers: &str, body: &str) -> (u16, String) {
-    let req = format!(
+fn request(method: &str, target: &str, headers: &str, body: &str) -> String {
+    format!(
         "{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    );
-    exchange(addr, req.as_bytes())
+    )
+}
+
+/// [`request`]'s exchange: (status, body).
+fn send(addr: SocketAddr, method: &str, target: &str, headers: &str, body: &str) -> (u16, String) {
+    exchange(addr, request(method, target, headers, body).as_bytes())
+}
+
+/// [`request`]'s exchange: the head, lower-cased, and the body.
+fn head_and_body(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &str,
+) -> (String, String) {
+    head_and_body_of(addr, request(method, target, headers, body).as_bytes())
 }
 
 /// A POST with the record key (the site's backend).
@@ -161,19 +175,14 @@ fn record_post(addr: SocketAddr, target: &str, body: &str) -> (u16, String) {
 
 /// A POST with the admin key.
 fn admin_post(addr: SocketAddr, target: &str, body: &str) -> (u16, String) {
-    let req = format!(
-        "POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    exchange(addr, req.as_bytes())
+    let auth = format!("Authorization: Bearer {ADMIN}\r\n");
+    send(addr, "POST", target, &auth, body)
 }
 
 /// A GET with the admin key.
 fn admin_get(addr: SocketAddr, target: &str) -> (u16, String) {
-    let req = format!(
-        "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
-    );
-    exchange(addr, req.as_bytes())
+    let auth = format!("Authorization: Bearer {ADMIN}\r\n");
+    send(addr, "GET", target, &auth, "")
 }
 
 fn json_of(body: &str) -> Value {
@@ -790,21 +799,6 @@ fn blocked_terms_are_kept_in_their_file_across_reloads_and_restarts() {
     assert!(err.contains("blocked.txt:4"), "{err}");
 }
 
-/// The (lower-cased) head and the body of one exchange with these header lines.
-fn head_and_body(addr: SocketAddr, method: &str, target: &str, headers: &str) -> (String, String) {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}Content-Length: 0\r\n\r\n"
-    );
-    conn.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    (head.to_ascii_lowercase(), body.to_owned())
-}
-
 #[test]
 fn admin_routes_need_the_admin_key_from_loopback_too() {
     let dir = Dir::new("admin");
@@ -934,17 +928,14 @@ fn a_client_past_its_rate_waits_and_others_do_not() {
     });
     let addr = server.addr();
     let from = |ip: &str| {
-        let mut conn = TcpStream::connect(addr).unwrap();
-        let body = r#"{"query": "weather"}"#;
-        let req = format!(
-            "POST /v1/searches HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Forwarded-For: {ip}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        conn.write_all(req.as_bytes()).unwrap();
-        let mut raw = String::new();
-        conn.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        (head.to_ascii_lowercase(), body.to_owned())
+        let xff = format!("X-Forwarded-For: {ip}\r\n");
+        head_and_body(
+            addr,
+            "POST",
+            "/v1/searches",
+            &xff,
+            r#"{"query": "weather"}"#,
+        )
     };
     let status = |head: &str| head.split(' ').nth(1).unwrap().to_owned();
     assert_eq!(status(&from("203.0.113.1").0), "200");
@@ -960,6 +951,14 @@ fn a_client_past_its_rate_waits_and_others_do_not() {
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(json_of(&body)["error"]["code"], "rate_limited");
     assert_eq!(status(&from("203.0.113.2").0), "200");
+    // A batch larger than a burst never fits: refused for what it is, not to be retried.
+    let three = r#"[{"query": "a"}, {"query": "b"}, {"query": "c"}]"#;
+    let xff = "X-Forwarded-For: 203.0.113.3\r\n";
+    let (status, body) = send(addr, "POST", "/v1/searches", xff, three);
+    assert_eq!(
+        (status, json_of(&body)["error"]["code"].clone()),
+        (413, json!("batch_too_large"))
+    );
     // The record key is not limited.
     let one = r#"{"query": "weather"}"#;
     let keyed = |_| record_post(addr, "/v1/searches", one).0;
@@ -976,7 +975,7 @@ fn cors_answers_allowed_origins_on_the_public_routes_only() {
     let preflight = |origin: &str, target: &str| {
         head_and_body(addr, "OPTIONS", target, &format!(
             "Origin: {origin}\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: content-type\r\n"
-        ))
+        ), "")
         .0
     };
     let head = preflight("https://shop.example.com", "/v1/complete?prefix=h");
@@ -991,6 +990,7 @@ fn cors_answers_allowed_origins_on_the_public_routes_only() {
         "GET",
         "/v1/complete?prefix=h",
         "Origin: https://shop.example.com\r\n",
+        "",
     )
     .0;
     assert!(
@@ -1009,7 +1009,7 @@ fn cors_answers_allowed_origins_on_the_public_routes_only() {
         );
     }
     let auth = format!("Origin: https://shop.example.com\r\nAuthorization: Bearer {ADMIN}\r\n");
-    let head = head_and_body(addr, "POST", "/admin/reload", &auth).0;
+    let head = head_and_body(addr, "POST", "/admin/reload", &auth, "").0;
     assert!(
         head.starts_with("http/1.1 200") && !head.contains("access-control"),
         "{head}"
