@@ -14,9 +14,9 @@ written in AOL's layout: one user per session, a search a minute) instead of aol
 the driver's memory grows with the log. ``--repeat K``: each session searched by K users (K
 times the searches and the training rows, the same distinct queries).
 
-**Sizes** (``--sizes``, none by default: a million takes about two minutes with
-``--range-rows``, three million about nine, ten million about 51 and 14.2 GiB; ``--range-rows``
-trains both tables with ``range_rows=True``): synthetic logs of
+**Sizes** (``--sizes``, none by default: a million takes about two minutes, three million about
+nine, ten million about 51 and 14.2 GiB; ``--range-rows on|off`` trains both tables with
+``range_rows`` forced, by default the completer's "auto": on from 200,000 pairs): synthetic logs of
 that many distinct queries (``benches/load.py``'s: sessions of 5 made-up queries of 2-4 AOL
 words), each written to a file of pairs first and trained in a fresh process that streams the
 file into ``fit`` (as a log too large to hold as a list would be; the fit time includes reading
@@ -42,7 +42,8 @@ from load import synthetic_pairs
 TRAIN = r"""
 import hashlib, json, os, resource, sys, time
 from xrcomplete import Completer
-mode, out, range_rows, files = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
+mode, out, files = sys.argv[1], sys.argv[2], sys.argv[4:]
+range_rows = {"on": True, "off": False, "auto": "auto"}[sys.argv[3]]
 engine = "local"
 if mode != "local":
     import ray
@@ -64,7 +65,8 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak, "sha1": digest,
 SIZE = r"""
 import json, random, resource, sys, time
 from xrcomplete import Completer
-pairs_file, out, range_rows = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+pairs_file, out = sys.argv[1], sys.argv[2]
+range_rows = {"on": True, "off": False, "auto": "auto"}[sys.argv[3]]
 rng = random.Random(0)
 cases = []
 def pairs():
@@ -161,7 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ray-log", type=int, default=0, help="Ray on a synthetic log of N distinct queries"
     )
     parser.add_argument("--repeat", type=int, default=1, help="users per synthetic session")
-    parser.add_argument("--range-rows", action="store_true", help="train with range_rows=True")
+    parser.add_argument(
+        "--range-rows",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="range_rows of every fit (auto: the default, on from 200,000 pairs)",
+    )
     add_data_option(parser)
     args = parser.parse_args(argv)
     (aol,) = require(args.data, "aol_train.tsv")
@@ -184,8 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("1", "Ray, 1 worker CPU"),
                 ("2", "Ray, 2 worker CPUs"),
             ]:
-                rows = "1" if args.range_rows else "0"
-                got = run(TRAIN, mode, str(folder / f"{mode}.xrc"), rows, *parts)
+                got = run(TRAIN, mode, str(folder / f"{mode}.xrc"), args.range_rows, *parts)
                 base = base or got
                 print(
                     f"| {name} | {got['seconds']:.1f} s "
@@ -204,8 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs_file = folder / f"size-{n}.tsv"
             with pairs_file.open("w", encoding="utf-8") as f:
                 f.writelines(f"{prev}\t{nxt}\n" for prev, nxt in synthetic_pairs(aol, n))
-            rows = "1" if args.range_rows else "0"
-            got = run(SIZE, str(pairs_file), str(folder / f"size-{n}.xrc"), rows)
+            got = run(SIZE, str(pairs_file), str(folder / f"size-{n}.xrc"), args.range_rows)
             pairs_file.unlink()
             queries = float(got["queries"])
             print(

@@ -24,9 +24,10 @@ requests, each with ``Origin: https://shop.example.com`` and an ``X-Forwarded-Fo
 number of connections on both (open first in odd rounds, guarded first in even ones), and the
 medians: requests per second, p50, p99, the server process's CPU time per answer, and
 guarded / open of each round (target: guarded at most 5% slower, in throughput and in CPU per
-answer; the CPU time is the steadier measure, as wrk shares the 2 cores). Then the cost of loading the model in each server process: ``start()`` and a
-``Server.reload()`` timed, and the process's resident memory (VmRSS of /proc/self/status,
-anonymous and file-backed) before and after, with its peak (VmHWM).
+answer; the CPU time is the steadier measure, as wrk shares the 2 cores). Then the cost of
+loading the model in each server process: ``start()`` and a ``Server.reload()`` timed, and
+the process's resident memory (VmRSS of /proc/self/status, anonymous and file-backed) before
+and after, with its peak (VmHWM).
 
 Then, for the guarded server only: resident memory sampled over 1,000,000 requests, and
 reloads of the model (``POST /admin/reload`` with the admin key) during a 64-connection run

@@ -140,8 +140,14 @@ def test_training_input_is_checked() -> None:
         Completer(index="btree")
     with pytest.raises(ValueError, match="ranker must be"):
         Completer(ranker="lightgbm")
-    with pytest.raises(ValueError, match="ranker trees"):
-        Completer(ranker_leaves=1, progress=False).fit([("a", "b")])
+    with pytest.raises(ValueError, match="ranker_leaves must be >= 2, got 1"):
+        Completer(ranker_leaves=1)
+    with pytest.raises(TypeError, match="beam_size must be a whole number >= 1, got str"):
+        Completer(beam_size="10")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match='unknown option "beam_sise"; did you mean beam_size'):
+        Completer(beam_sise=10)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="fuzzy_two"):
+        Completer(fuzzy_one=6, fuzzy_two=3)
     with pytest.raises(NotFittedError):
         Completer().complete("", "b")
     with pytest.raises(TypeError, match="pair 1"):
@@ -412,13 +418,13 @@ def test_a_word_of_the_previous_query_the_log_never_had_is_copied() -> None:
 def test_follow_is_an_option_that_is_saved(tmp_path: Path) -> None:
     pairs = run_pairs(users=300)
     c = Completer(index="trie", follow=0.45, progress=False).fit(pairs)
-    assert c.model.rank_params()["follow"] == pytest.approx(0.45)
+    assert c.model.options()["follow"] == 0.45
     again = Completer.load(c.save(tmp_path / "m"))
-    assert again.follow == pytest.approx(0.45)
+    assert again.follow == 0.45
     args = ("pizza in city0 st0", "part time j")
     assert again.complete(*args) == c.complete(*args)
     with pytest.raises(ValueError, match="follow"):
-        Completer(index="trie", copy=0.5, follow=0.5, progress=False).fit(pairs)
+        Completer(index="trie", copy=0.5, follow=0.5, progress=False)
     with pytest.raises(ValueError, match="follow"):
         c.model.complete(*args, follow=-0.1)
 
@@ -475,9 +481,9 @@ def test_the_fit_takes_the_queries_out_of_the_table_with_their_ids() -> None:
     listed = [by_id[i] for i in range(len(table))]
     counts = np.ones(len(table))
     options = (Completer().prev_features.options(), Completer().prefix_features.options())
-    kw = {"tree": "trie", "max_leaf_size": 4, "rank_holdout": 0.0}
-    from_table = _core.CompleterModel.fit(table, counts, prev, nxt, *options, **kw)
+    kw = _core.Options(index="trie", max_leaf_size=4, rank_holdout=0.0)
+    from_table = _core.CompleterModel.fit(table, counts, prev, nxt, *options, kw)
     assert len(table) == 0  # taken out, not copied
-    from_list = _core.CompleterModel.fit(listed, counts, prev, nxt, *options, **kw)
+    from_list = _core.CompleterModel.fit(listed, counts, prev, nxt, *options, kw)
     for prefix in ("b", "ba", "c", "a"):
         assert from_table.complete("amazon", prefix, 5) == from_list.complete("amazon", prefix, 5)

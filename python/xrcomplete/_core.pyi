@@ -9,6 +9,7 @@ __all__ = [
     "CompleterModel",
     "FeatureConcatModel",
     "ModelFormatError",
+    "Options",
     "ProductRetrieverModel",
     "ProgressCounter",
     "QueryIds",
@@ -247,6 +248,18 @@ class QueryIds:
     def get(self, query: str) -> int | None: ...
 
 @final
+class Options:
+    """Every option of a Completer with a value, checked (see xrcomplete.Completer)."""
+
+    def __new__(cls, **options: Any) -> Options: ...
+    def replace(self, **options: Any) -> Options: ...
+    def __getitem__(self, name: str, /) -> Any: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def changed(self) -> list[str]: ...
+    @staticmethod
+    def declarations() -> list[dict[str, Any]]: ...
+
+@final
 class CompleterModel:
     """A trained session-aware completer (see xrcomplete.completer.Completer)."""
 
@@ -258,54 +271,15 @@ class CompleterModel:
         next_ids: npt.NDArray[np.int64] | None,
         prev_features: TfidfOptions,
         prefix_features: TfidfOptions,
+        options: Options,
         *,
         times: npt.NDArray[np.float64] | None = None,
         users: npt.NDArray[np.float64] | None = None,
         user_offsets: npt.NDArray[np.uint64] | None = None,
         user_ids: npt.NDArray[np.uint32] | None = None,
-        min_users: float = 1.0,
-        fuzzy_one: int = 5,
-        fuzzy_two: int = 9,
-        tree: str = "hybrid",
-        trie_depth: int = 2,
-        branching: int = 16,
-        max_leaf_size: int = 100,
-        kmeans_max_iter: int = 20,
-        prefixes_per_pair: int = 3,
-        min_count: float = 1.0,
-        seed: int = 0,
-        cp: float = 1.0,
-        cn: float = 1.0,
-        bias: float = 1.0,
-        threshold: float = 0.1,
-        max_iter: int = 100,
-        eps: float = 0.1,
-        loss: str = "squared_hinge",
-        beam_size: int = 10,
-        candidates: int = 10,
-        model_floor: float = 1e-4,
-        generate: bool = True,
-        compose_beam: int = 6,
-        compose_words: int = 2,
-        copy: float = 0.2,
-        follow: float = 0.3,
-        lm_discount: float = 0.9,
-        lm_count_power: float = 0.5,
-        rank_holdout: float = 0.1,
-        rank_prefixes: int = 12,
-        rank_typos: float = 0.08,
-        ranker: str = "trees",
-        ranker_bins: int = 8,
-        ranker_trees: int = 100,
-        ranker_leaves: int = 31,
-        ranker_depth: int = 5,
-        features_off: Sequence[str] = ...,
-        live_half_life: float = 86400.0,
-        blocklist: Sequence[str] = ...,
         progress: ProgressCounter | None = None,
         shards: _PairShards | None = None,
         min_subtrees: int = 64,
-        range_rows: bool = False,
     ) -> CompleterModel: ...
     def complete(
         self,
@@ -392,7 +366,8 @@ class CompleterModel:
     def compact(
         model: _Path, events: _Path, min_clients: int = 3
     ) -> tuple[CompleterModel, dict[str, int]]: ...
-    def rank_params(self) -> dict[str, float]: ...
+    def options(self) -> Options: ...
+    def vectorizers(self) -> tuple[TfidfModel, TfidfModel]: ...
     def block(self, terms: Iterable[str]) -> int: ...
     def unblock(self, terms: Iterable[str]) -> int: ...
     def blocked(self) -> list[str]: ...

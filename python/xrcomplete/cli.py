@@ -22,9 +22,9 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from xrcomplete import Completer, ProductRetriever, Trie, __version__
+from xrcomplete import Completer, ProductRetriever, Trie, __version__, _core
 from xrcomplete.completer import MODEL_FILE, _model_path
 from xrcomplete.data import (
     ERRORS,
@@ -51,11 +51,7 @@ class UsageError(ValueError):
 
 def _train(args: argparse.Namespace, logs: Sequence[str]) -> tuple[Completer, float]:
     start = time.perf_counter()
-    completer = Completer(
-        index=args.index,
-        prefixes_per_pair=args.prefixes_per_pair,
-        min_count=args.min_count,
-    )
+    completer = Completer(**{d["name"]: getattr(args, d["name"]) for d in Completer.options()})
     ray = getattr(args, "ray", None)
     if getattr(args, "pairs", False):
         if ray is not None:
@@ -259,6 +255,19 @@ def _serve(args: argparse.Namespace) -> int:
         record_keys += [k.strip() for k in text.splitlines() if k.strip()]
     search_keys = list(args.search_key) + _env_keys("XRCOMPLETE_SEARCH_KEYS")
 
+    # Live counts as the model was trained to be served, unless the command line says.
+    given = {
+        "live_half_life": None
+        if args.live_half_life_hours is None
+        else args.live_half_life_hours * 3600.0,
+        "live_cap": args.live_cap,
+        "live_min_clients": args.live_min_clients,
+    }
+    live = dict(given)
+    if None in given.values():
+        saved = Completer.load(args.model, mmap=True).get_params(deep=False)
+        live = {k: saved[k] if v is None else v for k, v in given.items()}
+
     def started(server: Server) -> None:
         print(
             f"xrcomplete: serving model {server.model_id} at {server.url}/ "
@@ -277,8 +286,8 @@ def _serve(args: argparse.Namespace) -> int:
         watch=1.0 if args.watch else None,
         events=args.events,
         fsync=args.fsync,
-        live_half_life=args.live_half_life_hours * 3600.0,
-        live_cap=args.live_cap,
+        live_half_life=live["live_half_life"],
+        live_cap=live["live_cap"],
         blocklist=args.blocklist,
         on_start=started,
         admin_key=admin_key,
@@ -286,7 +295,7 @@ def _serve(args: argparse.Namespace) -> int:
         search_keys=search_keys,
         trusted_proxies=args.trusted_proxy,
         cors_origins=args.cors_origin,
-        live_min_clients=args.live_min_clients,
+        live_min_clients=live["live_min_clients"],
         record_rate=args.record_rate or None,
         record_burst=args.record_burst,
         complete_rate=args.complete_rate or None,
@@ -305,6 +314,9 @@ def _env_keys(name: str) -> list[str]:
 
 def _compact(args: argparse.Namespace) -> int:
     target = _writable_target(args.output, MODEL_FILE)
+    if args.live_min_clients is None:
+        saved = Completer.load(args.model, mmap=True).get_params(deep=False)
+        args.live_min_clients = saved["live_min_clients"]
     report = compact(
         args.model,
         args.events,
@@ -393,20 +405,88 @@ def _add_errors_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _option_value(declared: dict[str, Any]) -> Callable[[str], object]:
+    """A model option's type: the text read as the option's type and checked by the core's
+    declaration, else a one-line usage error."""
+    name = declared["name"]
+    number = "min_inclusive" in declared  # else a whole number (the other typed options)
+
+    def parse(text: str) -> object:
+        value: object = None
+        if text != "None" or number:
+            try:
+                value = float(text) if number else int(text)
+            except ValueError:
+                what = "a number" if number else "a whole number"
+                raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        try:
+            _core.Options(**{name: value})
+        except (TypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix("invalid input: ")) from None
+        return value
+
+    return parse
+
+
+def _switch(text: str) -> bool | str:
+    """An option that is on, off, or chosen by the fit ("auto")."""
+    values: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+    if text not in values:
+        raise argparse.ArgumentTypeError(f"must be auto, on or off, got {text!r}")
+    return values[text]
+
+
+def _option_flag(name: str) -> str:
+    return "--" + name.lower().replace("_", "-")
+
+
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--index", choices=("trie", "hybrid", "kmeans"), default="trie", help="label tree"
-    )
-    parser.add_argument(
-        "--prefixes-per-pair", type=_positive, default=3, help="prefixes sampled per query pair"
-    )
-    parser.add_argument(
-        "--min-count", type=_count, default=1, help="suggest queries searched this often"
-    )
+    _add_model_options(parser)
     parser.add_argument(
         "--gap-minutes", type=_minutes, default=30.0, help="a new session after this long a gap"
     )
     _add_errors_option(parser)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """A flag per option of ``Completer``, with the core's default and doc."""
+    group = parser.add_argument_group("model options (the Completer's; saved with the model)")
+    for d in Completer.options():
+        flag, name, default = _option_flag(d["name"]), d["name"], d["default"]
+        if d["type"] == "True or False":
+            group.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=d["doc"],
+            )
+        elif d["type"].startswith("True, False or"):
+            group.add_argument(
+                flag,
+                dest=name,
+                type=_switch,
+                metavar="{auto,on,off}",
+                default=default,
+                help=d["doc"],
+            )
+        elif "choices" in d:
+            group.add_argument(
+                flag, dest=name, choices=d["choices"], default=default, help=d["doc"]
+            )
+        elif d["type"] == "a list of strings":
+            group.add_argument(
+                flag, dest=name, nargs="*", metavar="TERM", default=list(default), help=d["doc"]
+            )
+        else:
+            group.add_argument(
+                flag,
+                dest=name,
+                type=_option_value(d),
+                default=default,
+                metavar="N",
+                help=d["doc"],
+            )
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -561,11 +641,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve_.add_argument(
         "--live-half-life-hours",
         type=_number(lambda v: v > 0, "a positive number of hours"),
-        default=24.0,
-        help="recorded searches count half as much after this long",
+        help="recorded searches count half as much after this long (default: the model's "
+        "live_half_life, 24 hours unless trained otherwise)",
     )
     serve_.add_argument(
-        "--live-cap", type=_positive, default=100_000, help="distinct recorded queries held at most"
+        "--live-cap",
+        type=_positive,
+        help="distinct recorded queries held at most (default: the model's live_cap)",
     )
     serve_.add_argument(
         "--blocklist",
@@ -616,8 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument(
         "--live-min-clients",
         type=_whole(1, 100),
-        default=3,
-        help="a query searched only by strangers is suggested once this many clients searched it",
+        help="a query searched only by strangers is suggested once this many clients searched it "
+        "(default: the model's live_min_clients)",
     )
     keys.add_argument(
         "--record-rate",
@@ -660,8 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     compact_.add_argument(
         "--live-min-clients",
         type=_whole(1, 100),
-        default=3,
-        help="leave out searches of queries fewer clients searched (as the server's floor)",
+        help="leave out searches of queries fewer clients searched (as the server's floor; "
+        "default: the model's live_min_clients)",
     )
     compact_.set_defaults(run=_compact)
     return parser

@@ -16,12 +16,14 @@ starts with the normalised prefix, and says whether it is a query of the log or 
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -39,6 +41,9 @@ from xrcomplete.data import (
 from xrcomplete.distributed import Engine, PairShards, RayEngine
 from xrcomplete.progress import ProgressLine, bar, with_progress
 from xrcomplete.text import NotFittedError, TfidfVectorizer
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class Completion(tuple[str, float]):
@@ -269,141 +274,198 @@ def _model_path(path: PathLike, saving: bool, name: str = MODEL_FILE) -> Path:
     return p
 
 
+class CompleterOptions(TypedDict, total=False):
+    """The keyword options of ``Completer`` and their types (the core declares them, with their
+    defaults, bounds and docs: ``Completer.options()``; a test checks the two agree)."""
+
+    trie_depth: int | None
+    branching: int
+    max_leaf_size: int
+    kmeans_max_iter: int
+    prefixes_per_pair: int
+    min_count: float
+    min_users: float
+    seed: int
+    Cp: float
+    Cn: float
+    bias: float
+    threshold: float
+    max_iter: int
+    eps: float
+    loss: str
+    range_rows: bool | str
+    lm_discount: float
+    lm_count_power: float
+    rank_holdout: float
+    rank_prefixes: int
+    rank_typos: float
+    ranker: str
+    ranker_bins: int
+    ranker_trees: int
+    ranker_leaves: int
+    ranker_depth: int
+    features_off: Sequence[str]
+    blocklist: Iterable[str]
+    beam_size: int
+    candidates: int
+    model_floor: float
+    generate: bool
+    use_model: bool
+    use_popular: bool
+    use_transitions: bool
+    compose_beam: int
+    compose_words: int
+    copy: float
+    follow: float
+    fuzzy_one: int
+    fuzzy_two: int
+    live_half_life: float
+    live_cap: int
+    live_min_clients: int
+
+
+#: The core's declaration of every option: name, kind, type, default, doc (and bounds).
+_DECLARED: list[dict[str, Any]] = _core.Options.declarations()
+_NAMES = frozenset(d["name"] for d in _DECLARED)
+_DEFAULT_INDEX: str = next(d["default"] for d in _DECLARED if d["name"] == "index")
+#: Parameters of ``Completer`` that are not model options: Python objects or how to report.
+_OTHER_PARAMS = ("prev_features", "prefix_features", "progress")
+
+
+def _options_doc() -> str:
+    kinds = {
+        "fit": "Training",
+        "rank": "Ranking (defaults of the trained model)",
+        "live": "Live counts",
+    }
+    lines = []
+    for kind, title in kinds.items():
+        lines.append(f"    {title}:")
+        for d in _DECLARED:
+            if d["kind"] == kind:
+                lines.append(f"      ``{d['name']}`` = {d['default']!r} ({d['type']}): {d['doc']}")
+    return "\n".join(lines)
+
+
 class Completer:
     """Query autocompletion from a search log, aware of the previous query of the session.
 
-    ``index``: the label tree of the model, "trie" (the trie of the queries, up to
-    ``trie_depth`` levels, default 8, and groups of at most ``max_leaf_size`` queries below
-    them), "hybrid" (``trie_depth`` trie levels, default 2, then k-means) or "kmeans" (PECOS's
-    default). Weights are stored as half floats. Training samples ``prefixes_per_pair`` prefix
-    lengths of every (previous, next) pair; queries searched fewer than ``min_count`` times are
-    never suggested whole. ``prev_features`` and ``prefix_features`` are unfitted
-    ``TfidfVectorizer`` s giving the options of the two feature blocks. The candidate options
-    (``beam_size``, ``candidates``, ``model_floor``, ``generate``: compose queries with the
-    language model, ``compose_beam``, ``compose_words``, ``copy``: the share of the previous
-    query's words in the language model's next-word choice, ``follow``: the share of the word
-    after the query's last one in the previous query, growing with each word of a copied run,
-    which may then go past ``compose_words``) are defaults that
-    ``completer.model.complete`` may override; see the README. The ranking stage learns from
-    the latest ``rank_holdout`` share of the pairs (``rank_prefixes`` prefixes each) ranked by
-    parts trained on the rest: ``ranker="trees"`` (LambdaMART: ``ranker_trees`` boosted trees of
-    at most ``ranker_leaves`` leaves and ``ranker_depth`` levels over the features, which can
-    learn how they interact; a log of fewer than 2,000 usable held-out lists learns the additive
-    ranker instead, and ``model.ranker_kind`` says which ranks) or
-    ``"additive"`` (a weight and ``ranker_bins`` bin offsets per feature); ``rank_typos`` of those
-    prefixes long enough for typo tolerance get one random edit, so that it learns how far to
-    trust a corrected prefix against the typed one; ``features_off`` leaves
-    ranking features out (for ablations). ``range_rows``: each node of the matcher learns only from
-    the training prefixes whose label range leaves its choice open (the beam is always restricted
-    to the prefix's range): 3.6x faster training on aol_train, MRR@10 0.0006 lower on aol_valid;
-    off by default (every prefix under its parent, as PECOS). ``progress``: a
-    progress bar on stderr while the model trains (True, False, or "auto": when stderr is a
-    terminal).
+    Training samples prefixes of every (previous, next) pair of the log and teaches an
+    XR-Linear matcher over a label tree of the queries; a language model composes queries never
+    searched whole; a ranker learned on the log's latest searches orders the candidates of
+    every source. ``prev_features`` and ``prefix_features`` are unfitted ``TfidfVectorizer`` s
+    giving the options of the two feature blocks (default: word 1-2 grams of the previous
+    query, prefix-weighted character 1-4 grams of the prefix). ``progress``: a progress bar on
+    stderr while the model trains (True, False, or "auto": when stderr is a terminal).
 
-    Searches made after training are recorded with ``record`` (live counts: decayed by half
-    every ``live_half_life`` seconds, at most ``live_cap`` distinct queries held) and complete
-    at once: as candidates, and as two features of the ranking (``live``, ``live_after``).
+    Every other option is declared once, in the core, with its bounds; a bad one raises
+    ``TypeError`` or ``ValueError`` here. The trained model keeps them: ``load`` and pickle
+    give back a completer whose ``get_params()`` equal the ones it was trained with.
+    ``get_params`` and ``set_params`` follow scikit-learn's convention; an option set on a
+    trained completer takes effect at the next ``fit``.
+
+    Searches made after training are recorded with ``record`` (live counts) and complete at
+    once: as candidates, and as two features of the ranking (``live``, ``live_after``).
 
     ``blocklist``: words and phrases no suggestion may contain, seen or composed (matched as
     whole words after NFKC and lower-casing: "ass" blocks "kick-ass", not "class"); ``block``
     and ``unblock`` change it on a trained completer, and ``save`` keeps it.
+
+    The options, with their defaults:
+
     """
+
+    # The options' values live in one checked core object; attributes read and write it.
+    _options: _core.Options
 
     def __init__(
         self,
-        index: str = "trie",
+        index: str = _DEFAULT_INDEX,
         *,
-        trie_depth: int | None = None,
-        prefixes_per_pair: int = 3,
-        min_count: float = 1,
-        min_users: float = 1,
-        fuzzy_one: int = 5,
-        fuzzy_two: int = 9,
         prev_features: TfidfVectorizer | None = None,
         prefix_features: TfidfVectorizer | None = None,
-        branching: int = 16,
-        max_leaf_size: int = 100,
-        threshold: float = 0.1,
-        Cp: float = 1.0,
-        Cn: float = 1.0,
-        seed: int = 0,
-        beam_size: int = 10,
-        candidates: int = 10,
-        model_floor: float = 1e-4,
-        generate: bool = True,
-        compose_beam: int = 6,
-        compose_words: int = 2,
-        copy: float = 0.2,
-        follow: float = 0.3,
-        lm_discount: float = 0.9,
-        lm_count_power: float = 0.5,
-        rank_holdout: float = 0.1,
-        rank_prefixes: int = 12,
-        rank_typos: float = 0.08,
-        ranker: str = "trees",
-        ranker_bins: int = 8,
-        ranker_trees: int = 100,
-        ranker_leaves: int = 31,
-        ranker_depth: int = 5,
-        features_off: Sequence[str] = (),
-        range_rows: bool = False,
-        live_half_life: float = 86_400.0,
-        live_cap: int = 100_000,
-        blocklist: Iterable[str] = (),
         progress: bool | str = "auto",
+        **options: Unpack[CompleterOptions],
     ) -> None:
-        if index not in _INDEXES:
-            raise ValueError(f"index must be one of {_INDEXES}, got {index!r}")
-        if trie_depth is not None and trie_depth < 0:
-            raise ValueError(f"trie_depth must be >= 0, got {trie_depth}")
-        if ranker not in ("trees", "additive"):
-            raise ValueError(f"ranker must be 'trees' or 'additive', got {ranker!r}")
-        self.index = index
-        self.trie_depth = trie_depth
-        self.prefixes_per_pair = prefixes_per_pair
-        self.min_count = min_count
-        self.min_users = min_users
-        self.fuzzy_one = fuzzy_one
-        self.fuzzy_two = fuzzy_two
+        object.__setattr__(self, "_options", _core.Options(index=index, **options))
         self.prev_features = prev_features or default_prev_features()
         self.prefix_features = prefix_features or default_prefix_features()
-        self.branching = branching
-        self.max_leaf_size = max_leaf_size
-        self.threshold = threshold
-        self.Cp = Cp
-        self.Cn = Cn
-        self.seed = seed
-        self.beam_size = beam_size
-        self.candidates = candidates
-        self.model_floor = model_floor
-        self.generate = generate
-        self.compose_beam = compose_beam
-        self.compose_words = compose_words
-        self.copy = copy
-        self.follow = follow
-        self.lm_discount = lm_discount
-        self.lm_count_power = lm_count_power
-        self.rank_holdout = rank_holdout
-        self.rank_prefixes = rank_prefixes
-        self.rank_typos = rank_typos
-        self.ranker = ranker
-        self.ranker_bins = ranker_bins
-        self.ranker_trees = ranker_trees
-        self.ranker_leaves = ranker_leaves
-        self.ranker_depth = ranker_depth
-        self.features_off = tuple(features_off)
-        self.range_rows = range_rows
-        self.live_half_life = live_half_life
-        self.live_cap = live_cap
-        # Set by reset_live(min_clients=...): the floor of searches recorded with a client.
-        self.live_min_clients = 3
-        if isinstance(blocklist, str):
-            raise TypeError("blocklist must be an iterable of str, not a single str")
-        self.blocklist = tuple(blocklist)
         self.progress = progress
         #: What ``fit_log`` read: rows, rows skipped and why (None before it runs).
         self.read_report_: ReadReport | None = None
         self._model: _core.CompleterModel | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when normal lookup fails: the options, read from the core object.
+        if name in _NAMES and "_options" in vars(self):
+            return self._options[name]
+        # Lookup again without this hook: the error it raised (a property's NotFittedError).
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _NAMES:
+            object.__setattr__(self, "_options", self._options.replace(**{name: value}))
+        else:
+            object.__setattr__(self, name, value)
+
+    @staticmethod
+    def options() -> list[dict[str, Any]]:
+        """Every option's declaration: name, kind ("fit", "rank", "live"), type, default, doc,
+        and where they apply choices, min and max."""
+        return [dict(d) for d in _DECLARED]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The parameters (scikit-learn's convention): every option, the two vectorizers and
+        ``progress``; with ``deep``, the vectorizers' own parameters too, as
+        ``prev_features__ngram_range``."""
+        params: dict[str, Any] = self._options.to_dict()
+        for name in _OTHER_PARAMS:
+            params[name] = getattr(self, name)
+        if deep:
+            for name in ("prev_features", "prefix_features"):
+                for key, value in getattr(self, name).get_params().items():
+                    params[f"{name}__{key}"] = value
+        return params
+
+    def set_params(self, **params: Any) -> Completer:
+        """Sets parameters (``get_params``' names, nested ones with ``__``), all checked before
+        any is set; returns the completer. A trained model changes at the next ``fit``."""
+        options = {k: v for k, v in params.items() if k in _NAMES}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            if key in _NAMES or key in _OTHER_PARAMS:
+                continue
+            owner, _, name = key.partition("__")
+            if owner not in ("prev_features", "prefix_features") or not name:
+                raise ValueError(f"invalid parameter {key!r} for Completer")
+            nested.setdefault(owner, {})[name] = value
+        checked = self._options.replace(**options)
+        vectorizers = {
+            owner: params.get(owner, getattr(self, owner))
+            for owner in ("prev_features", "prefix_features")
+        }
+        for owner, changes in nested.items():
+            merged = {**vectorizers[owner].get_params(), **changes}
+            TfidfVectorizer(**merged).options()  # checked before anything is set
+            vectorizers[owner] = TfidfVectorizer(**merged)
+        object.__setattr__(self, "_options", checked)
+        for owner, vectorizer in vectorizers.items():
+            setattr(self, owner, vectorizer)
+        if "progress" in params:
+            self.progress = params["progress"]
+        return self
+
+    def __repr__(self) -> str:
+        shown = [f"{name}={self._options[name]!r}" for name in self._options.changed()]
+        for name, default in (
+            ("prev_features", default_prev_features()),
+            ("prefix_features", default_prefix_features()),
+        ):
+            if getattr(self, name).get_params() != default.get_params():
+                shown.append(f"{name}={getattr(self, name)!r}")
+        if self.progress != "auto":
+            shown.append(f"progress={self.progress!r}")
+        return f"Completer({', '.join(shown)})"
 
     def fit(
         self,
@@ -512,12 +574,9 @@ class Completer:
                     users_of[found] = n
         elif self.min_users > 1:
             raise ValueError(
-                f"min_users = {self.min_users} needs how many users searched each query: "
+                f"min_users = {self.min_users:g} needs how many users searched each query: "
                 "fit(pairs, counts, users=...) or fit_log (which counts them)"
             )
-        trie_depth = self.trie_depth
-        if trie_depth is None:
-            trie_depth = 8 if self.index == "trie" else 2
         self._model = self._fit_model(
             ids,
             popularity,
@@ -527,12 +586,11 @@ class Completer:
             users_of,
             user_offsets,
             user_ids,
-            trie_depth,
             line,
             shards,
             Engine.min_subtrees if engine is None else engine.min_subtrees,
         )
-        self._model.reset_live(self.live_half_life, self.live_cap, self.live_min_clients)
+        self._reset_live()
         return self
 
     def _fit_model(
@@ -545,7 +603,6 @@ class Completer:
         users_of: np.ndarray | None,
         user_offsets: np.ndarray | None,
         user_ids: np.ndarray | None,
-        trie_depth: int,
         line: ProgressLine,
         shards: PairShards | None,
         min_subtrees: int,
@@ -563,48 +620,14 @@ class Completer:
                 next_ids if here else None,
                 prev_opts,
                 prefix_opts,
+                self._options,
                 times=times if here else None,
                 users=users_of,
                 user_offsets=user_offsets,
                 user_ids=user_ids,
-                min_users=float(self.min_users),
-                fuzzy_one=self.fuzzy_one,
-                fuzzy_two=self.fuzzy_two,
-                tree=self.index,
-                trie_depth=trie_depth,
-                branching=self.branching,
-                max_leaf_size=self.max_leaf_size,
-                prefixes_per_pair=self.prefixes_per_pair,
-                min_count=self.min_count,
-                seed=self.seed,
-                cp=self.Cp,
-                cn=self.Cn,
-                threshold=self.threshold,
-                beam_size=self.beam_size,
-                candidates=self.candidates,
-                model_floor=self.model_floor,
-                generate=self.generate,
-                compose_beam=self.compose_beam,
-                compose_words=self.compose_words,
-                copy=self.copy,
-                follow=self.follow,
-                lm_discount=self.lm_discount,
-                lm_count_power=self.lm_count_power,
-                rank_holdout=self.rank_holdout,
-                rank_prefixes=self.rank_prefixes,
-                rank_typos=self.rank_typos,
-                ranker=self.ranker,
-                ranker_bins=self.ranker_bins,
-                ranker_trees=self.ranker_trees,
-                ranker_leaves=self.ranker_leaves,
-                ranker_depth=self.ranker_depth,
-                features_off=list(self.features_off),
-                live_half_life=self.live_half_life,
-                blocklist=list(self.blocklist),
                 progress=counter,
                 shards=shards,
                 min_subtrees=min_subtrees,
-                range_rows=self.range_rows,
             ),
             self.progress,
             line,
@@ -777,13 +800,9 @@ class Completer:
         """Forgets what was recorded; optionally sets a new ``half_life`` (seconds; ``inf``:
         no decay), ``cap`` and ``min_clients`` (the distinct clients a query recorded with
         ``client=`` needs before it is seen)."""
-        if half_life is not None:
-            self.live_half_life = half_life
-        if cap is not None:
-            self.live_cap = cap
-        if min_clients is not None:
-            self.live_min_clients = min_clients
-        self.model.reset_live(self.live_half_life, self.live_cap, self.live_min_clients)
+        changes = {"live_half_life": half_life, "live_cap": cap, "live_min_clients": min_clients}
+        self.set_params(**{k: v for k, v in changes.items() if v is not None})
+        self._reset_live()
 
     def block(self, terms: Iterable[str]) -> int:
         """Blocks ``terms`` (words or phrases) from every later answer, at once, also in
@@ -837,32 +856,85 @@ class Completer:
         model is in use; ``save`` never changes a file in place (it writes a new file and renames
         it), so saving a new model over a mapped one is safe.
         """
-        completer = cls(progress=False)
-        completer._model = _core.CompleterModel.load(_model_path(path, saving=False), mmap=mmap)
-        rank = completer._model.rank_params()
-        completer.beam_size = int(rank["beam_size"])
-        completer.candidates = int(rank["candidates"])
-        completer.model_floor = rank["model_floor"]
-        completer.generate = bool(rank["generate"])
-        completer.compose_beam = int(rank["compose_beam"])
-        completer.compose_words = int(rank["compose_words"])
-        completer.copy = rank["copy"]
-        completer.follow = rank["follow"]
+        return cls._of_model(_core.CompleterModel.load(_model_path(path, saving=False), mmap=mmap))
+
+    @classmethod
+    def _of_model(cls, model: _core.CompleterModel, progress: bool | str = "auto") -> Completer:
+        """A completer serving ``model``, with the options and vectorizers it was trained with."""
+        prev, prefix = model.vectorizers()
+        completer = cls(
+            prev_features=TfidfVectorizer(**prev.params()),
+            prefix_features=TfidfVectorizer(**prefix.params()),
+            progress=progress,
+        )
+        object.__setattr__(completer, "_options", model.options())
+        completer._model = model
+        completer._reset_live()
         return completer
 
     def __getstate__(self) -> dict[str, object]:
-        state = dict(vars(self))
-        state["_model"] = None if self._model is None else self._model.to_bytes()
-        return state
+        # The model file's own bytes (which hold the options it was trained with), the options
+        # as plain values, the vectorizers' parameters: nothing but data is pickled.
+        return {
+            "options": self._options.to_dict(),
+            "prev_features": self.prev_features.get_params(),
+            "prefix_features": self.prefix_features.get_params(),
+            "progress": self.progress,
+            "read_report_": self.read_report_,
+            "_model": None if self._model is None else self._model.to_bytes(),
+        }
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        data = state.pop("_model")
-        self.read_report_ = None  # absent from pickles made before it existed
-        self.live_half_life, self.live_cap = 86_400.0, 100_000  # likewise
-        self.live_min_clients = 3
-        self.range_rows = False  # likewise
-        vars(self).update(state)
-        self._model = None if not isinstance(data, bytes) else _core.CompleterModel.from_bytes(data)
-        if self._model is not None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        data = state.get("_model")
+        if "options" in state:
+            options, prev, prefix = (
+                state["options"],
+                state["prev_features"],
+                state["prefix_features"],
+            )
+        else:
+            # A pickle made before options were declared: its attributes, as far as known.
+            options = {k: v for k, v in state.items() if k in _NAMES}
+            prev = state["prev_features"].get_params()
+            prefix = state["prefix_features"].get_params()
+        self.__init__(  # type: ignore[misc]
+            prev_features=TfidfVectorizer(**prev),
+            prefix_features=TfidfVectorizer(**prefix),
+            progress=state.get("progress", "auto"),
+            **options,
+        )
+        self.read_report_ = state.get("read_report_")
+        if isinstance(data, bytes):
+            self._model = _core.CompleterModel.from_bytes(data)
+            if "options" not in state:
+                object.__setattr__(self, "_options", self._model.options().replace(**options))
             # Live counts are not pickled (nor saved): they stay with the running object.
-            self._model.reset_live(self.live_half_life, self.live_cap, self.live_min_clients)
+            self._reset_live()
+
+    def _reset_live(self) -> None:
+        self.model.reset_live(self.live_half_life, self.live_cap, self.live_min_clients)
+
+
+def _signature() -> inspect.Signature:
+    """``Completer.__init__`` as ``help`` and ``inspect`` should show it: every option with its
+    declared default (the code takes them as ``**options``)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("index", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=_DEFAULT_INDEX),
+    ]
+    params += [
+        inspect.Parameter(d["name"], keyword, default=d["default"])
+        for d in _DECLARED
+        if d["name"] != "index"
+    ]
+    params += [
+        inspect.Parameter("prev_features", keyword, default=None),
+        inspect.Parameter("prefix_features", keyword, default=None),
+        inspect.Parameter("progress", keyword, default="auto"),
+    ]
+    return inspect.Signature(params)
+
+
+Completer.__doc__ = (Completer.__doc__ or "") + _options_doc() + "\n"
+Completer.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

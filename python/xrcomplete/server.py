@@ -209,8 +209,8 @@ def compact(
     server's floor, ``--live-min-clients``) are left out too (``below_floor``): what one
     stranger searched must not become everybody's suggestion through compaction.
 
-    ``retrain``: a log in AOL's layout; a new completer (default options: a model file does not
-    keep its training options) is trained on it and the searches instead, so that every query
+    ``retrain``: a log in AOL's layout; a new completer, with the options ``model`` was trained
+    with (its file keeps them), is trained on it and the searches instead, so that every query
     becomes one it can suggest (``unknown`` is then 0)."""
     if retrain is None:
         folded, report = CompleterModel.compact(
@@ -219,8 +219,9 @@ def compact(
         folded.save(_model_path(output, saving=True))
         return report
     searches, damaged, below = read_event_log(events, min_clients)
-    Completer.load(model, mmap=True)  # the model must be one, as without retrain
-    completer = Completer(progress="auto").fit_log(retrain, searches=searches)
+    trained = Completer.load(model, mmap=True)  # the model must be one, as without retrain
+    params = {**trained.get_params(deep=False), "progress": "auto"}
+    completer = Completer(**params).fit_log(retrain, searches=searches)
     completer.save(output)
     return {
         "searches": len(searches) + below,

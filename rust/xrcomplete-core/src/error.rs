@@ -89,6 +89,10 @@ pub enum Error {
         why: &'static str,
     },
 
+    /// An argument of the wrong type (an option given a string where it takes a number).
+    #[error("{0}")]
+    InvalidType(String),
+
     /// Any other argument out of its domain.
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -765,6 +765,17 @@ impl<'a> Fields<'a> {
         self.u64().map(f64::from_bits)
     }
 
+    /// A string: its length in bytes (u64), then its UTF-8 bytes.
+    pub fn text(&mut self) -> Result<String> {
+        let n = self.u64()?;
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= self.data.len() - self.at)
+            .ok_or_else(|| format_err(format!("section {:?} is too short", self.section)))?;
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| format_err(format!("section {:?}: a string not UTF-8", self.section)))
+    }
+
     /// The error for a field value that is not one of the known codes.
     pub fn bad(&self, field: &str, value: impl std::fmt::Display) -> Error {
         format_err(format!(

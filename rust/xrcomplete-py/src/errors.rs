@@ -2,7 +2,7 @@
 
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyOSError, PyOverflowError, PyRuntimeError, PyValueError,
+    PyFileNotFoundError, PyOSError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -25,6 +25,7 @@ pub(crate) fn to_py_err(err: core::Error) -> PyErr {
         | core::Error::TooLarge { .. }
         | core::Error::EmptyVocabulary { .. }
         | core::Error::InvalidInput(_) => PyValueError::new_err(message),
+        core::Error::InvalidType(_) => PyTypeError::new_err(message),
         // cause() looks through InFile; were it nested oddly, it is still a file's error.
         core::Error::Format { .. }
         | core::Error::InFile { .. }

@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod options;
 mod persist;
 mod qac;
 mod retrieval;
@@ -33,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<xr::XRLinearModel>()?;
     m.add_class::<xr::ProgressCounter>()?;
     m.add_class::<qac::CompleterModel>()?;
+    m.add_class::<options::Options>()?;
     m.add_class::<qac::QueryIds>()?;
     m.add_class::<retrieval::ProductRetrieverModel>()?;
     m.add_class::<server::Server>()?;

@@ -9,16 +9,17 @@ use pyo3::types::PyBytes;
 
 use xrcomplete_core::live::{self, wal, LiveCounts, LiveParams, Search};
 use xrcomplete_core::persist::Persist;
-use xrcomplete_core::qac::{self, CompleteScratch, Completer, FitParams, Origin, RankParams};
-use xrcomplete_core::rank::{Ranker, RankerTrainParams, TreeTrainParams};
+use xrcomplete_core::qac::{self, CompleteScratch, Completer, Origin, RankParams};
+use xrcomplete_core::rank::Ranker;
 use xrcomplete_core::text::Interner;
 use xrcomplete_core::xr::Progress;
 use xrcomplete_core::{Error as CoreError, Result as CoreResult};
 
 use crate::errors::{check_k, count, to_py_err};
+use crate::options::Options;
 use crate::persist;
-use crate::text::{extract_texts, TfidfOptions};
-use crate::xr::{train_params, tree_spec, ProgressCounter};
+use crate::text::{extract_texts, TfidfModel, TfidfOptions};
+use crate::xr::ProgressCounter;
 
 /// The distinct queries of a fit, numbered in order of first use: the query table of
 /// `Completer.fit`, held here rather than as a Python dict of strings and ints (at ten million
@@ -364,20 +365,9 @@ impl CompleterModel {
     /// same model, trained where the pairs are.
     #[staticmethod]
     #[pyo3(signature = (
-        queries, counts, prev_ids, next_ids, prev_features, prefix_features, *, times = None,
-        users = None, user_offsets = None, user_ids = None, min_users = 1.0, fuzzy_one = 5,
-        fuzzy_two = 9,
-        tree = "hybrid", trie_depth = 2, branching = 16, max_leaf_size = 100,
-        kmeans_max_iter = 20, prefixes_per_pair = 3, min_count = 1.0, seed = 0, cp = 1.0,
-        cn = 1.0, bias = 1.0, threshold = 0.1, max_iter = 100, eps = 0.1,
-        loss = "squared_hinge", beam_size = 10, candidates = 10, model_floor = 1e-4,
-        generate = true, compose_beam = 6, compose_words = 2, copy = 0.2, follow = 0.3,
-        lm_discount = 0.9, lm_count_power = 0.5,
-        rank_holdout = 0.1, rank_prefixes = 12, rank_typos = 0.08, ranker = "trees",
-        ranker_bins = 8, ranker_trees = 100, ranker_leaves = 31,
-        ranker_depth = 5, features_off = Vec::new(),
-        live_half_life = 86_400.0, blocklist = Vec::new(), progress = None, shards = None,
-        min_subtrees = 64, range_rows = false,
+        queries, counts, prev_ids, next_ids, prev_features, prefix_features, options, *,
+        times = None, users = None, user_offsets = None, user_ids = None, progress = None,
+        shards = None, min_subtrees = 64,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
@@ -388,120 +378,19 @@ impl CompleterModel {
         next_ids: Option<PyReadonlyArray1<'_, i64>>,
         prev_features: &TfidfOptions,
         prefix_features: &TfidfOptions,
+        options: &Options,
         times: Option<PyReadonlyArray1<'_, f64>>,
         users: Option<PyReadonlyArray1<'_, f64>>,
         user_offsets: Option<PyReadonlyArray1<'_, u64>>,
         user_ids: Option<PyReadonlyArray1<'_, u32>>,
-        min_users: f64,
-        fuzzy_one: usize,
-        fuzzy_two: usize,
-        tree: &str,
-        trie_depth: usize,
-        branching: usize,
-        max_leaf_size: usize,
-        kmeans_max_iter: usize,
-        prefixes_per_pair: usize,
-        min_count: f64,
-        seed: u64,
-        cp: f64,
-        cn: f64,
-        bias: f64,
-        threshold: f64,
-        max_iter: usize,
-        eps: f64,
-        loss: &str,
-        beam_size: usize,
-        candidates: usize,
-        model_floor: f32,
-        generate: bool,
-        compose_beam: usize,
-        compose_words: usize,
-        copy: f32,
-        follow: f32,
-        lm_discount: f32,
-        lm_count_power: f64,
-        rank_holdout: f64,
-        rank_prefixes: usize,
-        rank_typos: f64,
-        ranker: &str,
-        ranker_bins: usize,
-        ranker_trees: usize,
-        ranker_leaves: usize,
-        ranker_depth: usize,
-        features_off: Vec<String>,
-        live_half_life: f64,
-        blocklist: Vec<String>,
         progress: Option<PyRef<'_, ProgressCounter>>,
         shards: Option<Py<PyAny>>,
         min_subtrees: usize,
-        range_rows: bool,
     ) -> PyResult<Self> {
-        LiveParams {
-            half_life: live_half_life,
-            ..LiveParams::default()
-        }
-        .check()
-        .map_err(to_py_err)?;
-        let rank = RankParams {
-            beam_size,
-            candidates,
-            model_floor,
-            generate,
-            compose_beam,
-            compose_words,
-            copy,
-            follow,
-            fuzzy_one,
-            fuzzy_two,
-            ..RankParams::default()
-        };
-        rank.check().map_err(to_py_err)?;
-        let trees = match ranker {
-            "trees" => Some(TreeTrainParams {
-                trees: ranker_trees,
-                leaves: ranker_leaves,
-                max_depth: ranker_depth,
-                ..TreeTrainParams::default()
-            }),
-            "additive" => None,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "ranker must be 'trees' or 'additive', got {other:?}"
-                )))
-            }
-        };
-        let params = FitParams {
-            prev: prev_features.config.clone(),
-            prefix: prefix_features.config.clone(),
-            tree: tree_spec(
-                tree,
-                trie_depth,
-                branching,
-                max_leaf_size,
-                kmeans_max_iter,
-                seed,
-            )?,
-            train: train_params(cp, cn, bias, threshold, max_iter, eps, seed, loss)?,
-            prefixes_per_pair,
-            min_count,
-            min_users,
-            seed,
-            rank,
-            lm_discount,
-            lm_count_power,
-            rank_holdout,
-            rank_prefixes,
-            rank_typos,
-            ranker: RankerTrainParams {
-                bins: ranker_bins,
-                ..RankerTrainParams::default()
-            },
-            trees,
-            features_off,
-            live_half_life,
-            blocklist,
-            range_rows,
-        };
+        let params = options
+            .inner
+            .fit_params(prev_features.config.clone(), prefix_features.config.clone())
+            .map_err(to_py_err)?;
         let engine = shards.map(|engine| Arc::new(PyPairShards::new(engine)));
         let sharding = engine.clone().map(|shards| qac::Sharding {
             shards,
@@ -924,27 +813,22 @@ impl CompleterModel {
         .collect()
     }
 
-    /// The default ranking options, as a dict.
-    fn rank_params(&self) -> std::collections::BTreeMap<&'static str, f64> {
-        let r = self.inner.rank_params();
-        let flag = |b: bool| f64::from(u8::from(b));
-        [
-            ("beam_size", r.beam_size as f64),
-            ("candidates", r.candidates as f64),
-            ("model_floor", f64::from(r.model_floor)),
-            ("generate", flag(r.generate)),
-            ("use_model", flag(r.use_model)),
-            ("use_popular", flag(r.use_popular)),
-            ("use_transitions", flag(r.use_transitions)),
-            ("compose_beam", r.compose_beam as f64),
-            ("compose_words", r.compose_words as f64),
-            ("copy", f64::from(r.copy)),
-            ("follow", f64::from(r.follow)),
-            ("fuzzy_one", r.fuzzy_one as f64),
-            ("fuzzy_two", r.fuzzy_two as f64),
-        ]
-        .into_iter()
-        .collect()
+    /// The options it was trained with (a file saved before options were: its ranking
+    /// options, privacy floor and blocklist, the rest at their defaults).
+    fn options(&self) -> Options {
+        Options {
+            inner: self.inner.options().clone(),
+        }
+    }
+
+    /// The fitted vectorizers of the previous query and of the prefix.
+    fn vectorizers(&self) -> (TfidfModel, TfidfModel) {
+        let blocks = self.inner.features().blocks();
+        // A completer has two blocks (checked when it is built or read).
+        let block = |i: usize| TfidfModel {
+            inner: Arc::clone(&blocks[i]),
+        };
+        (block(0), block(1))
     }
 
     /// Blocks `terms` (words or phrases, matched as whole words after NFKC and lower-casing)

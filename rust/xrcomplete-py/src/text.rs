@@ -232,7 +232,7 @@ impl TfidfOptions {
 /// A fitted TF-IDF vectorizer (vocabulary sorted by term, idf). Immutable; thread-safe.
 #[pyclass(module = "xrcomplete._core", frozen)]
 pub(crate) struct TfidfModel {
-    inner: Arc<TfidfVectorizer>,
+    pub(crate) inner: Arc<TfidfVectorizer>,
 }
 
 #[pymethods]

@@ -22,10 +22,20 @@
 //! `rank_typos` of their prefixes with a random slip) are ranked with them, and the ranker
 //! learns to put the query really searched first; then the parts are trained again on the
 //! whole log.
+//!
+//! Rooms: `options.rs` (every option, declared once, saved with the model), `fit.rs` (checks and
+//! the parts trained on the pairs, here or in `shards.rs`), `ranker_fit.rs` (the ranker),
+//! `complete.rs` (answering), `persist.rs` (the file and the upgrades of older ones); the
+//! candidate sources and features in `candidates.rs`, the language model in `lm.rs`.
 
 mod blocklist;
 mod candidates;
+mod complete;
+mod fit;
 mod lm;
+mod options;
+mod persist;
+mod ranker_fit;
 mod shape;
 pub mod shards;
 mod transitions;
@@ -53,10 +63,14 @@ use crate::Trie;
 pub use blocklist::Blocklist;
 pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGMENTS};
 pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
+pub use options::{
+    declared, Declared, DefaultValue, OptionKind, OptionType, Options, Value, OPTIONS,
+};
 pub use shards::{part_answer, shard_answer, shard_pieces, PairShards, Sharding};
 pub use transitions::{Followers, Transitions};
 
 use candidates::{Candidate, GatherScratch, Sources};
+pub(crate) use fit::{sample_prefix_ends, Log};
 use shards::{HeldOut, Pairs, Rows, Sampler, ShardedPairs};
 
 /// A query as the log and the evaluation protocol see it: lower-cased (as Python's
@@ -234,52 +248,28 @@ pub struct FitParams {
     pub blocklist: Vec<String>,
     /// Train each node of the matcher only on the prefixes whose label range leaves its
     /// choice open ([`xr::train_with`]'s `ranges`): the beam is always restricted to the
-    /// prefix's range, so the other rows teach it nothing it uses.
-    pub range_rows: bool,
+    /// prefix's range, so the other rows teach it nothing it uses. `None`: from
+    /// [`RANGE_ROWS_FROM`] pairs on.
+    pub range_rows: Option<bool>,
+    /// The declared options these were built from ([`Options::fit_params`]), saved with the
+    /// model. (Fields changed after that are saved as far as they are ranking options.)
+    pub options: Options,
 }
 
 impl Default for FitParams {
+    /// [`OPTIONS`]' defaults, with default vectorizers.
     fn default() -> Self {
-        FitParams {
-            prev: TfidfConfig::default(),
-            prefix: TfidfConfig::default(),
-            tree: TreeSpec::trie(8),
-            train: TrainParams::default(),
-            prefixes_per_pair: 3,
-            min_count: 1.0,
-            min_users: 1.0,
-            seed: 0,
-            rank: RankParams::default(),
-            lm_discount: 0.9,
-            lm_count_power: 0.5,
-            rank_holdout: 0.1,
-            rank_prefixes: 12,
-            rank_typos: 0.08,
-            ranker: RankerTrainParams::default(),
-            trees: Some(TreeTrainParams::default()),
-            features_off: Vec::new(),
-            live_half_life: LiveParams::default().half_life,
-            blocklist: Vec::new(),
-            range_rows: false,
-        }
+        Options::default()
+            .fit_params(TfidfConfig::default(), TfidfConfig::default())
+            .expect("the declared defaults are valid")
     }
 }
 
-/// Fewer held-out lists than this (with the right query among the candidates) and the fixed
-/// rule ranks instead: too few to learn from.
-const MIN_RANK_LISTS: usize = 200;
-
-/// Fewer lists than this and the ranker is additive even where trees were asked for: trees of
-/// `min_leaf` candidates per leaf need more examples than a weight per feature does (on logs of
-/// a few hundred pairs they placed composed answers wherever their leaves fell).
-const MIN_TREE_LISTS: usize = 2_000;
-
-/// Held-out lists used at most to learn the ranker.
-const MAX_RANK_LISTS: usize = 100_000;
-
-/// Steps in which the held-out searches are recorded as live counts while the ranker's lists
-/// are gathered (the lists of a step see the searches of the steps before it).
-const LIVE_STEPS: usize = 64;
+/// Logs of at least this many pairs train with `range_rows` unless told otherwise. On
+/// aol_train (120,797 pairs) it costs 0.0010 MRR@10 per case and 0.0009 per pair on
+/// aol_valid for a fit 3.5x faster; the time it saves grows faster than the log (a million
+/// pairs: 6.4x the time of 250,000 without it, 4.2x with it, `benches/scale.py`).
+pub const RANGE_ROWS_FROM: usize = 200_000;
 
 /// One candidate of [`Completer::explain`].
 #[derive(Debug, Clone, PartialEq)]
@@ -363,6 +353,8 @@ pub struct Completer {
     /// True when the ranker was learned (false: the fixed rule, for a log too small).
     learned: bool,
     rank: RankParams,
+    /// The options it was trained with (its ranking options are `rank`).
+    options: Options,
     /// Replaced whole when terms are added or removed: a completion reads one version.
     blocklist: RwLock<Arc<Blocklist>>,
     /// The privacy floor it was trained with ([`FitParams::min_users`]): above 1, queries
@@ -382,574 +374,16 @@ pub struct QueryUsers<'a> {
     pub ids: Option<(&'a [u64], &'a [u32])>,
 }
 
-/// (queries, counts, users, pairs) of a log, checked.
-pub(crate) struct Log<'a, S> {
-    queries: &'a [S],
-    counts: &'a [f64],
-    /// Distinct users of each query (None: not known, the floor is 1).
-    users: Option<&'a [f64]>,
-    /// Their ids (checked CSR), when known.
-    user_ids: Option<(&'a [u64], &'a [u32])>,
-    pairs: Pairs<'a>,
-    /// The pairs held out of this fit (for the ranker to learn from), if any.
-    held_out: Option<HeldOut>,
-}
-
-impl<S: AsRef<str>> Log<'_, S> {
-    /// True when query `i` was searched at least `min_count` times (and at all).
-    fn searched_enough(&self, i: usize, params: &FitParams) -> bool {
-        let c = self.counts[i];
-        c >= params.min_count && c > 0.0
-    }
-
-    /// True when query `i` may be suggested whole: searched often enough, by enough users.
-    fn keeps(&self, i: usize, params: &FitParams) -> bool {
-        self.searched_enough(i, params) && self.users.is_none_or(|u| u[i] >= params.min_users)
-    }
-}
-
 impl Completer {
-    /// Trains a completer on a log: `queries[i]` (normalised, see [`normalize_query`]) was
-    /// searched `counts[i]` times, and `pairs` lists (previous query, next query) as indices
-    /// into `queries`, `None` for a session's first query. `times[i]` (any increasing scale)
-    /// says when pair `i` happened; without times the pairs are taken to be in time order.
-    pub fn fit<S: AsRef<str> + Sync>(
-        queries: &[S],
-        counts: &[f64],
-        pairs: &[(Option<u32>, u32)],
-        times: Option<&[f64]>,
-        params: &FitParams,
-        progress: &Progress,
-    ) -> Result<Self> {
-        Self::fit_with_users(queries, counts, None, pairs, times, params, progress)
-    }
-
-    /// [`Completer::fit`], with `users[i]` the number of distinct users who searched
-    /// `queries[i]` (at least up to `min_users`): the privacy floor of [`FitParams::min_users`].
-    pub fn fit_with_users<S: AsRef<str> + Sync>(
-        queries: &[S],
-        counts: &[f64],
-        users: Option<QueryUsers<'_>>,
-        pairs: &[(Option<u32>, u32)],
-        times: Option<&[f64]>,
-        params: &FitParams,
-        progress: &Progress,
-    ) -> Result<Self> {
-        let (users, user_ids, blocklist) = Self::check_fit(queries, counts, users, params)?;
-        let bad = |what: String| Err(Error::InvalidInput(what));
-        let n = queries.len() as u64;
-        if let Some(&(p, q)) = pairs
-            .iter()
-            .find(|&&(p, q)| p.is_some_and(|p| u64::from(p) >= n) || u64::from(q) >= n)
-        {
-            return bad(format!(
-                "pair ({p:?}, {q}) refers to a query out of range (there are {n})"
-            ));
-        }
-        if let Some(times) = times {
-            if times.len() != pairs.len() {
-                return bad(format!("{} times for {} pairs", times.len(), pairs.len()));
-            }
-            if times.iter().any(|t| !t.is_finite()) {
-                return bad("times must be finite numbers".into());
-            }
-        }
-        let log = Log {
-            queries,
-            counts,
-            users,
-            user_ids,
-            pairs: Pairs::Here { pairs, times },
-            held_out: None,
-        };
-        Self::fit_log(&log, blocklist, params, progress)
-    }
-
-    /// Checks the options and everything a fit is given but the pairs: the user counts and
-    /// ids to use, and the blocklist.
-    #[allow(clippy::type_complexity)]
-    fn check_fit<'u, S: AsRef<str>>(
-        queries: &[S],
-        counts: &[f64],
-        users: Option<QueryUsers<'u>>,
-        params: &FitParams,
-    ) -> Result<(Option<&'u [f64]>, Option<(&'u [u64], &'u [u32])>, Blocklist)> {
-        params.rank.check()?;
-        params.train.check()?;
-        if let Some(trees) = &params.trees {
-            trees.check()?;
-        }
-        let bad = |what: String| Err(Error::InvalidInput(what));
-        if queries.len() != counts.len() {
-            return bad(format!(
-                "{} queries but {} counts",
-                queries.len(),
-                counts.len()
-            ));
-        }
-        if params.prefixes_per_pair == 0 || params.rank_prefixes == 0 {
-            return bad("prefixes_per_pair and rank_prefixes must be >= 1".into());
-        }
-        if !(params.min_count.is_finite() && params.min_count >= 0.0) {
-            return bad(format!(
-                "min_count must be a finite number >= 0, got {}",
-                params.min_count
-            ));
-        }
-        if !(0.0..1.0).contains(&params.rank_holdout) {
-            return bad(format!(
-                "rank_holdout must be in [0, 1), got {}",
-                params.rank_holdout
-            ));
-        }
-        if !(0.0..=1.0).contains(&params.rank_typos) {
-            return bad(format!(
-                "rank_typos must be in [0, 1], got {}",
-                params.rank_typos
-            ));
-        }
-        if !(0.0..=1.0).contains(&params.lm_count_power) {
-            return bad(format!(
-                "lm_count_power must be in [0, 1], got {}",
-                params.lm_count_power
-            ));
-        }
-        if !(params.lm_discount > 0.0 && params.lm_discount <= 1.0) {
-            return bad(format!(
-                "lm_discount must be in (0, 1], got {}",
-                params.lm_discount
-            ));
-        }
-        if let Some(f) = params
-            .features_off
-            .iter()
-            .find(|f| !FEATURES.contains(&f.as_str()))
-        {
-            return bad(format!(
-                "unknown ranking feature {f:?}; known: {FEATURES:?}"
-            ));
-        }
-        for q in queries {
-            let q = q.as_ref();
-            if q.is_empty() || normalize_query(q) != q {
-                return bad(format!(
-                    "queries must be non-empty and normalised (lower-case, stripped), got {:?}",
-                    q.chars().take(80).collect::<String>()
-                ));
-            }
-        }
-        if let Some(c) = counts.iter().find(|c| !(c.is_finite() && **c >= 0.0)) {
-            return bad(format!("counts must be finite numbers >= 0, got {c}"));
-        }
-        if !(params.min_users.is_finite() && params.min_users >= 1.0) {
-            return bad(format!(
-                "min_users must be a finite number >= 1, got {}",
-                params.min_users
-            ));
-        }
-        let user_ids = users.and_then(|u| u.ids);
-        if let Some((offsets, ids)) = user_ids {
-            let ok = offsets.len() == queries.len() + 1
-                && offsets.first() == Some(&0)
-                && offsets.last() == Some(&(ids.len() as u64))
-                && offsets.windows(2).all(|w| w[0] <= w[1]);
-            if !ok {
-                return bad(
-                    "user ids: offsets must rise from 0 to their number, one per query".into(),
-                );
-            }
-        }
-        let users = users.map(|u| u.counts);
-        match users {
-            Some(u) if u.len() != queries.len() => {
-                return bad(format!(
-                    "{} queries but {} user counts",
-                    queries.len(),
-                    u.len()
-                ))
-            }
-            Some(u) if u.iter().any(|v| !(v.is_finite() && *v >= 0.0)) => {
-                return bad("user counts must be finite numbers >= 0".into())
-            }
-            None if params.min_users > 1.0 => {
-                return bad(format!(
-                    "min_users = {} needs the number of distinct users of each query",
-                    params.min_users
-                ))
-            }
-            _ => {}
-        }
-        Ok((users, user_ids, Blocklist::new(&params.blocklist)?))
-    }
-
-    /// [`Completer::fit_with_users`] of the pairs that `sharding`'s shards hold (ids of
-    /// `queries`; the shards check them): what needs the pairs is computed in the shards
-    /// ([`shards`]), and the same completer is trained.
-    pub fn fit_on_shards<S: AsRef<str> + Sync>(
-        queries: &[S],
-        counts: &[f64],
-        users: Option<QueryUsers<'_>>,
-        sharding: &Sharding,
-        params: &FitParams,
-        progress: &Progress,
-    ) -> Result<Self> {
-        let (users, user_ids, blocklist) = Self::check_fit(queries, counts, users, params)?;
-        let pairs = ShardedPairs::new(sharding, queries.len())?;
-        let log = Log {
-            queries,
-            counts,
-            users,
-            user_ids,
-            pairs: Pairs::Shards(&pairs),
-            held_out: None,
-        };
-        Self::fit_log(&log, blocklist, params, progress)
-    }
-
-    /// Trains every part of a completer on `log`.
-    fn fit_log<S: AsRef<str> + Sync>(
-        log: &Log<S>,
-        blocklist: Blocklist,
-        params: &FitParams,
-        progress: &Progress,
-    ) -> Result<Self> {
-        let (ranker, learned) = match log.pairs.held_out(params.rank_holdout)? {
-            Some(rule) => Self::learn_ranker(log, rule, params, progress)?,
-            None => (fixed_ranker()?, false),
-        };
-        // The ranker's own parts are gone: their small blocks go back before the rows come.
-        crate::hugepages::release_free_memory();
-        let sources = Self::fit_sources(log, params, progress)?;
-        progress.set_stage(Stage::Finishing);
-        Self::from_parts(
-            sources,
-            ranker,
-            learned,
-            params.rank,
-            (blocklist, params.min_users),
-        )
-    }
-
-    /// Trains every part but the ranker on `log`.
-    fn fit_sources<S: AsRef<str> + Sync>(
-        log: &Log<S>,
-        params: &FitParams,
-        progress: &Progress,
-    ) -> Result<Sources> {
-        let bad = |what: String| Err(Error::InvalidInput(what));
-        let queries = log.queries;
-        let kept = || {
-            queries
-                .iter()
-                .zip(log.counts)
-                .enumerate()
-                .filter(|(i, _)| log.keeps(*i, params))
-                .map(|(_, (q, &c))| (q.as_ref(), c))
-        };
-        let labels = Trie::new(kept())?;
-        if labels.is_empty() {
-            return bad(
-                "no query is searched at least min_count times by at least min_users users".into(),
-            );
-        }
-        let label_of: Vec<Option<u32>> = queries.iter().map(|q| labels.id(q.as_ref())).collect();
-        let prev_text = |p: Option<u32>| p.map_or("", |p| queries[p as usize].as_ref());
-        let (features, model) = match log.pairs {
-            Pairs::Shards(pairs) => shards::train_matcher(pairs, log, &labels, params, progress)?,
-            Pairs::Here { .. } => Self::train_matcher(log, &labels, &label_of, params, progress)?,
-        };
-        // Counted once the rows are gone: they are not needed beside them. A count per
-        // (previous query, label), as counting each pair's 1 would give (to 2^24 a count).
-        let transitions = Transitions::from_counts(
-            log.pairs
-                .transition_counts(&label_of, log.held_out)?
-                .into_iter()
-                .map(|(p, label, n)| (prev_text(p), label, n as f32)),
-        )?;
-        let lm = match log.user_ids {
-            // Under a floor, with who searched what: every query searched often enough
-            // teaches the words and sequences that enough users searched.
-            Some((offsets, ids)) if params.min_users > 1.0 => QueryLm::with_floor(
-                queries
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, _)| log.searched_enough(i, params))
-                    .map(|(i, q)| {
-                        let users = &ids[offsets[i] as usize..offsets[i + 1] as usize];
-                        (q.as_ref(), log.counts[i].powf(params.lm_count_power), users)
-                    }),
-                params.min_users.ceil() as usize,
-                params.lm_discount,
-            )?,
-            _ => QueryLm::new(
-                labels
-                    .iter()
-                    .map(|(q, c)| (q, c.powf(params.lm_count_power))),
-                params.lm_discount,
-            )?,
-        };
-        Ok(Sources {
-            features,
-            model,
-            queries: labels,
-            transitions,
-            lm,
-        })
-    }
-
-    /// Trains the matcher of `log` (and its vectorizers) here.
-    fn train_matcher<S: AsRef<str> + Sync>(
-        log: &Log<S>,
-        labels: &Trie,
-        label_of: &[Option<u32>],
-        params: &FitParams,
-        progress: &Progress,
-    ) -> Result<(FeatureConcat, XrLinear)> {
-        // Training examples: (previous query, prefix of the next query) -> next query, with
-        // the label range each prefix will be served in (for `range_rows`).
-        let sampler = Sampler {
-            labels,
-            label_of: &|q| label_of[q as usize],
-            prefixes_per_pair: params.prefixes_per_pair,
-            range_rows: params.range_rows,
-        };
-        let rows = sampler.rows(
-            log.pairs.kept(log.held_out),
-            &|q| log.queries[q as usize].as_ref(),
-            &mut SplitMix64(params.seed),
-        );
-        if rows.targets.is_empty() {
-            return Err(Error::InvalidInput(
-                "no training pair has a next query that is kept".into(),
-            ));
-        }
-        progress.set_stage(Stage::Vectorizing);
-        let features = FeatureConcat::fit_columns(
-            &[params.prev.clone(), params.prefix.clone()],
-            &[&rows.prevs, &rows.prefixes],
-        )?;
-        // In parts: a prefix or a previous query is vectorised once however many rows have it.
-        let x = features.transform_factored(&[&rows.prevs, &rows.prefixes])?;
-        let Rows {
-            prevs,
-            prefixes,
-            targets,
-            ranges,
-        } = rows;
-        // The texts of the rows are done with (32 bytes a row): freed before the training.
-        drop((prevs, prefixes));
-        let y = OneLabelRows::new(labels.len(), targets)?;
-        let label_keys: Vec<&str> = labels.keys().collect();
-        progress.set_stage(Stage::Clustering);
-        let tree = index::build(&params.tree, &label_keys, &x, &y)?;
-        drop(label_keys);
-        let trained = xr::train_levels_with(
-            &x,
-            &y,
-            tree,
-            &params.train,
-            progress,
-            params.range_rows.then_some(&ranges[..]),
-        )?;
-        // The rows are done with: freed before the model is assembled and the language model
-        // counted (the peak of a fit is here).
-        let n_features = x.n_cols();
-        drop((x, y, ranges));
-        let model = trained.model(n_features, &params.train)?;
-        // Each node's weights, freed as the model was assembled.
-        crate::hugepages::release_free_memory();
-        Ok((features, model))
-    }
-
-    /// Learns the ranker: parts trained on the pairs not in `late`, candidates of prefixes of
-    /// the `late` pairs' next queries, the one really searched relevant. The `late` searches
-    /// are recorded as live counts as they happen (in time order, 64 steps), so that the live
-    /// features are learned as they serve; every other list is gathered without them, so that
-    /// the ranker does not lean on them where there are none. Falls back to the fixed rule when
-    /// too few lists have the right query among their candidates.
-    fn learn_ranker<S: AsRef<str> + Sync>(
-        log: &Log<S>,
-        rule: HeldOut,
-        params: &FitParams,
-        progress: &Progress,
-    ) -> Result<(Ranker, bool)> {
-        // What was known before the held-out pairs: their next queries' searches taken out of
-        // the popularity in proportion.
-        let as_next = log.pairs.next_counts(log.queries.len(), rule)?;
-        let early_counts: Vec<f64> = log
-            .counts
-            .iter()
-            .zip(&as_next)
-            .map(|(&c, &(all, early))| {
-                if all == 0 {
-                    c
-                } else {
-                    c * f64::from(early) / f64::from(all)
-                }
-            })
-            .collect();
-        let early = Log {
-            queries: log.queries,
-            counts: &early_counts,
-            users: log.users,
-            user_ids: log.user_ids,
-            pairs: log.pairs,
-            held_out: Some(rule),
-        };
-        let sources = match Self::fit_sources(&early, params, progress) {
-            Ok(s) => s,
-            // Nothing left to learn from before the held-out pairs: the fixed rule.
-            Err(Error::InvalidInput(_)) | Err(Error::EmptyVocabulary { .. }) => {
-                return Ok((fixed_ranker()?, false))
-            }
-            Err(e) => return Err(e),
-        };
-        progress.set_stage(Stage::Ranking);
-        let mut rng = SplitMix64(params.seed ^ 0x5eed_f07a);
-        // The held-out searches in time order: (previous query, query, time).
-        let mut searches: Vec<(&str, &str, f64)> = log
-            .pairs
-            .late(rule)?
-            .into_iter()
-            .map(|(p, q, time)| {
-                let prev = p.map_or("", |p| log.queries[p as usize].as_ref());
-                (prev, log.queries[q as usize].as_ref(), time)
-            })
-            .collect();
-        searches.sort_by(|a, b| a.2.total_cmp(&b.2));
-        // Cases: (search, previous query, prefix, next query). A share of the prefixes long
-        // enough for typo tolerance get one edit, so that the ranker learns how far to trust
-        // a corrected prefix against the typed one.
-        // Held as the search, the prefix's end and where the slip generator was before its
-        // edit (the edited prefix is made again from there when the case is gathered): a few
-        // bytes a case, and there are `rank_prefixes` per held-out search before the sample.
-        let mut cases: Vec<Case> = Vec::new();
-        let mut ends = Vec::new();
-        let fuzzy_from = params.rank.fuzzy_one.max(2);
-        // Their own generator: the prefixes sampled are the same whatever the share.
-        let mut slips = SplitMix64(params.seed ^ 0x7e1f_0a5e);
-        for (i, &(_, next, _)) in searches.iter().enumerate() {
-            for &end in sample_prefix_ends(next, params.rank_prefixes, &mut rng, &mut ends) {
-                let typed = &next[..end];
-                let slip = params.rank.fuzzy_one != 0
-                    && typed.chars().count() >= fuzzy_from
-                    && (slips.next() as f64 / u64::MAX as f64) < params.rank_typos;
-                let slip = slip.then(|| {
-                    let before = slips.0;
-                    inject_typo(typed, &mut slips);
-                    before
-                });
-                cases.push(Case {
-                    search: i,
-                    end: end as u32,
-                    slip,
-                });
-            }
-        }
-        // A fixed sample when there are too many, chosen by the seeded generator.
-        if cases.len() > MAX_RANK_LISTS * 2 {
-            for i in 0..MAX_RANK_LISTS * 2 {
-                let j = i + rng.below((cases.len() - i) as u64) as usize;
-                cases.swap(i, j);
-            }
-            cases.truncate(MAX_RANK_LISTS * 2);
-            cases.sort_by_key(|c| c.search);
-        }
-        let rank = params.rank;
-        let live = LiveCounts::new(LiveParams {
-            half_life: if log.pairs.timed() {
-                params.live_half_life
-            } else {
-                f64::INFINITY
-            },
-            ..LiveParams::default()
-        })?;
-        type Row = ([f32; N_FEATURES], f32, u32);
-        let mut per_case: Vec<Vec<Row>> = Vec::with_capacity(cases.len());
-        let step = searches.len().div_ceil(LIVE_STEPS).max(1);
-        for start in (0..searches.len()).step_by(step) {
-            let end = (start + step).min(searches.len());
-            // The cases of this step's searches see the searches of the steps before.
-            let lo = cases.partition_point(|c| c.search < start);
-            let hi = cases.partition_point(|c| c.search < end);
-            let rows: Vec<Vec<Row>> = cases[lo..hi]
-                .par_iter()
-                .enumerate()
-                .map_init(GatherScratch::default, |s, (i, case)| {
-                    let (prev, next, _) = searches[case.search];
-                    let typed = &next[..case.end as usize];
-                    let prefix = match case.slip {
-                        Some(state) => Cow::Owned(inject_typo(typed, &mut SplitMix64(state))),
-                        None => Cow::Borrowed(typed),
-                    };
-                    // Half the lists see the live counts, half do not: the ranker must rank
-                    // well from the log alone too (a completer nobody records searches into).
-                    let seen_live = ((lo + i) % 2 == 0).then_some(&live);
-                    sources.gather(prev, &prefix, &rank, rank.candidates, seen_live, s)?;
-                    Ok(s.candidates
-                        .iter()
-                        .map(|c| (c.x, f32::from(u8::from(c.text == next)), c.segment))
-                        .collect())
-                })
-                .collect::<Result<_>>()?;
-            per_case.extend(rows);
-            for &(prev, query, time) in &searches[start..end] {
-                live.record(&Search {
-                    query: query.to_owned(),
-                    prev: prev.to_owned(),
-                    count: 1.0,
-                    time,
-                    client: None,
-                })?;
-            }
-        }
-        let mut lists = RankLists::new(N_FEATURES);
-        for list in &per_case {
-            if lists.len() >= MAX_RANK_LISTS {
-                break;
-            }
-            for (x, rel, segment) in list {
-                lists.push(x, *rel, *segment)?;
-            }
-            lists.finish();
-        }
-        if lists.len() < MIN_RANK_LISTS {
-            return Ok((fixed_ranker()?, false));
-        }
-        let mask: Vec<bool> = FEATURES
-            .iter()
-            .map(|f| !params.features_off.iter().any(|o| o == f))
-            .collect();
-        // Trees see a list's segment as an input (corrections competing or not among it). The
-        // additive ranker's scales are placed by the typed prefixes' lists: the corrected ones'
-        // (and so the slips of `rank_typos`) change only the weights of their own segments.
-        let ranker = match &params.trees {
-            Some(trees) if lists.len() >= MIN_TREE_LISTS => Ranker::Trees(BoostedTrees::train(
-                &lists,
-                N_SEGMENTS,
-                Some(&mask),
-                Some(&candidates::monotone()),
-                trees,
-            )?),
-            _ => Ranker::Additive(AdditiveRanker::train_scaled(
-                &lists,
-                N_SEGMENTS,
-                Some(&mask),
-                &params.ranker,
-                candidates::CASE_SEGMENTS,
-            )?),
-        };
-        Ok((ranker, true))
-    }
-
     fn from_parts(
         sources: Sources,
         ranker: Ranker,
         learned: bool,
-        rank: RankParams,
-        (blocklist, min_users): (Blocklist, f64),
+        options: Options,
+        blocklist: Blocklist,
     ) -> Result<Self> {
-        rank.check()?;
+        let rank = options.rank_params()?;
+        let min_users = options.min_users();
         let bad = |what: String| Err(Error::InvalidInput(format!("completer: {what}")));
         let Sources {
             features,
@@ -1003,6 +437,7 @@ impl Completer {
             ranker,
             learned,
             rank,
+            options,
             blocklist: RwLock::new(Arc::new(blocklist)),
             min_users,
         })
@@ -1018,9 +453,9 @@ impl Completer {
             sources,
             ranker,
             learned,
-            rank,
+            options,
             blocklist,
-            min_users,
+            ..
         } = self;
         let blocklist = Arc::unwrap_or_clone(
             blocklist
@@ -1064,14 +499,19 @@ impl Completer {
             transitions: new_transitions,
             lm,
         };
-        let policy = (blocklist, min_users);
-        let folded_completer = Self::from_parts(sources, ranker, learned, rank, policy)?;
+        let folded_completer = Self::from_parts(sources, ranker, learned, options, blocklist)?;
         Ok((folded_completer, folded))
     }
 
     /// The default ranking options.
     pub fn rank_params(&self) -> &RankParams {
         &self.rank
+    }
+
+    /// The options it was trained with (files saved before options were: its ranking
+    /// options, privacy floor and blocklist, the other options at their defaults).
+    pub fn options(&self) -> &Options {
+        &self.options
     }
 
     /// The blocked terms now in force.
@@ -1137,422 +577,11 @@ impl Completer {
     pub fn memory_bytes(&self) -> usize {
         self.sources.memory_bytes() + self.ranker.memory_bytes()
     }
-
-    /// The best `k` completions of `prefix` after `prev` (either may be empty; both are
-    /// normalised first), best first. Every one starts with the normalised prefix.
-    pub fn complete(
-        &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
-        scratch: &mut CompleteScratch,
-    ) -> Result<Vec<Completion>> {
-        Ok(self
-            .complete_with_origin(prev, prefix, k, params, scratch)?
-            .into_iter()
-            .map(|(q, s, _)| (q, s))
-            .collect())
-    }
-
-    /// [`Completer::complete`], each answer with where it came from.
-    pub fn complete_with_origin(
-        &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
-        scratch: &mut CompleteScratch,
-    ) -> Result<Vec<(String, f32, Origin)>> {
-        self.complete_live(prev, prefix, k, params, None, scratch)
-    }
-
-    /// Every candidate [`Completer::complete_live`] ranks for `k` answers that may be suggested
-    /// (the blocklist and the privacy floor applied), ranked: its query, score, origin,
-    /// ranking segment and feature vector (named by [`FEATURES`]). For explaining an answer or
-    /// studying the ranker.
-    pub fn explain(
-        &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
-        live: Option<&LiveCounts>,
-        scratch: &mut CompleteScratch,
-    ) -> Result<Vec<Explained>> {
-        params.check()?;
-        let g = &mut scratch.gather;
-        let blocklist = self.gather_ranked(prev, prefix, k, params, live, g)?;
-        Ok(g.candidates
-            .drain(..)
-            .filter(|c| self.may_suggest(c, &blocklist))
-            .map(|c| Explained {
-                score: c.score,
-                origin: origin_of(&c),
-                segment: c.segment,
-                features: c.x,
-                query: c.text,
-            })
-            .collect())
-    }
-
-    /// Gathers into `g.candidates` the candidates of `prefix` after `prev` (both normalised
-    /// here) for `k` answers, scored by the ranker and sorted, best first (ties by query); and
-    /// returns the blocklist that [`Completer::may_suggest`] filters them with.
-    fn gather_ranked(
-        &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
-        live: Option<&LiveCounts>,
-        g: &mut GatherScratch,
-    ) -> Result<Arc<Blocklist>> {
-        let (prev, prefix) = (normalize_query(prev), normalize_prefix(prefix));
-        let blocklist = self.blocklist();
-        self.sources
-            .gather(&prev, &prefix, &params.for_k(k), k, live, g)?;
-        self.ranker.score_all(&mut g.candidates);
-        g.candidates.sort_unstable_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.text.cmp(&b.text))
-        });
-        Ok(blocklist)
-    }
-
-    /// [`Completer::complete_with_origin`], with the searches recorded since the model was built
-    /// (`live`) as candidates and in the popularity and transition features.
-    pub fn complete_live(
-        &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
-        live: Option<&LiveCounts>,
-        scratch: &mut CompleteScratch,
-    ) -> Result<Vec<(String, f32, Origin)>> {
-        params.check()?;
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let g = &mut scratch.gather;
-        let blocklist = self.gather_ranked(prev, prefix, k, params, live, g)?;
-        Ok(g.candidates
-            .drain(..)
-            .filter(|c| self.may_suggest(c, &blocklist))
-            .map(|c| {
-                let origin = origin_of(&c);
-                (c.text, c.score, origin)
-            })
-            .take(k)
-            .collect())
-    }
-
-    /// True when candidate `c` may be an answer: no blocked term, and, under a privacy floor,
-    /// not a query known only from live counts (whose users are not counted).
-    fn may_suggest(&self, c: &Candidate, blocklist: &Blocklist) -> bool {
-        let live_only = self.min_users > 1.0 && origin_of(c) == Origin::Live;
-        !(live_only || blocklist.blocks(&c.text))
-    }
-
-    /// [`Completer::complete_with_origin`] for many (previous query, prefix) pairs, in
-    /// parallel.
-    pub fn complete_batch_with_origin<S: AsRef<str> + Sync>(
-        &self,
-        prevs: &[S],
-        prefixes: &[S],
-        k: usize,
-        params: &RankParams,
-    ) -> Result<Vec<Vec<(String, f32, Origin)>>> {
-        self.complete_batch_live(prevs, prefixes, k, params, None)
-    }
-
-    /// [`Completer::complete_live`] for many (previous query, prefix) pairs, in parallel.
-    pub fn complete_batch_live<S: AsRef<str> + Sync>(
-        &self,
-        prevs: &[S],
-        prefixes: &[S],
-        k: usize,
-        params: &RankParams,
-        live: Option<&LiveCounts>,
-    ) -> Result<Vec<Vec<(String, f32, Origin)>>> {
-        if prevs.len() != prefixes.len() {
-            return Err(Error::InvalidInput(format!(
-                "{} previous queries but {} prefixes",
-                prevs.len(),
-                prefixes.len()
-            )));
-        }
-        params.check()?;
-        (0..prevs.len())
-            .into_par_iter()
-            .map_init(CompleteScratch::default, |scratch, i| {
-                self.complete_live(
-                    prevs[i].as_ref(),
-                    prefixes[i].as_ref(),
-                    k,
-                    params,
-                    live,
-                    scratch,
-                )
-            })
-            .collect()
-    }
-
-    /// [`Completer::complete`] for many (previous query, prefix) pairs, in parallel.
-    pub fn complete_batch<S: AsRef<str> + Sync>(
-        &self,
-        prevs: &[S],
-        prefixes: &[S],
-        k: usize,
-        params: &RankParams,
-    ) -> Result<Vec<Vec<Completion>>> {
-        Ok(self
-            .complete_batch_with_origin(prevs, prefixes, k, params)?
-            .into_iter()
-            .map(|found| found.into_iter().map(|(q, s, _)| (q, s)).collect())
-            .collect())
-    }
-}
-
-/// Where candidate `c` comes from, as its answer says.
-fn origin_of(c: &Candidate) -> Origin {
-    if c.edits > 0 {
-        Origin::Fuzzy { matched: c.matched }
-    } else if c.label.is_some() {
-        Origin::Seen
-    } else if c.live > 0.0 {
-        Origin::Live
-    } else {
-        Origin::Composed
-    }
-}
-
-/// `prefix` with one edit after its first character, drawn from `rng`: a letter substituted or
-/// inserted, two adjacent characters transposed, or one deleted (the result differs from
-/// `prefix`, of at least two characters, and is not blank).
-fn inject_typo(prefix: &str, rng: &mut SplitMix64) -> String {
-    let chars: Vec<char> = prefix.chars().collect();
-    let letter = |rng: &mut SplitMix64| char::from(b'a' + rng.below(26) as u8);
-    for _ in 0..64 {
-        let i = 1 + rng.below(chars.len() as u64 - 1) as usize;
-        let mut edited = chars.clone();
-        match rng.below(4) {
-            0 => edited[i] = letter(rng),
-            1 if i + 1 < chars.len() => edited.swap(i, i + 1),
-            2 => {
-                edited.remove(i);
-            }
-            3 => edited.insert(i, letter(rng)),
-            _ => continue,
-        }
-        if edited != chars && edited.iter().any(|c| !is_py_space(*c)) {
-            return edited.into_iter().collect();
-        }
-    }
-    // Only with prefixes like "aa" the edits above keep alike: one more letter.
-    format!("{prefix}q")
-}
-
-/// A prefix of a held-out search the ranker learns from: `search`'s next query up to `end`,
-/// edited by [`inject_typo`] from the generator state `slip` if it slipped.
-struct Case {
-    search: usize,
-    end: u32,
-    slip: Option<u64>,
-}
-
-/// An additive ranker read from a file, given the features added since it was saved.
-fn upgrade_additive(mut ranker: AdditiveRanker) -> Result<AdditiveRanker> {
-    // Files saved before typos were ranking features: their answers of corrected prefixes
-    // after those of the typed one, as they were served.
-    let before_typos = N_FEATURES - candidates::TYPO_FEATURES;
-    let before_later = N_FEATURES - candidates::LATER_TYPO_FEATURES;
-    let n = ranker.n_features();
-    if n == before_typos {
-        let w = candidates::fixed_weights();
-        ranker = ranker
-            .with_fixed(&w[before_typos..])?
-            .with_segments_repeated(N_SEGMENTS / candidates::CASE_SEGMENTS)?;
-    } else if (before_later..N_FEATURES).contains(&n) {
-        // Saved before one of the later typo features: those weigh nothing, as then.
-        ranker = ranker.with_fixed(&vec![0.0; N_FEATURES - n])?;
-    } else if n == before_typos - 2 {
-        return Err(crate::persist::format_err(
-            "a completer saved before live counts were ranking features (xrcomplete < 0.3): \
-                 train it again",
-        ));
-    }
-    Ok(ranker)
-}
-
-/// The fixed rule as a ranker.
-fn fixed_ranker() -> Result<Ranker> {
-    AdditiveRanker::fixed(&candidates::fixed_weights(), N_SEGMENTS).map(Ranker::Additive)
-}
-
-/// Which pairs are held out for the ranker: the latest `share` of them by time (or by order
-/// without times). `None` when there would be none.
-/// `take` distinct prefix ends (byte offsets after 1.. characters) of `text`, drawn uniformly
-/// (all of them for shorter texts), in increasing order.
-pub(crate) fn sample_prefix_ends<'e>(
-    text: &str,
-    take: usize,
-    rng: &mut SplitMix64,
-    ends: &'e mut Vec<usize>,
-) -> &'e [usize] {
-    ends.clear();
-    ends.extend(text.char_indices().skip(1).map(|(i, _)| i));
-    ends.push(text.len());
-    let take = take.min(ends.len());
-    // Partial Fisher-Yates: `take` distinct prefix lengths, uniformly.
-    for i in 0..take {
-        let j = i + rng.below((ends.len() - i) as u64) as usize;
-        ends.swap(i, j);
-    }
-    ends[..take].sort_unstable();
-    &ends[..take]
-}
-
-impl Persist for Completer {
-    const KIND: Kind = Kind::Completer;
-
-    /// Sections: the ranking defaults, each part as a complete file of its own kind, the
-    /// ranker.
-    fn writer(&self) -> Writer<'_> {
-        let r = &self.rank;
-        let mut fields = Vec::new();
-        for v in [
-            r.beam_size as u64,
-            r.candidates as u64,
-            u64::from(r.generate),
-            u64::from(r.use_model),
-            u64::from(r.use_popular),
-            u64::from(r.use_transitions),
-            r.compose_beam as u64,
-            r.compose_words as u64,
-            u64::from(self.learned),
-        ] {
-            fields.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [r.model_floor, r.copy] {
-            fields.extend_from_slice(&f64::from(v).to_bits().to_le_bytes());
-        }
-        let mut w = Writer::new(Kind::Completer);
-        w.bytes("rank", fields);
-        let mut fuzzy = Vec::new();
-        for v in [r.fuzzy_one as u64, r.fuzzy_two as u64] {
-            fuzzy.extend_from_slice(&v.to_le_bytes());
-        }
-        w.bytes("fuzzy", fuzzy);
-        w.bytes(
-            "follow",
-            f64::from(r.follow).to_bits().to_le_bytes().to_vec(),
-        );
-        self.sources.write(&mut w);
-        self.ranker.write(&mut w, "ranker", "trees");
-        if self.min_users > 1.0 {
-            w.bytes("floor", self.min_users.to_bits().to_le_bytes().to_vec());
-        }
-        let blocklist = self.blocklist();
-        if !blocklist.is_empty() {
-            // At most MAX_TERMS of MAX_TERM_BYTES: within the 4 GiB of string offsets.
-            Strings::new(blocklist.terms())
-                .expect("blocked terms are bounded")
-                .write_copy(&mut w, "block");
-        }
-        w
-    }
-
-    fn from_reader(r: &Reader) -> Result<Self> {
-        let sources = Sources::read(r)?;
-        let mut f = Fields::new(r.bytes("rank")?, "rank");
-        let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        let (beam_size, candidates) = (count(f.u64()?), count(f.u64()?));
-        let flag = |f: &mut Fields, name: &str| match f.u64()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(f.bad(name, other)),
-        };
-        let generate = flag(&mut f, "generate flag")?;
-        let use_model = flag(&mut f, "model flag")?;
-        let use_popular = flag(&mut f, "popular flag")?;
-        let use_transitions = flag(&mut f, "transitions flag")?;
-        let (compose_beam, compose_words) = (count(f.u64()?), count(f.u64()?));
-        let learned = flag(&mut f, "learned flag")?;
-        let rank = RankParams {
-            beam_size,
-            candidates,
-            generate,
-            use_model,
-            use_popular,
-            use_transitions,
-            compose_beam,
-            compose_words,
-            model_floor: f.f64()? as f32,
-            copy: f.f64()? as f32,
-            ..RankParams::default()
-        };
-        f.end()?;
-        // Files saved before typo tolerance have no such section: the defaults.
-        let rank = match r.has("fuzzy") {
-            false => rank,
-            true => {
-                let mut f = Fields::new(r.bytes("fuzzy")?, "fuzzy");
-                let (fuzzy_one, fuzzy_two) = (count(f.u64()?), count(f.u64()?));
-                f.end()?;
-                RankParams {
-                    fuzzy_one,
-                    fuzzy_two,
-                    ..rank
-                }
-            }
-        };
-        // Files saved before copied runs were followed compose without it, as they were trained.
-        let follow = match r.has("follow") {
-            true => {
-                let mut f = Fields::new(r.bytes("follow")?, "follow");
-                let v = f.f64()? as f32;
-                f.end()?;
-                v
-            }
-            false => 0.0,
-        };
-        let rank = RankParams { follow, ..rank };
-        let ranker = match Ranker::read(r, "ranker", "trees")? {
-            Ranker::Additive(additive) => Ranker::Additive(upgrade_additive(additive)?),
-            trees => trees,
-        };
-        // Files without blocked terms (and those saved before blocklists) have no section.
-        let blocklist = match r.has("block") {
-            true => {
-                let terms = Strings::read(r, "block", "blocked terms")?;
-                Blocklist::new(&terms.iter().collect::<Vec<_>>())
-                    .map_err(|e| crate::persist::format_err(e.to_string()))?
-            }
-            false => Blocklist::default(),
-        };
-        let min_users = match r.has("floor") {
-            true => {
-                let mut f = Fields::new(r.bytes("floor")?, "floor");
-                let v = f.f64()?;
-                f.end()?;
-                v
-            }
-            false => 1.0,
-        };
-        Self::from_parts(sources, ranker, learned, rank, (blocklist, min_users)).map_err(
-            |e| match e {
-                Error::InvalidInput(what) => Error::Format { what },
-                other => other,
-            },
-        )
-    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::ranker_fit::inject_typo;
     use super::*;
     use crate::text::{Analyzer, PositionWeight};
     use proptest::prelude::*;
@@ -1732,7 +761,7 @@ pub(crate) mod tests {
                 let times = timed.then_some(&times[..]);
                 let shards = Arc::new(HereShards::new(&pairs, times, &cuts, parts));
                 let params = FitParams {
-                    range_rows,
+                    range_rows: Some(range_rows),
                     ..params(tree.clone())
                 };
                 let sharding = Sharding {

@@ -967,6 +967,14 @@ impl Pairs<'_> {
         }
     }
 
+    /// The number of pairs.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Pairs::Here { pairs, .. } => pairs.len(),
+            Pairs::Shards(s) => s.len(),
+        }
+    }
+
     /// The pairs the ranker learns from: the latest `share`.
     pub(crate) fn held_out(&self, share: f64) -> Result<Option<HeldOut>> {
         match self {
@@ -1274,7 +1282,7 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
         n_queries: log.queries.len(),
         prefixes_per_pair: params.prefixes_per_pair,
         seed: params.seed,
-        range_rows: params.range_rows,
+        range_rows: params.range_rows == Some(true),
         held_out: log.held_out,
         starts: pairs.starts.clone(),
     };

@@ -1,0 +1,182 @@
+"""The completer's options: declared once in the core, saved with the model, read everywhere."""
+
+from __future__ import annotations
+
+import pickle
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_completer import synthetic_pairs
+
+from xrcomplete import Completer, TfidfVectorizer, _core
+from xrcomplete.cli import build_parser, main
+from xrcomplete.completer import CompleterOptions
+from xrcomplete.server import start
+
+DECLARED = {d["name"]: d for d in Completer.options()}
+CALLS = [("aol", "b"), ("", "b"), ("weather", "bing "), ("", "w"), ("bank of america", "")]
+
+
+def _answers(c: Completer) -> list[Any]:
+    return [c.complete(prev, prefix) for prev, prefix in CALLS]
+
+
+def _same_params(a: Completer, b: Completer) -> None:
+    pa, pb = a.get_params(), b.get_params()
+    # The vectorizer objects differ; their parameters (prev_features__*) are compared.
+    # Progress is how a fit reports, not how the model was made: it is not saved.
+    for name in ("prev_features", "prefix_features", "progress"):
+        pa.pop(name), pb.pop(name)
+    assert pa == pb
+
+
+def test_a_trained_model_gives_back_every_option_it_was_trained_with(tmp_path: Path) -> None:
+    options: dict[str, Any] = {
+        "index": "kmeans",
+        "fuzzy_one": 6,
+        "ranker": "additive",
+        "copy": 0.25,
+        "max_leaf_size": 4,
+        "blocklist": ("yahoo",),
+        "live_cap": 500,
+        "live_min_clients": 2,
+        "seed": 3,
+    }
+    prefix = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), prefix_weighting="harmonic")
+    c = Completer(**options, prefix_features=prefix).fit(synthetic_pairs())
+    assert repr(c).startswith("Completer(index='kmeans', max_leaf_size=4, seed=3, ranker=")
+    want = _answers(c)
+    path = c.save(tmp_path / "m.xrc")
+    for other in (
+        Completer.load(path),
+        Completer.load(path, mmap=True),
+        pickle.loads(pickle.dumps(c)),
+        pickle.loads(pickle.dumps(Completer.load(path, mmap=True))),
+    ):
+        _same_params(c, other)
+        assert other.get_params()["prefix_features__analyzer"] == "char"
+        assert _answers(other) == want
+        assert other.live_stats()["cap"] == 500
+    # A completer that was never trained pickles with its options too.
+    _same_params(Completer(**options), pickle.loads(pickle.dumps(Completer(**options))))
+
+
+def test_compact_retrain_trains_with_the_model_s_options(tmp_path: Path) -> None:
+    log = tmp_path / "log.tsv"
+    rows = ["AnonID\tQuery\tQueryTime"]
+    for i, (prev, nxt) in enumerate(synthetic_pairs()):
+        for j, q in enumerate((prev, nxt)):
+            if q:
+                rows.append(f"{i}\t{q}\t2006-03-01 {i // 60 % 24:02d}:{i % 60:02d}:{j:02d}")
+    log.write_text("\n".join(rows) + "\n")
+    c = Completer(index="kmeans", fuzzy_one=6, ranker="additive", copy=0.25, progress=False)
+    c.fit_log(log)
+    model = c.save(tmp_path / "m.xrc")
+    events = tmp_path / "events.log"
+    with start(model, port=0, workers=1, events=events):
+        pass  # an event log with no search yet
+    out = tmp_path / "retrained.xrc"
+    assert main(["compact", str(model), str(events), "-o", str(out), "--retrain", str(log)]) == 0
+    again = Completer.load(out)
+    _same_params(Completer.load(model), again)
+    assert _answers(again) == _answers(c)
+
+
+def test_the_command_line_reads_the_core_s_declarations() -> None:
+    train = build_parser().parse_args(["train", "log.tsv", "-o", "m"])
+    for name, d in DECLARED.items():
+        default = getattr(train, name)
+        want = list(d["default"]) if isinstance(d["default"], tuple) else d["default"]
+        assert default == want, name
+    flags = "--cp 2 --no-generate --features-off model --range-rows on --trie-depth 3"
+    args = build_parser().parse_args(["train", "log", "-o", "m", *flags.split()])
+    assert (args.Cp, args.generate, args.features_off) == (2.0, False, ["model"])
+    assert (args.range_rows, args.trie_depth) == (True, 3)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "log", "-o", "m", "--copy", "1.5"])
+
+
+def test_the_typed_keywords_are_the_declared_options() -> None:
+    hints = typing.get_type_hints(CompleterOptions)
+    assert set(hints) == set(DECLARED) - {"index"}
+    for name, hint in hints.items():
+        kind = DECLARED[name]["type"]
+        if kind == "True or False":
+            assert hint is bool, name
+        elif kind.startswith("a whole number"):
+            assert hint in (int, typing.Optional[int]), name
+        elif kind.startswith("a number"):
+            assert hint is float, name
+
+
+def test_set_params_checks_everything_before_it_sets_anything() -> None:
+    c = Completer()
+    with pytest.raises(ValueError, match="copy must be"):
+        c.set_params(beam_size=20, copy=2.0)
+    assert c.beam_size == 10
+    with pytest.raises(ValueError, match="invalid parameter"):
+        c.set_params(prev_featurs__ngram_range=(1, 1))
+    c.set_params(beam_size=20, prev_features__ngram_range=(1, 1), progress=False)
+    assert c.get_params()["prev_features__ngram_range"] == (1, 1)
+    assert (c.beam_size, c.progress) == (20, False)
+    c.copy = 0.3
+    with pytest.raises(ValueError, match="follow"):
+        c.follow = 0.7  # copy + follow must be below 1
+    assert repr(c) == (
+        "Completer(beam_size=20, copy=0.3, prev_features=TfidfVectorizer(analyzer='word', "
+        "ngram_range=(1, 1), lowercase=True, nfkc=False, prefix_weighting='none', alpha=1.0, "
+        "decay=0.5, position_scope='string', min_df=1, max_df=1.0, max_features=None, "
+        "sublinear_tf=False, use_idf=True, smooth_idf=True, norm='l2'), progress=False)"
+    )
+
+
+def _value(d: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Any value the declaration allows (the rank and live options: the fit stays small)."""
+    kind = d["type"]
+    if kind == "True or False":
+        return st.booleans()
+    if "choices" in d:
+        return st.sampled_from(d["choices"])
+    if kind.startswith("a whole number"):
+        return st.integers(d["min"], d["max"] if d.get("max") is not None else d["min"] + 50)
+    high = d["max"] if d.get("max") not in (None, float("inf")) else 1e9
+    return st.floats(d["min"], high, exclude_min=not d["min_inclusive"], allow_nan=False)
+
+
+_SERVING = [n for n, d in DECLARED.items() if d["kind"] in ("rank", "live")]
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.fixed_dictionaries({}, optional={n: _value(DECLARED[n]) for n in _SERVING}).filter(
+        lambda o: _checks(o)
+    ),
+    st.sampled_from(["trie", "hybrid"]),
+)
+def test_every_option_round_trips_through_save_load_and_pickle(
+    tmp_path: Path, options: dict[str, Any], index: str
+) -> None:
+    c = Completer(index=index, max_leaf_size=8, progress=False, **options).fit(synthetic_pairs())
+    path = c.save(tmp_path / "m.xrc")
+    want = _answers(c)
+    for other in (
+        Completer.load(path),
+        Completer.load(path, mmap=True),
+        pickle.loads(pickle.dumps(c)),
+    ):
+        _same_params(c, other)
+        assert _answers(other) == want
+
+
+def _checks(options: dict[str, Any]) -> bool:
+    try:
+        _core.Options(**options)
+    except ValueError:
+        return False  # options that disagree (fuzzy_two below fuzzy_one)
+    return True
