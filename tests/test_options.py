@@ -180,3 +180,16 @@ def _checks(options: dict[str, Any]) -> bool:
     except ValueError:
         return False  # options that disagree (fuzzy_two below fuzzy_one)
     return True
+
+
+def test_a_call_overrides_ranking_options_only() -> None:
+    c = Completer(index="trie", max_leaf_size=8, progress=False).fit(synthetic_pairs())
+    assert c.model.complete("", "b", 3, beam_size=10) == c.model.complete("", "b", 3)
+    wide = c.model.complete("", "b", 50, generate=False)
+    assert all(source != "composed" for _, _, source, _ in wide)
+    with pytest.raises(TypeError, match="index is a fit option"):
+        c.model.complete("", "b", 3, index="kmeans")
+    with pytest.raises(TypeError, match="unknown option"):
+        c.model.complete_batch([""], ["b"], 3, beam=3)
+    with pytest.raises(ValueError, match="fuzzy_two"):
+        c.model.explain("", "b", 3, fuzzy_one=12)

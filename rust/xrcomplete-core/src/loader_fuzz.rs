@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use crate::index::kmeans::KMeansParams;
 use crate::index::TreeSpec;
 use crate::persist::{Buffer, Kind, Persist, Reader, Writer};
-use crate::qac::{CompleteScratch, Completer, RankParams};
+use crate::qac::{CompleteScratch, Completer, Request};
 use crate::retrieval::{ProductRetriever, RetrieveParams, RetrieveScratch};
 use crate::rng::SplitMix64;
 
@@ -108,7 +108,7 @@ fn load_any(bytes: &[u8]) {
     if let Ok(c) = Completer::from_bytes(bytes) {
         let mut scratch = CompleteScratch::default();
         for (prev, prefix) in PROBES {
-            let _ = c.complete(prev, prefix, 10, &RankParams::default(), &mut scratch);
+            let _ = c.complete(&Request::new(prev, prefix, 10), &mut scratch);
         }
     }
     if let Ok(r) = ProductRetriever::from_bytes(bytes) {

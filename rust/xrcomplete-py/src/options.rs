@@ -20,7 +20,7 @@ pub(crate) struct Options {
 }
 
 /// `obj` as the value of option `d`, or a TypeError naming the option and what it takes.
-fn to_value(d: &Declared, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+pub(crate) fn to_value(d: &Declared, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let wrong = || {
         let got = obj
             .get_type()
@@ -53,6 +53,14 @@ fn to_value(d: &Declared, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     d.check(value).map_err(to_py_err)
 }
 
+/// The declaration of option `name`, or a TypeError naming the closest ones.
+pub(crate) fn declared_option(name: &str) -> PyResult<&'static Declared> {
+    qac::declared(name).map_err(|e| match e {
+        Error::InvalidInput(message) => PyTypeError::new_err(message),
+        other => to_py_err(other),
+    })
+}
+
 fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -72,10 +80,7 @@ impl Options {
             let name: String = name
                 .extract()
                 .map_err(|_| PyTypeError::new_err("option names are str"))?;
-            let d = qac::declared(&name).map_err(|e| match e {
-                Error::InvalidInput(message) => PyTypeError::new_err(message),
-                other => to_py_err(other),
-            })?;
+            let d = declared_option(&name)?;
             inner.set(d.name, to_value(d, &obj)?).map_err(to_py_err)?;
         }
         inner.check().map_err(to_py_err)?;

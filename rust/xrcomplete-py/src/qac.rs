@@ -3,20 +3,22 @@
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use numpy::PyReadonlyArray1;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 use xrcomplete_core::live::{self, wal, LiveCounts, LiveParams, Search};
 use xrcomplete_core::persist::Persist;
-use xrcomplete_core::qac::{self, CompleteScratch, Completer, Origin, RankParams};
+use xrcomplete_core::qac::{
+    self, Answer, CompleteScratch, Completer, OptionKind, RankParams, Request,
+};
 use xrcomplete_core::rank::Ranker;
 use xrcomplete_core::text::Interner;
 use xrcomplete_core::xr::Progress;
 use xrcomplete_core::{Error as CoreError, Result as CoreResult};
 
 use crate::errors::{check_k, count, to_py_err};
-use crate::options::Options;
+use crate::options::{declared_option, to_value, Options};
 use crate::persist;
 use crate::text::{extract_texts, TfidfModel, TfidfOptions};
 use crate::xr::ProgressCounter;
@@ -261,21 +263,13 @@ fn search(
     time: Option<f64>,
     client: Option<&str>,
 ) -> PyResult<Search> {
-    let normalised = qac::normalize_query(query);
-    if normalised.is_empty() {
-        return Err(PyValueError::new_err(format!(
-            "cannot record {query:?}: the query is empty once normalised"
-        )));
-    }
-    let s = Search {
-        query: normalised,
-        prev: qac::normalize_query(prev),
-        count,
-        time: time.unwrap_or_else(unix_now),
-        client: client.map(live::client_id),
-    };
-    s.check().map_err(to_py_err)?;
-    Ok(s)
+    let time = time.unwrap_or_else(unix_now);
+    Search::new(query, prev, count, time, client.map(live::client_id)).map_err(|bad| match bad {
+        live::BadSearch::EmptyQuery => {
+            PyValueError::new_err(format!("cannot record {query:?}: {bad}"))
+        }
+        other => to_py_err(other.into()),
+    })
 }
 
 fn check_min_clients(min_clients: u32) -> PyResult<()> {
@@ -288,52 +282,34 @@ fn check_min_clients(min_clients: u32) -> PyResult<()> {
 }
 
 impl CompleterModel {
+    /// The model's ranking options with this call's `overrides` (ranking options by name).
+    fn ranking(&self, overrides: Option<&Bound<'_, PyDict>>) -> PyResult<RankParams> {
+        let Some(overrides) = overrides.filter(|o| !o.is_empty()) else {
+            return Ok(*self.inner.rank_params());
+        };
+        let mut options = self.inner.options().clone();
+        for (name, value) in overrides {
+            let name: String = name.extract()?;
+            let d = declared_option(&name)?;
+            if d.kind != OptionKind::Rank {
+                return Err(PyTypeError::new_err(format!(
+                    "{name} is a {} option, fixed when the model was trained; a call overrides \
+                     ranking options only",
+                    d.kind.name()
+                )));
+            }
+            options
+                .set(d.name, to_value(d, &value)?)
+                .map_err(to_py_err)?;
+        }
+        options.rank_params().map_err(to_py_err)
+    }
+
     fn live(&self) -> Arc<LiveCounts> {
         self.live
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-    }
-}
-
-/// Overrides of a completer's default ranking options, from keyword arguments.
-#[derive(Default)]
-struct RankOverrides {
-    beam_size: Option<usize>,
-    candidates: Option<usize>,
-    model_floor: Option<f32>,
-    generate: Option<bool>,
-    use_model: Option<bool>,
-    use_popular: Option<bool>,
-    use_transitions: Option<bool>,
-    compose_beam: Option<usize>,
-    compose_words: Option<usize>,
-    copy: Option<f32>,
-    follow: Option<f32>,
-    fuzzy_one: Option<usize>,
-    fuzzy_two: Option<usize>,
-}
-
-impl RankOverrides {
-    /// `base` with the options given replaced, checked.
-    fn apply(&self, base: &RankParams) -> PyResult<RankParams> {
-        let params = RankParams {
-            beam_size: self.beam_size.unwrap_or(base.beam_size),
-            candidates: self.candidates.unwrap_or(base.candidates),
-            model_floor: self.model_floor.unwrap_or(base.model_floor),
-            generate: self.generate.unwrap_or(base.generate),
-            use_model: self.use_model.unwrap_or(base.use_model),
-            use_popular: self.use_popular.unwrap_or(base.use_popular),
-            use_transitions: self.use_transitions.unwrap_or(base.use_transitions),
-            compose_beam: self.compose_beam.unwrap_or(base.compose_beam),
-            compose_words: self.compose_words.unwrap_or(base.compose_words),
-            copy: self.copy.unwrap_or(base.copy),
-            follow: self.follow.unwrap_or(base.follow),
-            fuzzy_one: self.fuzzy_one.unwrap_or(base.fuzzy_one),
-            fuzzy_two: self.fuzzy_two.unwrap_or(base.fuzzy_two),
-        };
-        params.check().map_err(to_py_err)?;
-        Ok(params)
     }
 }
 
@@ -344,14 +320,10 @@ type ExplainedCandidate = (String, f32, &'static str, u32, Vec<f32>);
 /// prefix, or for a fuzzy one the corrected prefix, covers).
 type Suggestion = (String, f32, &'static str, usize);
 
-fn suggestions(found: Vec<(String, f32, Origin)>, prefix: &str) -> Vec<Suggestion> {
-    let typed = qac::normalize_prefix(prefix).chars().count();
+fn suggestions(found: Vec<Answer>) -> Vec<Suggestion> {
     found
         .into_iter()
-        .map(|(q, s, o)| {
-            let matched = o.highlight(&q, typed);
-            (q, s, o.name(), matched)
-        })
+        .map(|a| (a.query, a.score, a.origin.name(), a.matched))
         .collect()
 }
 
@@ -453,187 +425,94 @@ impl CompleterModel {
         })
     }
 
-    /// The best `k` completions of `prefix` after `prev`: [(query, score, source)], best first;
-    /// source is "seen", "composed" or "live".
-    #[pyo3(signature = (
-        prev, prefix, k = 10, *, beam_size = None, candidates = None, model_floor = None,
-        generate = None, use_model = None, use_popular = None, use_transitions = None,
-        compose_beam = None, compose_words = None, copy = None, follow = None,
-        fuzzy_one = None, fuzzy_two = None,
-    ))]
-    #[allow(clippy::too_many_arguments)]
+    /// The best `k` completions of `prefix` after `prev`: [(query, score, source, matched)],
+    /// best first; source is "seen", "composed", "live" or "fuzzy". Keyword arguments override
+    /// the model's ranking options for this call (`beam_size=20`).
+    #[pyo3(signature = (prev, prefix, k = 10, **overrides))]
     fn complete(
         &self,
         py: Python<'_>,
         prev: &str,
         prefix: &str,
         #[pyo3(from_py_with = count)] k: i64,
-        beam_size: Option<usize>,
-        candidates: Option<usize>,
-        model_floor: Option<f32>,
-        generate: Option<bool>,
-        use_model: Option<bool>,
-        use_popular: Option<bool>,
-        use_transitions: Option<bool>,
-        compose_beam: Option<usize>,
-        compose_words: Option<usize>,
-        copy: Option<f32>,
-        follow: Option<f32>,
-        fuzzy_one: Option<usize>,
-        fuzzy_two: Option<usize>,
+        overrides: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<Suggestion>> {
         let k = check_k(k)?;
-        let params = RankOverrides {
-            beam_size,
-            candidates,
-            model_floor,
-            generate,
-            use_model,
-            use_popular,
-            use_transitions,
-            compose_beam,
-            compose_words,
-            copy,
-            follow,
-            fuzzy_one,
-            fuzzy_two,
-        }
-        .apply(self.inner.rank_params())?;
+        let params = self.ranking(overrides)?;
         let live = self.live();
-        py.detach(|| {
-            SCRATCH.with_borrow_mut(|scratch| {
-                self.inner
-                    .complete_live(prev, prefix, k, &params, Some(&live), scratch)
-            })
-        })
-        .map(|found| suggestions(found, prefix))
-        .map_err(to_py_err)
+        let request = Request::new(prev, prefix, k)
+            .ranked(&params)
+            .with_live(Some(&live));
+        py.detach(|| SCRATCH.with_borrow_mut(|scratch| self.inner.complete(&request, scratch)))
+            .map(suggestions)
+            .map_err(to_py_err)
     }
 
     /// Every candidate `complete(prev, prefix, k)` ranks that may be suggested (blocklist and
     /// privacy floor applied; the corrections of a prefix that looks mistyped included),
     /// ranked: [(query, score, source, segment, features)], the features named by
-    /// `ranking_features()`. Options as for `complete`; `candidates` is per source.
-    #[pyo3(signature = (
-        prev, prefix, k = 10, *, beam_size = None, candidates = None, model_floor = None,
-        generate = None, use_model = None, use_popular = None, use_transitions = None,
-        compose_beam = None, compose_words = None, copy = None, follow = None,
-        fuzzy_one = None, fuzzy_two = None,
-    ))]
-    #[allow(clippy::too_many_arguments)]
+    /// `ranking_features()`. Overrides as for `complete`; `candidates` is per source.
+    #[pyo3(signature = (prev, prefix, k = 10, **overrides))]
     fn explain(
         &self,
         py: Python<'_>,
         prev: &str,
         prefix: &str,
-        k: usize,
-        beam_size: Option<usize>,
-        candidates: Option<usize>,
-        model_floor: Option<f32>,
-        generate: Option<bool>,
-        use_model: Option<bool>,
-        use_popular: Option<bool>,
-        use_transitions: Option<bool>,
-        compose_beam: Option<usize>,
-        compose_words: Option<usize>,
-        copy: Option<f32>,
-        follow: Option<f32>,
-        fuzzy_one: Option<usize>,
-        fuzzy_two: Option<usize>,
+        #[pyo3(from_py_with = count)] k: i64,
+        overrides: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<ExplainedCandidate>> {
-        let params = RankOverrides {
-            beam_size,
-            candidates,
-            model_floor,
-            generate,
-            use_model,
-            use_popular,
-            use_transitions,
-            compose_beam,
-            compose_words,
-            copy,
-            follow,
-            fuzzy_one,
-            fuzzy_two,
-        }
-        .apply(self.inner.rank_params())?;
+        let k = check_k(k)?;
+        let params = self.ranking(overrides)?;
         let live = self.live();
-        py.detach(|| {
-            SCRATCH.with_borrow_mut(|scratch| {
-                self.inner
-                    .explain(prev, prefix, k, &params, Some(&live), scratch)
+        let request = Request::new(prev, prefix, k)
+            .ranked(&params)
+            .with_live(Some(&live));
+        py.detach(|| SCRATCH.with_borrow_mut(|scratch| self.inner.explain(&request, scratch)))
+            .map(|all| {
+                all.into_iter()
+                    .map(|e| {
+                        let source = e.origin.name();
+                        (e.query, e.score, source, e.segment, e.features.to_vec())
+                    })
+                    .collect()
             })
-        })
-        .map(|all| {
-            all.into_iter()
-                .map(|e| {
-                    let source = e.origin.name();
-                    (e.query, e.score, source, e.segment, e.features.to_vec())
-                })
-                .collect()
-        })
-        .map_err(to_py_err)
+            .map_err(to_py_err)
     }
 
     /// `complete` for every (prevs[i], prefixes[i]), in parallel.
-    #[pyo3(signature = (
-        prevs, prefixes, k = 10, *, beam_size = None, candidates = None, model_floor = None,
-        generate = None, use_model = None, use_popular = None, use_transitions = None,
-        compose_beam = None, compose_words = None, copy = None, follow = None,
-        fuzzy_one = None, fuzzy_two = None,
-    ))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (prevs, prefixes, k = 10, **overrides))]
     fn complete_batch(
         &self,
         py: Python<'_>,
         prevs: &Bound<'_, PyAny>,
         prefixes: &Bound<'_, PyAny>,
         #[pyo3(from_py_with = count)] k: i64,
-        beam_size: Option<usize>,
-        candidates: Option<usize>,
-        model_floor: Option<f32>,
-        generate: Option<bool>,
-        use_model: Option<bool>,
-        use_popular: Option<bool>,
-        use_transitions: Option<bool>,
-        compose_beam: Option<usize>,
-        compose_words: Option<usize>,
-        copy: Option<f32>,
-        follow: Option<f32>,
-        fuzzy_one: Option<usize>,
-        fuzzy_two: Option<usize>,
+        overrides: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<Vec<Suggestion>>> {
         let k = check_k(k)?;
-        let params = RankOverrides {
-            beam_size,
-            candidates,
-            model_floor,
-            generate,
-            use_model,
-            use_popular,
-            use_transitions,
-            compose_beam,
-            compose_words,
-            copy,
-            follow,
-            fuzzy_one,
-            fuzzy_two,
-        }
-        .apply(self.inner.rank_params())?;
+        let params = self.ranking(overrides)?;
         let prevs = extract_texts(prevs, "prevs")?;
         let prefixes = extract_texts(prefixes, "prefixes")?;
+        if prevs.len() != prefixes.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} previous queries but {} prefixes",
+                prevs.len(),
+                prefixes.len()
+            )));
+        }
         let live = self.live();
-        py.detach(|| {
-            self.inner
-                .complete_batch_live(&prevs, &prefixes, k, &params, Some(&live))
-        })
-        .map(|all| {
-            all.into_iter()
-                .zip(&prefixes)
-                .map(|(found, prefix)| suggestions(found, prefix))
-                .collect()
-        })
-        .map_err(to_py_err)
+        let requests: Vec<Request<'_>> = prevs
+            .iter()
+            .zip(&prefixes)
+            .map(|(prev, prefix)| {
+                Request::new(prev, prefix, k)
+                    .ranked(&params)
+                    .with_live(Some(&live))
+            })
+            .collect();
+        py.detach(|| self.inner.complete_batch(&requests))
+            .map(|all| all.into_iter().map(suggestions).collect())
+            .map_err(to_py_err)
     }
 
     /// Records one search (the query and previous query normalised first) into the live

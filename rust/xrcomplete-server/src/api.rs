@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use xrcomplete_core::live::wal::EventLog;
 use xrcomplete_core::live::{client_id, LiveCounts, Recorded, Search};
-use xrcomplete_core::qac::{normalize_prefix, normalize_query, CompleteScratch};
+use xrcomplete_core::qac::{self, normalize_query, CompleteScratch};
 
 use crate::access::{client_of, KeyError, Keys, Limiter, Refused, Role};
 use crate::metrics::Metrics;
@@ -467,22 +467,19 @@ async fn complete(
     let start = Instant::now();
     let found = SCRATCH.with_borrow_mut(|scratch| {
         let c = &served.completer;
-        c.complete_live(&prev, &prefix, k, c.rank_params(), Some(&st.live), scratch)
+        let request = qac::Request::new(&prev, &prefix, k).with_live(Some(&st.live));
+        c.complete(&request, scratch)
     });
     let took_us = start.elapsed().as_micros() as u64;
     let found = found.map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
-    let typed = normalize_prefix(&prefix).chars().count();
     Ok(Json(CompleteAnswer {
         suggestions: found
             .into_iter()
-            .map(|(text, score, origin)| {
-                let matched = origin.highlight(&text, typed);
-                Suggestion {
-                    text,
-                    score: f64::from(score),
-                    highlight: [0, matched],
-                    source: origin.name(),
-                }
+            .map(|a| Suggestion {
+                text: a.query,
+                score: f64::from(a.score),
+                highlight: [0, a.matched],
+                source: a.origin.name(),
             })
             .collect(),
         prev: normalize_query(&prev),
@@ -532,9 +529,15 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Checks one search of a request (`i`: its place in a batch, for messages); its query,
-/// normalised.
-fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<String, ApiError> {
+/// Checks one search of a request (`i`: its place in a batch, for messages): the search, its
+/// query normalised, at `now` unless it says when, not yet after a previous query nor by a
+/// client.
+fn check_search(
+    b: &SearchBody,
+    i: Option<usize>,
+    limits: &Limits,
+    now: f64,
+) -> Result<Search, ApiError> {
     let at = |m: String| match i {
         Some(i) => format!("search {i}: {m}"),
         None => m,
@@ -563,26 +566,10 @@ fn check_search(b: &SearchBody, i: Option<usize>, limits: &Limits) -> Result<Str
             at("give prev or session, not both".into()),
         ));
     }
-    let query = normalize_query(&b.query);
-    if query.is_empty() {
-        return Err(ApiError::bad(
-            "empty_query",
-            at("query is empty once normalised".into()),
-        ));
-    }
-    if b.count.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
-        return Err(ApiError::bad(
-            "bad_count",
-            at("count must be a positive number".into()),
-        ));
-    }
-    if b.time.is_some_and(|t| !t.is_finite()) {
-        return Err(ApiError::bad(
-            "bad_time",
-            at("time must be a number of seconds".into()),
-        ));
-    }
-    Ok(query)
+    // The library's check: the query normalised and not empty, a positive count, a time.
+    let count = b.count.unwrap_or(1.0);
+    Search::new(&b.query, "", count, b.time.unwrap_or(now), None)
+        .map_err(|bad| ApiError::bad(bad.code(), at(bad.to_string())))
 }
 
 async fn record_search(
@@ -629,11 +616,12 @@ async fn record_search(
             ),
         ));
     }
-    let queries = bodies
+    let now = unix_now();
+    let checked = bodies
         .iter()
         .enumerate()
-        .map(|(i, b)| check_search(b, (!single).then_some(i), &st.limits))
-        .collect::<Result<Vec<String>, ApiError>>()?;
+        .map(|(i, b)| check_search(b, (!single).then_some(i), &st.limits, now))
+        .collect::<Result<Vec<Search>, ApiError>>()?;
     if !trusted {
         if let Some(i) = bodies
             .iter()
@@ -675,13 +663,12 @@ async fn record_search(
     // Whom the per-client rules count: the address of a stranger; for the site's backend
     // (a record key), the user or session it names, or nobody (trusted as given).
     let anonymous = client_id(&format!("ip:{}", client.0));
-    let now = unix_now();
     // Sessions are resolved in order (a batch may chain one session's searches).
     let mut sessions = st.sessions();
     let at = Instant::now();
     let mut searches = Vec::with_capacity(bodies.len());
     let mut chained: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
-    for (b, query) in bodies.iter().zip(queries) {
+    for (b, search) in bodies.iter().zip(checked) {
         let prev = match (&b.prev, &b.session) {
             (Some(prev), _) => normalize_query(prev),
             (None, Some(id)) => match chained.get(id.as_str()) {
@@ -691,7 +678,7 @@ async fn record_search(
             (None, None) => String::new(),
         };
         if let Some(id) = &b.session {
-            chained.insert(id, query.clone());
+            chained.insert(id, search.query.clone());
         }
         let who = match (trusted, &b.user, &b.session) {
             (false, _, _) => Some(anonymous),
@@ -700,11 +687,9 @@ async fn record_search(
             (true, None, None) => None,
         };
         searches.push(Search {
-            query,
             prev,
-            count: b.count.unwrap_or(1.0),
-            time: b.time.unwrap_or(now),
             client: who,
+            ..search
         });
     }
     drop(sessions);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use xrcomplete_core::index::TreeSpec;
 use xrcomplete_core::persist::Persist;
-use xrcomplete_core::qac::{CompleteScratch, Completer, FitParams};
+use xrcomplete_core::qac::{CompleteScratch, Completer, FitParams, Request};
 use xrcomplete_core::xr::Progress;
 use xrcomplete_server::{Config, Key, Server};
 
@@ -224,18 +224,18 @@ fn answers_equal_the_completers() {
         assert_eq!(status, 200, "{body}");
         let got = json_of(&body);
         let want = c
-            .complete_with_origin(prev, prefix, k, c.rank_params(), &mut scratch)
+            .complete(&Request::new(prev, prefix, k), &mut scratch)
             .unwrap();
         let typed = xrcomplete_core::qac::normalize_prefix(prefix)
             .chars()
             .count();
         let suggestions = got["suggestions"].as_array().unwrap();
         assert_eq!(suggestions.len(), want.len());
-        for (s, (text, score, origin)) in suggestions.iter().zip(&want) {
-            assert_eq!(s["text"], json!(text));
+        for (s, a) in suggestions.iter().zip(&want) {
+            assert_eq!(s["text"], json!(a.query));
             // Exactly the completer's f32.
-            assert_eq!(s["score"].as_f64().unwrap(), f64::from(*score));
-            assert_eq!(s["source"], json!(origin.name()));
+            assert_eq!(s["score"].as_f64().unwrap(), f64::from(a.score));
+            assert_eq!(s["source"], json!(a.origin.name()));
             assert_eq!(s["highlight"], json!([0, typed]));
         }
         assert_eq!(got["model"], json!(server.model_id()));
@@ -251,7 +251,7 @@ fn answers_equal_the_completers() {
     let (_, body) = get(server.addr(), "/v1/complete?prefix=w");
     let n = json_of(&body)["suggestions"].as_array().unwrap().len();
     let want = c
-        .complete("", "w", 10, c.rank_params(), &mut scratch)
+        .complete(&Request::new("", "w", 10), &mut scratch)
         .unwrap();
     assert_eq!(n, want.len());
     assert!(n > 1);

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
+use crate::text::normalize_query;
 
 const SHARDS: usize = 64;
 /// Prefixes up to this many characters have a kept top list; longer ones scan the queries that
@@ -149,29 +150,88 @@ pub enum Recorded {
     Capped,
 }
 
-impl Search {
-    /// Checks that it can be recorded: a non-empty query, a positive finite count, a finite
-    /// time.
-    pub fn check(&self) -> Result<()> {
-        if self.query.is_empty() {
-            return Err(Error::EmptyString {
+/// Why a search cannot be recorded (the same check for the library and the server).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BadSearch {
+    /// The query is empty once normalised.
+    EmptyQuery,
+    /// A count that is not a positive finite number.
+    Count(f64),
+    /// A time that is not a finite number.
+    Time(f64),
+}
+
+impl BadSearch {
+    /// A short code for APIs: `empty_query`, `bad_count` or `bad_time`.
+    pub fn code(self) -> &'static str {
+        match self {
+            BadSearch::EmptyQuery => "empty_query",
+            BadSearch::Count(_) => "bad_count",
+            BadSearch::Time(_) => "bad_time",
+        }
+    }
+}
+
+impl std::fmt::Display for BadSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadSearch::EmptyQuery => write!(f, "the query is empty once normalised"),
+            BadSearch::Count(c) => write!(f, "count must be a positive number, got {c}"),
+            BadSearch::Time(t) => write!(f, "time must be a finite number of seconds, got {t}"),
+        }
+    }
+}
+
+impl From<BadSearch> for Error {
+    fn from(bad: BadSearch) -> Error {
+        match bad {
+            BadSearch::EmptyQuery => Error::EmptyString {
                 what: "query",
                 why: "an empty query cannot be recorded",
-            });
+            },
+            other => Error::InvalidInput(other.to_string()),
         }
-        if !(self.count > 0.0 && self.count.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "count must be a positive number, got {}",
-                self.count
-            )));
+    }
+}
+
+impl Search {
+    /// A search of `query` after `prev` (both normalised here, as [`normalize_query`]), standing
+    /// for `count` searches at `time`, by `client` ([`client_id`]; `None`: trusted), if it
+    /// can be recorded.
+    pub fn new(
+        query: &str,
+        prev: &str,
+        count: f64,
+        time: f64,
+        client: Option<u64>,
+    ) -> std::result::Result<Search, BadSearch> {
+        let search = Search {
+            query: normalize_query(query),
+            prev: normalize_query(prev),
+            count,
+            time,
+            client,
+        };
+        search.problem().map_or(Ok(search), Err)
+    }
+
+    /// What keeps it from being recorded, if anything: an empty query, a count that is not
+    /// positive and finite, a time that is not finite.
+    pub fn problem(&self) -> Option<BadSearch> {
+        if self.query.is_empty() {
+            Some(BadSearch::EmptyQuery)
+        } else if !(self.count > 0.0 && self.count.is_finite()) {
+            Some(BadSearch::Count(self.count))
+        } else if !self.time.is_finite() {
+            Some(BadSearch::Time(self.time))
+        } else {
+            None
         }
-        if !self.time.is_finite() {
-            return Err(Error::InvalidInput(format!(
-                "time must be a finite number of seconds, got {}",
-                self.time
-            )));
-        }
-        Ok(())
+    }
+
+    /// Checks that it can be recorded ([`Search::problem`]).
+    pub fn check(&self) -> Result<()> {
+        self.problem().map_or(Ok(()), |bad| Err(bad.into()))
     }
 }
 
@@ -841,6 +901,30 @@ impl LiveCounts {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_search_is_made_only_when_it_can_be_recorded(
+            query in "[ aB\t]{0,6}", count in prop_oneof![any::<f64>(), Just(1.0)],
+            time in prop_oneof![any::<f64>(), Just(0.0)],
+        ) {
+            let normalised = normalize_query(&query);
+            match Search::new(&query, " Prev ", count, time, Some(7)) {
+                Ok(s) => {
+                    prop_assert_eq!(&s.query, &normalised);
+                    prop_assert_eq!(s.prev.as_str(), "prev");
+                    prop_assert!(s.check().is_ok());
+                }
+                Err(BadSearch::EmptyQuery) => prop_assert!(normalised.is_empty()),
+                Err(BadSearch::Count(c)) => {
+                    prop_assert!(!(normalised.is_empty() || c > 0.0 && c.is_finite()))
+                }
+                Err(BadSearch::Time(t)) => {
+                    prop_assert!(!normalised.is_empty() && count > 0.0 && !t.is_finite())
+                }
+            }
+        }
+    }
 
     fn search(query: &str, prev: &str, count: f64, time: f64) -> Search {
         Search {

@@ -1,6 +1,75 @@
-//! Completing: the candidates of every source gathered, ranked and filtered.
+//! Completing: one entry point, [`Completer::complete`] of a [`Request`] (and its batch
+//! form): the candidates of every source gathered, ranked and filtered.
 
 use super::*;
+
+/// One completion call: what was typed after what, how many answers, how to rank, and the
+/// searches recorded since the model was built.
+///
+/// ```no_run
+/// # fn demo(completer: &xrcomplete_core::qac::Completer) -> xrcomplete_core::Result<()> {
+/// use xrcomplete_core::qac::{CompleteScratch, Request};
+///
+/// let mut scratch = CompleteScratch::default();
+/// for answer in completer.complete(&Request::new("cheap flights", "ho", 5), &mut scratch)? {
+///     println!("{} {} {}", answer.query, answer.score, answer.origin.name());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The session's previous query (`""`: none); normalised here.
+    pub prev: &'a str,
+    /// What was typed; normalised here ([`normalize_prefix`]).
+    pub prefix: &'a str,
+    /// Answers wanted, at most.
+    pub k: usize,
+    /// This call's ranking options (`None`: the model's, [`Completer::rank_params`]).
+    pub rank: Option<&'a RankParams>,
+    /// Searches recorded since the model was built: candidates, and in the popularity and
+    /// transition features (`None`: none).
+    pub live: Option<&'a LiveCounts>,
+}
+
+impl<'a> Request<'a> {
+    /// `k` completions of `prefix` after `prev`, with the model's ranking and no live counts.
+    pub fn new(prev: &'a str, prefix: &'a str, k: usize) -> Self {
+        Request {
+            prev,
+            prefix,
+            k,
+            rank: None,
+            live: None,
+        }
+    }
+
+    /// The same request ranked with `rank`.
+    pub fn ranked(self, rank: &'a RankParams) -> Self {
+        Request {
+            rank: Some(rank),
+            ..self
+        }
+    }
+
+    /// The same request with the live counts `live`.
+    pub fn with_live(self, live: Option<&'a LiveCounts>) -> Self {
+        Request { live, ..self }
+    }
+}
+
+/// One answer of [`Completer::complete`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The suggested query.
+    pub query: String,
+    /// Its ranking score (higher is better; not a probability).
+    pub score: f32,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Characters of `query` the typed prefix (or, for a correction, the corrected prefix)
+    /// covers: what a search box highlights ([`Origin::highlight`]).
+    pub matched: usize,
+}
 
 /// Where candidate `c` comes from, as its answer says.
 pub(super) fn origin_of(c: &Candidate) -> Origin {
@@ -16,51 +85,62 @@ pub(super) fn origin_of(c: &Candidate) -> Origin {
 }
 
 impl Completer {
-    /// The best `k` completions of `prefix` after `prev` (either may be empty; both are
-    /// normalised first), best first. Every one starts with the normalised prefix.
+    /// The best `request.k` completions of its prefix after its previous query, best first.
+    /// Every one starts with the normalised prefix, or says which correction of it
+    /// ([`Origin::Fuzzy`]). Blocked terms and, under a privacy floor, queries known only from
+    /// live counts are never answers.
     pub fn complete(
         &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
+        request: &Request<'_>,
         scratch: &mut CompleteScratch,
-    ) -> Result<Vec<Completion>> {
-        Ok(self
-            .complete_with_origin(prev, prefix, k, params, scratch)?
-            .into_iter()
-            .map(|(q, s, _)| (q, s))
+    ) -> Result<Vec<Answer>> {
+        let params = request.rank.unwrap_or(&self.rank);
+        params.check()?;
+        if request.k == 0 {
+            return Ok(Vec::new());
+        }
+        let g = &mut scratch.gather;
+        let blocklist = self.gather_ranked(request, params, g)?;
+        let typed = normalize_prefix(request.prefix).chars().count();
+        Ok(g.candidates
+            .drain(..)
+            .filter(|c| self.may_suggest(c, &blocklist))
+            .map(|c| {
+                let origin = origin_of(&c);
+                Answer {
+                    matched: origin.highlight(&c.text, typed),
+                    query: c.text,
+                    score: c.score,
+                    origin,
+                }
+            })
+            .take(request.k)
             .collect())
     }
 
-    /// [`Completer::complete`], each answer with where it came from.
-    pub fn complete_with_origin(
-        &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
-        scratch: &mut CompleteScratch,
-    ) -> Result<Vec<(String, f32, Origin)>> {
-        self.complete_live(prev, prefix, k, params, None, scratch)
+    /// [`Completer::complete`] of each request, in parallel (a scratch per thread).
+    pub fn complete_batch(&self, requests: &[Request<'_>]) -> Result<Vec<Vec<Answer>>> {
+        requests
+            .par_iter()
+            .map_init(CompleteScratch::default, |scratch, request| {
+                self.complete(request, scratch)
+            })
+            .collect()
     }
 
-    /// Every candidate [`Completer::complete_live`] ranks for `k` answers that may be suggested
+    /// Every candidate [`Completer::complete`] ranks for the request that may be suggested
     /// (the blocklist and the privacy floor applied), ranked: its query, score, origin,
     /// ranking segment and feature vector (named by [`FEATURES`]). For explaining an answer or
     /// studying the ranker.
     pub fn explain(
         &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
-        live: Option<&LiveCounts>,
+        request: &Request<'_>,
         scratch: &mut CompleteScratch,
     ) -> Result<Vec<Explained>> {
+        let params = request.rank.unwrap_or(&self.rank);
         params.check()?;
         let g = &mut scratch.gather;
-        let blocklist = self.gather_ranked(prev, prefix, k, params, live, g)?;
+        let blocklist = self.gather_ranked(request, params, g)?;
         Ok(g.candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))
@@ -74,22 +154,23 @@ impl Completer {
             .collect())
     }
 
-    /// Gathers into `g.candidates` the candidates of `prefix` after `prev` (both normalised
-    /// here) for `k` answers, scored by the ranker and sorted, best first (ties by query); and
-    /// returns the blocklist that [`Completer::may_suggest`] filters them with.
-    pub(super) fn gather_ranked(
+    /// Gathers into `g.candidates` the candidates of the request (its strings normalised
+    /// here), scored by the ranker and sorted, best first (ties by query); and returns the
+    /// blocklist that [`Completer::may_suggest`] filters them with.
+    fn gather_ranked(
         &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
+        request: &Request<'_>,
         params: &RankParams,
-        live: Option<&LiveCounts>,
         g: &mut GatherScratch,
     ) -> Result<Arc<Blocklist>> {
-        let (prev, prefix) = (normalize_query(prev), normalize_prefix(prefix));
+        let k = request.k;
+        let (prev, prefix) = (
+            normalize_query(request.prev),
+            normalize_prefix(request.prefix),
+        );
         let blocklist = self.blocklist();
         self.sources
-            .gather(&prev, &prefix, &params.for_k(k), k, live, g)?;
+            .gather(&prev, &prefix, &params.for_k(k), k, request.live, g)?;
         self.ranker.score_all(&mut g.candidates);
         g.candidates.sort_unstable_by(|a, b| {
             b.score
@@ -99,97 +180,10 @@ impl Completer {
         Ok(blocklist)
     }
 
-    /// [`Completer::complete_with_origin`], with the searches recorded since the model was built
-    /// (`live`) as candidates and in the popularity and transition features.
-    pub fn complete_live(
-        &self,
-        prev: &str,
-        prefix: &str,
-        k: usize,
-        params: &RankParams,
-        live: Option<&LiveCounts>,
-        scratch: &mut CompleteScratch,
-    ) -> Result<Vec<(String, f32, Origin)>> {
-        params.check()?;
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let g = &mut scratch.gather;
-        let blocklist = self.gather_ranked(prev, prefix, k, params, live, g)?;
-        Ok(g.candidates
-            .drain(..)
-            .filter(|c| self.may_suggest(c, &blocklist))
-            .map(|c| {
-                let origin = origin_of(&c);
-                (c.text, c.score, origin)
-            })
-            .take(k)
-            .collect())
-    }
-
     /// True when candidate `c` may be an answer: no blocked term, and, under a privacy floor,
     /// not a query known only from live counts (whose users are not counted).
-    pub(super) fn may_suggest(&self, c: &Candidate, blocklist: &Blocklist) -> bool {
+    fn may_suggest(&self, c: &Candidate, blocklist: &Blocklist) -> bool {
         let live_only = self.min_users > 1.0 && origin_of(c) == Origin::Live;
         !(live_only || blocklist.blocks(&c.text))
-    }
-
-    /// [`Completer::complete_with_origin`] for many (previous query, prefix) pairs, in
-    /// parallel.
-    pub fn complete_batch_with_origin<S: AsRef<str> + Sync>(
-        &self,
-        prevs: &[S],
-        prefixes: &[S],
-        k: usize,
-        params: &RankParams,
-    ) -> Result<Vec<Vec<(String, f32, Origin)>>> {
-        self.complete_batch_live(prevs, prefixes, k, params, None)
-    }
-
-    /// [`Completer::complete_live`] for many (previous query, prefix) pairs, in parallel.
-    pub fn complete_batch_live<S: AsRef<str> + Sync>(
-        &self,
-        prevs: &[S],
-        prefixes: &[S],
-        k: usize,
-        params: &RankParams,
-        live: Option<&LiveCounts>,
-    ) -> Result<Vec<Vec<(String, f32, Origin)>>> {
-        if prevs.len() != prefixes.len() {
-            return Err(Error::InvalidInput(format!(
-                "{} previous queries but {} prefixes",
-                prevs.len(),
-                prefixes.len()
-            )));
-        }
-        params.check()?;
-        (0..prevs.len())
-            .into_par_iter()
-            .map_init(CompleteScratch::default, |scratch, i| {
-                self.complete_live(
-                    prevs[i].as_ref(),
-                    prefixes[i].as_ref(),
-                    k,
-                    params,
-                    live,
-                    scratch,
-                )
-            })
-            .collect()
-    }
-
-    /// [`Completer::complete`] for many (previous query, prefix) pairs, in parallel.
-    pub fn complete_batch<S: AsRef<str> + Sync>(
-        &self,
-        prevs: &[S],
-        prefixes: &[S],
-        k: usize,
-        params: &RankParams,
-    ) -> Result<Vec<Vec<Completion>>> {
-        Ok(self
-            .complete_batch_with_origin(prevs, prefixes, k, params)?
-            .into_iter()
-            .map(|found| found.into_iter().map(|(q, s, _)| (q, s)).collect())
-            .collect())
     }
 }

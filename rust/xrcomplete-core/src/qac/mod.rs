@@ -62,6 +62,7 @@ use crate::Trie;
 
 pub use blocklist::Blocklist;
 pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGMENTS};
+pub use complete::{Answer, Request};
 pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
 pub use options::{
     declared, Declared, DefaultValue, OptionKind, OptionType, Options, Value, OPTIONS,
@@ -73,17 +74,7 @@ use candidates::{Candidate, GatherScratch, Sources};
 pub(crate) use fit::{sample_prefix_ends, Log};
 use shards::{HeldOut, Pairs, Rows, Sampler, ShardedPairs};
 
-/// A query as the log and the evaluation protocol see it: lower-cased (as Python's
-/// `str.lower`), surrounding whitespace (Python's `str.isspace`) removed.
-pub fn normalize_query(query: &str) -> String {
-    query.trim_matches(is_py_space).to_lowercase()
-}
-
-/// A typed prefix: lower-cased, leading whitespace removed; trailing whitespace is kept (a
-/// space typed after a word is part of what the user means).
-pub fn normalize_prefix(prefix: &str) -> String {
-    prefix.trim_start_matches(is_py_space).to_lowercase()
-}
+pub use crate::text::{normalize_prefix, normalize_query};
 
 /// How [`Completer::complete`] gathers candidates. The defaults were tuned on the AOL
 /// validation week. Turning a source off serves without it (the ranker stays as learned).
@@ -335,9 +326,6 @@ pub struct Folded {
     pub unknown: usize,
 }
 
-/// One suggestion: a query and its ranking score (higher is better; not a probability).
-pub type Completion = (String, f32);
-
 /// Reusable buffers of [`Completer::complete`]: one per thread.
 #[derive(Debug, Default, Clone)]
 pub struct CompleteScratch {
@@ -583,6 +571,71 @@ impl Completer {
 pub(crate) mod tests {
     use super::ranker_fit::inject_typo;
     use super::*;
+
+    /// `c`'s answers to one request, as (query, score, origin).
+    fn ask_live(
+        c: &Completer,
+        prev: &str,
+        prefix: &str,
+        k: usize,
+        params: &RankParams,
+        live: Option<&LiveCounts>,
+        s: &mut CompleteScratch,
+    ) -> Result<Vec<(String, f32, Origin)>> {
+        let request = Request::new(prev, prefix, k).ranked(params).with_live(live);
+        Ok(c.complete(&request, s)?
+            .into_iter()
+            .map(|a| (a.query, a.score, a.origin))
+            .collect())
+    }
+
+    fn ask(
+        c: &Completer,
+        prev: &str,
+        prefix: &str,
+        k: usize,
+        params: &RankParams,
+        s: &mut CompleteScratch,
+    ) -> Result<Vec<(String, f32, Origin)>> {
+        ask_live(c, prev, prefix, k, params, None, s)
+    }
+
+    fn plain(
+        c: &Completer,
+        prev: &str,
+        prefix: &str,
+        k: usize,
+        params: &RankParams,
+        s: &mut CompleteScratch,
+    ) -> Result<Vec<(String, f32)>> {
+        Ok(ask(c, prev, prefix, k, params, s)?
+            .into_iter()
+            .map(|(q, score, _)| (q, score))
+            .collect())
+    }
+
+    fn batch(
+        c: &Completer,
+        prevs: &[&str],
+        prefixes: &[&str],
+        k: usize,
+        params: &RankParams,
+    ) -> Result<Vec<Vec<(String, f32)>>> {
+        if prevs.len() != prefixes.len() {
+            return Err(Error::InvalidInput(
+                "previous queries and prefixes differ".into(),
+            ));
+        }
+        let requests: Vec<Request<'_>> = prevs
+            .iter()
+            .zip(prefixes)
+            .map(|(prev, prefix)| Request::new(prev, prefix, k).ranked(params))
+            .collect();
+        Ok(c.complete_batch(&requests)?
+            .into_iter()
+            .map(|answers| answers.into_iter().map(|a| (a.query, a.score)).collect())
+            .collect())
+    }
     use crate::text::{Analyzer, PositionWeight};
     use proptest::prelude::*;
 
@@ -919,7 +972,7 @@ pub(crate) mod tests {
 
     fn top(c: &Completer, prev: &str, prefix: &str, k: usize) -> Vec<String> {
         let mut scratch = CompleteScratch::default();
-        c.complete(prev, prefix, k, &RankParams::default(), &mut scratch)
+        plain(c, prev, prefix, k, &RankParams::default(), &mut scratch)
             .unwrap()
             .into_iter()
             .map(|(q, _)| q)
@@ -931,7 +984,7 @@ pub(crate) mod tests {
         let c = trained(&TreeSpec::trie(2));
         let score_of = |c: &Completer, prev: &str, query: &str| {
             let mut scratch = CompleteScratch::default();
-            c.complete(prev, "h", 10, &RankParams::default(), &mut scratch)
+            plain(c, prev, "h", 10, &RankParams::default(), &mut scratch)
                 .unwrap()
                 .into_iter()
                 .find(|(q, _)| q == query)
@@ -1001,9 +1054,7 @@ pub(crate) mod tests {
         let c = trained(&trees()[1]);
         let mut s = CompleteScratch::default();
         let d = RankParams::default();
-        let got = c
-            .complete_with_origin("", "wetaher", 3, &d, &mut s)
-            .unwrap();
+        let got = ask(&c, "", "wetaher", 3, &d, &mut s).unwrap();
         assert_eq!(got[0].0, "weather");
         let Origin::Fuzzy { matched } = got[0].2 else {
             panic!("{got:?}")
@@ -1011,9 +1062,7 @@ pub(crate) mod tests {
         assert!(matched >= 5 && "weather".starts_with(&got[0].0[..matched]));
         // Every score finite, also when the typed words are all the previous query's (none
         // rarest) and corrections fill the list.
-        let got = c
-            .complete_with_origin("wetaher channel", "wetaher", 10, &d, &mut s)
-            .unwrap();
+        let got = ask(&c, "wetaher channel", "wetaher", 10, &d, &mut s).unwrap();
         assert!(
             got.len() > 1 && got.iter().all(|g| g.1.is_finite()),
             "{got:?}"
@@ -1025,7 +1074,7 @@ pub(crate) mod tests {
             ..d
         };
         for (prefix, p) in [("weath", &d), ("wtr", &d), ("wetaher", &off)] {
-            let got = c.complete_with_origin("", prefix, 5, p, &mut s).unwrap();
+            let got = ask(&c, "", prefix, 5, p, &mut s).unwrap();
             assert!(
                 got.iter().all(|g| !matches!(g.2, Origin::Fuzzy { .. })),
                 "{prefix}"
@@ -1040,9 +1089,7 @@ pub(crate) mod tests {
         .is_err());
         // Blocked terms stay blocked through corrections.
         c.block(&["weather"]).unwrap();
-        let got = c
-            .complete_with_origin("", "wetaher", 5, &d, &mut s)
-            .unwrap();
+        let got = ask(&c, "", "wetaher", 5, &d, &mut s).unwrap();
         assert!(got.iter().all(|g| !g.0.contains("weather")), "{got:?}");
         c.unblock(&["weather"]).unwrap();
         // The options are saved with the model.
@@ -1099,11 +1146,8 @@ pub(crate) mod tests {
         let mut file = c.to_bytes();
         let loaded = Completer::from_bytes(&file).unwrap();
         assert_eq!(
-            loaded
-                .complete_with_origin("", "wetaher", 5, &d, &mut s)
-                .unwrap(),
-            c.complete_with_origin("", "wetaher", 5, &d, &mut s)
-                .unwrap()
+            ask(&loaded, "", "wetaher", 5, &d, &mut s).unwrap(),
+            ask(&c, "", "wetaher", 5, &d, &mut s).unwrap()
         );
         // Written again with a ranker of two features fewer, it loads, and a prefix typed
         // right but for one letter of a seen query's gets the typed answers first.
@@ -1112,9 +1156,7 @@ pub(crate) mod tests {
         file = legacy.to_bytes();
         let loaded = Completer::from_bytes(&file).unwrap();
         assert_eq!(loaded.ranker().0.n_features(), N_FEATURES);
-        let got = loaded
-            .complete_with_origin("", "weathr", 10, &d, &mut s)
-            .unwrap();
+        let got = ask(&loaded, "", "weathr", 10, &d, &mut s).unwrap();
         let first_fuzzy = got.iter().position(|g| matches!(g.2, Origin::Fuzzy { .. }));
         let last_typed = got
             .iter()
@@ -1187,15 +1229,15 @@ pub(crate) mod tests {
         assert_ne!(a.ranker().0, off.ranker().0);
         // A slip in the last word: the query meant, found under the corrected prefix, first.
         let mut s = CompleteScratch::default();
-        let got = a
-            .complete_with_origin(
-                "a thing5",
-                "colour7 thinf",
-                3,
-                &RankParams::default(),
-                &mut s,
-            )
-            .unwrap();
+        let got = ask(
+            &a,
+            "a thing5",
+            "colour7 thinf",
+            3,
+            &RankParams::default(),
+            &mut s,
+        )
+        .unwrap();
         assert_eq!(got[0].0, "colour7 thing5", "{got:?}");
         assert!(matches!(got[0].2, Origin::Fuzzy { .. }), "{got:?}");
         assert!(matches!(fit(1.5), Err(Error::InvalidInput(_))));
@@ -1224,7 +1266,7 @@ pub(crate) mod tests {
         };
         let all = |c: &Completer, prev: &str, prefix: &str| -> Vec<String> {
             let mut s = CompleteScratch::default();
-            let got = c.complete_with_origin(prev, prefix, 50, &RankParams::default(), &mut s);
+            let got = ask(c, prev, prefix, 50, &RankParams::default(), &mut s);
             got.unwrap().into_iter().map(|g| g.0).collect()
         };
         let open = fit(1.0, Some(&users)).unwrap();
@@ -1262,7 +1304,7 @@ pub(crate) mod tests {
         let with_live = |c: &Completer| -> Vec<String> {
             let mut s = CompleteScratch::default();
             let p = RankParams::default();
-            let got = c.complete_live("", "hotel t", 10, &p, Some(&live), &mut s);
+            let got = ask_live(c, "", "hotel t", 10, &p, Some(&live), &mut s);
             got.unwrap().into_iter().map(|g| g.0).collect()
         };
         assert!(with_live(&open).contains(&"hotel transylvania".to_string()));
@@ -1288,7 +1330,7 @@ pub(crate) mod tests {
         let c = Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default()).unwrap();
         let all = |c: &Completer, prev: &str, prefix: &str| -> Vec<String> {
             let mut s = CompleteScratch::default();
-            let got = c.complete_with_origin(prev, prefix, 50, &RankParams::default(), &mut s);
+            let got = ask(c, prev, prefix, 50, &RankParams::default(), &mut s);
             got.unwrap().into_iter().map(|g| g.0).collect()
         };
         // Seen ("hotels in boston") and composed ("cheap hotels in boston") both gone.
@@ -1326,9 +1368,7 @@ pub(crate) mod tests {
         let c = trained(&trees()[1]);
         assert!(!c.ranker().1, "a log this small ranks by the fixed rule");
         let mut scratch = CompleteScratch::default();
-        let got = c
-            .complete_with_origin("", "cheap ho", 10, &RankParams::default(), &mut scratch)
-            .unwrap();
+        let got = ask(&c, "", "cheap ho", 10, &RankParams::default(), &mut scratch).unwrap();
         // Never searched whole: composed from the words of the log. (Seven queries give every
         // word pair a Kneser-Ney count of about 1: the model is nearly flat here, and the
         // four-word composition comes after shorter ones, within the first ten.)
@@ -1343,9 +1383,7 @@ pub(crate) mod tests {
         );
         assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
         // A seen completion comes before composed ones, and scores above them.
-        let got = c
-            .complete_with_origin("", "hot", 5, &RankParams::default(), &mut scratch)
-            .unwrap();
+        let got = ask(&c, "", "hot", 5, &RankParams::default(), &mut scratch).unwrap();
         assert_eq!(got[0].0, "hotels in boston");
         assert_eq!(got[1].0, "hot dogs");
         assert!(got[..2].iter().all(|g| g.2 == Origin::Seen));
@@ -1356,16 +1394,15 @@ pub(crate) mod tests {
             generate: false,
             ..RankParams::default()
         };
-        assert!(c
-            .complete("", "cheap ho", 5, &no_compose, &mut scratch)
+        assert!(plain(&c, "", "cheap ho", 5, &no_compose, &mut scratch)
             .unwrap()
             .is_empty());
-        assert!(c
-            .complete("", "zzz", 5, &RankParams::default(), &mut scratch)
-            .unwrap()
-            .is_empty());
-        assert!(c
-            .complete("", "h", 0, &RankParams::default(), &mut scratch)
+        assert!(
+            plain(&c, "", "zzz", 5, &RankParams::default(), &mut scratch)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(plain(&c, "", "h", 0, &RankParams::default(), &mut scratch)
             .unwrap()
             .is_empty());
         // The empty prefix: every query may follow.
@@ -1437,9 +1474,7 @@ pub(crate) mod tests {
         let c = fit_kept();
         assert!(c.queries().id("colour7 thing5").is_none());
         let mut s = CompleteScratch::default();
-        let got = c
-            .complete_with_origin("a thing5", "colour7", 3, &RankParams::default(), &mut s)
-            .unwrap();
+        let got = ask(&c, "a thing5", "colour7", 3, &RankParams::default(), &mut s).unwrap();
         assert_eq!(got[0].0, "colour7 thing5", "{got:?}");
         assert_eq!(got[0].2, Origin::Composed);
         // Deterministic given the seed.
@@ -1507,10 +1542,8 @@ pub(crate) mod tests {
             model_floor: 0.0,
             ..RankParams::default()
         };
-        assert!(c.complete("", "h", 3, &bad, &mut s).is_err());
-        assert!(c
-            .complete_batch(&["a", "b"], &["h"], 3, &RankParams::default())
-            .is_err());
+        assert!(plain(&c, "", "h", 3, &bad, &mut s).is_err());
+        assert!(batch(&c, &["a", "b"], &["h"], 3, &RankParams::default()).is_err());
     }
 
     #[test]
@@ -1526,14 +1559,10 @@ pub(crate) mod tests {
             ("x", "cheap f"),
         ];
         let (prevs, prefixes): (Vec<&str>, Vec<&str>) = cases.iter().copied().unzip();
-        let batch = loaded
-            .complete_batch(&prevs, &prefixes, 4, &RankParams::default())
-            .unwrap();
+        let batch = batch(&loaded, &prevs, &prefixes, 4, &RankParams::default()).unwrap();
         let mut s = CompleteScratch::default();
         for ((prev, prefix), got) in cases.iter().zip(batch) {
-            let want = c
-                .complete(prev, prefix, 4, &RankParams::default(), &mut s)
-                .unwrap();
+            let want = plain(&c, prev, prefix, 4, &RankParams::default(), &mut s).unwrap();
             assert_eq!(got, want);
         }
         // A flipped byte anywhere is refused.
@@ -1556,7 +1585,7 @@ pub(crate) mod tests {
                 };
             }
             let got = C.with(|c| {
-                c.complete(&prev, &prefix, k, &RankParams::default(), &mut CompleteScratch::default())
+                plain(c, &prev, &prefix, k, &RankParams::default(), &mut CompleteScratch::default())
             }).unwrap();
             let want = normalize_prefix(&prefix);
             prop_assert!(got.len() <= k);

@@ -21,3 +21,15 @@ pub use analyzer::{
 pub use concat::{ConcatScratch, FactoredRows, FeatureConcat};
 pub use interner::Interner;
 pub use tfidf::{DocFreq, Norm, RowScratch, TermCounts, TfidfConfig, TfidfVectorizer};
+
+/// A query as the log and the evaluation protocol see it: lower-cased (as Python's
+/// `str.lower`), surrounding whitespace (Python's `str.isspace`) removed.
+pub fn normalize_query(query: &str) -> String {
+    query.trim_matches(is_py_space).to_lowercase()
+}
+
+/// A typed prefix: lower-cased, leading whitespace removed; trailing whitespace is kept (a
+/// space typed after a word is part of what the user means).
+pub fn normalize_prefix(prefix: &str) -> String {
+    prefix.trim_start_matches(is_py_space).to_lowercase()
+}
