@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import typing
 from pathlib import Path
@@ -89,9 +90,9 @@ def test_compact_retrain_trains_with_the_model_s_options(tmp_path: Path) -> None
 def test_the_command_line_reads_the_core_s_declarations() -> None:
     train = build_parser().parse_args(["train", "log.tsv", "-o", "m"])
     for name, d in DECLARED.items():
-        default = getattr(train, name)
-        want = list(d["default"]) if isinstance(d["default"], tuple) else d["default"]
-        assert default == want, name
+        # A list flag not given is None, read as the declared default (the empty list).
+        want = None if isinstance(d["default"], tuple) else d["default"]
+        assert getattr(train, name) == want, name
     flags = "--cp 2 --no-generate --features-off model --range-rows on --trie-depth 3"
     args = build_parser().parse_args(["train", "log", "-o", "m", *flags.split()])
     assert (args.Cp, args.generate, args.features_off) == (2.0, False, ["model"])
@@ -193,3 +194,62 @@ def test_a_call_overrides_ranking_options_only() -> None:
         c.model.complete_batch([""], ["b"], 3, beam=3)
     with pytest.raises(ValueError, match="fuzzy_two"):
         c.model.explain("", "b", 3, fuzzy_one=12)
+
+
+def test_options_that_depend_on_each_other_are_checked_together_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = build_parser().parse_args(
+        "train log -o m --fuzzy-one 12 --fuzzy-two 15 --copy 0.8 --follow 0.1".split()
+    )
+    assert (args.fuzzy_one, args.fuzzy_two, args.copy, args.follow) == (12, 15, 0.8, 0.1)
+    log = tmp_path / "log.tsv"
+    log.write_text("AnonID\tQuery\tQueryTime\n1\ta b\t2006-03-01 00:00:00\n")
+    out = str(tmp_path / "m.xrc")
+    assert main(["train", str(log), "-o", out, "--fuzzy-one", "12"]) == 2
+    assert "fuzzy_two (9) must be 0 or at least fuzzy_one (12)" in capsys.readouterr().err
+    # List flags, one term each, leave the positionals alone.
+    args = build_parser().parse_args(["train", "-o", "m", "--blocklist", "a b", "log"])
+    assert (args.blocklist, args.logs) == (["a b"], ["log"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "log", "-o", "m", "--ra", "on"])  # no abbreviations
+
+
+def test_numbers_of_numpy_are_taken_and_numbers_too_large_are_refused() -> None:
+    np = pytest.importorskip("numpy")
+    c = Completer(beam_size=np.int64(3), copy=np.float32(0.25), generate=np.bool_(False))
+    assert (c.beam_size, c.copy, c.generate) == (3, 0.25, False)
+    with pytest.raises(ValueError, match="seed must be"):
+        Completer(seed=2**64)
+    with pytest.raises(TypeError, match="beam_size must be"):
+        Completer(beam_size=3.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="generate must be"):
+        Completer(generate=1)  # type: ignore[arg-type]
+
+
+def test_get_params_gives_back_the_objects_given_as_scikit_learn_s_clone_checks() -> None:
+    blocked = ("a b",)
+    c = Completer(index="hybrid", copy=0.25, blocklist=blocked)
+    params = c.get_params(deep=False)
+    again = Completer(**params).get_params(deep=False)
+    assert all(again[k] is v for k, v in params.items())
+    assert c.get_params()["blocklist"] is blocked
+
+
+class _Named(Completer):
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.name = name
+
+
+def test_pickle_and_copy_keep_a_subclass_and_its_attributes(tmp_path: Path) -> None:
+    c = _Named("mine", index="trie", max_leaf_size=8, progress=False).fit(synthetic_pairs())
+    c.block(["bing"])
+    c.note = "kept"
+    for other in (pickle.loads(pickle.dumps(c)), copy.copy(c), copy.deepcopy(c)):
+        assert type(other) is _Named
+        assert (other.name, other.note, other.max_leaf_size) == ("mine", "kept", 8)
+        assert _answers(other) == _answers(c)
+    # Terms blocked after training are among the options the file keeps.
+    loaded = Completer.load(c.save(tmp_path / "m.xrc"))
+    assert loaded.get_params()["blocklist"] == ("bing",) == tuple(loaded.blocked)

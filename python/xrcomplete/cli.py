@@ -51,7 +51,7 @@ class UsageError(ValueError):
 
 def _train(args: argparse.Namespace, logs: Sequence[str]) -> tuple[Completer, float]:
     start = time.perf_counter()
-    completer = Completer(**{d["name"]: getattr(args, d["name"]) for d in Completer.options()})
+    completer = _completer(args)
     ray = getattr(args, "ray", None)
     if getattr(args, "pairs", False):
         if ray is not None:
@@ -63,6 +63,20 @@ def _train(args: argparse.Namespace, logs: Sequence[str]) -> tuple[Completer, fl
             engine = RayEngine(None if ray == "local" else ray)
         completer.fit_log(logs, gap_minutes=args.gap_minutes, errors=args.errors, engine=engine)
     return completer, time.perf_counter() - start
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The model options given on the command line (a list flag not given: its default)."""
+    values = {d["name"]: getattr(args, d["name"]) for d in Completer.options()}
+    return {k: v for k, v in values.items() if v is not None or k == "trie_depth"}
+
+
+def _completer(args: argparse.Namespace) -> Completer:
+    """A completer of the command line's options, checked together (a usage error if not)."""
+    try:
+        return Completer(**_model_options(args))
+    except (TypeError, ValueError) as err:
+        raise UsageError(str(err).removeprefix("invalid input: ")) from None
 
 
 def _writable_target(output: str, name: str) -> str:
@@ -163,6 +177,14 @@ def _train_command(args: argparse.Namespace) -> int:
 
 def _complete(args: argparse.Namespace) -> int:
     if args.model:
+        defaults = Completer.options_defaults()
+        given = [
+            _option_flag(name)
+            for name, value in _model_options(args).items()
+            if value != defaults[name]
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)}: options of training; --model is trained")
         completer = Completer.load(args.model, mmap=True)
     else:
         completer, _ = _train(args, [args.log])
@@ -420,10 +442,11 @@ def _option_value(declared: dict[str, Any]) -> Callable[[str], object]:
                 what = "a number" if number else "a whole number"
                 raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
         try:
-            _core.Options(**{name: value})
+            # This option's own type and bounds: options that depend on each other are
+            # checked together once all are read.
+            return _core.Options.check_value(name, value)
         except (TypeError, ValueError) as err:
             raise argparse.ArgumentTypeError(str(err).removeprefix("invalid input: ")) from None
-        return value
 
     return parse
 
@@ -476,7 +499,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
             )
         elif d["type"] == "a list of strings":
             group.add_argument(
-                flag, dest=name, nargs="*", metavar="TERM", default=list(default), help=d["doc"]
+                flag,
+                dest=name,
+                action="append",
+                metavar="TERM",
+                help=d["doc"] + " One a flag; repeat the flag for more (default: none).",
             )
         else:
             group.add_argument(
@@ -502,7 +529,12 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """A usage error is one line, like every other error, with where to find the usage."""
+    """A usage error is one line, like every other error, with where to find the usage.
+    Options are never abbreviated (with a flag per model option, abbreviations collide)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

@@ -332,6 +332,15 @@ _DEFAULT_INDEX: str = next(d["default"] for d in _DECLARED if d["name"] == "inde
 _OTHER_PARAMS = ("prev_features", "prefix_features", "progress")
 
 
+def _same(given: Any, stored: Any) -> bool:
+    """Whether ``given`` is the value the core stored (a list given where it keeps a tuple is
+    not: ``get_params`` then shows the tuple)."""
+    try:
+        return type(given) is not list and bool(given == stored)
+    except (TypeError, ValueError):
+        return False
+
+
 def _options_doc() -> str:
     kinds = {
         "fit": "Training",
@@ -376,7 +385,10 @@ class Completer:
     """
 
     # The options' values live in one checked core object; attributes read and write it.
+    # ``_values`` holds the Python objects given for them where they equal the core's (so that
+    # ``get_params`` gives back the very objects, as scikit-learn's ``clone`` checks).
     _options: _core.Options
+    _values: dict[str, Any]
 
     def __init__(
         self,
@@ -387,7 +399,7 @@ class Completer:
         progress: bool | str = "auto",
         **options: Unpack[CompleterOptions],
     ) -> None:
-        object.__setattr__(self, "_options", _core.Options(index=index, **options))
+        self._set_options(_core.Options(index=index, **options), {"index": index, **options})
         self.prev_features = prev_features or default_prev_features()
         self.prefix_features = prefix_features or default_prefix_features()
         self.progress = progress
@@ -395,16 +407,24 @@ class Completer:
         self.read_report_: ReadReport | None = None
         self._model: _core.CompleterModel | None = None
 
+    def _set_options(self, options: _core.Options, given: Mapping[str, Any]) -> None:
+        values = options.to_dict()
+        for name, value in given.items():
+            if name in values and _same(value, values[name]):
+                values[name] = value
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_values", values)
+
     def __getattr__(self, name: str) -> Any:
         # Called only when normal lookup fails: the options, read from the core object.
-        if name in _NAMES and "_options" in vars(self):
-            return self._options[name]
+        if name in _NAMES and "_values" in vars(self):
+            return self._values[name]
         # Lookup again without this hook: the error it raised (a property's NotFittedError).
         return object.__getattribute__(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _NAMES:
-            object.__setattr__(self, "_options", self._options.replace(**{name: value}))
+            self.set_params(**{name: value})
         else:
             object.__setattr__(self, name, value)
 
@@ -414,11 +434,16 @@ class Completer:
         and where they apply choices, min and max."""
         return [dict(d) for d in _DECLARED]
 
+    @staticmethod
+    def options_defaults() -> dict[str, Any]:
+        """Every option's default, by name."""
+        return {d["name"]: d["default"] for d in _DECLARED}
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The parameters (scikit-learn's convention): every option, the two vectorizers and
         ``progress``; with ``deep``, the vectorizers' own parameters too, as
         ``prev_features__ngram_range``."""
-        params: dict[str, Any] = self._options.to_dict()
+        params: dict[str, Any] = dict(self._values)
         for name in _OTHER_PARAMS:
             params[name] = getattr(self, name)
         if deep:
@@ -448,7 +473,7 @@ class Completer:
             merged = {**vectorizers[owner].get_params(), **changes}
             TfidfVectorizer(**merged).options()  # checked before anything is set
             vectorizers[owner] = TfidfVectorizer(**merged)
-        object.__setattr__(self, "_options", checked)
+        self._set_options(checked, {**self._values, **options})
         for owner, vectorizer in vectorizers.items():
             setattr(self, owner, vectorizer)
         if "progress" in params:
@@ -867,47 +892,47 @@ class Completer:
             prefix_features=TfidfVectorizer(**prefix.params()),
             progress=progress,
         )
-        object.__setattr__(completer, "_options", model.options())
+        completer._set_options(model.options(), {})
         completer._model = model
         completer._reset_live()
         return completer
 
     def __getstate__(self) -> dict[str, object]:
-        # The model file's own bytes (which hold the options it was trained with), the options
-        # as plain values, the vectorizers' parameters: nothing but data is pickled.
-        return {
-            "options": self._options.to_dict(),
-            "prev_features": self.prev_features.get_params(),
-            "prefix_features": self.prefix_features.get_params(),
-            "progress": self.progress,
-            "read_report_": self.read_report_,
-            "_model": None if self._model is None else self._model.to_bytes(),
+        # Data only: the options as plain values, the model as its file's bytes (which hold
+        # the options it was trained with), and the other attributes (a subclass's too).
+        state: dict[str, object] = {
+            k: v for k, v in vars(self).items() if k not in ("_options", "_values", "_model")
         }
+        state["options"] = self._options.to_dict()
+        state["_model"] = None if self._model is None else self._model.to_bytes()
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        data = state.get("_model")
-        if "options" in state:
-            options, prev, prefix = (
-                state["options"],
-                state["prev_features"],
-                state["prefix_features"],
-            )
-        else:
-            # A pickle made before options were declared: its attributes, as far as known.
-            options = {k: v for k, v in state.items() if k in _NAMES}
-            prev = state["prev_features"].get_params()
-            prefix = state["prefix_features"].get_params()
-        self.__init__(  # type: ignore[misc]
-            prev_features=TfidfVectorizer(**prev),
-            prefix_features=TfidfVectorizer(**prefix),
-            progress=state.get("progress", "auto"),
+        state = dict(state)
+        data = state.pop("_model", None)
+        old = "options" not in state  # a pickle made before options were declared
+        given = state.pop("options", {}) if not old else dict(state)
+        # Options this version does not declare (renamed, removed) are left out.
+        options = {k: v for k, v in given.items() if k in _NAMES}
+        for name in options if old else ():
+            state.pop(name)
+        vectorizers: list[TfidfVectorizer | None] = []
+        for name in ("prev_features", "prefix_features"):
+            v = state.pop(name, None)
+            vectorizers.append(TfidfVectorizer(**v) if isinstance(v, dict) else v)
+        Completer.__init__(
+            self,
+            prev_features=vectorizers[0],
+            prefix_features=vectorizers[1],
+            progress=state.pop("progress", "auto"),
             **options,
         )
-        self.read_report_ = state.get("read_report_")
+        vars(self).update(state)  # read_report_, and a subclass's attributes
         if isinstance(data, bytes):
             self._model = _core.CompleterModel.from_bytes(data)
-            if "options" not in state:
-                object.__setattr__(self, "_options", self._model.options().replace(**options))
+            if old:
+                # The model knows its ranking options; the attributes knew the rest.
+                self._set_options(self._model.options().replace(**options), options)
             # Live counts are not pickled (nor saved): they stay with the running object.
             self._reset_live()
 

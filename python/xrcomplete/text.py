@@ -97,8 +97,9 @@ class TfidfVectorizer:
         self.norm = norm
         self._model: _core.TfidfModel | None = None
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor's parameters, as scikit-learn's ``get_params``."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters, as scikit-learn's ``get_params`` (none is an
+        estimator, so ``deep`` changes nothing)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def options(self) -> _core.TfidfOptions:

@@ -1,9 +1,9 @@
 //! The completer's options for Python: the core's declarations ([`qac::OPTIONS`]) and a checked
 //! set of values, converted by each option's declared type.
 
-use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use xrcomplete_core::qac::{self, Declared, OptionType, Value};
 use xrcomplete_core::Error;
@@ -28,29 +28,45 @@ pub(crate) fn to_value(d: &Declared, obj: &Bound<'_, PyAny>) -> PyResult<Value> 
             .map_or_else(|_| "?".to_owned(), |n| n.to_string());
         PyTypeError::new_err(format!("{} must be {}, got {got}", d.name, d.ty))
     };
-    let is_bool = obj.is_instance_of::<PyBool>();
-    let value = match d.ty {
-        OptionType::Bool | OptionType::BoolOrAuto if is_bool => Value::Bool(obj.extract()?),
-        OptionType::BoolOrAuto if obj.is_instance_of::<PyString>() => Value::Text(obj.extract()?),
-        OptionType::Int { .. } | OptionType::IntOrNone { .. } | OptionType::Float { .. }
-            if obj.is_instance_of::<PyInt>() && !is_bool =>
-        {
-            // Beyond 64 bits: out of every bound (the check says which).
-            match obj.extract::<i64>() {
-                Ok(i) => Value::Int(i),
-                Err(_) if obj.gt(0)? => Value::Int(i64::MAX),
-                Err(_) => Value::Int(i64::MIN),
-            }
+    // Python's and numpy's bools (never an int for a flag, never a flag for a number).
+    let flag = || obj.extract::<bool>().ok();
+    // Any integer (numpy's too, through __index__), not a bool, not a float; one beyond 64 bits
+    // is out of every bound.
+    let whole = || -> PyResult<Option<Value>> {
+        if flag().is_some() || obj.is_instance_of::<PyFloat>() {
+            return Ok(None);
         }
-        OptionType::IntOrNone { .. } if obj.is_none() => Value::None,
-        OptionType::Float { .. } if obj.is_instance_of::<PyFloat>() => Value::Float(obj.extract()?),
-        OptionType::Choice(_) if obj.is_instance_of::<PyString>() => Value::Text(obj.extract()?),
-        OptionType::Texts if obj.is_instance_of::<PyString>() || obj.try_iter().is_ok() => {
-            Value::Texts(extract_texts(obj, d.name)?)
+        match obj.extract::<i64>() {
+            Ok(i) => Ok(Some(Value::Int(i))),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Err(PyValueError::new_err(
+                format!("{} must be {}, got {obj}", d.name, d.ty),
+            )),
+            Err(_) => Ok(None),
         }
-        _ => return Err(wrong()),
     };
-    d.check(value).map_err(to_py_err)
+    let value = match d.ty {
+        OptionType::Bool => flag().map(Value::Bool),
+        OptionType::BoolOrAuto if obj.is_instance_of::<PyString>() => {
+            Some(Value::Text(obj.extract()?))
+        }
+        OptionType::BoolOrAuto => flag().map(Value::Bool),
+        OptionType::IntOrNone { .. } if obj.is_none() => Some(Value::None),
+        OptionType::Int { .. } | OptionType::IntOrNone { .. } => whole()?,
+        // Any real number (ints and numpy's floats too), not a bool, not a string.
+        OptionType::Float { .. } if flag().is_none() && !obj.is_instance_of::<PyString>() => {
+            obj.extract::<f64>().ok().map(Value::Float)
+        }
+        OptionType::Float { .. } => None,
+        OptionType::Choice(_) if obj.is_instance_of::<PyString>() => {
+            Some(Value::Text(obj.extract()?))
+        }
+        OptionType::Choice(_) => None,
+        OptionType::Texts if obj.is_instance_of::<PyString>() || obj.try_iter().is_ok() => {
+            Some(Value::Texts(extract_texts(obj, d.name)?))
+        }
+        OptionType::Texts => None,
+    };
+    d.check(value.ok_or_else(wrong)?).map_err(to_py_err)
 }
 
 /// The declaration of option `name`, or a TypeError naming the closest ones.
@@ -97,6 +113,18 @@ impl Options {
     #[pyo3(signature = (**options), text_signature = "(**options)")]
     fn new(options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         Options::default().with(options)
+    }
+
+    /// `value` as option `name` stores it (a whole number given to a number option: a float),
+    /// checked against that option's type and bounds alone (TypeError, ValueError).
+    #[staticmethod]
+    fn check_value<'py>(
+        py: Python<'py>,
+        name: &str,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let d = declared_option(name)?;
+        to_py(py, &to_value(d, value)?)
     }
 
     /// A copy with the options given changed (checked as the constructor does).

@@ -1573,6 +1573,74 @@ pub(crate) mod tests {
         }
     }
 
+    /// `c`'s file with its sections but `drop`, and `put`'s bytes for a section (in its place,
+    /// or added).
+    fn rewritten(c: &Completer, drop: &str, put: Option<(&str, Vec<u8>)>) -> Vec<u8> {
+        let buf = crate::persist::Buffer::copy_from(&c.to_bytes());
+        let r = Reader::new(&buf, Kind::Completer).unwrap();
+        let mut w = Writer::new(Kind::Completer);
+        let mut placed = false;
+        for (name, data) in r.sections() {
+            match &put {
+                Some((n, new)) if *n == name => {
+                    placed = true;
+                    w.bytes(&name, new.clone())
+                }
+                _ if name == drop => &mut w,
+                _ => w.bytes(&name, data.to_vec()),
+            };
+        }
+        if let (Some((name, new)), false) = (put, placed) {
+            w.bytes(name, new);
+        }
+        w.finish()
+    }
+
+    #[test]
+    fn a_file_saved_before_options_loads_with_what_it_knows() {
+        let c = trained(&trees()[2]);
+        c.block(&["weather"]).unwrap();
+        // The terms blocked after training are saved with the options.
+        let saved = Completer::from_bytes(&c.to_bytes()).unwrap();
+        assert_eq!(
+            saved.options().get("blocklist").unwrap(),
+            &Value::Texts(vec!["weather".into()])
+        );
+        let old = Completer::from_bytes(&rewritten(&c, "options", None)).unwrap();
+        let o = old.options();
+        assert_eq!(o.rank_params().unwrap(), *c.rank_params());
+        assert_eq!(
+            o.get("blocklist").unwrap(),
+            saved.options().get("blocklist").unwrap()
+        );
+        // Before options were saved, range_rows was off by default.
+        assert_eq!(o.get("range_rows").unwrap(), &Value::Bool(false));
+        let mut s = CompleteScratch::default();
+        let d = RankParams::default();
+        assert_eq!(
+            plain(&old, "", "w", 5, &d, &mut s).unwrap(),
+            plain(&c, "", "w", 5, &d, &mut s).unwrap()
+        );
+    }
+
+    #[test]
+    fn options_out_of_their_bounds_in_a_file_are_a_format_error() {
+        let c = trained(&trees()[2]);
+        let mut options = c.options().clone();
+        options.set("fuzzy_one", Value::Int(12)).unwrap(); // fuzzy_two 9 is now below it
+        let bytes = rewritten(&c, "", Some(("options", options.to_bytes())));
+        let err = Completer::from_bytes(&bytes).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "{err}");
+        // A privacy floor out of bounds too (before, a ValueError of the bindings).
+        let bytes = rewritten(
+            &c,
+            "",
+            Some(("floor", 0.5f64.to_bits().to_le_bytes().to_vec())),
+        );
+        let err = Completer::from_bytes(&bytes).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "{err}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// Whatever is typed, every answer starts with the normalised prefix, answers are

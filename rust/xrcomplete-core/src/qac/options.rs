@@ -766,13 +766,18 @@ impl Options {
                 }
                 tag => return Err(f.bad("value tag", tag)),
             };
-            options.set(&name, value).map_err(|e| {
-                format_err(format!(
+            let known = declared(&name).is_ok();
+            options.set(&name, value).map_err(|e| match known {
+                true => format_err(format!("section \"options\": {e}")),
+                false => format_err(format!(
                     "section \"options\": {e} (saved by a newer xrcomplete?)"
-                ))
+                )),
             })?;
         }
         f.end()?;
+        options
+            .check()
+            .map_err(|e| format_err(format!("section \"options\": {e}")))?;
         Ok(options)
     }
 }
@@ -883,9 +888,20 @@ mod tests {
         }
     }
 
+    /// Options that pass [`Options::check`] (a file holds no other).
     fn any_options() -> impl Strategy<Value = Options> {
-        let values: Vec<_> = OPTIONS.iter().map(any_value).collect();
-        values.prop_map(|values| Options { values })
+        let values: Vec<_> = OPTIONS
+            .iter()
+            .map(|d| match d.name {
+                "features_off" => proptest::sample::subsequence(FEATURES.to_vec(), 0..3)
+                    .prop_map(|f| Value::Texts(f.iter().map(|s| s.to_string()).collect()))
+                    .boxed(),
+                _ => any_value(d),
+            })
+            .collect();
+        values
+            .prop_map(|values| Options { values })
+            .prop_filter("options that disagree", |o| o.check().is_ok())
     }
 
     proptest! {

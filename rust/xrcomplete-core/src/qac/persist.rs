@@ -52,7 +52,12 @@ impl Persist for Completer {
         }
         let mut w = Writer::new(Kind::Completer);
         w.bytes("rank", fields);
-        w.bytes("options", self.options.to_bytes());
+        // The options, with the blocklist in force (block and unblock change it after training).
+        let mut options = self.options.clone();
+        let terms = self.blocklist().terms().map(str::to_owned).collect();
+        // Terms of a blocklist pass its option's check (a list of strings).
+        let _ = options.set("blocklist", Value::Texts(terms));
+        w.bytes("options", options.to_bytes());
         let mut fuzzy = Vec::new();
         for v in [r.fuzzy_one as u64, r.fuzzy_two as u64] {
             fuzzy.extend_from_slice(&v.to_le_bytes());
@@ -156,20 +161,28 @@ impl Persist for Completer {
         };
         // Files saved before options were know the ranking options, the floor and the
         // blocklist they were trained with; the rest were the defaults of their day.
-        let mut options = match r.has("options") {
-            true => Options::from_bytes(r.bytes("options")?)?,
-            false => {
-                let mut options = Options::default();
-                options.set(
-                    "blocklist",
-                    Value::Texts(blocklist.terms().map(str::to_owned).collect()),
-                )?;
-                options
-            }
+        let saved = match r.has("options") {
+            true => Some(Options::from_bytes(r.bytes("options")?)?),
+            false => None,
         };
-        options.set_rank(&rank)?;
-        options.set_float("min_users", min_users)?;
-        Self::from_parts(sources, ranker, learned, options, blocklist).map_err(|e| match e {
+        let build = || {
+            let mut options = match saved {
+                Some(options) => options,
+                None => {
+                    // Trained before the default was chosen by the log's size: off.
+                    let mut options = Options::default();
+                    options.set("range_rows", Value::Bool(false))?;
+                    let terms = blocklist.terms().map(str::to_owned).collect();
+                    options.set("blocklist", Value::Texts(terms))?;
+                    options
+                }
+            };
+            options.set_rank(&rank)?;
+            options.set_float("min_users", min_users)?;
+            Self::from_parts(sources, ranker, learned, options, blocklist)
+        };
+        // A value out of its bounds in a file is a bad file, not a bad argument.
+        build().map_err(|e| match e {
             Error::InvalidInput(what) => Error::Format { what },
             other => other,
         })
