@@ -756,10 +756,7 @@ impl CompleterModel {
     /// Feature groups for ablations: {group: [feature names]}.
     #[staticmethod]
     fn ranking_feature_groups() -> std::collections::BTreeMap<&'static str, Vec<&'static str>> {
-        qac::FEATURE_GROUPS
-            .iter()
-            .map(|(g, f)| (*g, f.to_vec()))
-            .collect()
+        qac::feature_groups().into_iter().collect()
     }
 
     /// Number of queries that can be suggested whole (the model's labels).

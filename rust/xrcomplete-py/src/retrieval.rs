@@ -9,8 +9,8 @@ use pyo3::IntoPyObjectExt;
 use xrcomplete_core::index::kmeans::KMeansParams;
 use xrcomplete_core::rank::RankerTrainParams;
 use xrcomplete_core::retrieval::{
-    Bm25Params, FitParams, ProductId, ProductIds, ProductRetriever, RetrieveParams,
-    RetrieveScratch, FEATURES, FEATURE_GROUPS,
+    feature_groups, Bm25Params, FitParams, ProductId, ProductIds, ProductRetriever, RetrieveParams,
+    RetrieveScratch, FEATURES,
 };
 use xrcomplete_core::xr::Progress;
 
@@ -264,10 +264,7 @@ impl ProductRetrieverModel {
     /// Feature groups for ablations: {group: [feature names]}.
     #[staticmethod]
     fn ranking_feature_groups() -> std::collections::BTreeMap<&'static str, Vec<&'static str>> {
-        FEATURE_GROUPS
-            .iter()
-            .map(|(g, f)| (*g, f.to_vec()))
-            .collect()
+        feature_groups().into_iter().collect()
     }
 
     /// Stored weights of the model (after pruning).

@@ -19,6 +19,7 @@
 use crate::error::Result;
 use crate::live::LiveCounts;
 use crate::persist::{Persist, Reader, Writer};
+use crate::rank::features::{self, index, names, Feature};
 use crate::rank::Scored;
 use crate::text::{is_py_space, ConcatScratch, FeatureConcat};
 use crate::xr::{PostProcessor, PredictParams, PredictScratch, XrLinear};
@@ -28,48 +29,151 @@ use super::lm::{LmScratch, QueryLm, ONE_EDIT_CHARS};
 use super::words::split_last_word;
 use super::{RankParams, Transitions};
 
-/// The names of the ranking features, in vector order.
-pub const FEATURES: [&str; 28] = [
-    "model",          // ln max(XR-Linear score, model_floor)
-    "in_beam",        // the XR beam returned it
-    "popularity",     // ln(1 + searches of the query, in the log and recorded live)
-    "seen",           // searched whole: a query of the log, or searched live
-    "transitions",    // ln(1 + times it followed the previous query)
-    "after_prev",     // it followed the previous query at least once
-    "first_query",    // ln(1 + times it began a session), with no previous query
-    "lm",             // language-model log probability of what it adds to the prefix
-    "lm_per_word",    // the same per word added (and the end)
-    "composed",       // the language model composed it
-    "popular",        // among the most popular of the prefix's range
-    "chars_left",     // ln(1 + characters after the prefix)
-    "words_left",     // words after the one being typed
-    "is_prev",        // the previous query itself
-    "copied_words",   // its words after the typed head found in the previous query
-    "prev_coverage",  // share of the previous query's words it holds
-    "word_end",       // the prefix ends at the end of one of its words
-    "as_typed",       // the prefix itself, as typed
-    "model_gap",      // the best model feature in the list minus its own
-    "popularity_gap", // the best popularity feature in the list minus its own
-    "lm_gap",         // the best language-model feature in the list minus its own
-    "live",           // ln(1 + its decayed count among the searches recorded live)
-    "live_after",     // ln(1 + its decayed count recorded live after the previous query)
-    "edits",          // edits from the typed prefix to the corrected one it starts with
-    "rare_words",     // never searched whole: its words the language model does not know
-    "typed_rarest",   // corrected: ln(1 + how common the rarest typed word is)
-    "fixed_rarest",   // corrected: ln(1 + how common the rarest word of the corrected prefix is)
-    "typed_shape",    // corrected: how word-like the typed word that looks mistyped is
+/// The ranking features of a completion, in vector order. The fixed rule's weights reproduce
+/// the hand-set rule used before rankers were learned: `ln model + 0.5 ln(1 + popularity) +
+/// 2 ln(1 + transitions)`, seen queries above composed ones, those by language model, answers
+/// of a corrected prefix after those of the typed one. More searches, transitions and live
+/// counts never lower a candidate (trees learn a count's worth from the counts they saw; the
+/// constraint keeps that order past them: a query searched live far more than any count of
+/// training).
+pub const COMPLETION_FEATURES: [Feature; 28] = [
+    Feature::new("model", "model", "ln max(XR-Linear score, model_floor)").weighing(1.0),
+    Feature::new("in_beam", "model", "the XR beam returned it"),
+    Feature::new(
+        "popularity",
+        "popularity",
+        "ln(1 + searches of the query, in the log and recorded live)",
+    )
+    .rising()
+    .weighing(0.5),
+    Feature::new(
+        "seen",
+        "popularity",
+        "searched whole: a query of the log, or searched live",
+    )
+    .weighing(100.0),
+    Feature::new(
+        "transitions",
+        "transitions",
+        "ln(1 + times it followed the previous query)",
+    )
+    .rising()
+    .weighing(2.0),
+    Feature::new(
+        "after_prev",
+        "transitions",
+        "it followed the previous query at least once",
+    ),
+    Feature::new(
+        "first_query",
+        "transitions",
+        "ln(1 + times it began a session), with no previous query",
+    )
+    .rising()
+    .weighing(2.0),
+    Feature::new(
+        "lm",
+        "lm",
+        "language-model log probability of what it adds to the prefix",
+    )
+    .weighing(0.1),
+    Feature::new("lm_per_word", "lm", "the same per word added (and the end)"),
+    Feature::new("composed", "lm", "the language model composed it"),
+    Feature::new(
+        "popular",
+        "popularity",
+        "among the most popular of the prefix's range",
+    ),
+    Feature::new("chars_left", "shape", "ln(1 + characters after the prefix)"),
+    Feature::new("words_left", "shape", "words after the one being typed"),
+    Feature::new("is_prev", "session words", "the previous query itself").weighing(-1.0),
+    Feature::new(
+        "copied_words",
+        "session words",
+        "its words after the typed head found in the previous query",
+    ),
+    Feature::new(
+        "prev_coverage",
+        "session words",
+        "share of the previous query's words it holds",
+    ),
+    Feature::new(
+        "word_end",
+        "shape",
+        "the prefix ends at the end of one of its words",
+    ),
+    Feature::new("as_typed", "shape", "the prefix itself, as typed"),
+    Feature::new(
+        "model_gap",
+        "model",
+        "the best model feature in the list minus its own",
+    ),
+    Feature::new(
+        "popularity_gap",
+        "popularity",
+        "the best popularity feature in the list minus its own",
+    )
+    .falling(),
+    Feature::new(
+        "lm_gap",
+        "lm",
+        "the best language-model feature in the list minus its own",
+    ),
+    Feature::new(
+        "live",
+        "live",
+        "ln(1 + its decayed count among the searches recorded live)",
+    )
+    .rising()
+    .weighing(0.5),
+    Feature::new(
+        "live_after",
+        "live",
+        "ln(1 + its decayed count recorded live after the previous query)",
+    )
+    .rising()
+    .weighing(2.0),
+    Feature::new(
+        "edits",
+        "typos",
+        "edits from the typed prefix to the corrected one it starts with",
+    )
+    .weighing(-200.0),
+    Feature::new(
+        "rare_words",
+        "typos",
+        "never searched whole: its words the language model does not know",
+    ),
+    Feature::new(
+        "typed_rarest",
+        "typos",
+        "corrected: ln(1 + how common the rarest typed word is)",
+    ),
+    Feature::new(
+        "fixed_rarest",
+        "typos",
+        "corrected: ln(1 + how common the rarest word of the corrected prefix is)",
+    ),
+    Feature::new(
+        "typed_shape",
+        "typos",
+        "corrected: how word-like the typed word that looks mistyped is",
+    ),
 ];
 
-const FEATURE_MODEL: usize = 0;
-const FEATURE_POPULARITY: usize = 2;
-const FEATURE_LM: usize = 7;
-const FEATURE_MODEL_GAP: usize = 18;
-const FEATURE_POPULARITY_GAP: usize = 19;
-const FEATURE_LM_GAP: usize = 20;
-const FEATURE_EDITS: usize = 23;
-const FEATURE_TYPED_RAREST: usize = 25;
-const FEATURE_FIXED_RAREST: usize = 26;
-const FEATURE_TYPED_SHAPE: usize = 27;
+/// The names of the ranking features, in vector order.
+pub const FEATURES: [&str; 28] = names(&COMPLETION_FEATURES);
+
+const FEATURE_MODEL: usize = index(&COMPLETION_FEATURES, "model");
+const FEATURE_POPULARITY: usize = index(&COMPLETION_FEATURES, "popularity");
+const FEATURE_LM: usize = index(&COMPLETION_FEATURES, "lm");
+const FEATURE_MODEL_GAP: usize = index(&COMPLETION_FEATURES, "model_gap");
+const FEATURE_POPULARITY_GAP: usize = index(&COMPLETION_FEATURES, "popularity_gap");
+const FEATURE_LM_GAP: usize = index(&COMPLETION_FEATURES, "lm_gap");
+const FEATURE_EDITS: usize = index(&COMPLETION_FEATURES, "edits");
+const FEATURE_TYPED_RAREST: usize = index(&COMPLETION_FEATURES, "typed_rarest");
+const FEATURE_FIXED_RAREST: usize = index(&COMPLETION_FEATURES, "fixed_rarest");
+const FEATURE_TYPED_SHAPE: usize = index(&COMPLETION_FEATURES, "typed_shape");
 
 /// The last features, of typos: rankers saved before them have none.
 pub(crate) const TYPO_FEATURES: usize = 5;
@@ -119,34 +223,9 @@ fn case_segment(prev: &str, prefix: &str) -> u32 {
 }
 
 /// Feature groups, for ablations: a name and the features it holds.
-pub const FEATURE_GROUPS: [(&str, &[&str]); 8] = [
-    ("model", &["model", "in_beam", "model_gap"]),
-    (
-        "popularity",
-        &["popularity", "seen", "popular", "popularity_gap"],
-    ),
-    ("transitions", &["transitions", "after_prev", "first_query"]),
-    ("lm", &["lm", "lm_per_word", "composed", "lm_gap"]),
-    (
-        "session words",
-        &["is_prev", "copied_words", "prev_coverage"],
-    ),
-    (
-        "shape",
-        &["chars_left", "words_left", "word_end", "as_typed"],
-    ),
-    ("live", &["live", "live_after"]),
-    (
-        "typos",
-        &[
-            "edits",
-            "rare_words",
-            "typed_rarest",
-            "fixed_rarest",
-            "typed_shape",
-        ],
-    ),
-];
+pub fn feature_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    features::groups(&COMPLETION_FEATURES)
+}
 
 /// One candidate: a query and what every source said of it.
 #[derive(Debug, Clone, Default)]
@@ -667,46 +746,15 @@ fn features(c: &mut Candidate, of: &Shape, params: &RankParams) {
 }
 
 /// The position of feature `name` in [`FEATURES`] (a name of the list).
-fn feature(name: &str) -> usize {
-    FEATURES.iter().position(|f| *f == name).expect("a feature")
-}
-
-/// How a learned ranker's score may move with each feature, all else equal (1: rise, -1: fall,
-/// 0: either way): more searches, transitions and live counts never lower a candidate. Trees
-/// learn a count's worth from the counts they saw; the constraint keeps that order past them
-/// (a query searched live far more than any count of training).
+/// How a learned ranker's score may move with each feature ([`COMPLETION_FEATURES`]).
 pub(crate) fn monotone() -> [i8; N_FEATURES] {
-    let mut m = [0; N_FEATURES];
-    for name in [
-        "popularity",
-        "transitions",
-        "first_query",
-        "live",
-        "live_after",
-    ] {
-        m[feature(name)] = 1;
-    }
-    m[feature("popularity_gap")] = -1;
-    m
+    features::monotone(&COMPLETION_FEATURES)
 }
 
-/// The weights of a ranker that reproduces the hand-set rule used before rankers were learned:
-/// `ln model + 0.5 ln(1 + popularity) + 2 ln(1 + transitions)`, seen queries above composed
-/// ones, those by language model. Used when a log is too small to learn one.
+/// The weights of the fixed rule ([`COMPLETION_FEATURES`]): used when a log is too small to
+/// learn a ranker from.
 pub(crate) fn fixed_weights() -> [f32; N_FEATURES] {
-    let mut w = [0.0; N_FEATURES];
-    w[feature("model")] = 1.0;
-    w[feature("popularity")] = 0.5;
-    w[feature("transitions")] = 2.0;
-    w[feature("first_query")] = 2.0;
-    w[feature("seen")] = 100.0;
-    w[feature("lm")] = 0.1;
-    w[feature("is_prev")] = -1.0;
-    w[feature("live")] = 0.5;
-    w[feature("live_after")] = 2.0;
-    // Answers of a corrected prefix after those of the typed one.
-    w[feature("edits")] = -200.0;
-    w
+    features::fixed_weights(&COMPLETION_FEATURES)
 }
 
 #[cfg(test)]
@@ -714,13 +762,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn feature_indexes_and_groups_name_the_features() {
+    fn the_declared_features_give_the_lists_they_replaced() {
+        // As they were written out before the features were declared once: same answers.
+        let by_name = |pairs: &[(&str, f32)]| {
+            let mut w = [0.0; N_FEATURES];
+            for (name, v) in pairs {
+                w[FEATURES.iter().position(|f| f == name).unwrap()] = *v;
+            }
+            w
+        };
+        let fixed = by_name(&[
+            ("model", 1.0),
+            ("popularity", 0.5),
+            ("transitions", 2.0),
+            ("first_query", 2.0),
+            ("seen", 100.0),
+            ("lm", 0.1),
+            ("is_prev", -1.0),
+            ("live", 0.5),
+            ("live_after", 2.0),
+            ("edits", -200.0),
+        ]);
+        assert_eq!(fixed_weights(), fixed);
+        let rising = [
+            "popularity",
+            "transitions",
+            "first_query",
+            "live",
+            "live_after",
+        ];
+        let mut m = by_name(&rising.map(|n| (n, 1.0)));
+        m[FEATURE_POPULARITY_GAP] = -1.0;
+        assert_eq!(monotone().map(f32::from), m);
+        let groups: Vec<(&str, Vec<&str>)> = vec![
+            ("model", vec!["model", "in_beam", "model_gap"]),
+            (
+                "popularity",
+                vec!["popularity", "seen", "popular", "popularity_gap"],
+            ),
+            (
+                "transitions",
+                vec!["transitions", "after_prev", "first_query"],
+            ),
+            ("lm", vec!["lm", "lm_per_word", "composed", "lm_gap"]),
+            (
+                "shape",
+                vec!["chars_left", "words_left", "word_end", "as_typed"],
+            ),
+            (
+                "session words",
+                vec!["is_prev", "copied_words", "prev_coverage"],
+            ),
+            ("live", vec!["live", "live_after"]),
+            (
+                "typos",
+                vec![
+                    "edits",
+                    "rare_words",
+                    "typed_rarest",
+                    "fixed_rarest",
+                    "typed_shape",
+                ],
+            ),
+        ];
+        assert_eq!(feature_groups(), groups);
         for (i, name) in [
             (FEATURE_MODEL, "model"),
-            (FEATURE_POPULARITY, "popularity"),
             (FEATURE_LM, "lm"),
             (FEATURE_MODEL_GAP, "model_gap"),
-            (FEATURE_POPULARITY_GAP, "popularity_gap"),
             (FEATURE_LM_GAP, "lm_gap"),
             (FEATURE_EDITS, "edits"),
             (FEATURE_TYPED_SHAPE, "typed_shape"),
@@ -729,14 +838,9 @@ mod tests {
         ] {
             assert_eq!(FEATURES[i], name);
         }
-        // Every feature in exactly one group.
-        let mut grouped: Vec<&str> = FEATURE_GROUPS
+        // The typo features are the last ones (files saved before them are upgraded so).
+        assert!(FEATURES[N_FEATURES - TYPO_FEATURES..]
             .iter()
-            .flat_map(|g| g.1.iter().copied())
-            .collect();
-        grouped.sort_unstable();
-        let mut all = FEATURES.to_vec();
-        all.sort_unstable();
-        assert_eq!(grouped, all);
+            .all(|f| COMPLETION_FEATURES[index(&COMPLETION_FEATURES, f)].group == "typos"));
     }
 }

@@ -61,7 +61,9 @@ use crate::xr::{self, Progress, Stage, TrainParams, XrLinear};
 use crate::Trie;
 
 pub use blocklist::Blocklist;
-pub use candidates::{FEATURES, FEATURE_GROUPS, MAX_COMPOSED, N_FEATURES, N_SEGMENTS};
+pub use candidates::{
+    feature_groups, COMPLETION_FEATURES, FEATURES, MAX_COMPOSED, N_FEATURES, N_SEGMENTS,
+};
 pub use complete::{Answer, Request};
 pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
 pub use options::{

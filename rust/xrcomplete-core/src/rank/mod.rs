@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::persist::{format_err, Array, Kind, Persist, Reader, Writer};
 
+pub mod features;
 mod trees;
 
 pub use trees::{BoostedTrees, TreeTrainParams};

@@ -29,6 +29,7 @@ pub use bm25::{Bm25, Bm25Params};
 use crate::error::{Error, Result};
 use crate::index::{self, kmeans::KMeansParams, TreeSpec};
 use crate::persist::{format_err, Array, Fields, Kind, Persist, Reader, Writer};
+use crate::rank::features::{self, names, Feature};
 use crate::rank::{AdditiveRanker, RankLists, RankerTrainParams};
 use crate::sparse::{CsrArrays, CsrMatrix};
 use crate::strings::Strings;
@@ -37,33 +38,64 @@ use crate::xr::{
     self, PostProcessor, PredictParams, PredictScratch, Progress, Stage, TrainParams, XrLinear,
 };
 
-/// The ranking features of a (query, product) candidate, in order.
-pub const FEATURES: [&str; N_FEATURES] = [
-    "bm25",
-    "coverage",
-    "all_words",
-    "cosine_words",
-    "cosine_chars",
-    "model",
-    "model_rank",
-    "relevant",
-    "mean_gain",
-    "judged",
-    "title_words",
-    "query_words",
+/// The ranking features of a (query, product) candidate, in order. The fixed rule (a
+/// catalogue with too few judged queries to learn from) is the title cosine plus half the
+/// model's score, the ranking of xrcomplete before the learned stage.
+pub const RETRIEVAL_FEATURES: [Feature; 12] = [
+    Feature::new("bm25", "bm25", "BM25 of the query against the title"),
+    Feature::new(
+        "coverage",
+        "bm25",
+        "share of the query's words the title holds",
+    ),
+    Feature::new(
+        "all_words",
+        "bm25",
+        "the title holds every word of the query",
+    ),
+    Feature::new(
+        "cosine_words",
+        "cosine",
+        "cosine of the word TF-IDF of query and title",
+    )
+    .weighing(1.0),
+    Feature::new(
+        "cosine_chars",
+        "cosine",
+        "cosine of the character TF-IDF of query and title",
+    )
+    .weighing(1.0),
+    Feature::new("model", "model", "the XR-Linear model's score").weighing(0.5),
+    Feature::new(
+        "model_rank",
+        "model",
+        "1 / the product's rank in the model's beam (0: out)",
+    ),
+    Feature::new(
+        "relevant",
+        "popularity",
+        "ln(1 + training judgements that found it relevant)",
+    ),
+    Feature::new(
+        "mean_gain",
+        "popularity",
+        "its mean gain in training (0: never judged)",
+    ),
+    Feature::new("judged", "popularity", "ln(1 + training judgements of it)"),
+    Feature::new("title_words", "lengths", "ln(1 + words of its title)"),
+    Feature::new("query_words", "lengths", "ln(1 + words of the query)"),
 ];
+
+/// The ranking features' names, in order.
+pub const FEATURES: [&str; N_FEATURES] = names(&RETRIEVAL_FEATURES);
 
 /// Number of ranking features.
-pub const N_FEATURES: usize = 12;
+pub const N_FEATURES: usize = RETRIEVAL_FEATURES.len();
 
 /// The ranking features by what they come from, for ablations.
-pub const FEATURE_GROUPS: [(&str, &[&str]); 5] = [
-    ("bm25", &["bm25", "coverage", "all_words"]),
-    ("cosine", &["cosine_words", "cosine_chars"]),
-    ("model", &["model", "model_rank"]),
-    ("popularity", &["relevant", "mean_gain", "judged"]),
-    ("lengths", &["title_words", "query_words"]),
-];
+pub fn feature_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    features::groups(&RETRIEVAL_FEATURES)
+}
 
 /// Fewer training lists than this and the ranker is the fixed rule.
 const MIN_RANK_LISTS: usize = 50;
@@ -71,11 +103,7 @@ const MIN_RANK_LISTS: usize = 50;
 /// The fixed rule (a catalogue with too few judged queries to learn from): the title cosine
 /// plus half the model's score, the ranking of xrcomplete before the learned stage.
 fn fixed_ranker() -> Result<AdditiveRanker> {
-    let mut w = [0.0; N_FEATURES];
-    w[3] = 1.0;
-    w[4] = 1.0;
-    w[5] = 0.5;
-    AdditiveRanker::fixed(&w, 1)
+    AdditiveRanker::fixed(&features::fixed_weights(&RETRIEVAL_FEATURES), 1)
 }
 
 /// How [`ProductRetriever::retrieve`] gathers candidates.
@@ -992,6 +1020,21 @@ impl Persist for ProductRetriever {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_declared_features_give_the_lists_they_replaced() {
+        let mut w = [0.0; N_FEATURES];
+        (w[3], w[4], w[5]) = (1.0, 1.0, 0.5); // as the fixed rule was written before
+        assert_eq!(features::fixed_weights(&RETRIEVAL_FEATURES), w);
+        let groups: Vec<(&str, Vec<&str>)> = vec![
+            ("bm25", vec!["bm25", "coverage", "all_words"]),
+            ("cosine", vec!["cosine_words", "cosine_chars"]),
+            ("model", vec!["model", "model_rank"]),
+            ("popularity", vec!["relevant", "mean_gain", "judged"]),
+            ("lengths", vec!["title_words", "query_words"]),
+        ];
+        assert_eq!(feature_groups(), groups);
+    }
 
     fn params() -> FitParams {
         FitParams {
