@@ -25,7 +25,9 @@ use crate::text::{is_py_space, ConcatScratch, FeatureConcat};
 use crate::xr::{PostProcessor, PredictParams, PredictScratch, XrLinear};
 use crate::{FuzzyMatch, Trie};
 
+use super::lm::ComposeParams;
 use super::lm::{LmScratch, QueryLm, ONE_EDIT_CHARS};
+use super::transitions::Followers;
 use super::words::split_last_word;
 use super::{RankParams, Transitions};
 
@@ -291,6 +293,203 @@ pub(crate) struct Sources {
     pub lm: QueryLm,
 }
 
+/// What every source of candidates sees of the case being completed.
+struct Case<'c> {
+    prev: &'c str,
+    prefix: &'c str,
+    params: &'c RankParams,
+    /// The language model's options of composing.
+    compose: ComposeParams,
+    /// Candidates taken from each source.
+    n: usize,
+    /// The label range of the seen queries that start with the prefix (none: no seen query
+    /// does, so none is a candidate).
+    range: Option<(u32, u32)>,
+    /// The queries seen after the previous query (none: none, or not asked for).
+    followers: Option<Followers<'c>>,
+    /// Searches recorded since the model was built, if any.
+    live: Option<&'c LiveCounts>,
+}
+
+impl Case<'_> {
+    /// The label of `text` when it is a seen query (of the prefix's range).
+    fn id(&self, parts: &Sources, text: &str) -> Option<u32> {
+        self.range
+            .and_then(|range| parts.queries.id_within(range, text))
+    }
+}
+
+/// A source of candidates: adds to `s.candidates` those it proposes for a case, each with what
+/// it says of it (one candidate per query is made of them after every source has spoken).
+trait Source: Sync {
+    fn add(&self, parts: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()>;
+}
+
+/// The XR-Linear matcher's best seen queries, its beam restricted to the prefix's range.
+struct Matcher;
+/// The most popular seen queries of the prefix's range.
+struct Popular;
+/// The seen queries of the range that followed the previous query.
+struct FollowedPrev;
+/// Queries composed by the language model, seen or not, copying from the session.
+struct Composed;
+/// The queries of the prefix searched since the model was built, and those searched after the
+/// previous query.
+struct Live;
+/// The prefix itself, when it may be the whole query.
+struct AsTyped;
+
+/// Every source, in the order their candidates are gathered (the order decides nothing but
+/// which of two equal unseen candidates is kept). The candidates of corrected prefixes come
+/// from these sources too ([`Sources::gather`]).
+const SOURCES: [&dyn Source; 6] = [
+    &Matcher,
+    &Popular,
+    &FollowedPrev,
+    &Composed,
+    &Live,
+    &AsTyped,
+];
+
+impl Source for Matcher {
+    fn add(&self, parts: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
+        let Some(range) = case.range.filter(|_| case.params.use_model) else {
+            return Ok(());
+        };
+        parts
+            .features
+            .transform_one(&[case.prev, case.prefix], &mut s.concat, &mut s.row)?;
+        let predict = PredictParams {
+            beam_size: case.params.beam_size,
+            topk: case.n,
+            post_processor: PostProcessor::L3Hinge,
+        };
+        let (idx, val) = &s.row;
+        for (label, score) in
+            parts
+                .model
+                .predict_one(idx, val, &predict, Some(range), &mut s.predict)?
+        {
+            s.candidates.push(Candidate {
+                label: Some(label),
+                model: score,
+                in_beam: true,
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Source for Popular {
+    fn add(&self, parts: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
+        if let Some(range) = case.range.filter(|_| case.params.use_popular) {
+            for label in parts.queries.top_k_in_range(range.0, range.1, case.n) {
+                s.candidates.push(Candidate {
+                    label: Some(label),
+                    popular: true,
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for FollowedPrev {
+    fn add(&self, _: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
+        if let (Some(range), Some(f)) = (case.range, case.followers) {
+            s.after.clear();
+            f.top_in(range, case.n, &mut s.after);
+            s.candidates
+                .extend(s.after.iter().map(|&(label, c)| Candidate {
+                    label: Some(label),
+                    transitions: c,
+                    ..Default::default()
+                }));
+        }
+        Ok(())
+    }
+}
+
+impl Source for Composed {
+    fn add(&self, parts: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
+        s.composed.clear();
+        if case.params.generate {
+            let wanted = case.n.min(MAX_COMPOSED);
+            parts.lm.compose_prepared(
+                case.prefix,
+                wanted,
+                &case.compose,
+                &mut s.lm,
+                &mut s.composed,
+            );
+        }
+        for (text, lm) in s.composed.drain(..) {
+            let label = case.id(parts, &text);
+            s.candidates.push(Candidate {
+                label,
+                text,
+                composed: true,
+                lm,
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Source for Live {
+    fn add(&self, parts: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
+        let Some(live) = case.live else {
+            return Ok(());
+        };
+        s.live.clear();
+        live.top(case.prefix, case.n.min(MAX_LIVE), &mut s.live);
+        if case.params.use_transitions {
+            live.after(case.prev, case.prefix, &mut s.live);
+        }
+        for (text, _) in s.live.drain(..) {
+            let label = case.id(parts, &text);
+            // Unseen ones are told apart by text (seen ones merge by label).
+            let cands = &mut s.candidates;
+            if label.is_none() && cands.iter().any(|c| c.label.is_none() && c.text == text) {
+                continue;
+            }
+            cands.push(Candidate {
+                label,
+                text,
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Source for AsTyped {
+    fn add(&self, parts: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
+        // The prefix itself may be the whole query: when its last word is a known word, or
+        // follows a word (an unknown one then ends the query as typed).
+        let prefix = case.prefix;
+        let (head, partial) = split_last_word(prefix);
+        let typed = case.params.generate
+            && !partial.is_empty()
+            && (parts.lm.knows(partial) || head.split(is_py_space).any(|w| !w.is_empty()));
+        let cands = &mut s.candidates;
+        if typed && !cands.iter().any(|c| c.text == prefix) {
+            let label = case.id(parts, prefix);
+            if label.is_none() || !cands.iter().any(|c| c.label == label) {
+                cands.push(Candidate {
+                    label,
+                    text: prefix.to_owned(),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Sources {
     /// Fills `s.candidates` with the candidates of `prefix` after `prev` (both normalised) and
     /// their features, unranked; `live` adds the searches recorded since the model was built.
@@ -397,110 +596,30 @@ impl Sources {
         s: &mut GatherScratch,
     ) -> Result<()> {
         let live = live.filter(|l| !l.is_empty());
-        let n = params.candidates;
-        let cands = &mut s.candidates;
-        cands.clear();
-        let seen = self.queries.prefix_range(prefix);
-        let followers = match params.use_transitions {
-            true => self.transitions.followers(prev),
-            false => None,
+        s.candidates.clear();
+        let case = Case {
+            prev,
+            prefix,
+            params,
+            compose: params.compose(),
+            n: params.candidates,
+            range: self.queries.prefix_range(prefix),
+            followers: match params.use_transitions {
+                true => self.transitions.followers(prev),
+                false => None,
+            },
+            live,
         };
-        // Every candidate starts with the prefix: where no seen query does, none is one.
-        let id = |text: &str| seen.and_then(|range| self.queries.id_within(range, text));
-        if let Some(range) = seen {
-            if params.use_model {
-                self.features
-                    .transform_one(&[prev, prefix], &mut s.concat, &mut s.row)?;
-                let predict = PredictParams {
-                    beam_size: params.beam_size,
-                    topk: n,
-                    post_processor: PostProcessor::L3Hinge,
-                };
-                let (idx, val) = &s.row;
-                for (label, score) in
-                    self.model
-                        .predict_one(idx, val, &predict, Some(range), &mut s.predict)?
-                {
-                    cands.push(Candidate {
-                        label: Some(label),
-                        model: score,
-                        in_beam: true,
-                        ..Default::default()
-                    });
-                }
-            }
-            if params.use_popular {
-                for label in self.queries.top_k_in_range(range.0, range.1, n) {
-                    cands.push(Candidate {
-                        label: Some(label),
-                        popular: true,
-                        ..Default::default()
-                    });
-                }
-            }
-            if let Some(f) = followers {
-                s.after.clear();
-                f.top_in(range, n, &mut s.after);
-                cands.extend(s.after.iter().map(|&(label, c)| Candidate {
-                    label: Some(label),
-                    transitions: c,
-                    ..Default::default()
-                }));
-            }
-        }
-        s.composed.clear();
+        // The language model reads the session and the prefix once for every source and feature.
         self.lm.prepare(prev, prefix, &mut s.lm);
-        let compose = params.compose();
-        if params.generate {
-            let wanted = n.min(MAX_COMPOSED);
-            self.lm
-                .compose_prepared(prefix, wanted, &compose, &mut s.lm, &mut s.composed);
+        for source in SOURCES {
+            source.add(self, &case, s)?;
         }
-        for (text, lm) in s.composed.drain(..) {
-            let label = id(&text);
-            cands.push(Candidate {
-                label,
-                text,
-                composed: true,
-                lm,
-                ..Default::default()
-            });
-        }
-        if let Some(live) = live {
-            s.live.clear();
-            live.top(prefix, n.min(MAX_LIVE), &mut s.live);
-            if params.use_transitions {
-                live.after(prev, prefix, &mut s.live);
-            }
-            for (text, _) in s.live.drain(..) {
-                let label = id(&text);
-                // Unseen ones are told apart by text (seen ones merge by label below).
-                if label.is_none() && cands.iter().any(|c| c.label.is_none() && c.text == text) {
-                    continue;
-                }
-                cands.push(Candidate {
-                    label,
-                    text,
-                    ..Default::default()
-                });
-            }
-        }
-        // The prefix itself may be the whole query: when its last word is a known word, or
-        // follows a word (an unknown one then ends the query as typed).
-        let (head, partial) = split_last_word(prefix);
-        let typed = params.generate
-            && !partial.is_empty()
-            && (self.lm.knows(partial) || head.split(is_py_space).any(|w| !w.is_empty()));
-        if typed && !cands.iter().any(|c| c.text == prefix) {
-            let label = id(prefix);
-            if label.is_none() || !cands.iter().any(|c| c.label == label) {
-                cands.push(Candidate {
-                    label,
-                    text: prefix.to_owned(),
-                    ..Default::default()
-                });
-            }
-        }
+        let Case {
+            compose, followers, ..
+        } = case;
+        let (head, _) = split_last_word(prefix);
+        let cands = &mut s.candidates;
         // One candidate per query: seen ones by label, composed-only ones are distinct already.
         cands.sort_by_key(|c| c.label.unwrap_or(u32::MAX));
         cands.dedup_by(|b, a| {
