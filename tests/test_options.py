@@ -253,3 +253,29 @@ def test_pickle_and_copy_keep_a_subclass_and_its_attributes(tmp_path: Path) -> N
     # Terms blocked after training are among the options the file keeps.
     loaded = Completer.load(c.save(tmp_path / "m.xrc"))
     assert loaded.get_params()["blocklist"] == ("bing",) == tuple(loaded.blocked)
+
+
+def test_a_server_counts_live_searches_as_the_model_was_trained_to(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    def seen_after_one_search(model: Path) -> bool:
+        with start(model, port=0, workers=1) as server:
+            post = urllib.request.Request(
+                f"{server.url}/v1/searches",
+                data=json.dumps({"query": "zzyzx road"}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(post, timeout=10) as answer:
+                assert answer.status == 200
+            url = f"{server.url}/v1/complete?prefix=zzyzx"
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                found = json.load(answer)["suggestions"]
+        return any(s["text"] == "zzyzx road" for s in found)
+
+    pairs = synthetic_pairs()
+    one = Completer(live_min_clients=1, progress=False).fit(pairs).save(tmp_path / "one.xrc")
+    three = Completer(progress=False).fit(pairs).save(tmp_path / "three.xrc")
+    # One client is enough under the model's floor of 1; the default floor of 3 waits for more.
+    assert seen_after_one_search(one)
+    assert not seen_after_one_search(three)

@@ -327,7 +327,7 @@ class CompleterModel:
     def live_count(self, query: str, prev: str = "") -> float: ...
     @staticmethod
     def compact(
-        model: _Path, events: _Path, min_clients: int = 3
+        model: _Path, events: _Path, min_clients: int | None = None
     ) -> tuple[CompleterModel, dict[str, int]]: ...
     def options(self) -> Options: ...
     def vectorizers(self) -> tuple[TfidfModel, TfidfModel]: ...
@@ -457,8 +457,8 @@ class Server:
         watch: float | None = None,
         events: _Path | None = None,
         fsync: str = "always",
-        live_half_life: float = 86400.0,
-        live_cap: int = 100000,
+        live_half_life: float | None = None,
+        live_cap: int | None = None,
         signals: bool = False,
         blocklist: _Path | None = None,
         admin_key: str | None = None,
@@ -466,7 +466,7 @@ class Server:
         search_keys: list[str] = ...,
         trusted_proxies: list[str] = ...,
         cors_origins: list[str] = ...,
-        live_min_clients: int = 3,
+        live_min_clients: int | None = None,
         record_rate: float | None = ...,
         record_burst: int = 10,
         complete_rate: float | None = None,

@@ -277,18 +277,13 @@ def _serve(args: argparse.Namespace) -> int:
         record_keys += [k.strip() for k in text.splitlines() if k.strip()]
     search_keys = list(args.search_key) + _env_keys("XRCOMPLETE_SEARCH_KEYS")
 
-    # Live counts as the model was trained to be served, unless the command line says.
-    given = {
-        "live_half_life": None
-        if args.live_half_life_hours is None
-        else args.live_half_life_hours * 3600.0,
+    # Not given: the model's live options (saved with it).
+    hours = args.live_half_life_hours
+    live = {
+        "live_half_life": None if hours is None else hours * 3600.0,
         "live_cap": args.live_cap,
         "live_min_clients": args.live_min_clients,
     }
-    live = dict(given)
-    if None in given.values():
-        saved = Completer.load(args.model, mmap=True).get_params(deep=False)
-        live = {k: saved[k] if v is None else v for k, v in given.items()}
 
     def started(server: Server) -> None:
         print(
@@ -336,9 +331,7 @@ def _env_keys(name: str) -> list[str]:
 
 def _compact(args: argparse.Namespace) -> int:
     target = _writable_target(args.output, MODEL_FILE)
-    if args.live_min_clients is None:
-        saved = Completer.load(args.model, mmap=True).get_params(deep=False)
-        args.live_min_clients = saved["live_min_clients"]
+    floor = args.live_min_clients or "the model's floor of"
     report = compact(
         args.model,
         args.events,
@@ -352,8 +345,8 @@ def _compact(args: argparse.Namespace) -> int:
         f"{report['unknown']:,} of queries the model does not know were left out"
         + (" (--retrain LOG adds them)" if report["unknown"] else "")
         + (
-            f"; {report['below_floor']:,} of queries fewer than {args.live_min_clients} "
-            "clients searched were left out"
+            f"; {report['below_floor']:,} of queries fewer than {floor} clients searched were "
+            "left out"
             if report["below_floor"]
             else ""
         )

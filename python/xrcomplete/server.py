@@ -32,8 +32,8 @@ def start(
     watch: float | None = None,
     events: PathLike | None = None,
     fsync: str = "always",
-    live_half_life: float = 86_400.0,
-    live_cap: int = 100_000,
+    live_half_life: float | None = None,
+    live_cap: int | None = None,
     signals: bool = False,
     blocklist: PathLike | None = None,
     admin_key: str | None = None,
@@ -41,7 +41,7 @@ def start(
     search_keys: Sequence[str] = (),
     trusted_proxies: Sequence[str] = (),
     cors_origins: Sequence[str] = (),
-    live_min_clients: int = 3,
+    live_min_clients: int | None = None,
     record_rate: float | None = 60.0,
     record_burst: int = 10,
     complete_rate: float | None = None,
@@ -58,10 +58,10 @@ def start(
     search is remembered ``session_ttl`` seconds, for at most ``max_sessions`` sessions.
     ``watch`` (seconds) checks the model file that often and reloads it when it changes.
     Searches posted to ``/v1/searches`` are recorded as live counts (halved every
-    ``live_half_life`` seconds, at most ``live_cap`` distinct queries) that ``complete``
-    consults; with ``events`` (a file), each is first appended to that write-ahead log
-    (``fsync="always"``: synced before the answer; ``"never"``: left to the system), which is
-    replayed at start.
+    ``live_half_life`` seconds, at most ``live_cap`` distinct queries; not given: the model's
+    options of those names, as ``live_min_clients``) that ``complete`` consults; with
+    ``events`` (a file), each is first appended to that write-ahead log (``fsync="always"``:
+    synced before the answer; ``"never"``: left to the system), which is replayed at start.
     ``blocklist`` (a file): terms blocked and unblocked at run time through
     ``POST /admin/blocklist`` are kept there (written before the answer) and applied to every
     model served, also after a reload or a restart; one term per line, ``!term`` unblocks a
@@ -132,8 +132,8 @@ def serve(
     watch: float | None = None,
     events: PathLike | None = None,
     fsync: str = "always",
-    live_half_life: float = 86_400.0,
-    live_cap: int = 100_000,
+    live_half_life: float | None = None,
+    live_cap: int | None = None,
     blocklist: PathLike | None = None,
     on_start: Callable[[Server], object] | None = None,
     admin_key: str | None = None,
@@ -141,7 +141,7 @@ def serve(
     search_keys: Sequence[str] = (),
     trusted_proxies: Sequence[str] = (),
     cors_origins: Sequence[str] = (),
-    live_min_clients: int = 3,
+    live_min_clients: int | None = None,
     record_rate: float | None = 60.0,
     record_burst: int = 10,
     complete_rate: float | None = None,
@@ -197,7 +197,7 @@ def compact(
     output: PathLike,
     *,
     retrain: PathLike | None = None,
-    min_clients: int = 3,
+    min_clients: int | None = None,
 ) -> dict[str, int]:
     """Folds the searches of a server's event log (``--events``) into the completer saved at
     ``model`` and saves the result to ``output``: each search of a query the completer can
@@ -206,7 +206,8 @@ def compact(
     ``{"searches", "folded", "unknown", "damaged"}``. A server serving ``output`` then reloads
     it with ``{"events_folded": searches}``, which drops the folded searches from its log.
     Searches of queries that fewer than ``min_clients`` distinct clients searched (the
-    server's floor, ``--live-min-clients``) are left out too (``below_floor``): what one
+    server's floor, ``--live-min-clients``; default: the model's ``live_min_clients``) are left
+    out too (``below_floor``): what one
     stranger searched must not become everybody's suggestion through compaction.
 
     ``retrain``: a log in AOL's layout; a new completer, with the options ``model`` was trained
@@ -218,8 +219,9 @@ def compact(
         )
         folded.save(_model_path(output, saving=True))
         return report
-    searches, damaged, below = read_event_log(events, min_clients)
     trained = Completer.load(model, mmap=True)  # the model must be one, as without retrain
+    floor = trained.live_min_clients if min_clients is None else min_clients
+    searches, damaged, below = read_event_log(events, floor)
     params = {**trained.get_params(deep=False), "progress": "auto"}
     completer = Completer(**params).fit_log(retrain, searches=searches)
     completer.save(output)

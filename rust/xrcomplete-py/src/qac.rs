@@ -594,19 +594,27 @@ impl CompleterModel {
     /// The completer saved at `model` with the searches of the event log `events` folded into
     /// its counts (see `xrcomplete compact`), and what was done: searches (in the log), folded,
     /// unknown (of queries the model cannot suggest, left out), below_floor (of queries fewer
-    /// than `min_clients` clients searched, left out), damaged (stretches skipped).
+    /// than `min_clients` clients searched, left out; default: the model's `live_min_clients`),
+    /// damaged (stretches skipped).
     #[staticmethod]
-    #[pyo3(signature = (model, events, min_clients = 3))]
+    #[pyo3(signature = (model, events, min_clients = None))]
     fn compact(
         py: Python<'_>,
         model: std::path::PathBuf,
         events: std::path::PathBuf,
-        min_clients: u32,
+        min_clients: Option<u32>,
     ) -> PyResult<(Self, std::collections::BTreeMap<&'static str, u64>)> {
-        check_min_clients(min_clients)?;
+        if let Some(m) = min_clients {
+            check_min_clients(m)?;
+        }
         let (completer, folded, replay, below) = py
             .detach(|| -> xrcomplete_core::Result<_> {
                 let completer = Completer::load(&model)?;
+                // Not given: the floor the model was trained to be served with.
+                let min_clients = match min_clients {
+                    Some(m) => m,
+                    None => completer.options().live_params()?.min_clients,
+                };
                 let replay = wal::read_log(&events)?;
                 let past = live::past_the_floor(&replay.searches, min_clients);
                 let kept: Vec<Search> = replay

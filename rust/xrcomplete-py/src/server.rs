@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 
 use xrcomplete_core::live::wal::SyncPolicy;
 use xrcomplete_core::live::LiveParams;
-use xrcomplete_server::{Config, Key, Rate, ServeError};
+use xrcomplete_server::{Config, Key, LiveOverrides, Rate, ServeError};
 
 use crate::errors::to_py_err;
 
@@ -79,9 +79,9 @@ impl Server {
         path, *, host = "127.0.0.1", port = 8000, workers = 0, max_k = 100,
         max_text_bytes = 1024, max_body_bytes = 65536, session_ttl = 1800.0,
         max_sessions = 100_000, drain_timeout = 10.0, watch = None, events = None,
-        fsync = "always", live_half_life = 86_400.0, live_cap = 100_000, signals = false,
+        fsync = "always", live_half_life = None, live_cap = None, signals = false,
         blocklist = None, admin_key = None, record_keys = Vec::new(), search_keys = Vec::new(),
-        trusted_proxies = Vec::new(), cors_origins = Vec::new(), live_min_clients = 3,
+        trusted_proxies = Vec::new(), cors_origins = Vec::new(), live_min_clients = None,
         record_rate = Some(60.0), record_burst = 10, complete_rate = None, complete_burst = 10,
         header_timeout = 30.0, max_connections = 10_000,
     ))]
@@ -101,8 +101,8 @@ impl Server {
         watch: Option<f64>,
         events: Option<PathBuf>,
         fsync: &str,
-        live_half_life: f64,
-        live_cap: usize,
+        live_half_life: Option<f64>,
+        live_cap: Option<usize>,
         signals: bool,
         blocklist: Option<PathBuf>,
         admin_key: Option<String>,
@@ -110,7 +110,7 @@ impl Server {
         search_keys: Vec<String>,
         trusted_proxies: Vec<String>,
         cors_origins: Vec<String>,
-        live_min_clients: u32,
+        live_min_clients: Option<u32>,
         record_rate: Option<f64>,
         record_burst: u32,
         complete_rate: Option<f64>,
@@ -139,12 +139,17 @@ impl Server {
                 )))
             }
         };
-        config.live = LiveParams {
+        config.live = LiveOverrides {
             half_life: live_half_life,
             cap: live_cap,
             min_clients: live_min_clients,
         };
-        config.live.check().map_err(to_py_err)?;
+        // What is given is checked now (what the model says was checked when it was saved).
+        config
+            .live
+            .over(LiveParams::default())
+            .check()
+            .map_err(to_py_err)?;
         config.signals = signals;
         config.blocklist = blocklist;
         config.access.keys.admin = keys("admin_key", admin_key.into_iter().collect())?.pop();

@@ -95,8 +95,9 @@ pub struct Config {
     pub max_sessions: usize,
     /// Once shutdown is asked, requests in flight get this long to finish.
     pub drain_timeout: Duration,
-    /// How the live counts decay and how much they hold.
-    pub live: LiveParams,
+    /// How the live counts decay and how much they hold: what is not given here, the model's
+    /// options say (`live_half_life`, `live_cap`, `live_min_clients`, saved with it).
+    pub live: LiveOverrides,
     /// The event log: every accepted search is appended before it is acknowledged, and the log
     /// is replayed into the live counts at start.
     pub events: Option<PathBuf>,
@@ -215,7 +216,7 @@ impl Config {
             session_ttl: Duration::from_secs(30 * 60),
             max_sessions: 100_000,
             drain_timeout: Duration::from_secs(10),
-            live: LiveParams::default(),
+            live: LiveOverrides::default(),
             events: None,
             fsync: SyncPolicy::Always,
             watch: None,
@@ -273,6 +274,28 @@ pub struct Server {
     thread: Mutex<Option<JoinHandle<Result<(), ServeError>>>>,
 }
 
+/// The live options a server is given; the others are the model's.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LiveOverrides {
+    /// Seconds after which a recorded search counts half as much.
+    pub half_life: Option<f64>,
+    /// Distinct queries held at most.
+    pub cap: Option<usize>,
+    /// Distinct clients a query needs before its live counts are seen.
+    pub min_clients: Option<u32>,
+}
+
+impl LiveOverrides {
+    /// `model`'s live options with those given here in their place.
+    pub fn over(self, model: LiveParams) -> LiveParams {
+        LiveParams {
+            half_life: self.half_life.unwrap_or(model.half_life),
+            cap: self.cap.unwrap_or(model.cap),
+            min_clients: self.min_clients.unwrap_or(model.min_clients),
+        }
+    }
+}
+
 impl Server {
     /// Loads the model, binds the address and starts serving on threads of its own. Returns
     /// once requests are accepted; a missing or bad model, a bad option or an address that
@@ -287,7 +310,10 @@ impl Server {
             config.blocklist.clone(),
             &metrics,
         )?;
-        let live = Arc::new(LiveCounts::new(config.live)?);
+        let live = config
+            .live
+            .over(model.current().completer.options().live_params()?);
+        let live = Arc::new(LiveCounts::new(live)?);
         let events = match &config.events {
             Some(path) => {
                 let (log, replay) = EventLog::open(path, config.fsync)?;

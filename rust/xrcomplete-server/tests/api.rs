@@ -472,7 +472,7 @@ fn recorded_searches_complete_at_once_and_survive_a_restart_through_the_event_lo
     let events = dir.0.join("events.log");
     let with_log = |c: &mut Config| {
         c.events = Some(events.clone());
-        c.live.half_life = f64::INFINITY;
+        c.live.half_life = Some(f64::INFINITY);
     };
     let top = |addr, prefix: &str| {
         let (_, body) = get(addr, &format!("/v1/complete?prefix={prefix}&k=1"));
