@@ -16,7 +16,7 @@ times the searches and the training rows, the same distinct queries).
 
 **Sizes** (``--sizes``, none by default: a million takes about two minutes, three million about
 nine, ten million about 51 and 14.2 GiB; ``--range-rows on|off`` trains both tables with
-``range_rows`` forced, by default the completer's "auto": on from 200,000 pairs): synthetic logs of
+``range_rows`` forced, by default the completer's "auto": on from 500,000 pairs): synthetic logs of
 that many distinct queries (``benches/load.py``'s: sessions of 5 made-up queries of 2-4 AOL
 words), each written to a file of pairs first and trained in a fresh process that streams the
 file into ``fit`` (as a log too large to hold as a list would be; the fit time includes reading
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--range-rows",
         choices=("auto", "on", "off"),
         default="auto",
-        help="range_rows of every fit (auto: the default, on from 200,000 pairs)",
+        help="range_rows of every fit (auto: the default, on from 500,000 pairs)",
     )
     add_data_option(parser)
     args = parser.parse_args(argv)

@@ -258,11 +258,13 @@ impl Default for FitParams {
     }
 }
 
-/// Logs of at least this many pairs train with `range_rows` unless told otherwise. On
-/// aol_train (120,797 pairs) it costs 0.0010 MRR@10 per case and 0.0009 per pair on
-/// aol_valid for a fit 3.5x faster; the time it saves grows faster than the log (a million
-/// pairs: 6.4x the time of 250,000 without it, 4.2x with it, `benches/scale.py`).
-pub const RANGE_ROWS_FROM: usize = 200_000;
+/// Logs of at least this many pairs (every search of the fit, after its previous query or
+/// none) train with `range_rows` unless told otherwise. On aol_train (about 320,000 such pairs,
+/// 120,797 with a previous query) it costs 0.0010 MRR@10 per case and 0.0009 per pair on
+/// aol_valid for a fit about 3.5x faster, so a log of AOL's size keeps the more accurate path;
+/// the time it saves grows faster than the log (a million pairs: 6.2x the time of 250,000
+/// without it, `benches/scale.py`).
+pub const RANGE_ROWS_FROM: usize = 500_000;
 
 /// One candidate of [`Completer::explain`].
 #[derive(Debug, Clone, PartialEq)]

@@ -331,7 +331,7 @@ declare! {
     "range_rows", Fit, OptionType::BoolOrAuto, DefaultValue::Text("auto"),
         "Each node of the matcher learns only from the prefixes whose label range leaves its \
          choice open (the beam never leaves the prefix's range): a fit 3.5x faster on AOL for \
-         0.001 less MRR. \"auto\": for logs of at least 200,000 pairs.";
+         0.001 less MRR. \"auto\": for logs of at least 500,000 pairs.";
     "lm_discount", Fit, float(0.0, false, 1.0, true), DefaultValue::Float(0.9),
         "Absolute discount of the language model that composes queries.";
     "lm_count_power", Fit, SHARE, DefaultValue::Float(0.5),
@@ -816,11 +816,11 @@ mod tests {
 
     #[test]
     fn the_range_rows_doc_names_its_threshold() {
-        assert_eq!(super::super::RANGE_ROWS_FROM, 200_000);
+        assert_eq!(super::super::RANGE_ROWS_FROM, 500_000);
         assert!(declared("range_rows")
             .unwrap()
             .doc
-            .contains("200,000 pairs"));
+            .contains("500,000 pairs"));
     }
 
     #[test]
