@@ -279,3 +279,16 @@ def test_a_server_counts_live_searches_as_the_model_was_trained_to(tmp_path: Pat
     # One client is enough under the model's floor of 1; the default floor of 3 waits for more.
     assert seen_after_one_search(one)
     assert not seen_after_one_search(three)
+
+
+def test_the_server_s_options_are_listed_once_with_their_defaults_in_the_server() -> None:
+    import inspect
+
+    from xrcomplete.server import ServerOptions, serve
+
+    server = inspect.signature(_core.Server)
+    assert set(server.parameters) - {"path"} == set(typing.get_type_hints(ServerOptions))
+    with pytest.raises(TypeError, match="max_kk"):
+        start("no-model.xrc", max_kk=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="max_kk"):
+        serve("no-model.xrc", max_kk=3)  # type: ignore[call-arg]

@@ -9,46 +9,53 @@ the server's own memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from xrcomplete._core import CompleterModel, Server, read_event_log
 from xrcomplete.completer import Completer, _model_path
 from xrcomplete.data import PathLike
 
-__all__ = ["Server", "compact", "serve", "start"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["Server", "ServerOptions", "compact", "serve", "start"]
 
 
-def start(
-    model: PathLike,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 0,
-    max_k: int = 100,
-    max_text_bytes: int = 1024,
-    max_body_bytes: int = 65536,
-    session_ttl: float = 1800.0,
-    max_sessions: int = 100_000,
-    drain_timeout: float = 10.0,
-    watch: float | None = None,
-    events: PathLike | None = None,
-    fsync: str = "always",
-    live_half_life: float | None = None,
-    live_cap: int | None = None,
-    signals: bool = False,
-    blocklist: PathLike | None = None,
-    admin_key: str | None = None,
-    record_keys: Sequence[str] = (),
-    search_keys: Sequence[str] = (),
-    trusted_proxies: Sequence[str] = (),
-    cors_origins: Sequence[str] = (),
-    live_min_clients: int | None = None,
-    record_rate: float | None = 60.0,
-    record_burst: int = 10,
-    complete_rate: float | None = None,
-    complete_burst: int = 10,
-    header_timeout: float = 30.0,
-    max_connections: int = 10_000,
-) -> Server:
+class ServerOptions(TypedDict, total=False):
+    """The options of :func:`start` and :func:`serve`, with their types; their defaults are
+    the server's own (``xrcomplete._core.Server``), given once there."""
+
+    host: str
+    port: int
+    workers: int
+    max_k: int
+    max_text_bytes: int
+    max_body_bytes: int
+    session_ttl: float
+    max_sessions: int
+    drain_timeout: float
+    watch: float | None
+    events: PathLike | None
+    fsync: str
+    live_half_life: float | None
+    live_cap: int | None
+    signals: bool
+    blocklist: PathLike | None
+    admin_key: str | None
+    record_keys: Sequence[str]
+    search_keys: Sequence[str]
+    trusted_proxies: Sequence[str]
+    cors_origins: Sequence[str]
+    live_min_clients: int | None
+    record_rate: float | None
+    record_burst: int
+    complete_rate: float | None
+    complete_burst: int
+    header_timeout: float
+    max_connections: int
+
+
+def start(model: PathLike, **options: Unpack[ServerOptions]) -> Server:
     """Starts serving the completer saved at ``model`` (a file, or a folder holding
     ``completer.xrc``) on ``host:port`` (port 0: a free one, see ``Server.port``) and returns
     once requests are accepted.
@@ -87,99 +94,28 @@ def start(
     >>> with xrcomplete.server.start("model.xrc", port=0) as server:  # doctest: +SKIP
     ...     print(server.url)
     """
-    return Server(
-        _model_path(model, saving=False),
-        host=host,
-        port=port,
-        workers=workers,
-        max_k=max_k,
-        max_text_bytes=max_text_bytes,
-        max_body_bytes=max_body_bytes,
-        session_ttl=session_ttl,
-        max_sessions=max_sessions,
-        drain_timeout=drain_timeout,
-        watch=watch,
-        events=events,
-        fsync=fsync,
-        live_half_life=live_half_life,
-        live_cap=live_cap,
-        signals=signals,
-        blocklist=blocklist,
-        admin_key=admin_key,
-        record_keys=list(record_keys),
-        search_keys=list(search_keys),
-        trusted_proxies=list(trusted_proxies),
-        cors_origins=list(cors_origins),
-        live_min_clients=live_min_clients,
-        record_rate=record_rate,
-        record_burst=record_burst,
-        complete_rate=complete_rate,
-        complete_burst=complete_burst,
-        header_timeout=header_timeout,
-        max_connections=max_connections,
-    )
+    # Sequences as the server takes them (lists); every default is the server's.
+    given: dict[str, Any] = dict(options)
+    for name in _LISTS:
+        if name in given:
+            given[name] = list(given[name])
+    return Server(_model_path(model, saving=False), **given)
+
+
+_LISTS = ("record_keys", "search_keys", "trusted_proxies", "cors_origins")
 
 
 def serve(
     model: PathLike,
     *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 0,
-    max_k: int = 100,
-    session_ttl: float = 1800.0,
-    max_sessions: int = 100_000,
-    watch: float | None = None,
-    events: PathLike | None = None,
-    fsync: str = "always",
-    live_half_life: float | None = None,
-    live_cap: int | None = None,
-    blocklist: PathLike | None = None,
     on_start: Callable[[Server], object] | None = None,
-    admin_key: str | None = None,
-    record_keys: Sequence[str] = (),
-    search_keys: Sequence[str] = (),
-    trusted_proxies: Sequence[str] = (),
-    cors_origins: Sequence[str] = (),
-    live_min_clients: int | None = None,
-    record_rate: float | None = 60.0,
-    record_burst: int = 10,
-    complete_rate: float | None = None,
-    complete_burst: int = 10,
-    header_timeout: float = 30.0,
-    max_connections: int = 10_000,
+    **options: Unpack[ServerOptions],
 ) -> None:
     """Serves the completer saved at ``model`` until SIGTERM or Ctrl-C, then lets requests in
     flight finish and returns. SIGHUP reloads the model file. ``on_start`` is called with the
     running server (e.g. to print its address). Options as :func:`start`."""
-    server = start(
-        model,
-        host=host,
-        port=port,
-        workers=workers,
-        max_k=max_k,
-        session_ttl=session_ttl,
-        max_sessions=max_sessions,
-        watch=watch,
-        events=events,
-        fsync=fsync,
-        live_half_life=live_half_life,
-        live_cap=live_cap,
-        signals=True,
-        blocklist=blocklist,
-        admin_key=admin_key,
-        record_keys=record_keys,
-        search_keys=search_keys,
-        trusted_proxies=trusted_proxies,
-        cors_origins=cors_origins,
-        live_min_clients=live_min_clients,
-        record_rate=record_rate,
-        record_burst=record_burst,
-        complete_rate=complete_rate,
-        complete_burst=complete_burst,
-        header_timeout=header_timeout,
-        max_connections=max_connections,
-    )
+    with_signals: ServerOptions = {**options, "signals": True}
+    server = start(model, **with_signals)
     try:
         if on_start is not None:
             on_start(server)
