@@ -100,8 +100,7 @@ impl Completer {
             return Ok(Vec::new());
         }
         let g = &mut scratch.gather;
-        let blocklist = self.gather_ranked(request, params, g)?;
-        let typed = normalize_prefix(request.prefix).chars().count();
+        let (blocklist, typed) = self.gather_ranked(request, params, g)?;
         Ok(g.candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))
@@ -140,7 +139,7 @@ impl Completer {
         let params = request.rank.unwrap_or(&self.rank);
         params.check()?;
         let g = &mut scratch.gather;
-        let blocklist = self.gather_ranked(request, params, g)?;
+        let (blocklist, _) = self.gather_ranked(request, params, g)?;
         Ok(g.candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))
@@ -156,13 +155,14 @@ impl Completer {
 
     /// Gathers into `g.candidates` the candidates of the request (its strings normalised
     /// here), scored by the ranker and sorted, best first (ties by query); and returns the
-    /// blocklist that [`Completer::may_suggest`] filters them with.
+    /// blocklist that [`Completer::may_suggest`] filters them with and the characters of the
+    /// normalised prefix (what an answer's highlight covers).
     fn gather_ranked(
         &self,
         request: &Request<'_>,
         params: &RankParams,
         g: &mut GatherScratch,
-    ) -> Result<Arc<Blocklist>> {
+    ) -> Result<(Arc<Blocklist>, usize)> {
         let k = request.k;
         let (prev, prefix) = (
             normalize_query(request.prev),
@@ -177,7 +177,7 @@ impl Completer {
                 .total_cmp(&a.score)
                 .then_with(|| a.text.cmp(&b.text))
         });
-        Ok(blocklist)
+        Ok((blocklist, prefix.chars().count()))
     }
 
     /// True when candidate `c` may be an answer: no blocked term, and, under a privacy floor,
