@@ -12,7 +12,7 @@ pub(crate) struct Log<'a, S> {
     pub(crate) users: Option<&'a [f64]>,
     /// Their ids (checked CSR), when known.
     pub(crate) user_ids: Option<(&'a [u64], &'a [u32])>,
-    pub(crate) pairs: Pairs<'a>,
+    pub(crate) pairs: &'a Pairs<'a>,
     /// The pairs held out of this fit (for the ranker to learn from), if any.
     pub(crate) held_out: Option<HeldOut>,
 }
@@ -97,12 +97,16 @@ impl Completer {
                 return bad("times must be finite numbers".into());
             }
         }
+        // The pairs here are the one-shard case of pairs in shards: the same stages, run here
+        // (and the rows trained where they are).
+        let shard = LocalShards::one(pairs, times);
+        let pairs = Pairs::new(&shard, 1, queries.len())?;
         let log = Log {
             queries,
             counts,
             users,
             user_ids,
-            pairs: Pairs::Here { pairs, times },
+            pairs: &pairs,
             held_out: None,
         };
         Self::fit_log(&log, blocklist, params, progress)
@@ -237,13 +241,13 @@ impl Completer {
         progress: &Progress,
     ) -> Result<Self> {
         let (users, user_ids, blocklist) = Self::check_fit(queries, counts, users, params)?;
-        let pairs = ShardedPairs::new(sharding, queries.len())?;
+        let pairs = Pairs::new(&*sharding.shards, sharding.min_subtrees, queries.len())?;
         let log = Log {
             queries,
             counts,
             users,
             user_ids,
-            pairs: Pairs::Shards(&pairs),
+            pairs: &pairs,
             held_out: None,
         };
         Self::fit_log(&log, blocklist, params, progress)
@@ -307,10 +311,7 @@ impl Completer {
         }
         let label_of: Vec<Option<u32>> = queries.iter().map(|q| labels.id(q.as_ref())).collect();
         let prev_text = |p: Option<u32>| p.map_or("", |p| queries[p as usize].as_ref());
-        let (features, model) = match log.pairs {
-            Pairs::Shards(pairs) => shards::train_matcher(pairs, log, &labels, params, progress)?,
-            Pairs::Here { .. } => Self::train_matcher(log, &labels, &label_of, params, progress)?,
-        };
+        let (features, model) = shards::train_matcher(log, &labels, params, progress)?;
         // Counted once the rows are gone: they are not needed beside them. A count per
         // (previous query, label), as counting each pair's 1 would give (to 2^24 a count).
         let transitions = Transitions::from_counts(
@@ -348,69 +349,5 @@ impl Completer {
             transitions,
             lm,
         })
-    }
-
-    /// Trains the matcher of `log` (and its vectorizers) here.
-    pub(super) fn train_matcher<S: AsRef<str> + Sync>(
-        log: &Log<S>,
-        labels: &Trie,
-        label_of: &[Option<u32>],
-        params: &FitParams,
-        progress: &Progress,
-    ) -> Result<(FeatureConcat, XrLinear)> {
-        // Training examples: (previous query, prefix of the next query) -> next query, with
-        // the label range each prefix will be served in (for `range_rows`).
-        let sampler = Sampler {
-            labels,
-            label_of: &|q| label_of[q as usize],
-            prefixes_per_pair: params.prefixes_per_pair,
-            range_rows: params.range_rows == Some(true),
-        };
-        let rows = sampler.rows(
-            log.pairs.kept(log.held_out),
-            &|q| log.queries[q as usize].as_ref(),
-            &mut SplitMix64(params.seed),
-        );
-        if rows.targets.is_empty() {
-            return Err(Error::InvalidInput(
-                "no training pair has a next query that is kept".into(),
-            ));
-        }
-        progress.set_stage(Stage::Vectorizing);
-        let features = FeatureConcat::fit_columns(
-            &[params.prev.clone(), params.prefix.clone()],
-            &[&rows.prevs, &rows.prefixes],
-        )?;
-        // In parts: a prefix or a previous query is vectorised once however many rows have it.
-        let x = features.transform_factored(&[&rows.prevs, &rows.prefixes])?;
-        let Rows {
-            prevs,
-            prefixes,
-            targets,
-            ranges,
-        } = rows;
-        // The texts of the rows are done with (32 bytes a row): freed before the training.
-        drop((prevs, prefixes));
-        let y = OneLabelRows::new(labels.len(), targets)?;
-        let label_keys: Vec<&str> = labels.keys().collect();
-        progress.set_stage(Stage::Clustering);
-        let tree = index::build(&params.tree, &label_keys, &x, &y)?;
-        drop(label_keys);
-        let trained = xr::train_levels_with(
-            &x,
-            &y,
-            tree,
-            &params.train,
-            progress,
-            (params.range_rows == Some(true)).then_some(&ranges[..]),
-        )?;
-        // The rows are done with: freed before the model is assembled and the language model
-        // counted (the peak of a fit is here).
-        let n_features = x.n_cols();
-        drop((x, y, ranges));
-        let model = trained.model(n_features, &params.train)?;
-        // Each node's weights, freed as the model was assembled.
-        crate::hugepages::release_free_memory();
-        Ok((features, model))
     }
 }

@@ -47,17 +47,16 @@ use std::sync::{Arc, PoisonError, RwLock};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::index::{self, TreeSpec};
+use crate::index::TreeSpec;
 use crate::live::{LiveCounts, LiveParams, Search};
 use crate::persist::{Fields, Kind, Persist, Reader, Writer};
 use crate::rank::{
     AdditiveRanker, BoostedTrees, RankLists, Ranker, RankerTrainParams, TreeTrainParams,
 };
 use crate::rng::SplitMix64;
-use crate::sparse::{OneLabelRows, SparseRows};
 use crate::strings::Strings;
 use crate::text::{is_py_space, FeatureConcat, TfidfConfig};
-use crate::xr::{self, Progress, Stage, TrainParams, XrLinear};
+use crate::xr::{Progress, Stage, TrainParams, XrLinear};
 use crate::Trie;
 
 pub use blocklist::Blocklist;
@@ -69,12 +68,12 @@ pub use lm::{ComposeParams, LmScratch, QueryLm, MAX_COMPOSED_WORDS};
 pub use options::{
     declared, Declared, DefaultValue, OptionKind, OptionType, Options, Value, OPTIONS,
 };
-pub use shards::{part_answer, shard_answer, shard_pieces, PairShards, Sharding};
+pub use shards::{part_answer, shard_answer, shard_pieces, LocalShards, PairShards, Sharding};
 pub use transitions::{Followers, Transitions};
 
 use candidates::{Candidate, GatherScratch, Sources};
 pub(crate) use fit::{sample_prefix_ends, Log};
-use shards::{HeldOut, Pairs, Rows, Sampler, ShardedPairs};
+use shards::{HeldOut, Pairs};
 
 pub use crate::text::{normalize_prefix, normalize_query};
 
@@ -712,14 +711,11 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    /// Holds the pairs of a fit in shards cut at `cuts` and runs every stage here, through the
-    /// bytes, each shard on its own; counts the pieces that went from the shards to the parts.
+    /// Pairs in shards here ([`LocalShards`]), whose rows always meet through a shuffle (even
+    /// in one shard); counts the answers of its shuffles.
     #[derive(Debug)]
     struct HereShards {
-        pairs: Vec<(Option<u32>, u32)>,
-        times: Option<Vec<f64>>,
-        bounds: Vec<usize>,
-        parts: usize,
+        shards: LocalShards<'static>,
         pieces: std::sync::atomic::AtomicUsize,
     }
 
@@ -730,74 +726,35 @@ pub(crate) mod tests {
             cuts: &[usize],
             parts: usize,
         ) -> Self {
-            let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(pairs.len())).collect();
-            bounds.push(0);
-            bounds.push(pairs.len());
-            bounds.sort_unstable();
             HereShards {
-                pairs: pairs.to_vec(),
-                times: times.map(<[f64]>::to_vec),
-                bounds,
-                parts,
+                shards: LocalShards::cut(pairs, times, cuts, parts),
                 pieces: Default::default(),
             }
-        }
-
-        #[allow(clippy::type_complexity)]
-        fn shard(&self, s: usize) -> (&[(Option<u32>, u32)], Option<&[f64]>) {
-            let run = self.bounds[s]..self.bounds[s + 1];
-            let times = self.times.as_ref().map(|t| &t[run.clone()]);
-            (&self.pairs[run], times)
         }
     }
 
     impl PairShards for HereShards {
         fn sizes(&self) -> Result<Vec<u64>> {
-            Ok(self
-                .bounds
-                .windows(2)
-                .map(|w| (w[1] - w[0]) as u64)
-                .collect())
+            self.shards.sizes()
         }
 
         fn timed(&self) -> Result<bool> {
-            Ok(self.times.is_some())
+            self.shards.timed()
         }
 
         fn map(&self, task: Vec<u8>) -> Result<Vec<Vec<u8>>> {
-            (0..self.bounds.len() - 1)
-                .map(|s| {
-                    let (pairs, times) = self.shard(s);
-                    shard_answer(&task, s, pairs, times)
-                })
-                .collect()
+            self.shards.map(task)
         }
 
         fn shuffle(&self, task: Vec<u8>, n_parts: usize) -> Result<Vec<Vec<u8>>> {
-            let cut: Vec<Vec<Vec<Vec<u8>>>> = (0..self.bounds.len() - 1)
-                .map(|s| {
-                    let (pairs, times) = self.shard(s);
-                    shard_pieces(&task, s, pairs, times)
-                })
-                .collect::<Result<_>>()?;
-            assert!(cut.iter().all(|parts| parts.len() == n_parts));
-            let mut answers = Vec::new();
-            for p in 0..n_parts {
-                let pieces: Vec<Vec<&[u8]>> = cut
-                    .iter()
-                    .map(|parts| parts[p].iter().map(Vec::as_slice).collect())
-                    .collect();
-                self.pieces.fetch_add(
-                    pieces.iter().map(Vec::len).sum(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                answers.extend(part_answer(&pieces)?);
-            }
+            let answers = self.shards.shuffle(task, n_parts)?;
+            self.pieces
+                .fetch_add(answers.len(), std::sync::atomic::Ordering::Relaxed);
             Ok(answers)
         }
 
         fn n_parts(&self) -> Result<usize> {
-            Ok(self.parts)
+            self.shards.n_parts()
         }
     }
 
@@ -950,25 +907,41 @@ pub(crate) mod tests {
                 .map(|i| ((i % 2 == 0).then_some(i % 3), i % 3))
                 .collect();
             let times = timed.then_some(&times[..]);
-            let sharding = Sharding {
-                shards: Arc::new(HereShards::new(&pairs, times, &cuts, 1)),
-                min_subtrees: 2,
-            };
-            let sharded = ShardedPairs::new(&sharding, 3).unwrap();
-            let here = Pairs::Here { pairs: &pairs, times };
-            let there = Pairs::Shards(&sharded);
-            let rule = here.held_out(share).unwrap();
+            let shards = HereShards::new(&pairs, times, &cuts, 1);
+            let there = Pairs::new(&shards, 2, 3).unwrap();
+            // What one machine finds with all the pairs in hand.
+            let rule = HeldOut::new(pairs.len(), times, share);
             prop_assert_eq!(rule, there.held_out(share).unwrap());
+            let time = |i: usize| times.map(|t| t[i]);
+            let late = |i: usize| rule.is_some_and(|r| r.is_late(i as u64, time(i)));
             if let Some(rule) = rule {
-                prop_assert_eq!(here.late(rule).unwrap(), there.late(rule).unwrap());
-                prop_assert_eq!(
-                    here.next_counts(3, rule).unwrap(),
-                    there.next_counts(3, rule).unwrap()
-                );
+                let expected: Vec<_> = (0..pairs.len())
+                    .filter(|&i| late(i))
+                    .map(|i| (pairs[i].0, pairs[i].1, time(i).unwrap_or(i as f64)))
+                    .collect();
+                prop_assert_eq!(expected, there.late(rule).unwrap());
+                let mut counts = vec![(0u32, 0u32); 3];
+                for (i, &(_, q)) in pairs.iter().enumerate() {
+                    counts[q as usize].0 += 1;
+                    counts[q as usize].1 += u32::from(!late(i));
+                }
+                prop_assert_eq!(counts, there.next_counts(3, rule).unwrap());
             }
             let label_of = [Some(0), None, Some(1)];
+            let mut found: Vec<(Option<u32>, u32)> = (0..pairs.len())
+                .filter(|&i| !late(i))
+                .filter_map(|i| label_of[pairs[i].1 as usize].map(|l| (pairs[i].0, l)))
+                .collect();
+            found.sort_unstable();
+            let mut expected: Vec<(Option<u32>, u32, u64)> = Vec::new();
+            for (p, l) in found {
+                match expected.last_mut() {
+                    Some(last) if (last.0, last.1) == (p, l) => last.2 += 1,
+                    _ => expected.push((p, l, 1)),
+                }
+            }
             prop_assert_eq!(
-                here.transition_counts(&label_of, rule).unwrap(),
+                expected,
                 there.transition_counts(&label_of, rule).unwrap()
             );
         }

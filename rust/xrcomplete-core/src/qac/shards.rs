@@ -1,6 +1,10 @@
-//! A fit whose pairs are held elsewhere: in shards (runs of consecutive pairs of the log) on the
-//! workers of a cluster (Ray: `xrcomplete.distributed`). Neither the pairs nor the matcher's
-//! training rows reach the driver: [`super::Completer::fit_on_shards`].
+//! A fit's pairs in shards (runs of consecutive pairs of the log), and every stage of the fit
+//! that reads them, written once: the shards are here ([`LocalShards`]: one shard for the
+//! pairs given to [`super::Completer::fit`]) or on the workers of a cluster (Ray:
+//! `xrcomplete.distributed`, [`super::Completer::fit_on_shards`]), where neither the pairs
+//! nor the matcher's training rows reach the driver. Local pairs are the one-shard case, as a
+//! search index of one segment is (tantivy): the same tasks and answers, and only the meeting
+//! of the training rows is skipped when they are all here ([`PairShards::here`]).
 //!
 //! The driver sends each stage as a task file ([`Kind::ShardTask`]); the [`PairShards`] run it
 //! on every shard. On the pairs alone (the task holds no query):
@@ -24,6 +28,7 @@
 //! Each step does what the fit does with all the pairs in one place (the sampling's draws, the
 //! counts, the rows in their order), so the completer is the same, byte for byte.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Range;
@@ -60,6 +65,13 @@ pub trait PairShards: Send + Sync + fmt::Debug {
     /// About how many parts the work of a shuffle should be cut into (to keep every worker
     /// busy).
     fn n_parts(&self) -> Result<usize>;
+
+    /// All the pairs and their times, when they are in this process in one shard: their rows
+    /// are then trained where they are, with no shuffle (the shuffle of one shard's rows would
+    /// only copy them). None by default.
+    fn here(&self) -> Option<Shard<'_>> {
+        None
+    }
 }
 
 /// A fit's shards, and the subtrees of its matcher trained apart: those of the shallowest tree
@@ -90,7 +102,8 @@ pub(crate) struct HeldOut {
 
 impl HeldOut {
     /// The latest `share` of `n` pairs, at most [`MAX_HELD_OUT`] (none when that is none or
-    /// all of them).
+    /// all of them), by sorting: what [`Pairs::held_out`] finds by counting in the shards.
+    #[cfg(test)]
     pub(crate) fn new(n: usize, times: Option<&[f64]>, share: f64) -> Option<Self> {
         let n_late = n_held_out(n, share)?;
         let first = n - n_late;
@@ -585,12 +598,7 @@ impl Task {
         times: Option<&[f64]>,
     ) -> Result<Vec<(Option<u32>, u32)>> {
         let start = self.check(shard, pairs, times)?;
-        Ok(pairs
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| !self.late(start, i, times))
-            .map(|(_, &pair)| pair)
-            .collect())
+        Ok(kept(start, pairs, times, self.held_out).collect())
     }
 
     /// The queries and the labels (checked present when the task was read).
@@ -948,191 +956,138 @@ pub fn part_answer(pieces: &[Vec<&[u8]>]) -> Result<Vec<Vec<u8>>> {
     }
 }
 
-/// Where the pairs of a fit are: here (with their times, if they have them), or in shards.
-#[derive(Clone, Copy)]
-pub(crate) enum Pairs<'a> {
-    Here {
-        pairs: &'a [(Option<u32>, u32)],
-        times: Option<&'a [f64]>,
-    },
-    Shards(&'a ShardedPairs<'a>),
+/// Pairs held in this process, in shards cut at given places: every stage runs here, each
+/// shard on its own, through the same tasks and answers as shards held elsewhere. A fit of
+/// pairs given here holds them in one shard, whose rows are trained where they are
+/// ([`PairShards::here`]).
+#[derive(Debug)]
+pub struct LocalShards<'a> {
+    pairs: Cow<'a, [(Option<u32>, u32)]>,
+    times: Option<Cow<'a, [f64]>>,
+    /// Where each shard starts, then the number of pairs.
+    bounds: Vec<usize>,
+    parts: usize,
 }
 
-impl Pairs<'_> {
-    /// Whether the pairs have times.
-    pub(crate) fn timed(&self) -> bool {
-        match self {
-            Pairs::Here { times, .. } => times.is_some(),
-            Pairs::Shards(s) => s.timed,
+impl<'a> LocalShards<'a> {
+    /// `pairs` (with their `times`, if they have them) in one shard.
+    pub fn one(pairs: &'a [(Option<u32>, u32)], times: Option<&'a [f64]>) -> Self {
+        LocalShards {
+            pairs: Cow::Borrowed(pairs),
+            times: times.map(Cow::Borrowed),
+            bounds: vec![0, pairs.len()],
+            parts: 1,
         }
     }
 
-    /// The number of pairs.
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Pairs::Here { pairs, .. } => pairs.len(),
-            Pairs::Shards(s) => s.len(),
+    /// A copy of `pairs` (with their `times`) in shards cut at `cuts`, the work of a shuffle
+    /// cut into `parts` parts.
+    pub fn cut(
+        pairs: &[(Option<u32>, u32)],
+        times: Option<&[f64]>,
+        cuts: &[usize],
+        parts: usize,
+    ) -> LocalShards<'static> {
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(pairs.len())).collect();
+        bounds.push(0);
+        bounds.push(pairs.len());
+        bounds.sort_unstable();
+        LocalShards {
+            pairs: Cow::Owned(pairs.to_vec()),
+            times: times.map(|t| Cow::Owned(t.to_vec())),
+            bounds,
+            parts: parts.max(1),
         }
     }
 
-    /// The pairs the ranker learns from: the latest `share`.
-    pub(crate) fn held_out(&self, share: f64) -> Result<Option<HeldOut>> {
-        match self {
-            Pairs::Here { pairs, times } => Ok(HeldOut::new(pairs.len(), *times, share)),
-            Pairs::Shards(s) => s.held_out(share),
-        }
+    /// The pairs of shard `s` and their times.
+    fn shard(&self, s: usize) -> Shard<'_> {
+        let run = self.bounds[s]..self.bounds[s + 1];
+        let times = self.times.as_deref().map(|t| &t[run.clone()]);
+        (&self.pairs[run], times)
     }
 
-    /// The pairs (here) that `held_out` does not hold out, in order.
-    pub(crate) fn kept(
-        &self,
-        held_out: Option<HeldOut>,
-    ) -> impl Iterator<Item = (Option<u32>, u32)> + '_ {
-        let (pairs, times) = match self {
-            Pairs::Here { pairs, times } => (*pairs, *times),
-            Pairs::Shards(_) => (&[][..], None),
-        };
-        pairs
-            .iter()
-            .enumerate()
-            .filter(move |&(i, _)| {
-                !held_out.is_some_and(|h| h.is_late(i as u64, times.map(|t| t[i])))
+    fn n_shards(&self) -> usize {
+        self.bounds.len() - 1
+    }
+}
+
+/// A shard's pairs, and their times when the log has them.
+pub type Shard<'a> = (&'a [(Option<u32>, u32)], Option<&'a [f64]>);
+
+impl PairShards for LocalShards<'_> {
+    fn sizes(&self) -> Result<Vec<u64>> {
+        Ok(self
+            .bounds
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as u64)
+            .collect())
+    }
+
+    fn timed(&self) -> Result<bool> {
+        Ok(self.times.is_some())
+    }
+
+    fn map(&self, task: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        (0..self.n_shards())
+            .map(|s| {
+                let (pairs, times) = self.shard(s);
+                shard_answer(&task, s, pairs, times)
             })
-            .map(|(_, &pair)| pair)
+            .collect()
     }
 
-    /// Per query of `n_queries`: the pairs it is the next query of, all and those `rule` does
-    /// not hold out.
-    pub(crate) fn next_counts(&self, n_queries: usize, rule: HeldOut) -> Result<Vec<(u32, u32)>> {
-        let mut counts = vec![(0u32, 0u32); n_queries];
-        match self {
-            Pairs::Here { pairs, times } => {
-                for (i, &(_, q)) in pairs.iter().enumerate() {
-                    let e = &mut counts[q as usize];
-                    e.0 += 1;
-                    e.1 += u32::from(!rule.is_late(i as u64, times.map(|t| t[i])));
-                }
-            }
-            Pairs::Shards(s) => {
-                let context = s.context(Some(rule));
-                for answer in s.map(context.task(StageTask::Counts), "counts")? {
-                    let (buf, kind) = (
-                        crate::persist::Buffer::copy_from(&answer),
-                        Kind::ShardAnswer,
-                    );
-                    let r = Reader::new(&buf, kind)?;
-                    let ids: Array<u32> = r.array("ids")?;
-                    let (all, kept): (Array<u64>, Array<u64>) = (r.array("all")?, r.array("kept")?);
-                    if all.len() != ids.len() || kept.len() != ids.len() {
-                        return Err(format_err("shard answer: bad counts"));
-                    }
-                    for ((&q, &a), &k) in ids.iter().zip(all.iter()).zip(kept.iter()) {
-                        let e = counts
-                            .get_mut(q as usize)
-                            .ok_or_else(|| format_err("shard answer: a query out of range"))?;
-                        e.0 = e.0.saturating_add(a as u32);
-                        e.1 = e.1.saturating_add(k as u32);
-                    }
-                }
-            }
+    fn shuffle(&self, task: Vec<u8>, n_parts: usize) -> Result<Vec<Vec<u8>>> {
+        let cut: Vec<Vec<Vec<Vec<u8>>>> = (0..self.n_shards())
+            .map(|s| {
+                let (pairs, times) = self.shard(s);
+                shard_pieces(&task, s, pairs, times)
+            })
+            .collect::<Result<_>>()?;
+        if cut.iter().any(|parts| parts.len() != n_parts) {
+            return invalid(format!("shards cut into other than {n_parts} parts"));
         }
-        Ok(counts)
-    }
-
-    /// How often each query (by id; None: no previous query) was followed by each label, over
-    /// the pairs `held_out` does not hold out whose next query is a label (`label_of`).
-    pub(crate) fn transition_counts(
-        &self,
-        label_of: &[Option<u32>],
-        held_out: Option<HeldOut>,
-    ) -> Result<Vec<(Option<u32>, u32, u64)>> {
-        match self {
-            Pairs::Here { .. } => {
-                let mut found: Vec<(Option<u32>, u32)> = self
-                    .kept(held_out)
-                    .filter_map(|(p, q)| label_of[q as usize].map(|label| (p, label)))
-                    .collect();
-                found.sort_unstable();
-                Ok(counted(&found).map(|((p, l), n)| (p, l, n)).collect())
-            }
-            Pairs::Shards(s) => {
-                let label_of: Vec<u32> = label_of.iter().map(|l| l.unwrap_or(NO_LABEL)).collect();
-                let context = s.context(held_out);
-                let task = context.task(StageTask::Transitions {
-                    label_of: &label_of,
-                });
-                let mut all = Vec::new();
-                for answer in s.map(task, "transitions")? {
-                    let buf = crate::persist::Buffer::copy_from(&answer);
-                    let r = Reader::new(&buf, Kind::ShardAnswer)?;
-                    let prev: Array<u32> = r.array("prev")?;
-                    let label: Array<u32> = r.array("label")?;
-                    let count: Array<u64> = r.array("count")?;
-                    if label.len() != prev.len() || count.len() != prev.len() {
-                        return Err(format_err("shard answer: bad transitions"));
-                    }
-                    for ((&p, &l), &n) in prev.iter().zip(label.iter()).zip(count.iter()) {
-                        all.push(((p != NO_LABEL).then_some(p), l, n));
-                    }
-                }
-                all.sort_unstable();
-                let mut merged: Vec<(Option<u32>, u32, u64)> = Vec::new();
-                for (p, l, n) in all {
-                    match merged.last_mut() {
-                        Some(last) if last.0 == p && last.1 == l => last.2 += n,
-                        _ => merged.push((p, l, n)),
-                    }
-                }
-                Ok(merged)
-            }
-        }
-    }
-
-    /// The pairs `rule` holds out, in order: (previous query, next query, time; without
-    /// times, the pair's index).
-    pub(crate) fn late(&self, rule: HeldOut) -> Result<Vec<(Option<u32>, u32, f64)>> {
-        match self {
-            Pairs::Here { pairs, times } => Ok(pairs
+        let mut answers = Vec::new();
+        for p in 0..n_parts {
+            let pieces: Vec<Vec<&[u8]>> = cut
                 .iter()
-                .enumerate()
-                .filter(|&(i, _)| rule.is_late(i as u64, times.map(|t| t[i])))
-                .map(|(i, &(p, q))| (p, q, times.map_or(i as f64, |t| t[i])))
-                .collect()),
-            Pairs::Shards(s) => {
-                let context = s.context(Some(rule));
-                let mut late = Vec::new();
-                for answer in s.map(context.task(StageTask::Late), "held-out pairs")? {
-                    let buf = crate::persist::Buffer::copy_from(&answer);
-                    let r = Reader::new(&buf, Kind::ShardAnswer)?;
-                    let prev: Array<u32> = r.array("prev")?;
-                    let next: Array<u32> = r.array("next")?;
-                    let time: Array<f64> = r.array("time")?;
-                    if next.len() != prev.len() || time.len() != prev.len() {
-                        return Err(format_err("shard answer: bad held-out pairs"));
-                    }
-                    for ((&p, &q), &t) in prev.iter().zip(next.iter()).zip(time.iter()) {
-                        late.push(((p != NO_LABEL).then_some(p), q, t));
-                    }
-                }
-                Ok(late)
-            }
+                .map(|parts| parts[p].iter().map(Vec::as_slice).collect())
+                .collect();
+            answers.extend(part_answer(&pieces)?);
         }
+        Ok(answers)
+    }
+
+    fn n_parts(&self) -> Result<usize> {
+        Ok(self.parts)
+    }
+
+    fn here(&self) -> Option<Shard<'_>> {
+        (self.n_shards() == 1).then(|| self.shard(0))
     }
 }
 
-/// Pairs held in shards: where they are, and what the fit needs of them is computed there.
-pub(crate) struct ShardedPairs<'a> {
-    pub(crate) sharding: &'a Sharding,
+/// The pairs of a fit, in shards here ([`LocalShards`]) or elsewhere, and what the fit needs
+/// of them, computed where they are: each stage is a task every shard answers, merged here.
+pub(crate) struct Pairs<'a> {
+    shards: &'a dyn PairShards,
+    /// The subtrees of the matcher trained apart (see [`Sharding::min_subtrees`]).
+    min_subtrees: usize,
     /// The first pair of each shard, and the number of pairs.
     starts: Vec<u64>,
     timed: bool,
     n_queries: usize,
 }
 
-impl<'a> ShardedPairs<'a> {
-    /// The shards of `sharding`, whose pairs are ids of `n_queries` queries.
-    pub(crate) fn new(sharding: &'a Sharding, n_queries: usize) -> Result<Self> {
-        let sizes = elsewhere(sharding.shards.sizes())?;
+impl<'a> Pairs<'a> {
+    /// The pairs `shards` hold, ids of `n_queries` queries; the subtrees of the levels with
+    /// at least `min_subtrees` nodes trained apart.
+    pub(crate) fn new(
+        shards: &'a dyn PairShards,
+        min_subtrees: usize,
+        n_queries: usize,
+    ) -> Result<Self> {
+        let sizes = elsewhere(shards.sizes())?;
         if sizes.is_empty() {
             return invalid("no shard of pairs".into());
         }
@@ -1140,12 +1095,18 @@ impl<'a> ShardedPairs<'a> {
         for &n in &sizes {
             starts.push(starts.last().copied().unwrap_or(0).saturating_add(n));
         }
-        Ok(ShardedPairs {
-            sharding,
+        Ok(Pairs {
+            shards,
+            min_subtrees,
             starts,
-            timed: elsewhere(sharding.shards.timed())?,
+            timed: elsewhere(shards.timed())?,
             n_queries,
         })
+    }
+
+    /// Whether the pairs have times.
+    pub(crate) fn timed(&self) -> bool {
+        self.timed
     }
 
     /// The number of pairs.
@@ -1168,7 +1129,7 @@ impl<'a> ShardedPairs<'a> {
 
     /// The answers of every shard to `task`, checked to be one per shard.
     fn map(&self, task: Vec<u8>, stage: &str) -> Result<Vec<Vec<u8>>> {
-        let got = elsewhere(self.sharding.shards.map(task))?;
+        let got = elsewhere(self.shards.map(task))?;
         let n_shards = self.starts.len() - 1;
         if got.len() != n_shards {
             return invalid(format!(
@@ -1192,10 +1153,11 @@ impl<'a> ShardedPairs<'a> {
             .collect()
     }
 
-    /// [`HeldOut::new`] of the pairs in the shards: the pair at its place in the order of
-    /// (time, index) is found by narrowing down its time's key, 256 ways at a time (eight
-    /// rounds of counts at most), then its index among the pairs of that time.
-    fn held_out(&self, share: f64) -> Result<Option<HeldOut>> {
+    /// The pairs the ranker learns from: the latest `share` of them (by time, then index), at
+    /// most [`MAX_HELD_OUT`]. The pair at that place in the order of (time, index) is found by
+    /// narrowing down its time's key, 256 ways at a time (eight rounds of counts at most), then
+    /// its index among the pairs of that time.
+    pub(crate) fn held_out(&self, share: f64) -> Result<Option<HeldOut>> {
         let n = self.len();
         let Some(n_late) = n_held_out(n, share) else {
             return Ok(None);
@@ -1264,19 +1226,102 @@ impl<'a> ShardedPairs<'a> {
         }
         Err(format_err("shard answers: the pairs' times do not add up"))
     }
+
+    /// Per query of `n_queries`: the pairs it is the next query of, all and those `rule` does
+    /// not hold out.
+    pub(crate) fn next_counts(&self, n_queries: usize, rule: HeldOut) -> Result<Vec<(u32, u32)>> {
+        let mut counts = vec![(0u32, 0u32); n_queries];
+        let task = self.context(Some(rule)).task(StageTask::Counts);
+        for answer in self.map(task, "counts")? {
+            let buf = crate::persist::Buffer::copy_from(&answer);
+            let r = Reader::new(&buf, Kind::ShardAnswer)?;
+            let ids: Array<u32> = r.array("ids")?;
+            let (all, kept): (Array<u64>, Array<u64>) = (r.array("all")?, r.array("kept")?);
+            if all.len() != ids.len() || kept.len() != ids.len() {
+                return Err(format_err("shard answer: bad counts"));
+            }
+            for ((&q, &a), &k) in ids.iter().zip(all.iter()).zip(kept.iter()) {
+                let e = counts
+                    .get_mut(q as usize)
+                    .ok_or_else(|| format_err("shard answer: a query out of range"))?;
+                e.0 = e.0.saturating_add(a as u32);
+                e.1 = e.1.saturating_add(k as u32);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// How often each query (by id; None: no previous query) was followed by each label, over
+    /// the pairs `held_out` does not hold out whose next query is a label (`label_of`).
+    pub(crate) fn transition_counts(
+        &self,
+        label_of: &[Option<u32>],
+        held_out: Option<HeldOut>,
+    ) -> Result<Vec<(Option<u32>, u32, u64)>> {
+        let label_of: Vec<u32> = label_of.iter().map(|l| l.unwrap_or(NO_LABEL)).collect();
+        let task = self.context(held_out).task(StageTask::Transitions {
+            label_of: &label_of,
+        });
+        drop(label_of);
+        let mut all = Vec::new();
+        for answer in self.map(task, "transitions")? {
+            let buf = crate::persist::Buffer::copy_from(&answer);
+            let r = Reader::new(&buf, Kind::ShardAnswer)?;
+            let prev: Array<u32> = r.array("prev")?;
+            let label: Array<u32> = r.array("label")?;
+            let count: Array<u64> = r.array("count")?;
+            if label.len() != prev.len() || count.len() != prev.len() {
+                return Err(format_err("shard answer: bad transitions"));
+            }
+            for ((&p, &l), &n) in prev.iter().zip(label.iter()).zip(count.iter()) {
+                all.push(((p != NO_LABEL).then_some(p), l, n));
+            }
+        }
+        all.sort_unstable();
+        let mut merged: Vec<(Option<u32>, u32, u64)> = Vec::new();
+        for (p, l, n) in all {
+            match merged.last_mut() {
+                Some(last) if last.0 == p && last.1 == l => last.2 += n,
+                _ => merged.push((p, l, n)),
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The pairs `rule` holds out, in order: (previous query, next query, time; without
+    /// times, the pair's index).
+    pub(crate) fn late(&self, rule: HeldOut) -> Result<Vec<(Option<u32>, u32, f64)>> {
+        let task = self.context(Some(rule)).task(StageTask::Late);
+        let mut late = Vec::new();
+        for answer in self.map(task, "held-out pairs")? {
+            let buf = crate::persist::Buffer::copy_from(&answer);
+            let r = Reader::new(&buf, Kind::ShardAnswer)?;
+            let prev: Array<u32> = r.array("prev")?;
+            let next: Array<u32> = r.array("next")?;
+            let time: Array<f64> = r.array("time")?;
+            if next.len() != prev.len() || time.len() != prev.len() {
+                return Err(format_err("shard answer: bad held-out pairs"));
+            }
+            for ((&p, &q), &t) in prev.iter().zip(next.iter()).zip(time.iter()) {
+                late.push(((p != NO_LABEL).then_some(p), q, t));
+            }
+        }
+        Ok(late)
+    }
 }
 
-/// Trains the matcher of `log` (and its vectorizers) on the shards that hold its pairs: the
-/// features and the model [`super::Completer::fit`] trains with the pairs here.
+/// Trains the matcher of `log` (and its vectorizers) where its pairs are: the rows of the
+/// (previous query, prefix of the next query) -> next query examples are sampled in the shards,
+/// which count their terms for the vectorizers, then meet where the tree's embeddings and the
+/// matcher's jobs are computed (or, when the pairs are all here in one shard, are trained
+/// where they are: the same model).
 pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
-    pairs: &ShardedPairs<'_>,
     log: &Log<'_, S>,
     labels: &Trie,
     params: &FitParams,
     progress: &Progress,
 ) -> Result<(FeatureConcat, XrLinear)> {
-    let sharding = pairs.sharding;
-    let shards = &sharding.shards;
+    let pairs = log.pairs;
     let context = Context {
         text: Some((Strings::new(log.queries.iter().map(AsRef::as_ref))?, labels)),
         n_queries: log.queries.len(),
@@ -1315,15 +1360,93 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
             .collect::<Result<_>>()?;
     }
     let features = FeatureConcat::fit_counts(&configs, counts)?;
-
     progress.set_stage(Stage::Clustering);
+    let model = match pairs.shards.here() {
+        Some((here, times)) => {
+            drop(context);
+            train_here(log, here, times, labels, &features, params, progress)?
+        }
+        None => train_shuffled(pairs, context, &draws, labels, &features, params, progress)?,
+    };
+    Ok((features, model))
+}
+
+/// The matcher trained on the rows of the pairs of the only shard, `pairs` (with `times`),
+/// where they are.
+fn train_here<S: AsRef<str> + Sync>(
+    log: &Log<'_, S>,
+    pairs: &[(Option<u32>, u32)],
+    times: Option<&[f64]>,
+    labels: &Trie,
+    features: &FeatureConcat,
+    params: &FitParams,
+    progress: &Progress,
+) -> Result<XrLinear> {
+    let label_of = |q: u32| labels.id(log.queries[q as usize].as_ref());
+    let range_rows = params.range_rows == Some(true);
+    let sampler = Sampler {
+        labels,
+        label_of: &label_of,
+        prefixes_per_pair: params.prefixes_per_pair,
+        range_rows,
+    };
+    let rows = sampler.rows(
+        kept(0, pairs, times, log.held_out),
+        &|q| log.queries[q as usize].as_ref(),
+        &mut SplitMix64(params.seed),
+    );
+    // In parts: a prefix or a previous query is vectorised once however many rows have it.
+    let x = features.transform_factored(&[&rows.prevs, &rows.prefixes])?;
+    let Rows {
+        prevs,
+        prefixes,
+        targets,
+        ranges,
+    } = rows;
+    // The texts of the rows are done with (32 bytes a row): freed before the training.
+    drop((prevs, prefixes));
+    let y = OneLabelRows::new(labels.len(), targets)?;
+    let label_keys: Vec<&str> = labels.keys().collect();
+    let tree = index::build(&params.tree, &label_keys, &x, &y)?;
+    drop(label_keys);
+    let trained = xr::train_levels_with(
+        &x,
+        &y,
+        tree,
+        &params.train,
+        progress,
+        range_rows.then_some(&ranges[..]),
+    )?;
+    // The rows are done with: freed before the model is assembled and the language model
+    // counted (the peak of a fit is here).
+    let n_features = x.n_cols();
+    drop((x, y, ranges));
+    let model = trained.model(n_features, &params.train)?;
+    // Each node's weights, freed as the model was assembled.
+    crate::hugepages::release_free_memory();
+    Ok(model)
+}
+
+/// The matcher trained on the rows of the shards of `pairs`, cut into the pieces of the
+/// embeddings of groups of labels (when the tree needs them), then of the training's jobs,
+/// which meet where they are computed.
+fn train_shuffled(
+    pairs: &Pairs<'_>,
+    context: Context<'_>,
+    draws: &[u64],
+    labels: &Trie,
+    features: &FeatureConcat,
+    params: &FitParams,
+    progress: &Progress,
+) -> Result<XrLinear> {
+    let shards = pairs.shards;
     let label_keys: Vec<&str> = labels.keys().collect();
     let n_parts = elsewhere(shards.n_parts())?.max(1);
     let pifa = || {
         let groups = label_groups(labels.len(), n_parts);
         let task = context.task(StageTask::Pifa {
-            draws: &draws,
-            features: &features,
+            draws,
+            features,
             groups: &groups,
         });
         let mut z = CsrMatrix::new(features.n_features());
@@ -1348,7 +1471,7 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
     drop(label_keys);
 
     let weights: Vec<f64> = labels.iter().map(|(_, count)| count).collect();
-    let plan = JobPlan::new(&tree, sharding.min_subtrees, n_parts, &weights);
+    let plan = JobPlan::new(&tree, pairs.min_subtrees, n_parts, &weights);
     drop(weights);
     let total: usize = (0..tree.depth()).map(|l| tree.n_nodes(l)).sum();
     progress
@@ -1357,8 +1480,8 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
     progress.done.store(0, std::sync::atomic::Ordering::Relaxed);
     progress.set_stage(Stage::Training);
     let task = context.task(StageTask::Pieces {
-        draws: &draws,
-        features: &features,
+        draws,
+        features,
         tree: &tree,
         plan: &plan,
         train: &params.train,
@@ -1367,13 +1490,29 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
     let answers = elsewhere(shards.shuffle(task, 1 + plan.groups.len()))?;
     let levels = plan.levels(&tree, &answers, progress)?;
     drop(answers);
-    let model = XrLinear::new(
+    XrLinear::new(
         tree,
         levels,
         features.n_features(),
         params.train.bias as f32,
-    )?;
-    Ok((features, model))
+    )
+}
+
+/// The pairs of a shard whose first pair is pair `start` of the log, but those `held_out`
+/// holds out, in order.
+fn kept<'p>(
+    start: u64,
+    pairs: &'p [(Option<u32>, u32)],
+    times: Option<&'p [f64]>,
+    held_out: Option<HeldOut>,
+) -> impl Iterator<Item = (Option<u32>, u32)> + 'p {
+    pairs
+        .iter()
+        .enumerate()
+        .filter(move |&(i, _)| {
+            !held_out.is_some_and(|h| h.is_late(start + i as u64, times.map(|t| t[i])))
+        })
+        .map(|(_, &pair)| pair)
 }
 
 /// What the shards answered: their failure is the engine's ([`Error::Engine`]), whatever it
