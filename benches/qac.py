@@ -21,6 +21,11 @@ first); success@10. Rows:
   ranker as learned), the ranker learned as the additive model in place of the trees (a new
   fit), and each group of ranking features left out of the ranker (a new fit per group;
   ``--no-feature-ablations`` skips them).
+- xrcomplete ... + history: the same completer given each case's whole session (its earlier
+  searches, oldest first; the PECOS protocol's row above gives the previous query alone), then
+  the history ablation: the session's last 1 / 2 / 3 / 5 (the default) / 32 searches, with the
+  p50 / p99 of ``complete()`` given them, and the composed answers of top-5 lists: how many a
+  list holds, and the share of them that anyone searched in aol_valid (a plausibility proxy).
 Then, per xrcomplete tree: training time (whole log, all cores), single-call latency of
 ``complete()`` from Python (p50 / p99 over 5,000 cases), throughput of 2 threads over 1 thread
 (the median ratio of 7 back-to-back pairs of runs of 10,000 calls),
@@ -46,7 +51,7 @@ from benchdata import add_data_option, require
 from typo import typo_table
 
 from xrcomplete import Completer, FeatureConcat, TfidfVectorizer, Trie
-from xrcomplete.data import prefix_examples, read_queries, session_pairs
+from xrcomplete.data import prefix_examples, read_queries, session_histories, session_pairs
 from xrcomplete.metrics import BUCKETS, CompleteBatch, cases, evaluate_batch
 
 K = 10
@@ -128,11 +133,16 @@ def pecos_complete(train: list[tuple[str, str]]) -> CompleteBatch | None:
     return complete_batch
 
 
-def latency_us(completer: Completer, sample: list[tuple[str, str]]) -> tuple[float, float]:
+def latency_us(
+    completer: Completer, sample: Sequence[tuple[object, str]], **options: int
+) -> tuple[float, float]:
+    """p50 and p99 of single ``complete()`` calls from Python, in µs (``options``: per-call
+    ranking options)."""
+    complete = completer.model.complete
     times = []
     for prev, prefix in sample:
         t0 = time.perf_counter_ns()
-        completer.complete(prev, prefix, K)
+        complete(prev, prefix, K, **options)
         times.append(time.perf_counter_ns() - t0)
     times.sort()
     return times[len(times) // 2] / 1e3, times[int(len(times) * 0.99)] / 1e3
@@ -152,6 +162,45 @@ def calls_per_s(completer: Completer, calls: list[tuple[str, str]], threads: int
     for w in workers:
         w.join()
     return len(calls) / (time.perf_counter() - t0)
+
+
+def history_rows(
+    completer: Completer,
+    name: str,
+    valid: list[tuple[tuple[str, ...], str]],
+    known: set[str],
+) -> tuple[list[str], list[str]]:
+    """Rows of ``completer`` given each case's whole session, then its last 1, 2, 3, 5 and 32
+    searches; and, per row, the cost and the composed answers of its top-5 lists."""
+    searched = {nxt for _, nxt in valid} | {q for history, _ in valid for q in history}
+    seen = [p for p in valid if p[1] in known]
+    unseen = [p for p in valid if p[1] not in known]
+    every_case = [(history, prefix) for history, prefix, _ in cases(valid)]
+    sample = random.Random(0).sample(every_case, 5_000)
+    rows = [Scores(partial(completer.complete_batch, k=K), seen, unseen).row(f"{name} + history")]
+    print(rows[-1], flush=True)
+    costs = []
+    for last in (1, 2, 3, 5, 32):
+        complete = partial(completer.model.complete_batch, k=K, session_history=last)
+        rows.append(Scores(complete, seen, unseen).row(f"  last {last} searches"))
+        print(rows[-1], flush=True)
+        p50, p99 = latency_us(completer, sample, session_history=last)
+        composed = plausible = lists = 0
+        for start in range(0, len(sample), 2_500):
+            part = sample[start : start + 2_500]
+            found = completer.model.complete_batch(
+                [h for h, _ in part], [x for _, x in part], 5, session_history=last
+            )
+            for answers in found:
+                lists += 1
+                made = [a[0] for a in answers if a[2] == "composed"]
+                composed += len(made)
+                plausible += sum(q in searched for q in made)
+        costs.append(
+            f"last {last:<3}{p50:>9.0f}{p99:>9.0f}{composed / lists:>12.2f}"
+            f"{plausible / max(composed, 1):>12.1%}"
+        )
+    return rows, costs
 
 
 def two_thread_speedup(
@@ -205,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_log, valid_log = require(args.data, "aol_train.tsv", "aol_valid.tsv")
     train = list(session_pairs(train_log))
     valid = list(session_pairs(valid_log))
+    valid_histories = list(session_histories(valid_log))
     known = set(read_queries(train_log))
     seen = [p for p in valid if p[1] in known]
     unseen = [p for p in valid if p[1] not in known]
@@ -260,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(rows[-1], flush=True)
         if index == indexes[0]:
+            found, history_costs = history_rows(
+                completer, f"xrcomplete {index}", valid_histories, known
+            )
+            rows.extend(found)
             rows.extend(
                 ablations(completer, train_log, seen, unseen, not args.no_feature_ablations)
             )
@@ -283,6 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'disk MB':>10}{'mem MB':>10}{'load RSS':>10}"
     )
     print("\n".join(costs))
+    print(
+        f"\nThe session's searches given ({indexes[0]}; 5,000 cases; composed: per top-5 list, "
+        "and the share of them searched in aol_valid)"
+    )
+    print(f"{'history':<8}{'p50 µs':>9}{'p99 µs':>9}{'composed':>12}{'searched':>12}")
+    print("\n".join(history_costs))
     print(f"\nTypos ({indexes[0]}; as benches/typo.py)\n{typos}")
     return 0
 

@@ -285,21 +285,21 @@ class CompleterModel:
     ) -> CompleterModel: ...
     def complete(
         self,
-        prev: str,
+        prev: str | Sequence[str],
         prefix: str,
         k: int = 10,
         **overrides: Any,
     ) -> list[_Suggestion]: ...
     def complete_batch(
         self,
-        prevs: Iterable[str],
+        prevs: Iterable[str | Sequence[str]],
         prefixes: Iterable[str],
         k: int = 10,
         **overrides: Any,
     ) -> list[list[_Suggestion]]: ...
     def explain(
         self,
-        prev: str,
+        prev: str | Sequence[str],
         prefix: str,
         k: int = 10,
         **overrides: Any,
@@ -453,6 +453,7 @@ class Server:
         max_body_bytes: int = 65536,
         session_ttl: float = 1800.0,
         max_sessions: int = 100_000,
+        session_history: int = 5,
         drain_timeout: float = 10.0,
         watch: float | None = None,
         events: _Path | None = None,

@@ -20,7 +20,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,6 +35,7 @@ from xrcomplete.data import (
     read_pairs,
     read_queries,
     sample_path,
+    session_histories,
     session_pairs,
 )
 from xrcomplete.distributed import RayEngine
@@ -102,13 +103,18 @@ def _writable_target(output: str, name: str) -> str:
 
 
 def _print_completions(
-    completer: Completer, prev: str, prefixes: Sequence[str], k: int, answer: str | None = None
+    completer: Completer,
+    prev: str | Sequence[str],
+    prefixes: Sequence[str],
+    k: int,
+    answer: str | None = None,
 ) -> None:
+    after = repr(prev) if isinstance(prev, str) else " -> ".join(map(repr, prev)) or "''"
     for prefix in prefixes:
         start = time.perf_counter()
         found = completer.complete(prev, prefix, k)
         micros = (time.perf_counter() - start) * 1e6
-        print(f"\n  after {prev!r}, typing {prefix!r}  ({micros:.0f} µs)")
+        print(f"\n  after {after}, typing {prefix!r}  ({micros:.0f} µs)")
         if not found:
             print("    (no completion)")
         for c in found:
@@ -194,7 +200,11 @@ def _complete(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     completer = Completer.load(args.model, mmap=True)
-    pairs = session_pairs(args.log, gap_minutes=args.gap_minutes, errors=args.errors)
+    pairs: Iterable[tuple[str | tuple[str, ...], str]]
+    if args.prev_only:
+        pairs = session_pairs(args.log, gap_minutes=args.gap_minutes, errors=args.errors)
+    else:
+        pairs = session_histories(args.log, gap_minutes=args.gap_minutes, errors=args.errors)
     report = evaluate_batch(lambda p, x: completer.complete_batch(p, x, args.k), pairs, k=args.k)
     if report.cases == 0:
         raise UsageError(
@@ -300,6 +310,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_k=args.max_k,
         session_ttl=args.session_minutes * 60.0,
         max_sessions=args.max_sessions,
+        session_history=args.session_history,
         watch=1.0 if args.watch else None,
         events=args.events,
         fsync=args.fsync,
@@ -579,7 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = complete.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a completer saved by 'xrcomplete train'")
     source.add_argument("--log", help="train on this log first (AOL's layout)")
-    complete.add_argument("--prev", default="", help="the previous query of the session")
+    complete.add_argument(
+        "--prev",
+        action="append",
+        default=[],
+        help="the session's searches so far, oldest first (repeat --prev; the last is the "
+        "previous query)",
+    )
     complete.add_argument("-k", type=_positive, default=10, help="completions per prefix")
     _add_training_options(complete)
     complete.set_defaults(run=_complete)
@@ -592,6 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("model", help="a completer saved by 'xrcomplete train'")
     evaluate_.add_argument("log", help="log in AOL's layout to score on")
     evaluate_.add_argument("-k", type=_positive, default=10, help="completions per case")
+    evaluate_.add_argument(
+        "--prev-only",
+        action="store_true",
+        help="give each case the previous query alone (the PECOS protocol), not its session",
+    )
     evaluate_.add_argument(
         "--gap-minutes", type=_minutes, default=30.0, help="a new session after this long a gap"
     )
@@ -647,6 +669,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_.add_argument(
         "--max-sessions", type=_positive, default=100_000, help="sessions remembered at most"
+    )
+    serve_.add_argument(
+        "--session-history",
+        type=_positive,
+        default=5,
+        help="searches of each session remembered (the completer uses the last "
+        "session_history of them, its own option)",
     )
     serve_.add_argument(
         "--watch",

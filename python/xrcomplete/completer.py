@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 import numpy as np
 
@@ -91,6 +91,20 @@ class Candidate:
 
 
 _new_tuple = tuple.__new__
+
+
+#: What a completion is typed after: the previous query (``""``: none), or the session's
+#: searches so far, oldest first (the last is the previous query).
+History = Union[str, Sequence[str]]
+
+
+def _previous(history: History) -> str:
+    """The previous query of ``history`` (``""``: none)."""
+    if isinstance(history, str):
+        return history
+    if not isinstance(history, Sequence):
+        raise TypeError(f"prev must be a str or a sequence of str, got {type(history).__name__}")
+    return history[-1] if len(history) else ""
 
 
 def _completions(found: list[tuple[str, float, str, int]]) -> list[Completion]:
@@ -319,6 +333,7 @@ class CompleterOptions(TypedDict, total=False):
     follow: float
     fuzzy_one: int
     fuzzy_two: int
+    session_history: int
     live_half_life: float
     live_cap: int
     live_min_clients: int
@@ -734,22 +749,32 @@ class Completer:
             raise NotFittedError("this Completer is not trained yet: call fit() or fit_log()")
         return self._model
 
-    def complete(self, prev_query: str, prefix: str, k: int = 10) -> list[Completion]:
-        """The best ``k`` completions of ``prefix`` typed after ``prev_query`` (``""`` when
-        none): ``[(query, score), ...]``, best first. Scores are log-scale ranking scores
-        (higher is better), not probabilities. Every query starts with the normalised prefix;
-        each says where it came from (``.source``: ``"seen"`` or ``"composed"``)."""
+    def complete(self, prev_query: History, prefix: str, k: int = 10) -> list[Completion]:
+        """The best ``k`` completions of ``prefix`` typed after ``prev_query``: the previous
+        query (``""`` when none), or the session's searches so far, oldest first (the last is
+        the previous query; only the last ``session_history``, 5 by default, are used):
+        ``[(query, score), ...]``, best first. Scores are log-scale ranking scores (higher is
+        better), not probabilities. Every query starts with the normalised prefix; each says
+        where it came from (``.source``: ``"seen"`` or ``"composed"``).
+
+        >>> pairs = [("", "weather boston"), ("weather boston", "boston hotels"),
+        ...          ("boston hotels", "red sox tickets")] * 5
+        >>> completer = Completer(index="trie", progress=False).fit(pairs)
+        >>> completer.complete(["weather boston", "boston hotels"], "r", 1)[0].query
+        'red sox tickets'
+        """
         return _completions(self.model.complete(prev_query, prefix, k))
 
     def complete_batch(
-        self, prev_queries: Sequence[str], prefixes: Sequence[str], k: int = 10
+        self, prev_queries: Sequence[History], prefixes: Sequence[str], k: int = 10
     ) -> list[list[Completion]]:
-        """``complete`` for each ``(prev_queries[i], prefixes[i])``, in parallel."""
+        """``complete`` for each ``(prev_queries[i], prefixes[i])``, in parallel; each
+        previous query a str or the session's searches so far, oldest first."""
         return [
             _completions(found) for found in self.model.complete_batch(prev_queries, prefixes, k)
         ]
 
-    def explain(self, prev_query: str, prefix: str, k: int = 10) -> list[Candidate]:
+    def explain(self, prev_query: History, prefix: str, k: int = 10) -> list[Candidate]:
         """Every candidate ``complete(prev_query, prefix, k)`` ranks (with the default options),
         best first, with its ranking features: those that may be suggested (the blocklist and
         the privacy floor applied), of the prefix as typed and, for a prefix that looks
@@ -771,7 +796,7 @@ class Completer:
     def record(
         self,
         query: str,
-        prev: str = "",
+        prev: History = "",
         count: float = 1.0,
         time: float | None = None,
         client: str | None = None,
@@ -784,8 +809,10 @@ class Completer:
         searched: an address, a user id) the rules that ``xrcomplete serve`` applies to
         strangers hold: the client adds at most one count to a query per half-life (a repeat
         is not counted and this returns False), and a query stays unseen until
-        ``live_min_clients`` distinct clients searched it (``reset_live(min_clients=...)``)."""
-        return self.model.record(query, prev, count, time, client)
+        ``live_min_clients`` distinct clients searched it (``reset_live(min_clients=...)``).
+        ``prev`` may be the session's searches before ``query``, oldest first, as for
+        ``complete``: live counts keep what followed the last of them."""
+        return self.model.record(query, _previous(prev), count, time, client)
 
     def record_batch(
         self,

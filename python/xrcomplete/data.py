@@ -285,6 +285,38 @@ def session_pairs_of(
         last = (user, query, when)
 
 
+def session_histories(
+    path: PathLike,
+    gap_minutes: float = 30.0,
+    *,
+    errors: str = "strict",
+    report: ReadReport | None = None,
+) -> Iterator[tuple[tuple[str, ...], str]]:
+    """``session_pairs``, each with the whole session before it: ``(history, next)``, where
+    ``history`` is the session's earlier queries, oldest first (its last is the previous
+    query; a query repeated right away counts once, as in the pairs)."""
+    check_gap(gap_minutes)
+    _check_errors(errors)
+    yield from session_histories_of(read_events(path, errors=errors, report=report), gap_minutes)
+
+
+def session_histories_of(
+    events: Iterable[tuple[str, str, datetime]], gap_minutes: float
+) -> Iterator[tuple[tuple[str, ...], str]]:
+    """``session_histories`` of (user, query, time) events already read (``read_events``)."""
+    gap = timedelta(minutes=gap_minutes)
+    last: tuple[str, str, datetime] | None = None
+    history: list[str] = []
+    for user, query, when in events:
+        same_session = last is not None and last[0] == user and when - last[2] <= gap
+        if not same_session:
+            history = [query]
+        elif query != history[-1]:
+            yield tuple(history), query
+            history.append(query)
+        last = (user, query, when)
+
+
 #: An event as a log shard remembers its first and last: (user, query, time), the time in seconds
 #: of the log's clock (its naive date and time read as UTC: differences are those of the log).
 Event = tuple[str, str, float]

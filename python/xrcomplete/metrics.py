@@ -23,13 +23,16 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 #: Prefix-length buckets of the protocol: (name, shortest, longest or None).
 BUCKETS: tuple[tuple[str, int, int | None], ...] = (("1-3", 1, 3), ("4-7", 4, 7), ("8+", 8, None))
 
-Complete = Callable[[str, str], Sequence[str]]
-CompleteBatch = Callable[[list[str], list[str]], Sequence[Sequence[Any]]]
+#: What a case's prefix is typed after: the previous query, or the session's searches so far,
+#: oldest first (``xrcomplete.data.session_histories``).
+Prev = Union[str, Sequence[str]]
+Complete = Callable[[Prev, str], Sequence[str]]
+CompleteBatch = Callable[[list[Prev], list[str]], Sequence[Sequence[Any]]]
 
 
 def bucket_of(prefix_length: int) -> str:
@@ -42,8 +45,9 @@ def bucket_of(prefix_length: int) -> str:
     raise AssertionError("the buckets cover every length")  # pragma: no cover
 
 
-def cases(pairs: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str, str]]:
-    """(previous query, prefix, next query) for every prefix of every pair's next query."""
+def cases(pairs: Iterable[tuple[Prev, str]]) -> Iterator[tuple[Prev, str, str]]:
+    """(previous query, prefix, next query) for every prefix of every pair's next query (the
+    previous query as given: a str, or the session's searches)."""
     for prev, nxt in pairs:
         for length in range(1, len(nxt) + 1):
             yield prev, nxt[:length], nxt
@@ -184,7 +188,7 @@ def prefix_bleu(candidate: str, reference: str, prefix: str) -> float:
     return bleu(cand, ref)
 
 
-def evaluate(complete: Complete, pairs: Iterable[tuple[str, str]], k: int = 10) -> Report:
+def evaluate(complete: Complete, pairs: Iterable[tuple[Prev, str]], k: int = 10) -> Report:
     """Scores ``complete(prev, prefix) -> completions, best first`` on every case of ``pairs``."""
     return evaluate_batch(
         lambda prevs, prefixes: [complete(p, x) for p, x in zip(prevs, prefixes)], pairs, k, 1
@@ -193,7 +197,7 @@ def evaluate(complete: Complete, pairs: Iterable[tuple[str, str]], k: int = 10) 
 
 def evaluate_batch(
     complete_batch: CompleteBatch,
-    pairs: Iterable[tuple[str, str]],
+    pairs: Iterable[tuple[Prev, str]],
     k: int = 10,
     chunk: int = 4096,
 ) -> Report:
@@ -205,7 +209,7 @@ def evaluate_batch(
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     report = Report(k=k)
-    batch: list[tuple[str, str, str]] = []
+    batch: list[tuple[Prev, str, str]] = []
     pair_rrs: list[float] = []  # the reciprocal ranks of the pair being scored
 
     def flush() -> None:

@@ -33,6 +33,7 @@ class ServerOptions(TypedDict, total=False):
     max_body_bytes: int
     session_ttl: float
     max_sessions: int
+    session_history: int
     drain_timeout: float
     watch: float | None
     events: PathLike | None
@@ -62,7 +63,8 @@ def start(model: PathLike, **options: Unpack[ServerOptions]) -> Server:
 
     ``workers`` threads answer (0: one per core). A request may ask ``k`` up to ``max_k`` and
     send texts up to ``max_text_bytes`` and bodies up to ``max_body_bytes``. A session's last
-    search is remembered ``session_ttl`` seconds, for at most ``max_sessions`` sessions.
+    ``session_history`` searches are remembered ``session_ttl`` seconds after its last one,
+    for at most ``max_sessions`` sessions.
     ``watch`` (seconds) checks the model file that often and reloads it when it changes.
     Searches posted to ``/v1/searches`` are recorded as live counts (halved every
     ``live_half_life`` seconds, at most ``live_cap`` distinct queries; not given: the model's

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use numpy::PyReadonlyArray1;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PySequence, PyString};
 
 use xrcomplete_core::live::{self, wal, LiveCounts, LiveParams, Search};
 use xrcomplete_core::persist::Persist;
@@ -17,7 +17,7 @@ use xrcomplete_core::text::Interner;
 use xrcomplete_core::xr::Progress;
 use xrcomplete_core::{Error as CoreError, Result as CoreResult};
 
-use crate::errors::{check_k, count, to_py_err};
+use crate::errors::{check_k, count, to_py_err, type_name};
 use crate::options::{declared_option, to_value, Options};
 use crate::persist;
 use crate::text::{extract_texts, TfidfModel, TfidfOptions};
@@ -327,6 +327,22 @@ fn suggestions(found: Vec<Answer>) -> Vec<Suggestion> {
         .collect()
 }
 
+/// A session's searches as Python gives them: a str (the previous query; "": none) or a
+/// sequence of str, oldest first, the last the previous query.
+fn extract_history(history: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    if let Ok(s) = history.cast::<PyString>() {
+        return Ok(vec![s.to_cow()?.into_owned()]);
+    }
+    if !history.is_instance_of::<PySequence>() || history.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a str or a sequence of str (the session's searches, oldest \
+             first), got {}",
+            type_name(history)
+        )));
+    }
+    extract_texts(history, what)
+}
+
 #[pymethods]
 impl CompleterModel {
     /// Trains on a log: `queries` (distinct, normalised; a list, or a `QueryIds` whose queries
@@ -432,15 +448,17 @@ impl CompleterModel {
     fn complete(
         &self,
         py: Python<'_>,
-        prev: &str,
+        prev: &Bound<'_, PyAny>,
         prefix: &str,
         #[pyo3(from_py_with = count)] k: i64,
         overrides: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<Suggestion>> {
         let k = check_k(k)?;
         let params = self.ranking(overrides)?;
+        let history = extract_history(prev, "prev")?;
+        let history: Vec<&str> = history.iter().map(String::as_str).collect();
         let live = self.live();
-        let request = Request::new(prev, prefix, k)
+        let request = Request::in_session(&history, prefix, k)
             .ranked(&params)
             .with_live(Some(&live));
         py.detach(|| SCRATCH.with_borrow_mut(|scratch| self.inner.complete(&request, scratch)))
@@ -456,15 +474,17 @@ impl CompleterModel {
     fn explain(
         &self,
         py: Python<'_>,
-        prev: &str,
+        prev: &Bound<'_, PyAny>,
         prefix: &str,
         #[pyo3(from_py_with = count)] k: i64,
         overrides: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<ExplainedCandidate>> {
         let k = check_k(k)?;
         let params = self.ranking(overrides)?;
+        let history = extract_history(prev, "prev")?;
+        let history: Vec<&str> = history.iter().map(String::as_str).collect();
         let live = self.live();
-        let request = Request::new(prev, prefix, k)
+        let request = Request::in_session(&history, prefix, k)
             .ranked(&params)
             .with_live(Some(&live));
         py.detach(|| SCRATCH.with_borrow_mut(|scratch| self.inner.explain(&request, scratch)))
@@ -491,7 +511,16 @@ impl CompleterModel {
     ) -> PyResult<Vec<Vec<Suggestion>>> {
         let k = check_k(k)?;
         let params = self.ranking(overrides)?;
-        let prevs = extract_texts(prevs, "prevs")?;
+        if prevs.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "prevs must be an iterable of str or of sequences of str, not a single str",
+            ));
+        }
+        let prevs = prevs
+            .try_iter()?
+            .enumerate()
+            .map(|(i, item)| extract_history(&item?, &format!("prevs[{i}]")))
+            .collect::<PyResult<Vec<_>>>()?;
         let prefixes = extract_texts(prefixes, "prefixes")?;
         if prevs.len() != prefixes.len() {
             return Err(PyValueError::new_err(format!(
@@ -501,11 +530,15 @@ impl CompleterModel {
             )));
         }
         let live = self.live();
-        let requests: Vec<Request<'_>> = prevs
+        let histories: Vec<Vec<&str>> = prevs
+            .iter()
+            .map(|h| h.iter().map(String::as_str).collect())
+            .collect();
+        let requests: Vec<Request<'_>> = histories
             .iter()
             .zip(&prefixes)
-            .map(|(prev, prefix)| {
-                Request::new(prev, prefix, k)
+            .map(|(history, prefix)| {
+                Request::in_session(history, prefix, k)
                     .ranked(&params)
                     .with_live(Some(&live))
             })

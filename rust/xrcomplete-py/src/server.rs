@@ -78,7 +78,8 @@ impl Server {
     #[pyo3(signature = (
         path, *, host = "127.0.0.1", port = 8000, workers = 0, max_k = 100,
         max_text_bytes = 1024, max_body_bytes = 65536, session_ttl = 1800.0,
-        max_sessions = 100_000, drain_timeout = 10.0, watch = None, events = None,
+        max_sessions = 100_000, session_history = 5, drain_timeout = 10.0, watch = None,
+        events = None,
         fsync = "always", live_half_life = None, live_cap = None, signals = false,
         blocklist = None, admin_key = None, record_keys = Vec::new(), search_keys = Vec::new(),
         trusted_proxies = Vec::new(), cors_origins = Vec::new(), live_min_clients = None,
@@ -97,6 +98,7 @@ impl Server {
         max_body_bytes: usize,
         session_ttl: f64,
         max_sessions: usize,
+        session_history: usize,
         drain_timeout: f64,
         watch: Option<f64>,
         events: Option<PathBuf>,
@@ -127,6 +129,7 @@ impl Server {
         config.limits.max_body_bytes = max_body_bytes;
         config.session_ttl = seconds("session_ttl", session_ttl)?;
         config.max_sessions = max_sessions;
+        config.session_history = session_history;
         config.drain_timeout = seconds("drain_timeout", drain_timeout)?;
         config.watch = watch.map(|w| seconds("watch", w)).transpose()?;
         config.events = events;

@@ -326,7 +326,9 @@ async fn page_style() -> Response {
 #[derive(Debug, Default)]
 struct CompleteParams {
     prefix: Option<String>,
-    prev: Option<String>,
+    /// The session's searches, oldest first (`prev` repeated), the last
+    /// [`qac::MAX_SESSION_HISTORY`] of them.
+    prev: Option<Vec<String>>,
     session: Option<String>,
     k: Option<usize>,
 }
@@ -366,7 +368,15 @@ impl CompleteParams {
         for (name, value) in pairs {
             let slot = match name.as_str() {
                 "prefix" => &mut p.prefix,
-                "prev" => &mut p.prev,
+                "prev" => {
+                    check_text(&name, &value, limits)?;
+                    let history = p.prev.get_or_insert_with(Vec::new);
+                    if history.len() == qac::MAX_SESSION_HISTORY {
+                        history.remove(0);
+                    }
+                    history.push(value);
+                    continue;
+                }
                 "session" => &mut p.session,
                 "k" => {
                     if p.k.is_some() {
@@ -388,8 +398,8 @@ impl CompleteParams {
                     return Err(ApiError::bad(
                         "unknown_parameter",
                         format!(
-                            "unknown parameter {name:?}; the parameters are prefix, prev, \
-                             session and k"
+                            "unknown parameter {name:?}; the parameters are prefix, prev \
+                             (repeated: the session's searches, oldest first), session and k"
                         ),
                     ))
                 }
@@ -434,6 +444,9 @@ struct CompleteAnswer {
     suggestions: Vec<Suggestion>,
     /// The previous query the suggestions were conditioned on (given, or the session's).
     prev: String,
+    /// The session's searches they were conditioned on, oldest first (the last is `prev`;
+    /// empty: none).
+    history: Vec<String>,
     took_us: u64,
     model: String,
 }
@@ -457,17 +470,21 @@ async fn complete(
     }
     let p = CompleteParams::parse(raw.as_deref(), &st.limits)?;
     let prefix = p.prefix.unwrap_or_default();
-    let prev = match (&p.prev, &p.session) {
-        (Some(prev), _) => prev.clone(),
-        (None, Some(id)) => st.sessions().prev(id, Instant::now()).unwrap_or_default(),
-        (None, None) => String::new(),
+    let history = match (p.prev, &p.session) {
+        (Some(history), _) => history,
+        (None, Some(id)) => st
+            .sessions()
+            .history(id, Instant::now())
+            .unwrap_or_default(),
+        (None, None) => Vec::new(),
     };
     let k = p.k.unwrap_or(10);
     let served = st.model.current();
     let start = Instant::now();
     let found = SCRATCH.with_borrow_mut(|scratch| {
         let c = &served.completer;
-        let request = qac::Request::new(&prev, &prefix, k).with_live(Some(&st.live));
+        let history: Vec<&str> = history.iter().map(String::as_str).collect();
+        let request = qac::Request::in_session(&history, &prefix, k).with_live(Some(&st.live));
         c.complete(&request, scratch)
     });
     let took_us = start.elapsed().as_micros() as u64;
@@ -482,7 +499,11 @@ async fn complete(
                 source: a.origin.name(),
             })
             .collect(),
-        prev: normalize_query(&prev),
+        prev: history
+            .last()
+            .map(|q| normalize_query(q))
+            .unwrap_or_default(),
+        history: history.iter().map(|q| normalize_query(q)).collect(),
         took_us,
         model: served.id.clone(),
     }))

@@ -6,8 +6,9 @@
 //! swaps a new model in without failing a request.
 //!
 //! Routes (JSON unless said otherwise):
-//! - `GET /v1/complete?prefix=..&prev=..&k=10` (or `session=..` instead of `prev`): the
-//!   suggestions, each with its score, the typed part (`highlight`) and its source.
+//! - `GET /v1/complete?prefix=..&prev=..&k=10` (`prev` repeated: the session's searches, oldest
+//!   first; or `session=..` instead, whose last searches the server keeps): the suggestions,
+//!   each with its score, the typed part (`highlight`) and its source.
 //! - `POST /v1/searches` `{"query": .., "prev" or "session": .., "time": ..}` (or a list): recorded
 //!   into the live counts (and the event log, before the answer); the session's previous query.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (OpenMetrics text).
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use xrcomplete_core::live::wal::{EventLog, SyncPolicy};
 use xrcomplete_core::live::{LiveCounts, LiveParams};
+use xrcomplete_core::qac;
 
 mod access;
 mod api;
@@ -93,6 +95,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// At most this many sessions are remembered (the least recently searching is dropped).
     pub max_sessions: usize,
+    /// Each session's last searches kept (default 5), the session a completion with its id is
+    /// typed in: the completer uses the last `session_history` of them (its own option).
+    pub session_history: usize,
     /// Once shutdown is asked, requests in flight get this long to finish.
     pub drain_timeout: Duration,
     /// How the live counts decay and how much they hold: what is not given here, the model's
@@ -215,6 +220,7 @@ impl Config {
             },
             session_ttl: Duration::from_secs(30 * 60),
             max_sessions: 100_000,
+            session_history: 5,
             drain_timeout: Duration::from_secs(10),
             live: LiveOverrides::default(),
             events: None,
@@ -241,6 +247,12 @@ impl Config {
         }
         if self.max_sessions == 0 {
             return bad("max_sessions must be at least 1");
+        }
+        if !(1..=qac::MAX_SESSION_HISTORY).contains(&self.session_history) {
+            return bad(&format!(
+                "session_history must be from 1 to {}",
+                qac::MAX_SESSION_HISTORY
+            ));
         }
         if self.watch.is_some_and(|w| w.is_zero()) {
             return bad("watch must be a positive interval");
@@ -338,9 +350,10 @@ impl Server {
             None => None,
         };
         let cap = NonZeroUsize::new(config.max_sessions).expect("checked");
+        let keep = NonZeroUsize::new(config.session_history).expect("checked");
         let state = Arc::new(api::AppState {
             model,
-            sessions: Mutex::new(Sessions::new(cap, config.session_ttl)),
+            sessions: Mutex::new(Sessions::new(cap, config.session_ttl, keep)),
             metrics,
             limits: config.limits,
             draining: AtomicBool::new(false),

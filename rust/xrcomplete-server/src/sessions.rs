@@ -1,10 +1,13 @@
-//! The last query each session searched, so that `session=<id>` can stand for `prev`.
+//! The last searches of each session, so that `session=<id>` can stand for `prev`: the session's
+//! searches, oldest first, the last its previous query.
 //!
 //! A session ends after `ttl` without a search (the 30-minute gap that splits sessions in the
 //! training log), and at most `cap` sessions are held: past it the least recently searching one
-//! is forgotten. Reads (`prev`) do not refresh a session; only searches do, so the table's
-//! least-recently-used order is its time order and expired sessions sit at its tail.
+//! is forgotten. Each keeps its last `keep` searches (a query searched again right away counts
+//! once, as in the training log's pairs). Reads do not refresh a session; only searches do, so
+//! the table's least-recently-used order is its time order and expired sessions sit at its tail.
 
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
@@ -12,7 +15,8 @@ use lru::LruCache;
 
 #[derive(Debug)]
 struct Session {
-    prev: String,
+    /// Its last searches, oldest first (never empty).
+    history: VecDeque<String>,
     searched_at: Instant,
 }
 
@@ -21,14 +25,17 @@ struct Session {
 pub struct Sessions {
     table: LruCache<String, Session>,
     ttl: Duration,
+    keep: NonZeroUsize,
 }
 
 impl Sessions {
-    /// An empty table holding at most `cap` sessions, each for `ttl` after its last search.
-    pub fn new(cap: NonZeroUsize, ttl: Duration) -> Self {
+    /// An empty table holding at most `cap` sessions, each for `ttl` after its last search,
+    /// with its last `keep` searches.
+    pub fn new(cap: NonZeroUsize, ttl: Duration, keep: NonZeroUsize) -> Self {
         Sessions {
             table: LruCache::new(cap),
             ttl,
+            keep,
         }
     }
 
@@ -36,27 +43,43 @@ impl Sessions {
         now.saturating_duration_since(s.searched_at) >= self.ttl
     }
 
-    /// The last query `id` searched, unless the session is unknown or expired (then `None`,
-    /// and an expired session is dropped).
-    pub fn prev(&mut self, id: &str, now: Instant) -> Option<String> {
+    /// The searches of `id` still held, oldest first (the last is its previous query), unless
+    /// the session is unknown or expired (then `None`, and an expired session is dropped).
+    pub fn history(&mut self, id: &str, now: Instant) -> Option<Vec<String>> {
         let s = self.table.peek(id)?;
         if self.expired(s, now) {
             self.table.pop(id);
             return None;
         }
-        Some(s.prev.clone())
+        Some(s.history.iter().cloned().collect())
+    }
+
+    /// The last query `id` searched, unless the session is unknown or expired (then `None`,
+    /// and an expired session is dropped).
+    pub fn prev(&mut self, id: &str, now: Instant) -> Option<String> {
+        self.history(id, now).and_then(|mut h| h.pop())
     }
 
     /// Records that session `id` searched `query` at `now`.
     pub fn record(&mut self, id: &str, query: String, now: Instant) {
+        let keep = self.keep.get();
+        let expired = self.table.peek(id).is_some_and(|s| self.expired(s, now));
+        if expired {
+            self.table.pop(id);
+        }
         if let Some(s) = self.table.get_mut(id) {
-            s.prev = query;
+            if s.history.back() != Some(&query) {
+                s.history.push_back(query);
+            }
+            while s.history.len() > keep {
+                s.history.pop_front();
+            }
             s.searched_at = now;
         } else {
             self.table.put(
                 id.to_owned(),
                 Session {
-                    prev: query,
+                    history: VecDeque::from([query]),
                     searched_at: now,
                 },
             );
@@ -93,7 +116,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn table(cap: usize, ttl_s: u64) -> Sessions {
-        Sessions::new(NonZeroUsize::new(cap).unwrap(), Duration::from_secs(ttl_s))
+        Sessions::new(
+            NonZeroUsize::new(cap).unwrap(),
+            Duration::from_secs(ttl_s),
+            NonZeroUsize::new(3).unwrap(),
+        )
     }
 
     #[test]
@@ -115,6 +142,22 @@ mod tests {
         // Reading does not keep it alive: 30 minutes after the last search it is gone.
         assert_eq!(s.prev("a", t0 + Duration::from_secs(60 + 1800)), None);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_session_keeps_its_last_searches_in_order() {
+        let t0 = Instant::now();
+        let mut s = table(10, 1800);
+        for q in ["a", "b", "b", "c", "d"] {
+            s.record("x", q.into(), t0);
+        }
+        // Three kept, oldest first; a search repeated right away counts once.
+        assert_eq!(s.history("x", t0).unwrap(), ["b", "c", "d"]);
+        assert_eq!(s.prev("x", t0).as_deref(), Some("d"));
+        // A search after the session expired begins a new one.
+        let later = t0 + Duration::from_secs(1800);
+        s.record("x", "e".into(), later);
+        assert_eq!(s.history("x", later).unwrap(), ["e"]);
     }
 
     #[test]

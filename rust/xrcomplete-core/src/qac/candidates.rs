@@ -38,7 +38,7 @@ use super::{RankParams, Transitions};
 /// counts never lower a candidate (trees learn a count's worth from the counts they saw; the
 /// constraint keeps that order past them: a query searched live far more than any count of
 /// training).
-pub const COMPLETION_FEATURES: [Feature; 28] = [
+pub const COMPLETION_FEATURES: [Feature; 33] = [
     Feature::new("model", "model", "ln max(XR-Linear score, model_floor)").weighing(1.0),
     Feature::new("in_beam", "model", "the XR beam returned it"),
     Feature::new(
@@ -161,10 +161,38 @@ pub const COMPLETION_FEATURES: [Feature; 28] = [
         "typos",
         "corrected: how word-like the typed word that looks mistyped is",
     ),
+    Feature::new(
+        "earlier_query",
+        "history",
+        "1 / (d - 1) for the nearest search d back it equals, from two back (0: none)",
+    )
+    .weighing(2.0),
+    Feature::new(
+        "earlier_after",
+        "history",
+        "ln(1 + times it followed each search d back, from two back, each / (d - 1))",
+    )
+    .rising()
+    .weighing(1.0),
+    Feature::new(
+        "earlier_words",
+        "history",
+        "its words after the typed head found in searches before the previous one, not in it",
+    ),
+    Feature::new(
+        "earlier_coverage",
+        "history",
+        "the most, over searches d back from two back, of the share of its words it holds / (d - 1)",
+    ),
+    Feature::new(
+        "session_length",
+        "history",
+        "ln(1 + the session's searches used, the previous query among them)",
+    ),
 ];
 
 /// The names of the ranking features, in vector order.
-pub const FEATURES: [&str; 28] = names(&COMPLETION_FEATURES);
+pub const FEATURES: [&str; 33] = names(&COMPLETION_FEATURES);
 
 const FEATURE_MODEL: usize = index(&COMPLETION_FEATURES, "model");
 const FEATURE_POPULARITY: usize = index(&COMPLETION_FEATURES, "popularity");
@@ -176,8 +204,20 @@ const FEATURE_EDITS: usize = index(&COMPLETION_FEATURES, "edits");
 const FEATURE_TYPED_RAREST: usize = index(&COMPLETION_FEATURES, "typed_rarest");
 const FEATURE_FIXED_RAREST: usize = index(&COMPLETION_FEATURES, "fixed_rarest");
 const FEATURE_TYPED_SHAPE: usize = index(&COMPLETION_FEATURES, "typed_shape");
+const FEATURE_EARLIER_QUERY: usize = index(&COMPLETION_FEATURES, "earlier_query");
+const FEATURE_EARLIER_AFTER: usize = index(&COMPLETION_FEATURES, "earlier_after");
+const FEATURE_EARLIER_WORDS: usize = index(&COMPLETION_FEATURES, "earlier_words");
+const FEATURE_EARLIER_COVERAGE: usize = index(&COMPLETION_FEATURES, "earlier_coverage");
+const FEATURE_SESSION_LENGTH: usize = index(&COMPLETION_FEATURES, "session_length");
 
-/// The last features, of typos: rankers saved before them have none.
+/// The features of the session's history, the last ones: rankers saved before them have none.
+pub(crate) const HISTORY_FEATURES: usize = 5;
+
+/// The features of rankers saved before the session's history was.
+pub(crate) const BEFORE_HISTORY: usize = N_FEATURES - HISTORY_FEATURES;
+
+/// The features before those of the history, the typos' last: rankers saved before the typo
+/// features have none of them.
 pub(crate) const TYPO_FEATURES: usize = 5;
 
 /// Of those, the ones rankers saved before them lack (`fixed_rarest`, `typed_shape`).
@@ -230,7 +270,7 @@ pub fn feature_groups() -> Vec<(&'static str, Vec<&'static str>)> {
 }
 
 /// One candidate: a query and what every source said of it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Candidate {
     /// Its label id when it is a seen query.
     pub label: Option<u32>,
@@ -256,6 +296,28 @@ pub(crate) struct Candidate {
     pub score: f32,
 }
 
+impl Default for Candidate {
+    fn default() -> Self {
+        Candidate {
+            label: None,
+            text: String::new(),
+            model: 0.0,
+            in_beam: false,
+            popular: false,
+            transitions: 0.0,
+            composed: false,
+            lm: 0.0,
+            live: 0.0,
+            live_after: 0.0,
+            edits: 0,
+            matched: 0,
+            x: [0.0; N_FEATURES],
+            segment: 0,
+            score: 0.0,
+        }
+    }
+}
+
 impl Scored for Candidate {
     fn input(&self) -> (usize, &[f32]) {
         (self.segment as usize, &self.x)
@@ -277,6 +339,8 @@ pub(crate) struct GatherScratch {
     live: Vec<(String, f64)>,
     lm: LmScratch,
     prev_words: Vec<String>,
+    /// The words of the searches before the previous query that it does not hold, sorted.
+    earlier_words: Vec<String>,
     fuzzy: Vec<FuzzyMatch>,
     /// The candidates of the typed prefix while those of corrected ones are gathered.
     pool: Vec<Candidate>,
@@ -293,9 +357,38 @@ pub(crate) struct Sources {
     pub lm: QueryLm,
 }
 
+/// The session a prefix is typed in, normalised: the previous query (`""`: none) and the
+/// searches before it, oldest first.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Session<'a> {
+    pub prev: &'a str,
+    pub earlier: &'a [String],
+}
+
+impl<'a> Session<'a> {
+    /// The searches before the previous query, nearest first, each with how far back it is
+    /// (2: the one before the previous query).
+    fn back(&self) -> impl Iterator<Item = (u32, &'a str)> + 'a {
+        let earlier = self.earlier;
+        earlier
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, q)| (i as u32 + 2, q.as_str()))
+            .filter(|(_, q)| !q.is_empty())
+    }
+
+    /// The searches of the session it holds, the previous query among them.
+    fn len(&self) -> usize {
+        usize::from(!self.prev.is_empty()) + self.back().count()
+    }
+}
+
 /// What every source of candidates sees of the case being completed.
 struct Case<'c> {
     prev: &'c str,
+    /// The searches before the previous query.
+    session: Session<'c>,
     prefix: &'c str,
     params: &'c RankParams,
     /// The language model's options of composing.
@@ -307,6 +400,8 @@ struct Case<'c> {
     range: Option<(u32, u32)>,
     /// The queries seen after the previous query (none: none, or not asked for).
     followers: Option<Followers<'c>>,
+    /// The queries seen after each search before the previous one, with how far back it is.
+    earlier_followers: Vec<(u32, Followers<'c>)>,
     /// Searches recorded since the model was built, if any.
     live: Option<&'c LiveCounts>,
 }
@@ -338,17 +433,23 @@ struct Composed;
 struct Live;
 /// The prefix itself, when it may be the whole query.
 struct AsTyped;
+/// The searches before the previous query that start with the prefix: a return to one.
+struct Earlier;
+/// The seen queries of the range that followed searches before the previous query.
+struct FollowedEarlier;
 
 /// Every source, in the order their candidates are gathered (the order decides nothing but
 /// which of two equal unseen candidates is kept). The candidates of corrected prefixes come
 /// from these sources too ([`Sources::gather`]).
-const SOURCES: [&dyn Source; 6] = [
+const SOURCES: [&dyn Source; 8] = [
     &Matcher,
     &Popular,
     &FollowedPrev,
     &Composed,
     &Live,
     &AsTyped,
+    &Earlier,
+    &FollowedEarlier,
 ];
 
 impl Source for Matcher {
@@ -490,6 +591,46 @@ impl Source for AsTyped {
     }
 }
 
+impl Source for Earlier {
+    fn add(&self, parts: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
+        for (_, query) in case.session.back() {
+            if !query.starts_with(case.prefix) {
+                continue;
+            }
+            let label = case.id(parts, query);
+            // Unseen ones are told apart by text (seen ones merge by label).
+            let cands = &mut s.candidates;
+            if label.is_none() && cands.iter().any(|c| c.label.is_none() && c.text == query) {
+                continue;
+            }
+            cands.push(Candidate {
+                label,
+                text: query.to_owned(),
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Source for FollowedEarlier {
+    fn add(&self, _: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
+        let Some(range) = case.range else {
+            return Ok(());
+        };
+        for (_, f) in &case.earlier_followers {
+            s.after.clear();
+            f.top_in(range, case.n, &mut s.after);
+            s.candidates
+                .extend(s.after.iter().map(|&(label, _)| Candidate {
+                    label: Some(label),
+                    ..Default::default()
+                }));
+        }
+        Ok(())
+    }
+}
+
 impl Sources {
     /// Fills `s.candidates` with the candidates of `prefix` after `prev` (both normalised) and
     /// their features, unranked; `live` adds the searches recorded since the model was built.
@@ -505,14 +646,15 @@ impl Sources {
     /// segment plus [`CASE_SEGMENTS`]).
     pub fn gather(
         &self,
-        prev: &str,
+        session: &Session<'_>,
         prefix: &str,
         params: &RankParams,
         k: usize,
         live: Option<&LiveCounts>,
         s: &mut GatherScratch,
     ) -> Result<()> {
-        self.gather_one(prev, prefix, params, live, s)?;
+        let prev = session.prev;
+        self.gather_one(session, prefix, params, live, s)?;
         let edits = params.fuzzy_edits(prefix.chars().count());
         let suspect = match edits > 0 {
             true => self.lm.first_suspect(prev, prefix),
@@ -553,7 +695,7 @@ impl Sources {
             places.truncate(FUZZY_PREFIXES);
             // The candidates of a corrected prefix, `e` edits from the typed one, into the pool.
             let add = |fixed: &str, e: u32, s: &mut GatherScratch, pool: &mut Vec<Candidate>| {
-                self.gather_one(prev, fixed, params, live, s)?;
+                self.gather_one(session, fixed, params, live, s)?;
                 let rarest = (rarest, self.lm.rarest_word(prev, fixed).min(RAREST_CAP));
                 let matched = fixed.len();
                 pool.extend(
@@ -589,16 +731,18 @@ impl Sources {
     /// add).
     fn gather_one(
         &self,
-        prev: &str,
+        session: &Session<'_>,
         prefix: &str,
         params: &RankParams,
         live: Option<&LiveCounts>,
         s: &mut GatherScratch,
     ) -> Result<()> {
         let live = live.filter(|l| !l.is_empty());
+        let prev = session.prev;
         s.candidates.clear();
         let case = Case {
             prev,
+            session: *session,
             prefix,
             params,
             compose: params.compose(),
@@ -608,6 +752,13 @@ impl Sources {
                 true => self.transitions.followers(prev),
                 false => None,
             },
+            earlier_followers: match params.use_transitions {
+                true => session
+                    .back()
+                    .filter_map(|(d, q)| Some((d, self.transitions.followers(q)?)))
+                    .collect(),
+                false => Vec::new(),
+            },
             live,
         };
         // The language model reads the session and the prefix once for every source and feature.
@@ -616,7 +767,10 @@ impl Sources {
             source.add(self, &case, s)?;
         }
         let Case {
-            compose, followers, ..
+            compose,
+            followers,
+            earlier_followers,
+            ..
         } = case;
         let (head, _) = split_last_word(prefix);
         let cands = &mut s.candidates;
@@ -645,6 +799,22 @@ impl Sources {
         );
         s.prev_words.sort_unstable();
         s.prev_words.dedup();
+        s.earlier_words.clear();
+        s.earlier_words.extend(
+            session
+                .back()
+                .flat_map(|(_, q)| q.split(is_py_space))
+                .filter(|w| {
+                    !w.is_empty()
+                        && s.prev_words
+                            .binary_search_by(|p| p.as_str().cmp(w))
+                            .is_err()
+                })
+                .map(str::to_owned),
+        );
+        s.earlier_words.sort_unstable();
+        s.earlier_words.dedup();
+        let session_length = (session.len() as f32).ln_1p();
         let head_len = head.len();
         let rare = |text: &str| {
             text.split(is_py_space)
@@ -704,6 +874,10 @@ impl Sources {
                 rare,
             };
             features(c, &of, params);
+            if !session.earlier.is_empty() {
+                history_features(c, session, &earlier_followers, head_len, &s.earlier_words);
+            }
+            c.x[FEATURE_SESSION_LENGTH] = session_length;
         }
         // How far each is from the best of its list, for the features compared within a list.
         for (of, gap) in [
@@ -861,7 +1035,62 @@ fn features(c: &mut Candidate, of: &Shape, params: &RankParams) {
         0.0,
         0.0,
         0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
     ];
+}
+
+/// Sets the features of candidate `c` that the searches before the previous query give:
+/// `followers` are theirs in the log (with how far back each is), `earlier_words` their words
+/// the previous query does not hold (sorted); `head_len` bytes of the prefix come before the
+/// word being typed.
+fn history_features(
+    c: &mut Candidate,
+    session: &Session<'_>,
+    followers: &[(u32, Followers<'_>)],
+    head_len: usize,
+    earlier_words: &[String],
+) {
+    let weight = |d: u32| 1.0 / (d - 1) as f32;
+    let words = || c.text.split(is_py_space).filter(|w| !w.is_empty());
+    let (mut equal, mut coverage) = (0.0f32, 0.0f32);
+    for (d, query) in session.back() {
+        if equal == 0.0 && query == c.text {
+            equal = weight(d);
+        }
+        let (mut n, mut held) = (0usize, 0usize);
+        for w in query.split(is_py_space).filter(|w| !w.is_empty()) {
+            n += 1;
+            held += usize::from(words().any(|v| v == w));
+        }
+        if n > 0 {
+            coverage = coverage.max(held as f32 / n as f32 * weight(d));
+        }
+    }
+    let after: f32 = match c.label {
+        Some(label) => followers
+            .iter()
+            .map(|(d, f)| f.count(label) * weight(*d))
+            .sum(),
+        None => 0.0,
+    };
+    let tail = c.text.get(head_len..).unwrap_or("");
+    let copied = tail
+        .split(is_py_space)
+        .filter(|w| {
+            !w.is_empty()
+                && earlier_words
+                    .binary_search_by(|p| p.as_str().cmp(w))
+                    .is_ok()
+        })
+        .count();
+    c.x[FEATURE_EARLIER_QUERY] = equal;
+    c.x[FEATURE_EARLIER_AFTER] = after.ln_1p();
+    c.x[FEATURE_EARLIER_WORDS] = copied as f32;
+    c.x[FEATURE_EARLIER_COVERAGE] = coverage;
 }
 
 /// The position of feature `name` in [`FEATURES`] (a name of the list).
@@ -901,6 +1130,8 @@ mod tests {
             ("live", 0.5),
             ("live_after", 2.0),
             ("edits", -200.0),
+            ("earlier_query", 2.0),
+            ("earlier_after", 1.0),
         ]);
         assert_eq!(fixed_weights(), fixed);
         let rising = [
@@ -909,6 +1140,7 @@ mod tests {
             "first_query",
             "live",
             "live_after",
+            "earlier_after",
         ];
         let mut m = by_name(&rising.map(|n| (n, 1.0)));
         m[FEATURE_POPULARITY_GAP] = -1.0;
@@ -943,6 +1175,16 @@ mod tests {
                     "typed_shape",
                 ],
             ),
+            (
+                "history",
+                vec![
+                    "earlier_query",
+                    "earlier_after",
+                    "earlier_words",
+                    "earlier_coverage",
+                    "session_length",
+                ],
+            ),
         ];
         assert_eq!(feature_groups(), groups);
         for (i, name) in [
@@ -957,9 +1199,14 @@ mod tests {
         ] {
             assert_eq!(FEATURES[i], name);
         }
-        // The typo features are the last ones (files saved before them are upgraded so).
-        assert!(FEATURES[N_FEATURES - TYPO_FEATURES..]
+        // The typo features come last before the history's, and those last (files saved
+        // before them are upgraded so).
+        let group = |f: &&str| COMPLETION_FEATURES[index(&COMPLETION_FEATURES, f)].group;
+        assert!(FEATURES[BEFORE_HISTORY - TYPO_FEATURES..BEFORE_HISTORY]
             .iter()
-            .all(|f| COMPLETION_FEATURES[index(&COMPLETION_FEATURES, f)].group == "typos"));
+            .all(|f| group(f) == "typos"));
+        assert!(FEATURES[BEFORE_HISTORY..]
+            .iter()
+            .all(|f| group(f) == "history"));
     }
 }

@@ -20,6 +20,9 @@ use super::*;
 pub struct Request<'a> {
     /// The session's previous query (`""`: none); normalised here.
     pub prev: &'a str,
+    /// The session's queries before the previous one, oldest first; normalised here. Only
+    /// the last `session_history - 1` of them are used ([`RankParams::session_history`]).
+    pub earlier: &'a [&'a str],
     /// What was typed; normalised here ([`normalize_prefix`]).
     pub prefix: &'a str,
     /// Answers wanted, at most.
@@ -36,10 +39,23 @@ impl<'a> Request<'a> {
     pub fn new(prev: &'a str, prefix: &'a str, k: usize) -> Self {
         Request {
             prev,
+            earlier: &[],
             prefix,
             k,
             rank: None,
             live: None,
+        }
+    }
+
+    /// `k` completions of `prefix` after the session's earlier queries `history`, oldest
+    /// first: the last is the previous query (none: no previous query).
+    pub fn in_session(history: &'a [&'a str], prefix: &'a str, k: usize) -> Self {
+        match history.split_last() {
+            Some((prev, earlier)) => Request {
+                earlier,
+                ..Request::new(prev, prefix, k)
+            },
+            None => Request::new("", prefix, k),
         }
     }
 
@@ -99,9 +115,10 @@ impl Completer {
         if request.k == 0 {
             return Ok(Vec::new());
         }
-        let g = &mut scratch.gather;
-        let (blocklist, typed) = self.gather_ranked(request, params, g)?;
-        Ok(g.candidates
+        let (blocklist, typed) = self.gather_ranked(request, params, scratch)?;
+        Ok(scratch
+            .gather
+            .candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))
             .map(|c| {
@@ -138,9 +155,10 @@ impl Completer {
     ) -> Result<Vec<Explained>> {
         let params = request.rank.unwrap_or(&self.rank);
         params.check()?;
-        let g = &mut scratch.gather;
-        let (blocklist, _) = self.gather_ranked(request, params, g)?;
-        Ok(g.candidates
+        let (blocklist, _) = self.gather_ranked(request, params, scratch)?;
+        Ok(scratch
+            .gather
+            .candidates
             .drain(..)
             .filter(|c| self.may_suggest(c, &blocklist))
             .map(|c| Explained {
@@ -161,16 +179,26 @@ impl Completer {
         &self,
         request: &Request<'_>,
         params: &RankParams,
-        g: &mut GatherScratch,
+        scratch: &mut CompleteScratch,
     ) -> Result<(Arc<Blocklist>, usize)> {
         let k = request.k;
         let (prev, prefix) = (
             normalize_query(request.prev),
             normalize_prefix(request.prefix),
         );
+        let earlier = &mut scratch.earlier;
+        earlier.clear();
+        let used = params.session_history.saturating_sub(1);
+        let from = request.earlier.len().saturating_sub(used);
+        earlier.extend(request.earlier[from..].iter().map(|q| normalize_query(q)));
+        let session = Session {
+            prev: &prev,
+            earlier,
+        };
         let blocklist = self.blocklist();
+        let g = &mut scratch.gather;
         self.sources
-            .gather(&prev, &prefix, &params.for_k(k), k, request.live, g)?;
+            .gather(&session, &prefix, &params.for_k(k), k, request.live, g)?;
         self.ranker.score_all(&mut g.candidates);
         g.candidates.sort_unstable_by(|a, b| {
             b.score

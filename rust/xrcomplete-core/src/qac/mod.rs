@@ -71,7 +71,7 @@ pub use options::{
 pub use shards::{part_answer, shard_answer, shard_pieces, LocalShards, PairShards, Sharding};
 pub use transitions::{Followers, Transitions};
 
-use candidates::{Candidate, GatherScratch, Sources};
+use candidates::{Candidate, GatherScratch, Session, Sources};
 pub(crate) use fit::{sample_prefix_ends, Log};
 use shards::{HeldOut, Pairs};
 
@@ -111,7 +111,14 @@ pub struct RankParams {
     pub fuzzy_one: usize,
     /// From this many characters, two edits (0: never).
     pub fuzzy_two: usize,
+    /// The session's last searches used, the previous query the last of them (1: the
+    /// previous query alone): earlier queries are candidates again, their followers in the
+    /// log too, and the ranker weighs what each candidate shares with them, by distance.
+    pub session_history: usize,
 }
+
+/// The session's searches a completion uses at most ([`RankParams::session_history`]).
+pub const MAX_SESSION_HISTORY: usize = 32;
 
 impl Default for RankParams {
     fn default() -> Self {
@@ -129,6 +136,7 @@ impl Default for RankParams {
             follow: 0.3,
             fuzzy_one: 5,
             fuzzy_two: 9,
+            session_history: 5,
         }
     }
 }
@@ -147,6 +155,12 @@ impl RankParams {
             return bad(format!(
                 "model_floor must be in (0, 1], got {}",
                 self.model_floor
+            ));
+        }
+        if !(1..=MAX_SESSION_HISTORY).contains(&self.session_history) {
+            return bad(format!(
+                "session_history must be in 1..={MAX_SESSION_HISTORY}, got {}",
+                self.session_history
             ));
         }
         if self.fuzzy_two != 0 && self.fuzzy_two < self.fuzzy_one {
@@ -333,6 +347,8 @@ pub struct Folded {
 #[derive(Debug, Default, Clone)]
 pub struct CompleteScratch {
     gather: GatherScratch,
+    /// The request's earlier queries, normalised.
+    earlier: Vec<String>,
 }
 
 /// A trained session-aware completer. Immutable: `complete` takes `&self` and a scratch, so one
@@ -801,6 +817,46 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn held_out_pairs_come_with_the_searches_of_their_session_before_them() {
+        // Two sessions of queries 0 1 2 3 4 and 5 6, then a pair whose previous query is not
+        // the next query of the pair before it (pairs given without their sessions' first
+        // queries): its session is its previous query alone.
+        let pairs = vec![
+            (None, 0),
+            (Some(0), 1),
+            (Some(1), 2),
+            (Some(2), 3),
+            (Some(3), 4),
+            (None, 5),
+            (Some(5), 6),
+            (Some(2), 7),
+        ];
+        let shards = LocalShards::one(&pairs, None);
+        let there = Pairs::new(&shards, 1, 8).unwrap();
+        let late = there
+            .late(HeldOut {
+                time: None,
+                from: 0,
+            })
+            .unwrap();
+        let earlier: Vec<&[u32]> = (0..pairs.len()).map(|i| late.earlier_of(i)).collect();
+        let expected: [&[u32]; 8] = [&[], &[], &[0], &[0, 1], &[0, 1, 2], &[], &[], &[]];
+        assert_eq!(earlier, expected);
+        // At most MAX_SESSION_HISTORY - 1, the nearest ones.
+        let long: Vec<(Option<u32>, u32)> = (0..100u32).map(|i| (i.checked_sub(1), i)).collect();
+        let shards = LocalShards::one(&long, None);
+        let late = Pairs::new(&shards, 1, 100)
+            .unwrap()
+            .late(HeldOut {
+                time: None,
+                from: 99,
+            })
+            .unwrap();
+        let want: Vec<u32> = (98 - (MAX_SESSION_HISTORY as u32 - 1)..98).collect();
+        assert_eq!(late.earlier_of(0), &want[..]);
+    }
+
+    #[test]
     fn at_most_a_million_pairs_are_held_out_for_the_ranker() {
         let rule = |n: usize| HeldOut::new(n, None, 0.1).map(|h| n as u64 - h.from);
         assert_eq!(rule(9), None);
@@ -919,7 +975,7 @@ pub(crate) mod tests {
                     .filter(|&i| late(i))
                     .map(|i| (pairs[i].0, pairs[i].1, time(i).unwrap_or(i as f64)))
                     .collect();
-                prop_assert_eq!(expected, there.late(rule).unwrap());
+                prop_assert_eq!(expected, there.late(rule).unwrap().pairs);
                 let mut counts = vec![(0u32, 0u32); 3];
                 for (i, &(_, q)) in pairs.iter().enumerate() {
                     counts[q as usize].0 += 1;
@@ -944,6 +1000,57 @@ pub(crate) mod tests {
                 expected,
                 there.transition_counts(&label_of, rule).unwrap()
             );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The searches before each held-out pair's previous query are those of its whole
+        /// session, wherever the shards cut it (sessions longer than what is kept included).
+        #[test]
+        fn held_out_histories_do_not_depend_on_the_cuts(
+            sessions in proptest::collection::vec(
+                proptest::collection::vec(0u32..6, 1..45), 1..6),
+            cuts in proptest::collection::vec(0usize..120, 0..6),
+            share in 0.05f64..1.0,
+        ) {
+            let mut pairs = Vec::new();
+            for session in &sessions {
+                let mut last = None;
+                for &q in session {
+                    if last != Some(q) {
+                        pairs.push((last, q));
+                        last = Some(q);
+                    }
+                }
+            }
+            let one = LocalShards::one(&pairs, None);
+            let cut = LocalShards::cut(&pairs, None, &cuts, 1);
+            let here = Pairs::new(&one, 1, 6).unwrap();
+            let there = Pairs::new(&cut, 1, 6).unwrap();
+            if let Some(rule) = here.held_out(share).unwrap() {
+                let late = here.late(rule).unwrap();
+                prop_assert_eq!(&late, &there.late(rule).unwrap());
+                // Each pair's history, as its session had it.
+                let mut k = 0;
+                for session in &sessions {
+                    let mut seen: Vec<u32> = Vec::new();
+                    for &q in session {
+                        if seen.last() == Some(&q) {
+                            continue;
+                        }
+                        if k >= rule.from as usize {
+                            let i = k - rule.from as usize;
+                            let before = seen.len().saturating_sub(1);
+                            let want = &seen[before.saturating_sub(MAX_SESSION_HISTORY - 1)..before];
+                            prop_assert_eq!(late.earlier_of(i), want);
+                        }
+                        seen.push(q);
+                        k += 1;
+                    }
+                }
+            }
         }
     }
 
@@ -1084,10 +1191,12 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_ranker_saved_before_the_later_typo_features_loads_with_them_weighing_nothing() {
+    fn a_ranker_saved_before_later_features_loads_with_them_weighing_nothing() {
         let c = trained(&trees()[1]);
-        // Saved before each of the later typo features (fixed_rarest).
-        for old_n in N_FEATURES - candidates::LATER_TYPO_FEATURES..N_FEATURES {
+        // Saved before each of the later typo features (fixed_rarest), and before the
+        // session's history.
+        let before = candidates::BEFORE_HISTORY;
+        for old_n in (before - candidates::LATER_TYPO_FEATURES..before).chain([before]) {
             let old =
                 AdditiveRanker::fixed(&candidates::fixed_weights()[..old_n], N_SEGMENTS).unwrap();
             let mut legacy = Completer::from_bytes(&c.to_bytes()).unwrap();
@@ -1107,7 +1216,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_ranker_saved_before_typo_features_ranks_corrections_after_the_typed_answers() {
-        const OLD: usize = N_FEATURES - candidates::TYPO_FEATURES;
+        const OLD: usize = candidates::BEFORE_HISTORY - candidates::TYPO_FEATURES;
         let c = trained(&trees()[1]);
         let mut s = CompleteScratch::default();
         let d = RankParams::default();

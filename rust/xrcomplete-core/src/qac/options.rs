@@ -29,7 +29,7 @@ use crate::xr::{Loss, TrainParams};
 
 use super::candidates::FEATURES;
 use super::lm::MAX_COMPOSED_WORDS;
-use super::{FitParams, RankParams};
+use super::{FitParams, RankParams, MAX_SESSION_HISTORY};
 
 /// What an option changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,6 +389,11 @@ declare! {
          away too, when they look mistyped (0: never).";
     "fuzzy_two", Rank, count(0), DefaultValue::Int(9),
         "From this many characters, two edits (0: never; else at least fuzzy_one).";
+    "session_history", Rank,
+        OptionType::Int { min: 1, max: MAX_SESSION_HISTORY as i64 }, DefaultValue::Int(5),
+        "The session's last searches used, the previous query the last (1: it alone): earlier \
+         ones are candidates again, their followers too, and the ranker weighs what a \
+         candidate shares with each, by distance.";
     "live_half_life", Live, float(0.0, false, f64::INFINITY, true), DefaultValue::Float(86_400.0),
         "Seconds after which a search recorded live counts half as much (inf: never).";
     "live_cap", Live, count(1), DefaultValue::Int(100_000),
@@ -588,6 +593,7 @@ impl Options {
             follow: self.float("follow") as f32,
             fuzzy_one: self.int("fuzzy_one"),
             fuzzy_two: self.int("fuzzy_two"),
+            session_history: self.int("session_history"),
         };
         params.check()?;
         Ok(params)
@@ -602,7 +608,7 @@ impl Options {
             Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
         }
         let was = |f: fn(&RankParams) -> Value| current.as_ref().map(f);
-        let fields: [(&str, RankField); 13] = [
+        let fields: [(&str, RankField); 14] = [
             ("beam_size", |r| whole(r.beam_size)),
             ("candidates", |r| whole(r.candidates)),
             ("model_floor", |r| Value::Float(f64::from(r.model_floor))),
@@ -616,6 +622,7 @@ impl Options {
             ("follow", |r| Value::Float(f64::from(r.follow))),
             ("fuzzy_one", |r| whole(r.fuzzy_one)),
             ("fuzzy_two", |r| whole(r.fuzzy_two)),
+            ("session_history", |r| whole(r.session_history)),
         ];
         for (name, field) in fields {
             let value = field(rank);

@@ -6,22 +6,28 @@ use super::*;
 pub(super) fn upgrade_additive(mut ranker: AdditiveRanker) -> Result<AdditiveRanker> {
     // Files saved before typos were ranking features: their answers of corrected prefixes
     // after those of the typed one, as they were served.
-    let before_typos = N_FEATURES - candidates::TYPO_FEATURES;
-    let before_later = N_FEATURES - candidates::LATER_TYPO_FEATURES;
+    let before_history = candidates::BEFORE_HISTORY;
+    let before_typos = before_history - candidates::TYPO_FEATURES;
+    let before_later = before_history - candidates::LATER_TYPO_FEATURES;
     let n = ranker.n_features();
     if n == before_typos {
         let w = candidates::fixed_weights();
         ranker = ranker
-            .with_fixed(&w[before_typos..])?
+            .with_fixed(&w[before_typos..before_history])?
             .with_segments_repeated(N_SEGMENTS / candidates::CASE_SEGMENTS)?;
-    } else if (before_later..N_FEATURES).contains(&n) {
+    } else if (before_later..before_history).contains(&n) {
         // Saved before one of the later typo features: those weigh nothing, as then.
-        ranker = ranker.with_fixed(&vec![0.0; N_FEATURES - n])?;
+        ranker = ranker.with_fixed(&vec![0.0; before_history - n])?;
     } else if n == before_typos - 2 {
         return Err(crate::persist::format_err(
             "a completer saved before live counts were ranking features (xrcomplete < 0.3): \
                  train it again",
         ));
+    }
+    // Saved before the session's history was: its features weigh nothing.
+    let n = ranker.n_features();
+    if n == before_history {
+        ranker = ranker.with_fixed(&vec![0.0; N_FEATURES - n])?;
     }
     Ok(ranker)
 }
@@ -176,6 +182,11 @@ impl Persist for Completer {
                     options.set("blocklist", Value::Texts(terms))?;
                     options
                 }
+            };
+            // Options the sections above do not hold are the saved options' own.
+            let rank = RankParams {
+                session_history: options.rank_params()?.session_history,
+                ..rank
             };
             options.set_rank(&rank)?;
             options.set_float("min_users", min_users)?;

@@ -104,16 +104,23 @@ impl Completer {
         };
         progress.set_stage(Stage::Ranking);
         let mut rng = SplitMix64(params.seed ^ 0x5eed_f07a);
-        // The held-out searches in time order: (previous query, query, time).
-        let mut searches: Vec<(&str, &str, f64)> = log
+        // The held-out searches in time order: (previous query, query, time, the session's
+        // searches before the previous query that the ranker's options use).
+        let late = log.pairs.late(rule)?;
+        let text = |q: u32| log.queries[q as usize].as_ref();
+        let used = params.rank.session_history - 1;
+        let mut searches: Vec<(&str, &str, f64, Vec<String>)> = late
             .pairs
-            .late(rule)?
-            .into_iter()
-            .map(|(p, q, time)| {
-                let prev = p.map_or("", |p| log.queries[p as usize].as_ref());
-                (prev, log.queries[q as usize].as_ref(), time)
+            .iter()
+            .enumerate()
+            .map(|(i, &(p, q, time))| {
+                let earlier = late.earlier_of(i);
+                let earlier = &earlier[earlier.len().saturating_sub(used)..];
+                let earlier = earlier.iter().map(|&e| text(e).to_owned()).collect();
+                (p.map_or("", text), text(q), time, earlier)
             })
             .collect();
+        drop(late);
         searches.sort_by(|a, b| a.2.total_cmp(&b.2));
         // Cases: (search, previous query, prefix, next query). A share of the prefixes long
         // enough for typo tolerance get one edit, so that the ranker learns how far to trust
@@ -126,7 +133,7 @@ impl Completer {
         let fuzzy_from = params.rank.fuzzy_one.max(2);
         // Their own generator: the prefixes sampled are the same whatever the share.
         let mut slips = SplitMix64(params.seed ^ 0x7e1f_0a5e);
-        for (i, &(_, next, _)) in searches.iter().enumerate() {
+        for (i, (_, next, _, _)) in searches.iter().enumerate() {
             for &end in sample_prefix_ends(next, params.rank_prefixes, &mut rng, &mut ends) {
                 let typed = &next[..end];
                 let slip = params.rank.fuzzy_one != 0
@@ -174,7 +181,15 @@ impl Completer {
                 .par_iter()
                 .enumerate()
                 .map_init(GatherScratch::default, |s, (i, case)| {
-                    let (prev, next, _) = searches[case.search];
+                    let (prev, next, _, earlier) = &searches[case.search];
+                    // Half the lists (across both halves of the live counts) see the searches
+                    // before the previous query, half do not: a caller that gives the previous
+                    // query alone must be ranked as well as before the history was used.
+                    let earlier = match ((lo + i) / 2) % 2 == 0 {
+                        true => &earlier[..],
+                        false => &[],
+                    };
+                    let session = Session { prev, earlier };
                     let typed = &next[..case.end as usize];
                     let prefix = match case.slip {
                         Some(state) => Cow::Owned(inject_typo(typed, &mut SplitMix64(state))),
@@ -183,15 +198,15 @@ impl Completer {
                     // Half the lists see the live counts, half do not: the ranker must rank
                     // well from the log alone too (a completer nobody records searches into).
                     let seen_live = ((lo + i) % 2 == 0).then_some(&live);
-                    sources.gather(prev, &prefix, &rank, rank.candidates, seen_live, s)?;
+                    sources.gather(&session, &prefix, &rank, rank.candidates, seen_live, s)?;
                     Ok(s.candidates
                         .iter()
-                        .map(|c| (c.x, f32::from(u8::from(c.text == next)), c.segment))
+                        .map(|c| (c.x, f32::from(u8::from(c.text == *next)), c.segment))
                         .collect())
                 })
                 .collect::<Result<_>>()?;
             per_case.extend(rows);
-            for &(prev, query, time) in &searches[start..end] {
+            for &(prev, query, time, _) in &searches[start..end] {
                 live.record(&Search {
                     query: query.to_owned(),
                     prev: prev.to_owned(),

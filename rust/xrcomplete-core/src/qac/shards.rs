@@ -34,7 +34,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{sample_prefix_ends, FitParams, Log};
+use super::{sample_prefix_ends, FitParams, Log, MAX_SESSION_HISTORY};
 use crate::error::{Error, Result};
 use crate::index::{self, kmeans, LabelTree};
 use crate::persist::{format_err, kind_of, Array, Kind, Persist, Reader, Writer};
@@ -712,16 +712,36 @@ fn pairs_answer(
         }
         Parts::Late => {
             let (mut prev, mut next, mut time) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut earlier, mut ends, mut open) = (Vec::<u32>::new(), Vec::new(), Vec::new());
             for (i, &(p, q)) in pairs.iter().enumerate() {
                 if task.late(start, i, times) {
                     prev.push(p.unwrap_or(NO_LABEL));
                     next.push(q);
                     time.push(times.map_or((start + i as u64) as f64, |t| t[i]));
+                    let (found, goes_on) = earlier_queries(pairs, i);
+                    earlier.extend(found.iter().rev());
+                    ends.push(earlier.len() as u64);
+                    open.push(u64::from(goes_on));
                 }
             }
+            // What the next shard's sessions may run on from.
+            let (tail, whole) = session_at_end(pairs);
+            let first = pairs.first().map_or(NO_LABEL, |p| p.0.unwrap_or(NO_LABEL));
             w.array_copy("prev", &prev)
                 .array_copy("next", &next)
-                .array_copy("time", &time);
+                .array_copy("time", &time)
+                .array_copy("earlier", &earlier)
+                .array_copy("ends", &ends)
+                .array_copy("open", &open)
+                .array_copy("tail", &tail)
+                .u64s(
+                    "ends_at",
+                    [
+                        u64::from(!pairs.is_empty()),
+                        u64::from(first),
+                        u64::from(whole),
+                    ],
+                );
         }
         Parts::Select(pivots) => {
             let mut keys = keys()?;
@@ -752,6 +772,41 @@ fn pairs_answer(
         _ => unreachable!("a stage on rows"),
     }
     Ok(w)
+}
+
+/// The searches of the session of pair `i` of `pairs` before its previous query, nearest
+/// first, at most [`MAX_SESSION_HISTORY`] - 1, and whether they go on before the first pair (the
+/// session began in the shard before): a pair continues the session of the pair before it when
+/// its previous query is that pair's next query (as the pairs of a log's sessions are, in
+/// order), and a session begins at a pair with no previous query.
+fn earlier_queries(pairs: &[(Option<u32>, u32)], i: usize) -> (Vec<u32>, bool) {
+    let mut found = Vec::new();
+    for k in (1..=i).rev() {
+        let (before, next_before) = pairs[k - 1];
+        if found.len() == MAX_SESSION_HISTORY - 1 || pairs[k].0 != Some(next_before) {
+            return (found, false);
+        }
+        match before {
+            Some(q) => found.push(q),
+            None => return (found, false),
+        }
+    }
+    let open =
+        found.len() < MAX_SESSION_HISTORY - 1 && pairs.first().is_some_and(|p| p.0.is_some());
+    (found, open)
+}
+
+/// The searches of the session that the last pair of a shard ends, oldest first (the last is
+/// that pair's next query), and whether they go on before the shard's first pair.
+fn session_at_end(pairs: &[(Option<u32>, u32)]) -> (Vec<u32>, bool) {
+    let Some(&(prev, next)) = pairs.last() else {
+        return (Vec::new(), false);
+    };
+    let (mut found, open) = earlier_queries(pairs, pairs.len() - 1);
+    found.reverse();
+    found.extend(prev);
+    found.push(next);
+    (found, open)
 }
 
 /// What shard `shard` answers to a task of a stage but the pifa and the pieces ones: `pairs`
@@ -953,6 +1008,25 @@ pub fn part_answer(pieces: &[Vec<&[u8]>]) -> Result<Vec<Vec<u8>>> {
         _ => Err(Error::InvalidInput(
             "the pieces of a part are jobs of a subtree or rows of labels, all of one kind".into(),
         )),
+    }
+}
+
+/// The pairs held out for the ranker ([`Pairs::late`]).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct LatePairs {
+    /// (previous query, next query, time).
+    pub pairs: Vec<(Option<u32>, u32, f64)>,
+    /// The searches of each pair's session before its previous query, oldest first: those of
+    /// pair `i` end at `ends[i]`, where those of pair `i - 1` end.
+    pub earlier: Vec<u32>,
+    pub ends: Vec<usize>,
+}
+
+impl LatePairs {
+    /// The searches of pair `i`'s session before its previous query, oldest first.
+    pub(crate) fn earlier_of(&self, i: usize) -> &[u32] {
+        let from = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.earlier[from..self.ends[i]]
     }
 }
 
@@ -1289,21 +1363,78 @@ impl<'a> Pairs<'a> {
     }
 
     /// The pairs `rule` holds out, in order: (previous query, next query, time; without
-    /// times, the pair's index).
-    pub(crate) fn late(&self, rule: HeldOut) -> Result<Vec<(Option<u32>, u32, f64)>> {
+    /// times, the pair's index), and the searches of each one's session before its previous
+    /// query, oldest first (those its shard holds, at most [`MAX_SESSION_HISTORY`] - 1).
+    pub(crate) fn late(&self, rule: HeldOut) -> Result<LatePairs> {
         let task = self.context(Some(rule)).task(StageTask::Late);
-        let mut late = Vec::new();
+        let mut late = LatePairs::default();
+        // The searches of the session the shards so far end, oldest first: where a session
+        // running on into the next shard began.
+        let mut carry: Vec<u32> = Vec::new();
         for answer in self.map(task, "held-out pairs")? {
             let buf = crate::persist::Buffer::copy_from(&answer);
             let r = Reader::new(&buf, Kind::ShardAnswer)?;
             let prev: Array<u32> = r.array("prev")?;
             let next: Array<u32> = r.array("next")?;
             let time: Array<f64> = r.array("time")?;
-            if next.len() != prev.len() || time.len() != prev.len() {
+            let earlier: Array<u32> = r.array("earlier")?;
+            let ends: Array<u64> = r.array("ends")?;
+            let open: Array<u64> = r.array("open")?;
+            let tail: Array<u32> = r.array("tail")?;
+            let [held, first, whole] = r.u64s("ends_at")?[..] else {
+                return Err(format_err("shard answer: bad held-out pairs"));
+            };
+            let known = |q: &u32| (*q as usize) < self.n_queries;
+            let fits = next.len() == prev.len()
+                && time.len() == prev.len()
+                && ends.len() == prev.len()
+                && open.len() == prev.len()
+                && ends.windows(2).all(|w| w[0] <= w[1])
+                && ends
+                    .last()
+                    .map_or(earlier.is_empty(), |&e| e == earlier.len() as u64)
+                && earlier.iter().all(known)
+                && tail.iter().all(known);
+            if !fits {
                 return Err(format_err("shard answer: bad held-out pairs"));
             }
-            for ((&p, &q), &t) in prev.iter().zip(next.iter()).zip(time.iter()) {
-                late.push(((p != NO_LABEL).then_some(p), q, t));
+            // The searches before the previous query of this shard's first pair, when its
+            // session runs on from the shards before (its previous query is their last search).
+            let runs_on = held == 1 && carry.last().map(|&q| u64::from(q)) == Some(first);
+            let before: &[u32] = match runs_on {
+                true => &carry[..carry.len() - 1],
+                false => &[],
+            };
+            let mut from = 0usize;
+            for (i, (((&p, &q), &t), &end)) in prev
+                .iter()
+                .zip(next.iter())
+                .zip(time.iter())
+                .zip(ends.iter())
+                .enumerate()
+            {
+                late.pairs.push(((p != NO_LABEL).then_some(p), q, t));
+                let at = late.earlier.len();
+                if open[i] == 1 {
+                    late.earlier.extend_from_slice(before);
+                }
+                late.earlier.extend_from_slice(&earlier[from..end as usize]);
+                // The nearest MAX_SESSION_HISTORY - 1.
+                let n = late.earlier.len() - at;
+                late.earlier
+                    .drain(at..at + n.saturating_sub(MAX_SESSION_HISTORY - 1));
+                late.ends.push(late.earlier.len());
+                from = end as usize;
+            }
+            if held == 1 {
+                let mut ends_here = match whole == 1 {
+                    true => before.to_vec(),
+                    false => Vec::new(),
+                };
+                ends_here.extend(tail.iter());
+                let n = ends_here.len();
+                ends_here.drain(..n.saturating_sub(MAX_SESSION_HISTORY + 1));
+                carry = ends_here;
             }
         }
         Ok(late)
