@@ -37,7 +37,7 @@ def returns_log(path: Path, users: int = 1200, seed: int = 0) -> Path:
         if user % 3 == 0:
             queries = [rng.choice(POOL), "weather channel"]
         else:
-            city = CITIES[user % len(CITIES)]
+            city = CITIES[(user // 3) % len(CITIES)]
             first, second = rng.sample(POOL, 2)
             queries = [f"weather {city}", first, second, f"weather {city}"]
         for i, query in enumerate(queries):
@@ -215,3 +215,23 @@ def test_the_command_line_takes_a_session(
         assert main(["eval", str(path), str(sample_path()), *flags]) == 0
         rows[bool(flags)] = capsys.readouterr().out
     assert rows[False] != rows[True]
+
+
+def test_a_word_of_an_earlier_search_the_log_never_had_is_copied() -> None:
+    # A brand searched, then the weather, then the brand's reviews; the last 150 brands are new
+    # when first searched, so the ranker's held-out pairs show it a word copied from two
+    # searches back (one the log never had) being right.
+    rng = random.Random(7)
+    brands = [f"brand{i}" for i in range(60)]
+    pairs: list[tuple[str, str]] = []
+    for i in range(1000):
+        brand = rng.choice(brands) if i < 850 else f"brand{i}"
+        pairs += [("", brand), (brand, "weather"), ("weather", f"{brand} reviews")]
+    c = Completer(index="trie", progress=False).fit(pairs)
+    found = c.complete(["zorbix", "weather"], "zo", k=3)
+    assert found and found[0].query == "zorbix reviews" and found[0].source == "composed", found
+    # The previous query alone knows no word that starts so.
+    assert c.complete("weather", "zo", k=3) == []
+    best = c.explain(["zorbix", "weather"], "zo")[0]
+    # All of the search two back: its weight is 1 / (2 - 1).
+    assert best.features["earlier_words"] == 1.0 and best.features["earlier_coverage"] == 1.0

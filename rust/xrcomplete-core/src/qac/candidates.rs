@@ -144,7 +144,7 @@ pub const COMPLETION_FEATURES: [Feature; 33] = [
     Feature::new(
         "rare_words",
         "typos",
-        "never searched whole: its words the language model does not know",
+        "never searched whole: its words the language model does not know, outside the session",
     ),
     Feature::new(
         "typed_rarest",
@@ -762,7 +762,7 @@ impl Sources {
             live,
         };
         // The language model reads the session and the prefix once for every source and feature.
-        self.lm.prepare(prev, prefix, &mut s.lm);
+        self.lm.prepare(prev, session.earlier, prefix, &mut s.lm);
         for source in SOURCES {
             source.add(self, &case, s)?;
         }
@@ -816,11 +816,15 @@ impl Sources {
         s.earlier_words.dedup();
         let session_length = (session.len() as f32).ln_1p();
         let head_len = head.len();
+        // A word of the session's searches is no slip, whether the log knows it or not.
         let rare = |text: &str| {
             text.split(is_py_space)
                 .filter(|w| {
                     !w.is_empty()
                         && s.prev_words
+                            .binary_search_by(|p| p.as_str().cmp(w))
+                            .is_err()
+                        && s.earlier_words
                             .binary_search_by(|p| p.as_str().cmp(w))
                             .is_err()
                         && !self.lm.knows_well(w, true)
@@ -974,7 +978,7 @@ struct Shape<'a> {
     /// The previous query's distinct words, sorted.
     prev_words: &'a [String],
     popularity: f32,
-    /// Its words the language model does not know, outside the previous query.
+    /// Its words the language model does not know, outside the session's searches.
     rare: usize,
 }
 

@@ -34,9 +34,15 @@ use crate::Trie;
 use super::shape::CharShape;
 use super::words::split_last_word;
 
-/// The copy and run-following shares together stay below this: the model's own distribution
-/// always keeps a part.
+/// The copy, earlier-copy and run-following shares together stay below this: the model's own
+/// distribution always keeps a part.
 const RUN_SHARE_MAX: f32 = 0.95;
+
+/// The share of the next-word choice given to the words of the searches before the previous
+/// query, as a part of the previous query's (`copy`): a separate share, so that they do not
+/// thin the previous query's out (one shared share lost 0.002 MRR per pair on the aol_valid
+/// pairs that copy from the previous query).
+const EARLIER_COPY: f32 = 0.5;
 
 /// Session words (see [`LmScratch`]) kept per previous query, at most.
 const MAX_SESSION_WORDS: usize = 16;
@@ -343,8 +349,13 @@ pub struct LmScratch {
     options: Vec<u32>,
     /// The previous query's known words, sorted.
     copy: Vec<u32>,
+    /// The earlier searches' known words that the previous query does not have, sorted.
+    earlier_copy: Vec<u32>,
     /// The previous query's tokens in order (unknown words as the unknown token).
     prev_seq: Vec<u32>,
+    /// Those, then each earlier search's, the nearest first, after the unknown token: the runs
+    /// a query may go on along.
+    run_seq: Vec<u32>,
     /// The previous query's words the model does not know, in order of first use: session
     /// words, which may be copied (token `unknown + 1 + i`) though the model never saw them.
     session: Vec<String>,
@@ -380,6 +391,11 @@ struct CopyShare<'a> {
     /// How many of `copy` are not yet in the query.
     available: usize,
     c: f32,
+    /// The earlier searches' known words (not the previous query's), sorted; how many are not
+    /// yet in the query, and the share they split.
+    earlier: &'a [u32],
+    available_earlier: usize,
+    ce: f32,
     /// The known word after the query's last word in the previous query, not yet in the query.
     follow: Option<u32>,
     cf: f32,
@@ -387,9 +403,11 @@ struct CopyShare<'a> {
 
 impl<'a> CopyShare<'a> {
     /// The share at the end of `head` then `chosen`, with the previous query's words `copy`
-    /// (sorted) and `seq` (in order, the unknown token for unknown words).
+    /// (sorted), the earlier searches' other words `earlier` (sorted) and `seq` (the previous
+    /// query's tokens in order, then each earlier search's after the unknown token; the unknown
+    /// token for unknown words): the run followed is the longest the query ends with, of any.
     fn new(
-        (copy, seq): (&'a [u32], &[u32]),
+        (copy, seq, earlier): (&'a [u32], &[u32], &'a [u32]),
         head: &'a [u32],
         chosen: &'a [u32],
         (c, cf): (f32, f32),
@@ -401,11 +419,15 @@ impl<'a> CopyShare<'a> {
             chosen,
             available: 0,
             c,
+            earlier,
+            available_earlier: 0,
+            ce: 0.0,
             follow: None,
             cf,
         };
         share.available = copy.iter().filter(|&&t| share.fresh(t)).count();
-        if cf > 0.0 && share.available > 0 {
+        share.available_earlier = earlier.iter().filter(|&&t| share.fresh(t)).count();
+        if cf > 0.0 && (share.available > 0 || share.available_earlier > 0) {
             // The query's tokens, last first.
             let back = || chosen.iter().rev().chain(head.iter().rev()).copied();
             // The longest run of the previous query's words that the query ends with, among
@@ -428,13 +450,26 @@ impl<'a> CopyShare<'a> {
             let run_share = 1.0 - (1.0 - cf).powi(best as i32);
             share.cf = run_share.min(RUN_SHARE_MAX - c).max(0.0);
         }
+        if share.available_earlier > 0 {
+            let follow = if share.follow.is_some() {
+                share.cf
+            } else {
+                0.0
+            };
+            share.ce = (c * EARLIER_COPY).min((RUN_SHARE_MAX - c - follow).max(0.0));
+        }
         share
     }
 
     /// The shares taken from the model's own distribution.
     fn taken(&self) -> f32 {
         let copy = if self.available > 0 { self.c } else { 0.0 };
-        copy + if self.follow.is_some() { self.cf } else { 0.0 }
+        let earlier = if self.available_earlier > 0 {
+            self.ce
+        } else {
+            0.0
+        };
+        copy + earlier + if self.follow.is_some() { self.cf } else { 0.0 }
     }
 
     /// True when `token` is not yet in the query.
@@ -442,9 +477,13 @@ impl<'a> CopyShare<'a> {
         !self.head.contains(&token) && !self.chosen.contains(&token)
     }
 
-    /// The copy words not yet in the query.
+    /// The copy words not yet in the query (the previous query's, then the earlier searches').
     fn words(&self) -> impl Iterator<Item = u32> + '_ {
-        self.copy.iter().copied().filter(|&t| self.fresh(t))
+        self.copy
+            .iter()
+            .chain(self.earlier)
+            .copied()
+            .filter(|&t| self.fresh(t))
     }
 }
 
@@ -929,10 +968,13 @@ impl QueryLm {
     /// word: copying one already there would spend the share on "geico geico".)
     fn log_prob(&self, next: &Next, token: u32, share: &CopyShare) -> f32 {
         let mut p = self.prob(next.bigram, next.trigram, token);
-        if share.available > 0 && token != self.end_token() {
+        if (share.available > 0 || share.available_earlier > 0) && token != self.end_token() {
             p *= 1.0 - share.taken();
             if share.copy.binary_search(&token).is_ok() && share.fresh(token) {
                 p += share.c * next.goes_on / share.available as f32;
+            }
+            if share.earlier.binary_search(&token).is_ok() && share.fresh(token) {
+                p += share.ce * next.goes_on / share.available_earlier as f32;
             }
             if share.follow == Some(token) {
                 p += share.cf * next.goes_on;
@@ -946,9 +988,10 @@ impl QueryLm {
     }
 
     /// Prepares `s` for [`QueryLm::score_prepared`] and [`QueryLm::compose_prepared`] of
-    /// completions of `prefix` (normalised) after `prev`: the head's tokens (the prefix up to
-    /// its partial word) and the previous query's known words.
-    pub(crate) fn prepare(&self, prev: &str, prefix: &str, s: &mut LmScratch) {
+    /// completions of `prefix` (normalised) after `prev` and the searches before it
+    /// (`earlier`, oldest first): the head's tokens (the prefix up to its partial word) and the
+    /// words the copy share goes to, the previous query's and the earlier searches'.
+    pub(crate) fn prepare(&self, prev: &str, earlier: &[String], prefix: &str, s: &mut LmScratch) {
         let (head_text, _) = split_last_word(prefix);
         s.head_len = head_text.len();
         s.head.clear();
@@ -976,6 +1019,32 @@ impl QueryLm {
             .extend(s.prev_seq.iter().copied().filter(|&t| t != unknown));
         s.copy.sort_unstable();
         s.copy.dedup();
+        // The earlier searches' words, the nearest first (the session words are capped); their
+        // runs may be followed too, each search after the unknown token (which no run crosses).
+        s.earlier_copy.clear();
+        s.run_seq.clear();
+        s.run_seq.extend_from_slice(&s.prev_seq);
+        for query in earlier.iter().rev() {
+            s.run_seq.push(unknown);
+            for w in split_words(query) {
+                let token = match self.word_id(w) {
+                    Some(t) => t,
+                    None => {
+                        if s.session.len() < MAX_SESSION_WORDS && !s.session.iter().any(|x| x == w)
+                        {
+                            s.session.push(w.to_owned());
+                        }
+                        self.session_token(&s.session, w)
+                    }
+                };
+                s.run_seq.push(token);
+                if token != unknown && s.copy.binary_search(&token).is_err() {
+                    s.earlier_copy.push(token);
+                }
+            }
+        }
+        s.earlier_copy.sort_unstable();
+        s.earlier_copy.dedup();
         s.chosen.clear();
         s.last_tail.clear();
         s.last_words.clear();
@@ -995,7 +1064,7 @@ impl QueryLm {
         if !completion.starts_with(prefix) {
             return None;
         }
-        self.prepare(prev, prefix, s);
+        self.prepare(prev, &[], prefix, s);
         Some(self.score_prepared(completion, params, s))
     }
 
@@ -1028,7 +1097,7 @@ impl QueryLm {
                 UNKNOWN_LOGP
             } else {
                 let share = CopyShare::new(
-                    (&s.copy, &s.prev_seq),
+                    (&s.copy, &s.run_seq, &s.earlier_copy),
                     &s.head,
                     chosen,
                     (params.copy, params.follow),
@@ -1068,7 +1137,7 @@ impl QueryLm {
         out: &mut Vec<(String, f32)>,
     ) -> Result<()> {
         params.check()?;
-        self.prepare(prev, prefix, s);
+        self.prepare(prev, &[], prefix, s);
         self.compose_prepared(prefix, n, params, s, out);
         Ok(())
     }
@@ -1099,14 +1168,27 @@ impl QueryLm {
         } else {
             match self.words.prefix_range(partial) {
                 Some(range) => range,
-                None if s.copy.iter().any(|&t| t > unknown && session_starts(t)) => (0, 0),
+                None if s
+                    .copy
+                    .iter()
+                    .chain(&s.earlier_copy)
+                    .any(|&t| t > unknown && session_starts(t)) =>
+                {
+                    (0, 0)
+                }
                 None => return,
             }
         };
         let next = self.next(a, b);
         s.options.clear();
         let shares = (params.copy, params.follow);
-        let share = CopyShare::new((&s.copy, &s.prev_seq), &s.head, &[], shares, unknown);
+        let share = CopyShare::new(
+            (&s.copy, &s.run_seq, &s.earlier_copy),
+            &s.head,
+            &[],
+            shares,
+            unknown,
+        );
         self.expansions(&next, (lo, hi), width, &share, &mut s.options);
         if !partial.is_empty() {
             s.options
@@ -1127,8 +1209,13 @@ impl QueryLm {
             for h in &s.beam {
                 let (a, b) = context(&s.head, h.words());
                 let next = self.next(a, b);
-                let share =
-                    CopyShare::new((&s.copy, &s.prev_seq), &s.head, h.words(), shares, unknown);
+                let share = CopyShare::new(
+                    (&s.copy, &s.run_seq, &s.earlier_copy),
+                    &s.head,
+                    h.words(),
+                    shares,
+                    unknown,
+                );
                 let end = self.log_prob(&next, self.end_token(), &share);
                 s.done.push(Hypothesis {
                     logp: h.logp + end,
@@ -1816,13 +1903,15 @@ mod tests {
             assert!((sum - 1.0).abs() < 1e-4, "({a}, {b}): {sum}");
             // The previous query's tokens in order: 3, 0, 5, with the head ending in 3 or not.
             let seq = [3, 0, 5];
-            for used in [&[][..], &[3][..], &[0, 3][..], &[5, 3][..]] {
-                for cf in [0.0, 0.4] {
-                    let share = CopyShare::new((&[0, 3, 5], &seq), used, &[], (0.3, cf), 999);
+            // With the earlier searches' words 1 and 7, or none.
+            for used in [&[][..], &[3][..], &[0, 3][..], &[5, 3][..], &[1, 7][..]] {
+                for (cf, earlier) in [(0.0, &[][..]), (0.4, &[][..]), (0.4, &[1, 7][..])] {
+                    let share =
+                        CopyShare::new((&[0, 3, 5], &seq, earlier), used, &[], (0.3, cf), 999);
                     let copied: f32 = (0..total).map(|t| m.log_prob(&next, t, &share).exp()).sum();
                     assert!(
                         (copied - 1.0).abs() < 1e-4,
-                        "({a}, {b}) with copy {used:?} {cf}: {copied}"
+                        "({a}, {b}) with copy {used:?} {cf} {earlier:?}: {copied}"
                     );
                 }
             }
@@ -1909,7 +1998,7 @@ mod tests {
                 completions.sort();
             }
             let mut s = LmScratch::default();
-            m.prepare(&prev, &prefix, &mut s);
+            m.prepare(&prev, &[], &prefix, &mut s);
             for c in &completions {
                 let in_turn = m.score_prepared(c, &params, &mut s);
                 let alone = m.score(&prev, &prefix, c, &params, &mut LmScratch::default());
