@@ -412,6 +412,21 @@ impl Case<'_> {
         self.range
             .and_then(|range| parts.queries.id_within(range, text))
     }
+
+    /// Adds the query `text` to `cands` (with its label when it is a seen one), unless it is
+    /// an unseen one there already: unseen ones are told apart by text, seen ones merge by
+    /// label once every source has spoken.
+    fn add_query(&self, parts: &Sources, text: String, cands: &mut Vec<Candidate>) {
+        let label = self.id(parts, &text);
+        if label.is_none() && cands.iter().any(|c| c.label.is_none() && c.text == text) {
+            return;
+        }
+        cands.push(Candidate {
+            label,
+            text,
+            ..Default::default()
+        });
+    }
 }
 
 /// A source of candidates: adds to `s.candidates` those it proposes for a case, each with what
@@ -551,17 +566,7 @@ impl Source for Live {
             live.after(case.prev, case.prefix, &mut s.live);
         }
         for (text, _) in s.live.drain(..) {
-            let label = case.id(parts, &text);
-            // Unseen ones are told apart by text (seen ones merge by label).
-            let cands = &mut s.candidates;
-            if label.is_none() && cands.iter().any(|c| c.label.is_none() && c.text == text) {
-                continue;
-            }
-            cands.push(Candidate {
-                label,
-                text,
-                ..Default::default()
-            });
+            case.add_query(parts, text, &mut s.candidates);
         }
         Ok(())
     }
@@ -594,20 +599,9 @@ impl Source for AsTyped {
 impl Source for Earlier {
     fn add(&self, parts: &Sources, case: &Case<'_>, s: &mut GatherScratch) -> Result<()> {
         for (_, query) in case.session.back() {
-            if !query.starts_with(case.prefix) {
-                continue;
+            if query.starts_with(case.prefix) {
+                case.add_query(parts, query.to_owned(), &mut s.candidates);
             }
-            let label = case.id(parts, query);
-            // Unseen ones are told apart by text (seen ones merge by label).
-            let cands = &mut s.candidates;
-            if label.is_none() && cands.iter().any(|c| c.label.is_none() && c.text == query) {
-                continue;
-            }
-            cands.push(Candidate {
-                label,
-                text: query.to_owned(),
-                ..Default::default()
-            });
         }
         Ok(())
     }

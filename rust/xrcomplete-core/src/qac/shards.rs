@@ -1216,15 +1216,26 @@ impl<'a> Pairs<'a> {
 
     /// The u64 values of section `name` of every shard's answer to `task`.
     fn values(&self, task: Vec<u8>, stage: &str, name: &str) -> Result<Vec<Vec<u64>>> {
-        self.map(task, stage)?
-            .iter()
-            .map(|answer| {
-                let buf = crate::persist::Buffer::copy_from(answer);
-                Ok(Reader::new(&buf, Kind::ShardAnswer)?
-                    .array::<u64>(name)?
-                    .to_vec())
-            })
-            .collect()
+        let mut all = Vec::new();
+        self.read_answers(task, stage, |r| {
+            all.push(r.array::<u64>(name)?.to_vec());
+            Ok(())
+        })?;
+        Ok(all)
+    }
+
+    /// Reads every shard's answer to `task` with `read`, in shard order.
+    fn read_answers(
+        &self,
+        task: Vec<u8>,
+        stage: &str,
+        mut read: impl FnMut(&Reader) -> Result<()>,
+    ) -> Result<()> {
+        for answer in self.map(task, stage)? {
+            let buf = crate::persist::Buffer::copy_from(&answer);
+            read(&Reader::new(&buf, Kind::ShardAnswer)?)?;
+        }
+        Ok(())
     }
 
     /// The pairs the ranker learns from: the latest `share` of them (by time, then index), at
@@ -1306,9 +1317,7 @@ impl<'a> Pairs<'a> {
     pub(crate) fn next_counts(&self, n_queries: usize, rule: HeldOut) -> Result<Vec<(u32, u32)>> {
         let mut counts = vec![(0u32, 0u32); n_queries];
         let task = self.context(Some(rule)).task(StageTask::Counts);
-        for answer in self.map(task, "counts")? {
-            let buf = crate::persist::Buffer::copy_from(&answer);
-            let r = Reader::new(&buf, Kind::ShardAnswer)?;
+        self.read_answers(task, "counts", |r| {
             let ids: Array<u32> = r.array("ids")?;
             let (all, kept): (Array<u64>, Array<u64>) = (r.array("all")?, r.array("kept")?);
             if all.len() != ids.len() || kept.len() != ids.len() {
@@ -1321,7 +1330,8 @@ impl<'a> Pairs<'a> {
                 e.0 = e.0.saturating_add(a as u32);
                 e.1 = e.1.saturating_add(k as u32);
             }
-        }
+            Ok(())
+        })?;
         Ok(counts)
     }
 
@@ -1338,9 +1348,7 @@ impl<'a> Pairs<'a> {
         });
         drop(label_of);
         let mut all = Vec::new();
-        for answer in self.map(task, "transitions")? {
-            let buf = crate::persist::Buffer::copy_from(&answer);
-            let r = Reader::new(&buf, Kind::ShardAnswer)?;
+        self.read_answers(task, "transitions", |r| {
             let prev: Array<u32> = r.array("prev")?;
             let label: Array<u32> = r.array("label")?;
             let count: Array<u64> = r.array("count")?;
@@ -1350,7 +1358,8 @@ impl<'a> Pairs<'a> {
             for ((&p, &l), &n) in prev.iter().zip(label.iter()).zip(count.iter()) {
                 all.push(((p != NO_LABEL).then_some(p), l, n));
             }
-        }
+            Ok(())
+        })?;
         all.sort_unstable();
         let mut merged: Vec<(Option<u32>, u32, u64)> = Vec::new();
         for (p, l, n) in all {
@@ -1371,9 +1380,7 @@ impl<'a> Pairs<'a> {
         // The searches of the session the shards so far end, oldest first: where a session
         // running on into the next shard began.
         let mut carry: Vec<u32> = Vec::new();
-        for answer in self.map(task, "held-out pairs")? {
-            let buf = crate::persist::Buffer::copy_from(&answer);
-            let r = Reader::new(&buf, Kind::ShardAnswer)?;
+        self.read_answers(task, "held-out pairs", |r| {
             let prev: Array<u32> = r.array("prev")?;
             let next: Array<u32> = r.array("next")?;
             let time: Array<f64> = r.array("time")?;
@@ -1436,7 +1443,8 @@ impl<'a> Pairs<'a> {
                 ends_here.drain(..n.saturating_sub(MAX_SESSION_HISTORY + 1));
                 carry = ends_here;
             }
-        }
+            Ok(())
+        })?;
         Ok(late)
     }
 }
@@ -1481,15 +1489,14 @@ pub(crate) fn train_matcher<S: AsRef<str> + Sync>(
         configs: &configs,
     };
     let mut counts: Vec<TermCounts> = configs.iter().map(|_| TermCounts::default()).collect();
-    for answer in pairs.map(context.task(terms), "terms")? {
-        let buf = crate::persist::Buffer::copy_from(&answer);
-        let r = Reader::new(&buf, Kind::ShardAnswer)?;
-        counts = counts
+    pairs.read_answers(context.task(terms), "terms", |r| {
+        counts = std::mem::take(&mut counts)
             .into_iter()
             .enumerate()
             .map(|(i, all)| Ok(all.merge(r.nested::<TermCounts>(&format!("c{i}"))?)))
             .collect::<Result<_>>()?;
-    }
+        Ok(())
+    })?;
     let features = FeatureConcat::fit_counts(&configs, counts)?;
     progress.set_stage(Stage::Clustering);
     let model = match pairs.shards.here() {
