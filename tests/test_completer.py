@@ -356,12 +356,14 @@ def test_composed_answers_start_with_the_prefix_and_are_new_and_distinct(
     assert len(found) <= k
     assert len({f.query for f in found}) == len(found)
     for f in found:
-        assert f.source in ("seen", "composed", "fuzzy")
+        assert f.source in ("seen", "composed", "fuzzy", "session")
         if f.source == "fuzzy":  # a typo fixed: it starts with the corrected prefix
             assert f.query.startswith(f.matched) and not f.query.startswith(typed), f
             continue
         assert f.query.startswith(typed)
         assert (f.source == "seen") == (f.query in known), f
+        if f.source == "session":  # the session's own search shown back: the previous query
+            assert f.query == " ".join(prev.lower().split()), f
     assert [f.score for f in found] == sorted((f.score for f in found), reverse=True)
 
 
@@ -435,7 +437,7 @@ def test_follow_is_an_option_that_is_saved(tmp_path: Path) -> None:
         st.tuples(
             st.text(max_size=12),
             st.floats(allow_nan=False),
-            st.sampled_from(["seen", "composed", "live", "fuzzy"]),
+            st.sampled_from(["seen", "composed", "live", "session", "fuzzy"]),
             st.integers(0, 14),
         ),
         max_size=12,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import pickle
 import random
 import urllib.parse
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xrcomplete import Completer
+from xrcomplete.completer import Candidate
 from xrcomplete.data import sample_path, session_histories, session_pairs
 from xrcomplete.server import Server, start
 
@@ -132,6 +134,41 @@ def test_answers_are_deterministic_and_batched_alike(
     assert all(c.query.startswith(prefix.strip().lower()) or c.source == "fuzzy" for c in once)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    case=st.sampled_from(sample_histories(200)),
+    length=st.integers(1, 12),
+    floor=st.sampled_from([0.0, 0.002, 0.01, 0.05, 0.2]),
+)
+def test_composed_answers_the_ranker_is_unsure_of_are_left_out(
+    sample: Completer, case: tuple[tuple[str, ...], str], length: int, floor: float
+) -> None:
+    history, nxt = list(case[0]), case[1]
+    prefix = nxt[:length]
+    explained = sample.explain(history, prefix, k=100)
+    best = max((e.score for e in explained), default=0.0)
+    total = sum(math.exp(e.score - best) for e in explained)
+
+    def made_up(e: Candidate) -> bool:
+        # Composed: never searched, nor one of the session's (a correction's completions too).
+        f = e.features
+        of_session = f["is_prev"] > 0 or f["earlier_query"] > 0
+        return e.source == "composed" or (e.source == "fuzzy" and not f["seen"] and not of_session)
+
+    def kept(at: float) -> list[str]:
+        return [
+            e.query for e in explained if not made_up(e) or math.exp(e.score - best) >= at * total
+        ][:100]
+
+    got = [a[0] for a in sample.model.complete(history, prefix, 100, composed_floor=floor)]
+    # The share of the candidates' softmax, as the ranker scores them (f32: a little slack).
+    loose, strict = kept(floor * (1 - 1e-4)), kept(floor * (1 + 1e-4))
+    assert set(strict) <= set(got) <= set(loose)
+    assert got == [q for q in loose if q in got]
+    if floor == 0.0:
+        assert got == [e.query for e in explained][:100]
+
+
 def test_save_load_mmap_and_pickle_answer_alike(sample: Completer, tmp_path: Path) -> None:
     path = sample.save(tmp_path / "c.xrc")
     others = [
@@ -232,6 +269,12 @@ def test_a_word_of_an_earlier_search_the_log_never_had_is_copied() -> None:
     assert found and found[0].query == "zorbix reviews" and found[0].source == "composed", found
     # The previous query alone knows no word that starts so.
     assert c.complete("weather", "zo", k=3) == []
+    # The brand itself, searched two back and in no log, is shown back as the session's own.
+    back = {f.query: f.source for f in c.complete(["zorbix", "weather"], "zorb", k=10)}
+    assert back.get("zorbix") == "session", back
+    assert {e.query: e.source for e in c.explain(["zorbix", "weather"], "zorb")}["zorbix"] == (
+        "session"
+    )
     best = c.explain(["zorbix", "weather"], "zo")[0]
     # All of the search two back: its weight is 1 / (2 - 1).
     assert best.features["earlier_words"] == 1.0 and best.features["earlier_coverage"] == 1.0

@@ -124,6 +124,7 @@ def _print_completions(
                 "composed": "  [composed]",
                 "fuzzy": f"  [typo? {c.matched!r}]",
                 "live": "  [live]",
+                "session": "  [searched in this session]",
             }.get(c.source, "")
             mark = "  <- what the user searched" if c.query == answer else ""
             print(f"    {c.score:7.2f}  {c.query}{tag}{mark}")

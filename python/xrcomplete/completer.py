@@ -50,7 +50,8 @@ class Completion(tuple[str, float]):
     """One suggestion: a ``(query, score)`` pair (scores: higher is better, not probabilities),
     with ``source``: ``"seen"`` for a query of the log, ``"composed"`` for one the language
     model put together from the log's words, ``"live"`` for one searched since the model was
-    built (``Completer.record``), ``"fuzzy"`` for one (seen or composed) that starts with a
+    built (``Completer.record``), ``"session"`` for one of the session's own searches (given as
+    ``prev``) that is in neither, ``"fuzzy"`` for one (seen or composed) that starts with a
     corrected prefix (a typo fixed) instead of the typed one; and ``matched``: the start of the
     query that the typed prefix (for a fuzzy one, the corrected prefix) covers."""
 
@@ -82,7 +83,8 @@ class Completion(tuple[str, float]):
 @dataclass(frozen=True)
 class Candidate:
     """A candidate of ``Completer.explain``: the query, its ranking score, where it came from
-    (``"seen"``, ``"composed"`` or ``"live"``) and its ranking features by name."""
+    (``"seen"``, ``"composed"``, ``"live"``, ``"session"`` or ``"fuzzy"``) and its ranking
+    features by name."""
 
     query: str
     score: float
@@ -334,6 +336,7 @@ class CompleterOptions(TypedDict, total=False):
     fuzzy_one: int
     fuzzy_two: int
     session_history: int
+    composed_floor: float
     live_half_life: float
     live_cap: int
     live_min_clients: int
@@ -755,7 +758,8 @@ class Completer:
         the previous query; only the last ``session_history``, 5 by default, are used):
         ``[(query, score), ...]``, best first. Scores are log-scale ranking scores (higher is
         better), not probabilities. Every query starts with the normalised prefix; each says
-        where it came from (``.source``: ``"seen"`` or ``"composed"``).
+        where it came from (``.source``: ``"seen"``, ``"composed"``, ``"live"``, ``"session"``
+        or ``"fuzzy"``, see ``Completion``).
 
         >>> pairs = [("", "weather boston"), ("weather boston", "boston hotels"),
         ...          ("boston hotels", "red sox tickets")] * 5
@@ -778,8 +782,9 @@ class Completer:
         """Every candidate ``complete(prev_query, prefix, k)`` ranks (with the default options),
         best first, with its ranking features: those that may be suggested (the blocklist and
         the privacy floor applied), of the prefix as typed and, for a prefix that looks
-        mistyped, of its corrections (source "fuzzy", with their ``edits``). For seeing why an
-        answer ranks where it does.
+        mistyped, of its corrections (source "fuzzy", with their ``edits``); composed ones below
+        ``composed_floor`` too, which ``complete`` leaves out. For seeing why an answer ranks
+        where it does.
 
         >>> pairs = [("", "home depot"), ("cheap flights", "hotels in boston")] * 5
         >>> completer = Completer(index="trie", progress=False).fit(pairs)

@@ -442,8 +442,8 @@ impl CompleterModel {
     }
 
     /// The best `k` completions of `prefix` after `prev`: [(query, score, source, matched)],
-    /// best first; source is "seen", "composed", "live" or "fuzzy". Keyword arguments override
-    /// the model's ranking options for this call (`beam_size=20`).
+    /// best first; source is "seen", "composed", "live", "session" or "fuzzy". Keyword
+    /// arguments override the model's ranking options for this call (`beam_size=20`).
     #[pyo3(signature = (prev, prefix, k = 10, **overrides))]
     fn complete(
         &self,

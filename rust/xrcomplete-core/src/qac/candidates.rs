@@ -204,6 +204,7 @@ const FEATURE_EDITS: usize = index(&COMPLETION_FEATURES, "edits");
 const FEATURE_TYPED_RAREST: usize = index(&COMPLETION_FEATURES, "typed_rarest");
 const FEATURE_FIXED_RAREST: usize = index(&COMPLETION_FEATURES, "fixed_rarest");
 const FEATURE_TYPED_SHAPE: usize = index(&COMPLETION_FEATURES, "typed_shape");
+const FEATURE_IS_PREV: usize = index(&COMPLETION_FEATURES, "is_prev");
 const FEATURE_EARLIER_QUERY: usize = index(&COMPLETION_FEATURES, "earlier_query");
 const FEATURE_EARLIER_AFTER: usize = index(&COMPLETION_FEATURES, "earlier_after");
 const FEATURE_EARLIER_WORDS: usize = index(&COMPLETION_FEATURES, "earlier_words");
@@ -376,6 +377,11 @@ impl<'a> Session<'a> {
             .enumerate()
             .map(|(i, q)| (i as u32 + 2, q.as_str()))
             .filter(|(_, q)| !q.is_empty())
+    }
+
+    /// True when it holds a search before the previous query.
+    pub(super) fn has_earlier(&self) -> bool {
+        self.back().next().is_some()
     }
 
     /// The searches of the session it holds, the previous query among them.
@@ -1089,6 +1095,12 @@ fn history_features(
     c.x[FEATURE_EARLIER_AFTER] = after.ln_1p();
     c.x[FEATURE_EARLIER_WORDS] = copied as f32;
     c.x[FEATURE_EARLIER_COVERAGE] = coverage;
+}
+
+/// Whether candidate `c` is one of the session's searches (the previous query or an earlier
+/// one), by its features.
+pub(super) fn of_session(c: &Candidate) -> bool {
+    c.x[FEATURE_IS_PREV] > 0.0 || c.x[FEATURE_EARLIER_QUERY] > 0.0
 }
 
 /// The position of feature `name` in [`FEATURES`] (a name of the list).

@@ -89,12 +89,22 @@ pub struct Answer {
 
 /// Where candidate `c` comes from, as its answer says.
 pub(super) fn origin_of(c: &Candidate) -> Origin {
-    if c.edits > 0 {
-        Origin::Fuzzy { matched: c.matched }
-    } else if c.label.is_some() {
+    match c.edits > 0 {
+        true => Origin::Fuzzy { matched: c.matched },
+        false => source_of(c),
+    }
+}
+
+/// Where candidate `c`'s query comes from, whether it completes the typed prefix or a
+/// correction of it: [`Origin::Seen`], [`Origin::Live`], [`Origin::Session`] or
+/// [`Origin::Composed`].
+fn source_of(c: &Candidate) -> Origin {
+    if c.label.is_some() {
         Origin::Seen
     } else if c.live > 0.0 {
         Origin::Live
+    } else if candidates::of_session(c) {
+        Origin::Session
     } else {
         Origin::Composed
     }
@@ -116,11 +126,29 @@ impl Completer {
             return Ok(Vec::new());
         }
         let (blocklist, typed) = self.gather_ranked(request, params, scratch)?;
-        Ok(scratch
-            .gather
-            .candidates
+        let candidates = &mut scratch.gather.candidates;
+        candidates.retain(|c| self.may_suggest(c, &blocklist));
+        // The composed candidates the learned ranker gives less than the floor's share of those
+        // that may be suggested are left out: exp(score - best) below the floor times the sum
+        // of that over them. (The fixed rule's scores are no chances: it keeps them all.)
+        let floor = match self.learned {
+            true => params.composed_floor,
+            false => 0.0,
+        };
+        let best = candidates.first().map_or(0.0, |c| c.score);
+        let unsure = match floor > 0.0 {
+            true => {
+                floor
+                    * candidates
+                        .iter()
+                        .map(|c| (c.score - best).exp())
+                        .sum::<f32>()
+            }
+            false => 0.0,
+        };
+        Ok(candidates
             .drain(..)
-            .filter(|c| self.may_suggest(c, &blocklist))
+            .filter(|c| source_of(c) != Origin::Composed || (c.score - best).exp() >= unsure)
             .map(|c| {
                 let origin = origin_of(&c);
                 Answer {
@@ -199,7 +227,11 @@ impl Completer {
         let g = &mut scratch.gather;
         self.sources
             .gather(&session, &prefix, &params.for_k(k), k, request.live, g)?;
-        self.ranker.score_all(&mut g.candidates);
+        let ranker = match &self.session_ranker {
+            Some(r) if session.has_earlier() => r,
+            _ => &self.ranker,
+        };
+        ranker.score_all(&mut g.candidates);
         g.candidates.sort_unstable_by(|a, b| {
             b.score
                 .total_cmp(&a.score)

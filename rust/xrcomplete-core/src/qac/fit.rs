@@ -273,9 +273,9 @@ impl Completer {
                 &resolved
             }
         };
-        let (ranker, learned) = match log.pairs.held_out(params.rank_holdout)? {
+        let (rankers, learned) = match log.pairs.held_out(params.rank_holdout)? {
             Some(rule) => Self::learn_ranker(log, rule, params, progress)?,
-            None => (fixed_ranker()?, false),
+            None => ((fixed_ranker()?, None), false),
         };
         // The ranker's own parts are gone: their small blocks go back before the rows come.
         crate::hugepages::release_free_memory();
@@ -284,7 +284,7 @@ impl Completer {
         let mut options = params.options.clone();
         options.set_rank(&params.rank)?;
         options.set_float("min_users", params.min_users)?;
-        Self::from_parts(sources, ranker, learned, options, blocklist)
+        Self::from_parts(sources, rankers, learned, options, blocklist)
     }
 
     /// Trains every part but the ranker on `log`.

@@ -115,6 +115,11 @@ pub struct RankParams {
     /// previous query alone): earlier queries are candidates again, their followers in the
     /// log too, and the ranker weighs what each candidate shares with them, by distance.
     pub session_history: usize,
+    /// A composed query (never searched, nor one of the session's) is suggested only when the
+    /// learned ranker gives it at least this share of the request's candidates that may be
+    /// suggested (the softmax of their scores: the chance the ranker, trained listwise, gives
+    /// it of being the one searched). The fixed rule's scores are no chances: it keeps all.
+    pub composed_floor: f32,
 }
 
 /// The session's searches a completion uses at most ([`RankParams::session_history`]).
@@ -137,9 +142,13 @@ impl Default for RankParams {
             fuzzy_one: 5,
             fuzzy_two: 9,
             session_history: 5,
+            composed_floor: COMPOSED_FLOOR,
         }
     }
 }
+
+/// The default [`RankParams::composed_floor`].
+pub const COMPOSED_FLOOR: f32 = 0.002;
 
 impl RankParams {
     /// Checks every option.
@@ -161,6 +170,12 @@ impl RankParams {
             return bad(format!(
                 "session_history must be in 1..={MAX_SESSION_HISTORY}, got {}",
                 self.session_history
+            ));
+        }
+        if !(0.0..1.0).contains(&self.composed_floor) {
+            return bad(format!(
+                "composed_floor must be in [0, 1), got {}",
+                self.composed_floor
             ));
         }
         if self.fuzzy_two != 0 && self.fuzzy_two < self.fuzzy_one {
@@ -303,6 +318,9 @@ pub enum Origin {
     Composed,
     /// Searched since the model was built (recorded live), not in its log.
     Live,
+    /// One of the session's own searches (given in the request), in neither the log nor the
+    /// live counts: shown back to the one who searched it.
+    Session,
     /// A query (of the log or composed) that starts with a corrected prefix (a typo fixed),
     /// not with the typed one: its first `matched` bytes are the corrected prefix.
     Fuzzy {
@@ -312,12 +330,13 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// `"seen"` or `"composed"`.
+    /// `"seen"`, `"composed"`, `"live"`, `"session"` or `"fuzzy"`.
     pub fn name(self) -> &'static str {
         match self {
             Origin::Seen => "seen",
             Origin::Composed => "composed",
             Origin::Live => "live",
+            Origin::Session => "session",
             Origin::Fuzzy { .. } => "fuzzy",
         }
     }
@@ -356,7 +375,12 @@ pub struct CompleteScratch {
 #[derive(Debug)]
 pub struct Completer {
     sources: Sources,
+    /// The ranker of requests with the previous query alone (or none).
     ranker: Ranker,
+    /// The ranker of requests with earlier searches of the session too: `ranker`'s trees
+    /// boosted further on such lists (None: `ranker` ranks them, as it did in files saved
+    /// before it).
+    session_ranker: Option<Ranker>,
     /// True when the ranker was learned (false: the fixed rule, for a log too small).
     learned: bool,
     rank: RankParams,
@@ -384,7 +408,7 @@ pub struct QueryUsers<'a> {
 impl Completer {
     fn from_parts(
         sources: Sources,
-        ranker: Ranker,
+        (ranker, session_ranker): (Ranker, Option<Ranker>),
         learned: bool,
         options: Options,
         blocklist: Blocklist,
@@ -422,17 +446,19 @@ impl Completer {
         }
         // Trees saved before later features never read them: the features are in the order
         // they were added, and a tree's segment input follows its own features.
-        let features_ok = match &ranker {
-            Ranker::Trees(t) => t.n_features() <= N_FEATURES,
-            Ranker::Additive(a) => a.n_features() == N_FEATURES,
-        };
-        if !features_ok || ranker.n_segments() != N_SEGMENTS {
-            return bad(format!(
-                "a ranker of {} features in {} segments; completions have {N_FEATURES} in \
-                 {N_SEGMENTS}",
-                ranker.n_features(),
-                ranker.n_segments()
-            ));
+        for ranker in std::iter::once(&ranker).chain(&session_ranker) {
+            let features_ok = match ranker {
+                Ranker::Trees(t) => t.n_features() <= N_FEATURES,
+                Ranker::Additive(a) => a.n_features() == N_FEATURES,
+            };
+            if !features_ok || ranker.n_segments() != N_SEGMENTS {
+                return bad(format!(
+                    "a ranker of {} features in {} segments; completions have {N_FEATURES} in \
+                     {N_SEGMENTS}",
+                    ranker.n_features(),
+                    ranker.n_segments()
+                ));
+            }
         }
         if !(min_users.is_finite() && min_users >= 1.0) {
             return bad(format!("a privacy floor of {min_users} users"));
@@ -442,6 +468,7 @@ impl Completer {
         Ok(Completer {
             sources,
             ranker,
+            session_ranker,
             learned,
             rank,
             options,
@@ -459,6 +486,7 @@ impl Completer {
         let Completer {
             sources,
             ranker,
+            session_ranker,
             learned,
             options,
             blocklist,
@@ -506,7 +534,8 @@ impl Completer {
             transitions: new_transitions,
             lm,
         };
-        let folded_completer = Self::from_parts(sources, ranker, learned, options, blocklist)?;
+        let rankers = (ranker, session_ranker);
+        let folded_completer = Self::from_parts(sources, rankers, learned, options, blocklist)?;
         Ok((folded_completer, folded))
     }
 
@@ -580,9 +609,17 @@ impl Completer {
         (&self.ranker, self.learned)
     }
 
+    /// The ranker of requests with earlier searches of the session, when it has one of its
+    /// own (else [`Completer::ranker`] ranks them).
+    pub fn session_ranker(&self) -> Option<&Ranker> {
+        self.session_ranker.as_ref()
+    }
+
     /// Heap memory in bytes (approximately).
     pub fn memory_bytes(&self) -> usize {
-        self.sources.memory_bytes() + self.ranker.memory_bytes()
+        self.sources.memory_bytes()
+            + self.ranker.memory_bytes()
+            + self.session_ranker.as_ref().map_or(0, Ranker::memory_bytes)
     }
 }
 
@@ -1496,6 +1533,52 @@ pub(crate) mod tests {
     }
 
     type OwnedLog = (Vec<String>, Vec<f64>, Vec<(Option<u32>, u32)>);
+
+    #[test]
+    fn sessions_with_earlier_searches_get_a_ranker_of_their_own() {
+        // Sessions of "<x>", "weather", then "<x> reviews" (or "weather radar" half the time):
+        // the search two back says which review.
+        let (mut queries, mut counts) = (Vec::<String>::new(), Vec::<f64>::new());
+        let mut id_of = |q: String| -> u32 {
+            let id = match queries.iter().position(|x| *x == q) {
+                Some(i) => i,
+                None => {
+                    queries.push(q);
+                    counts.push(0.0);
+                    queries.len() - 1
+                }
+            };
+            counts[id] += 1.0;
+            id as u32
+        };
+        let mut rng = SplitMix64(11);
+        let mut pairs = Vec::new();
+        for i in 0..3000 {
+            let thing = format!("thing{}", rng.below(30));
+            let (a, w) = (id_of(thing.clone()), id_of("weather".into()));
+            let last = match i % 2 {
+                0 => id_of(format!("{thing} reviews")),
+                _ => id_of("weather radar".into()),
+            };
+            pairs.extend([(None, a), (Some(a), w), (Some(w), last)]);
+        }
+        let p = params(TreeSpec::trie(2));
+        let c = Completer::fit(&queries, &counts, &pairs, None, &p, &Progress::default()).unwrap();
+        assert!(c.ranker().1 && c.session_ranker().is_some());
+        let mut s = CompleteScratch::default();
+        let mut first = |c: &Completer, history: &[&str]| {
+            let request = Request::in_session(history, "thing", 1);
+            c.complete(&request, &mut s).unwrap()[0].query.clone()
+        };
+        assert_eq!(first(&c, &["thing7", "weather"]), "thing7 reviews");
+        // Saved and loaded, both rankers: the same answers, the same bytes.
+        let loaded = Completer::from_bytes(&c.to_bytes()).unwrap();
+        assert_eq!(loaded.session_ranker(), c.session_ranker());
+        assert_eq!(loaded.to_bytes(), c.to_bytes());
+        for history in [&["thing3", "weather"][..], &["weather"], &[]] {
+            assert_eq!(first(&loaded, history), first(&c, history));
+        }
+    }
 
     /// A log of sessions where, after "a <x>", users search "<y> <x>" for words seen only in
     /// other combinations: the next query is never seen whole before it is searched.

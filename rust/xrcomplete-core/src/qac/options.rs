@@ -394,6 +394,11 @@ declare! {
         "The session's last searches used, the previous query the last (1: it alone): earlier \
          ones are candidates again, their followers too, and the ranker weighs what a \
          candidate shares with each, by distance.";
+    "composed_floor", Rank, float(0.0, true, 1.0, false), DefaultValue::Float(0.002),
+        "A composed query (never searched, nor one of the session's) is suggested only when the \
+         learned ranker gives it at least this share of the candidates that may be suggested \
+         (the softmax of their scores): the made-up answers it is unsure of are left out (0: \
+         all are kept; the fixed rule of a log too small to learn from keeps them all).";
     "live_half_life", Live, float(0.0, false, f64::INFINITY, true), DefaultValue::Float(86_400.0),
         "Seconds after which a search recorded live counts half as much (inf: never).";
     "live_cap", Live, count(1), DefaultValue::Int(100_000),
@@ -594,6 +599,7 @@ impl Options {
             fuzzy_one: self.int("fuzzy_one"),
             fuzzy_two: self.int("fuzzy_two"),
             session_history: self.int("session_history"),
+            composed_floor: self.float("composed_floor") as f32,
         };
         params.check()?;
         Ok(params)
@@ -608,7 +614,7 @@ impl Options {
             Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
         }
         let was = |f: fn(&RankParams) -> Value| current.as_ref().map(f);
-        let fields: [(&str, RankField); 14] = [
+        let fields: [(&str, RankField); 15] = [
             ("beam_size", |r| whole(r.beam_size)),
             ("candidates", |r| whole(r.candidates)),
             ("model_floor", |r| Value::Float(f64::from(r.model_floor))),
@@ -623,6 +629,9 @@ impl Options {
             ("fuzzy_one", |r| whole(r.fuzzy_one)),
             ("fuzzy_two", |r| whole(r.fuzzy_two)),
             ("session_history", |r| whole(r.session_history)),
+            ("composed_floor", |r| {
+                Value::Float(f64::from(r.composed_floor))
+            }),
         ];
         for (name, field) in fields {
             let value = field(rank);

@@ -75,6 +75,9 @@ impl Persist for Completer {
         );
         self.sources.write(&mut w);
         self.ranker.write(&mut w, "ranker", "trees");
+        if let Some(r) = &self.session_ranker {
+            r.write(&mut w, "sranker", "strees");
+        }
         if self.min_users > 1.0 {
             w.bytes("floor", self.min_users.to_bits().to_le_bytes().to_vec());
         }
@@ -147,6 +150,11 @@ impl Persist for Completer {
             Ranker::Additive(additive) => Ranker::Additive(upgrade_additive(additive)?),
             trees => trees,
         };
+        // Files saved before the session's ranker have none: one ranker ranks every request.
+        let session_ranker = match r.has("sranker") || r.has("strees") {
+            true => Some(Ranker::read(r, "sranker", "strees")?),
+            false => None,
+        };
         // Files without blocked terms (and those saved before blocklists) have no section.
         let blocklist = match r.has("block") {
             true => {
@@ -184,13 +192,21 @@ impl Persist for Completer {
                 }
             };
             // Options the sections above do not hold are the saved options' own.
+            let saved = options.rank_params()?;
             let rank = RankParams {
-                session_history: options.rank_params()?.session_history,
+                session_history: saved.session_history,
+                composed_floor: saved.composed_floor,
                 ..rank
             };
             options.set_rank(&rank)?;
             options.set_float("min_users", min_users)?;
-            Self::from_parts(sources, ranker, learned, options, blocklist)
+            Self::from_parts(
+                sources,
+                (ranker, session_ranker),
+                learned,
+                options,
+                blocklist,
+            )
         };
         // A value out of its bounds in a file is a bad file, not a bad argument.
         build().map_err(|e| match e {

@@ -70,7 +70,7 @@ impl Completer {
         rule: HeldOut,
         params: &FitParams,
         progress: &Progress,
-    ) -> Result<(Ranker, bool)> {
+    ) -> Result<((Ranker, Option<Ranker>), bool)> {
         // What was known before the held-out pairs: their next queries' searches taken out of
         // the popularity in proportion.
         let as_next = log.pairs.next_counts(log.queries.len(), rule)?;
@@ -98,7 +98,7 @@ impl Completer {
             Ok(s) => s,
             // Nothing left to learn from before the held-out pairs: the fixed rule.
             Err(Error::InvalidInput(_)) | Err(Error::EmptyVocabulary { .. }) => {
-                return Ok((fixed_ranker()?, false))
+                return Ok(((fixed_ranker()?, None), false))
             }
             Err(e) => return Err(e),
         };
@@ -170,26 +170,21 @@ impl Completer {
             ..LiveParams::default()
         })?;
         type Row = ([f32; N_FEATURES], f32, u32);
-        let mut per_case: Vec<Vec<Row>> = Vec::with_capacity(cases.len());
+        // Per case, its list given the previous query alone, and given the searches before it
+        // too when there are any.
+        type Lists = (Vec<Row>, Option<Vec<Row>>);
+        let mut per_case: Vec<Lists> = Vec::with_capacity(cases.len());
         let step = searches.len().div_ceil(LIVE_STEPS).max(1);
         for start in (0..searches.len()).step_by(step) {
             let end = (start + step).min(searches.len());
             // The cases of this step's searches see the searches of the steps before.
             let lo = cases.partition_point(|c| c.search < start);
             let hi = cases.partition_point(|c| c.search < end);
-            let rows: Vec<Vec<Row>> = cases[lo..hi]
+            let rows: Vec<Lists> = cases[lo..hi]
                 .par_iter()
                 .enumerate()
                 .map_init(GatherScratch::default, |s, (i, case)| {
                     let (prev, next, _, earlier) = &searches[case.search];
-                    // Half the lists (across both halves of the live counts) see the searches
-                    // before the previous query, half do not: a caller that gives the previous
-                    // query alone must be ranked as well as before the history was used.
-                    let earlier = match ((lo + i) / 2) % 2 == 0 {
-                        true => &earlier[..],
-                        false => &[],
-                    };
-                    let session = Session { prev, earlier };
                     let typed = &next[..case.end as usize];
                     let prefix = match case.slip {
                         Some(state) => Cow::Owned(inject_typo(typed, &mut SplitMix64(state))),
@@ -198,11 +193,20 @@ impl Completer {
                     // Half the lists see the live counts, half do not: the ranker must rank
                     // well from the log alone too (a completer nobody records searches into).
                     let seen_live = ((lo + i) % 2 == 0).then_some(&live);
-                    sources.gather(&session, &prefix, &rank, rank.candidates, seen_live, s)?;
-                    Ok(s.candidates
-                        .iter()
-                        .map(|c| (c.x, f32::from(u8::from(c.text == *next)), c.segment))
-                        .collect())
+                    let mut list = |earlier: &[String]| -> Result<Vec<Row>> {
+                        let session = Session { prev, earlier };
+                        sources.gather(&session, &prefix, &rank, rank.candidates, seen_live, s)?;
+                        Ok(s.candidates
+                            .iter()
+                            .map(|c| (c.x, f32::from(u8::from(c.text == *next)), c.segment))
+                            .collect())
+                    };
+                    let alone = list(&[])?;
+                    let with_earlier = Session { prev, earlier }
+                        .has_earlier()
+                        .then(|| list(earlier))
+                        .transpose()?;
+                    Ok((alone, with_earlier))
                 })
                 .collect::<Result<_>>()?;
             per_case.extend(rows);
@@ -216,18 +220,26 @@ impl Completer {
                 })?;
             }
         }
-        let mut lists = RankLists::new(N_FEATURES);
-        for list in &per_case {
-            if lists.len() >= MAX_RANK_LISTS {
-                break;
+        let gathered = |lists: &mut RankLists, list: &[Row]| -> Result<()> {
+            if lists.len() < MAX_RANK_LISTS {
+                for (x, rel, segment) in list {
+                    lists.push(x, *rel, *segment)?;
+                }
+                lists.finish();
             }
-            for (x, rel, segment) in list {
-                lists.push(x, *rel, *segment)?;
+            Ok(())
+        };
+        let (mut lists, mut session_lists) =
+            (RankLists::new(N_FEATURES), RankLists::new(N_FEATURES));
+        for (alone, with_earlier) in &per_case {
+            gathered(&mut lists, alone)?;
+            if let Some(list) = with_earlier {
+                gathered(&mut session_lists, list)?;
             }
-            lists.finish();
         }
+        drop(per_case);
         if lists.len() < MIN_RANK_LISTS {
-            return Ok((fixed_ranker()?, false));
+            return Ok(((fixed_ranker()?, None), false));
         }
         let mask: Vec<bool> = FEATURES
             .iter()
@@ -236,22 +248,46 @@ impl Completer {
         // Trees see a list's segment as an input (corrections competing or not among it). The
         // additive ranker's scales are placed by the typed prefixes' lists: the corrected ones'
         // (and so the slips of `rank_typos`) change only the weights of their own segments.
+        let additive = |lists: &RankLists| {
+            AdditiveRanker::train_scaled(
+                lists,
+                N_SEGMENTS,
+                Some(&mask),
+                &params.ranker,
+                candidates::CASE_SEGMENTS,
+            )
+            .map(Ranker::Additive)
+        };
+        let monotone = candidates::monotone();
         let ranker = match &params.trees {
             Some(trees) if lists.len() >= MIN_TREE_LISTS => Ranker::Trees(BoostedTrees::train(
                 &lists,
                 N_SEGMENTS,
                 Some(&mask),
-                Some(&candidates::monotone()),
+                Some(&monotone),
                 trees,
             )?),
-            _ => Ranker::Additive(AdditiveRanker::train_scaled(
-                &lists,
-                N_SEGMENTS,
-                Some(&mask),
-                &params.ranker,
-                candidates::CASE_SEGMENTS,
-            )?),
+            _ => additive(&lists)?,
         };
-        Ok((ranker, true))
+        // The lists whose sessions have earlier searches teach a ranker of their own, so that
+        // a caller that gives the previous query alone is ranked as before the history was
+        // used: the trees above, boosted further on them (half as many trees more).
+        let session_ranker = match (&ranker, &params.trees) {
+            _ if session_lists.len() < MIN_RANK_LISTS => None,
+            (Ranker::Trees(t), Some(trees)) if session_lists.len() >= MIN_TREE_LISTS => {
+                let more = TreeTrainParams {
+                    trees: trees.trees.div_ceil(2),
+                    ..*trees
+                };
+                Some(Ranker::Trees(t.train_more(
+                    &session_lists,
+                    Some(&mask),
+                    Some(&monotone),
+                    &more,
+                )?))
+            }
+            _ => Some(additive(&session_lists)?),
+        };
+        Ok(((ranker, session_ranker), true))
     }
 }

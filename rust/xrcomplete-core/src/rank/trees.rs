@@ -402,6 +402,36 @@ impl BoostedTrees {
         monotone: Option<&[i8]>,
         params: &TreeTrainParams,
     ) -> Result<Self> {
+        Self::boost(None, lists, n_segments, mask, monotone, params)
+    }
+
+    /// Its trees then `params.trees` more, learnt from `lists` starting from its scores (as
+    /// [`BoostedTrees::train`] learns from zero): a ranker for lists that it ranks well
+    /// enough to start from, and that the new trees rank better.
+    pub fn train_more(
+        &self,
+        lists: &RankLists,
+        mask: Option<&[bool]>,
+        monotone: Option<&[i8]>,
+        params: &TreeTrainParams,
+    ) -> Result<Self> {
+        if lists.n_features != self.n_features {
+            return Err(Error::InvalidInput(format!(
+                "lists of {} features for trees of {}",
+                lists.n_features, self.n_features
+            )));
+        }
+        Self::boost(Some(self), lists, self.n_segments, mask, monotone, params)
+    }
+
+    fn boost(
+        start: Option<&BoostedTrees>,
+        lists: &RankLists,
+        n_segments: usize,
+        mask: Option<&[bool]>,
+        monotone: Option<&[i8]>,
+        params: &TreeTrainParams,
+    ) -> Result<Self> {
         params.check()?;
         if lists.is_empty() {
             return Err(Error::InvalidInput("no list to learn a ranker from".into()));
@@ -422,9 +452,27 @@ impl BoostedTrees {
         }
         let data = Binned::new(lists, mask, monotone);
         let n = lists.n_candidates();
-        let mut scores = vec![0f64; n];
+        let (mut scores, mut forest) = match start {
+            None => (vec![0f64; n], Forest::default()),
+            Some(t) => {
+                let scores = (0..n)
+                    .map(|r| {
+                        let x = &lists.x[r * d..(r + 1) * d];
+                        f64::from(t.score(lists.segment[r] as usize, x))
+                    })
+                    .collect();
+                let forest = Forest {
+                    roots: t.roots.to_vec(),
+                    split_on: t.split_on.to_vec(),
+                    threshold: t.threshold.to_vec(),
+                    left: t.left.to_vec(),
+                    right: t.right.to_vec(),
+                    leaf: t.leaf.to_vec(),
+                };
+                (scores, forest)
+            }
+        };
         let (mut grad, mut hess) = (vec![0f64; n], vec![0f64; n]);
-        let mut forest = Forest::default();
         let mut order: Vec<u32> = Vec::with_capacity(n);
         for _ in 0..params.trees {
             // Rows in their own order at every root: histograms sum in the same order, and
@@ -1053,6 +1101,43 @@ mod tests {
         let additive = crate::rank::AdditiveRanker::train(&flat, 1, None, &params).unwrap();
         let a = top1(&test, |_, x| additive.score(0, x));
         assert!(a < 0.6, "additive ranks first {a}");
+    }
+
+    #[test]
+    fn more_trees_keep_the_first_and_learn_what_they_missed() {
+        // Trained on segment 0's lists alone, the trees do not know segment 1's reversed rule.
+        let train = interaction_lists(600, 1);
+        let test = interaction_lists(300, 99);
+        let mut base_lists = RankLists::new(3);
+        for (i, w) in train.ptr.windows(2).enumerate() {
+            if i % 2 == 0 {
+                for r in w[0]..w[1] {
+                    let x = &train.x[r * 3..(r + 1) * 3];
+                    base_lists.push(x, train.relevance[r], 0).unwrap();
+                }
+                assert!(base_lists.finish());
+            }
+        }
+        let base = BoostedTrees::train(&base_lists, 2, None, None, &small()).unwrap();
+        let before = top1(&test, |s, x| base.score(s, x));
+        let more = base.train_more(&train, None, None, &small()).unwrap();
+        let after = top1(&test, |s, x| more.score(s, x));
+        assert!(
+            before < 0.6 && after > 0.95,
+            "top one {before} then {after}"
+        );
+        // Its first trees are the base's, the same nodes and leaves.
+        let n = base.roots.len();
+        assert_eq!(more.roots.len(), n + small().trees);
+        assert_eq!(&more.roots[..n], &base.roots[..]);
+        assert_eq!(&more.leaf[..base.leaf.len()], &base.leaf[..]);
+        assert_eq!(&more.split_on[..base.split_on.len()], &base.split_on[..]);
+        // Lists of other features are refused.
+        let mut other = RankLists::new(2);
+        other.push(&[1.0, 0.0], 1.0, 0).unwrap();
+        other.push(&[0.0, 1.0], 0.0, 0).unwrap();
+        assert!(other.finish());
+        assert!(base.train_more(&other, None, None, &small()).is_err());
     }
 
     #[test]
