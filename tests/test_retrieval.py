@@ -225,8 +225,14 @@ def test_integer_product_ids_come_back_as_integers(tmp_path: Path) -> None:
     assert ids(r.retrieve("paint roller", 1)) == [104]  # type: ignore[list-item]
     assert sorted(r.model.products()) == sorted(catalogue)  # type: ignore[type-var]
     saved = r.save(tmp_path / "r.xrc")
-    for loaded in (ProductRetriever.load(saved), pickle.loads(pickle.dumps(r))):
+    for loaded in (
+        ProductRetriever.load(saved),
+        ProductRetriever.load(saved, mmap=True),
+        pickle.loads(pickle.dumps(r)),
+    ):
         assert loaded.retrieve_batch(["couch", "hose"], 2) == r.retrieve_batch(["couch", "hose"], 2)
+        # The catalogue's titles are kept with it, by the ids as given.
+        assert loaded.titles() == catalogue
     # String ids that look like numbers stay strings.
     assert all(isinstance(p, str) for p, _ in _shared().retrieve("couch", 3))
 
@@ -281,3 +287,10 @@ def test_cli_trains_saves_and_retrieves(tmp_path: Path, capsys: pytest.CaptureFi
     assert "--min-relevance (1.0) must be above --zero-relevance (1.0)" in capsys.readouterr().err
     assert main([*args, "--min-relevance", "3.5", "x"]) == 2
     assert "no judgment reaches --min-relevance 3.5" in capsys.readouterr().err
+
+
+def test_products_outside_the_catalogue_have_empty_titles() -> None:
+    r = ProductRetriever(max_leaf_size=2, progress=False).fit(
+        [q for q, _ in PAIRS], [p for _, p in PAIRS]
+    )
+    assert r.titles() == {p: "" for _, p in PAIRS}

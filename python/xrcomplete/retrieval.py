@@ -241,6 +241,11 @@ class ProductRetriever:
         """``retrieve`` for every query, in parallel."""
         return self.model.retrieve_batch(queries, k)
 
+    def titles(self) -> dict[ProductId, str]:
+        """The catalogue's titles, kept with the retriever (saved and loaded with it): product
+        id -> title (``""`` for a product judged but not in the catalogue)."""
+        return dict(zip(self.model.products(), self.model.titles()))
+
     def save(self, path: PathLike) -> Path:
         """Saves atomically to ``path`` (or ``path/retriever.xrc`` for a directory)."""
         target = _model_path(path, saving=True, name="retriever.xrc")

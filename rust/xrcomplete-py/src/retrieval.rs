@@ -213,6 +213,14 @@ impl ProductRetrieverModel {
         self.inner.products().map(|id| id_to_py(py, id)).collect()
     }
 
+    /// Product titles as the catalogue gave them, by label id (aligned with `products()`; ""
+    /// for a product outside the catalogue, or in a file saved before titles were kept).
+    fn titles(&self) -> Vec<&str> {
+        (0..self.inner.products().len())
+            .map(|i| self.inner.title(i as u32))
+            .collect()
+    }
+
     /// The default candidate options, as a dict.
     fn rank_params(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let r = self.inner.rank_params();

@@ -340,6 +340,9 @@ pub struct ProductRetriever {
     /// Product ids, by label id (integers in decimal when `integer_ids`).
     products: Strings,
     integer_ids: bool,
+    /// Product titles as the catalogue gave them, by label id (empty in files saved before
+    /// they were kept).
+    names: Strings,
     /// Feature -> (product, weight of the feature in the product's normalised title row).
     titles: CsrArrays,
     /// The same weights by product: product -> (feature, weight).
@@ -583,6 +586,8 @@ impl ProductRetriever {
                 model,
                 products: ids.clone(),
                 integer_ids,
+                // Ranks and is dropped: no title is read.
+                names: Strings::new(std::iter::empty::<&str>())?,
                 titles: title_index.clone(),
                 title_rows: title_rows.clone(),
                 bm25: bm25.clone(),
@@ -629,7 +634,7 @@ impl ProductRetriever {
         Self::from_parts(
             training.features,
             model,
-            (ids, integer_ids),
+            (ids, integer_ids, Strings::new(titles)?),
             [title_index, title_rows],
             bm25,
             stats.into(),
@@ -642,7 +647,7 @@ impl ProductRetriever {
     fn from_parts(
         features: FeatureConcat,
         model: XrLinear,
-        (products, integer_ids): (Strings, bool),
+        (products, integer_ids, names): (Strings, bool, Strings),
         [titles, title_rows]: [CsrArrays; 2],
         bm25: Bm25,
         stats: Array<f32>,
@@ -681,10 +686,14 @@ impl ProductRetriever {
         if integer_ids && !products.iter().all(is_canonical_integer) {
             return bad("integer product ids that are not integers".into());
         }
+        if names.len() != n {
+            return bad(format!("{} titles for {n} products", names.len()));
+        }
         Ok(ProductRetriever {
             features,
             model,
             products,
+            names,
             integer_ids,
             titles,
             title_rows,
@@ -723,6 +732,12 @@ impl ProductRetriever {
         self.id_at(label as usize)
     }
 
+    /// The title of product `label` as the catalogue gave it (`label < n_products`; empty in
+    /// a file saved before titles were kept).
+    pub fn title(&self, label: u32) -> &str {
+        self.names.get(label as usize)
+    }
+
     fn id_at(&self, i: usize) -> ProductId<'_> {
         let text = self.products.get(i);
         match (self.integer_ids, text.parse()) {
@@ -743,6 +758,7 @@ impl ProductRetriever {
             + self.titles.nbytes()
             + self.title_rows.nbytes()
             + self.products.nbytes()
+            + self.names.nbytes()
             + self.bm25.memory_bytes()
             + self.stats.nbytes()
             + self.ranker.memory_bytes()
@@ -935,7 +951,7 @@ impl Persist for ProductRetriever {
     const KIND: Kind = Kind::ProductRetriever;
 
     /// Sections: the candidate options and flags, the features, the model and the ranker
-    /// (complete files of their own), the product ids, the title index, the BM25 index, the
+    /// (complete files of their own), the product ids, their titles, the title index, the BM25 index, the
     /// product statistics.
     fn writer(&self) -> Writer<'_> {
         let r = &self.rank;
@@ -955,6 +971,7 @@ impl Persist for ProductRetriever {
             .file("model", self.model.writer())
             .file("ranker", self.ranker.writer());
         self.products.write(&mut w, "ids");
+        self.names.write(&mut w, "names");
         if self.integer_ids {
             w.u64s("int_ids", [1]);
         }
@@ -992,6 +1009,11 @@ impl Persist for ProductRetriever {
             other => other,
         };
         let products = Strings::read(r, "ids", "product ids")?;
+        // Files written before the titles were kept have none: every title is empty.
+        let names = match r.has("names") {
+            true => Strings::read(r, "names", "product titles")?,
+            false => Strings::new(std::iter::repeat_n("", products.len()))?,
+        };
         // Files written before integer ids have no such section: their ids are text.
         let integer_ids = match r.has("int_ids") {
             false => false,
@@ -1006,7 +1028,7 @@ impl Persist for ProductRetriever {
         Self::from_parts(
             features,
             r.nested("model")?,
-            (products, integer_ids),
+            (products, integer_ids, names),
             [titles, title_rows],
             Bm25::read(r)?,
             r.array("stats")?,
