@@ -31,8 +31,22 @@ and after, with its peak (VmHWM).
 
 Then, for the guarded server only: resident memory sampled over 1,000,000 requests, and
 reloads of the model (``POST /admin/reload`` with the admin key) during a 64-connection run
-(requests failed: must be 0). Every server is started on a free loopback port and always
-stopped; every run is bounded in time. ``--quick``: short runs, to check the script works.
+(requests failed: must be 0).
+
+Then products as you type: a ``ProductRetriever`` trained on the Home Depot judgments (graded,
+as ``benches/retrieval.py`` trains it) served by ``xrcomplete serve --products`` beside the
+completer, against uvicorn + starlette calling ``retrieve`` (``serve_baseline.py``), 2 workers
+each; requests replay the Home Depot validation queries, each a ``GET
+/v1/products?q=..&k=10``. The ceiling is ``retrieve`` alone on 2 threads (``retrieve_batch``),
+no HTTP, over as many seconds as a wrk run, measured again in each of ``--rounds`` rounds (the
+machine is shared: a burst, or the best of a few, would catch its quiet moments only); per
+number of connections, the medians of the rounds: requests per second, p50 / p99, errors, the
+share of the ceiling (the median of the rounds' ratios; target: >= 90% at 16 connections, zero
+errors); the answers are checked equal first.
+``--products-only`` runs this part alone (the completer served beside the products is then
+one trained in seconds on the Home Depot search terms, as the demo's).
+Every server is started on a free loopback port and always stopped; every run is bounded in
+time. ``--quick``: short runs, to check the script works.
 ``--save [TAG]``: also write the output to benches/results/serve_<date>[-TAG].txt.
 """
 
@@ -66,8 +80,8 @@ from typing import Any
 from benchdata import add_data_option, model_or_train, require
 
 import xrcomplete
-from xrcomplete import Completer
-from xrcomplete.data import session_pairs
+from xrcomplete import Completer, ProductRetriever
+from xrcomplete.data import read_catalogue, read_judgments, session_pairs
 
 HERE = Path(__file__).resolve().parent
 CONNECTIONS = (1, 16, 64)
@@ -224,11 +238,13 @@ def serving(model: Path, options: dict[str, Any], log: Path) -> Iterator[Served]
         proc.stdout.close()
 
 
-def baseline(model: Path) -> tuple[list[str], str, dict[str, str]]:
+def baseline(model: Path, products: Path | None = None) -> tuple[list[str], str, dict[str, str]]:
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "serve_baseline:app", "--app-dir", str(HERE)]
     cmd += ["--workers", "2", "--port", str(port), "--log-level", "warning", "--no-access-log"]
     env = {**os.environ, "XRCOMPLETE_MODEL": str(model), "OPENBLAS_NUM_THREADS": "1"}
+    if products is not None:
+        env["XRCOMPLETE_PRODUCTS"] = str(products)
     return cmd, f"http://127.0.0.1:{port}", env
 
 
@@ -300,14 +316,17 @@ def client_headers(n: int) -> dict[str, str]:
     return {"Origin": ORIGIN, "X-Forwarded-For": f"203.0.113.{n % 254 + 1}"}
 
 
-def same_answers(a: str, b: str, targets: Sequence[str], headers: bool = False) -> None:
-    """Both servers give the same suggestions (text, score, source, highlight)."""
+def same_answers(
+    a: str, b: str, targets: Sequence[str], headers: bool = False, field: str = "suggestions"
+) -> None:
+    """Both servers give the same suggestions (text, score, source, highlight), or the same
+    products (id, title, score) with ``field="products"``."""
     for i, target in enumerate(targets):
         answers = []
         for url in (a, b):
             req = urllib.request.Request(url + target, headers=client_headers(i) if headers else {})
             with urllib.request.urlopen(req, timeout=30) as r:
-                answers.append(json.loads(r.read())["suggestions"])
+                answers.append(json.loads(r.read())[field])
         if answers[0] != answers[1]:
             raise SystemExit(f"serve.py: the servers disagree on {target}: {answers}")
 
@@ -368,6 +387,125 @@ def ceiling(model: Path, cases: list[tuple[str, str]]) -> float:
     return best
 
 
+RELEVANT = 2.33  # a Home Depot judgment this high is relevant (the data's README)
+
+
+def train_products(data: Path, folder: Path) -> tuple[Path, list[str]]:
+    """A product retriever trained on the Home Depot judgments (graded, gain = grade - 1) and
+    saved in ``folder``, and the validation queries."""
+    products, train, valid = require(
+        data, "homedepot_products.tsv", "homedepot_train.tsv", "homedepot_valid.tsv"
+    )
+    catalogue = read_catalogue(products)
+    judged = list(read_judgments(train))
+    start = time.perf_counter()
+    retriever = ProductRetriever(progress=False, relevant_gain=RELEVANT - 1.0).fit(
+        [q for q, _, _ in judged],
+        [p for _, p, _ in judged],
+        catalogue,
+        relevance=[r - 1.0 for _, _, r in judged],
+    )
+    print(f"trained the product retriever in {time.perf_counter() - start:.0f} s", flush=True)
+    queries = list(dict.fromkeys(q for q, _, _ in read_judgments(valid)))
+    return retriever.save(folder / "retriever.xrc"), queries
+
+
+def shop_completer(data: Path, folder: Path) -> Path:
+    """A completer of the Home Depot search terms (a log without sessions), trained in seconds:
+    the suggestions of the same site as the products."""
+    (train,) = require(data, "homedepot_train.tsv")
+    terms = [q for q, _, _ in read_judgments(train)]
+    return Completer(progress=False).fit([("", q) for q in terms]).save(folder / "shop.xrc")
+
+
+def products_ceiling(retriever: Path, queries: list[str], seconds: float) -> float:
+    """Calls per second of ``retrieve`` alone on 2 threads (``retrieve_batch``), no HTTP, over
+    ``seconds`` (as long as a wrk run: a burst of a fraction of a second, or the best of a few,
+    catches the machine's quiet moments, which a run of seconds averages over)."""
+    r = ProductRetriever.load(retriever, mmap=True)
+    r.retrieve_batch(queries, 10)  # warm-up
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        r.retrieve_batch(queries, 10)
+        calls += len(queries)
+    return calls / (time.perf_counter() - start)
+
+
+def products_section(
+    out: Report,
+    data: Path,
+    tmp: Path,
+    completer: Path,
+    seconds: float,
+    warm_up: float,
+    rounds: int,
+) -> None:
+    """xrcomplete serve --products against uvicorn + starlette around ``retrieve``, in
+    ``rounds`` rounds, each measuring the ceiling again (the machine is shared and noisy)."""
+    retriever, queries = train_products(data, tmp)
+    targets = [
+        "/v1/products?" + urllib.parse.urlencode({"q": q, "k": "10"}, quote_via=urllib.parse.quote)
+        for q in queries
+    ]
+    paths = tmp / "product_paths.txt"
+    paths.write_text("\n".join(targets) + "\n", encoding="utf-8")
+    names = ("xrcomplete", "uvicorn")
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {
+        n: {c: [] for c in CONNECTIONS} for n in names
+    }
+    tops: list[float] = []
+    b_cmd, b_url, b_env = baseline(completer, retriever)
+    options = {**OPEN, "products": str(retriever)}
+    with serving(completer, options, tmp / "products.log") as o, running(b_cmd, b_url, b_env):
+        same_answers(o.url, b_url, targets[:300], field="products")
+        for url in (o.url, b_url):
+            wrk(url, paths, 16, warm_up)
+        for r in range(rounds):
+            print(f"products round {r + 1}/{rounds}", file=sys.stderr)
+            tops.append(products_ceiling(retriever, queries, seconds))
+            for connections in CONNECTIONS:
+                order = names if r % 2 == 0 else names[::-1]
+                for name in order:
+                    url = o.url if name == "xrcomplete" else b_url
+                    run = wrk(url, paths, connections, seconds)
+                    run["of_top"] = run["rps"] / tops[-1]
+                    runs[name][connections].append(run)
+    out()
+    out(
+        f"products: {len(targets):,} Home Depot validation queries, k=10, the same to both "
+        f"servers (checked equal on 300 first); medians of {rounds} rounds of {seconds:.0f} s, "
+        f"each round measuring the ceiling, retrieve() alone on 2 threads, no HTTP, over "
+        f"{seconds:.0f} s again ({', '.join(f'{t:,.0f}' for t in tops)}/s); of ceiling: the "
+        "median of the rounds' ratios"
+    )
+    out(f"{'connections':<12}{'server':<12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>8}{'ratio':>8}{'of ceiling':>12}")  # fmt: skip
+    med = {
+        n: {c: {k: statistics.median(r[k] for r in runs[n][c]) for k in runs[n][c][0]}
+            for c in CONNECTIONS}
+        for n in names
+    }  # fmt: skip
+    for connections in CONNECTIONS:
+        base = med["uvicorn"][connections]["rps"]
+        for name in names:
+            m = med[name][connections]
+            errors = sum(r["errors"] for r in runs[name][connections])
+            out(
+                f"{connections:<12}{name:<12}{m['rps']:>10,.0f}{m['p50']:>9.2f}"
+                f"{m['p99']:>9.2f}{errors:>8.0f}{m['rps'] / base:>7.2f}x"
+                f"{m['of_top']:>11.0%}"
+            )
+    share = med["xrcomplete"][16]["of_top"]
+    errors = sum(r["errors"] for c in CONNECTIONS for r in runs["xrcomplete"][c])
+    met = share >= 0.9 and errors == 0
+    spread = [r["of_top"] for r in runs["xrcomplete"][16]]
+    out(
+        f"target: xrcomplete at 16 connections >= 90% of the ceiling, no error: {share:.0%} "
+        f"(rounds {min(spread):.0%}-{max(spread):.0%}), {errors:.0f} errors, "
+        f"{'met' if met else 'MISSED'}"
+    )
+
+
 class Report:
     """Prints lines and keeps them, for ``--save``."""
 
@@ -409,6 +547,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "to measure",
     )
     parser.add_argument(
+        "--products-only",
+        action="store_true",
+        help="only products as you type (xrcomplete serve --products against uvicorn)",
+    )
+    parser.add_argument(
         "--save",
         nargs="?",
         const="",
@@ -445,6 +588,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     with tempfile.TemporaryDirectory(prefix="xrc-serve-") as tmp_dir:
         tmp = Path(tmp_dir)
+        if args.products_only:
+            shop = args.model if args.model is not None else shop_completer(args.data, tmp)
+            products_section(out, args.data, tmp, shop, seconds, warm_up, rounds)
+            return finish(out, save)
         model = model_or_train(args.model, train, tmp)
         served = tmp / "served.xrc"
         shutil.copyfile(model, served)
@@ -629,6 +776,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{reloads['failed']} failed{load}; {run['requests']:,.0f} requests, "
                 f"{run['errors']:.0f} failed"
             )
+        products_section(out, args.data, tmp, served, seconds, warm_up, rounds)
+    return finish(out, save)
+
+
+def finish(out: Report, save: Path | None) -> int:
+    """Writes the output to ``save`` (when given)."""
     if save is not None:
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text("\n".join(out.lines) + "\n", encoding="utf-8")

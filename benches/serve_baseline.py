@@ -4,6 +4,8 @@ Run by ``benches/serve.py`` as ``uvicorn serve_baseline:app --workers 2`` with t
 ``XRCOMPLETE_MODEL``. It answers ``GET /v1/complete?prefix=..&prev=..&k=..`` with the same JSON
 as ``xrcomplete serve`` (so the two can be compared answer for answer), calling
 ``complete`` directly in the async handler (a thread pool would only add a hop per request).
+With a saved product retriever in ``XRCOMPLETE_PRODUCTS``, also ``GET /v1/products?q=..&k=..``
+around ``ProductRetriever.retrieve``, with its titles, as ``xrcomplete serve --products``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from xrcomplete import Completer
+from xrcomplete import Completer, ProductRetriever
 from xrcomplete._core import normalize_query
 
 completer = Completer.load(os.environ["XRCOMPLETE_MODEL"], mmap=True)
+retriever = None
+titles: dict[object, str] = {}
+if os.environ.get("XRCOMPLETE_PRODUCTS"):
+    retriever = ProductRetriever.load(os.environ["XRCOMPLETE_PRODUCTS"], mmap=True)
+    titles = retriever.titles()
 
 
 async def complete(request: Request) -> JSONResponse:
@@ -57,4 +64,29 @@ async def complete(request: Request) -> JSONResponse:
     )
 
 
-app = Starlette(routes=[Route("/v1/complete", complete)])
+async def products(request: Request) -> JSONResponse:
+    params = request.query_params
+    q = params.get("q")
+    if retriever is None:
+        return JSONResponse({"error": {"code": "no_products"}}, status_code=404)
+    if q is None:
+        return JSONResponse({"error": {"code": "missing_q"}}, status_code=400)
+    try:
+        k = int(params.get("k", "10"))
+        if not 0 <= k <= 100:
+            raise ValueError
+    except ValueError:
+        return JSONResponse({"error": {"code": "bad_k"}}, status_code=400)
+    start = time.perf_counter()
+    found = retriever.retrieve(q, k)
+    took_us = int((time.perf_counter() - start) * 1e6)
+    return JSONResponse(
+        {
+            "products": [{"id": p, "title": titles[p], "score": s} for p, s in found],
+            "took_us": took_us,
+            "model": "baseline",
+        }
+    )
+
+
+app = Starlette(routes=[Route("/v1/complete", complete), Route("/v1/products", products)])

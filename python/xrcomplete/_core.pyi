@@ -475,6 +475,7 @@ class Server:
         complete_burst: int = 10,
         header_timeout: float = 30.0,
         max_connections: int = 10000,
+        products: _Path | None = None,
     ) -> Server: ...
     @property
     def host(self) -> str: ...

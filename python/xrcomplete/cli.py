@@ -41,6 +41,7 @@ from xrcomplete.data import (
 from xrcomplete.distributed import RayEngine
 from xrcomplete.metrics import BUCKETS, Report, evaluate, evaluate_batch
 from xrcomplete.progress import ProgressLine
+from xrcomplete.retrieval import RETRIEVER_FILE
 from xrcomplete.server import Server, compact, serve
 
 DEMO_SESSIONS = 4
@@ -137,7 +138,71 @@ def _print_reports(reports: Sequence[tuple[str, Report]]) -> None:
         print(f"  {name:<14}{r.mrr:>8.3f}{buckets}   {r.cases:,}")
 
 
+#: The files of a shop's data that ``quickstart --products`` reads (the Home Depot product search
+#: data, laid out as the project's shared data folder holds it).
+SHOP_FILES = ("homedepot_products.tsv", "homedepot_train.tsv")
+#: Search terms of the shop's slice that ``quickstart --products`` trains on.
+SHOP_QUERIES = 1500
+
+
+def _quickstart_products(args: argparse.Namespace) -> int:
+    """Suggestions and, beside them, products of one site, trained in seconds on a slice of
+    that site's product search data; saved, with the command that serves them."""
+    folder = Path(args.products)
+    catalogue_file, judgments_file = (folder / name for name in SHOP_FILES)
+    for path in (catalogue_file, judgments_file):
+        if not path.is_file():
+            raise UsageError(
+                f"--products: no {path.name} in {folder} (the Home Depot product search data: "
+                "product_uid<TAB>product_title, and search_term<TAB>product_uid<TAB>relevance)"
+            )
+    start = time.perf_counter()
+    judged = list(read_judgments(judgments_file, errors=args.errors))
+    terms = list(dict.fromkeys(q for q, _, _ in judged))[:SHOP_QUERIES]
+    kept = set(terms)
+    judged = [j for j in judged if j[0] in kept]
+    titles = read_catalogue(catalogue_file, errors=args.errors)
+    missing = next((p for _, p, _ in judged if p not in titles), None)
+    if missing is not None:
+        raise UsageError(f"{judgments_file}: product {missing!r} is not in {catalogue_file}")
+    products = {p: titles[p] for _, p, _ in judged}
+    print(
+        f"xrcomplete {__version__}: a slice of {folder}: the first {len(terms):,} search "
+        f"terms, their {len(judged):,} judgments and {len(products):,} products"
+    )
+    retriever = ProductRetriever(progress=False, relevant_gain=1.33).fit(
+        [q for q, _, _ in judged],
+        [p for _, p, _ in judged],
+        products,
+        relevance=[max(r - 1.0, 0.0) for _, _, r in judged],
+    )
+    # The site's search terms are its query log (a log without sessions trains too).
+    completer = Completer(progress=False).fit([("", q) for q in terms])
+    print(f"Trained the completer and the product retriever in {time.perf_counter() - start:.1f} s")
+    shown = [q for q in terms[:: max(1, len(terms) // 3)] if len(q) >= 4][:3]
+    for query in shown:
+        prefix = query[: max(2, len(query) // 3)]
+        found = completer.complete("", prefix, args.k)
+        print(f"\n  typing {prefix!r}:")
+        for i, c in enumerate(found):
+            print(f"    {c.query}")
+            if i == 0:
+                for product, score in retriever.retrieve(c.query, 3):
+                    print(f"        {score:7.3f}  {product}  {products[str(product)]}")
+    output = Path(args.output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--output: {e.strerror}: {output}") from None
+    model, saved = completer.save(output), retriever.save(output)
+    print(f"\nSaved to {model} and {saved}. The search box with both, on the demo page:")
+    print(f"  xrcomplete serve {model} --products {saved}")
+    return 0
+
+
 def _quickstart(args: argparse.Namespace) -> int:
+    if args.products:
+        return _quickstart_products(args)
     train_log, valid_log = sample_path(), sample_path(SAMPLE_VALID)
     print(f"xrcomplete {__version__}: bundled AOL slice (research use only), {train_log}")
     completer, seconds = _train(args, [str(train_log)])
@@ -219,7 +284,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _retrieve(args: argparse.Namespace) -> int:
     if not args.model and not (args.judgments and args.catalogue):
         raise UsageError("give --model, or both --judgments and --catalogue to train on")
-    target = _writable_target(args.output, "retriever.xrc") if args.output else None
+    target = _writable_target(args.output, RETRIEVER_FILE) if args.output else None
     titles = read_catalogue(args.catalogue, errors=args.errors) if args.catalogue else {}
     if args.model:
         retriever = ProductRetriever.load(args.model, mmap=True)
@@ -253,6 +318,8 @@ def _retrieve(args: argparse.Namespace) -> int:
         )
         if target:
             print(f"saved to {retriever.save(target)}")
+    # The titles kept with the retriever, unless a catalogue was given.
+    titles = titles or {str(p): t for p, t in retriever.titles().items()}
     for query in args.query:
         start = time.perf_counter()
         hits = retriever.retrieve(query, args.k)
@@ -331,6 +398,7 @@ def _serve(args: argparse.Namespace) -> int:
         complete_burst=args.complete_burst,
         header_timeout=args.header_timeout,
         max_connections=args.max_connections,
+        products=args.products,
     )
     print("xrcomplete: stopped", flush=True)
     return 0
@@ -556,6 +624,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     quick.add_argument("-k", type=_positive, default=5, help="completions shown per prefix")
+    quick.add_argument(
+        "--products",
+        metavar="DIR",
+        help="instead, suggestions and products of one shop, trained in seconds on a slice of "
+        f"the Home Depot product search data in DIR ({' and '.join(SHOP_FILES)}; not "
+        "bundled: see the README)",
+    )
+    quick.add_argument(
+        "-o",
+        "--output",
+        default="shop",
+        help="with --products: the folder the two models are saved in",
+    )
     _add_training_options(quick)
     quick.set_defaults(run=_quickstart)
 
@@ -647,6 +728,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     serve_.add_argument("model", help="a completer saved by 'xrcomplete train'")
+    serve_.add_argument(
+        "--products",
+        metavar="RETRIEVER",
+        help="a product retriever saved by 'xrcomplete retrieve --output', served at "
+        "/v1/products and reloaded with the model",
+    )
     serve_.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (other than loopback: say so)"
     )

@@ -59,6 +59,10 @@ def _product_id(value: object, where: str) -> ProductId:
     raise TypeError(f"{where}: product ids must be str or int, got {value!r}")
 
 
+#: The file a product retriever is saved to when ``save`` is given a directory.
+RETRIEVER_FILE = "retriever.xrc"
+
+
 class ProductRetriever:
     """Query -> products, trained on judged (query, product) pairs and a catalogue of titles.
 
@@ -248,7 +252,7 @@ class ProductRetriever:
 
     def save(self, path: PathLike) -> Path:
         """Saves atomically to ``path`` (or ``path/retriever.xrc`` for a directory)."""
-        target = _model_path(path, saving=True, name="retriever.xrc")
+        target = _model_path(path, saving=True, name=RETRIEVER_FILE)
         self.model.save(target)
         return target
 
@@ -258,7 +262,7 @@ class ProductRetriever:
         the file (see ``Completer.load``)."""
         retriever = cls(progress=False)
         retriever._model = _core.ProductRetrieverModel.load(
-            _model_path(path, saving=False, name="retriever.xrc"), mmap=mmap
+            _model_path(path, saving=False, name=RETRIEVER_FILE), mmap=mmap
         )
         rank = retriever._model.rank_params()
         retriever.beam_size = int(rank["beam_size"])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from xrcomplete._core import CompleterModel, Server, read_event_log
 from xrcomplete.completer import Completer, _model_path
 from xrcomplete.data import PathLike
+from xrcomplete.retrieval import RETRIEVER_FILE
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -54,6 +55,7 @@ class ServerOptions(TypedDict, total=False):
     complete_burst: int
     header_timeout: float
     max_connections: int
+    products: PathLike | None
 
 
 def start(model: PathLike, **options: Unpack[ServerOptions]) -> Server:
@@ -92,6 +94,11 @@ def start(model: PathLike, **options: Unpack[ServerOptions]) -> Server:
     browser. A client that has not sent a whole request ``header_timeout`` seconds after
     connecting (or after its last answer) is dropped; ``max_connections`` are open at most.
 
+    ``products`` (a file, or a folder holding ``retriever.xrc``): a saved ``ProductRetriever``
+    served at ``GET /v1/products?q=&k=10`` (``retrieve(q, k)``'s products, exactly, with their
+    titles), read, watched and reloaded with the completer, under the same keys, CORS and
+    completion rate; without it that route answers 404.
+
     >>> import xrcomplete.server
     >>> with xrcomplete.server.start("model.xrc", port=0) as server:  # doctest: +SKIP
     ...     print(server.url)
@@ -101,6 +108,8 @@ def start(model: PathLike, **options: Unpack[ServerOptions]) -> Server:
     for name in _LISTS:
         if name in given:
             given[name] = list(given[name])
+    if given.get("products") is not None:
+        given["products"] = _model_path(given["products"], saving=False, name=RETRIEVER_FILE)
     return Server(_model_path(model, saving=False), **given)
 
 

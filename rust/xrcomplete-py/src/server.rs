@@ -72,8 +72,9 @@ fn rate(name: &str, per_minute: Option<f64>, burst: u32) -> PyResult<Option<Rate
 
 #[pymethods]
 impl Server {
-    /// Loads the completer at `path` (read into memory), binds `host:port` (port 0: a free one) and
-    /// starts serving; returns once requests are accepted.
+    /// Loads the completer at `path` (and the product retriever at `products`; both read into
+    /// memory), binds `host:port` (port 0: a free one) and starts serving; returns once
+    /// requests are accepted.
     #[new]
     #[pyo3(signature = (
         path, *, host = "127.0.0.1", port = 8000, workers = 0, max_k = 100,
@@ -84,7 +85,7 @@ impl Server {
         blocklist = None, admin_key = None, record_keys = Vec::new(), search_keys = Vec::new(),
         trusted_proxies = Vec::new(), cors_origins = Vec::new(), live_min_clients = None,
         record_rate = Some(60.0), record_burst = 10, complete_rate = None, complete_burst = 10,
-        header_timeout = 30.0, max_connections = 10_000,
+        header_timeout = 30.0, max_connections = 10_000, products = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -119,8 +120,10 @@ impl Server {
         complete_burst: u32,
         header_timeout: f64,
         max_connections: usize,
+        products: Option<PathBuf>,
     ) -> PyResult<Self> {
         let mut config = Config::new(path);
+        config.products_path = products;
         config.host = host_addr(host)?;
         config.port = port;
         config.workers = workers;

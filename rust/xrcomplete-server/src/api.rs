@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use xrcomplete_core::live::wal::EventLog;
 use xrcomplete_core::live::{client_id, LiveCounts, Recorded, Search};
 use xrcomplete_core::qac::{self, normalize_query, CompleteScratch};
+use xrcomplete_core::retrieval::{ProductId, RetrieveScratch};
 
 use crate::access::{client_of, KeyError, Keys, Limiter, Refused, Role};
 use crate::metrics::Metrics;
@@ -174,6 +175,7 @@ impl IntoResponse for ApiError {
 
 thread_local! {
     static SCRATCH: RefCell<CompleteScratch> = RefCell::default();
+    static PRODUCT_SCRATCH: RefCell<RetrieveScratch> = RefCell::default();
 }
 
 /// The router of every route, with its metrics, body limit and timeout; `cors` applies to the
@@ -185,6 +187,7 @@ pub fn router(
 ) -> Router {
     let mut public = Router::new()
         .route("/v1/complete", get(complete))
+        .route("/v1/products", get(products))
         .route("/v1/searches", post(record_search))
         .method_not_allowed_fallback(method_not_allowed);
     if let Some(cors) = cors {
@@ -236,6 +239,27 @@ impl AppState {
             return Err(ApiError::key_required(what));
         }
         Ok(role)
+    }
+
+    /// The per-client rate of completions (and product searches) of a caller without a
+    /// record key: 429 past it.
+    fn check_search_rate(
+        &self,
+        client: Client,
+        role: Option<Role>,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        match (&self.complete_limit, role < Some(Role::Record)) {
+            (Some(limit), true) => limit.check(client.0).map_err(|refused| {
+                self.metrics.completion_limited();
+                match refused {
+                    Refused::Wait(wait) => ApiError::rate_limited(wait, what),
+                    // One request never exceeds a burst of at least 1.
+                    Refused::TooMany { .. } => ApiError::rate_limited(Duration::ZERO, what),
+                }
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Admin routes need the admin key, whoever asks (a proxy on this machine makes every
@@ -347,6 +371,23 @@ fn check_text(name: &str, text: &str, limits: &Limits) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The parameter `k` (`given` if it came before): an integer from 0 to `max_k`.
+fn parse_k(given: Option<usize>, value: &str, limits: &Limits) -> Result<usize, ApiError> {
+    if given.is_some() {
+        return Err(ApiError::bad("repeated_parameter", "k is given twice"));
+    }
+    let k = value.parse::<usize>().ok().filter(|&k| k <= limits.max_k);
+    k.ok_or_else(|| {
+        ApiError::bad(
+            "bad_k",
+            format!(
+                "k must be an integer from 0 to {}, got {value:?}",
+                limits.max_k
+            ),
+        )
+    })
+}
+
 fn check_session(id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > MAX_SESSION_BYTES {
         return Err(ApiError::bad(
@@ -379,19 +420,7 @@ impl CompleteParams {
                 }
                 "session" => &mut p.session,
                 "k" => {
-                    if p.k.is_some() {
-                        return Err(ApiError::bad("repeated_parameter", "k is given twice"));
-                    }
-                    let k = value.parse::<usize>().ok().filter(|&k| k <= limits.max_k);
-                    p.k = Some(k.ok_or_else(|| {
-                        ApiError::bad(
-                            "bad_k",
-                            format!(
-                                "k must be an integer from 0 to {}, got {value:?}",
-                                limits.max_k
-                            ),
-                        )
-                    })?);
+                    p.k = Some(parse_k(p.k, &value, limits)?);
                     continue;
                 }
                 _ => {
@@ -458,16 +487,7 @@ async fn complete(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<CompleteAnswer>, ApiError> {
     let role = st.public_role(&headers, "completions")?;
-    if let (Some(limit), true) = (&st.complete_limit, role < Some(Role::Record)) {
-        limit.check(client.0).map_err(|refused| {
-            st.metrics.completion_limited();
-            match refused {
-                Refused::Wait(wait) => ApiError::rate_limited(wait, "completions"),
-                // One request never exceeds a burst of at least 1.
-                Refused::TooMany { .. } => ApiError::rate_limited(Duration::ZERO, "completions"),
-            }
-        })?;
-    }
+    st.check_search_rate(client, role, "completions")?;
     let p = CompleteParams::parse(raw.as_deref(), &st.limits)?;
     let prefix = p.prefix.unwrap_or_default();
     let history = match (p.prev, &p.session) {
@@ -507,6 +527,111 @@ async fn complete(
         took_us,
         model: served.id.clone(),
     }))
+}
+
+/// The parameters of `GET /v1/products`, checked.
+#[derive(Debug)]
+struct ProductParams {
+    q: String,
+    k: usize,
+}
+
+impl ProductParams {
+    fn parse(raw: Option<&str>, limits: &Limits) -> Result<Self, ApiError> {
+        let pairs = query::parse(raw.unwrap_or(""))
+            .map_err(|e| ApiError::bad("bad_encoding", e.to_string()))?;
+        let (mut q, mut k) = (None, None);
+        for (name, value) in pairs {
+            match name.as_str() {
+                "q" if q.is_some() => {
+                    return Err(ApiError::bad("repeated_parameter", "q is given twice"))
+                }
+                "q" => {
+                    check_text(&name, &value, limits)?;
+                    q = Some(value);
+                }
+                "k" => k = Some(parse_k(k, &value, limits)?),
+                _ => {
+                    return Err(ApiError::bad(
+                        "unknown_parameter",
+                        format!("unknown parameter {name:?}; the parameters are q and k"),
+                    ))
+                }
+            }
+        }
+        Ok(ProductParams {
+            q: q.ok_or_else(|| ApiError::bad("missing_q", "q is required"))?,
+            k: k.unwrap_or(10),
+        })
+    }
+}
+
+/// A product id as the catalogue gave it: a JSON string or integer.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ProductIdJson<'a> {
+    Text(&'a str),
+    Integer(i64),
+}
+
+#[derive(Serialize)]
+struct Product<'a> {
+    id: ProductIdJson<'a>,
+    /// The catalogue's title.
+    title: &'a str,
+    /// As f64, so that it reads back as exactly the f32 the retriever gave.
+    score: f64,
+}
+
+#[derive(Serialize)]
+struct ProductsAnswer<'a> {
+    products: Vec<Product<'a>>,
+    took_us: u64,
+    /// The id of the product retriever (a fingerprint of its file).
+    model: &'a str,
+}
+
+/// `GET /v1/products?q=&k=10`: the products of `ProductRetriever.retrieve(q, k)`, exactly,
+/// with their titles; under the keys and the completions' rate of `/v1/complete`.
+async fn products(
+    State(st): State<Arc<AppState>>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let role = st.public_role(&headers, "products")?;
+    let served = st.model.current();
+    let Some(products) = &served.products else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_products",
+            "this server serves no product retriever: start it with --products RETRIEVER",
+        ));
+    };
+    st.check_search_rate(client, role, "products")?;
+    let p = ProductParams::parse(raw.as_deref(), &st.limits)?;
+    let r = &products.retriever;
+    let start = Instant::now();
+    let found =
+        PRODUCT_SCRATCH.with_borrow_mut(|scratch| r.retrieve(&p.q, p.k, r.rank_params(), scratch));
+    let took_us = start.elapsed().as_micros() as u64;
+    let found = found.map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+    let answer = ProductsAnswer {
+        products: found
+            .into_iter()
+            .map(|(label, score)| Product {
+                id: match r.product(label) {
+                    ProductId::Text(id) => ProductIdJson::Text(id),
+                    ProductId::Integer(id) => ProductIdJson::Integer(id),
+                },
+                title: r.title(label),
+                score: f64::from(score),
+            })
+            .collect(),
+        took_us,
+        model: &products.id,
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// One search of `POST /v1/searches`.

@@ -32,7 +32,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -82,6 +82,9 @@ pub enum ServeError {
 pub struct Config {
     /// The saved completer (a file written by `Completer.save`).
     pub model_path: PathBuf,
+    /// A saved product retriever (`ProductRetriever.save`) served at `GET /v1/products`,
+    /// loaded, watched and reloaded with the completer (None: that route answers 404).
+    pub products_path: Option<PathBuf>,
     /// The address to listen on (default 127.0.0.1: this machine only).
     pub host: IpAddr,
     /// The port (default 8000; 0 picks a free one, see [`Server::addr`]).
@@ -210,6 +213,7 @@ impl Config {
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         Config {
             model_path: model_path.into(),
+            products_path: None,
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8000,
             workers: 0,
@@ -232,6 +236,11 @@ impl Config {
             header_timeout: Duration::from_secs(30),
             max_connections: 10_000,
         }
+    }
+
+    /// The files the model is read from: the completer's, then the product retriever's.
+    fn watched(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.model_path.as_path()).chain(self.products_path.as_deref())
     }
 
     fn check(&self) -> Result<(), ServeError> {
@@ -315,10 +324,11 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, ServeError> {
         config.check()?;
         // Taken before the model is read: a file replaced from now on is seen as changed.
-        let stamp = file_stamp(&config.model_path);
+        let stamp = config.watched().map(file_stamp).collect();
         let metrics = metrics::Metrics::default();
         let model = model::ModelSlot::open(
             config.model_path.clone(),
+            config.products_path.clone(),
             config.blocklist.clone(),
             &metrics,
         )?;
@@ -474,19 +484,15 @@ async fn run(
     stop: Arc<watch::Sender<bool>>,
     mut stopped: watch::Receiver<bool>,
     config: Config,
-    stamp: Option<FileStamp>,
+    stamp: Vec<Option<FileStamp>>,
 ) -> Result<(), ServeError> {
     if config.signals {
         tokio::spawn(handle_signals(state.clone(), stop.clone()));
     }
     tokio::spawn(sweep_sessions(state.clone(), config.session_ttl));
     if let Some(every) = config.watch {
-        tokio::spawn(watch_model(
-            state.clone(),
-            config.model_path.clone(),
-            every,
-            stamp,
-        ));
+        let paths = config.watched().map(Path::to_path_buf).collect();
+        tokio::spawn(watch_model(state.clone(), paths, every, stamp));
     }
     let cors = config.access.cors()?;
     let app = api::router(state.clone(), cors, config.header_timeout);
@@ -625,31 +631,32 @@ fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
     Some((meta.ino(), meta.len(), meta.modified().ok()?))
 }
 
-/// Reloads the model whenever its file changes (polling: portable, and a model changes rarely),
-/// once the change is over: the file's stamp (inode, size, modification time) must hold still
-/// for one more interval, so that a copy still being written is not read. A file read while
-/// it changed fails its checksum; its stamp then moves on, and it is read again.
+/// Reloads the model whenever one of its files (the completer's, the product retriever's)
+/// changes (polling: portable, and a model changes rarely), once the change is over: the
+/// files' stamps (inode, size, modification time) must hold still for one more interval, so
+/// that a copy still being written is not read. A file read while it changed fails its
+/// checksum; its stamp then moves on, and it is read again.
 async fn watch_model(
     state: Arc<api::AppState>,
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     every: Duration,
-    mut seen: Option<FileStamp>,
+    mut seen: Vec<Option<FileStamp>>,
 ) {
-    let mut pending: Option<FileStamp> = None;
+    let mut pending: Option<Vec<Option<FileStamp>>> = None;
     loop {
         tokio::time::sleep(every).await;
-        let now = file_stamp(&path);
-        if now.is_none() || now == seen {
+        let now: Vec<Option<FileStamp>> = paths.iter().map(|p| file_stamp(p)).collect();
+        if now.iter().any(Option::is_none) || now == seen {
             pending = None;
             continue;
         }
-        if pending != now {
-            pending = now;
+        if pending.as_ref() != Some(&now) {
+            pending = Some(now);
             continue;
         }
         seen = now;
         pending = None;
-        reload_logged(&state, "the model file changed").await;
+        reload_logged(&state, "a model file changed").await;
     }
 }
 

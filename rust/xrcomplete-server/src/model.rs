@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use xrcomplete_core::persist::{Buffer, Persist};
 use xrcomplete_core::qac::{Blocklist, Completer};
+use xrcomplete_core::retrieval::ProductRetriever;
 
 use crate::metrics::Metrics;
 
@@ -17,8 +18,19 @@ pub struct Served {
     pub completer: Completer,
     /// A fingerprint of its file in hex: the same content always has the same id.
     pub id: String,
-    /// Seconds it took to map and check the file.
+    /// Seconds it took to read and check the file (and the retriever's).
     pub load_seconds: f64,
+    /// The product retriever served beside it (`--products`), loaded and reloaded with it.
+    pub products: Option<ServedProducts>,
+}
+
+/// A loaded product retriever and its id.
+#[derive(Debug)]
+pub struct ServedProducts {
+    /// The retriever, read from its file into the server's own memory (as the completer is).
+    pub retriever: ProductRetriever,
+    /// A fingerprint of its file in hex.
+    pub id: String,
 }
 
 impl Served {
@@ -26,16 +38,27 @@ impl Served {
     /// mapped: a map shares the file's pages, so a file overwritten in place (`cp`, `rsync
     /// --inplace`) would change under the served model and a truncated one would kill the
     /// process (SIGBUS) at the next request; a copy of its own cannot be changed by anyone.
-    /// A file changed while it is read fails its checksum and is refused.
-    pub fn load(path: &Path) -> xrcomplete_core::Result<Self> {
+    /// A file changed while it is read fails its checksum and is refused. With `products`,
+    /// the product retriever saved there is read the same way: both are served, or neither.
+    pub fn load(path: &Path, products: Option<&Path>) -> xrcomplete_core::Result<Self> {
         let start = Instant::now();
         let buf = Buffer::read(path)?;
         let completer = Completer::from_buffer(&buf).map_err(|e| e.in_file(path))?;
         let id = format!("{:016x}", buf.fingerprint());
+        let products = products
+            .map(|path| {
+                let buf = Buffer::read(path)?;
+                Ok::<_, xrcomplete_core::Error>(ServedProducts {
+                    retriever: ProductRetriever::from_buffer(&buf).map_err(|e| e.in_file(path))?,
+                    id: format!("{:016x}", buf.fingerprint()),
+                })
+            })
+            .transpose()?;
         Ok(Served {
             completer,
             id,
             load_seconds: start.elapsed().as_secs_f64(),
+            products,
         })
     }
 }
@@ -46,6 +69,8 @@ impl Served {
 #[derive(Debug)]
 pub struct ModelSlot {
     path: PathBuf,
+    /// The product retriever's file, served beside the completer.
+    products: Option<PathBuf>,
     current: ArcSwap<Served>,
     /// One reload at a time (a second waits, then loads the file as it is then).
     reloading: std::sync::Mutex<()>,
@@ -193,10 +218,11 @@ impl ModelSlot {
     /// blocklist kept in `blocklist` (an error if that file is unreadable or holds a bad term).
     pub fn open(
         path: PathBuf,
+        products: Option<PathBuf>,
         blocklist: Option<PathBuf>,
         metrics: &Metrics,
     ) -> xrcomplete_core::Result<Self> {
-        let served = Served::load(&path)?;
+        let served = Served::load(&path, products.as_deref())?;
         let blocklist = blocklist.map(BlocklistFile::open).transpose()?;
         if let Some(b) = &blocklist {
             b.apply(&served.completer)?;
@@ -204,6 +230,7 @@ impl ModelSlot {
         metrics.model_loaded(&served.id, served.load_seconds, unix_now());
         Ok(ModelSlot {
             path,
+            products,
             current: ArcSwap::from_pointee(served),
             reloading: std::sync::Mutex::new(()),
             blocklist: blocklist.map(std::sync::Mutex::new),
@@ -285,15 +312,16 @@ impl ModelSlot {
         self.current.load_full()
     }
 
-    /// Loads the file again and serves it if it is a good completer; otherwise the error, and
-    /// the old model serves on. Blocking (it reads the whole file): call it off the async
+    /// Loads the file again (and the product retriever's) and serves it if it is a good
+    /// completer (and that a good retriever); otherwise the error, and the old model serves on. Blocking (it reads the whole file): call it off the async
     /// workers.
     pub fn reload(&self, metrics: &Metrics) -> xrcomplete_core::Result<Reloaded> {
         let _one_at_a_time = self
             .reloading
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let loaded = Served::load(&self.path).map(|served| (served, self.blocklist_file()));
+        let loaded = Served::load(&self.path, self.products.as_deref())
+            .map(|served| (served, self.blocklist_file()));
         match loaded {
             Ok((served, blocklist)) => {
                 // Under the blocklist's lock: an edit lands before the swap (and is applied

@@ -1,5 +1,7 @@
 // The demo page of `xrcomplete serve`: suggestions on every keystroke, keyboard selection,
-// and searches recorded for this page's session so the next suggestions follow from them.
+// and searches recorded for this page's session so the next suggestions follow from them;
+// beside them, the products of the highlighted suggestion (or of the typed text), when the
+// server serves a product retriever.
 "use strict";
 
 const input = document.getElementById("q");
@@ -9,6 +11,9 @@ const tookOut = document.getElementById("took");
 const modelOut = document.getElementById("model");
 const history = document.getElementById("history");
 const errorOut = document.getElementById("error");
+const productsPane = document.getElementById("products");
+const productsFor = document.getElementById("products-for");
+const productList = document.getElementById("product-list");
 
 function newSessionId() {
   if (window.crypto && crypto.randomUUID) {
@@ -21,6 +26,9 @@ const session = newSessionId();
 let suggestions = [];
 let selected = -1;
 let latest = 0; // the newest request: older answers arriving late are dropped
+let productsOff = false; // the server serves no product retriever
+let productsLatest = 0; // the newest products request, as `latest`
+const productsSeen = new Map(); // query -> products, the last few (arrows go back and forth)
 
 function showError(message) {
   errorOut.textContent = message;
@@ -33,6 +41,74 @@ function close() {
   input.setAttribute("aria-expanded", "false");
   suggestions = [];
   selected = -1;
+  hideProducts();
+}
+
+function hideProducts() {
+  productsLatest++; // an answer on its way is no longer wanted
+  productsPane.hidden = true;
+  productList.replaceChildren();
+  delete productsPane.dataset.query;
+}
+
+function renderProducts(query, products) {
+  productsFor.textContent = query;
+  productList.replaceChildren();
+  for (const p of products) {
+    const item = document.createElement("li");
+    item.dataset.id = String(p.id);
+    const title = document.createElement("span");
+    title.textContent = p.title || String(p.id);
+    const id = document.createElement("span");
+    id.className = "id";
+    id.textContent = String(p.id);
+    item.append(title, id);
+    productList.append(item);
+  }
+  productsPane.dataset.query = query;
+  productsPane.hidden = false;
+}
+
+// The products of the highlighted suggestion, or of the typed text when none is; nothing for
+// an empty box.
+async function showProducts() {
+  const query = (selected >= 0 ? suggestions[selected].text : input.value).trim();
+  if (productsOff || !query) {
+    hideProducts();
+    return;
+  }
+  const id = ++productsLatest;
+  const known = productsSeen.get(query);
+  if (known) {
+    renderProducts(query, known);
+    return;
+  }
+  try {
+    const response = await fetch("v1/products?" + new URLSearchParams({ q: query, k: "5" }));
+    const body = await response.json();
+    if (response.status === 404 && body.error && body.error.code === "no_products") {
+      productsOff = true;
+      hideProducts();
+      return;
+    }
+    if (id !== productsLatest) {
+      return;
+    }
+    if (!response.ok) {
+      showError(body.error ? body.error.message : response.statusText);
+      hideProducts();
+      return;
+    }
+    if (productsSeen.size >= 100) {
+      productsSeen.delete(productsSeen.keys().next().value);
+    }
+    productsSeen.set(query, body.products);
+    renderProducts(query, body.products);
+  } catch (err) {
+    if (id === productsLatest) {
+      showError("no answer from the server: " + err);
+    }
+  }
 }
 
 function render() {
@@ -64,6 +140,7 @@ function render() {
   });
   list.hidden = suggestions.length === 0;
   input.setAttribute("aria-expanded", String(!list.hidden));
+  showProducts();
 }
 
 async function suggest() {

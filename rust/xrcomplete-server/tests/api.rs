@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 use xrcomplete_core::index::TreeSpec;
 use xrcomplete_core::persist::Persist;
 use xrcomplete_core::qac::{CompleteScratch, Completer, FitParams, Request};
+use xrcomplete_core::retrieval::{
+    FitParams as RetrievalParams, ProductId, ProductIds, ProductRetriever, RetrieveScratch,
+};
 use xrcomplete_core::xr::Progress;
 use xrcomplete_server::{Config, Key, Server};
 
@@ -1112,4 +1115,169 @@ fn a_model_file_copied_over_while_served_crashes_nothing() {
     assert_ne!(server.model_id(), first);
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert!(done.load(Ordering::Relaxed) > 20);
+}
+
+/// A product retriever of four products with integer ids, each the answer to one query.
+fn retriever(titles: [&str; 4]) -> ProductRetriever {
+    let params = RetrievalParams {
+        kmeans: xrcomplete_core::index::kmeans::KMeansParams {
+            branching: 2,
+            max_leaf_size: 2,
+            ..Default::default()
+        },
+        ..RetrievalParams::default()
+    };
+    let judged: Vec<Vec<(u32, f32)>> = (0..4).map(|p| vec![(p, 1.0)]).collect();
+    ProductRetriever::fit(
+        &["couch", "power screwdriver", "fan", "hose"],
+        &judged,
+        ProductIds::Integer(vec![100, 101, 102, 9_007_199_254_740_993]),
+        &titles,
+        &params,
+        &Progress::default(),
+    )
+    .unwrap()
+}
+
+const TITLES: [&str; 4] = [
+    "Leather Sofa in Brown",
+    "Cordless Drill 18V",
+    "Ceiling Fan with Light",
+    "Garden Hose 50 ft.",
+];
+
+#[test]
+fn products_are_the_retrievers_answers_with_their_titles() {
+    let dir = Dir::new("products");
+    let model = dir.model(&train(0.0));
+    let r = retriever(TITLES);
+    let products = dir.0.join("retriever.xrc");
+    r.save(&products).unwrap();
+    // Without a retriever, the route is a 404 with a JSON error; completions are as before.
+    let plain = start(&model, |_| {});
+    let (status, body) = get(plain.addr(), "/v1/products?q=couch");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(json_of(&body)["error"]["code"], "no_products");
+    assert_eq!(get(plain.addr(), "/v1/complete?prefix=h").0, 200);
+    drop(plain);
+    let server = start(&model, |c| c.products_path = Some(products.clone()));
+    let addr = server.addr();
+    let mut scratch = RetrieveScratch::default();
+    for (q, k) in [
+        ("couch", 3),
+        ("garden hose", 10),
+        ("ceiling fan", 1),
+        ("", 5),
+        ("zz", 5),
+    ] {
+        let (status, body) = get(addr, &format!("/v1/products?q={}&k={k}", enc(q)));
+        assert_eq!(status, 200, "{body}");
+        let found = r.retrieve(q, k, r.rank_params(), &mut scratch).unwrap();
+        let want: Vec<Value> = found
+            .iter()
+            .map(|&(label, score)| {
+                let id = match r.product(label) {
+                    ProductId::Integer(id) => json!(id),
+                    ProductId::Text(id) => json!(id),
+                };
+                json!({"id": id, "title": r.title(label), "score": f64::from(score)})
+            })
+            .collect();
+        let answer = json_of(&body);
+        assert_eq!(answer["products"], Value::Array(want), "{q}");
+        assert!(answer["took_us"].is_u64());
+        assert_eq!(answer["model"].as_str().unwrap().len(), 16);
+    }
+    let (_, body) = get(addr, "/v1/products?q=garden%20hose&k=1");
+    assert_eq!(
+        json_of(&body)["products"][0]["id"],
+        json!(9_007_199_254_740_993i64)
+    );
+    assert_eq!(json_of(&body)["products"][0]["title"], "Garden Hose 50 ft.");
+    // Bad input: a JSON 4xx, never a 5xx.
+    let long = "a".repeat(1025);
+    for (target, code) in [
+        ("/v1/products", "missing_q"),
+        ("/v1/products?k=3", "missing_q"),
+        (&format!("/v1/products?q={long}")[..], "too_long"),
+        ("/v1/products?q=couch&k=abc", "bad_k"),
+        ("/v1/products?q=couch&k=101", "bad_k"),
+        ("/v1/products?q=couch&k=-1", "bad_k"),
+        ("/v1/products?q=couch&q=sofa", "repeated_parameter"),
+        ("/v1/products?q=couch&k=1&k=2", "repeated_parameter"),
+        ("/v1/products?q=couch&prefix=c", "unknown_parameter"),
+        ("/v1/products?q=%ff", "bad_encoding"),
+    ] {
+        let (status, body) = get(addr, target);
+        assert_eq!(status, 400, "{target}: {body}");
+        assert_eq!(json_of(&body)["error"]["code"], code, "{target}");
+    }
+    assert_eq!(post(addr, "/v1/products?q=couch", "").0, 405);
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(metrics.contains(r#"route="/v1/products""#), "{metrics}");
+}
+
+#[test]
+fn the_retriever_is_reloaded_with_the_model_or_not_at_all() {
+    let dir = Dir::new("products-reload");
+    let model = dir.model(&train(0.0));
+    let products = dir.0.join("retriever.xrc");
+    retriever(TITLES).save(&products).unwrap();
+    let server = start(&model, |c| c.products_path = Some(products.clone()));
+    let addr = server.addr();
+    let title = |addr| {
+        let (_, body) = get(addr, "/v1/products?q=couch&k=1");
+        json_of(&body)["products"][0]["title"].clone()
+    };
+    let first_id = json_of(&get(addr, "/v1/products?q=couch").1)["model"].clone();
+    assert_eq!(title(addr), "Leather Sofa in Brown");
+    let mut renamed = TITLES;
+    renamed[0] = "Leather Sofa in Tan";
+    retriever(renamed).save(&products).unwrap();
+    let (status, body) = admin_post(addr, "/admin/reload", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(title(addr), "Leather Sofa in Tan");
+    assert_ne!(
+        json_of(&get(addr, "/v1/products?q=couch").1)["model"],
+        first_id
+    );
+    // A bad retriever file (here, a completer) is refused: both models serve on.
+    let completer_id = server.model_id();
+    std::fs::copy(&model, &products).unwrap();
+    let (status, body) = admin_post(addr, "/admin/reload", "");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(title(addr), "Leather Sofa in Tan");
+    assert_eq!(server.model_id(), completer_id);
+    // A start with a bad retriever file is a typed error.
+    let mut config = Config::new(&model);
+    config.port = 0;
+    config.products_path = Some(products.clone());
+    assert!(Server::start(config).is_err());
+}
+
+#[test]
+fn a_watched_retriever_file_is_reloaded_when_it_changes() {
+    let dir = Dir::new("products-watch");
+    let model = dir.model(&train(0.0));
+    let products = dir.0.join("retriever.xrc");
+    retriever(TITLES).save(&products).unwrap();
+    let server = start(&model, |c| {
+        c.products_path = Some(products.clone());
+        c.watch = Some(Duration::from_millis(50));
+    });
+    let title = || {
+        let (_, body) = get(server.addr(), "/v1/products?q=couch&k=1");
+        json_of(&body)["products"][0]["title"].clone()
+    };
+    assert_eq!(title(), "Leather Sofa in Brown");
+    let mut renamed = TITLES;
+    renamed[0] = "Leather Sofa in Tan";
+    let tmp = dir.0.join("tmp.xrc");
+    retriever(renamed).save(&tmp).unwrap();
+    std::fs::rename(&tmp, &products).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while title() != "Leather Sofa in Tan" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(title(), "Leather Sofa in Tan");
 }

@@ -1210,6 +1210,9 @@ pub(crate) mod tests {
         assert_eq!(first(&r, "garden hose"), "9007199254740993");
         let loaded = ProductRetriever::from_bytes(&r.to_bytes()).unwrap();
         assert_eq!(first(&loaded, "couch"), "100");
+        // The titles are kept, by label.
+        let kept: Vec<&str> = (0..titles.len() as u32).map(|i| loaded.title(i)).collect();
+        assert_eq!(kept, titles);
         assert_eq!(loaded.products().nth(4), Some(ProductId::Integer(i64::MIN)));
         // Text ids that look like numbers stay text.
         let text = trained();
