@@ -29,17 +29,23 @@ if os.environ.get("XRCOMPLETE_PRODUCTS"):
     titles = retriever.titles()
 
 
+def parse_k(text: str) -> int | None:
+    """``k`` from 0 to 100, as xrcomplete serve's default ``max_k``; None when it is not."""
+    try:
+        k = int(text)
+    except ValueError:
+        return None
+    return k if 0 <= k <= 100 else None
+
+
 async def complete(request: Request) -> JSONResponse:
     params = request.query_params
     prefix = params.get("prefix")
     if prefix is None:
         return JSONResponse({"error": {"code": "missing_prefix"}}, status_code=400)
     prev = params.get("prev", "")
-    try:
-        k = int(params.get("k", "10"))
-        if not 0 <= k <= 100:
-            raise ValueError
-    except ValueError:
+    k = parse_k(params.get("k", "10"))
+    if k is None:
         return JSONResponse({"error": {"code": "bad_k"}}, status_code=400)
     start = time.perf_counter()
     found = completer.complete(prev, prefix, k)
@@ -71,11 +77,8 @@ async def products(request: Request) -> JSONResponse:
         return JSONResponse({"error": {"code": "no_products"}}, status_code=404)
     if q is None:
         return JSONResponse({"error": {"code": "missing_q"}}, status_code=400)
-    try:
-        k = int(params.get("k", "10"))
-        if not 0 <= k <= 100:
-            raise ValueError
-    except ValueError:
+    k = parse_k(params.get("k", "10"))
+    if k is None:
         return JSONResponse({"error": {"code": "bad_k"}}, status_code=400)
     start = time.perf_counter()
     found = retriever.retrieve(q, k)

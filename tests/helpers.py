@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import shutil
@@ -51,6 +53,17 @@ def run_in_threads(work: Callable[[], T], n: int = 8, timeout: float = 120.0) ->
     if errors:
         raise errors[0]
     return cast(list[T], results)  # every slot was filled: no thread failed or hung
+
+
+def get_json(port: int, target: str) -> tuple[int, Any]:
+    """GET ``target`` from the server on this machine's ``port``: (status, decoded JSON)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", target)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
 
 
 def serve_cli(model: object, *options: str) -> tuple[subprocess.Popen[str], int]:

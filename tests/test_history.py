@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import get_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -189,13 +190,7 @@ def test_the_histories_give_the_session_pairs() -> None:
 
 
 def get(server: Server, target: str) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
-    try:
-        conn.request("GET", target)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+    return get_json(server.port, target)
 
 
 def post(server: Server, body: object) -> int:

@@ -4,8 +4,6 @@ as given) and their catalogue titles; bad input is a JSON 4xx; without a retriev
 
 from __future__ import annotations
 
-import http.client
-import json
 import signal
 import urllib.parse
 from collections.abc import Iterator
@@ -13,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import get_json as get
 from helpers import serve_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -59,16 +58,6 @@ def served(
     with start(sample_model[1], port=0, workers=2, products=path) as server:
         yield server, retriever
     assert server.finished
-
-
-def get(port: int, target: str) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", target)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
 
 
 def products_url(q: str, k: int | None = None) -> str:
