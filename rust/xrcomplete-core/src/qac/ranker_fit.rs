@@ -173,7 +173,19 @@ impl Completer {
         // Per case, its list given the previous query alone, and given the searches before it
         // too when there are any.
         type Lists = (Vec<Row>, Option<Vec<Row>>);
-        let mut per_case: Vec<Lists> = Vec::with_capacity(cases.len());
+        // The lists of each step are added as they are gathered (in the cases' order), up to
+        // MAX_RANK_LISTS of each kind: only one step's rows are held at once.
+        let gathered = |lists: &mut RankLists, list: &[Row]| -> Result<()> {
+            if lists.len() < MAX_RANK_LISTS {
+                for (x, rel, segment) in list {
+                    lists.push(x, *rel, *segment)?;
+                }
+                lists.finish();
+            }
+            Ok(())
+        };
+        let (mut lists, mut session_lists) =
+            (RankLists::new(N_FEATURES), RankLists::new(N_FEATURES));
         let step = searches.len().div_ceil(LIVE_STEPS).max(1);
         for start in (0..searches.len()).step_by(step) {
             let end = (start + step).min(searches.len());
@@ -209,7 +221,13 @@ impl Completer {
                     Ok((alone, with_earlier))
                 })
                 .collect::<Result<_>>()?;
-            per_case.extend(rows);
+            for (alone, with_earlier) in &rows {
+                gathered(&mut lists, alone)?;
+                if let Some(list) = with_earlier {
+                    gathered(&mut session_lists, list)?;
+                }
+            }
+            drop(rows);
             for &(prev, query, time, _) in &searches[start..end] {
                 live.record(&Search {
                     query: query.to_owned(),
@@ -220,24 +238,6 @@ impl Completer {
                 })?;
             }
         }
-        let gathered = |lists: &mut RankLists, list: &[Row]| -> Result<()> {
-            if lists.len() < MAX_RANK_LISTS {
-                for (x, rel, segment) in list {
-                    lists.push(x, *rel, *segment)?;
-                }
-                lists.finish();
-            }
-            Ok(())
-        };
-        let (mut lists, mut session_lists) =
-            (RankLists::new(N_FEATURES), RankLists::new(N_FEATURES));
-        for (alone, with_earlier) in &per_case {
-            gathered(&mut lists, alone)?;
-            if let Some(list) = with_earlier {
-                gathered(&mut session_lists, list)?;
-            }
-        }
-        drop(per_case);
         if lists.len() < MIN_RANK_LISTS {
             return Ok(((fixed_ranker()?, None), false));
         }
