@@ -987,6 +987,21 @@ impl QueryLm {
         }
     }
 
+    /// The token of session word `w`: its id when the model knows it, else a session word's
+    /// (added to `session` unless it is there or holds [`MAX_SESSION_WORDS`]; past that, the
+    /// unknown token).
+    fn known_or_session(&self, session: &mut Vec<String>, w: &str) -> u32 {
+        match self.word_id(w) {
+            Some(t) => t,
+            None => {
+                if session.len() < MAX_SESSION_WORDS && !session.iter().any(|x| x == w) {
+                    session.push(w.to_owned());
+                }
+                self.session_token(session, w)
+            }
+        }
+    }
+
     /// Prepares `s` for [`QueryLm::score_prepared`] and [`QueryLm::compose_prepared`] of
     /// completions of `prefix` (normalised) after `prev` and the searches before it
     /// (`earlier`, oldest first): the head's tokens (the prefix up to its partial word) and the
@@ -1000,15 +1015,7 @@ impl QueryLm {
         s.session.clear();
         s.prev_seq.clear();
         for w in split_words(prev) {
-            let token = match self.word_id(w) {
-                Some(t) => t,
-                None => {
-                    if s.session.len() < MAX_SESSION_WORDS && !s.session.iter().any(|x| x == w) {
-                        s.session.push(w.to_owned());
-                    }
-                    self.session_token(&s.session, w)
-                }
-            };
+            let token = self.known_or_session(&mut s.session, w);
             s.prev_seq.push(token);
         }
         s.head
@@ -1027,16 +1034,7 @@ impl QueryLm {
         for query in earlier.iter().rev() {
             s.run_seq.push(unknown);
             for w in split_words(query) {
-                let token = match self.word_id(w) {
-                    Some(t) => t,
-                    None => {
-                        if s.session.len() < MAX_SESSION_WORDS && !s.session.iter().any(|x| x == w)
-                        {
-                            s.session.push(w.to_owned());
-                        }
-                        self.session_token(&s.session, w)
-                    }
-                };
+                let token = self.known_or_session(&mut s.session, w);
                 s.run_seq.push(token);
                 if token != unknown && s.copy.binary_search(&token).is_err() {
                     s.earlier_copy.push(token);
